@@ -1,0 +1,108 @@
+# runbook: build, test, sanitizers, fuzzing, benchmarks, install.
+# `make demo` and `make test` install missing Debian packages first (.ci/deps).
+
+PKGS     := yaml-0.1 lua5.4 libcurl openssl jansson libpq hiredis
+CC       ?= cc
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DRB_VERSION='"$(VERSION)"' $(WARN) $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lm
+
+SRCS     := $(wildcard interp/*.c stdlib/*.c)
+# The engine: everything but the command line (main.c, cli.c, cmd_*.c).
+LIB_SRCS := $(filter-out interp/main.c interp/cli.c interp/cmd_%.c,$(SRCS))
+HDRS     := $(wildcard interp/*.h stdlib/*.h)
+
+B        := build
+OBJS     := $(SRCS:%.c=$(B)/obj/%.o)
+ASAN_OBJS:= $(SRCS:%.c=$(B)/asan/%.o)
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+.PHONY: all deps demo test asan valgrind fuzz bench install clean schema-check
+
+all: $(B)/runbook
+
+deps:
+	@bash .ci/deps
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/runbook: $(OBJS)
+	@echo "LD $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(B)/asan/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC (asan) $<"
+	@$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -c -o $@ $<
+
+$(B)/asan/runbook: $(ASAN_OBJS)
+	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
+
+# Unit tests link the engine's objects.
+$(B)/unit/%: tests/unit/%.c $(LIB_SRCS:%.c=$(B)/obj/%.o)
+	@mkdir -p $(dir $@)
+	@echo "LD $@"
+	@$(CC) $(ALL_CFLAGS) -Iinterp -o $@ $^ $(LDLIBS)
+
+$(B)/asan/unit/%: tests/unit/%.c $(LIB_SRCS:%.c=$(B)/asan/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -Iinterp -o $@ $^ $(LDLIBS)
+
+UNITS      := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
+ASAN_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(B)/asan/unit/%)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(B)/runbook validate runbooks/*.yaml
+	$(B)/runbook plan runbooks/evening-maintenance.yaml -p env=staging
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNITS)
+	@bash tests/run $(B)/runbook $(B)/unit
+
+asan: deps
+	@$(MAKE) --no-print-directory $(B)/asan/runbook $(ASAN_UNITS) all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		bash tests/run $(B)/asan/runbook $(B)/asan/unit
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all $(UNITS)
+	@RUNBOOK_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=yes" \
+		bash tests/run $(B)/runbook $(B)/unit
+
+FUZZ_TIME ?= 60
+$(B)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+		-Iinterp -o $@ tests/fuzz/fuzz_load.c $(LIB_SRCS) $(LDLIBS)
+
+fuzz: deps $(B)/fuzz/fuzz_load
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_load -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
+		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus tests/fuzz/seeds
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/run $(B)/runbook
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/runbook/schema \
+		$(DESTDIR)$(PREFIX)/share/doc/runbook
+	install -m 0755 $(B)/runbook $(DESTDIR)$(PREFIX)/bin/runbook
+	install -m 0644 schema/runbook.schema.json $(DESTDIR)$(PREFIX)/share/runbook/schema/
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/runbook/
+
+clean:
+	rm -rf $(B)/obj $(B)/asan $(B)/unit $(B)/fuzz $(B)/runbook

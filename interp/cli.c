@@ -1,0 +1,121 @@
+/*
+ * Helpers for the subcommands: loading a file and turning its diagnostics
+ * into output and an exit status, and printing usage.  Never called by the
+ * engine.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "runbook.h"
+#include "util.h"
+
+int rb_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("runbook: error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return RB_EXIT_INVALID;
+}
+
+int rb_cli_load(const char *path, struct rb_runbook **out)
+{
+	char *buf = NULL, *err = NULL;
+	size_t len = 0;
+	*out = NULL;
+	if (rb_read_file(path, RB_MAX_INPUT, &buf, &len, &err) < 0) {
+		fprintf(stderr, "%s: error: %s\n", path, err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	struct rb_diags d;
+	rb_diags_init(&d, path, NULL, 0);
+	struct rb_runbook *rb = rb_runbook_load(path, buf, len, &d);
+	free(buf);
+	d.src = rb->src;
+	d.srclen = rb->srclen;
+	int color = rb_use_color(stderr);
+	rb_diags_print(&d, stderr, color);
+	int rc = d.errors ? RB_EXIT_INVALID : RB_EXIT_OK;
+	rb_diags_release(&d);
+	if (rc != RB_EXIT_OK) {
+		rb_runbook_free(rb);
+		return rc;
+	}
+	*out = rb;
+	return RB_EXIT_OK;
+}
+
+void rb_opt_init(struct rb_optparse *p, const char *cmd, int argc, char **argv)
+{
+	memset(p, 0, sizeof(*p));
+	p->argc = argc;
+	p->argv = argv;
+	p->i = 1;
+	p->cmd = cmd;
+}
+
+int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts)
+{
+	if (p->i >= p->argc)
+		return RB_OPT_END;
+	char *a = p->argv[p->i++];
+	if (p->dashdash || a[0] != '-' || a[1] == '\0') {
+		p->val = a;
+		return RB_OPT_ARG;
+	}
+	if (!strcmp(a, "--")) {
+		p->dashdash = 1;
+		return rb_opt_next(p, opts);
+	}
+	if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+		return RB_OPT_HELP;
+	const char *inline_val = NULL;
+	int k;
+	for (k = 0; opts[k].longname || opts[k].name; k++) {
+		const struct rb_opt *o = &opts[k];
+		if (a[1] == '-' && o->longname) {
+			size_t n = strlen(o->longname);
+			if (!strncmp(a + 2, o->longname, n) && (a[2 + n] == '\0' || a[2 + n] == '=')) {
+				inline_val = a[2 + n] == '=' ? a + 3 + n : NULL;
+				break;
+			}
+		} else if (a[1] != '-' && o->name && a[1] == o->name) {
+			inline_val = a[2] ? a + 2 : NULL;
+			break;
+		}
+	}
+	if (!opts[k].longname && !opts[k].name) {
+		rb_usage_error("%s: unknown option '%s' (see 'runbook %s --help')", p->cmd, a,
+			       p->cmd);
+		return RB_OPT_ERROR;
+	}
+	if (!opts[k].has_arg) {
+		if (inline_val && a[1] == '-') {
+			rb_usage_error("%s: option '--%s' takes no value", p->cmd,
+				       opts[k].longname);
+			return RB_OPT_ERROR;
+		}
+		if (inline_val) {
+			rb_usage_error("%s: unknown option '%s'", p->cmd, a);
+			return RB_OPT_ERROR;
+		}
+		return k;
+	}
+	if (inline_val) {
+		p->val = inline_val;
+		return k;
+	}
+	if (p->i >= p->argc) {
+		rb_usage_error("%s: option '%s' needs a value", p->cmd, a);
+		return RB_OPT_ERROR;
+	}
+	p->val = p->argv[p->i++];
+	return k;
+}

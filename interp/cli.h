@@ -1,0 +1,75 @@
+/*
+ * What the subcommands share: the exit statuses, the command table entry, and
+ * loading a runbook file with its diagnostics printed.  Only cmd_*.c and
+ * main.c include this.
+ */
+#ifndef RB_CLI_H
+#define RB_CLI_H
+
+#include <stdio.h>
+
+struct rb_runbook;
+
+/* The exit statuses, documented in docs/cli.md. */
+enum rb_exit {
+	RB_EXIT_OK = 0,
+	RB_EXIT_FAILED = 1,     /* a run failed, or a file could not be read */
+	RB_EXIT_INVALID = 2,    /* invalid runbook, params or command line */
+	RB_EXIT_PAUSED = 3,     /* a run waits at an approval gate */
+	RB_EXIT_SIGINT = 130,
+	RB_EXIT_SIGTERM = 143,
+};
+
+struct rb_command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+	const char *usage;      /* printed by CMD --help */
+};
+
+extern const char *const rb_version;
+
+int cmd_validate(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
+int cmd_actions(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Print "runbook: error: ..." and return RB_EXIT_INVALID (usage errors). */
+int rb_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print the usage text of a command to f (main.c has the table). */
+void rb_print_usage(const char *cmd, FILE *f);
+
+/*
+ * Read and validate path, printing its diagnostics to stderr.  Returns an
+ * exit status; on RB_EXIT_OK *out is the runbook.
+ */
+int rb_cli_load(const char *path, struct rb_runbook **out);
+
+
+
+/*
+ * The one option parser.  Options are -x VALUE, -xVALUE, --long VALUE and
+ * --long=VALUE; "--" ends them; everything else is a positional argument.
+ */
+struct rb_opt {
+	char name;              /* short name, or 0 */
+	const char *longname;
+	int has_arg;
+};
+
+enum { RB_OPT_END = -1, RB_OPT_ERROR = -2, RB_OPT_ARG = -3, RB_OPT_HELP = -4 };
+
+struct rb_optparse {
+	int argc;
+	char **argv;
+	int i;
+	int dashdash;
+	const char *cmd;
+	const char *val;        /* the option's value, or the positional argument */
+};
+
+void rb_opt_init(struct rb_optparse *p, const char *cmd, int argc, char **argv);
+/* Index of the option in opts, or one of RB_OPT_*; errors are printed. */
+int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts);
+#endif

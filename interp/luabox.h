@@ -1,0 +1,63 @@
+/*
+ * The Lua sandbox: one lua_State per run (or per plan) with a byte cap on its
+ * allocator, a deadline checked by a count hook and inside pattern matching,
+ * and an environment built from an allow-list.  The real globals are never
+ * reachable from runbook code.
+ */
+#ifndef RB_LUABOX_H
+#define RB_LUABOX_H
+
+#include <jansson.h>
+#include <lua.h>
+#include <stddef.h>
+
+enum {
+	RB_LUA_MEM_DEFAULT = 64 * 1024 * 1024,
+	RB_EXPR_MS_DEFAULT = 1000,
+};
+
+struct rb_luabox;
+
+struct rb_luabox *rb_luabox_new(size_t mem_cap);
+void rb_luabox_free(struct rb_luabox *b);
+lua_State *rb_luabox_state(struct rb_luabox *b);
+
+/*
+ * Compile without running: code is an expression (is_expr) or a chunk.
+ * Returns 0, or -1 with *err (malloc'd, without chunk prefix) and *line, the
+ * line within code (1-based).
+ */
+int rb_luabox_check(struct rb_luabox *b, const char *code, size_t len, int is_expr,
+		    char **err, int *line);
+
+/*
+ * Push a new scope table: reads fall through to the sandbox's globals,
+ * assignments to globals are errors, its metatable is protected.  The caller
+ * sets params, vars, steps ... on it with rb_luabox_set_readonly or rawset.
+ */
+void rb_luabox_push_scope(struct rb_luabox *b);
+
+/* Pop the value at the top of the stack into scope[name], bypassing the
+   scope's guard against new globals. */
+void rb_luabox_set(lua_State *L, int scope, const char *name);
+
+/* Replace the table at the top of the stack with a read-only view of it. */
+void rb_luabox_readonly(lua_State *L);
+
+/*
+ * Evaluate code (an expression if is_expr, else a chunk whose return value is
+ * the result) with the scope at stack index scope, within ms milliseconds.
+ * On success pushes one value and returns 0; on failure returns -1 with *err
+ * and *line as rb_luabox_check.
+ */
+int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,
+		   int is_expr, long ms, char **err, int *line);
+
+/* Lua value <-> JSON.  rb_lua_to_json returns NULL with *err on failure. */
+json_t *rb_lua_to_json(lua_State *L, int idx, char **err);
+void rb_lua_push_json(lua_State *L, const json_t *v);
+
+/* Seconds since the epoch: RUNBOOK_NOW (epoch or RFC 3339) when set. */
+double rb_now(void);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * runbook: the command table, global options and dispatch; nothing else.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef RB_VERSION
+#define RB_VERSION "0.1.0"
+#endif
+
+const char *const rb_version = RB_VERSION;
+
+const struct rb_command rb_commands[] = {
+	{"validate", cmd_validate, "check runbooks and report every problem",
+	 "usage: runbook validate [-q] FILE...\n"
+	 "\n"
+	 "Check each runbook and report every problem as FILE:LINE:COL: error: MESSAGE.\n"
+	 "\n"
+	 "  -q, --quiet    print nothing for valid files\n"
+	 "\n"
+	 "Exit status: 0 all valid, 2 a file is invalid, 1 a file cannot be read.\n"},
+	{"plan", cmd_plan, "show what a run would do, without running anything",
+	 "usage: runbook plan FILE [-p NAME=VALUE]... [--format text|json|markdown]\n"
+	 "\n"
+	 "Show the steps in execution order, stage by stage, with every value that can\n"
+	 "be known before the run resolved. Secrets show as ***, values that depend on\n"
+	 "a step's result as <known after STEP>.\n"
+	 "\n"
+	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
+	 "  -f, --format FORMAT      text (default), json or markdown\n"
+	 "\n"
+	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
+	{"graph", cmd_graph, "draw the step graph as Graphviz dot or Mermaid",
+	 "usage: runbook graph FILE [--format dot|mermaid]\n"
+	 "\n"
+	 "  -f, --format FORMAT      dot (default) or mermaid\n"},
+	{"eval", cmd_eval, "evaluate an expression in the sandbox",
+	 "usage: runbook eval [-r FILE] [-p NAME=VALUE]... [--lua] [--timeout MS] EXPRESSION\n"
+	 "       runbook eval [-r FILE] [-p NAME=VALUE]... --run-tests CASES\n"
+	 "\n"
+	 "Evaluate a Lua expression (or with --lua a chunk) in the sandbox that runbook\n"
+	 "expressions use, with the params and vars of FILE in scope, and print the value\n"
+	 "as JSON. Steps have not run, so 'steps' is empty.\n"
+	 "\n"
+	 "  -r, --runbook FILE       the runbook whose params and vars are in scope\n"
+	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
+	 "      --lua                EXPRESSION is a chunk; its return value is printed\n"
+	 "      --timeout MS         the deadline (default 1000)\n"
+	 "      --run-tests CASES    check a file of cases (see tests/expr/)\n"},
+	{"actions", cmd_actions, "list the actions and their arguments",
+	 "usage: runbook actions [--format text|markdown]\n"},
+	{NULL, NULL, NULL, NULL},
+};
+
+void rb_print_usage(const char *cmd, FILE *f)
+{
+	for (const struct rb_command *c = rb_commands; c->name; c++)
+		if (!strcmp(c->name, cmd)) {
+			fputs(c->usage, f);
+			return;
+		}
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: runbook [--version] [--help] COMMAND [ARGS]\n\ncommands:\n", f);
+	for (const struct rb_command *c = rb_commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fputs("\nSee 'runbook COMMAND --help' and docs/cli.md.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return RB_EXIT_INVALID;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+		printf("runbook %s\n", rb_version);
+		return RB_EXIT_OK;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		if (argc > 2 && strcmp(cmd, "help") == 0) {
+			for (const struct rb_command *c = rb_commands; c->name; c++)
+				if (!strcmp(c->name, argv[2])) {
+					fputs(c->usage, stdout);
+					return RB_EXIT_OK;
+				}
+			return rb_usage_error("unknown command '%s'", argv[2]);
+		}
+		usage(stdout);
+		return RB_EXIT_OK;
+	}
+	for (const struct rb_command *c = rb_commands; c->name; c++)
+		if (!strcmp(c->name, cmd))
+			return c->fn(argc - 1, argv + 1);
+	rb_usage_error("unknown command '%s'", cmd);
+	usage(stderr);
+	return RB_EXIT_INVALID;
+}

@@ -1,0 +1,516 @@
+/*
+ * Builds the plan document: params resolved and checked, vars evaluated,
+ * then every step in stage order with its arguments rendered as far as they
+ * can be before the run.  The JSON built here is the documented format; the
+ * renderers in plan_render.c only read it.
+ */
+#include "plan.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expr.h"
+#include "graph.h"
+#include "render.h"
+#include "util.h"
+
+/* --- params ------------------------------------------------------------------ */
+
+static json_t *parse_param(const struct rb_param *p, const char *v, const char **why)
+{
+	char *end;
+	switch (p->type) {
+	case RB_T_INTEGER: {
+		errno = 0;
+		long long x = strtoll(v, &end, 10);
+		if (!*v || *end || errno) {
+			*why = "expected an integer";
+			return NULL;
+		}
+		return json_integer(x);
+	}
+	case RB_T_NUMBER: {
+		errno = 0;
+		double x = strtod(v, &end);
+		if (!*v || *end || errno || !isfinite(x)) {
+			*why = "expected a number";
+			return NULL;
+		}
+		return json_real(x);
+	}
+	case RB_T_BOOLEAN:
+		if (!strcmp(v, "true"))
+			return json_true();
+		if (!strcmp(v, "false"))
+			return json_false();
+		*why = "expected true or false";
+		return NULL;
+	case RB_T_DURATION: {
+		int64_t ms;
+		if (rb_duration_parse(v, &ms, why) < 0)
+			return NULL;
+		return json_string(v);
+	}
+	case RB_T_LIST:
+	case RB_T_MAP: {
+		json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+		if (!j || (p->type == RB_T_LIST ? !json_is_array(j) : !json_is_object(j))) {
+			json_decref(j);
+			*why = p->type == RB_T_LIST ? "expected a JSON list such as [\"a\", \"b\"]"
+						    : "expected a JSON object such as {\"a\": 1}";
+			return NULL;
+		}
+		return j;
+	}
+	default: {
+		json_t *j = json_string(v);
+		if (!j)
+			*why = "value is not valid UTF-8";
+		return j;
+	}
+	}
+}
+
+static double number_of(const json_t *v, enum rb_type t)
+{
+	if (t == RB_T_DURATION) {
+		int64_t ms = 0;
+		const char *w;
+		rb_duration_parse(json_string_value(v), &ms, &w);
+		return (double)ms;
+	}
+	return json_number_value(v);
+}
+
+/* Check enum, min and max; report at the given value's declaration. */
+static int check_param(const struct rb_param *p, const json_t *v, struct rb_diags *d)
+{
+	if (p->choices) {
+		int found = 0;
+		for (size_t i = 0; i < p->choices->n && !found; i++) {
+			json_t *c = rb_node_to_json(p->choices->items[i]);
+			found = json_equal(c, (json_t *)v) ||
+				(json_is_number(c) && json_is_number(v) &&
+				 json_number_value(c) == json_number_value(v));
+			json_decref(c);
+		}
+		if (!found) {
+			struct rb_buf b;
+			rb_buf_init(&b);
+			for (size_t i = 0; i < p->choices->n; i++)
+				rb_buf_printf(&b, "%s%s", i ? ", " : "", p->choices->items[i]->str);
+			rb_error_at(d, p->key, "param '%s' must be one of: %s", p->name, b.s);
+			rb_buf_release(&b);
+			return -1;
+		}
+	}
+	json_t *lim[2] = {p->min ? rb_node_to_json(p->min) : NULL,
+			  p->max ? rb_node_to_json(p->max) : NULL};
+	int rc = 0;
+	for (int i = 0; i < 2; i++) {
+		if (!lim[i])
+			continue;
+		double x = number_of(v, p->type), b = number_of(lim[i], p->type);
+		if (i == 0 ? x < b : x > b)
+			rc = rb_error_at(d, p->key, "param '%s' must be %s %s", p->name,
+					 i == 0 ? "at least" : "at most",
+					 i == 0 ? p->min->str : p->max->str);
+		json_decref(lim[i]);
+	}
+	return rc;
+}
+
+json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiven,
+			  struct rb_diags *d)
+{
+	json_t *out = json_object();
+	size_t errors0 = d->errors;
+	for (size_t i = 0; i < ngiven; i++) {
+		const char *eq = strchr(given[i], '=');
+		if (!eq) {
+			rb_error_pos(d, 0, 0, "-p '%s': expected NAME=VALUE", given[i]);
+			continue;
+		}
+		char *name = rb_xstrndup(given[i], (size_t)(eq - given[i]));
+		const struct rb_param *p = rb_runbook_param(rb, name);
+		if (!p) {
+			const char **names = rb_xmalloc((rb->nparams + 1) * sizeof(*names));
+			for (size_t j = 0; j < rb->nparams; j++)
+				names[j] = rb->params[j].name;
+			const char *s = rb_suggest(name, names, rb->nparams);
+			if (s)
+				rb_error_pos(d, 0, 0, "unknown param '%s' (did you mean '%s'?)", name, s);
+			else
+				rb_error_pos(d, 0, 0, "unknown param '%s'%s", name,
+					     rb->nparams ? "" : " (this runbook takes no params)");
+			free(names);
+		} else if (json_object_get(out, name)) {
+			rb_error_pos(d, 0, 0, "param '%s' is given more than once", name);
+		} else {
+			const char *why = NULL;
+			json_t *v = parse_param(p, eq + 1, &why);
+			if (!v)
+				rb_error_at(d, p->key, "-p %s: %s", name, why);
+			else if (check_param(p, v, d) < 0)
+				json_decref(v);
+			else
+				json_object_set_new(out, name, v);
+		}
+		free(name);
+	}
+	for (size_t i = 0; i < rb->nparams; i++) {
+		const struct rb_param *p = &rb->params[i];
+		if (json_object_get(out, p->name))
+			continue;
+		if (p->def)
+			json_object_set_new(out, p->name, rb_node_to_json(p->def));
+		else if (p->required)
+			rb_error_at(d, p->key, "param '%s' is required: give it with -p %s=VALUE",
+				    p->name, p->name);
+	}
+	if (d->errors > errors0) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* --- the plan ---------------------------------------------------------------- */
+
+static void sha256_hex(const char *buf, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL);
+	for (unsigned i = 0; i < n && i < 32; i++)
+		sprintf(out + 2 * i, "%02x", md[i]);
+	out[64] = '\0';
+}
+
+static json_t *duration_json(int64_t ms)
+{
+	char buf[64];
+	if (ms < 0)
+		return json_null();
+	rb_duration_format(ms, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *retry_json(const struct rb_retry *r)
+{
+	return json_pack("{s:I, s:o, s:s, s:o}", "attempts", (json_int_t)r->attempts, "delay",
+			 duration_json(r->delay_ms), "backoff",
+			 r->exponential ? "exponential" : "fixed", "max_delay",
+			 r->max_delay_ms ? duration_json(r->max_delay_ms) : json_null());
+}
+
+static json_t *ids_json(const struct rb_runbook *rb, const size_t *idx, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(rb->steps[idx[i]]->id));
+	return a;
+}
+
+/* The text of a condition as written, without ${{ }}. */
+static json_t *expr_text(const struct rb_node *n)
+{
+	const char *s = n->str;
+	size_t len = n->len;
+	if (n->tmpl && n->tmpl->whole) {
+		s = n->tmpl->parts[0].text;
+		len = n->tmpl->parts[0].len;
+	}
+	while (len && (*s == ' ' || *s == '\t' || *s == '\n'))
+		s++, len--;
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n'))
+		len--;
+	return json_stringn(s, len);
+}
+
+struct planner {
+	struct rb_runbook *rb;
+	struct rb_render r;
+	json_t *skipped;        /* step id -> the step whose false condition skips it */
+};
+
+static json_t *render(struct planner *pl, const struct rb_node *n)
+{
+	return rb_render_node(&pl->r, n);
+}
+
+static json_t *args_json(struct planner *pl, const struct rb_step *s)
+{
+	if (s->run) {
+		json_t *c = render(pl, s->run);
+		return c ? json_pack("{s:o}", "command", c) : NULL;
+	}
+	if (s->lua)
+		return json_pack("{s:s%}", "code", s->lua->str, s->lua->len);
+	return s->with ? render(pl, s->with) : json_object();
+}
+
+static json_t *step_json(struct planner *pl, const struct rb_step *s)
+{
+	struct rb_runbook *rb = pl->rb;
+	json_t *j = json_object();
+	json_object_set_new(j, "id", json_string(s->id));
+	if (s->name)
+		json_object_set_new(j, "name", json_string(s->name));
+	if (s->description)
+		json_object_set_new(j, "description", json_string(s->description));
+	if (s->kind != RB_UNDO)
+		json_object_set_new(j, "stage", json_integer(s->stage + 1));
+	json_object_set_new(j, "action", json_string(s->action ? s->action->name : ""));
+	json_object_set_new(j, "form", json_string(s->run ? "run" : s->lua ? "lua" : "action"));
+	json_object_set_new(j, "side_effects",
+			    json_boolean(s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS)));
+	json_object_set_new(j, "idempotent", json_boolean(s->idempotent));
+	if (s->kind != RB_UNDO) {
+		json_object_set_new(j, "needs", ids_json(rb, s->needs, s->nneeds));
+		json_object_set_new(j, "after", ids_json(rb, s->deps, s->ndeps));
+	}
+
+	json_t *args = args_json(pl, s);
+	if (!args)
+		goto fail;
+	json_object_set_new(j, "with", args);
+
+	if (s->cond) {
+		json_t *v = render(pl, s->cond);
+		if (!v)
+			goto fail;
+		if (s->cond->tmpl &&
+		    (!json_is_string(v) || strncmp(json_string_value(v), "<known", 6))) {
+			/* Lua truth: only nil and false are false. */
+			int truth = !json_is_null(v) && !json_is_false(v);
+			json_decref(v);
+			v = json_boolean(truth);
+		}
+		json_object_set_new(j, "if", json_pack("{s:o, s:o}", "expression",
+						       expr_text(s->cond), "value", v));
+		if (json_is_false(v))
+			json_object_set_new(pl->skipped, s->id, json_string(s->id));
+	}
+	/*
+	 * Skipping a step skips the steps that depend on it, unless they have
+	 * an if of their own: then that condition alone decides.
+	 */
+	for (size_t i = 0; i < s->ndeps && s->kind != RB_UNDO && !s->cond; i++) {
+		json_t *why = json_object_get(pl->skipped, rb->steps[s->deps[i]]->id);
+		if (why && !json_object_get(pl->skipped, s->id))
+			json_object_set(pl->skipped, s->id, why);
+	}
+	json_t *sk = json_object_get(pl->skipped, s->id);
+	if (sk)
+		json_object_set_new(j, "skipped", json_pack("{s:O}", "because_of", sk));
+
+	if (s->for_each) {
+		json_t *items = render(pl, s->for_each);
+		if (!items)
+			goto fail;
+		json_object_set_new(j, "for_each", items);
+	}
+	json_object_set_new(j, "retry", retry_json(&s->retry));
+	json_object_set_new(j, "timeout", duration_json(s->timeout_ms));
+	json_object_set_new(j, "continue_on_error", json_boolean(s->continue_on_error));
+	if (s->approve) {
+		json_t *prompt = render(pl, s->approve);
+		if (!prompt)
+			goto fail;
+		json_object_set_new(j, "approve", json_pack("{s:o, s:o}", "prompt", prompt,
+							    "timeout",
+							    duration_json(s->approve_timeout_ms)));
+	}
+	if (s->outputs) {
+		json_t *o = json_object();
+		for (size_t i = 0; i < s->outputs->n; i++) {
+			const struct rb_node *v = s->outputs->items[2 * i + 1];
+			json_object_set_new(o, s->outputs->items[2 * i]->str,
+					    v->tmpl ? expr_text(v) : rb_node_to_json(v));
+		}
+		json_object_set_new(j, "outputs", o);
+	}
+	json_object_set_new(j, "sensitive", json_boolean(s->sensitive));
+	if (s->undo) {
+		json_t *u = step_json(pl, s->undo);
+		if (!u)
+			goto fail;
+		json_object_set_new(j, "undo", u);
+	}
+	return j;
+fail:
+	json_decref(j);
+	return NULL;
+}
+
+static json_t *steps_json(struct planner *pl, enum rb_step_kind kind, json_t **stages)
+{
+	size_t n;
+	struct rb_step **order = rb_graph_order(pl->rb, kind, &n);
+	json_t *steps = json_array();
+	*stages = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *sj = step_json(pl, order[i]);
+		if (!sj) {
+			json_decref(steps);
+			json_decref(*stages);
+			free(order);
+			return NULL;
+		}
+		json_array_append_new(steps, sj);
+		while (json_array_size(*stages) <= (size_t)order[i]->stage)
+			json_array_append_new(*stages, json_array());
+		json_array_append_new(json_array_get(*stages, (size_t)order[i]->stage),
+				      json_string(order[i]->id));
+	}
+	free(order);
+	return steps;
+}
+
+static json_t *header_json(struct rb_runbook *rb)
+{
+	char hex[65];
+	sha256_hex(rb->src, rb->srclen, hex);
+	json_t *h = json_pack("{s:s, s:s, s:I, s:s}", "name", rb->name, "file", rb->file,
+			      "version", (json_int_t)rb->version, "sha256", hex);
+	if (rb->description)
+		json_object_set_new(h, "description", json_string(rb->description));
+	if (rb->tags)
+		json_object_set_new(h, "tags", rb_node_to_json(rb->tags));
+	json_object_set_new(h, "lock", rb->lock ? json_string(rb->lock) : json_null());
+	json_object_set_new(h, "schedule", rb->schedule ? json_string(rb->schedule) : json_null());
+	if (rb->has_window) {
+		static const char *const days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+		json_t *d = json_array();
+		for (int i = 0; i < 7; i++)
+			if (rb->window.days & (1u << i))
+				json_array_append_new(d, json_string(days[i]));
+		char start[24], end[24];
+		snprintf(start, sizeof(start), "%02d:%02d", rb->window.start / 60,
+			 rb->window.start % 60);
+		snprintf(end, sizeof(end), "%02d:%02d", rb->window.end / 60, rb->window.end % 60);
+		json_object_set_new(h, "window", json_pack("{s:s, s:s, s:o, s:s}", "start", start,
+							   "end", end, "days", d, "timezone",
+							   rb->window.timezone));
+	} else {
+		json_object_set_new(h, "window", json_null());
+	}
+	json_object_set_new(h, "timeout", duration_json(rb->timeout_ms));
+	json_object_set_new(h, "rollback", json_boolean(rb->rollback));
+	return h;
+}
+
+/* Set name = value (JSON) on the table at idx, as Lua. */
+static void set_field(lua_State *L, int idx, const char *name, const json_t *v)
+{
+	rb_lua_push_json(L, v);
+	lua_setfield(L, idx, name);
+}
+
+int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
+		  struct rb_diags *d, json_t **vars_out)
+{
+	lua_State *L = rb_luabox_state(box);
+	rb_luabox_push_scope(box);
+	int scope = lua_gettop(L);
+
+	rb_lua_push_json(L, params);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, scope, "params");
+	lua_createtable(L, 0, 3);
+	lua_pushliteral(L, "plan");
+	lua_setfield(L, -2, "id");
+	lua_pushboolean(L, 1);
+	lua_setfield(L, -2, "dry_run");
+	lua_pushinteger(L, (lua_Integer)rb_now());
+	lua_setfield(L, -2, "started_at");
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, scope, "run");
+	lua_newtable(L);
+	int vars = lua_gettop(L);
+	lua_pushvalue(L, vars);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, scope, "vars");
+
+	struct rb_render r = {.rb = rb, .box = box, .scope = scope, .ms = RB_EXPR_MS_DEFAULT,
+			      .d = d};
+	json_t *vj = json_object();
+	for (size_t i = 0; rb && i < rb->nvars; i++) {
+		const struct rb_var *v = &rb->vars[i];
+		json_t *x = v->secret ? json_string(RB_SECRET_MASK) : rb_render_node(&r, v->value);
+		if (!x) {
+			json_decref(vj);
+			lua_settop(L, scope - 1);
+			return 0;
+		}
+		/* A secret var stays unset in Lua: anything reading it shows ***. */
+		if (!v->secret)
+			set_field(L, vars, v->name, x);
+		json_object_set_new(vj, v->name, x);
+	}
+	lua_settop(L, scope);
+	*vars_out = vj;
+	return scope;
+}
+
+json_t *rb_plan_build(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
+{
+	json_t *plan = NULL, *vj = NULL;
+	struct rb_luabox *box = rb_luabox_new(0);
+	if (!box) {
+		rb_error_pos(d, 0, 0, "cannot create a Lua state");
+		return NULL;
+	}
+	struct planner pl = {
+		.rb = rb,
+		.r = {.rb = rb, .box = box, .ms = RB_EXPR_MS_DEFAULT, .d = d},
+		.skipped = json_object(),
+	};
+	pl.r.scope = rb_plan_scope(rb, params, box, d, &vj);
+	if (!pl.r.scope)
+		goto out;
+
+	plan = json_object();
+	json_object_set_new(plan, "format", json_string("runbook-plan"));
+	json_object_set_new(plan, "format_version", json_integer(RB_PLAN_FORMAT_VERSION));
+	json_object_set_new(plan, "runbook", header_json(rb));
+	json_object_set_new(plan, "params", json_incref(params));
+	json_object_set_new(plan, "vars", vj);
+	vj = NULL;
+	json_t *secrets = json_array();
+	for (size_t i = 0; i < rb->nsecrets; i++) {
+		const struct rb_secret *s = &rb->secrets[i];
+		json_array_append_new(secrets, json_pack("{s:s, s:s, s:s}", "name", s->name,
+							 "from", s->env ? "env" : "file", "source",
+							 s->env ? s->env : s->file));
+	}
+	json_object_set_new(plan, "secrets", secrets);
+
+	json_t *stages, *fstages;
+	json_t *steps = steps_json(&pl, RB_MAIN, &stages);
+	if (!steps) {
+		json_decref(plan);
+		plan = NULL;
+		goto out;
+	}
+	json_object_set_new(plan, "stages", stages);
+	json_object_set_new(plan, "steps", steps);
+	json_t *fsteps = steps_json(&pl, RB_ON_FAILURE, &fstages);
+	if (!fsteps) {
+		json_decref(plan);
+		plan = NULL;
+		goto out;
+	}
+	json_object_set_new(plan, "on_failure", json_pack("{s:o, s:o}", "stages", fstages,
+							  "steps", fsteps));
+out:
+	json_decref(vj);
+	json_decref(pl.skipped);
+	rb_luabox_free(box);
+	return plan;
+}

@@ -1,0 +1,399 @@
+/*
+ * Renders the plan document for people: text for the terminal (colour only
+ * when asked) and markdown for pull-request comments.  Reads only the JSON
+ * that plan.c built, so all three formats say the same thing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+#include "util.h"
+
+struct out {
+	FILE *f;
+	int color;
+};
+
+static const char *c(const struct out *o, const char *code)
+{
+	return o->color ? code : "";
+}
+
+#define BOLD "\033[1m"
+#define DIM "\033[2m"
+#define YELLOW "\033[33m"
+#define CYAN "\033[36m"
+#define RESET "\033[0m"
+
+/* A value on one line: strings as they are, the rest as compact JSON. */
+static char *inline_value(const json_t *v)
+{
+	if (json_is_string(v))
+		return rb_xstrdup(json_string_value(v));
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+	return s ? s : rb_xstrdup("?");
+}
+
+static void print_value(const struct out *o, const char *indent, const char *key,
+			const json_t *v)
+{
+	char *s = inline_value(v);
+	const char *nl = strchr(s, '\n');
+	const char *col = strstr(s, "<known after") ? CYAN : "";
+	if (!nl) {
+		fprintf(o->f, "%s%s: %s%s%s\n", indent, key, c(o, col), s, c(o, RESET));
+	} else {
+		/* Multi-line text (scripts, Lua) as an indented block. */
+		fprintf(o->f, "%s%s: |\n", indent, key);
+		const char *p = s;
+		while (*p) {
+			const char *e = strchr(p, '\n');
+			size_t len = e ? (size_t)(e - p) : strlen(p);
+			fprintf(o->f, "%s  %.*s\n", indent, (int)len, p);
+			p += len + (e ? 1 : 0);
+		}
+	}
+	free(s);
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static void retry_text(const json_t *r, char *buf, size_t size)
+{
+	json_int_t n = json_integer_value(json_object_get(r, "attempts"));
+	const char *delay = str(r, "delay");
+	const char *max = str(r, "max_delay");
+	if (n <= 1) {
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, size, "%lld attempts, %s backoff from %s%s%s", (long long)n,
+		 str(r, "backoff"), delay ? delay : "0s", max ? " up to " : "", max ? max : "");
+}
+
+static void step_text(const struct out *o, const json_t *s, const char *indent)
+{
+	FILE *f = o->f;
+	int side = json_is_true(json_object_get(s, "side_effects"));
+	fprintf(f, "%s%s%s%s  %s", indent, c(o, BOLD), str(s, "id"), c(o, RESET),
+		str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
+	if (side)
+		fprintf(f, "  %s[side effects]%s", c(o, YELLOW), c(o, RESET));
+	if (json_object_get(s, "approve"))
+		fprintf(f, "  %s[gate]%s", c(o, YELLOW), c(o, RESET));
+	if (json_object_get(s, "skipped"))
+		fprintf(f, "  %s[skipped: %s is false]%s", c(o, DIM),
+			str(json_object_get(s, "skipped"), "because_of"), c(o, RESET));
+	fputc('\n', f);
+
+	char in2[64];
+	snprintf(in2, sizeof(in2), "%s    ", indent);
+	if (str(s, "name"))
+		fprintf(f, "%s%s%s%s\n", in2, c(o, DIM), str(s, "name"), c(o, RESET));
+	json_t *after = json_object_get(s, "after");
+	if (json_array_size(after)) {
+		fprintf(f, "%safter: ", in2);
+		size_t i;
+		json_t *x;
+		json_array_foreach(after, i, x)
+			fprintf(f, "%s%s", i ? ", " : "", json_string_value(x));
+		fputc('\n', f);
+	}
+	json_t *cond = json_object_get(s, "if");
+	if (cond) {
+		char *v = inline_value(json_object_get(cond, "value"));
+		fprintf(f, "%sif: %s  => %s\n", in2, str(cond, "expression"), v);
+		free(v);
+	}
+	if (json_object_get(s, "for_each"))
+		print_value(o, in2, "for each", json_object_get(s, "for_each"));
+	json_t *appr = json_object_get(s, "approve");
+	if (appr) {
+		print_value(o, in2, "approve", json_object_get(appr, "prompt"));
+		if (str(appr, "timeout"))
+			fprintf(f, "%s  (times out after %s)\n", in2, str(appr, "timeout"));
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(s, "with"), k, v)
+		print_value(o, in2, k, v);
+	char r[160];
+	retry_text(json_object_get(s, "retry"), r, sizeof(r));
+	const char *timeout = str(s, "timeout");
+	int cont = json_is_true(json_object_get(s, "continue_on_error"));
+	if (*r || timeout || cont) {
+		fprintf(f, "%s", in2);
+		if (timeout)
+			fprintf(f, "timeout %s", timeout);
+		if (*r)
+			fprintf(f, "%sretry %s", timeout ? "; " : "", r);
+		if (cont)
+			fprintf(f, "%scontinue on error", timeout || *r ? "; " : "");
+		fputc('\n', f);
+	}
+	json_t *outs = json_object_get(s, "outputs");
+	if (outs)
+		json_object_foreach(outs, k, v) {
+			char *key = rb_xasprintf("output %s", k);
+			print_value(o, in2, key, v);
+			free(key);
+		}
+	if (json_is_true(json_object_get(s, "sensitive")))
+		fprintf(f, "%soutput is sensitive\n", in2);
+	json_t *undo = json_object_get(s, "undo");
+	if (undo) {
+		fprintf(f, "%sundo:\n", in2);
+		char in3[80];
+		snprintf(in3, sizeof(in3), "%s  ", in2);
+		step_text(o, undo, in3);
+	}
+}
+
+static void stages_text(const struct out *o, const json_t *stages, const json_t *steps)
+{
+	size_t si = 0;
+	for (size_t st = 0; st < json_array_size(stages); st++) {
+		size_t n = json_array_size(json_array_get(stages, st));
+		fprintf(o->f, "\n%sStage %zu%s", c(o, BOLD), st + 1, c(o, RESET));
+		if (n > 1)
+			fprintf(o->f, " (%zu steps in parallel)", n);
+		fputc('\n', o->f);
+		for (size_t i = 0; i < n; i++)
+			step_text(o, json_array_get(steps, si++), "  ");
+	}
+}
+
+static void count(const json_t *steps, size_t *side, size_t *gates, size_t *undo)
+{
+	size_t i;
+	json_t *s;
+	json_array_foreach(steps, i, s) {
+		*side += json_is_true(json_object_get(s, "side_effects"));
+		*gates += json_object_get(s, "approve") != NULL;
+		*undo += json_object_get(s, "undo") != NULL;
+	}
+}
+
+void rb_plan_text(const json_t *plan, FILE *f, int color)
+{
+	struct out o = {f, color};
+	const json_t *h = json_object_get(plan, "runbook");
+	fprintf(f, "%sPlan: %s%s (%s)\n", c(&o, BOLD), str(h, "name"), c(&o, RESET),
+		str(h, "file"));
+	if (str(h, "description"))
+		fprintf(f, "  %s\n", str(h, "description"));
+	const char *k;
+	json_t *v;
+	if (json_object_size(json_object_get(plan, "params"))) {
+		fputs("  params:", f);
+		json_object_foreach(json_object_get(plan, "params"), k, v) {
+			char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			fprintf(f, " %s=%s", k, s);
+			free(s);
+		}
+		fputc('\n', f);
+	}
+	json_object_foreach(json_object_get(plan, "vars"), k, v) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fprintf(f, "  var %s = %s\n", k, s);
+		free(s);
+	}
+	size_t i;
+	json_array_foreach(json_object_get(plan, "secrets"), i, v)
+		fprintf(f, "  secret %s from %s %s\n", str(v, "name"), str(v, "from"),
+			str(v, "source"));
+	if (str(h, "lock"))
+		fprintf(f, "  lock: %s\n", str(h, "lock"));
+	if (str(h, "schedule"))
+		fprintf(f, "  schedule: %s\n", str(h, "schedule"));
+	json_t *w = json_object_get(h, "window");
+	if (json_is_object(w)) {
+		char *days = json_dumps(json_object_get(w, "days"), JSON_COMPACT);
+		fprintf(f, "  window: %s-%s %s on %s\n", str(w, "start"), str(w, "end"),
+			str(w, "timezone"), days);
+		free(days);
+	}
+	if (str(h, "timeout"))
+		fprintf(f, "  timeout: %s\n", str(h, "timeout"));
+	if (json_is_true(json_object_get(h, "rollback")))
+		fputs("  rollback: undo finished steps if the run fails\n", f);
+
+	const json_t *steps = json_object_get(plan, "steps");
+	stages_text(&o, json_object_get(plan, "stages"), steps);
+	const json_t *fail = json_object_get(plan, "on_failure");
+	if (json_array_size(json_object_get(fail, "steps"))) {
+		fprintf(f, "\n%sOn failure%s", c(&o, BOLD), c(&o, RESET));
+		stages_text(&o, json_object_get(fail, "stages"), json_object_get(fail, "steps"));
+	}
+	size_t side = 0, gates = 0, undo = 0;
+	count(steps, &side, &gates, &undo);
+	fprintf(f, "\n%zu steps in %zu stages: %zu with side effects, %zu gates, %zu with undo",
+		json_array_size(steps), json_array_size(json_object_get(plan, "stages")), side,
+		gates, undo);
+	if (json_array_size(json_object_get(fail, "steps")))
+		fprintf(f, "; %zu on failure", json_array_size(json_object_get(fail, "steps")));
+	fputc('\n', f);
+}
+
+/* --- markdown -------------------------------------------------------------------- */
+
+/* Inline code that survives backticks inside it. */
+static void md_code(FILE *f, const char *s)
+{
+	int ticks = 0, run = 0;
+	for (const char *p = s; *p; p++) {
+		run = *p == '`' ? run + 1 : 0;
+		if (run > ticks)
+			ticks = run;
+	}
+	for (int i = 0; i <= ticks; i++)
+		fputc('`', f);
+	fputs(ticks ? " " : "", f);
+	for (const char *p = s; *p; p++)
+		fputc(*p == '\n' ? ' ' : *p, f);
+	fputs(ticks ? " " : "", f);
+	for (int i = 0; i <= ticks; i++)
+		fputc('`', f);
+}
+
+static void md_step(FILE *f, const json_t *s, int undo)
+{
+	fprintf(f, "%s**", undo ? "  - undo: " : "- ");
+	md_code(f, str(s, "id"));
+	fprintf(f, "** %s", str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
+	if (str(s, "name"))
+		fprintf(f, ": %s", str(s, "name"));
+	if (json_is_true(json_object_get(s, "side_effects")))
+		fputs(" · **side effects**", f);
+	if (json_object_get(s, "approve"))
+		fputs(" · **gate**", f);
+	if (json_object_get(s, "skipped")) {
+		fputs(" · skipped (", f);
+		md_code(f, str(json_object_get(s, "skipped"), "because_of"));
+		fputs(" is false)", f);
+	}
+	fputc('\n', f);
+	const char *ind = undo ? "    " : "  ";
+	json_t *after = json_object_get(s, "after");
+	if (json_array_size(after)) {
+		fprintf(f, "%s- after ", ind);
+		size_t i;
+		json_t *x;
+		json_array_foreach(after, i, x) {
+			fputs(i ? ", " : "", f);
+			md_code(f, json_string_value(x));
+		}
+		fputc('\n', f);
+	}
+	json_t *cond = json_object_get(s, "if");
+	if (cond) {
+		char *v = inline_value(json_object_get(cond, "value"));
+		fprintf(f, "%s- if ", ind);
+		md_code(f, str(cond, "expression"));
+		fprintf(f, " → %s\n", v);
+		free(v);
+	}
+	json_t *appr = json_object_get(s, "approve");
+	if (appr) {
+		char *p = inline_value(json_object_get(appr, "prompt"));
+		fprintf(f, "%s- approval: %s\n", ind, p);
+		free(p);
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(s, "with"), k, v) {
+		char *val = inline_value(v);
+		fprintf(f, "%s- ", ind);
+		md_code(f, k);
+		if (strchr(val, '\n')) {
+			int fence = strstr(val, "```") ? 4 : 3;
+			fprintf(f, ":\n\n%s  %.*s\n", ind, fence, "````");
+			const char *p = val;
+			while (*p) {
+				const char *e = strchr(p, '\n');
+				size_t len = e ? (size_t)(e - p) : strlen(p);
+				fprintf(f, "%s  %.*s\n", ind, (int)len, p);
+				p += len + (e ? 1 : 0);
+			}
+			fprintf(f, "%s  %.*s\n\n", ind, fence, "````");
+		} else {
+			fputs(": ", f);
+			md_code(f, val);
+			fputc('\n', f);
+		}
+		free(val);
+	}
+	char r[160];
+	retry_text(json_object_get(s, "retry"), r, sizeof(r));
+	if (str(s, "timeout") || *r) {
+		fprintf(f, "%s- ", ind);
+		if (str(s, "timeout"))
+			fprintf(f, "timeout %s%s", str(s, "timeout"), *r ? "; " : "");
+		if (*r)
+			fprintf(f, "retry %s", r);
+		fputc('\n', f);
+	}
+	if (json_is_true(json_object_get(s, "continue_on_error")))
+		fprintf(f, "%s- continues on error\n", ind);
+	json_t *u = json_object_get(s, "undo");
+	if (u)
+		md_step(f, u, 1);
+}
+
+static void md_stages(FILE *f, const json_t *stages, const json_t *steps, const char *h)
+{
+	size_t si = 0;
+	for (size_t st = 0; st < json_array_size(stages); st++) {
+		size_t n = json_array_size(json_array_get(stages, st));
+		fprintf(f, "\n%s Stage %zu%s\n\n", h, st + 1, n > 1 ? " (in parallel)" : "");
+		for (size_t i = 0; i < n; i++)
+			md_step(f, json_array_get(steps, si++), 0);
+	}
+}
+
+void rb_plan_markdown(const json_t *plan, FILE *f)
+{
+	const json_t *h = json_object_get(plan, "runbook");
+	fputs("## Plan: ", f);
+	md_code(f, str(h, "name"));
+	fputc('\n', f);
+	if (str(h, "description"))
+		fprintf(f, "\n%s\n", str(h, "description"));
+	fputs("\n| | |\n| --- | --- |\n| file | ", f);
+	md_code(f, str(h, "file"));
+	fprintf(f, " (sha256 `%.12s`) |\n", str(h, "sha256"));
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(plan, "params"), k, v) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fputs("| param ", f);
+		md_code(f, k);
+		fputs(" | ", f);
+		md_code(f, s);
+		fputs(" |\n", f);
+		free(s);
+	}
+	if (str(h, "lock"))
+		fprintf(f, "| lock | `%s` |\n", str(h, "lock"));
+	if (str(h, "schedule"))
+		fprintf(f, "| schedule | `%s` |\n", str(h, "schedule"));
+	if (str(h, "timeout"))
+		fprintf(f, "| timeout | %s |\n", str(h, "timeout"));
+	if (json_is_true(json_object_get(h, "rollback")))
+		fputs("| rollback | on |\n", f);
+	const json_t *steps = json_object_get(plan, "steps");
+	md_stages(f, json_object_get(plan, "stages"), steps, "###");
+	const json_t *fail = json_object_get(plan, "on_failure");
+	if (json_array_size(json_object_get(fail, "steps"))) {
+		fputs("\n### On failure\n", f);
+		md_stages(f, json_object_get(fail, "stages"), json_object_get(fail, "steps"), "####");
+	}
+	size_t side = 0, gates = 0, undo = 0;
+	count(steps, &side, &gates, &undo);
+	fprintf(f, "\n**%zu steps in %zu stages**: %zu with side effects, %zu gates, %zu with "
+		"undo.\n", json_array_size(steps), json_array_size(json_object_get(plan, "stages")),
+		side, gates, undo);
+}

@@ -1,0 +1,133 @@
+/*
+ * The validated model of a runbook: what the loader builds from the node tree
+ * and what plan, graph and the engine read.  Nodes stay owned by the
+ * document; the model points into it.
+ */
+#ifndef RB_RUNBOOK_H
+#define RB_RUNBOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../stdlib/action.h"
+#include "diag.h"
+#include "types.h"
+#include "yaml_doc.h"
+
+enum { RB_MAX_STEPS = 50000, RB_MAX_NAME = 64 };
+
+struct rb_param {
+	const char *name;
+	const struct rb_node *key;      /* where it is declared */
+	enum rb_type type;
+	const char *description;
+	const struct rb_node *def;      /* default, or NULL */
+	int required;
+	const struct rb_node *choices;  /* enum: a list, or NULL */
+	const struct rb_node *min, *max;
+};
+
+struct rb_secret {
+	const char *name;
+	const struct rb_node *key;
+	const char *env, *file, *description;
+};
+
+struct rb_var {
+	const char *name;
+	const struct rb_node *key, *value;
+	int secret;                     /* its value depends on a secret */
+};
+
+struct rb_retry {
+	long attempts;                  /* 1: no retry */
+	int64_t delay_ms, max_delay_ms;
+	int exponential;
+};
+
+enum rb_step_kind { RB_MAIN, RB_ON_FAILURE, RB_UNDO };
+
+struct rb_step {
+	const char *id;
+	const struct rb_node *node;     /* the step's mapping */
+	enum rb_step_kind kind;
+	size_t index;                   /* in rb_runbook.steps */
+	const char *name, *description;
+	const struct rb_action *action;
+	const struct rb_node *with;     /* action arguments (a mapping), or NULL */
+	const struct rb_node *run;      /* run: shorthand, or NULL */
+	const struct rb_node *lua;      /* lua: shorthand, or NULL */
+	const struct rb_node *cond;     /* if, or NULL */
+	const struct rb_node *for_each;
+	const struct rb_node *approve;  /* prompt, or NULL */
+	int64_t approve_timeout_ms;     /* -1: none */
+	const struct rb_node *outputs;
+	struct rb_retry retry;
+	int64_t timeout_ms;             /* -1: none */
+	int continue_on_error;
+	int idempotent;                 /* the action's default unless set */
+	int sensitive;
+	struct rb_step *undo, *parent;  /* parent: for an undo step */
+	const struct rb_node *needs_node;
+	size_t *needs;                  /* explicit, as indices */
+	size_t nneeds;
+	size_t *deps;                   /* explicit and implicit, sorted, unique */
+	size_t ndeps;
+	int stage;                      /* 0-based stage among its kind */
+};
+
+struct rb_window {
+	int start, end;                 /* minutes since midnight */
+	unsigned days;                  /* bit 0 Monday .. bit 6 Sunday */
+	const char *timezone;
+};
+
+struct rb_runbook {
+	char *file;                     /* as given on the command line */
+	char *src;                      /* the file's bytes */
+	size_t srclen;
+	struct rb_doc doc;
+	size_t *lines;                  /* byte offset of each line, built on demand */
+	size_t nlines;
+
+	const char *name, *description;
+	long version;
+	const struct rb_node *tags;
+	struct rb_param *params;
+	size_t nparams;
+	struct rb_secret *secrets;
+	size_t nsecrets;
+	struct rb_var *vars;
+	size_t nvars;
+	int64_t default_timeout_ms;     /* -1: none */
+	struct rb_retry default_retry;
+	const char *lock;
+	const char *schedule;
+	struct rb_cron cron;
+	int has_window;
+	struct rb_window window;
+	int64_t timeout_ms;
+	int rollback;
+
+	struct rb_step **steps;         /* main, then on_failure, then undo */
+	size_t nsteps, nmain, non_failure;
+	int nstages;                    /* stages of the main steps */
+	int nfail_stages;
+	struct rb_step **byid;          /* open-addressing table of steps by id */
+	size_t byid_cap;
+};
+
+/* Read and validate a file; errors go to d.  Returns NULL on failure to read
+   (with an error in d too) and a runbook otherwise: valid when d has none. */
+struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len,
+				   struct rb_diags *d);
+void rb_runbook_free(struct rb_runbook *rb);
+
+struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id);
+const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name);
+
+/* Source position of byte offset off inside scalar n's text. */
+void rb_runbook_pos(struct rb_runbook *rb, const struct rb_node *n, size_t off, int *line,
+		    int *col);
+
+#endif

@@ -1,0 +1,737 @@
+/*
+ * The loader, bottom half: steps and their keys, then every expression in
+ * them, checked against what is in scope where it stands.  References to
+ * steps.X become the implicit dependencies that graph.c orders.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "load.h"
+#include "util.h"
+
+static const char *const step_keys[] = {
+	"id", "name", "description", "action", "with", "run", "lua", "needs", "if",
+	"for_each", "retry", "timeout", "continue_on_error", "undo", "approve",
+	"idempotent", "outputs", "sensitive", NULL,
+};
+static const char *const undo_keys[] = {
+	"id", "name", "description", "action", "with", "run", "lua", "if", "retry",
+	"timeout", NULL,
+};
+static const char *const approve_keys[] = {"prompt", "timeout", NULL};
+static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
+static const char *const run_fields[] = {"id", "dry_run", "started_at", NULL};
+
+static const char *const kind_names[] = {"step", "on_failure step", "undo step"};
+
+/* --- loading one step ----------------------------------------------------------- */
+
+static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
+				 enum rb_step_kind kind, struct rb_step *parent);
+
+static void add_step(struct loader *l, struct rb_step *s)
+{
+	struct rb_runbook *rb = l->rb;
+	if (s->kind == RB_UNDO) {
+		rb_grow(&l->undo, &l->undocap, l->nundo + 1, sizeof(*l->undo));
+		l->undo[l->nundo++] = s;
+		return;
+	}
+	rb_grow(&rb->steps, &l->stepcap, rb->nsteps + 1, sizeof(*rb->steps));
+	s->index = rb->nsteps;
+	rb->steps[rb->nsteps++] = s;
+}
+
+static void load_action(struct loader *l, struct rb_step *s, const struct rb_node *v)
+{
+	if (v->type != RB_SCALAR || rb_scalar_kind(v) != RB_K_STRING) {
+		rb_error_at(l->d, v, "action must be an action name, not %s",
+			    rb_node_kind_name(v));
+		return;
+	}
+	s->action = rb_action_find(v->str);
+	if (s->action)
+		return;
+	const char *names[64];
+	size_t n = rb_nactions < 64 ? rb_nactions : 64;
+	for (size_t i = 0; i < n; i++)
+		names[i] = rb_actions[i]->name;
+	const char *sug = rb_suggest(v->str, names, n);
+	if (sug)
+		rb_error_at(l->d, v, "unknown action '%s' (did you mean '%s'?)", v->str, sug);
+	else
+		rb_error_at(l->d, v, "unknown action '%s' (see 'runbook actions' or "
+			    "docs/actions.md)", v->str);
+}
+
+static void load_approve(struct loader *l, struct rb_step *s, const struct rb_node *v)
+{
+	if (v->type == RB_SCALAR && rb_scalar_kind(v) != RB_K_NULL) {
+		s->approve = v;
+		return;
+	}
+	if (v->type != RB_MAP) {
+		rb_error_at(l->d, v, "approve must be a prompt or a mapping with 'prompt' and "
+			    "'timeout', not %s", rb_node_kind_name(v));
+		return;
+	}
+	rb_load_keys(l, v, approve_keys, "approve");
+	const struct rb_node *p = rb_map_get(v, "prompt"), *t = rb_map_get(v, "timeout");
+	const char *str;
+	if (!p)
+		rb_error_at(l->d, v, "approve has no 'prompt'");
+	else if (rb_load_string(l, p, &str) == 0)
+		s->approve = p;
+	if (t)
+		rb_load_duration(l, t, &s->approve_timeout_ms);
+}
+
+static void load_outputs(struct loader *l, struct rb_step *s, const struct rb_node *v)
+{
+	if (v->type != RB_MAP) {
+		rb_error_at(l->d, v, "outputs must be a mapping of names to values, not %s",
+			    rb_node_kind_name(v));
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++)
+		if (v->items[2 * i]->type == RB_SCALAR)
+			rb_load_ident(l, v->items[2 * i], "output name");
+	s->outputs = v;
+}
+
+static void load_key(struct loader *l, struct rb_step *s, const struct rb_node *k,
+		     const struct rb_node *v)
+{
+	const char *key = k->str;
+	const char *str;
+	if (!strcmp(key, "name"))
+		rb_load_string(l, v, &s->name);
+	else if (!strcmp(key, "description"))
+		rb_load_string(l, v, &s->description);
+	else if (!strcmp(key, "action"))
+		load_action(l, s, v);
+	else if (!strcmp(key, "with")) {
+		if (v->type != RB_MAP)
+			rb_error_at(l->d, v, "with must be a mapping of argument names to "
+				    "values, not %s", rb_node_kind_name(v));
+		else
+			s->with = v;
+	} else if (!strcmp(key, "run")) {
+		if (rb_load_string(l, v, &str) == 0)
+			s->run = v;
+	} else if (!strcmp(key, "lua")) {
+		if (rb_load_string(l, v, &str) == 0)
+			s->lua = v;
+	} else if (!strcmp(key, "needs")) {
+		s->needs_node = v;
+	} else if (!strcmp(key, "if")) {
+		s->cond = v;
+	} else if (!strcmp(key, "for_each")) {
+		s->for_each = v;
+	} else if (!strcmp(key, "retry")) {
+		rb_load_retry(l, v, &s->retry);
+	} else if (!strcmp(key, "timeout")) {
+		rb_load_duration(l, v, &s->timeout_ms);
+	} else if (!strcmp(key, "continue_on_error")) {
+		rb_load_bool(l, v, &s->continue_on_error);
+	} else if (!strcmp(key, "idempotent")) {
+		rb_load_bool(l, v, &s->idempotent);
+	} else if (!strcmp(key, "sensitive")) {
+		rb_load_bool(l, v, &s->sensitive);
+	} else if (!strcmp(key, "approve")) {
+		load_approve(l, s, v);
+	} else if (!strcmp(key, "outputs")) {
+		load_outputs(l, s, v);
+	} else if (!strcmp(key, "undo")) {
+		s->undo = load_step(l, v, RB_UNDO, s);
+	}
+}
+
+static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
+				 enum rb_step_kind kind, struct rb_step *parent)
+{
+	struct rb_runbook *rb = l->rb;
+	if (n->type != RB_MAP) {
+		rb_error_at(l->d, n, "%s must be a mapping with an 'id', not %s",
+			    kind == RB_UNDO ? "undo" : "a step", rb_node_kind_name(n));
+		return NULL;
+	}
+	rb_load_keys(l, n, kind == RB_UNDO ? undo_keys : step_keys, kind_names[kind]);
+
+	struct rb_step *s = rb_arena_alloc(&rb->doc.arena, sizeof(*s));
+	s->node = n;
+	s->kind = kind;
+	s->parent = parent;
+	s->retry = rb->default_retry;
+	s->timeout_ms = rb->default_timeout_ms;
+	s->approve_timeout_ms = -1;
+	s->idempotent = -1;
+
+	const struct rb_node *id = rb_map_get(n, "id");
+	if (id) {
+		if (rb_load_ident(l, id, "step id") < 0)
+			return NULL;
+		s->id = id->str;
+	} else if (kind == RB_UNDO) {
+		s->id = rb_arena_strndup(&rb->doc.arena, parent->id, strlen(parent->id) + 5);
+		strcpy((char *)s->id + strlen(parent->id), "_undo");
+		id = n;
+	} else {
+		rb_error_at(l->d, n, "%s has no 'id'", kind_names[kind]);
+		return NULL;
+	}
+	if (rb->nsteps + l->nundo >= RB_MAX_STEPS) {
+		rb_error_at(l->d, n, "more than %d steps", RB_MAX_STEPS);
+		return NULL;
+	}
+	struct rb_step *old = rb_load_register(rb, s);
+	if (old) {
+		rb_error_at(l->d, id, "duplicate step id '%s' (first at line %d)", s->id,
+			    old->node->line);
+		return NULL;
+	}
+	add_step(l, s);
+
+	const char *const *keys = kind == RB_UNDO ? undo_keys : step_keys;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct rb_node *k = n->items[2 * i];
+		if (k->type != RB_SCALAR)
+			continue;
+		size_t j;
+		for (j = 0; keys[j] && strcmp(keys[j], k->str); j++)
+			;
+		if (keys[j])            /* unknown keys were reported above */
+			load_key(l, s, k, n->items[2 * i + 1]);
+	}
+
+	const struct rb_node *ka = rb_map_get(n, "action"), *kr = rb_map_get(n, "run"),
+			     *kl = rb_map_get(n, "lua"), *kw = rb_map_get(n, "with");
+	int count = !!ka + !!kr + !!kl;
+	if (count == 0) {
+		rb_error_at(l->d, n, "%s '%s' needs one of 'action', 'run' or 'lua'",
+			    kind_names[kind], s->id);
+	} else if (count > 1) {
+		const struct rb_node *second = kl ? kl : kr;
+		rb_error_at(l->d, second, "%s '%s' has more than one of 'action', 'run' and "
+			    "'lua': give one", kind_names[kind], s->id);
+	}
+	if (kw && !ka)
+		rb_error_at(l->d, kw, "'with' goes only with 'action'");
+	if (kr)
+		s->action = &act_shell;
+	else if (kl)
+		s->action = &act_lua;
+	if (s->idempotent < 0)
+		s->idempotent = s->action && (s->action->flags & RB_ACT_IDEMPOTENT);
+	return s;
+}
+
+int rb_load_steps(struct loader *l, const struct rb_node *list, enum rb_step_kind kind)
+{
+	const char *what = kind == RB_MAIN ? "steps" : "on_failure";
+	if (list->type != RB_SEQ)
+		return rb_error_at(l->d, list, "%s must be a list of steps, not %s", what,
+				   rb_node_kind_name(list));
+	if (kind == RB_MAIN && list->n == 0)
+		return rb_error_at(l->d, list, "steps must not be empty");
+	if (list->n > RB_MAX_STEPS)
+		return rb_error_at(l->d, list, "more than %d steps", RB_MAX_STEPS);
+	for (size_t i = 0; i < list->n; i++)
+		load_step(l, list->items[i], kind, NULL);
+	if (kind == RB_MAIN)
+		l->rb->nmain = l->rb->nsteps;
+	else
+		l->rb->non_failure = l->rb->nsteps - l->rb->nmain;
+	return 0;
+}
+
+/* --- expressions ---------------------------------------------------------------- */
+
+static const char **all_names(const char *const *names, size_t n)
+{
+	const char **v = rb_xmalloc((n ? n : 1) * sizeof(*v));
+	memcpy(v, names, n * sizeof(*v));
+	return v;
+}
+
+/* "unknown WHAT 'name'", with a suggestion from cands. */
+static int unknown(struct loader *l, int line, int col, const char *what, const char *name,
+		   const char **cands, size_t n)
+{
+	const char *s = rb_suggest(name, cands, n);
+	free(cands);
+	if (s)
+		return rb_error_pos(l->d, line, col, "unknown %s '%s' (did you mean '%s'?)", what,
+				    name, s);
+	return rb_error_pos(l->d, line, col, "unknown %s '%s'", what, name);
+}
+
+static void add_dep(const struct scope_rules *sr, size_t index)
+{
+	if (!sr->deps)
+		return;
+	rb_grow(sr->deps, sr->depcap, *sr->ndeps + 1, sizeof(**sr->deps));
+	(*sr->deps)[(*sr->ndeps)++] = index;
+}
+
+static int check_step_ref(struct loader *l, const struct rb_ref *r, int line, int col,
+			  const struct scope_rules *sr)
+{
+	struct rb_runbook *rb = l->rb;
+	struct rb_step *self = sr->step, *t = rb_runbook_step(rb, r->name);
+	if (!t) {
+		const char **ids = rb_xmalloc((rb->nsteps + l->nundo + 1) * sizeof(*ids));
+		size_t n = 0;
+		for (size_t i = 0; i < rb->nsteps; i++)
+			ids[n++] = rb->steps[i]->id;
+		return unknown(l, line, col, "step", r->name, ids, n);
+	}
+	if (r->field) {
+		size_t i;
+		for (i = 0; step_fields[i]; i++)
+			if (!strcmp(r->field, step_fields[i]))
+				break;
+		if (!step_fields[i])
+			return unknown(l, line, col, "step field", r->field,
+				       all_names(step_fields, 4), 4);
+	}
+	if (t == self)
+		return rb_error_pos(l->d, line, col, "step '%s' refers to itself", self->id);
+	if (t->kind == RB_UNDO && !(self->kind == RB_UNDO && self->parent == t->parent))
+		return rb_error_pos(l->d, line, col, "%s '%s' cannot use undo step '%s': undo "
+				    "steps run only during a rollback", kind_names[self->kind],
+				    self->id, t->id);
+	if (t->kind == RB_ON_FAILURE && self->kind != RB_ON_FAILURE)
+		return rb_error_pos(l->d, line, col, "%s '%s' cannot use on_failure step '%s', "
+				    "which runs only after the run has failed",
+				    kind_names[self->kind], self->id, t->id);
+	/* Within a kind a reference orders the steps; across kinds the target
+	   has already run (or never will), so there is nothing to wait for. */
+	if (t->kind == self->kind && self->kind != RB_UNDO)
+		add_dep(sr, t->index);
+	return 0;
+}
+
+static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_ref *r,
+		     const struct scope_rules *sr)
+{
+	struct rb_runbook *rb = l->rb;
+	int line, col;
+	rb_runbook_pos(rb, n, r->off, &line, &col);
+	const char *scope = rb_scope_name(r->scope);
+
+	if (!(sr->allowed & (1u << r->scope))) {
+		switch (r->scope) {
+		case RB_SC_STEPS:
+			return rb_error_pos(l->d, line, col, "'steps' cannot be used %s: they are "
+					    "computed before any step runs", sr->where);
+		case RB_SC_ITEM:
+			return rb_error_pos(l->d, line, col, "'item' can be used only in a step "
+					    "with for_each (not %s)", sr->where);
+		case RB_SC_OUTPUT:
+			return rb_error_pos(l->d, line, col, "'output' can be used only in "
+					    "outputs (not %s)", sr->where);
+		default:
+			return rb_error_pos(l->d, line, col, "'%s' cannot be used %s", scope,
+					    sr->where);
+		}
+	}
+	if (r->dynamic)
+		return rb_error_pos(l->d, line, col, "'%s' must be indexed with a name, as "
+				    "%s.NAME or %s['NAME'], so that it can be checked before the "
+				    "run", scope, scope, scope);
+	if (!r->name)
+		return 0;
+	switch (r->scope) {
+	case RB_SC_PARAMS:
+		if (rb_runbook_param(rb, r->name))
+			return 0;
+		{
+			const char **v = rb_xmalloc((rb->nparams + 1) * sizeof(*v));
+			for (size_t i = 0; i < rb->nparams; i++)
+				v[i] = rb->params[i].name;
+			return unknown(l, line, col, "param", r->name, v, rb->nparams);
+		}
+	case RB_SC_SECRETS:
+		for (size_t i = 0; i < rb->nsecrets; i++)
+			if (!strcmp(rb->secrets[i].name, r->name)) {
+				if (sr->uses_secret)
+					*sr->uses_secret = 1;
+				return 0;
+			}
+		{
+			const char **v = rb_xmalloc((rb->nsecrets + 1) * sizeof(*v));
+			for (size_t i = 0; i < rb->nsecrets; i++)
+				v[i] = rb->secrets[i].name;
+			return unknown(l, line, col, "secret", r->name, v, rb->nsecrets);
+		}
+	case RB_SC_VARS:
+		for (size_t i = 0; i < rb->nvars; i++) {
+			if (strcmp(rb->vars[i].name, r->name))
+				continue;
+			if (sr->step == NULL && i >= sr->nvars)
+				return rb_error_pos(l->d, line, col, "var '%s' is used before it "
+						    "is defined (vars are computed in order)",
+						    r->name);
+			if (rb->vars[i].secret && sr->uses_secret)
+				*sr->uses_secret = 1;
+			return 0;
+		}
+		{
+			const char **v = rb_xmalloc((rb->nvars + 1) * sizeof(*v));
+			for (size_t i = 0; i < rb->nvars; i++)
+				v[i] = rb->vars[i].name;
+			return unknown(l, line, col, "var", r->name, v, rb->nvars);
+		}
+	case RB_SC_RUN:
+		for (size_t i = 0; run_fields[i]; i++)
+			if (!strcmp(run_fields[i], r->name))
+				return 0;
+		return unknown(l, line, col, "run field", r->name, all_names(run_fields, 3), 3);
+	case RB_SC_STEPS:
+		return check_step_ref(l, r, line, col, sr);
+	default:
+		return 0;
+	}
+}
+
+static int check_refs(struct loader *l, const struct rb_node *n, const struct rb_ref *refs,
+		      size_t nrefs, const struct scope_rules *sr)
+{
+	int rc = 0;
+	for (size_t i = 0; i < nrefs; i++)
+		rc |= check_ref(l, n, &refs[i], sr);
+	return rc;
+}
+
+/*
+ * Report a Lua error at its place in the YAML file: line lualine of code,
+ * which starts at byte off of n's text.  Lua's own "at line N" in the message
+ * is translated to the file's line too.
+ */
+static int lua_error_at(struct loader *l, const struct rb_node *n, size_t off,
+			const char *code, int lualine, const char *msg, const char *what)
+{
+	const char *start = code;
+	for (int i = 1; i < lualine; i++) {
+		const char *nl = strchr(code, '\n');
+		if (!nl)
+			break;
+		code = nl + 1;
+	}
+	while (lualine > 1 && (*code == ' ' || *code == '\t'))
+		code++;
+	/* An error at the end (near <eof>) points at the last thing written. */
+	while (code > start && (*code == '\0' || *code == '\n' || *code == ' '))
+		code--;
+	int line, col, first, c0;
+	rb_runbook_pos(l->rb, n, off + (size_t)(code - start), &line, &col);
+	rb_runbook_pos(l->rb, n, off, &first, &c0);
+	struct rb_buf b;
+	rb_buf_init(&b);
+	const char *p = msg, *q;
+	while ((q = strstr(p, "at line ")) != NULL) {
+		char *end;
+		long ln = strtol(q + 8, &end, 10);
+		rb_buf_add(&b, p, (size_t)(q - p));
+		if (end == q + 8) {
+			rb_buf_puts(&b, "at line ");
+		} else {
+			rb_buf_printf(&b, "at line %ld", first + ln - 1);
+		}
+		p = end == q + 8 ? q + 8 : end;
+	}
+	rb_buf_puts(&b, p);
+	rb_error_pos(l->d, line, col, "%s: %s", what, b.s);
+	rb_buf_release(&b);
+	return -1;
+}
+
+static int compile_part(struct loader *l, const struct rb_node *n,
+			const struct rb_tmpl_part *p, int chunk)
+{
+	char *err = NULL;
+	int line = 0;
+	if (rb_luabox_check(l->lua, p->text, p->len, !chunk, &err, &line) == 0)
+		return 0;
+	/* An expression's position is its "${{", three bytes before the code. */
+	size_t off = chunk || p->off < 3 ? p->off : p->off - 3;
+	lua_error_at(l, n, line > 1 || chunk ? p->off : off, p->text, line, err,
+		     chunk ? "Lua error" : "invalid expression");
+	free(err);
+	return -1;
+}
+
+static int load_scalar(struct loader *l, struct rb_node *n, const struct scope_rules *sr)
+{
+	if (!n->tmpl) {
+		char *err = NULL;
+		size_t off = 0;
+		if (rb_tmpl_parse(&l->rb->doc.arena, n->str, n->len, &n->tmpl, &err, &off) < 0) {
+			int line, col;
+			rb_runbook_pos(l->rb, n, off, &line, &col);
+			rb_error_pos(l->d, line, col, "%s", err);
+			free(err);
+			return -1;
+		}
+		if (!n->tmpl)
+			return 0;
+		for (size_t i = 0; i < n->tmpl->nparts; i++)
+			if (n->tmpl->parts[i].is_expr && compile_part(l, n, &n->tmpl->parts[i], 0) < 0)
+				return -1;
+	}
+	return check_refs(l, n, n->tmpl->refs, n->tmpl->nrefs, sr);
+}
+
+int rb_load_value(struct loader *l, const struct rb_node *n, const struct scope_rules *sr)
+{
+	int rc = 0;
+	switch (n->type) {
+	case RB_SCALAR:
+		if (n->quoted || rb_scalar_kind(n) == RB_K_STRING)
+			rc = load_scalar(l, (struct rb_node *)n, sr);
+		break;
+	case RB_SEQ:
+		for (size_t i = 0; i < n->n; i++)
+			rc |= rb_load_value(l, n->items[i], sr);
+		break;
+	case RB_MAP:
+		for (size_t i = 0; i < n->n; i++)
+			rc |= rb_load_value(l, n->items[2 * i + 1], sr);
+		break;
+	}
+	return rc;
+}
+
+/* A template holding all of n's text as one expression or chunk. */
+static struct rb_tmpl *whole_tmpl(struct loader *l, struct rb_node *n, int chunk)
+{
+	struct rb_arena *a = &l->rb->doc.arena;
+	struct rb_tmpl *t = rb_arena_alloc(a, sizeof(*t));
+	t->parts = rb_arena_alloc(a, sizeof(*t->parts));
+	t->parts[0] = (struct rb_tmpl_part){n->str, n->len, 0, 1};
+	t->nparts = 1;
+	t->whole = 1;
+	t->chunk = chunk;
+	rb_lua_refs(a, n->str, n->len, &t->refs, &t->nrefs, &t->uses);
+	return t;
+}
+
+int rb_load_cond(struct loader *l, const struct rb_node *cn, const struct scope_rules *sr)
+{
+	struct rb_node *n = (struct rb_node *)cn;
+	if (n->type != RB_SCALAR || rb_scalar_kind(n) == RB_K_NULL)
+		return rb_error_at(l->d, n, "if must be an expression or a boolean, not %s",
+				   rb_node_kind_name(n));
+	if (rb_scalar_kind(n) == RB_K_BOOL)
+		return 0;
+	if (!n->tmpl && !strstr(n->str, "${{")) {
+		n->tmpl = whole_tmpl(l, n, 0);
+		if (compile_part(l, n, &n->tmpl->parts[0], 0) < 0)
+			return -1;
+		return check_refs(l, n, n->tmpl->refs, n->tmpl->nrefs, sr);
+	}
+	if (load_scalar(l, n, sr) < 0)
+		return -1;
+	if (!n->tmpl->whole)
+		return rb_error_at(l->d, n, "if must be a single expression, not text with "
+				   "${{ }} inside it");
+	return 0;
+}
+
+int rb_load_chunk(struct loader *l, const struct rb_node *cn, const struct scope_rules *sr)
+{
+	struct rb_node *n = (struct rb_node *)cn;
+	if (!n->tmpl) {
+		n->tmpl = whole_tmpl(l, n, 1);
+		if (compile_part(l, n, &n->tmpl->parts[0], 1) < 0)
+			return -1;
+	}
+	return check_refs(l, n, n->tmpl->refs, n->tmpl->nrefs, sr);
+}
+
+/* --- per step ----------------------------------------------------------------- */
+
+static void check_with(struct loader *l, struct rb_step *s)
+{
+	const struct rb_action *a = s->action;
+	const struct rb_node *w = s->with;
+	if (w) {
+		for (size_t i = 0; i < w->n; i++) {
+			const struct rb_node *k = w->items[2 * i], *v = w->items[2 * i + 1];
+			if (k->type != RB_SCALAR)
+				continue;
+			const struct rb_arg *g = rb_action_arg(a, k->str);
+			if (!g) {
+				const char *names[32];
+				size_t n = 0;
+				for (const struct rb_arg *x = a->args; x->name && n < 32; x++)
+					names[n++] = x->name;
+				const char *sug = rb_suggest(k->str, names, n);
+				if (sug)
+					rb_error_at(l->d, k, "unknown argument '%s' for action '%s' "
+						    "(did you mean '%s'?)", k->str, a->name, sug);
+				else
+					rb_error_at(l->d, k, "unknown argument '%s' for action '%s'",
+						    k->str, a->name);
+				continue;
+			}
+			/* A value computed by an expression is checked when known. */
+			if (v->type == RB_SCALAR && v->tmpl)
+				continue;
+			char *why = NULL;
+			if (!rb_value_fits(v, g->type, &why)) {
+				rb_error_at(l->d, v, "argument '%s' of action '%s': %s", g->name,
+					    a->name, why);
+				free(why);
+				continue;
+			}
+			if (g->choices && v->type == RB_SCALAR) {
+				size_t j;
+				for (j = 0; g->choices[j]; j++)
+					if (!strcmp(v->str, g->choices[j]))
+						break;
+				if (!g->choices[j]) {
+					struct rb_buf b;
+					rb_buf_init(&b);
+					for (j = 0; g->choices[j]; j++)
+						rb_buf_printf(&b, "%s%s", j ? ", " : "", g->choices[j]);
+					rb_error_at(l->d, v, "invalid value '%s' for argument '%s' "
+						    "(expected %s)", v->str, g->name, b.s);
+					rb_buf_release(&b);
+				}
+			}
+		}
+	}
+	for (const struct rb_arg *g = a->args; g->name; g++)
+		if ((g->flags & RB_ARG_REQUIRED) && !rb_map_get(w, g->name))
+			rb_error_at(l->d, w ? w : rb_map_get(s->node, "action"),
+				    "action '%s' needs argument '%s'", a->name, g->name);
+}
+
+static void resolve_needs(struct loader *l, struct rb_step *s, size_t **deps, size_t *ndeps,
+			  size_t *cap)
+{
+	struct rb_runbook *rb = l->rb;
+	const struct rb_node *nn = s->needs_node;
+	const struct rb_node *one[1] = {nn};
+	const struct rb_node *const *items = one;
+	size_t count = 1;
+	if (nn->type == RB_SEQ) {
+		items = (const struct rb_node *const *)nn->items;
+		count = nn->n;
+	}
+	s->needs = rb_xmalloc((count ? count : 1) * sizeof(*s->needs));
+	for (size_t i = 0; i < count; i++) {
+		const struct rb_node *v = items[i];
+		if (v->type != RB_SCALAR || rb_scalar_kind(v) != RB_K_STRING) {
+			rb_error_at(l->d, v, "needs must be a step id or a list of step ids, "
+				    "not %s", rb_node_kind_name(v));
+			continue;
+		}
+		struct rb_step *t = rb_runbook_step(rb, v->str);
+		if (!t) {
+			const char **ids = rb_xmalloc((rb->nsteps + 1) * sizeof(*ids));
+			for (size_t j = 0; j < rb->nsteps; j++)
+				ids[j] = rb->steps[j]->id;
+			unknown(l, v->line, v->col, "step", v->str, ids, rb->nsteps);
+			continue;
+		}
+		if (t == s) {
+			rb_error_at(l->d, v, "step '%s' needs itself", s->id);
+			continue;
+		}
+		if (t->kind != s->kind) {
+			rb_error_at(l->d, v, "%s '%s' cannot need %s '%s'%s", kind_names[s->kind],
+				    s->id, kind_names[t->kind], t->id,
+				    t->kind == RB_ON_FAILURE ? ", which runs only after the run "
+							       "has failed" : "");
+			continue;
+		}
+		s->needs[s->nneeds++] = t->index;
+		rb_grow(deps, cap, *ndeps + 1, sizeof(**deps));
+		(*deps)[(*ndeps)++] = t->index;
+	}
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void load_step_exprs(struct loader *l, struct rb_step *s)
+{
+	size_t *deps = NULL, ndeps = 0, cap = 0;
+	unsigned common = 1u << RB_SC_PARAMS | 1u << RB_SC_VARS | 1u << RB_SC_SECRETS |
+			  1u << RB_SC_ENV | 1u << RB_SC_RUN | 1u << RB_SC_STEPS;
+	struct scope_rules sr = {
+		.step = s, .allowed = common, .deps = &deps, .ndeps = &ndeps, .depcap = &cap,
+	};
+	if (s->needs_node)
+		resolve_needs(l, s, &deps, &ndeps, &cap);
+
+	sr.where = "in if";
+	if (s->cond)
+		rb_load_cond(l, s->cond, &sr);
+	sr.where = "in for_each";
+	if (s->for_each) {
+		const struct rb_node *f = s->for_each;
+		if (f->type == RB_SEQ)
+			rb_load_value(l, f, &sr);
+		else if (f->type != RB_SCALAR || rb_scalar_kind(f) != RB_K_STRING)
+			rb_error_at(l->d, f, "for_each must be a list or an expression, not %s",
+				    rb_node_kind_name(f));
+		else if (load_scalar(l, (struct rb_node *)f, &sr) == 0 &&
+			 (!f->tmpl || !f->tmpl->whole))
+			rb_error_at(l->d, f, "for_each must be a list or a single ${{ }} "
+				    "expression");
+	}
+	sr.where = "in approve";
+	if (s->approve)
+		rb_load_value(l, s->approve, &sr);
+
+	if (s->for_each)
+		sr.allowed |= 1u << RB_SC_ITEM;
+	sr.where = "in with";
+	if (s->with)
+		rb_load_value(l, s->with, &sr);
+	sr.where = "in run";
+	if (s->run)
+		rb_load_value(l, s->run, &sr);
+	sr.where = "in lua";
+	if (s->lua)
+		rb_load_chunk(l, s->lua, &sr);
+	if (s->action && !s->run && !s->lua)
+		check_with(l, s);
+
+	sr.allowed &= ~(1u << RB_SC_ITEM);
+	sr.allowed |= 1u << RB_SC_OUTPUT;
+	sr.where = "in outputs";
+	if (s->outputs)
+		rb_load_value(l, s->outputs, &sr);
+
+	qsort(deps, ndeps, sizeof(*deps), cmp_size);
+	size_t u = 0;
+	for (size_t i = 0; i < ndeps; i++)
+		if (u == 0 || deps[u - 1] != deps[i])
+			deps[u++] = deps[i];
+	s->deps = deps;
+	s->ndeps = u;
+}
+
+int rb_load_step_refs(struct loader *l)
+{
+	struct rb_runbook *rb = l->rb;
+	for (size_t i = 0; i < l->nundo; i++) {
+		rb_grow(&rb->steps, &l->stepcap, rb->nsteps + 1, sizeof(*rb->steps));
+		l->undo[i]->index = rb->nsteps;
+		rb->steps[rb->nsteps++] = l->undo[i];
+	}
+	free(l->undo);
+	l->undo = NULL;
+	l->nundo = 0;
+	for (size_t i = 0; i < rb->nsteps; i++)
+		load_step_exprs(l, rb->steps[i]);
+	return 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * Literal value syntax shared by the loader and the CLI: durations, cron
+ * expressions, clock times, and checking a YAML value against a type.
+ */
+#ifndef RB_TYPES_H
+#define RB_TYPES_H
+
+#include <stdint.h>
+
+#include "../stdlib/action.h"
+
+struct rb_node;
+
+enum { RB_MAX_DURATION_MS_DAYS = 366 };
+
+/* "1h30m" -> milliseconds.  Returns 0, or -1 with a reason in *why. */
+int rb_duration_parse(const char *s, int64_t *ms, const char **why);
+/* Milliseconds -> "1h30m" into buf. */
+void rb_duration_format(int64_t ms, char *buf, size_t size);
+
+struct rb_cron {
+	uint64_t minute;        /* bit per allowed value */
+	uint32_t hour, dom;
+	uint16_t month;         /* bits 1..12 */
+	uint8_t dow;            /* bits 0..6, Sunday 0 */
+};
+
+/* Returns 0, or -1 with a malloc'd message in *err. */
+int rb_cron_parse(const char *s, struct rb_cron *c, char **err);
+
+/* "HH:MM" -> minutes since midnight, or -1. */
+int rb_clock_parse(const char *s);
+
+const char *rb_type_name(enum rb_type t);
+
+/*
+ * Whether a literal YAML value fits type t.  Returns 1, or 0 with *why
+ * (malloc'd) describing the mismatch.
+ */
+int rb_value_fits(const struct rb_node *n, enum rb_type t, char **why);
+
+#endif

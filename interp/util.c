@@ -1,0 +1,282 @@
+/*
+ * Checked allocation, the document arena, string buffers and the
+ * "did you mean" distance.  Pure helpers: no I/O except rb_read_file.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void oom(void)
+{
+	fputs("runbook: fatal: out of memory\n", stderr);
+	abort();
+}
+
+void *rb_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *rb_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *rb_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+char *rb_xstrdup(const char *s)
+{
+	return rb_xstrndup(s, strlen(s));
+}
+
+char *rb_xstrndup(const char *s, size_t n)
+{
+	char *p = rb_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *rb_xvasprintf(const char *fmt, va_list ap)
+{
+	va_list cp;
+	va_copy(cp, ap);
+	int n = vsnprintf(NULL, 0, fmt, cp);
+	va_end(cp);
+	if (n < 0)
+		oom();
+	char *p = rb_xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+char *rb_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *p = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void rb_grow(void *v, size_t *cap, size_t need, size_t sz)
+{
+	void **pv = v;
+	if (need <= *cap)
+		return;
+	size_t c = *cap ? *cap : 8;
+	while (c < need)
+		c *= 2;
+	*pv = rb_xrealloc(*pv, c * sz);
+	*cap = c;
+}
+
+/* Arena: blocks of at least 64 KiB, objects aligned to max_align_t. */
+struct rb_arena_block {
+	struct rb_arena_block *next;
+	size_t size;
+	_Alignas(max_align_t) unsigned char data[];
+};
+
+enum { ARENA_BLOCK = 64 * 1024 };
+
+void rb_arena_init(struct rb_arena *a)
+{
+	memset(a, 0, sizeof(*a));
+}
+
+void rb_arena_release(struct rb_arena *a)
+{
+	struct rb_arena_block *b = a->head;
+	while (b) {
+		struct rb_arena_block *next = b->next;
+		free(b);
+		b = next;
+	}
+	rb_arena_init(a);
+}
+
+void *rb_arena_alloc(struct rb_arena *a, size_t n)
+{
+	size_t align = _Alignof(max_align_t);
+	n = (n + align - 1) & ~(align - 1);
+	if (!a->head || a->used + n > a->head->size) {
+		size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+		struct rb_arena_block *b = rb_xmalloc(sizeof(*b) + size);
+		b->size = size;
+		b->next = a->head;
+		a->head = b;
+		a->used = 0;
+		a->total += size;
+	}
+	void *p = a->head->data + a->used;
+	a->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+char *rb_arena_strndup(struct rb_arena *a, const char *s, size_t n)
+{
+	char *p = rb_arena_alloc(a, n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+void rb_buf_init(struct rb_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void rb_buf_release(struct rb_buf *b)
+{
+	free(b->s);
+	rb_buf_init(b);
+}
+
+void rb_buf_add(struct rb_buf *b, const char *s, size_t n)
+{
+	rb_grow(&b->s, &b->cap, b->len + n + 1, 1);
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void rb_buf_puts(struct rb_buf *b, const char *s)
+{
+	rb_buf_add(b, s, strlen(s));
+}
+
+void rb_buf_putc(struct rb_buf *b, char c)
+{
+	rb_buf_add(b, &c, 1);
+}
+
+void rb_buf_printf(struct rb_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	rb_buf_puts(b, s);
+	free(s);
+}
+
+char *rb_buf_detach(struct rb_buf *b)
+{
+	char *s = b->s ? b->s : rb_xstrdup("");
+	rb_buf_init(b);
+	return s;
+}
+
+size_t rb_edit_distance(const char *a, const char *b, size_t max)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return max + 1;
+	if ((la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0], best;
+		row[0] = i;
+		best = row[0];
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t v = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < v)
+				v = up + 1;
+			if (row[j - 1] + 1 < v)
+				v = row[j - 1] + 1;
+			row[j] = v;
+			diag = up;
+			if (v < best)
+				best = v;
+		}
+		if (best > max)
+			return max + 1;
+	}
+	return row[lb] > max ? max + 1 : row[lb];
+}
+
+const char *rb_suggest(const char *word, const char *const *cands, size_t n)
+{
+	/* Longer words tolerate more typos: 1 up to 3 letters, 2 up to 6, then 3. */
+	size_t wl = strlen(word), max = wl <= 3 ? 1 : wl <= 6 ? 2 : 3;
+	const char *best = NULL;
+	size_t bestd = max + 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = rb_edit_distance(word, cands[i], max);
+		if (d < bestd && d < wl) {
+			bestd = d;
+			best = cands[i];
+		}
+	}
+	return best;
+}
+
+int rb_read_file(const char *path, size_t max, char **out, size_t *len, char **err)
+{
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	if (fd < 0) {
+		*err = rb_xasprintf("cannot open '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		*err = rb_xasprintf("'%s' is a directory", path);
+		close(fd);
+		return -1;
+	}
+	struct rb_buf b;
+	rb_buf_init(&b);
+	char chunk[65536];
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			*err = rb_xasprintf("cannot read '%s': %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		if (b.len + (size_t)r > max) {
+			/* One byte past the limit tells the caller it was crossed. */
+			rb_buf_add(&b, chunk, max + 1 - b.len);
+			break;
+		}
+		rb_buf_add(&b, chunk, (size_t)r);
+	}
+	if (fd != 0)
+		close(fd);
+	*len = b.len;
+	*out = rb_buf_detach(&b);
+	return 0;
+fail:
+	if (fd != 0)
+		close(fd);
+	rb_buf_release(&b);
+	return -1;
+}

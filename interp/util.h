@@ -1,0 +1,56 @@
+/*
+ * Small shared helpers: an arena for objects that live as long as a loaded
+ * document, a growable string buffer, and checked allocation.  Nothing here
+ * knows about runbooks.
+ */
+#ifndef RB_UTIL_H
+#define RB_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* Allocation failure is not recoverable in a CLI: report and abort. */
+void *rb_xmalloc(size_t n);
+void *rb_xcalloc(size_t n, size_t size);
+void *rb_xrealloc(void *p, size_t n);
+char *rb_xstrdup(const char *s);
+char *rb_xstrndup(const char *s, size_t n);
+char *rb_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *rb_xvasprintf(const char *fmt, va_list ap);
+
+/* Grow a vector *v of *cap elements of size sz so that it holds need. */
+void rb_grow(void *v, size_t *cap, size_t need, size_t sz);
+
+struct rb_arena_block;
+struct rb_arena {
+	struct rb_arena_block *head;
+	size_t used;            /* bytes used in head */
+	size_t total;           /* bytes allocated in all blocks */
+};
+
+void rb_arena_init(struct rb_arena *a);
+void rb_arena_release(struct rb_arena *a);
+void *rb_arena_alloc(struct rb_arena *a, size_t n);      /* zeroed */
+char *rb_arena_strndup(struct rb_arena *a, const char *s, size_t n);
+
+struct rb_buf {
+	char *s;
+	size_t len, cap;
+};
+
+void rb_buf_init(struct rb_buf *b);
+void rb_buf_release(struct rb_buf *b);
+void rb_buf_add(struct rb_buf *b, const char *s, size_t n);
+void rb_buf_puts(struct rb_buf *b, const char *s);
+void rb_buf_putc(struct rb_buf *b, char c);
+void rb_buf_printf(struct rb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *rb_buf_detach(struct rb_buf *b);   /* caller frees; buffer is reset */
+
+/* Levenshtein distance, capped: returns max+1 when larger than max. */
+size_t rb_edit_distance(const char *a, const char *b, size_t max);
+/* The candidate closest to word, if close enough to be a typo of it, or NULL. */
+const char *rb_suggest(const char *word, const char *const *cands, size_t n);
+
+int rb_read_file(const char *path, size_t max, char **out, size_t *len, char **err);
+
+#endif
