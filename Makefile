@@ -85,13 +85,14 @@ valgrind: deps
 FUZZ_TIME ?= 60
 $(B)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined $(PKG_CFLAGS) \
 		-Iinterp -o $@ tests/fuzz/fuzz_load.c $(LIB_SRCS) $(LDLIBS)
 
 fuzz: deps $(B)/fuzz/fuzz_load
 	@mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_load -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
-		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus tests/fuzz/seeds
+		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus runbooks tests/valid tests/invalid
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -2,6 +2,7 @@
  * runbook plan FILE [-p NAME=VALUE]... [--format text|json|markdown]: the
  * dry-run review.  Parses options, loads, resolves params, prints the plan.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,22 +57,34 @@ int cmd_plan(int argc, char **argv)
 	rc = rb_cli_load(file, &rb);
 	if (rc != RB_EXIT_OK)
 		goto out;
+	/*
+	 * The plan goes to memory first: a plan that fails half-way (an
+	 * expression error) prints only the errors, never half a document.
+	 */
 	struct rb_diags d;
 	rb_diags_init(&d, file, rb->src, rb->srclen);
-	json_t *pj = rb_params_resolve(rb, params, nparams, &d);
-	json_t *plan = pj ? rb_plan_build(rb, pj, &d) : NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	struct rb_plan_out po = {.f = mem, .color = rb_use_color(stdout)};
+	const struct rb_plan_renderer *r = !strcmp(format, "json")       ? &rb_plan_json
+					  : !strcmp(format, "markdown") ? &rb_plan_markdown
+									: &rb_plan_text;
+	json_t *pj = mem ? rb_params_resolve(rb, params, nparams, &d) : NULL;
+	int ok = pj && rb_plan_write(rb, pj, r, &po, &d) == 0;
+	if (mem)
+		fclose(mem);
 	rb_diags_print(&d, stderr, rb_use_color(stderr));
-	if (!plan) {
+	if (!mem) {
+		fprintf(stderr, "runbook: error: out of memory\n");
+		rc = RB_EXIT_FAILED;
+	} else if (!ok) {
 		rc = RB_EXIT_INVALID;
-	} else if (!strcmp(format, "json")) {
-		json_dumpf(plan, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		putchar('\n');
-	} else if (!strcmp(format, "markdown")) {
-		rb_plan_markdown(plan, stdout);
-	} else {
-		rb_plan_text(plan, stdout, rb_use_color(stdout));
+	} else if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0) {
+		fprintf(stderr, "runbook: error: cannot write the plan\n");
+		rc = RB_EXIT_FAILED;
 	}
-	json_decref(plan);
+	free(buf);
 	json_decref(pj);
 	rb_diags_release(&d);
 	rb_runbook_free(rb);

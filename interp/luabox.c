@@ -6,6 +6,7 @@
  */
 #include "luabox.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -27,9 +28,11 @@ struct rb_luabox {
 	int expired;            /* the deadline passed: every instruction errors */
 	long limit_ms;
 	int base_ref;           /* registry ref of the read-only base environment */
+	int cache_ref;          /* registry ref of compiled expressions by text */
+	size_t cached;
 };
 
-enum { HOOK_COUNT = 1000 };
+enum { HOOK_COUNT = 1000, CACHE_MAX = 4096 };
 
 static struct rb_luabox *box_of(lua_State *L)
 {
@@ -564,6 +567,8 @@ struct rb_luabox *rb_luabox_new(size_t mem_cap)
 	*(struct rb_luabox **)lua_getextraspace(b->L) = b;
 	lua_setwarnf(b->L, NULL, NULL);
 	build_base(b);
+	lua_newtable(b->L);
+	b->cache_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
 	lua_gc(b->L, LUA_GCCOLLECT);
 	b->cap = cap > b->used ? cap : b->used + 1024 * 1024;
 	return b;
@@ -642,25 +647,65 @@ static char *strip_chunk(const char *msg, const char *chunk, int *line)
 	return rb_xstrdup(msg);
 }
 
+struct compile_args {
+	const char *code;
+	size_t len;
+	int is_expr;
+};
+
+/*
+ * Runs protected, so that running out of memory while compiling is an error
+ * and not a panic.  Expressions are cached by their text: the same few
+ * (params.env, vars.prefix ...) come back in every step.
+ */
+static int do_compile(lua_State *L)
+{
+	const struct compile_args *a = lua_touserdata(L, 1);
+	struct rb_luabox *b = box_of(L);
+	if (!a->is_expr)
+		return luaL_loadbufferx(L, a->code, a->len, "=lua", "t") == LUA_OK ? 1
+										  : lua_error(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
+	lua_pushlstring(L, a->code, a->len);
+	if (lua_rawget(L, -2) == LUA_TFUNCTION)
+		return 1;
+	lua_pop(L, 1);
+	/* "return " on the same line keeps Lua's line numbers ours. */
+	luaL_Buffer buf;
+	luaL_buffinit(L, &buf);
+	luaL_addstring(&buf, "return ");
+	luaL_addlstring(&buf, a->code, a->len);
+	luaL_pushresult(&buf);
+	size_t l2;
+	const char *s = lua_tolstring(L, -1, &l2);
+	if (luaL_loadbufferx(L, s, l2, "=expr", "t") != LUA_OK)
+		return lua_error(L);
+	if (++b->cached > CACHE_MAX) {
+		lua_newtable(L);
+		lua_rawseti(L, LUA_REGISTRYINDEX, b->cache_ref);
+		b->cached = 0;
+	} else {
+		lua_pushlstring(L, a->code, a->len);
+		lua_pushvalue(L, -2);
+		lua_rawset(L, -5);
+	}
+	return 1;
+}
+
+/* Push the function for code, or return -1 with *err and *line. */
 static int compile(struct rb_luabox *b, const char *code, size_t len, int is_expr,
 		   char **err, int *line)
 {
 	lua_State *L = b->L;
-	int st;
-	if (is_expr) {
-		/* "return " on the same line keeps Lua's line numbers ours. */
-		luaL_Buffer buf;
-		luaL_buffinit(L, &buf);
-		luaL_addstring(&buf, "return ");
-		luaL_addlstring(&buf, code, len);
-		luaL_pushresult(&buf);
-		size_t l2;
-		const char *s = lua_tolstring(L, -1, &l2);
-		st = luaL_loadbufferx(L, s, l2, "=expr", "t");
-		lua_remove(L, -2);
-	} else {
-		st = luaL_loadbufferx(L, code, len, "=lua", "t");
+	struct compile_args a = {code, len, is_expr};
+	if (!lua_checkstack(L, 8)) {
+		*err = rb_xstrdup("Lua stack exhausted");
+		*line = 0;
+		return -1;
 	}
+	lua_pushcfunction(L, do_compile);
+	lua_pushlightuserdata(L, &a);
+	int st = lua_pcall(L, 1, 1, 0);
 	if (st == LUA_OK)
 		return 0;
 	const char *m = lua_tostring(L, -1);
@@ -668,14 +713,61 @@ static int compile(struct rb_luabox *b, const char *code, size_t len, int is_exp
 	lua_pop(L, 1);
 	if (st == LUA_ERRMEM) {
 		free(*err);
-		*err = rb_xstrdup("memory limit exceeded");
+		*err = rb_xasprintf("memory limit of %zu MiB exceeded", b->cap / (1024 * 1024));
+		*line = 0;
 	}
 	return -1;
+}
+
+static int is_reserved(const char *s, size_t n)
+{
+	static const char *const words[] = {
+		"and", "break", "do", "else", "elseif", "end", "false", "for", "function",
+		"goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
+		"true", "until", "while", NULL,
+	};
+	for (const char *const *w = words; *w; w++)
+		if (strlen(*w) == n && !memcmp(*w, s, n))
+			return 1;
+	return 0;
+}
+
+/*
+ * Whether code is a plain path such as "params.env" or "vars.a.b": names that
+ * are not reserved words, joined by dots.  Such an expression is valid by
+ * construction, and most expressions are like it, so checking it needs no
+ * compiler.
+ */
+static int is_plain_path(const char *code, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (code[i] == ' ' || code[i] == '\t'))
+		i++;
+	while (len > i && (code[len - 1] == ' ' || code[len - 1] == '\t'))
+		len--;
+	if (i == len)
+		return 0;
+	for (;;) {
+		size_t start = i;
+		if (!(isalpha((unsigned char)code[i]) || code[i] == '_'))
+			return 0;
+		while (i < len && (isalnum((unsigned char)code[i]) || code[i] == '_'))
+			i++;
+		if (is_reserved(code + start, i - start))
+			return 0;
+		if (i == len)
+			return 1;
+		if (code[i] != '.' || i + 1 == len)
+			return 0;
+		i++;
+	}
 }
 
 int rb_luabox_check(struct rb_luabox *b, const char *code, size_t len, int is_expr,
 		    char **err, int *line)
 {
+	if (is_expr && is_plain_path(code, len))
+		return 0;
 	if (compile(b, code, len, is_expr, err, line) < 0)
 		return -1;
 	lua_pop(b->L, 1);

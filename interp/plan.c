@@ -128,6 +128,7 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 			  struct rb_diags *d)
 {
 	json_t *out = json_object();
+	json_t *bad = json_object();    /* given, but invalid: not also "required" */
 	size_t errors0 = d->errors;
 	for (size_t i = 0; i < ngiven; i++) {
 		const char *eq = strchr(given[i], '=');
@@ -159,12 +160,14 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 				json_decref(v);
 			else
 				json_object_set_new(out, name, v);
+			if (!json_object_get(out, name))
+				json_object_set_new(bad, name, json_true());
 		}
 		free(name);
 	}
 	for (size_t i = 0; i < rb->nparams; i++) {
 		const struct rb_param *p = &rb->params[i];
-		if (json_object_get(out, p->name))
+		if (json_object_get(out, p->name) || json_object_get(bad, p->name))
 			continue;
 		if (p->def)
 			json_object_set_new(out, p->name, rb_node_to_json(p->def));
@@ -172,6 +175,7 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 			rb_error_at(d, p->key, "param '%s' is required: give it with -p %s=VALUE",
 				    p->name, p->name);
 	}
+	json_decref(bad);
 	if (d->errors > errors0) {
 		json_decref(out);
 		return NULL;
@@ -348,30 +352,6 @@ fail:
 	return NULL;
 }
 
-static json_t *steps_json(struct planner *pl, enum rb_step_kind kind, json_t **stages)
-{
-	size_t n;
-	struct rb_step **order = rb_graph_order(pl->rb, kind, &n);
-	json_t *steps = json_array();
-	*stages = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *sj = step_json(pl, order[i]);
-		if (!sj) {
-			json_decref(steps);
-			json_decref(*stages);
-			free(order);
-			return NULL;
-		}
-		json_array_append_new(steps, sj);
-		while (json_array_size(*stages) <= (size_t)order[i]->stage)
-			json_array_append_new(*stages, json_array());
-		json_array_append_new(json_array_get(*stages, (size_t)order[i]->stage),
-				      json_string(order[i]->id));
-	}
-	free(order);
-	return steps;
-}
-
 static json_t *header_json(struct rb_runbook *rb)
 {
 	char hex[65];
@@ -458,30 +438,29 @@ int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 	return scope;
 }
 
-json_t *rb_plan_build(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
+static json_t *stages_json(const struct rb_runbook *rb, enum rb_step_kind kind)
 {
-	json_t *plan = NULL, *vj = NULL;
-	struct rb_luabox *box = rb_luabox_new(0);
-	if (!box) {
-		rb_error_pos(d, 0, 0, "cannot create a Lua state");
-		return NULL;
+	size_t n;
+	struct rb_step **order = rb_graph_order(rb, kind, &n);
+	json_t *stages = json_array();
+	for (size_t i = 0; i < n; i++) {
+		while (json_array_size(stages) <= (size_t)order[i]->stage)
+			json_array_append_new(stages, json_array());
+		json_array_append_new(json_array_get(stages, (size_t)order[i]->stage),
+				      json_string(order[i]->id));
 	}
-	struct planner pl = {
-		.rb = rb,
-		.r = {.rb = rb, .box = box, .ms = RB_EXPR_MS_DEFAULT, .d = d},
-		.skipped = json_object(),
-	};
-	pl.r.scope = rb_plan_scope(rb, params, box, d, &vj);
-	if (!pl.r.scope)
-		goto out;
+	free(order);
+	return stages;
+}
 
-	plan = json_object();
-	json_object_set_new(plan, "format", json_string("runbook-plan"));
-	json_object_set_new(plan, "format_version", json_integer(RB_PLAN_FORMAT_VERSION));
-	json_object_set_new(plan, "runbook", header_json(rb));
-	json_object_set_new(plan, "params", json_incref(params));
-	json_object_set_new(plan, "vars", vj);
-	vj = NULL;
+static json_t *plan_header(struct rb_runbook *rb, json_t *params, json_t *vars)
+{
+	json_t *h = json_object();
+	json_object_set_new(h, "format", json_string("runbook-plan"));
+	json_object_set_new(h, "format_version", json_integer(RB_PLAN_FORMAT_VERSION));
+	json_object_set_new(h, "runbook", header_json(rb));
+	json_object_set_new(h, "params", json_incref(params));
+	json_object_set_new(h, "vars", json_incref(vars));
 	json_t *secrets = json_array();
 	for (size_t i = 0; i < rb->nsecrets; i++) {
 		const struct rb_secret *s = &rb->secrets[i];
@@ -489,28 +468,58 @@ json_t *rb_plan_build(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
 							 "from", s->env ? "env" : "file", "source",
 							 s->env ? s->env : s->file));
 	}
-	json_object_set_new(plan, "secrets", secrets);
+	json_object_set_new(h, "secrets", secrets);
+	json_object_set_new(h, "stages", stages_json(rb, RB_MAIN));
+	json_object_set_new(h, "on_failure", json_pack("{s:o}", "stages",
+						       stages_json(rb, RB_ON_FAILURE)));
+	return h;
+}
 
-	json_t *stages, *fstages;
-	json_t *steps = steps_json(&pl, RB_MAIN, &stages);
-	if (!steps) {
-		json_decref(plan);
-		plan = NULL;
+/*
+ * Steps are rendered one at a time and handed to the renderer, so that the
+ * memory a plan takes does not grow with the number of steps.
+ */
+int rb_plan_write(struct rb_runbook *rb, json_t *params, const struct rb_plan_renderer *out,
+		  void *ctx, struct rb_diags *d)
+{
+	int rc = -1;
+	json_t *vars = NULL, *header = NULL;
+	struct rb_luabox *box = rb_luabox_new(0);
+	if (!box)
+		return rb_error_pos(d, 0, 0, "cannot create a Lua state");
+	struct planner pl = {
+		.rb = rb,
+		.r = {.rb = rb, .box = box, .ms = RB_EXPR_MS_DEFAULT, .d = d},
+		.skipped = json_object(),
+	};
+	pl.r.scope = rb_plan_scope(rb, params, box, d, &vars);
+	if (!pl.r.scope)
 		goto out;
+	header = plan_header(rb, params, vars);
+	out->begin(ctx, header);
+	for (int kind = RB_MAIN; kind <= RB_ON_FAILURE; kind++) {
+		size_t n;
+		struct rb_step **order = rb_graph_order(rb, (enum rb_step_kind)kind, &n);
+		if (kind == RB_ON_FAILURE)
+			out->section(ctx, json_object_get(json_object_get(header, "on_failure"),
+							  "stages"));
+		for (size_t i = 0; i < n; i++) {
+			json_t *sj = step_json(&pl, order[i]);
+			if (!sj) {
+				free(order);
+				goto out;
+			}
+			out->step(ctx, sj, i == 0 || order[i]->stage != order[i - 1]->stage);
+			json_decref(sj);
+		}
+		free(order);
 	}
-	json_object_set_new(plan, "stages", stages);
-	json_object_set_new(plan, "steps", steps);
-	json_t *fsteps = steps_json(&pl, RB_ON_FAILURE, &fstages);
-	if (!fsteps) {
-		json_decref(plan);
-		plan = NULL;
-		goto out;
-	}
-	json_object_set_new(plan, "on_failure", json_pack("{s:o, s:o}", "stages", fstages,
-							  "steps", fsteps));
+	out->end(ctx);
+	rc = 0;
 out:
-	json_decref(vj);
+	json_decref(header);
+	json_decref(vars);
 	json_decref(pl.skipped);
 	rb_luabox_free(box);
-	return plan;
+	return rc;
 }

@@ -31,10 +31,35 @@ struct rb_luabox;
 int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 		  struct rb_diags *d, json_t **vars_out);
 
-/* Build the plan; NULL with errors in d (a failing expression, say). */
-json_t *rb_plan_build(struct rb_runbook *rb, json_t *params, struct rb_diags *d);
+/*
+ * How a format is written.  begin gets the plan without its steps (the
+ * documented JSON, "steps" and "on_failure.steps" left out); step gets each
+ * step in order, with first_of_stage set for the first of each stage;
+ * section comes before the on_failure steps, with their stages.
+ */
+struct rb_plan_renderer {
+	void (*begin)(void *ctx, const json_t *header);
+	void (*step)(void *ctx, const json_t *step, int first_of_stage);
+	void (*section)(void *ctx, const json_t *stages);
+	void (*end)(void *ctx);
+};
 
-void rb_plan_text(const json_t *plan, FILE *f, int color);
-void rb_plan_markdown(const json_t *plan, FILE *f);
+/* Build the plan and hand it to out; -1 with errors in d (out may have
+   received part of it). */
+int rb_plan_write(struct rb_runbook *rb, json_t *params, const struct rb_plan_renderer *out,
+		  void *ctx, struct rb_diags *d);
+
+/* The renderers; ctx is a struct rb_plan_out. */
+struct rb_plan_out {
+	FILE *f;
+	int color;
+	/* filled while writing */
+	const json_t *header;
+	const json_t *stages;           /* of the current section */
+	size_t stage, steps, side, gates, undo, fail_steps;
+	int in_failure;
+};
+
+extern const struct rb_plan_renderer rb_plan_text, rb_plan_markdown, rb_plan_json;
 
 #endif

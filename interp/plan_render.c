@@ -152,34 +152,25 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 	}
 }
 
-static void stages_text(const struct out *o, const json_t *stages, const json_t *steps)
+static void count(struct rb_plan_out *o, const json_t *s)
 {
-	size_t si = 0;
-	for (size_t st = 0; st < json_array_size(stages); st++) {
-		size_t n = json_array_size(json_array_get(stages, st));
-		fprintf(o->f, "\n%sStage %zu%s", c(o, BOLD), st + 1, c(o, RESET));
-		if (n > 1)
-			fprintf(o->f, " (%zu steps in parallel)", n);
-		fputc('\n', o->f);
-		for (size_t i = 0; i < n; i++)
-			step_text(o, json_array_get(steps, si++), "  ");
+	if (o->in_failure) {
+		o->fail_steps++;
+		return;
 	}
+	o->steps++;
+	o->side += json_is_true(json_object_get(s, "side_effects"));
+	o->gates += json_object_get(s, "approve") != NULL;
+	o->undo += json_object_get(s, "undo") != NULL;
 }
 
-static void count(const json_t *steps, size_t *side, size_t *gates, size_t *undo)
+static void text_begin(void *ctx, const json_t *plan)
 {
-	size_t i;
-	json_t *s;
-	json_array_foreach(steps, i, s) {
-		*side += json_is_true(json_object_get(s, "side_effects"));
-		*gates += json_object_get(s, "approve") != NULL;
-		*undo += json_object_get(s, "undo") != NULL;
-	}
-}
-
-void rb_plan_text(const json_t *plan, FILE *f, int color)
-{
-	struct out o = {f, color};
+	struct rb_plan_out *po = ctx;
+	struct out o = {po->f, po->color};
+	FILE *f = po->f;
+	po->header = plan;
+	po->stages = json_object_get(plan, "stages");
 	const json_t *h = json_object_get(plan, "runbook");
 	fprintf(f, "%sPlan: %s%s (%s)\n", c(&o, BOLD), str(h, "name"), c(&o, RESET),
 		str(h, "file"));
@@ -220,23 +211,46 @@ void rb_plan_text(const json_t *plan, FILE *f, int color)
 		fprintf(f, "  timeout: %s\n", str(h, "timeout"));
 	if (json_is_true(json_object_get(h, "rollback")))
 		fputs("  rollback: undo finished steps if the run fails\n", f);
-
-	const json_t *steps = json_object_get(plan, "steps");
-	stages_text(&o, json_object_get(plan, "stages"), steps);
-	const json_t *fail = json_object_get(plan, "on_failure");
-	if (json_array_size(json_object_get(fail, "steps"))) {
-		fprintf(f, "\n%sOn failure%s", c(&o, BOLD), c(&o, RESET));
-		stages_text(&o, json_object_get(fail, "stages"), json_object_get(fail, "steps"));
-	}
-	size_t side = 0, gates = 0, undo = 0;
-	count(steps, &side, &gates, &undo);
-	fprintf(f, "\n%zu steps in %zu stages: %zu with side effects, %zu gates, %zu with undo",
-		json_array_size(steps), json_array_size(json_object_get(plan, "stages")), side,
-		gates, undo);
-	if (json_array_size(json_object_get(fail, "steps")))
-		fprintf(f, "; %zu on failure", json_array_size(json_object_get(fail, "steps")));
-	fputc('\n', f);
 }
+
+static void text_step(void *ctx, const json_t *s, int first)
+{
+	struct rb_plan_out *po = ctx;
+	struct out o = {po->f, po->color};
+	if (first) {
+		po->stage = (size_t)json_integer_value(json_object_get(s, "stage"));
+		size_t n = json_array_size(json_array_get(po->stages, po->stage - 1));
+		fprintf(po->f, "\n%sStage %zu%s", c(&o, BOLD), po->stage, c(&o, RESET));
+		if (n > 1)
+			fprintf(po->f, " (%zu steps in parallel)", n);
+		fputc('\n', po->f);
+	}
+	step_text(&o, s, "  ");
+	count(po, s);
+}
+
+static void text_section(void *ctx, const json_t *stages)
+{
+	struct rb_plan_out *po = ctx;
+	struct out o = {po->f, po->color};
+	po->in_failure = 1;
+	po->stages = stages;
+	if (json_array_size(stages))
+		fprintf(po->f, "\n%sOn failure%s", c(&o, BOLD), c(&o, RESET));
+}
+
+static void text_end(void *ctx)
+{
+	struct rb_plan_out *po = ctx;
+	fprintf(po->f, "\n%zu steps in %zu stages: %zu with side effects, %zu gates, %zu with "
+		"undo", po->steps, json_array_size(json_object_get(po->header, "stages")),
+		po->side, po->gates, po->undo);
+	if (po->fail_steps)
+		fprintf(po->f, "; %zu on failure", po->fail_steps);
+	fputc('\n', po->f);
+}
+
+const struct rb_plan_renderer rb_plan_text = {text_begin, text_step, text_section, text_end};
 
 /* --- markdown -------------------------------------------------------------------- */
 
@@ -343,19 +357,12 @@ static void md_step(FILE *f, const json_t *s, int undo)
 		md_step(f, u, 1);
 }
 
-static void md_stages(FILE *f, const json_t *stages, const json_t *steps, const char *h)
+static void md_begin(void *ctx, const json_t *plan)
 {
-	size_t si = 0;
-	for (size_t st = 0; st < json_array_size(stages); st++) {
-		size_t n = json_array_size(json_array_get(stages, st));
-		fprintf(f, "\n%s Stage %zu%s\n\n", h, st + 1, n > 1 ? " (in parallel)" : "");
-		for (size_t i = 0; i < n; i++)
-			md_step(f, json_array_get(steps, si++), 0);
-	}
-}
-
-void rb_plan_markdown(const json_t *plan, FILE *f)
-{
+	struct rb_plan_out *po = ctx;
+	FILE *f = po->f;
+	po->header = plan;
+	po->stages = json_object_get(plan, "stages");
 	const json_t *h = json_object_get(plan, "runbook");
 	fputs("## Plan: ", f);
 	md_code(f, str(h, "name"));
@@ -384,16 +391,101 @@ void rb_plan_markdown(const json_t *plan, FILE *f)
 		fprintf(f, "| timeout | %s |\n", str(h, "timeout"));
 	if (json_is_true(json_object_get(h, "rollback")))
 		fputs("| rollback | on |\n", f);
-	const json_t *steps = json_object_get(plan, "steps");
-	md_stages(f, json_object_get(plan, "stages"), steps, "###");
-	const json_t *fail = json_object_get(plan, "on_failure");
-	if (json_array_size(json_object_get(fail, "steps"))) {
-		fputs("\n### On failure\n", f);
-		md_stages(f, json_object_get(fail, "stages"), json_object_get(fail, "steps"), "####");
-	}
-	size_t side = 0, gates = 0, undo = 0;
-	count(steps, &side, &gates, &undo);
-	fprintf(f, "\n**%zu steps in %zu stages**: %zu with side effects, %zu gates, %zu with "
-		"undo.\n", json_array_size(steps), json_array_size(json_object_get(plan, "stages")),
-		side, gates, undo);
 }
+
+static void md_step_cb(void *ctx, const json_t *s, int first)
+{
+	struct rb_plan_out *po = ctx;
+	if (first) {
+		po->stage = (size_t)json_integer_value(json_object_get(s, "stage"));
+		size_t n = json_array_size(json_array_get(po->stages, po->stage - 1));
+		fprintf(po->f, "\n%s Stage %zu%s\n\n", po->in_failure ? "####" : "###", po->stage,
+			n > 1 ? " (in parallel)" : "");
+	}
+	md_step(po->f, s, 0);
+	count(po, s);
+}
+
+static void md_section(void *ctx, const json_t *stages)
+{
+	struct rb_plan_out *po = ctx;
+	po->in_failure = 1;
+	po->stages = stages;
+	if (json_array_size(stages))
+		fputs("\n### On failure\n", po->f);
+}
+
+static void md_end(void *ctx)
+{
+	struct rb_plan_out *po = ctx;
+	fprintf(po->f, "\n**%zu steps in %zu stages**: %zu with side effects, %zu gates, %zu "
+		"with undo.\n", po->steps,
+		json_array_size(json_object_get(po->header, "stages")), po->side, po->gates,
+		po->undo);
+}
+
+const struct rb_plan_renderer rb_plan_markdown = {md_begin, md_step_cb, md_section, md_end};
+
+/* --- json -------------------------------------------------------------------- */
+
+/*
+ * The JSON document is written piece by piece, each piece encoded by
+ * jansson, so that a large plan is never held in memory whole.
+ */
+static void json_at(FILE *f, const json_t *v, int indent)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	for (const char *p = s; p && *p; p++) {
+		fputc(*p, f);
+		if (*p == '\n')
+			fprintf(f, "%*s", indent, "");
+	}
+	free(s);
+}
+
+static void json_begin(void *ctx, const json_t *plan)
+{
+	struct rb_plan_out *po = ctx;
+	const char *k;
+	json_t *v;
+	fputc('{', po->f);
+	json_object_foreach((json_t *)plan, k, v) {
+		if (!strcmp(k, "on_failure"))
+			continue;
+		fputs("\n  ", po->f);
+		json_t *key = json_string(k);
+		json_at(po->f, key, 0);
+		json_decref(key);
+		fputs(": ", po->f);
+		json_at(po->f, v, 2);
+		fputc(',', po->f);
+	}
+	fputs("\n  \"steps\": [", po->f);
+	po->steps = 0;
+}
+
+static void json_step(void *ctx, const json_t *s, int first)
+{
+	struct rb_plan_out *po = ctx;
+	(void)first;
+	fputs(po->steps++ ? ",\n    " : "\n    ", po->f);
+	json_at(po->f, s, 4);
+}
+
+static void json_section(void *ctx, const json_t *stages)
+{
+	struct rb_plan_out *po = ctx;
+	fputs(po->steps ? "\n  ],\n" : "],\n", po->f);
+	fputs("  \"on_failure\": {\n    \"stages\": ", po->f);
+	json_at(po->f, stages, 4);
+	fputs(",\n    \"steps\": [", po->f);
+	po->steps = 0;
+}
+
+static void json_end(void *ctx)
+{
+	struct rb_plan_out *po = ctx;
+	fputs(po->steps ? "\n    ]\n  }\n}\n" : "]\n  }\n}\n", po->f);
+}
+
+const struct rb_plan_renderer rb_plan_json = {json_begin, json_step, json_section, json_end};

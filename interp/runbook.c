@@ -111,12 +111,15 @@ int rb_load_ident(struct loader *l, const struct rb_node *n, const char *what)
 		char fix[RB_MAX_NAME + 1];
 		size_t i;
 		for (i = 0; s[i] && i < RB_MAX_NAME; i++)
-			fix[i] = s[i] == '-' || s[i] == '.' || s[i] == ' ' ? '_'
-								      : (char)tolower((unsigned char)s[i]);
+			fix[i] = isalnum((unsigned char)s[i]) ? (char)tolower((unsigned char)s[i])
+							      : '_';
 		fix[i] = '\0';
 		if (strlen(s) > RB_MAX_NAME)
 			return rb_error_at(l->d, n, "%s '%.20s...' is longer than %d characters",
 					   what, s, RB_MAX_NAME);
+		if (isdigit((unsigned char)fix[0]) || !fix[0])
+			return rb_error_at(l->d, n, "invalid %s '%s': start with a lower-case "
+					   "letter or '_', then letters, digits and '_'", what, s);
 		return rb_error_at(l->d, n, "invalid %s '%s': use lower-case letters, digits "
 				   "and '_' (such as '%s')", what, s, fix);
 	}
@@ -682,6 +685,7 @@ struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len
 		return rb;
 	}
 	load(&l);
+	free(l.undo);           /* still here when loading stopped early */
 	rb_luabox_free(l.lua);
 	return rb;
 }

@@ -3,6 +3,7 @@
  * them, checked against what is in scope where it stands.  References to
  * steps.X become the implicit dependencies that graph.c orders.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,16 +255,33 @@ static const char **all_names(const char *const *names, size_t n)
 	return v;
 }
 
-/* "unknown WHAT 'name'", with a suggestion from cands. */
-static int unknown(struct loader *l, int line, int col, const char *what, const char *name,
-		   const char **cands, size_t n)
+/* An error at byte off of n's text; the position is computed only now. */
+static int ref_error(struct loader *l, const struct rb_node *n, size_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int ref_error(struct loader *l, const struct rb_node *n, size_t off, const char *fmt, ...)
 {
-	const char *s = rb_suggest(name, cands, n);
+	int line, col;
+	rb_runbook_pos(l->rb, n, off, &line, &col);
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	rb_error_pos(l->d, line, col, "%s", msg);
+	free(msg);
+	return -1;
+}
+
+/* "unknown WHAT 'name'", with a suggestion from cands. */
+static int unknown(struct loader *l, const struct rb_node *n, size_t off, const char *what,
+		   const char *name, const char **cands, size_t ncands)
+{
+	const char *s = rb_suggest(name, cands, ncands);
 	free(cands);
 	if (s)
-		return rb_error_pos(l->d, line, col, "unknown %s '%s' (did you mean '%s'?)", what,
+		return ref_error(l, n, off, "unknown %s '%s' (did you mean '%s'?)", what,
 				    name, s);
-	return rb_error_pos(l->d, line, col, "unknown %s '%s'", what, name);
+	return ref_error(l, n, off, "unknown %s '%s'", what, name);
 }
 
 static void add_dep(const struct scope_rules *sr, size_t index)
@@ -274,17 +292,17 @@ static void add_dep(const struct scope_rules *sr, size_t index)
 	(*sr->deps)[(*sr->ndeps)++] = index;
 }
 
-static int check_step_ref(struct loader *l, const struct rb_ref *r, int line, int col,
+static int check_step_ref(struct loader *l, const struct rb_node *n, const struct rb_ref *r,
 			  const struct scope_rules *sr)
 {
 	struct rb_runbook *rb = l->rb;
 	struct rb_step *self = sr->step, *t = rb_runbook_step(rb, r->name);
 	if (!t) {
 		const char **ids = rb_xmalloc((rb->nsteps + l->nundo + 1) * sizeof(*ids));
-		size_t n = 0;
+		size_t k = 0;
 		for (size_t i = 0; i < rb->nsteps; i++)
-			ids[n++] = rb->steps[i]->id;
-		return unknown(l, line, col, "step", r->name, ids, n);
+			ids[k++] = rb->steps[i]->id;
+		return unknown(l, n, r->off, "step", r->name, ids, k);
 	}
 	if (r->field) {
 		size_t i;
@@ -292,17 +310,17 @@ static int check_step_ref(struct loader *l, const struct rb_ref *r, int line, in
 			if (!strcmp(r->field, step_fields[i]))
 				break;
 		if (!step_fields[i])
-			return unknown(l, line, col, "step field", r->field,
+			return unknown(l, n, r->off, "step field", r->field,
 				       all_names(step_fields, 4), 4);
 	}
 	if (t == self)
-		return rb_error_pos(l->d, line, col, "step '%s' refers to itself", self->id);
+		return ref_error(l, n, r->off, "step '%s' refers to itself", self->id);
 	if (t->kind == RB_UNDO && !(self->kind == RB_UNDO && self->parent == t->parent))
-		return rb_error_pos(l->d, line, col, "%s '%s' cannot use undo step '%s': undo "
+		return ref_error(l, n, r->off, "%s '%s' cannot use undo step '%s': undo "
 				    "steps run only during a rollback", kind_names[self->kind],
 				    self->id, t->id);
 	if (t->kind == RB_ON_FAILURE && self->kind != RB_ON_FAILURE)
-		return rb_error_pos(l->d, line, col, "%s '%s' cannot use on_failure step '%s', "
+		return ref_error(l, n, r->off, "%s '%s' cannot use on_failure step '%s', "
 				    "which runs only after the run has failed",
 				    kind_names[self->kind], self->id, t->id);
 	/* Within a kind a reference orders the steps; across kinds the target
@@ -316,28 +334,27 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 		     const struct scope_rules *sr)
 {
 	struct rb_runbook *rb = l->rb;
-	int line, col;
-	rb_runbook_pos(rb, n, r->off, &line, &col);
+	size_t off = r->off;
 	const char *scope = rb_scope_name(r->scope);
 
 	if (!(sr->allowed & (1u << r->scope))) {
 		switch (r->scope) {
 		case RB_SC_STEPS:
-			return rb_error_pos(l->d, line, col, "'steps' cannot be used %s: they are "
+			return ref_error(l, n, off, "'steps' cannot be used %s: they are "
 					    "computed before any step runs", sr->where);
 		case RB_SC_ITEM:
-			return rb_error_pos(l->d, line, col, "'item' can be used only in a step "
+			return ref_error(l, n, off, "'item' can be used only in a step "
 					    "with for_each (not %s)", sr->where);
 		case RB_SC_OUTPUT:
-			return rb_error_pos(l->d, line, col, "'output' can be used only in "
+			return ref_error(l, n, off, "'output' can be used only in "
 					    "outputs (not %s)", sr->where);
 		default:
-			return rb_error_pos(l->d, line, col, "'%s' cannot be used %s", scope,
+			return ref_error(l, n, off, "'%s' cannot be used %s", scope,
 					    sr->where);
 		}
 	}
 	if (r->dynamic)
-		return rb_error_pos(l->d, line, col, "'%s' must be indexed with a name, as "
+		return ref_error(l, n, off, "'%s' must be indexed with a name, as "
 				    "%s.NAME or %s['NAME'], so that it can be checked before the "
 				    "run", scope, scope, scope);
 	if (!r->name)
@@ -350,7 +367,7 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 			const char **v = rb_xmalloc((rb->nparams + 1) * sizeof(*v));
 			for (size_t i = 0; i < rb->nparams; i++)
 				v[i] = rb->params[i].name;
-			return unknown(l, line, col, "param", r->name, v, rb->nparams);
+			return unknown(l, n, off, "param", r->name, v, rb->nparams);
 		}
 	case RB_SC_SECRETS:
 		for (size_t i = 0; i < rb->nsecrets; i++)
@@ -363,14 +380,14 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 			const char **v = rb_xmalloc((rb->nsecrets + 1) * sizeof(*v));
 			for (size_t i = 0; i < rb->nsecrets; i++)
 				v[i] = rb->secrets[i].name;
-			return unknown(l, line, col, "secret", r->name, v, rb->nsecrets);
+			return unknown(l, n, off, "secret", r->name, v, rb->nsecrets);
 		}
 	case RB_SC_VARS:
 		for (size_t i = 0; i < rb->nvars; i++) {
 			if (strcmp(rb->vars[i].name, r->name))
 				continue;
 			if (sr->step == NULL && i >= sr->nvars)
-				return rb_error_pos(l->d, line, col, "var '%s' is used before it "
+				return ref_error(l, n, off, "var '%s' is used before it "
 						    "is defined (vars are computed in order)",
 						    r->name);
 			if (rb->vars[i].secret && sr->uses_secret)
@@ -381,15 +398,15 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 			const char **v = rb_xmalloc((rb->nvars + 1) * sizeof(*v));
 			for (size_t i = 0; i < rb->nvars; i++)
 				v[i] = rb->vars[i].name;
-			return unknown(l, line, col, "var", r->name, v, rb->nvars);
+			return unknown(l, n, off, "var", r->name, v, rb->nvars);
 		}
 	case RB_SC_RUN:
 		for (size_t i = 0; run_fields[i]; i++)
 			if (!strcmp(run_fields[i], r->name))
 				return 0;
-		return unknown(l, line, col, "run field", r->name, all_names(run_fields, 3), 3);
+		return unknown(l, n, off, "run field", r->name, all_names(run_fields, 3), 3);
 	case RB_SC_STEPS:
-		return check_step_ref(l, r, line, col, sr);
+		return check_step_ref(l, n, r, sr);
 	default:
 		return 0;
 	}
@@ -634,7 +651,7 @@ static void resolve_needs(struct loader *l, struct rb_step *s, size_t **deps, si
 			const char **ids = rb_xmalloc((rb->nsteps + 1) * sizeof(*ids));
 			for (size_t j = 0; j < rb->nsteps; j++)
 				ids[j] = rb->steps[j]->id;
-			unknown(l, v->line, v->col, "step", v->str, ids, rb->nsteps);
+			unknown(l, v, 0, "step", v->str, ids, rb->nsteps);
 			continue;
 		}
 		if (t == s) {
@@ -711,7 +728,8 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	if (s->outputs)
 		rb_load_value(l, s->outputs, &sr);
 
-	qsort(deps, ndeps, sizeof(*deps), cmp_size);
+	if (ndeps)
+		qsort(deps, ndeps, sizeof(*deps), cmp_size);
 	size_t u = 0;
 	for (size_t i = 0; i < ndeps; i++)
 		if (u == 0 || deps[u - 1] != deps[i])

@@ -1,0 +1,1 @@
+eval -p env=dev 1

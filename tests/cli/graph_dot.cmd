@@ -1,0 +1,1 @@
+graph runbooks/evening-maintenance.yaml

@@ -1,0 +1,1 @@
+graph tests/invalid/cycle.yaml

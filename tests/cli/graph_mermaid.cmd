@@ -1,0 +1,1 @@
+graph runbooks/key-rotation.yaml --format mermaid

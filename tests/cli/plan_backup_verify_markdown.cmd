@@ -1,0 +1,1 @@
+plan runbooks/backup-verify.yaml -p env=prod --format=markdown

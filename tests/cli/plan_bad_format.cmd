@@ -1,0 +1,1 @@
+plan tests/valid/v_minimal.yaml --format yaml

@@ -1,0 +1,1 @@
+plan runbooks/daily-health-check.yaml

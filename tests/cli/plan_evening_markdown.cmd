@@ -1,0 +1,1 @@
+plan runbooks/evening-maintenance.yaml -p env=prod -p retention_days=120 -p reindex=true --format markdown

@@ -1,0 +1,1 @@
+plan runbooks/evening-maintenance.yaml

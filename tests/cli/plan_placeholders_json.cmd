@@ -1,0 +1,1 @@
+plan tests/cli/data/placeholders.yaml -p hosts='["a","b"]' --format json

@@ -1,0 +1,1 @@
+plan tests/valid/v_minimal.yaml tests/valid/v_deploy.yaml

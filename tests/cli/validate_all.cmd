@@ -1,0 +1,1 @@
+validate runbooks/*.yaml tests/valid/*.yaml

@@ -1,0 +1,1 @@
+validate --strict tests/valid/v_minimal.yaml
