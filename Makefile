@@ -79,7 +79,7 @@ asan: deps
 
 valgrind: deps
 	@$(MAKE) --no-print-directory all $(UNITS)
-	@RUNBOOK_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=yes" \
+	@RUNBOOK_WRAP="bash tests/vg" \
 		bash tests/run $(B)/runbook $(B)/unit
 
 FUZZ_TIME ?= 60

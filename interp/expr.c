@@ -291,9 +291,13 @@ int rb_tmpl_parse(struct rb_arena *a, const char *text, size_t len,
 			continue;
 		}
 		if (text[i] != '$' || i + 2 >= len || memcmp(text + i, "${{", 3)) {
+			/* Copy up to the next '$' in one go. */
+			const char *dollar = memchr(text + i + 1, '$', len - i - 1);
+			size_t span = dollar ? (size_t)(dollar - text) - i : len - i;
 			if (!lit.len)
 				lit_off = i;
-			rb_buf_putc(&lit, text[i++]);
+			rb_buf_add(&lit, text + i, span);
+			i += span;
 			continue;
 		}
 		if (lit.len) {

@@ -29,6 +29,10 @@ struct scope_rules {
 	int *uses_secret;       /* set when the value reads a secret */
 };
 
+/* The index of key k in keys[0..nkeys), or -1 after reporting it as unknown. */
+int rb_load_key(struct loader *l, const struct rb_node *k, const char *const *keys,
+		size_t nkeys, const char *what);
+/* Report every key of map that is not in the NULL-terminated keys. */
 int rb_load_keys(struct loader *l, const struct rb_node *map, const char *const *keys,
 		 const char *what);
 int rb_load_string(struct loader *l, const struct rb_node *n, const char **out);

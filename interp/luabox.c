@@ -98,6 +98,15 @@ static void pattern_tick(lua_State *L)
 
 /* --- guarded library functions ------------------------------------------ */
 
+/* Call the stock function (upvalue 1) that a guard wraps, with all arguments. */
+static int call_wrapped(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
 static int guarded_rep(lua_State *L)
 {
 	size_t l, lsep;
@@ -112,10 +121,7 @@ static int guarded_rep(lua_State *L)
 	struct rb_luabox *b = box_of(L);
 	if ((lua_Unsigned)n > b->cap / (l + lsep) + 1)
 		return luaL_error(L, "string.rep: result larger than the memory limit");
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
+	return call_wrapped(L);
 }
 
 static int guarded_move(lua_State *L)
@@ -124,10 +130,7 @@ static int guarded_move(lua_State *L)
 	struct rb_luabox *b = box_of(L);
 	if (e >= f && (lua_Unsigned)(e - f) > b->cap / 16)
 		return luaL_error(L, "table.move: range too large");
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
+	return call_wrapped(L);
 }
 
 static int safe_setmetatable(lua_State *L)
@@ -137,10 +140,7 @@ static int safe_setmetatable(lua_State *L)
 			return luaL_error(L, "__gc metamethods are not allowed");
 		lua_pop(L, 1);
 	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
+	return call_wrapped(L);
 }
 
 /* load: source text only, run in the given env or the read-only base. */

@@ -432,13 +432,19 @@ const struct rb_plan_renderer rb_plan_markdown = {md_begin, md_step_cb, md_secti
  * The JSON document is written piece by piece, each piece encoded by
  * jansson, so that a large plan is never held in memory whole.
  */
+/* Write v as indented JSON, every line after the first indented by indent. */
 static void json_at(FILE *f, const json_t *v, int indent)
 {
+	static const char spaces[] = "                ";
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-	for (const char *p = s; p && *p; p++) {
-		fputc(*p, f);
-		if (*p == '\n')
-			fprintf(f, "%*s", indent, "");
+	const char *p = s;
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+		fwrite(p, 1, n, f);
+		if (nl)
+			fwrite(spaces, 1, (size_t)indent < sizeof(spaces) ? (size_t)indent : 0, f);
+		p += n;
 	}
 	free(s);
 }

@@ -34,6 +34,21 @@ static const char *const lua_keywords[] = {
 
 /* --- checking helpers ------------------------------------------------------- */
 
+int rb_load_key(struct loader *l, const struct rb_node *k, const char *const *keys,
+		size_t nkeys, const char *what)
+{
+	if (k->type != RB_SCALAR)
+		return -1;      /* reported by the YAML layer */
+	for (size_t j = 0; j < nkeys; j++)
+		if (!strcmp(k->str, keys[j]))
+			return (int)j;
+	const char *s = rb_suggest(k->str, keys, nkeys);
+	if (s)
+		return rb_error_at(l->d, k, "unknown %s key '%s' (did you mean '%s'?)", what,
+				   k->str, s);
+	return rb_error_at(l->d, k, "unknown %s key '%s'", what, k->str);
+}
+
 int rb_load_keys(struct loader *l, const struct rb_node *map, const char *const *keys,
 		 const char *what)
 {
@@ -41,23 +56,10 @@ int rb_load_keys(struct loader *l, const struct rb_node *map, const char *const 
 	size_t nkeys = 0;
 	while (keys[nkeys])
 		nkeys++;
-	for (size_t i = 0; i < map->n; i++) {
-		const struct rb_node *k = map->items[2 * i];
-		if (k->type != RB_SCALAR)
-			continue;       /* reported by the YAML layer */
-		size_t j;
-		for (j = 0; j < nkeys; j++)
-			if (!strcmp(k->str, keys[j]))
-				break;
-		if (j < nkeys)
-			continue;
-		const char *s = rb_suggest(k->str, keys, nkeys);
-		if (s)
-			rc = rb_error_at(l->d, k, "unknown %s key '%s' (did you mean '%s'?)", what,
-					 k->str, s);
-		else
-			rc = rb_error_at(l->d, k, "unknown %s key '%s'", what, k->str);
-	}
+	for (size_t i = 0; i < map->n; i++)
+		if (map->items[2 * i]->type == RB_SCALAR &&
+		    rb_load_key(l, map->items[2 * i], keys, nkeys, what) < 0)
+			rc = -1;
 	return rc;
 }
 

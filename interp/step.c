@@ -10,14 +10,17 @@
 #include "load.h"
 #include "util.h"
 
-static const char *const step_keys[] = {
-	"id", "name", "description", "action", "with", "run", "lua", "needs", "if",
-	"for_each", "retry", "timeout", "continue_on_error", "undo", "approve",
-	"idempotent", "outputs", "sensitive", NULL,
+/* Step keys; an undo step takes the first UNDO_KEYS of them. */
+enum {
+	K_ID, K_NAME, K_DESCRIPTION, K_ACTION, K_WITH, K_RUN, K_LUA, K_IF, K_RETRY, K_TIMEOUT,
+	UNDO_KEYS,
+	K_NEEDS = UNDO_KEYS, K_FOR_EACH, K_CONTINUE_ON_ERROR, K_UNDO, K_APPROVE, K_IDEMPOTENT,
+	K_OUTPUTS, K_SENSITIVE, K_COUNT
 };
-static const char *const undo_keys[] = {
-	"id", "name", "description", "action", "with", "run", "lua", "if", "retry",
-	"timeout", NULL,
+static const char *const step_keys[K_COUNT + 1] = {
+	"id", "name", "description", "action", "with", "run", "lua", "if", "retry", "timeout",
+	"needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
+	"sensitive", NULL,
 };
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
 static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
@@ -100,52 +103,58 @@ static void load_outputs(struct loader *l, struct rb_step *s, const struct rb_no
 	s->outputs = v;
 }
 
-static void load_key(struct loader *l, struct rb_step *s, const struct rb_node *k,
-		     const struct rb_node *v)
+/* Load the keys found in v[] (indexed by K_...) into s. */
+static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node *const *v)
 {
-	const char *key = k->str;
 	const char *str;
-	if (!strcmp(key, "name"))
-		rb_load_string(l, v, &s->name);
-	else if (!strcmp(key, "description"))
-		rb_load_string(l, v, &s->description);
-	else if (!strcmp(key, "action"))
-		load_action(l, s, v);
-	else if (!strcmp(key, "with")) {
-		if (v->type != RB_MAP)
-			rb_error_at(l->d, v, "with must be a mapping of argument names to "
-				    "values, not %s", rb_node_kind_name(v));
-		else
-			s->with = v;
-	} else if (!strcmp(key, "run")) {
-		if (rb_load_string(l, v, &str) == 0)
-			s->run = v;
-	} else if (!strcmp(key, "lua")) {
-		if (rb_load_string(l, v, &str) == 0)
-			s->lua = v;
-	} else if (!strcmp(key, "needs")) {
-		s->needs_node = v;
-	} else if (!strcmp(key, "if")) {
-		s->cond = v;
-	} else if (!strcmp(key, "for_each")) {
-		s->for_each = v;
-	} else if (!strcmp(key, "retry")) {
-		rb_load_retry(l, v, &s->retry);
-	} else if (!strcmp(key, "timeout")) {
-		rb_load_duration(l, v, &s->timeout_ms);
-	} else if (!strcmp(key, "continue_on_error")) {
-		rb_load_bool(l, v, &s->continue_on_error);
-	} else if (!strcmp(key, "idempotent")) {
-		rb_load_bool(l, v, &s->idempotent);
-	} else if (!strcmp(key, "sensitive")) {
-		rb_load_bool(l, v, &s->sensitive);
-	} else if (!strcmp(key, "approve")) {
-		load_approve(l, s, v);
-	} else if (!strcmp(key, "outputs")) {
-		load_outputs(l, s, v);
-	} else if (!strcmp(key, "undo")) {
-		s->undo = load_step(l, v, RB_UNDO, s);
-	}
+	if (v[K_NAME])
+		rb_load_string(l, v[K_NAME], &s->name);
+	if (v[K_DESCRIPTION])
+		rb_load_string(l, v[K_DESCRIPTION], &s->description);
+	if (v[K_ACTION])
+		load_action(l, s, v[K_ACTION]);
+	if (v[K_WITH] && v[K_WITH]->type != RB_MAP)
+		rb_error_at(l->d, v[K_WITH], "with must be a mapping of argument names to values, "
+			    "not %s", rb_node_kind_name(v[K_WITH]));
+	else
+		s->with = v[K_WITH];
+	if (v[K_RUN] && rb_load_string(l, v[K_RUN], &str) == 0)
+		s->run = v[K_RUN];
+	if (v[K_LUA] && rb_load_string(l, v[K_LUA], &str) == 0)
+		s->lua = v[K_LUA];
+	s->needs_node = v[K_NEEDS];
+	s->cond = v[K_IF];
+	s->for_each = v[K_FOR_EACH];
+	if (v[K_RETRY])
+		rb_load_retry(l, v[K_RETRY], &s->retry);
+	if (v[K_TIMEOUT])
+		rb_load_duration(l, v[K_TIMEOUT], &s->timeout_ms);
+	if (v[K_CONTINUE_ON_ERROR])
+		rb_load_bool(l, v[K_CONTINUE_ON_ERROR], &s->continue_on_error);
+	if (v[K_IDEMPOTENT])
+		rb_load_bool(l, v[K_IDEMPOTENT], &s->idempotent);
+	if (v[K_SENSITIVE])
+		rb_load_bool(l, v[K_SENSITIVE], &s->sensitive);
+	if (v[K_APPROVE])
+		load_approve(l, s, v[K_APPROVE]);
+	if (v[K_OUTPUTS])
+		load_outputs(l, s, v[K_OUTPUTS]);
+	if (v[K_UNDO])
+		s->undo = load_step(l, v[K_UNDO], RB_UNDO, s);
+
+	int count = !!v[K_ACTION] + !!v[K_RUN] + !!v[K_LUA];
+	if (count == 0)
+		rb_error_at(l->d, s->node, "%s '%s' needs one of 'action', 'run' or 'lua'",
+			    kind_names[s->kind], s->id);
+	else if (count > 1)
+		rb_error_at(l->d, v[K_LUA] ? v[K_LUA] : v[K_RUN], "%s '%s' has more than one of "
+			    "'action', 'run' and 'lua': give one", kind_names[s->kind], s->id);
+	if (v[K_WITH] && !v[K_ACTION])
+		rb_error_at(l->d, v[K_WITH], "'with' goes only with 'action'");
+	if (v[K_RUN])
+		s->action = &act_shell;
+	else if (v[K_LUA])
+		s->action = &act_lua;
 }
 
 static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
@@ -157,7 +166,14 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 			    kind == RB_UNDO ? "undo" : "a step", rb_node_kind_name(n));
 		return NULL;
 	}
-	rb_load_keys(l, n, kind == RB_UNDO ? undo_keys : step_keys, kind_names[kind]);
+	/* One pass over the keys: each is looked up once. */
+	const struct rb_node *v[K_COUNT] = {NULL};
+	size_t nkeys = kind == RB_UNDO ? UNDO_KEYS : K_COUNT;
+	for (size_t i = 0; i < n->n; i++) {
+		int k = rb_load_key(l, n->items[2 * i], step_keys, nkeys, kind_names[kind]);
+		if (k >= 0)
+			v[k] = n->items[2 * i + 1];
+	}
 
 	struct rb_step *s = rb_arena_alloc(&rb->doc.arena, sizeof(*s));
 	s->node = n;
@@ -168,7 +184,7 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	s->approve_timeout_ms = -1;
 	s->idempotent = -1;
 
-	const struct rb_node *id = rb_map_get(n, "id");
+	const struct rb_node *id = v[K_ID];
 	if (id) {
 		if (rb_load_ident(l, id, "step id") < 0)
 			return NULL;
@@ -192,36 +208,7 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 		return NULL;
 	}
 	add_step(l, s);
-
-	const char *const *keys = kind == RB_UNDO ? undo_keys : step_keys;
-	for (size_t i = 0; i < n->n; i++) {
-		const struct rb_node *k = n->items[2 * i];
-		if (k->type != RB_SCALAR)
-			continue;
-		size_t j;
-		for (j = 0; keys[j] && strcmp(keys[j], k->str); j++)
-			;
-		if (keys[j])            /* unknown keys were reported above */
-			load_key(l, s, k, n->items[2 * i + 1]);
-	}
-
-	const struct rb_node *ka = rb_map_get(n, "action"), *kr = rb_map_get(n, "run"),
-			     *kl = rb_map_get(n, "lua"), *kw = rb_map_get(n, "with");
-	int count = !!ka + !!kr + !!kl;
-	if (count == 0) {
-		rb_error_at(l->d, n, "%s '%s' needs one of 'action', 'run' or 'lua'",
-			    kind_names[kind], s->id);
-	} else if (count > 1) {
-		const struct rb_node *second = kl ? kl : kr;
-		rb_error_at(l->d, second, "%s '%s' has more than one of 'action', 'run' and "
-			    "'lua': give one", kind_names[kind], s->id);
-	}
-	if (kw && !ka)
-		rb_error_at(l->d, kw, "'with' goes only with 'action'");
-	if (kr)
-		s->action = &act_shell;
-	else if (kl)
-		s->action = &act_lua;
+	load_keys(l, s, v);
 	if (s->idempotent < 0)
 		s->idempotent = s->action && (s->action->flags & RB_ACT_IDEMPOTENT);
 	return s;
@@ -248,10 +235,23 @@ int rb_load_steps(struct loader *l, const struct rb_node *list, enum rb_step_kin
 
 /* --- expressions ---------------------------------------------------------------- */
 
-static const char **all_names(const char *const *names, size_t n)
+/*
+ * The names of count records of size stride whose first member is their
+ * name (params, secrets, vars, or a plain array of strings), for suggestions.
+ */
+static const char **names_of(const void *base, size_t count, size_t stride)
 {
-	const char **v = rb_xmalloc((n ? n : 1) * sizeof(*v));
-	memcpy(v, names, n * sizeof(*v));
+	const char **v = rb_xmalloc((count ? count : 1) * sizeof(*v));
+	for (size_t i = 0; i < count; i++)
+		v[i] = *(const char *const *)((const char *)base + i * stride);
+	return v;
+}
+
+static const char **step_ids(const struct rb_runbook *rb)
+{
+	const char **v = rb_xmalloc((rb->nsteps + 1) * sizeof(*v));
+	for (size_t i = 0; i < rb->nsteps; i++)
+		v[i] = rb->steps[i]->id;
 	return v;
 }
 
@@ -298,11 +298,7 @@ static int check_step_ref(struct loader *l, const struct rb_node *n, const struc
 	struct rb_runbook *rb = l->rb;
 	struct rb_step *self = sr->step, *t = rb_runbook_step(rb, r->name);
 	if (!t) {
-		const char **ids = rb_xmalloc((rb->nsteps + l->nundo + 1) * sizeof(*ids));
-		size_t k = 0;
-		for (size_t i = 0; i < rb->nsteps; i++)
-			ids[k++] = rb->steps[i]->id;
-		return unknown(l, n, r->off, "step", r->name, ids, k);
+		return unknown(l, n, r->off, "step", r->name, step_ids(rb), rb->nsteps);
 	}
 	if (r->field) {
 		size_t i;
@@ -311,7 +307,7 @@ static int check_step_ref(struct loader *l, const struct rb_node *n, const struc
 				break;
 		if (!step_fields[i])
 			return unknown(l, n, r->off, "step field", r->field,
-				       all_names(step_fields, 4), 4);
+				       names_of(step_fields, 4, sizeof(*step_fields)), 4);
 	}
 	if (t == self)
 		return ref_error(l, n, r->off, "step '%s' refers to itself", self->id);
@@ -363,12 +359,8 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 	case RB_SC_PARAMS:
 		if (rb_runbook_param(rb, r->name))
 			return 0;
-		{
-			const char **v = rb_xmalloc((rb->nparams + 1) * sizeof(*v));
-			for (size_t i = 0; i < rb->nparams; i++)
-				v[i] = rb->params[i].name;
-			return unknown(l, n, off, "param", r->name, v, rb->nparams);
-		}
+		return unknown(l, n, off, "param", r->name,
+			       names_of(rb->params, rb->nparams, sizeof(*rb->params)), rb->nparams);
 	case RB_SC_SECRETS:
 		for (size_t i = 0; i < rb->nsecrets; i++)
 			if (!strcmp(rb->secrets[i].name, r->name)) {
@@ -376,12 +368,9 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 					*sr->uses_secret = 1;
 				return 0;
 			}
-		{
-			const char **v = rb_xmalloc((rb->nsecrets + 1) * sizeof(*v));
-			for (size_t i = 0; i < rb->nsecrets; i++)
-				v[i] = rb->secrets[i].name;
-			return unknown(l, n, off, "secret", r->name, v, rb->nsecrets);
-		}
+		return unknown(l, n, off, "secret", r->name,
+			       names_of(rb->secrets, rb->nsecrets, sizeof(*rb->secrets)),
+			       rb->nsecrets);
 	case RB_SC_VARS:
 		for (size_t i = 0; i < rb->nvars; i++) {
 			if (strcmp(rb->vars[i].name, r->name))
@@ -394,17 +383,13 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 				*sr->uses_secret = 1;
 			return 0;
 		}
-		{
-			const char **v = rb_xmalloc((rb->nvars + 1) * sizeof(*v));
-			for (size_t i = 0; i < rb->nvars; i++)
-				v[i] = rb->vars[i].name;
-			return unknown(l, n, off, "var", r->name, v, rb->nvars);
-		}
+		return unknown(l, n, off, "var", r->name,
+			       names_of(rb->vars, rb->nvars, sizeof(*rb->vars)), rb->nvars);
 	case RB_SC_RUN:
 		for (size_t i = 0; run_fields[i]; i++)
 			if (!strcmp(run_fields[i], r->name))
 				return 0;
-		return unknown(l, n, off, "run field", r->name, all_names(run_fields, 3), 3);
+		return unknown(l, n, off, "run field", r->name, names_of(run_fields, 3, sizeof(*run_fields)), 3);
 	case RB_SC_STEPS:
 		return check_step_ref(l, n, r, sr);
 	default:
@@ -648,10 +633,7 @@ static void resolve_needs(struct loader *l, struct rb_step *s, size_t **deps, si
 		}
 		struct rb_step *t = rb_runbook_step(rb, v->str);
 		if (!t) {
-			const char **ids = rb_xmalloc((rb->nsteps + 1) * sizeof(*ids));
-			for (size_t j = 0; j < rb->nsteps; j++)
-				ids[j] = rb->steps[j]->id;
-			unknown(l, v, 0, "step", v->str, ids, rb->nsteps);
+			unknown(l, v, 0, "step", v->str, step_ids(rb), rb->nsteps);
 			continue;
 		}
 		if (t == s) {

@@ -432,6 +432,10 @@ enum rb_scalar_kind rb_scalar_kind(const struct rb_node *n)
 	if (n->type != RB_SCALAR || n->quoted)
 		return RB_K_STRING;
 	const char *s = n->str;
+	/* Most scalars are words: only these first characters can start
+	   anything but a string. */
+	if (*s && !strchr("~nNtTfF0123456789+-.", *s))
+		return RB_K_STRING;
 	if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
 	    !strcmp(s, "NULL"))
 		return RB_K_NULL;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks schema/runbook.schema.json with ajv-cli:
 #   - the schema compiles in ajv's strict mode (draft 2020-12);
-#   - every runbooks/*.yaml and tests/valid/*.yaml file is valid;
+#   - every runbook that is valid (runbooks/, tests/valid/, tests/cli/data/, tests/expr/) is valid;
 #   - every file listed in tests/schema/reject.list is rejected by the schema AND refused by
 #     `build/runbook validate` (exit status 2).
 # One line per failure, then `schema: N passed, N failed`; exit status 1 if anything failed.
@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 SCHEMA=schema/runbook.schema.json
 REJECT_LIST=tests/schema/reject.list
-RUNBOOK=build/runbook
+RUNBOOK="${RUNBOOK:-build/runbook}"
 NODE_PREFIX=build/node
 AJV="$NODE_PREFIX/node_modules/.bin/ajv"
 AJV_OPTS=(--spec=draft2020 --strict=true -c ajv-formats)
@@ -81,7 +81,7 @@ verdict() {
 
 # --- 2. valid runbooks -----------------------------------------------------------------------
 shopt -s nullglob
-valid_files=(runbooks/*.yaml tests/valid/*.yaml)
+valid_files=(runbooks/*.yaml tests/valid/*.yaml tests/cli/data/*.yaml tests/expr/*.yaml)
 shopt -u nullglob
 
 while IFS=$'\t' read -r status file detail; do
