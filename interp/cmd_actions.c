@@ -1,7 +1,8 @@
 /*
- * runbook actions [--format text|markdown]: the action registry as a table;
+ * runbook actions [--format text|markdown|json]: the action registry;
  * the markdown form is docs/actions.md, checked by the tests.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,37 @@ static void markdown(void)
 	}
 }
 
+/* The registry as JSON, for tools (and the schema check in tests/schema). */
+static void json(void)
+{
+	json_t *all = json_array();
+	for (size_t i = 0; i < rb_nactions; i++) {
+		const struct rb_action *a = rb_actions[i];
+		json_t *args = json_array();
+		for (const struct rb_arg *g = a->args; g->name; g++) {
+			json_t *arg = json_pack("{s:s, s:s, s:b, s:s}", "name", g->name, "type",
+						rb_type_name(g->type), "required",
+						(g->flags & RB_ARG_REQUIRED) != 0, "summary", g->summary);
+			if (g->choices) {
+				json_t *c = json_array();
+				for (size_t k = 0; g->choices[k]; k++)
+					json_array_append_new(c, json_string(g->choices[k]));
+				json_object_set_new(arg, "choices", c);
+			}
+			json_array_append_new(args, arg);
+		}
+		json_array_append_new(all, json_pack("{s:s, s:s, s:b, s:b, s:o}", "name", a->name,
+						     "summary", a->summary, "side_effects",
+						     (a->flags & RB_ACT_SIDE_EFFECTS) != 0,
+						     "idempotent",
+						     (a->flags & RB_ACT_IDEMPOTENT) != 0, "args",
+						     args));
+	}
+	json_dumpf(all, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(all);
+}
+
 static void text(void)
 {
 	for (size_t i = 0; i < rb_nactions; i++) {
@@ -81,10 +113,12 @@ int cmd_actions(int argc, char **argv)
 	}
 	if (!strcmp(format, "markdown"))
 		markdown();
+	else if (!strcmp(format, "json"))
+		json();
 	else if (!strcmp(format, "text"))
 		text();
 	else
-		return rb_usage_error("actions: unknown format '%s' (expected text or "
-				      "markdown)", format);
+		return rb_usage_error("actions: unknown format '%s' (expected text, markdown "
+				      "or json)", format);
 	return RB_EXIT_OK;
 }

@@ -50,7 +50,7 @@ const struct rb_command rb_commands[] = {
 	 "      --timeout MS         the deadline (default 1000)\n"
 	 "      --run-tests CASES    check a file of cases (see tests/expr/)\n"},
 	{"actions", cmd_actions, "list the actions and their arguments",
-	 "usage: runbook actions [--format text|markdown]\n"},
+	 "usage: runbook actions [--format text|markdown|json]\n"},
 	{NULL, NULL, NULL, NULL},
 };
 

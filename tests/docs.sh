@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Documentation that is generated must match what the binary says.
+# What is generated or written twice must match what the binary says: the
+# actions page, the command sections of docs/cli.md, the schema's actions.
 set -uo pipefail
 : "${RUNBOOK:?}"
 pass=0 fail=0
@@ -21,5 +22,15 @@ for c in $("$RUNBOOK" --help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
 		fail=$((fail + 1))
 	fi
 done
+# The hand-written schema's actions match the registry (tests/schema/actions.js).
+reg=$(mktemp)
+"$RUNBOOK" actions --format json >"$reg"
+if out=$(node tests/schema/actions.js schema/runbook.schema.json "$reg" 2>&1); then
+	pass=$((pass + 1))
+else
+	printf '%s\n' "$out" | grep -v ' passed, '
+	fail=$((fail + 1))
+fi
+rm -f "$reg"
 echo "docs: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
