@@ -12,11 +12,12 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DRB_VERSION='"$(VERSION)"' $(WARN) $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS   := $(PKG_LIBS) -lm
+# All seven libraries are linked, also those not called yet (--no-as-needed).
+LDLIBS   := -Wl,--no-as-needed $(PKG_LIBS) -lm -Wl,--as-needed
 
 SRCS     := $(wildcard interp/*.c stdlib/*.c)
-# The engine: everything but the command line (main.c, cli.c, cmd_*.c).
-LIB_SRCS := $(filter-out interp/main.c interp/cli.c interp/cmd_%.c,$(SRCS))
+# The engine: everything but the command line (main.c, cli.c, version.c, cmd_*.c).
+LIB_SRCS := $(filter-out interp/main.c interp/cli.c interp/version.c interp/cmd_%.c,$(SRCS))
 HDRS     := $(wildcard interp/*.h stdlib/*.h)
 
 B        := build

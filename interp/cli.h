@@ -29,6 +29,9 @@ struct rb_command {
 
 extern const char *const rb_version;
 
+/* runbook --version, with the libraries' versions. */
+void rb_print_version(FILE *f);
+
 int cmd_validate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_graph(int argc, char **argv);

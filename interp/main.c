@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-		printf("runbook %s\n", rb_version);
+		rb_print_version(stdout);
 		return RB_EXIT_OK;
 	}
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
