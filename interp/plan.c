@@ -1,7 +1,7 @@
 /*
- * Builds the plan document: params resolved and checked, vars evaluated,
- * then every step in stage order with its arguments rendered as far as they
- * can be before the run.  The JSON built here is the documented format; the
+ * Builds the plan: params resolved and checked, vars evaluated, then every
+ * step in stage order with its arguments rendered as far as they can be
+ * before the run.  The JSON built here is the documented format; the
  * renderers in plan_render.c only read it.
  */
 #include "plan.h"
@@ -244,7 +244,7 @@ struct planner {
 
 static json_t *render(struct planner *pl, const struct rb_node *n)
 {
-	return rb_render_node(&pl->r, n);
+	return rb_render_node(&pl->r, n);       /* nothing known but params and vars */
 }
 
 static json_t *args_json(struct planner *pl, const struct rb_step *s)

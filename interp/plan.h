@@ -1,8 +1,9 @@
 /*
  * The dry-run plan: everything a run would do, with the values that can be
- * known before it starts resolved, built as one JSON document (the stable
- * format of `plan --format json`) that the text and markdown renderers read.
- * Never reads a secret and never runs a step.
+ * known before it starts resolved.  Each step becomes a JSON object (the
+ * stable format of `plan --format json`) that a renderer writes as JSON,
+ * text or markdown, one step at a time.  Never reads a secret and never runs
+ * a step.
  */
 #ifndef RB_PLAN_H
 #define RB_PLAN_H
@@ -12,6 +13,8 @@
 
 #include "diag.h"
 #include "runbook.h"
+
+struct rb_luabox;
 
 enum { RB_PLAN_FORMAT_VERSION = 1 };
 
@@ -27,7 +30,6 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
  * true) and the vars evaluated in order (rb may be NULL: no vars).  Returns
  * its stack index and the vars as JSON in *vars_out, or 0 with errors in d.
  */
-struct rb_luabox;
 int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 		  struct rb_diags *d, json_t **vars_out);
 
