@@ -136,7 +136,8 @@ static int guarded_move(lua_State *L)
 static int safe_setmetatable(lua_State *L)
 {
 	if (lua_type(L, 2) == LUA_TTABLE) {
-		if (lua_getfield(L, 2, "__gc") != LUA_TNIL)
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
 			return luaL_error(L, "__gc metamethods are not allowed");
 		lua_pop(L, 1);
 	}
@@ -235,7 +236,9 @@ void rb_luabox_readonly(lua_State *L)
 static void push_target(lua_State *L, int idx)
 {
 	if (lua_getmetatable(L, idx)) {
-		if (lua_getfield(L, -1, "__rb_target") == LUA_TTABLE) {
+		/* rawget: a metatable's own metatable could run user code. */
+		lua_pushliteral(L, "__rb_target");
+		if (lua_rawget(L, -2) == LUA_TTABLE) {
 			lua_remove(L, -2);
 			return;
 		}
@@ -243,6 +246,8 @@ static void push_target(lua_State *L, int idx)
 	}
 	lua_pushvalue(L, idx);
 }
+
+static void push_json(lua_State *L, const json_t *v);
 
 /* --- helper library ------------------------------------------------------- */
 
@@ -274,7 +279,7 @@ static int json_decode(lua_State *L)
 	if (!j)
 		return luaL_error(L, "json.decode: %s at line %d column %d", e.text, e.line,
 				  e.column);
-	rb_lua_push_json(L, j);
+	push_json(L, j);
 	json_decref(j);
 	return 1;
 }
@@ -788,16 +793,8 @@ static char *error_text(lua_State *L, int st, struct rb_luabox *b, int is_expr, 
 	return rb_xasprintf("(error object is a %s value)", lua_typename(L, t));
 }
 
-int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,
-		   int is_expr, long ms, char **err, int *line)
+static void arm_deadline(struct rb_luabox *b, long ms)
 {
-	lua_State *L = b->L;
-	scope = lua_absindex(L, scope);
-	if (compile(b, code, len, is_expr, err, line) < 0)
-		return -1;
-	lua_pushvalue(L, scope);
-	lua_setupvalue(L, -2, 1);
-
 	clock_gettime(CLOCK_MONOTONIC, &b->deadline);
 	b->deadline.tv_sec += ms / 1000;
 	b->deadline.tv_nsec += (ms % 1000) * 1000000L;
@@ -808,13 +805,28 @@ int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,
 	b->has_deadline = 1;
 	b->expired = 0;
 	b->limit_ms = ms;
-	lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+	lua_sethook(b->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+}
 
-	int st = lua_pcall(L, 0, 1, 0);
-
-	lua_sethook(L, NULL, 0, 0);
+static void disarm_deadline(struct rb_luabox *b)
+{
+	lua_sethook(b->L, NULL, 0, 0);
 	b->has_deadline = 0;
 	b->expired = 0;
+}
+
+int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,
+		   int is_expr, long ms, char **err, int *line)
+{
+	lua_State *L = b->L;
+	scope = lua_absindex(L, scope);
+	if (compile(b, code, len, is_expr, err, line) < 0)
+		return -1;
+	lua_pushvalue(L, scope);
+	lua_setupvalue(L, -2, 1);
+	arm_deadline(b, ms);
+	int st = lua_pcall(L, 0, 1, 0);
+	disarm_deadline(b);
 	if (st == LUA_OK)
 		return 0;
 	*err = error_text(L, st, b, is_expr, line);
@@ -921,12 +933,100 @@ fail:
 	return NULL;
 }
 
-json_t *rb_lua_to_json(lua_State *L, int idx, char **err)
+/*
+ * The public conversions run protected: converting touches Lua (allocation,
+ * the stack) and an error outside a protected call would abort the process.
+ */
+struct conversion {
+	const json_t *in;
+	json_t *out;
+	char *err;
+};
+
+static int to_json_protected(lua_State *L)
 {
-	return to_json(L, idx, 0, err);
+	struct conversion *c = lua_touserdata(L, 1);
+	c->out = to_json(L, 2, 0, &c->err);        /* the value is the argument */
+	return 0;
 }
 
-void rb_lua_push_json(lua_State *L, const json_t *v)
+json_t *rb_lua_to_json(lua_State *L, int idx, char **err)
+{
+	struct conversion c = {0};
+	idx = lua_absindex(L, idx);
+	if (!lua_checkstack(L, 4)) {
+		*err = rb_xstrdup("Lua stack exhausted");
+		return NULL;
+	}
+	lua_pushcfunction(L, to_json_protected);
+	lua_pushlightuserdata(L, &c);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+		lua_pop(L, 1);
+		json_decref(c.out);
+		free(c.err);
+		*err = rb_xstrdup("out of memory converting a value to JSON");
+		return NULL;
+	}
+	if (!c.out)
+		*err = c.err;
+	return c.out;
+}
+
+static int push_json_protected(lua_State *L)
+{
+	const struct conversion *c = lua_touserdata(L, 1);
+	push_json(L, c->in);
+	return 1;
+}
+
+int rb_lua_push_json(lua_State *L, const json_t *v)
+{
+	struct conversion c = {.in = v};
+	if (!lua_checkstack(L, 4))
+		return -1;
+	lua_pushcfunction(L, push_json_protected);
+	lua_pushlightuserdata(L, &c);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+static int tostring_protected(lua_State *L)
+{
+	luaL_tolstring(L, 1, NULL);
+	return 1;
+}
+
+char *rb_luabox_tostring(struct rb_luabox *b, int idx, size_t *len, char **err)
+{
+	lua_State *L = b->L;
+	idx = lua_absindex(L, idx);
+	if (!lua_checkstack(L, 4)) {
+		*err = rb_xstrdup("Lua stack exhausted");
+		return NULL;
+	}
+	lua_pushcfunction(L, tostring_protected);
+	lua_pushvalue(L, idx);
+	/* __tostring is user code: it gets the usual deadline. */
+	arm_deadline(b, RB_EXPR_MS_DEFAULT);
+	int st = lua_pcall(L, 1, 1, 0);
+	disarm_deadline(b);
+	if (st != LUA_OK) {
+		int line;
+		*err = error_text(L, st, b, 1, &line);
+		lua_pop(L, 1);
+		return NULL;
+	}
+	const char *s = lua_tolstring(L, -1, len);
+	char *out = rb_xstrndup(s, *len);
+	lua_pop(L, 1);
+	return out;
+}
+
+static void push_json(lua_State *L, const json_t *v)
 {
 	luaL_checkstack(L, 4, "json");
 	switch (json_typeof(v)) {
@@ -935,7 +1035,7 @@ void rb_lua_push_json(lua_State *L, const json_t *v)
 		json_t *x;
 		lua_createtable(L, 0, (int)json_object_size(v));
 		json_object_foreach((json_t *)v, k, x) {
-			rb_lua_push_json(L, x);
+			push_json(L, x);
 			lua_setfield(L, -2, k);
 		}
 		break;
@@ -945,7 +1045,7 @@ void rb_lua_push_json(lua_State *L, const json_t *v)
 		json_t *x;
 		lua_createtable(L, (int)json_array_size(v), 0);
 		json_array_foreach((json_t *)v, i, x) {
-			rb_lua_push_json(L, x);
+			push_json(L, x);
 			lua_rawseti(L, -2, (lua_Integer)i + 1);
 		}
 		break;

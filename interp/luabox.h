@@ -53,9 +53,17 @@ void rb_luabox_readonly(lua_State *L);
 int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,
 		   int is_expr, long ms, char **err, int *line);
 
-/* Lua value <-> JSON.  rb_lua_to_json returns NULL with *err on failure. */
+/*
+ * Lua value <-> JSON, protected (a memory error is a failure, not an abort).
+ * rb_lua_to_json returns NULL with *err; rb_lua_push_json returns -1 with
+ * nothing pushed.
+ */
 json_t *rb_lua_to_json(lua_State *L, int idx, char **err);
-void rb_lua_push_json(lua_State *L, const json_t *v);
+int rb_lua_push_json(lua_State *L, const json_t *v);
+
+/* tostring() of the value at idx, protected and under the expression
+   deadline (__tostring is user code); malloc'd, or NULL with *err. */
+char *rb_luabox_tostring(struct rb_luabox *b, int idx, size_t *len, char **err);
 
 /* Seconds since the epoch: RUNBOOK_NOW (epoch or RFC 3339) when set. */
 double rb_now(void);

@@ -386,10 +386,12 @@ static json_t *header_json(struct rb_runbook *rb)
 }
 
 /* Set name = value (JSON) on the table at idx, as Lua. */
-static void set_field(lua_State *L, int idx, const char *name, const json_t *v)
+static int set_field(lua_State *L, int idx, const char *name, const json_t *v)
 {
-	rb_lua_push_json(L, v);
+	if (rb_lua_push_json(L, v) < 0)
+		return -1;
 	lua_setfield(L, idx, name);
+	return 0;
 }
 
 int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
@@ -399,7 +401,11 @@ int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 	rb_luabox_push_scope(box);
 	int scope = lua_gettop(L);
 
-	rb_lua_push_json(L, params);
+	if (rb_lua_push_json(L, params) < 0) {
+		lua_settop(L, scope - 1);
+		rb_error_pos(d, 0, 0, "params do not fit in the Lua memory limit");
+		return 0;
+	}
 	rb_luabox_readonly(L);
 	rb_luabox_set(L, scope, "params");
 	lua_createtable(L, 0, 3);
@@ -429,8 +435,14 @@ int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 			return 0;
 		}
 		/* A secret var stays unset in Lua: anything reading it shows ***. */
-		if (!v->secret)
-			set_field(L, vars, v->name, x);
+		if (!v->secret && set_field(L, vars, v->name, x) < 0) {
+			rb_error_at(d, v->key, "var '%s' does not fit in the Lua memory limit",
+				    v->name);
+			json_decref(x);
+			json_decref(vj);
+			lua_settop(L, scope - 1);
+			return 0;
+		}
 		json_object_set_new(vj, v->name, x);
 	}
 	lua_settop(L, scope);

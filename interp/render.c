@@ -190,9 +190,19 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 			return NULL;
 		}
 		size_t len;
-		const char *s = luaL_tolstring(L, -1, &len);
+		char *err = NULL;
+		char *s = rb_luabox_tostring(r->box, -1, &len, &err);
+		lua_pop(L, 1);
+		if (!s) {
+			int l, c;
+			rb_runbook_pos(r->rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
+			rb_error_pos(r->d, l, c, "expression failed: %s", err);
+			free(err);
+			rb_buf_release(&b);
+			return NULL;
+		}
 		rb_buf_add(&b, s, len);
-		lua_pop(L, 2);
+		free(s);
 	}
 	json_t *j = json_stringn(b.s ? b.s : "", b.len);
 	rb_buf_release(&b);
