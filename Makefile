@@ -11,9 +11,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DRB_VERSION='"$(VERSION)"' $(WARN) $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -DRB_VERSION='"$(VERSION)"' $(WARN) $(PKG_CFLAGS) $(CFLAGS)
 # All seven libraries are linked, also those not called yet (--no-as-needed).
-LDLIBS   := -Wl,--no-as-needed $(PKG_LIBS) -lm -Wl,--as-needed
+LDLIBS   := -Wl,--no-as-needed $(PKG_LIBS) -lm -Wl,--as-needed -pthread
 
 SRCS     := $(wildcard interp/*.c stdlib/*.c)
 # The engine: everything but the command line (main.c, cli.c, version.c, cmd_*.c).

@@ -32,6 +32,23 @@ const struct rb_command rb_commands[] = {
 	 "  -f, --format FORMAT      text (default), json or markdown\n"
 	 "\n"
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
+	{"run", cmd_run, "run a runbook",
+	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]\n"
+	 "                    [--output text|json]\n"
+	 "\n"
+	 "Run the steps, independent ones in parallel, recording every step's start and\n"
+	 "result durably in the run's directory (STATE_DIR/runs/RUN_ID).\n"
+	 "\n"
+	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
+	 "  -j, --jobs N             steps that run at once (default 4)\n"
+	 "      --dry-run            print the plan and run nothing\n"
+	 "      --state-dir DIR      where runs are kept (default $RUNBOOK_STATE_DIR or\n"
+	 "                           ./.runbook)\n"
+	 "      --output FORMAT      text (default): a line per event; json: a JSON\n"
+	 "                           object per event\n"
+	 "\n"
+	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 130/143\n"
+	 "interrupted by SIGINT/SIGTERM.\n"},
 	{"graph", cmd_graph, "draw the step graph as Graphviz dot or Mermaid",
 	 "usage: runbook graph FILE [--format dot|mermaid]\n"
 	 "\n"

@@ -72,6 +72,19 @@ int rb_tmpl_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t)
 	return 0;
 }
 
+/* Whether the references inside [lo, hi) read a secret. */
+static int range_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t, size_t lo,
+			      size_t hi)
+{
+	for (size_t i = 0; i < t->nrefs; i++) {
+		const struct rb_ref *ref = &t->refs[i];
+		struct rb_tmpl one = {.refs = (struct rb_ref *)ref, .nrefs = 1};
+		if (ref->off >= lo && ref->off < hi && rb_tmpl_reads_secret(rb, &one))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * The placeholder for code that cannot be evaluated yet, or NULL when it can.
  * refs are those of the whole template; only those inside [lo, hi) count.
@@ -146,10 +159,16 @@ static int eval_part(struct rb_render *r, const struct rb_node *n, const struct 
 	return -1;
 }
 
+static char *part_string(struct rb_render *r, const struct rb_node *n, const struct rb_tmpl *t,
+			 const struct rb_tmpl_part *p, size_t *len);
+static json_t *render_command(struct rb_render *r, const struct rb_node *n);
+
 static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 {
 	const struct rb_tmpl *t = n->tmpl;
 	lua_State *L = rb_luabox_state(r->box);
+	if (r->secret_env && n->type == RB_SCALAR)
+		return render_command(r, n);
 	if (t->whole) {
 		const struct rb_tmpl_part *p = &t->parts[0];
 		char *ph = placeholder(r, t, 0, (size_t)-1);
@@ -185,23 +204,65 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 			free(ph);
 			continue;
 		}
-		if (eval_part(r, n, t, p) < 0) {
-			rb_buf_release(&b);
-			return NULL;
-		}
 		size_t len;
-		char *err = NULL;
-		char *s = rb_luabox_tostring(r->box, -1, &len, &err);
-		lua_pop(L, 1);
+		char *s = part_string(r, n, t, p, &len);
 		if (!s) {
-			int l, c;
-			rb_runbook_pos(r->rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
-			rb_error_pos(r->d, l, c, "expression failed: %s", err);
-			free(err);
 			rb_buf_release(&b);
 			return NULL;
 		}
 		rb_buf_add(&b, s, len);
+		free(s);
+	}
+	json_t *j = json_stringn(b.s ? b.s : "", b.len);
+	rb_buf_release(&b);
+	if (!j)
+		rb_error_at(r->d, n, "interpolated value is not valid UTF-8");
+	return j;
+}
+
+/* Evaluate part p to a string (tostring), or NULL with an error reported. */
+static char *part_string(struct rb_render *r, const struct rb_node *n, const struct rb_tmpl *t,
+			 const struct rb_tmpl_part *p, size_t *len)
+{
+	if (eval_part(r, n, t, p) < 0)
+		return NULL;
+	char *err = NULL;
+	char *s = rb_luabox_tostring(r->box, -1, len, &err);
+	lua_pop(rb_luabox_state(r->box), 1);
+	if (!s) {
+		int l, c;
+		rb_runbook_pos(r->rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
+		rb_error_pos(r->d, l, c, "expression failed: %s", err);
+		free(err);
+	}
+	return s;
+}
+
+/* A run: command with its secrets moved to the environment (see render.h). */
+static json_t *render_command(struct rb_render *r, const struct rb_node *n)
+{
+	const struct rb_tmpl *t = n->tmpl;
+	struct rb_buf b;
+	rb_buf_init(&b);
+	for (size_t i = 0; i < t->nparts; i++) {
+		const struct rb_tmpl_part *p = &t->parts[i];
+		if (!p->is_expr) {
+			rb_buf_add(&b, p->text, p->len);
+			continue;
+		}
+		size_t len;
+		char *s = part_string(r, n, t, p, &len);
+		if (!s) {
+			rb_buf_release(&b);
+			return NULL;
+		}
+		if (range_reads_secret(r->rb, t, p->off, p->off + p->len)) {
+			size_t k = r->secret_env->n;
+			rb_strv_push(r->secret_env, rb_xasprintf("RUNBOOK_SECRET_%zu=%s", k, s));
+			rb_buf_printf(&b, "${RUNBOOK_SECRET_%zu}", k);
+		} else {
+			rb_buf_add(&b, s, len);
+		}
 		free(s);
 	}
 	json_t *j = json_stringn(b.s ? b.s : "", b.len);

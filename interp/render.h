@@ -24,6 +24,13 @@ struct rb_render {
 	void *ud;
 	long ms;                        /* deadline of one expression */
 	struct rb_diags *d;
+	/*
+	 * For run: commands: an expression that reads a secret is not
+	 * interpolated.  Its value goes to secret_env as RUNBOOK_SECRET_N=value
+	 * and the text gets "${RUNBOOK_SECRET_N}", which the shell expands, so
+	 * that a secret never reaches a command line.  NULL: interpolate.
+	 */
+	struct rb_strv *secret_env;
 };
 
 #define RB_SECRET_MASK "***"

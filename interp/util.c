@@ -280,3 +280,25 @@ fail:
 	rb_buf_release(&b);
 	return -1;
 }
+
+void rb_strv_push(struct rb_strv *sv, char *s)
+{
+	rb_grow(&sv->v, &sv->cap, sv->n + 2, sizeof(*sv->v));
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+}
+
+void rb_strv_release(struct rb_strv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	memset(sv, 0, sizeof(*sv));
+}
+
+char *const *rb_strv_terminated(struct rb_strv *sv)
+{
+	rb_grow(&sv->v, &sv->cap, sv->n + 1, sizeof(*sv->v));
+	sv->v[sv->n] = NULL;
+	return sv->v;
+}

@@ -46,6 +46,17 @@ void rb_buf_putc(struct rb_buf *b, char c);
 void rb_buf_printf(struct rb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *rb_buf_detach(struct rb_buf *b);   /* caller frees; buffer is reset */
 
+/* A growable vector of malloc'd strings. */
+struct rb_strv {
+	char **v;
+	size_t n, cap;
+};
+
+void rb_strv_push(struct rb_strv *sv, char *s);      /* takes s */
+void rb_strv_release(struct rb_strv *sv);
+/* NULL-terminated view of the strings (valid until the next push). */
+char *const *rb_strv_terminated(struct rb_strv *sv);
+
 /* Levenshtein distance, capped: returns max+1 when larger than max. */
 size_t rb_edit_distance(const char *a, const char *b, size_t max);
 /* The candidate closest to word, if close enough to be a typo of it, or NULL. */

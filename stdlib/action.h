@@ -1,11 +1,16 @@
 /*
- * The contract every action fills in.  validate, plan, the docs and (with the
- * engine) run all read the same table, so an action is described once.
+ * The contract every action fills in.  validate, plan, the docs and the
+ * engine all read the same table, so an action is described once.  Actions
+ * never print, never exit and never read globals: they get a call and fill a
+ * result.
  */
 #ifndef RB_ACTION_H
 #define RB_ACTION_H
 
+#include <jansson.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The types of action arguments and params. */
 enum rb_type {
@@ -31,6 +36,35 @@ struct rb_arg {
 enum {
 	RB_ACT_SIDE_EFFECTS = 1 << 0,   /* changes something outside runbook */
 	RB_ACT_IDEMPOTENT = 1 << 1,     /* safe to re-run after a crash */
+	RB_ACT_INLINE = 1 << 2,         /* runs on the engine's thread, with Lua */
+};
+
+struct rb_luabox;
+
+/*
+ * One execution of an action.  Most actions run on a worker thread and may
+ * block; they must return soon after *cancel becomes set or the deadline
+ * passes.  Inline actions run on the engine's thread with the run's Lua
+ * sandbox and must not block.
+ */
+struct rb_call {
+	const char *step;               /* the step's id, for messages */
+	json_t *args;                   /* the rendered arguments */
+	const char *const *env;         /* extra NAME=value for child processes (secrets) */
+	int64_t deadline_ms;            /* CLOCK_MONOTONIC ms, or 0 for none */
+	volatile sig_atomic_t *cancel;  /* set when the step must stop */
+	const char *spill_path;         /* prefix for output files, or NULL */
+	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	void *ud;
+	struct rb_luabox *box;          /* inline actions only */
+	int scope;                      /* inline actions only: the Lua scope's index */
+};
+
+struct rb_result {
+	json_t *output;                 /* the step's output (the result owns it) */
+	int failed;                     /* the action did not succeed */
+	int timed_out;                  /* it was stopped at its deadline */
+	char *error;                    /* why it failed (malloc'd), or NULL */
 };
 
 struct rb_action {
@@ -38,7 +72,11 @@ struct rb_action {
 	const char *summary;            /* one line for docs and --help */
 	const struct rb_arg *args;      /* terminated by a NULL name */
 	unsigned flags;
+	int (*run)(const struct rb_call *call, struct rb_result *res);
 };
+
+/* Milliseconds of CLOCK_MONOTONIC, the engine's clock. */
+int64_t rb_now_ms(void);
 
 /* The registry, sorted by name. */
 extern const struct rb_action *const rb_actions[];

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "action.h"
 
@@ -34,4 +35,11 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name)
 		if (!strcmp(g->name, name))
 			return g;
 	return NULL;
+}
+
+int64_t rb_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

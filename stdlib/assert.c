@@ -1,7 +1,8 @@
 /*
  * assert: fail the step unless a condition holds; the condition is usually an
- * expression over earlier steps' outputs.
+ * expression over earlier steps' outputs, evaluated before the call.
  */
+#include "../interp/util.h"
 #include "action.h"
 
 static const struct rb_arg assert_args[] = {
@@ -10,9 +11,25 @@ static const struct rb_arg assert_args[] = {
 	{NULL, 0, 0, NULL, NULL},
 };
 
+static int assert_run(const struct rb_call *c, struct rb_result *res)
+{
+	/* Lua truth: only nil (null) and false are false. */
+	json_t *that = json_object_get(c->args, "that");
+	int ok = that && !json_is_null(that) && !json_is_false(that);
+	res->output = json_pack("{s:b}", "ok", ok);
+	if (ok)
+		return 0;
+	json_t *msg = json_object_get(c->args, "message");
+	res->failed = 1;
+	res->error = rb_xstrdup(json_is_string(msg) ? json_string_value(msg)
+						    : "assertion failed");
+	return -1;
+}
+
 const struct rb_action act_assert = {
 	.name = "assert",
 	.summary = "fail unless a condition is true",
 	.args = assert_args,
-	.flags = RB_ACT_IDEMPOTENT,
+	.flags = RB_ACT_IDEMPOTENT | RB_ACT_INLINE,
+	.run = assert_run,
 };

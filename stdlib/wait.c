@@ -1,6 +1,11 @@
 /*
- * wait: sleep for a duration, for example to let a change settle.
+ * wait: sleep for a duration, for example to let a change settle.  Sleeps in
+ * short slices so that a cancel or the step's deadline stops it promptly.
  */
+#include <time.h>
+
+#include "../interp/types.h"
+#include "../interp/util.h"
 #include "action.h"
 
 static const struct rb_arg wait_args[] = {
@@ -8,9 +13,39 @@ static const struct rb_arg wait_args[] = {
 	{NULL, 0, 0, NULL, NULL},
 };
 
+static int wait_run(const struct rb_call *c, struct rb_result *res)
+{
+	const char *d = json_string_value(json_object_get(c->args, "duration"));
+	int64_t ms;
+	const char *why;
+	if (!d || rb_duration_parse(d, &ms, &why) < 0) {
+		res->failed = 1;
+		res->error = rb_xasprintf("duration: %s", d ? why : "expected a duration");
+		return -1;
+	}
+	int64_t end = rb_now_ms() + ms;
+	for (;;) {
+		int64_t now = rb_now_ms();
+		if (now >= end)
+			break;
+		if (*c->cancel || (c->deadline_ms && now >= c->deadline_ms)) {
+			res->failed = 1;
+			res->timed_out = !*c->cancel;
+			res->error = rb_xstrdup(*c->cancel ? "cancelled" : "timed out");
+			return -1;
+		}
+		int64_t slice = end - now < 50 ? end - now : 50;
+		struct timespec ts = {0, (long)slice * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	res->output = json_pack("{s:s}", "waited", d);
+	return 0;
+}
+
 const struct rb_action act_wait = {
 	.name = "wait",
 	.summary = "wait for a duration",
 	.args = wait_args,
 	.flags = RB_ACT_IDEMPOTENT,
+	.run = wait_run,
 };

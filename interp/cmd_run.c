@@ -1,0 +1,146 @@
+/*
+ * runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]
+ * [--output text|json]: execute a runbook.  Maps the run's outcome to the
+ * exit status and turns SIGINT/SIGTERM into a clean stop.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "exec.h"
+#include "journal.h"
+#include "plan.h"
+#include "util.h"
+
+static volatile sig_atomic_t signals_seen, last_signal;
+
+static void on_signal(int sig)
+{
+	signals_seen++;
+	last_signal = sig;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);          /* no SA_RESTART: poll returns at once */
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
+{
+	struct rb_plan_out po = {.f = stdout, .color = rb_use_color(stdout)};
+	return rb_plan_write(rb, params, &rb_plan_text, &po, d);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {
+		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
+		{0, "output", 1}, {0, NULL, 0},
+	};
+	struct rb_optparse p;
+	const char *file = NULL, *output = "text";
+	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
+	size_t nparams = 0;
+	int k, rc = RB_EXIT_OK, dry = 0;
+	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout};
+
+	rb_opt_init(&p, "run", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		switch (k) {
+		case RB_OPT_ERROR:
+			rc = RB_EXIT_INVALID;
+			goto out;
+		case RB_OPT_HELP:
+			rb_print_usage("run", stdout);
+			goto out;
+		case RB_OPT_ARG:
+			if (file) {
+				rc = rb_usage_error("run: one file at a time");
+				goto out;
+			}
+			file = p.val;
+			break;
+		case 0:
+			params[nparams++] = (char *)p.val;
+			break;
+		case 1: {
+			char *end;
+			long n = strtol(p.val, &end, 10);
+			if (*end || n < 1 || n > RB_JOBS_MAX) {
+				rc = rb_usage_error("run: --jobs takes a number from 1 to %d",
+						    RB_JOBS_MAX);
+				goto out;
+			}
+			o.jobs = (int)n;
+			break;
+		}
+		case 2:
+			dry = 1;
+			break;
+		case 3:
+			o.state_dir = p.val;
+			break;
+		case 4:
+			output = p.val;
+			break;
+		}
+	}
+	if (strcmp(output, "text") && strcmp(output, "json")) {
+		rc = rb_usage_error("run: unknown output '%s' (expected text or json)", output);
+		goto out;
+	}
+	if (!file) {
+		rc = rb_usage_error("run: no file given (usage: runbook run FILE)");
+		goto out;
+	}
+	o.json_events = !strcmp(output, "json");
+	o.color = !o.json_events && rb_use_color(stdout);
+
+	struct rb_runbook *rb;
+	if ((rc = rb_cli_load(file, &rb)) != RB_EXIT_OK)
+		goto out;
+	struct rb_diags d;
+	rb_diags_init(&d, file, rb->src, rb->srclen);
+	json_t *pj = rb_params_resolve(rb, params, nparams, &d);
+	if (!pj) {
+		rc = RB_EXIT_INVALID;
+	} else if (dry) {
+		rc = dry_run(rb, pj, &d) < 0 ? RB_EXIT_INVALID : RB_EXIT_OK;
+	} else {
+		enum rb_run_status st;
+		char id[RB_RUN_ID_MAX];
+		o.params = pj;
+		o.signals = &signals_seen;
+		o.signo = &last_signal;
+		o.now = time(NULL);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		o.rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;
+		catch_signals();
+		if (rb_exec_run(rb, &o, &d, &st, id) < 0)
+			rc = RB_EXIT_INVALID;
+		else if (st == RB_RUN_SUCCEEDED)
+			rc = RB_EXIT_OK;
+		else if (st == RB_RUN_FAILED)
+			rc = RB_EXIT_FAILED;
+		else
+			rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
+	}
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	json_decref(pj);
+	rb_diags_release(&d);
+	rb_runbook_free(rb);
+out:
+	free(params);
+	return rc;
+}

@@ -1,0 +1,1073 @@
+/*
+ * The engine.  One thread schedules: it owns the Lua state, renders each
+ * step's arguments, journals transitions (durable before anything depends on
+ * them), and prints events.  Worker threads run the actions that may block
+ * (shell, wait); inline actions (lua, assert) run on the scheduling thread.
+ * Secret values are replaced by *** in everything it writes or prints.
+ */
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../stdlib/action.h"
+#include "expr.h"
+#include "graph.h"
+#include "journal.h"
+#include "luabox.h"
+#include "plan.h"
+#include "render.h"
+#include "util.h"
+
+enum sstatus { S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED };
+
+static const char *const status_names[] = {
+	"pending", "running", "succeeded", "failed", "skipped",
+};
+
+struct exec;
+
+/* A step's actions handed to a worker: one call, or one per for_each item. */
+struct job {
+	struct exec *ex;
+	size_t step;                    /* index in rb->steps */
+	const struct rb_action *action;
+	json_t *calls;                  /* array of rendered arguments */
+	json_t *items;                  /* for_each: the items, or NULL */
+	struct rb_strv env;             /* secrets for child processes */
+	int64_t deadline_ms;
+	json_t *output;                 /* the result: one output, or the list */
+	int failed, timed_out;
+	char *error;
+	volatile sig_atomic_t cancel;
+	struct job *next;
+};
+
+struct srun {
+	enum sstatus status;
+	int attempts;
+	json_t *output, *outputs;
+	char *error;
+	int64_t started_ms;
+	int64_t retry_at;               /* waiting to be retried at this time, or 0 */
+	size_t waiting;                 /* dependencies not finished yet */
+	int dep_skipped;
+	size_t *succ, nsucc;            /* the steps that depend on this one */
+	size_t completed;               /* completion order, for rollback */
+	struct job *job;
+};
+
+struct exec {
+	struct rb_runbook *rb;
+	const struct rb_exec_opts *o;
+	struct rb_diags *d;
+	struct rb_luabox *box;
+	int scope;
+	int steps_ref;                  /* the table behind the scope's read-only steps */
+	struct srun *s;
+	struct rb_journal *journal;
+	char run_id[RB_RUN_ID_MAX];
+	char *run_dir;
+	struct rb_strv secrets;         /* values to redact */
+	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
+	size_t *retrying, nretrying, retrycap;
+	size_t running, completed;
+	int failed, interrupted, stop_on_failure;
+	size_t counts[5];
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t mu;             /* guards queue, done and quit */
+	pthread_cond_t cv;
+	struct job *queue, *done;
+	int quit;
+	int wake[2];                    /* a worker writes a byte when a job is done */
+	pthread_mutex_t out_mu;         /* one event line at a time */
+	int64_t t0;
+	int journal_failed;
+};
+
+/* --- redaction and events ----------------------------------------------------- */
+
+/* s with every secret value replaced by ***; malloc'd. */
+static char *redact(const struct exec *ex, const char *s, size_t len, size_t *outlen)
+{
+	struct rb_buf b;
+	rb_buf_init(&b);
+	size_t i = 0;
+	while (i < len) {
+		size_t best = 0;
+		for (size_t k = 0; k < ex->secrets.n; k++) {
+			size_t sl = strlen(ex->secrets.v[k]);
+			if (sl && sl <= len - i && sl > best && !memcmp(s + i, ex->secrets.v[k], sl))
+				best = sl;
+		}
+		if (best) {
+			rb_buf_puts(&b, RB_SECRET_MASK);
+			i += best;
+		} else {
+			rb_buf_add(&b, s + i, 1);
+			i++;
+		}
+	}
+	if (outlen)
+		*outlen = b.len;
+	return rb_buf_detach(&b);
+}
+
+/* A copy of v with secrets redacted in every string. */
+static json_t *redact_json(const struct exec *ex, json_t *v)
+{
+	if (!v)
+		return json_null();
+	if (!ex->secrets.n)
+		return json_deep_copy(v);
+	switch (json_typeof(v)) {
+	case JSON_STRING: {
+		size_t len;
+		char *s = redact(ex, json_string_value(v), json_string_length(v), &len);
+		json_t *j = json_stringn(s, len);
+		free(s);
+		return j ? j : json_string(RB_SECRET_MASK);
+	}
+	case JSON_ARRAY: {
+		json_t *a = json_array();
+		size_t i;
+		json_t *x;
+		json_array_foreach(v, i, x)
+			json_array_append_new(a, redact_json(ex, x));
+		return a;
+	}
+	case JSON_OBJECT: {
+		json_t *o = json_object();
+		const char *k;
+		json_t *x;
+		json_object_foreach(v, k, x) {
+			char *rk = redact(ex, k, strlen(k), NULL);
+			json_object_set_new(o, rk, redact_json(ex, x));
+			free(rk);
+		}
+		return o;
+	}
+	default:
+		return json_deep_copy(v);
+	}
+}
+
+static void clock_text(char *buf, size_t size)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%H:%M:%S", &tm);
+}
+
+/* One event: a line of text, or a JSON object with "event" set. */
+static void event(struct exec *ex, json_t *ev, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void event(struct exec *ex, json_t *ev, const char *fmt, ...)
+{
+	FILE *f = ex->o->out;
+	pthread_mutex_lock(&ex->out_mu);
+	if (ex->o->json_events) {
+		char ts[32];
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_object_set_new(ev, "time", json_string(ts));
+		json_object_set_new(ev, "run", json_string(ex->run_id));
+		json_t *clean = redact_json(ex, ev);
+		json_dumpf(clean, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		fputc('\n', f);
+		json_decref(clean);
+	} else {
+		char ts[16];
+		va_list ap;
+		va_start(ap, fmt);
+		char *msg = rb_xvasprintf(fmt, ap);
+		va_end(ap);
+		char *clean = redact(ex, msg, strlen(msg), NULL);
+		clock_text(ts, sizeof(ts));
+		fprintf(f, "%s %s\n", ts, clean);
+		free(clean);
+		free(msg);
+	}
+	fflush(f);
+	pthread_mutex_unlock(&ex->out_mu);
+	json_decref(ev);
+}
+
+/* Output lines of a step, from a worker thread. */
+static void on_line(void *ud, int stream, const char *line, size_t len)
+{
+	struct job *jb = ud;
+	struct exec *ex = jb->ex;
+	const char *id = ex->rb->steps[jb->step]->id;
+	event(ex, json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
+			    stream == 2 ? "stderr" : "stdout", "line", line, len),
+	      "%s%s %.*s", id, stream == 2 ? "!" : "|", (int)len, line);
+}
+
+/* --- journal ---------------------------------------------------------------------- */
+
+static void journal(struct exec *ex, json_t *rec)
+{
+	json_t *clean = redact_json(ex, rec);
+	json_decref(rec);
+	if (!ex->journal_failed && rb_journal_append(ex->journal, clean) < 0)
+		ex->journal_failed = 1;
+	json_decref(clean);
+}
+
+/*
+ * The state a resume needs, for compaction: every step's status, attempts
+ * and outputs (redacted, as in the journal).
+ */
+static json_t *snapshot(struct exec *ex)
+{
+	json_t *steps = json_object();
+	for (size_t i = 0; i < ex->rb->nsteps; i++) {
+		const struct srun *sr = &ex->s[i];
+		const struct rb_step *st = ex->rb->steps[i];
+		json_t *v = json_pack("{s:s, s:i}", "status", status_names[sr->status], "attempts",
+				      sr->attempts);
+		if (sr->output)
+			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)
+								     : redact_json(ex, sr->output));
+		if (sr->outputs)
+			json_object_set_new(v, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
+								      : redact_json(ex, sr->outputs));
+		json_object_set_new(steps, st->id, v);
+	}
+	return json_pack("{s:s, s:s, s:o}", "run", ex->run_id, "runbook", ex->rb->name, "steps",
+			 steps);
+}
+
+/*
+ * Compact when the journal holds as many records as the run has steps (and
+ * at least 1,000): the snapshot costs O(steps), so each record pays O(1).
+ */
+static void maybe_compact(struct exec *ex)
+{
+	struct rb_journal_stats st;
+	rb_journal_stats(ex->journal, &st);
+	size_t limit = ex->rb->nsteps > 1000 ? ex->rb->nsteps : 1000;
+	if (st.journal_records < limit)
+		return;
+	json_t *snap = snapshot(ex);
+	if (rb_journal_compact(ex->journal, snap) < 0 && rb_journal_sync(ex->journal) < 0)
+		ex->journal_failed = 1;
+	json_decref(snap);
+}
+
+/* Make what was journalled durable; a failure stops the run. */
+static int journal_sync(struct exec *ex)
+{
+	if (!ex->journal_failed && rb_journal_sync(ex->journal) == 0) {
+		maybe_compact(ex);
+		return 0;
+	}
+	if (!ex->journal_failed || !ex->failed) {
+		ex->journal_failed = 1;
+		ex->failed = 1;
+		event(ex, json_pack("{s:s, s:s}", "event", "error", "message",
+				    rb_journal_error(ex->journal)),
+		      "error: cannot write the journal: %s; stopping the run",
+		      rb_journal_error(ex->journal));
+	}
+	return -1;
+}
+
+/* --- Lua state of the run ------------------------------------------------------------ */
+
+static int step_known(void *ud, size_t index)
+{
+	(void)ud;
+	(void)index;
+	return 1;       /* during a run, steps.X is always there: pending or done */
+}
+
+static struct rb_render renderer(struct exec *ex, struct rb_diags *d)
+{
+	struct rb_render r = {
+		.rb = ex->rb, .box = ex->box, .scope = ex->scope, .secrets_known = 1,
+		.item_known = 1, .output_known = 1, .step_known = step_known,
+		.ms = RB_EXPR_MS_DEFAULT, .d = d,
+	};
+	return r;
+}
+
+/* steps[id] = {status, attempts, output, outputs} in the engine's table. */
+static void publish(struct exec *ex, size_t i)
+{
+	struct srun *sr = &ex->s[i];
+	lua_State *L = rb_luabox_state(ex->box);
+	json_t *v = json_pack("{s:s, s:i}", "status", status_names[sr->status], "attempts",
+			      sr->attempts);
+	if (sr->output)
+		json_object_set(v, "output", sr->output);
+	if (sr->outputs)
+		json_object_set(v, "outputs", sr->outputs);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ex->steps_ref);
+	if (rb_lua_push_json(L, v) == 0)
+		lua_setfield(L, -2, ex->rb->steps[i]->id);
+	lua_pop(L, 1);
+	json_decref(v);
+}
+
+static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
+{
+	if (s->env) {
+		const char *v = getenv(s->env);
+		if (!v)
+			return rb_error_at(ex->d, s->key, "secret '%s': environment variable %s "
+					   "is not set", s->name, s->env);
+		*out = rb_xstrdup(v);
+		return 0;
+	}
+	char *buf, *err = NULL;
+	size_t len;
+	if (rb_read_file(s->file, 1 << 20, &buf, &len, &err) < 0) {
+		rb_error_at(ex->d, s->key, "secret '%s': %s", s->name, err);
+		free(err);
+		return -1;
+	}
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	*out = buf;
+	return 0;
+}
+
+/* The run's scope: params, secrets, vars, run, steps. */
+static int build_scope(struct exec *ex)
+{
+	struct rb_runbook *rb = ex->rb;
+	lua_State *L = rb_luabox_state(ex->box);
+	json_t *secrets = json_object();
+	int rc = 0;
+	for (size_t i = 0; i < rb->nsecrets; i++) {
+		char *v = NULL;
+		if (read_secret(ex, &rb->secrets[i], &v) < 0) {
+			rc = -1;
+			continue;
+		}
+		json_object_set_new(secrets, rb->secrets[i].name, json_string(v));
+		rb_strv_push(&ex->secrets, v);
+	}
+	if (rc < 0) {
+		json_decref(secrets);
+		return -1;
+	}
+	rb_luabox_push_scope(ex->box);
+	ex->scope = lua_gettop(L);
+	rb_lua_push_json(L, ex->o->params);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "params");
+	rb_lua_push_json(L, secrets);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "secrets");
+	json_decref(secrets);
+	json_t *run = json_pack("{s:s, s:b, s:I}", "id", ex->run_id, "dry_run", 0, "started_at",
+				(json_int_t)ex->o->now);
+	rb_lua_push_json(L, run);
+	json_decref(run);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "run");
+
+	lua_newtable(L);
+	lua_pushvalue(L, -1);
+	ex->steps_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "steps");
+	for (size_t i = 0; i < rb->nsteps; i++)
+		publish(ex, i);
+
+	lua_newtable(L);
+	int vars = lua_gettop(L);
+	lua_pushvalue(L, vars);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "vars");
+	struct rb_render r = renderer(ex, ex->d);
+	for (size_t i = 0; i < rb->nvars; i++) {
+		json_t *x = rb_render_node(&r, rb->vars[i].value);
+		if (!x) {
+			lua_settop(L, ex->scope);
+			return -1;
+		}
+		/* A var made from a secret is as secret as it is. */
+		if (rb->vars[i].secret && json_is_string(x))
+			rb_strv_push(&ex->secrets, rb_xstrdup(json_string_value(x)));
+		rb_lua_push_json(L, x);
+		lua_setfield(L, vars, rb->vars[i].name);
+		json_decref(x);
+	}
+	lua_settop(L, ex->scope);
+	return 0;
+}
+
+/* --- workers --------------------------------------------------------------------------- */
+
+static void run_job(struct job *jb)
+{
+	struct exec *ex = jb->ex;
+	size_t n = json_array_size(jb->calls);
+	int each = ex->rb->steps[jb->step]->for_each != NULL;
+	json_t *list = each ? json_array() : NULL;
+	char spill[4096];
+	snprintf(spill, sizeof(spill), "%s/%s/%s", ex->run_dir, RB_RUN_OUTPUT,
+		 ex->rb->steps[jb->step]->id);
+	int inline_items = each && (jb->action->flags & RB_ACT_INLINE);
+	lua_State *L = rb_luabox_state(ex->box);
+	for (size_t i = 0; i < n && !jb->failed; i++) {
+		/* An inline action reads item at run time: it is its Lua. */
+		if (inline_items && rb_lua_push_json(L, json_array_get(jb->items, i)) == 0)
+			rb_luabox_set(L, ex->scope, "item");
+		struct rb_call call = {
+			.step = ex->rb->steps[jb->step]->id,
+			.args = json_array_get(jb->calls, i),
+			.env = (const char *const *)rb_strv_terminated(&jb->env),
+			.deadline_ms = jb->deadline_ms,
+			.cancel = &jb->cancel,
+			.spill_path = spill,
+			.on_line = on_line,
+			.ud = jb,
+			.box = ex->box,
+			.scope = ex->scope,
+		};
+		struct rb_result res = {0};
+		if (!jb->action->run) {
+			res.failed = 1;
+			res.error = rb_xasprintf("action '%s' cannot run in this version",
+						 jb->action->name);
+		} else {
+			jb->action->run(&call, &res);
+		}
+		jb->failed = res.failed;
+		jb->timed_out = res.timed_out;
+		jb->error = res.error;
+		if (each)
+			json_array_append_new(list, res.output ? res.output : json_null());
+		else
+			jb->output = res.output;
+	}
+	if (inline_items) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	if (each)
+		jb->output = list;
+}
+
+static void *worker(void *arg)
+{
+	struct exec *ex = arg;
+	for (;;) {
+		pthread_mutex_lock(&ex->mu);
+		while (!ex->queue && !ex->quit)
+			pthread_cond_wait(&ex->cv, &ex->mu);
+		struct job *jb = ex->queue;
+		if (!jb) {
+			pthread_mutex_unlock(&ex->mu);
+			return NULL;
+		}
+		ex->queue = jb->next;
+		pthread_mutex_unlock(&ex->mu);
+
+		run_job(jb);
+
+		pthread_mutex_lock(&ex->mu);
+		jb->next = ex->done;
+		ex->done = jb;
+		pthread_mutex_unlock(&ex->mu);
+		ssize_t w;
+		do
+			w = write(ex->wake[1], "", 1);
+		while (w < 0 && errno == EINTR);
+	}
+}
+
+static int start_workers(struct exec *ex)
+{
+	if (pipe2(ex->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		return rb_error_pos(ex->d, 0, 0, "cannot create a pipe: %s", strerror(errno));
+	/* Workers take no signals: the scheduling thread handles them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ex->threads = rb_xcalloc((size_t)ex->o->jobs, sizeof(*ex->threads));
+	for (int i = 0; i < ex->o->jobs; i++) {
+		if (pthread_create(&ex->threads[i], NULL, worker, ex) != 0)
+			break;
+		ex->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ex->nthreads)
+		return rb_error_pos(ex->d, 0, 0, "cannot start worker threads");
+	return 0;
+}
+
+static void stop_workers(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->mu);
+	ex->quit = 1;
+	pthread_cond_broadcast(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
+	for (int i = 0; i < ex->nthreads; i++)
+		pthread_join(ex->threads[i], NULL);
+	free(ex->threads);
+	if (ex->wake[0] >= 0) {
+		close(ex->wake[0]);
+		close(ex->wake[1]);
+	}
+}
+
+static void free_job(struct job *jb)
+{
+	json_decref(jb->calls);
+	json_decref(jb->items);
+	rb_strv_release(&jb->env);
+	free(jb);
+}
+
+/* --- steps ------------------------------------------------------------------------------ */
+
+static double secs_since(int64_t t)
+{
+	return (double)(rb_now_ms() - t) / 1000.0;
+}
+
+/* Named outputs, computed with `output` in scope. */
+static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t *output,
+			       char **err)
+{
+	lua_State *L = rb_luabox_state(ex->box);
+	if (rb_lua_push_json(L, output ? output : json_null()) < 0) {
+		*err = rb_xstrdup("the output does not fit in the Lua memory limit");
+		return NULL;
+	}
+	rb_luabox_set(L, ex->scope, "output");
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = renderer(ex, &d);
+	json_t *v = rb_render_node(&r, st->outputs);
+	lua_pushnil(L);
+	rb_luabox_set(L, ex->scope, "output");
+	if (!v)
+		*err = rb_xstrdup(d.n ? d.v[0].msg : "outputs failed");
+	rb_diags_release(&d);
+	return v;
+}
+
+static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *output, char *error)
+{
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	sr->status = status;
+	sr->output = output;
+	sr->error = error;
+	sr->completed = ++ex->completed;
+	ex->counts[status]++;
+	if (status == S_SUCCEEDED && st->outputs) {
+		char *err = NULL;
+		sr->outputs = compute_outputs(ex, st, output, &err);
+		if (!sr->outputs) {
+			sr->status = status = S_FAILED;
+			ex->counts[S_SUCCEEDED]--;
+			ex->counts[S_FAILED]++;
+			sr->error = rb_xasprintf("outputs: %s", err);
+			free(err);
+			free(error);
+		}
+	}
+	publish(ex, i);
+
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "event", "step_finished", "step", st->id,
+				"status", status_names[status], "attempt", sr->attempts);
+	if (sr->output)
+		json_object_set(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
+							     : sr->output);
+	if (sr->outputs)
+		json_object_set(rec, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
+							      : sr->outputs);
+	if (sr->error)
+		json_object_set_new(rec, "error", json_string(sr->error));
+	if (status != S_SKIPPED)
+		json_object_set_new(rec, "duration_ms",
+				    json_integer(rb_now_ms() - sr->started_ms));
+	json_t *ev = json_deep_copy(rec);
+	json_object_del(ev, "output");
+	json_object_del(ev, "outputs");
+	journal(ex, rec);
+
+	if (status == S_SUCCEEDED)
+		event(ex, ev, "%s: succeeded in %.1fs", st->id, secs_since(sr->started_ms));
+	else if (status == S_SKIPPED)
+		event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+	else
+		event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
+		      st->continue_on_error ? " (continuing)" : "", secs_since(sr->started_ms),
+		      sr->error ? sr->error : "failed");
+
+	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
+		ex->failed = 1;
+	for (size_t k = 0; k < sr->nsucc; k++) {
+		struct srun *t = &ex->s[sr->succ[k]];
+		t->dep_skipped |= status == S_SKIPPED;
+		if (--t->waiting == 0) {
+			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+			ex->ready[ex->nready++] = sr->succ[k];
+		}
+	}
+}
+
+/* Render what the action needs; NULL with *err when an expression fails. */
+static struct job *prepare(struct exec *ex, size_t i, char **err)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = renderer(ex, &d);
+	struct job *jb = rb_xcalloc(1, sizeof(*jb));
+	jb->ex = ex;
+	jb->step = i;
+	jb->action = st->action;
+	jb->calls = json_array();
+	lua_State *L = rb_luabox_state(ex->box);
+
+	json_t *items = NULL;
+	if (st->for_each) {
+		items = rb_render_node(&r, st->for_each);
+		if (items && !json_is_array(items)) {
+			rb_error_at(&d, st->for_each, "for_each must give a list, not %s",
+				    json_is_object(items) ? "a map" : "a single value");
+			json_decref(items);
+			items = NULL;
+		}
+		if (!items)
+			goto fail;
+	}
+	size_t n = items ? json_array_size(items) : 1;
+	for (size_t k = 0; k < n; k++) {
+		if (items) {
+			rb_lua_push_json(L, json_array_get(items, k));
+			rb_luabox_set(L, ex->scope, "item");
+		}
+		json_t *args;
+		if (st->run) {
+			r.secret_env = &jb->env;
+			json_t *cmd = rb_render_node(&r, st->run);
+			r.secret_env = NULL;
+			args = cmd ? json_pack("{s:o}", "command", cmd) : NULL;
+		} else if (st->lua) {
+			args = json_pack("{s:s%}", "code", st->lua->str, st->lua->len);
+		} else {
+			args = st->with ? rb_render_node(&r, st->with) : json_object();
+		}
+		if (!args)
+			goto fail;
+		json_array_append_new(jb->calls, args);
+	}
+	if (items) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	jb->items = items;
+	rb_diags_release(&d);
+	return jb;
+fail:
+	if (items) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	json_decref(items);
+	*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
+	rb_diags_release(&d);
+	free_job(jb);
+	return NULL;
+}
+
+/* Decide whether a ready step runs: its condition, and skipped dependencies. */
+static int should_run(struct exec *ex, size_t i, char **why)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	if (!st->cond) {
+		if (ex->s[i].dep_skipped) {
+			*why = rb_xstrdup("a step it needs was skipped");
+			return 0;
+		}
+		return 1;
+	}
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = renderer(ex, &d);
+	json_t *v = rb_render_node(&r, st->cond);
+	if (!v) {
+		*why = rb_xasprintf("if: %s", d.n ? d.v[0].msg : "failed");
+		rb_diags_release(&d);
+		return -1;
+	}
+	rb_diags_release(&d);
+	int truth = !json_is_null(v) && !json_is_false(v);
+	json_decref(v);
+	if (!truth)
+		*why = rb_xstrdup("its condition is false");
+	return truth;
+}
+
+static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
+{
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	char *why = NULL;
+	if (sr->attempts == 0) {
+		sr->started_ms = rb_now_ms();
+		int go = should_run(ex, i, &why);
+		if (go == 0) {
+			finish(ex, i, S_SKIPPED, NULL, why);
+			return;
+		}
+		if (go < 0) {
+			finish(ex, i, S_FAILED, NULL, why);
+			return;
+		}
+	}
+	sr->attempts++;
+	struct job *jb = prepare(ex, i, &why);
+	if (!jb) {
+		finish(ex, i, S_FAILED, NULL, why);
+		return;
+	}
+	if (st->timeout_ms >= 0)
+		jb->deadline_ms = rb_now_ms() + st->timeout_ms;
+	sr->status = S_RUNNING;
+	sr->job = jb;
+	journal(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
+			      "attempt", sr->attempts));
+	batch[(*nbatch)++] = jb;
+}
+
+static int64_t retry_delay(const struct rb_retry *r, int attempt)
+{
+	int64_t d = r->delay_ms;
+	if (r->exponential)
+		for (int k = 1; k < attempt && d < INT64_MAX / 2; k++)
+			d *= 2;
+	if (r->max_delay_ms && d > r->max_delay_ms)
+		d = r->max_delay_ms;
+	return d;
+}
+
+/* A worker (or an inline action) is done with job. */
+static void job_done(struct exec *ex, struct job *jb)
+{
+	size_t i = jb->step;
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	sr->job = NULL;
+	if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
+		int64_t delay = retry_delay(&st->retry, sr->attempts);
+		char d[32];
+		rb_duration_format(delay, d, sizeof(d));
+		journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "step_retry", "step", st->id,
+				      "attempt", sr->attempts, "error",
+				      jb->error ? jb->error : "failed"));
+		event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
+				    "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
+		      "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
+		      st->retry.attempts, jb->error ? jb->error : "failed", d);
+		json_decref(jb->output);
+		free(jb->error);
+		sr->status = S_PENDING;
+		sr->retry_at = rb_now_ms() + delay;
+		rb_grow(&ex->retrying, &ex->retrycap, ex->nretrying + 1, sizeof(*ex->retrying));
+		ex->retrying[ex->nretrying++] = i;
+	} else {
+		char *err = jb->error;
+		if (jb->failed && !err)
+			err = rb_xstrdup(jb->timed_out ? "timed out" : "failed");
+		finish(ex, i, jb->failed ? S_FAILED : S_SUCCEEDED, jb->output, err);
+	}
+	free_job(jb);
+}
+
+/* Start what can start: group the journal records, sync once, dispatch. */
+static void schedule(struct exec *ex)
+{
+	size_t cap = (size_t)ex->o->jobs;
+	struct job **batch = rb_xcalloc(cap, sizeof(*batch));
+	size_t nbatch = 0;
+	while (ex->rhead < ex->nready && !ex->failed && !ex->interrupted &&
+	       ex->running + nbatch < cap)
+		start(ex, ex->ready[ex->rhead++], batch, &nbatch);
+	if (ex->rhead == ex->nready)
+		ex->rhead = ex->nready = 0;
+	if (journal_sync(ex) < 0) {
+		for (size_t k = 0; k < nbatch; k++) {
+			struct job *jb = batch[k];
+			ex->s[jb->step].job = NULL;
+			finish(ex, jb->step, S_FAILED, NULL,
+			       rb_xstrdup("not started: the journal cannot be written"));
+			free_job(jb);
+		}
+		free(batch);
+		return;
+	}
+	for (size_t k = 0; k < nbatch; k++) {
+		struct job *jb = batch[k];
+		const struct rb_step *st = ex->rb->steps[jb->step];
+		event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
+				    "attempt", ex->s[jb->step].attempts),
+		      "%s: started", st->id);
+		if (jb->action->flags & RB_ACT_INLINE) {
+			run_job(jb);
+			job_done(ex, jb);
+			continue;
+		}
+		ex->running++;
+		pthread_mutex_lock(&ex->mu);
+		struct job **tail = &ex->queue;
+		while (*tail)
+			tail = &(*tail)->next;
+		jb->next = NULL;
+		*tail = jb;
+		pthread_cond_signal(&ex->cv);
+		pthread_mutex_unlock(&ex->mu);
+	}
+	free(batch);
+}
+
+static void check_signals(struct exec *ex, int *seen)
+{
+	if (!ex->o->signals || *ex->o->signals == *seen)
+		return;
+	*seen = *ex->o->signals;
+	if (!ex->interrupted)
+		event(ex, json_pack("{s:s, s:i}", "event", "interrupt", "signal",
+				    (int)*ex->o->signo),
+		      "interrupted: stopping the running steps (again to kill them at once)");
+	ex->interrupted = *seen;
+	pthread_mutex_lock(&ex->mu);
+	for (size_t i = 0; i < ex->rb->nsteps; i++)
+		if (ex->s[i].job)
+			ex->s[i].job->cancel = (sig_atomic_t)(*seen > 1 ? 2 : 1);
+	pthread_mutex_unlock(&ex->mu);
+}
+
+/* Run the ready steps and everything they unlock, until nothing can run. */
+static void run_phase(struct exec *ex)
+{
+	int seen = ex->o->signals ? *ex->o->signals : 0;
+	for (;;) {
+		check_signals(ex, &seen);
+		schedule(ex);
+		journal_sync(ex);
+		int64_t now = rb_now_ms(), next = -1;
+		for (size_t k = 0; k < ex->nretrying;) {
+			size_t i = ex->retrying[k];
+			if (ex->interrupted || ex->failed) {
+				ex->s[i].retry_at = 0;
+				finish(ex, i, S_FAILED, NULL,
+				       rb_xstrdup(ex->interrupted ? "interrupted before its retry"
+								  : "not retried: the run has failed"));
+			} else if (ex->s[i].retry_at <= now) {
+				ex->s[i].retry_at = 0;
+				rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+				ex->ready[ex->nready++] = i;
+			} else {
+				if (next < 0 || ex->s[i].retry_at < next)
+					next = ex->s[i].retry_at;
+				k++;
+				continue;
+			}
+			ex->retrying[k] = ex->retrying[--ex->nretrying];
+		}
+		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
+		if (!ex->running && !ex->nretrying && !can_start)
+			break;
+		if (can_start && ex->running < (size_t)ex->o->jobs)
+			continue;
+		int timeout = next < 0 ? 1000 : (int)(next - now < 1000 ? next - now : 1000);
+		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
+		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
+		char buf[256];
+		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
+			;
+		pthread_mutex_lock(&ex->mu);
+		struct job *done = ex->done;
+		ex->done = NULL;
+		pthread_mutex_unlock(&ex->mu);
+		while (done) {
+			struct job *nx = done->next;
+			ex->running--;
+			job_done(ex, done);
+			done = nx;
+		}
+	}
+}
+
+/* Queue the steps of a kind that need nothing. */
+static void seed(struct exec *ex, enum rb_step_kind kind)
+{
+	for (size_t i = 0; i < ex->rb->nsteps; i++) {
+		const struct rb_step *st = ex->rb->steps[i];
+		if (st->kind != kind || ex->s[i].waiting)
+			continue;
+		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+		ex->ready[ex->nready++] = i;
+	}
+}
+
+static int by_completion_desc(const void *a, const void *b, void *arg)
+{
+	const struct exec *ex = arg;
+	size_t x = ex->s[*(const size_t *)a].completed, y = ex->s[*(const size_t *)b].completed;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Undo the finished steps that have an undo, last finished first, one at a time. */
+static void rollback(struct exec *ex)
+{
+	size_t *v = rb_xmalloc((ex->rb->nmain + 1) * sizeof(*v)), n = 0;
+	for (size_t i = 0; i < ex->rb->nmain; i++)
+		if (ex->rb->steps[i]->undo && ex->s[i].status == S_SUCCEEDED)
+			v[n++] = i;
+	qsort_r(v, n, sizeof(*v), by_completion_desc, ex);
+	if (n)
+		event(ex, json_pack("{s:s, s:i}", "event", "rollback", "steps", (int)n),
+		      "rolling back %zu step%s", n, n == 1 ? "" : "s");
+	for (size_t k = 0; k < n && !ex->interrupted; k++) {
+		size_t u = ex->rb->steps[v[k]]->undo->index;
+		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+		ex->ready[ex->nready++] = u;
+		run_phase(ex);
+	}
+	free(v);
+}
+
+static int setup(struct exec *ex)
+{
+	struct rb_runbook *rb = ex->rb;
+	ex->s = rb_xcalloc(rb->nsteps ? rb->nsteps : 1, sizeof(*ex->s));
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		const struct rb_step *st = rb->steps[i];
+		ex->s[i].waiting = st->ndeps;
+		for (size_t k = 0; k < st->ndeps; k++) {
+			struct srun *d = &ex->s[st->deps[k]];
+			d->succ = rb_xrealloc(d->succ, (d->nsucc + 1) * sizeof(*d->succ));
+			d->succ[d->nsucc++] = i;
+		}
+	}
+	char *err = NULL;
+	const char *state = rb_state_dir(ex->o->state_dir);
+	rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+	if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
+		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
+		free(err);
+		return -1;
+	}
+	ex->run_dir = rb_run_dir(state, ex->run_id);
+	if (rb_run_save_runbook(ex->run_dir, rb->src, rb->srclen, &err) < 0) {
+		rb_error_pos(ex->d, 0, 0, "cannot save the runbook in the run: %s", err);
+		free(err);
+		return -1;
+	}
+	ex->box = rb_luabox_new(0);
+	if (!ex->box)
+		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
+	if (build_scope(ex) < 0)
+		return -1;
+	char sha[65];
+	rb_sha256_hex(rb->src, rb->srclen, sha);
+	journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "run_started", "run",
+			      ex->run_id, "runbook", rb->name, "sha256", sha, "params",
+			      ex->o->params));
+	if (journal_sync(ex) < 0)
+		return -1;
+	return start_workers(ex);
+}
+
+static void teardown(struct exec *ex)
+{
+	if (ex->threads)
+		stop_workers(ex);
+	if (ex->s) {
+		for (size_t i = 0; i < ex->rb->nsteps; i++) {
+			json_decref(ex->s[i].output);
+			json_decref(ex->s[i].outputs);
+			free(ex->s[i].error);
+			free(ex->s[i].succ);
+		}
+		free(ex->s);
+	}
+	free(ex->ready);
+	free(ex->retrying);
+	if (ex->journal)
+		rb_journal_close(ex->journal);
+	free(ex->run_dir);
+	rb_luabox_free(ex->box);
+	rb_strv_release(&ex->secrets);
+	pthread_mutex_destroy(&ex->mu);
+	pthread_cond_destroy(&ex->cv);
+	pthread_mutex_destroy(&ex->out_mu);
+}
+
+int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
+		enum rb_run_status *status, char *run_id)
+{
+	struct exec ex = {.rb = rb, .o = o, .d = d, .wake = {-1, -1}, .stop_on_failure = 1};
+	pthread_mutex_init(&ex.mu, NULL);
+	pthread_cond_init(&ex.cv, NULL);
+	pthread_mutex_init(&ex.out_mu, NULL);
+	ex.t0 = rb_now_ms();
+	if (setup(&ex) < 0) {
+		teardown(&ex);
+		return -1;
+	}
+	memcpy(run_id, ex.run_id, RB_RUN_ID_MAX);
+	event(&ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "run_started", "runbook", rb->name,
+			     "steps", (int)rb->nmain, "dir", ex.run_dir),
+	      "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
+	      rb->nmain == 1 ? "" : "s", ex.run_dir);
+
+	seed(&ex, RB_MAIN);
+	run_phase(&ex);
+	int failed = ex.failed || ex.journal_failed;
+	size_t not_run = 0;
+	for (size_t i = 0; i < rb->nmain; i++)
+		not_run += ex.s[i].status == S_PENDING;
+	size_t ok = ex.counts[S_SUCCEEDED], bad = ex.counts[S_FAILED], skip = ex.counts[S_SKIPPED];
+
+	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
+	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */
+	if (failed && !ex.interrupted && !ex.journal_failed) {
+		ex.failed = 0;
+		if (rb->rollback)
+			rollback(&ex);
+		ex.stop_on_failure = 0;
+		ex.rhead = ex.nready = 0;
+		seed(&ex, RB_ON_FAILURE);
+		run_phase(&ex);
+	}
+
+	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED : RB_RUN_SUCCEEDED;
+	static const char *const outcome[] = {"succeeded", "failed", "interrupted"};
+	journal(&ex, json_pack("{s:s, s:s}", "event", "run_finished", "status", outcome[*status]));
+	journal_sync(&ex);
+	event(&ex, json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
+			     "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
+			     "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",
+			     (json_int_t)(rb_now_ms() - ex.t0)),
+	      "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run",
+	      ex.run_id, outcome[*status], secs_since(ex.t0), ok, bad, skip, not_run);
+	teardown(&ex);
+	return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * The engine: runs a validated runbook's step graph for real.  It schedules
+ * steps as their dependencies finish, runs actions on worker threads (inline
+ * ones, with Lua, on its own thread), journals every transition durably
+ * before moving on, and reports events.  It never prints diagnostics or
+ * exits; the run command does.
+ */
+#ifndef RB_EXEC_H
+#define RB_EXEC_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "diag.h"
+#include "runbook.h"
+
+enum rb_run_status {
+	RB_RUN_SUCCEEDED,
+	RB_RUN_FAILED,
+	RB_RUN_INTERRUPTED,
+};
+
+enum { RB_JOBS_DEFAULT = 4, RB_JOBS_MAX = 256 };
+
+struct rb_exec_opts {
+	json_t *params;                 /* resolved (rb_params_resolve), borrowed */
+	int jobs;                       /* steps at once, 1..RB_JOBS_MAX */
+	const char *state_dir;          /* NULL: $RUNBOOK_STATE_DIR or ./.runbook */
+	FILE *out;                      /* events */
+	int json_events;                /* one JSON object a line instead of text */
+	int color;
+	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
+	volatile sig_atomic_t *signo;   /* the last one */
+	time_t now;                     /* for the run id */
+	unsigned rand;
+};
+
+/*
+ * Run rb.  Returns 0 with the outcome in *status and the run's id in run_id
+ * (RB_RUN_ID_MAX bytes), or -1 with errors in d when the run could not start
+ * (a secret that cannot be read, the state directory).
+ */
+int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
+		enum rb_run_status *status, char *run_id);
+
+#endif

@@ -1,0 +1,1286 @@
+/*
+ * The run directory and its durable state: the journal (append, group
+ * fdatasync, torn-tail detection), the snapshot that compaction writes, and
+ * durable whole-file writes.  It must never report as durable what is not, nor
+ * lose or repeat a record it once reported durable; docs/state.md says how.
+ */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define SNAPSHOT_FORMAT         "runbook-snapshot"
+#define TORN_SHOW_MAX           4096    /* bytes of a torn tail shown in hex and text */
+
+struct rb_journal {
+	char *dir;              /* the run directory, for messages */
+	char *path;             /* its journal, for messages */
+	/*
+	 * Both O_CLOEXEC, like every descriptor here: a step's process that
+	 * inherited the directory would hold the run's lock after we exit.
+	 */
+	int dirfd;              /* holds the run's flock; fsync'd after renames */
+	int fd;                 /* the journal, O_APPEND */
+
+	uint64_t next_seq;
+	uint64_t synced_seq;
+	uint64_t snapshot_seq;
+
+	char *buf;              /* encoded records, appended and not yet written */
+	size_t len, cap;
+	uint64_t pending;
+
+	uint64_t jrecords;      /* synced records and bytes in the journal file */
+	uint64_t jbytes;
+	uint64_t syncs, compactions;
+
+	/* A write or fdatasync of the journal failed: nothing may be trusted. */
+	char *broken;
+	char *errmsg;
+	json_t *torn;           /* what open cut off, or NULL */
+
+	int (*hook)(void *arg, enum rb_journal_point p, size_t *len);
+	void *hook_arg;
+};
+
+/* --- errors ------------------------------------------------------------------ */
+
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char *s;
+	if (vasprintf(&s, fmt, ap) < 0)
+		return NULL;
+	return s;
+}
+
+/* Sets *err (when err is not NULL) and returns -1; errno is kept for the caller. */
+__attribute__((format(printf, 2, 3)))
+static int fail(char **err, const char *fmt, ...)
+{
+	int saved = errno;
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		*err = vfmt(fmt, ap);
+		va_end(ap);
+	}
+	errno = saved;
+	return -1;
+}
+
+/* The same for an open journal, whose message rb_journal_error gives. */
+__attribute__((format(printf, 2, 3)))
+static int jfail(struct rb_journal *j, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	free(j->errmsg);
+	j->errmsg = vfmt(fmt, ap);
+	va_end(ap);
+	errno = saved;
+	return -1;
+}
+
+/* Marks j broken with the current message: the first failure is the one kept. */
+static int jbreak(struct rb_journal *j)
+{
+	if (!j->broken)
+		j->broken = strdup(j->errmsg ? j->errmsg : "unknown error");
+	return -1;
+}
+
+static int check_broken(struct rb_journal *j)
+{
+	if (!j->broken)
+		return 0;
+	errno = EIO;
+	return jfail(j, "journal %s is not durable since an earlier failure (%s); "
+		     "resume the run to repair it", j->path, j->broken);
+}
+
+/* --- system calls, retried and hooked ------------------------------------------ */
+
+static int at(struct rb_journal *j, enum rb_journal_point p, size_t *len)
+{
+	if (!j || !j->hook)
+		return 0;
+	return j->hook(j->hook_arg, p, len);
+}
+
+/* Injects the error a hook returned at point p; 0 when there is none. */
+static int inject(struct rb_journal *j, enum rb_journal_point p)
+{
+	int e = at(j, p, NULL);
+	if (e) {
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* write(2) until done: EINTR and short writes are normal, anything else fails. */
+static int write_all(int fd, const char *p, size_t len, struct rb_journal *j,
+		     enum rb_journal_point point)
+{
+	while (len > 0) {
+		size_t n = len;
+		int e = at(j, point, &n);
+		if (e) {
+			errno = e;
+			return -1;
+		}
+		if (n == 0 || n > len)
+			n = len;
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			/* Not expected of a regular file; never spin on it. */
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int sync_fd(int fd, int data_only)
+{
+	int r;
+	do
+		r = data_only ? fdatasync(fd) : fsync(fd);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static int sync_dir(int dfd)
+{
+	if (sync_fd(dfd, 0) == 0)
+		return 0;
+	/* Some filesystems cannot fsync a directory and say so with EINVAL. */
+	return errno == EINVAL ? 0 : -1;
+}
+
+/* fsync the directory that holds path, so that a new entry in it is durable. */
+static int sync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *parent;
+	if (!slash)
+		parent = strdup(".");
+	else if (slash == path)
+		parent = strdup("/");
+	else
+		parent = strndup(path, (size_t)(slash - path));
+	if (!parent)
+		return -1;
+	int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
+	if (dfd < 0)
+		return -1;
+	int r = sync_dir(dfd);
+	int saved = errno;
+	close(dfd);
+	errno = saved;
+	return r;
+}
+
+/* Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing). */
+static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	size_t cap = 4096, len = 0;
+	if (fstat(fd, &st) == 0 && st.st_size > 0)
+		cap = (size_t)st.st_size + 1;
+	char *buf = malloc(cap);
+	if (!buf)
+		goto bad;
+	for (;;) {
+		if (len + 1 >= cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				goto bad;
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			goto bad;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = 0;
+	*out = buf;
+	*outlen = len;
+	return 0;
+bad:;
+	int saved = errno ? errno : ENOMEM;
+	free(buf);
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Temp file, fsync, rename, fsync of the directory: after a crash at any
+ * point name is the old file or the new one, whole.  The temp name is fixed
+ * (.NAME.tmp) so a crash leaves at most one, which rb_journal_open removes.
+ */
+static int durable_write(int dirfd, const char *dir, const char *name, const void *buf,
+			 size_t len, int mode, struct rb_journal *j, char **err)
+{
+	char tmp[NAME_MAX + 1];
+	if (!*name || strchr(name, '/') || name[0] == '.' ||
+	    snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp)) {
+		errno = EINVAL;
+		return fail(err, "cannot write %s/%s: not a plain file name", dir, name);
+	}
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+		return fail(err, "cannot remove %s/%s: %s", dir, tmp, strerror(errno));
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0)
+		return fail(err, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
+	if (write_all(fd, buf, len, j, RB_JP_BEFORE_TEMP_WRITE) < 0) {
+		fail(err, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
+		goto undo;
+	}
+	if (inject(j, RB_JP_AFTER_TEMP_WRITE) < 0 || sync_fd(fd, 0) < 0) {
+		fail(err, "cannot sync %s/%s: %s", dir, tmp, strerror(errno));
+		goto undo;
+	}
+	int r = close(fd);
+	fd = -1;
+	if (r < 0) {
+		fail(err, "cannot close %s/%s: %s", dir, tmp, strerror(errno));
+		goto undo;
+	}
+	if (inject(j, RB_JP_AFTER_TEMP_FSYNC) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+		fail(err, "cannot rename %s/%s to %s: %s", dir, tmp, name, strerror(errno));
+		goto undo;
+	}
+	/* From here the new file is in place; only its durability is unknown. */
+	if (inject(j, RB_JP_AFTER_RENAME) < 0 || sync_dir(dirfd) < 0)
+		return fail(err, "cannot sync directory %s after writing %s: %s", dir, name,
+			    strerror(errno));
+	return 0;
+undo:;
+	int saved = errno;
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	errno = saved;
+	return -1;
+}
+
+int rb_write_durable(const char *dir, const char *name, const void *buf, size_t len,
+		     int mode, char **err)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return fail(err, "cannot open directory %s: %s", dir, strerror(errno));
+	int r = durable_write(dfd, dir, name, buf, len, mode, NULL, err);
+	close(dfd);
+	return r;
+}
+
+/* --- names and places ---------------------------------------------------------- */
+
+const char *rb_state_dir(const char *opt)
+{
+	if (opt && *opt)
+		return opt;
+	const char *env = getenv("RUNBOOK_STATE_DIR");
+	if (env && *env)
+		return env;
+	return ".runbook";
+}
+
+char *rb_run_dir(const char *state_dir, const char *run_id)
+{
+	char *s;
+	if (asprintf(&s, "%s/runs/%s", state_dir, run_id) < 0)
+		return NULL;
+	return s;
+}
+
+void rb_run_id(char *buf, size_t size, time_t t, unsigned rand)
+{
+	struct tm tm;
+	if (!gmtime_r(&t, &tm))
+		memset(&tm, 0, sizeof(tm));
+	snprintf(buf, size, "%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rand & 0xffffu);
+}
+
+/* A run id becomes a directory name: nothing that could leave runs/. */
+static int valid_run_id(const char *id)
+{
+	size_t n = strlen(id);
+	return n > 0 && n < RB_RUN_ID_MAX * 4 && id[0] != '.' && !strchr(id, '/');
+}
+
+/* mkdir -p, mode 0700, each new directory's entry synced into its parent. */
+static int mkdir_p(const char *path, char **err)
+{
+	char *p = strdup(path);
+	if (!p)
+		return fail(err, "out of memory");
+	int r = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = 0;
+		if (mkdir(p, 0700) == 0) {
+			if (sync_parent(p) < 0) {
+				r = fail(err, "cannot sync the directory above %s: %s", p,
+					 strerror(errno));
+				break;
+			}
+		} else if (errno != EEXIST) {
+			r = fail(err, "cannot create directory %s: %s", p, strerror(errno));
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return r;
+}
+
+static int lock_run(int dirfd, const char *dir, char **err)
+{
+	if (flock(dirfd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return fail(err, "run %s is open in another runbook process", dir);
+	return fail(err, "cannot lock run %s: %s", dir, strerror(errno));
+}
+
+/* Removes the .NAME.tmp files of durable writes that a crash interrupted. */
+static void remove_temps(int dirfd)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (e->d_name[0] == '.' && n > 5 && !strcmp(e->d_name + n - 4, ".tmp"))
+			unlinkat(dirfd, e->d_name, 0);
+	}
+	closedir(d);
+}
+
+/* --- reading a run ------------------------------------------------------------- */
+
+struct scan {
+	json_t *state;          /* the snapshot's state, or NULL */
+	uint64_t snap_seq;
+	json_t *records;        /* journal records after the snapshot */
+	uint64_t last_seq;      /* of the last record, or snap_seq */
+	uint64_t jrecords;      /* records in the journal file, skipped ones too */
+	size_t good_len;        /* bytes of the journal before a torn tail */
+	json_t *torn;
+};
+
+static void scan_release(struct scan *s)
+{
+	json_decref(s->state);
+	json_decref(s->records);
+	json_decref(s->torn);
+}
+
+/* A journal line: an object with a positive integer "seq"; else NULL and why. */
+static json_t *parse_record(const char *p, size_t n, uint64_t *seq, char *why, size_t whysize)
+{
+	json_error_t je;
+	/* The encoder writes "\u0000" for NUL in strings, so the decoder must take it. */
+	json_t *rec = json_loadb(p, n, JSON_ALLOW_NUL, &je);
+	if (!rec) {
+		snprintf(why, whysize, "%s", je.text);
+		return NULL;
+	}
+	json_t *s = json_object_get(rec, "seq");
+	if (!json_is_object(rec) || !json_is_integer(s) || json_integer_value(s) < 1) {
+		snprintf(why, whysize, "not an object with a positive \"seq\"");
+		json_decref(rec);
+		return NULL;
+	}
+	*seq = (uint64_t)json_integer_value(s);
+	return rec;
+}
+
+static int utf8_valid(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = p[i], len;
+		if (c == 0)
+			return 0;
+		if (c < 0x80)
+			len = 1;
+		else if (c >= 0xc2 && c <= 0xdf)
+			len = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			len = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			len = 4;
+		else
+			return 0;
+		if (i + len > n)
+			return 0;
+		for (unsigned k = 1; k < len; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+		i += len;
+	}
+	return 1;
+}
+
+static json_t *torn_info(const char *buf, size_t off, size_t len, size_t line)
+{
+	static const char hexd[] = "0123456789abcdef";
+	size_t show = len < TORN_SHOW_MAX ? len : TORN_SHOW_MAX;
+	const unsigned char *p = (const unsigned char *)buf + off;
+	char *hex = malloc(show * 2 + 1);
+	if (!hex)
+		return NULL;
+	for (size_t i = 0; i < show; i++) {
+		hex[2 * i] = hexd[p[i] >> 4];
+		hex[2 * i + 1] = hexd[p[i] & 15];
+	}
+	hex[2 * show] = 0;
+	json_t *t = json_pack("{s:I,s:I,s:I,s:s}", "offset", (json_int_t)off, "length",
+			      (json_int_t)len, "line", (json_int_t)line, "hex", hex);
+	free(hex);
+	if (!t)
+		return NULL;
+	/* Cut where the tail was cut, then back to a character boundary. */
+	size_t tn = show;
+	if (show < len)
+		for (int k = 0; k < 3 && tn > 0 && (p[tn] & 0xc0) == 0x80; k++)
+			tn--;
+	if (utf8_valid(p, tn))
+		json_object_set_new(t, "text", json_stringn((const char *)p, tn));
+	return t;
+}
+
+/*
+ * The journal's lines, in order.  Each ends in '\n' and is an object with a
+ * seq one more than the line before.  The first line that is cut short or
+ * does not parse starts the torn tail, unless a good record follows it: a
+ * crash only ever cuts the end, so a hole in the middle is corruption, and
+ * guessing past it could lose a record that was synced.
+ */
+static int scan_journal(const char *buf, size_t len, const char *path, struct scan *s,
+			char **err)
+{
+	size_t off = 0, line = 1;
+	uint64_t expect = 0;
+	char why[200];
+
+	while (off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		size_t end = nl ? (size_t)(nl - buf) : len;
+		uint64_t seq = 0;
+		json_t *rec = nl ? parse_record(buf + off, end - off, &seq, why, sizeof(why)) : NULL;
+		if (!nl)
+			snprintf(why, sizeof(why), "no end of line");
+		if (!rec) {
+			size_t o = end + 1, later = 0;
+			while (o < len) {
+				const char *nl2 = memchr(buf + o, '\n', len - o);
+				if (!nl2)
+					break;
+				char why2[200];
+				uint64_t seq2;
+				json_t *r2 = parse_record(buf + o, (size_t)(nl2 - buf) - o, &seq2,
+							  why2, sizeof(why2));
+				if (r2) {
+					later++;
+					json_decref(r2);
+				}
+				o = (size_t)(nl2 - buf) + 1;
+			}
+			if (later) {
+				errno = EINVAL;
+				return fail(err, "%s:%zu: unreadable record (%s) followed by %zu good "
+					    "ones: the journal is corrupt", path, line, why, later);
+			}
+			s->torn = torn_info(buf, off, len - off, line);
+			if (!s->torn) {
+				errno = ENOMEM;
+				return fail(err, "out of memory");
+			}
+			break;
+		}
+		if (expect && seq != expect) {
+			json_decref(rec);
+			errno = EINVAL;
+			return fail(err, "%s:%zu: seq %" PRIu64 " where %" PRIu64 " was expected: "
+				    "the journal is corrupt", path, line, seq, expect);
+		}
+		expect = seq + 1;
+		if (json_array_append_new(s->records, rec) < 0) {
+			errno = ENOMEM;
+			return fail(err, "out of memory");
+		}
+		s->jrecords++;
+		off = end + 1;
+		line++;
+	}
+	s->good_len = off < len ? off : len;
+	return 0;
+}
+
+static int scan_snapshot(const char *buf, size_t len, const char *path, struct scan *s,
+			 char **err)
+{
+	json_error_t je;
+	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, &je);
+	if (!snap) {
+		errno = EINVAL;
+		return fail(err, "%s:%d:%d: invalid snapshot: %s", path, je.line, je.column,
+			    je.text);
+	}
+	json_t *format = json_object_get(snap, "format");
+	json_t *version = json_object_get(snap, "version");
+	json_t *seq = json_object_get(snap, "seq");
+	json_t *state = json_object_get(snap, "state");
+	int r = 0;
+	errno = EINVAL;
+	if (!json_is_string(format) || strcmp(json_string_value(format), SNAPSHOT_FORMAT))
+		r = fail(err, "%s: not a runbook snapshot", path);
+	else if (!json_is_integer(version) || json_integer_value(version) != RB_SNAPSHOT_VERSION)
+		r = fail(err, "%s: unsupported snapshot version (this runbook reads version %d)",
+			 path, RB_SNAPSHOT_VERSION);
+	else if (!json_is_integer(seq) || json_integer_value(seq) < 0 || !state)
+		r = fail(err, "%s: snapshot without a \"seq\" or a \"state\"", path);
+	if (r == 0) {
+		s->snap_seq = (uint64_t)json_integer_value(seq);
+		s->state = json_incref(state);
+	}
+	json_decref(snap);
+	return r;
+}
+
+/*
+ * Reads a run: the journal first, then the snapshot.  That order lets a reader
+ * without the lock race a compaction safely: a snapshot read later covers at
+ * least every record in the journal read earlier, so at worst the records are
+ * all skipped, whereas the other order could pair an old snapshot with a
+ * restarted journal and miss records between them.
+ */
+static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
+{
+	char *jbuf = NULL, *sbuf = NULL, *jpath = NULL, *spath = NULL;
+	size_t jlen = 0, slen = 0;
+	int r = -1;
+
+	memset(s, 0, sizeof(*s));
+	if (asprintf(&jpath, "%s/%s", dir, RB_RUN_JOURNAL) < 0) {
+		jpath = NULL;
+		goto oom;
+	}
+	if (asprintf(&spath, "%s/%s", dir, RB_RUN_SNAPSHOT) < 0) {
+		spath = NULL;
+		goto oom;
+	}
+	s->records = json_array();
+	if (!s->records)
+		goto oom;
+
+	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
+		/*
+		 * Compaction never removes the journal, and rb_journal_create
+		 * returns only once it exists: without one this is no run, or one
+		 * whose creation was cut short before anything was recorded.
+		 */
+		if (errno == ENOENT)
+			fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
+		else
+			fail(err, "cannot read %s: %s", jpath, strerror(errno));
+		goto out;
+	}
+	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
+		fail(err, "cannot read %s: %s", spath, strerror(errno));
+		goto out;
+	}
+	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
+		goto out;
+	if (scan_journal(jbuf, jlen, jpath, s, err) < 0)
+		goto out;
+
+	/* Keep the records after the snapshot; the first must follow it directly. */
+	size_t n = json_array_size(s->records), skip = 0;
+	s->last_seq = s->snap_seq;
+	if (n > 0) {
+		json_t *first = json_object_get(json_array_get(s->records, 0), "seq");
+		json_t *last = json_object_get(json_array_get(s->records, n - 1), "seq");
+		uint64_t f = (uint64_t)json_integer_value(first);
+		uint64_t l = (uint64_t)json_integer_value(last);
+		if (f > s->snap_seq + 1) {
+			errno = EINVAL;
+			fail(err, "%s:1: starts at seq %" PRIu64 " but %s covers records up to %"
+			     PRIu64 " only: records are missing", jpath, f,
+			     sbuf ? spath : "no snapshot", s->snap_seq);
+			goto out;
+		}
+		if (l > s->last_seq)
+			s->last_seq = l;
+		if (l <= s->snap_seq)
+			skip = n;
+		else
+			skip = (size_t)(s->snap_seq + 1 - f);
+	}
+	if (skip > 0) {
+		json_t *kept = json_array();
+		if (!kept)
+			goto oom;
+		for (size_t i = skip; i < n; i++)
+			json_array_append(kept, json_array_get(s->records, i));
+		json_decref(s->records);
+		s->records = kept;
+	}
+	r = 0;
+	goto out;
+oom:
+	errno = ENOMEM;
+	fail(err, "out of memory");
+out:
+	if (r < 0) {
+		int saved = errno;
+		scan_release(s);
+		memset(s, 0, sizeof(*s));
+		errno = saved;
+	}
+	free(jbuf);
+	free(sbuf);
+	free(jpath);
+	free(spath);
+	return r;
+}
+
+int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
+		    json_t **torn_info, char **err)
+{
+	struct scan s;
+	if (snapshot)
+		*snapshot = NULL;
+	*records = NULL;
+	if (torn_info)
+		*torn_info = NULL;
+	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	int r = scan_run(dfd, run_dir, &s, err);
+	close(dfd);
+	if (r < 0)
+		return -1;
+	if (snapshot) {
+		*snapshot = s.state;
+		s.state = NULL;
+	}
+	*records = s.records;
+	s.records = NULL;
+	if (torn_info) {
+		*torn_info = s.torn;
+		s.torn = NULL;
+	}
+	scan_release(&s);
+	return 0;
+}
+
+/* --- the open journal ---------------------------------------------------------- */
+
+static struct rb_journal *journal_new(const char *dir)
+{
+	struct rb_journal *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->dirfd = j->fd = -1;
+	j->dir = strdup(dir);
+	if (!j->dir || asprintf(&j->path, "%s/%s", dir, RB_RUN_JOURNAL) < 0) {
+		j->path = NULL;
+		rb_journal_close(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Removes what rb_journal_create puts in a run directory that is not yet renamed. */
+static int remove_new_run(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -1;
+	unlinkat(dfd, RB_RUN_JOURNAL, 0);
+	unlinkat(dfd, RB_RUN_OUTPUT, AT_REMOVEDIR);
+	close(dfd);
+	return rmdir(dir);
+}
+
+/* rename without replacing; the fallback has a race only between two creators of one id. */
+static int rename_new(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	struct stat st;
+	if (lstat(to, &st) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return rename(from, to);
+}
+
+/*
+ * The run is made under runs/.RUN_ID.tmp and renamed into place only when its
+ * journal and output/ exist and are durable, so that after a crash a run
+ * directory is whole or absent: never a run without a journal.
+ */
+int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journal **out,
+		      char **err)
+{
+	struct rb_journal *j = NULL;
+	char *runs = NULL, *dir = NULL, *tmp = NULL;
+	struct stat st;
+	int made = 0;
+
+	*out = NULL;
+	state_dir = rb_state_dir(state_dir);
+	if (!valid_run_id(run_id)) {
+		errno = EINVAL;
+		return fail(err, "invalid run id '%s'", run_id);
+	}
+	if (asprintf(&runs, "%s/runs", state_dir) < 0) {
+		runs = NULL;
+		goto oom;
+	}
+	if (asprintf(&tmp, "%s/.%s.tmp", runs, run_id) < 0) {
+		tmp = NULL;
+		goto oom;
+	}
+	dir = rb_run_dir(state_dir, run_id);
+	j = dir ? journal_new(dir) : NULL;
+	if (!j)
+		goto oom;
+	if (mkdir_p(runs, err) < 0)
+		goto undo;
+	if (lstat(dir, &st) == 0) {
+		errno = EEXIST;
+		fail(err, "run %s already exists in %s", run_id, runs);
+		goto undo;
+	}
+	/* A crash of an earlier create of this id may have left its temp directory. */
+	if (remove_new_run(tmp) < 0 || mkdir(tmp, 0700) < 0) {
+		fail(err, "cannot create directory %s: %s", tmp, strerror(errno));
+		goto undo;
+	}
+	made = 1;
+	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dirfd < 0) {
+		fail(err, "cannot open directory %s: %s", tmp, strerror(errno));
+		goto undo;
+	}
+	if (lock_run(j->dirfd, dir, err) < 0)
+		goto undo;
+	if (mkdirat(j->dirfd, RB_RUN_OUTPUT, 0700) < 0) {
+		fail(err, "cannot create directory %s/%s: %s", tmp, RB_RUN_OUTPUT, strerror(errno));
+		goto undo;
+	}
+	j->fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
+		       0600);
+	if (j->fd < 0) {
+		fail(err, "cannot create %s/%s: %s", tmp, RB_RUN_JOURNAL, strerror(errno));
+		goto undo;
+	}
+	if (sync_fd(j->fd, 0) < 0 || sync_dir(j->dirfd) < 0) {
+		fail(err, "cannot sync the new run %s: %s", tmp, strerror(errno));
+		goto undo;
+	}
+	if (rename_new(tmp, dir) < 0) {
+		if (errno == EEXIST || errno == ENOTEMPTY)
+			fail(err, "run %s already exists in %s", run_id, runs);
+		else
+			fail(err, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+		goto undo;
+	}
+	made = 0;
+	/* The run exists once runs/ has its entry on disk. */
+	if (sync_parent(dir) < 0) {
+		fail(err, "cannot sync %s: %s", runs, strerror(errno));
+		goto undo;
+	}
+	j->next_seq = 1;
+	free(runs);
+	free(tmp);
+	free(dir);
+	*out = j;
+	return 0;
+oom:
+	errno = ENOMEM;
+	fail(err, "out of memory");
+undo:;
+	int saved = errno;
+	rb_journal_close(j);
+	if (made)
+		remove_new_run(tmp);
+	free(runs);
+	free(tmp);
+	free(dir);
+	errno = saved;
+	return -1;
+}
+
+int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err)
+{
+	struct scan s = {0};
+	struct rb_journal *j;
+
+	*out = NULL;
+	j = journal_new(run_dir);
+	if (!j) {
+		errno = ENOMEM;
+		return fail(err, "out of memory");
+	}
+	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dirfd < 0) {
+		fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		goto undo;
+	}
+	if (lock_run(j->dirfd, run_dir, err) < 0)
+		goto undo;
+	remove_temps(j->dirfd);
+	if (scan_run(j->dirfd, run_dir, &s, err) < 0)
+		goto undo;
+	j->fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (j->fd < 0) {
+		fail(err, "cannot open %s: %s", j->path, strerror(errno));
+		goto undo;
+	}
+	if (s.torn) {
+		/* Appending after a torn line would glue the next record to it. */
+		if (ftruncate(j->fd, (off_t)s.good_len) < 0) {
+			fail(err, "cannot cut the torn tail of %s: %s", j->path, strerror(errno));
+			goto undo;
+		}
+		j->torn = s.torn;
+		s.torn = NULL;
+	}
+	/*
+	 * Finish what a crashed process may have left undone: records it wrote
+	 * but never synced (the kernel kept them, and load has shown them to the
+	 * engine, which will act on them), the rename of a compaction cut off
+	 * before its directory fsync, the entry of a run in runs/.
+	 */
+	if (sync_fd(j->fd, 1) < 0 || sync_dir(j->dirfd) < 0 || sync_parent(run_dir) < 0) {
+		fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
+		goto undo;
+	}
+	j->next_seq = s.last_seq + 1;
+	j->synced_seq = s.last_seq;
+	j->snapshot_seq = s.snap_seq;
+	j->jrecords = s.jrecords;
+	j->jbytes = s.good_len;
+	scan_release(&s);
+	*out = j;
+	return 0;
+undo:;
+	int saved = errno;
+	scan_release(&s);
+	rb_journal_close(j);
+	errno = saved;
+	return -1;
+}
+
+int rb_journal_append(struct rb_journal *j, json_t *rec)
+{
+	if (check_broken(j) < 0)
+		return -1;
+	if (!json_is_object(rec)) {
+		errno = EINVAL;
+		return jfail(j, "a journal record must be a JSON object");
+	}
+	if (json_object_set_new(rec, "seq", json_integer((json_int_t)j->next_seq)) < 0)
+		goto oom;
+	/* Encode into the free space; only a record that does not fit is encoded twice. */
+	size_t room = j->cap - j->len;
+	size_t n = json_dumpb(rec, j->buf ? j->buf + j->len : NULL, room, JSON_COMPACT);
+	if (n == 0)
+		goto bad;
+	if (n + 1 > room) {
+		size_t cap = j->cap ? j->cap : 4096;
+		while (cap < j->len + n + 1)
+			cap *= 2;
+		char *nb = realloc(j->buf, cap);
+		if (!nb)
+			goto oom;
+		j->buf = nb;
+		j->cap = cap;
+		if (json_dumpb(rec, j->buf + j->len, n, JSON_COMPACT) != n)
+			goto bad;
+	}
+	/* JSON_COMPACT escapes every newline inside strings: one record, one line. */
+	j->buf[j->len + n] = '\n';
+	j->len += n + 1;
+	j->pending++;
+	j->next_seq++;
+	return 0;
+oom:
+	json_object_del(rec, "seq");
+	errno = ENOMEM;
+	return jfail(j, "out of memory");
+bad:
+	json_object_del(rec, "seq");
+	errno = EINVAL;
+	return jfail(j, "cannot encode a journal record as JSON");
+}
+
+int rb_journal_sync(struct rb_journal *j)
+{
+	if (check_broken(j) < 0)
+		return -1;
+	if (j->len == 0)
+		return 0;
+	if (write_all(j->fd, j->buf, j->len, j, RB_JP_BEFORE_WRITE) < 0) {
+		jfail(j, "cannot write journal %s: %s", j->path, strerror(errno));
+		return jbreak(j);
+	}
+	if (inject(j, RB_JP_AFTER_WRITE) < 0 || sync_fd(j->fd, 1) < 0) {
+		jfail(j, "cannot sync journal %s: %s", j->path, strerror(errno));
+		return jbreak(j);
+	}
+	j->syncs++;
+	at(j, RB_JP_AFTER_FDATASYNC, NULL);
+	j->synced_seq = j->next_seq - 1;
+	j->jrecords += j->pending;
+	j->jbytes += j->len;
+	j->pending = 0;
+	j->len = 0;
+	if (j->cap > (1u << 20)) {
+		/* One huge group should not pin its buffer for the rest of the run. */
+		free(j->buf);
+		j->buf = NULL;
+		j->cap = 0;
+	}
+	return 0;
+}
+
+struct membuf {
+	char *p;
+	size_t len, cap;
+};
+
+static int membuf_add(const char *s, size_t n, void *arg)
+{
+	struct membuf *m = arg;
+	if (m->len + n > m->cap) {
+		size_t cap = m->cap ? m->cap : 65536;
+		while (cap < m->len + n)
+			cap *= 2;
+		char *np = realloc(m->p, cap);
+		if (!np)
+			return -1;
+		m->p = np;
+		m->cap = cap;
+	}
+	memcpy(m->p + m->len, s, n);
+	m->len += n;
+	return 0;
+}
+
+int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
+{
+	struct membuf m = {0};
+	char *err = NULL;
+	int r = -1;
+
+	if (!snapshot) {
+		errno = EINVAL;
+		return jfail(j, "no snapshot to compact into");
+	}
+	if (rb_journal_sync(j) < 0)
+		return -1;
+	uint64_t seq = j->next_seq - 1;
+	json_t *wrap = json_pack("{s:s,s:i,s:I,s:O}", "format", SNAPSHOT_FORMAT, "version",
+				 RB_SNAPSHOT_VERSION, "seq", (json_int_t)seq, "state", snapshot);
+	if (!wrap) {
+		errno = ENOMEM;
+		return jfail(j, "out of memory");
+	}
+	if (json_dump_callback(wrap, membuf_add, &m, JSON_COMPACT) < 0 ||
+	    membuf_add("\n", 1, &m) < 0) {
+		errno = EINVAL;
+		jfail(j, "cannot encode the snapshot of %s as JSON", j->dir);
+		goto out;
+	}
+	/*
+	 * The snapshot must be durable before the journal loses the records it
+	 * covers: until the directory fsync returns, a power loss may bring back
+	 * the old snapshot, which needs them.  A failure up to there leaves the
+	 * journal whole and usable.
+	 */
+	if (durable_write(j->dirfd, j->dir, RB_RUN_SNAPSHOT, m.p, m.len, 0600, j, &err) < 0) {
+		jfail(j, "%s", err ? err : "cannot write the snapshot");
+		goto out;
+	}
+	j->snapshot_seq = seq;
+	if (inject(j, RB_JP_AFTER_DIR_FSYNC) < 0 || ftruncate(j->fd, 0) < 0) {
+		/* The old records stay; replay skips them, the snapshot covers them. */
+		jfail(j, "cannot restart journal %s: %s", j->path, strerror(errno));
+		goto out;
+	}
+	j->jrecords = 0;
+	j->jbytes = 0;
+	if (sync_fd(j->fd, 1) < 0) {
+		jfail(j, "cannot sync journal %s: %s", j->path, strerror(errno));
+		jbreak(j);
+		goto out;
+	}
+	j->compactions++;
+	at(j, RB_JP_AFTER_RESTART, NULL);
+	r = 0;
+out:
+	json_decref(wrap);
+	free(m.p);
+	free(err);
+	return r;
+}
+
+void rb_journal_close(struct rb_journal *j)
+{
+	if (!j)
+		return;
+	if (j->fd >= 0)
+		close(j->fd);
+	/* Closing the directory releases the run's lock. */
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	json_decref(j->torn);
+	free(j->buf);
+	free(j->broken);
+	free(j->errmsg);
+	free(j->path);
+	free(j->dir);
+	free(j);
+}
+
+const char *rb_journal_error(const struct rb_journal *j)
+{
+	return j->errmsg ? j->errmsg : "";
+}
+
+const json_t *rb_journal_torn(const struct rb_journal *j)
+{
+	return j->torn;
+}
+
+void rb_journal_stats(const struct rb_journal *j, struct rb_journal_stats *st)
+{
+	st->last_seq = j->next_seq - 1;
+	st->synced_seq = j->synced_seq;
+	st->snapshot_seq = j->snapshot_seq;
+	st->pending = j->pending;
+	st->journal_records = j->jrecords + j->pending;
+	st->journal_bytes = j->jbytes + j->len;
+	st->syncs = j->syncs;
+	st->compactions = j->compactions;
+}
+
+void rb_journal_set_hook(struct rb_journal *j,
+			 int (*hook)(void *arg, enum rb_journal_point p, size_t *len), void *arg)
+{
+	j->hook = hook;
+	j->hook_arg = arg;
+}
+
+const char *rb_journal_point_name(enum rb_journal_point p)
+{
+	static const char *const names[RB_JP_COUNT] = {
+		[RB_JP_BEFORE_WRITE] = "before-write",
+		[RB_JP_AFTER_WRITE] = "after-write",
+		[RB_JP_AFTER_FDATASYNC] = "after-fdatasync",
+		[RB_JP_BEFORE_TEMP_WRITE] = "before-temp-write",
+		[RB_JP_AFTER_TEMP_WRITE] = "after-temp-write",
+		[RB_JP_AFTER_TEMP_FSYNC] = "after-temp-fsync",
+		[RB_JP_AFTER_RENAME] = "after-rename",
+		[RB_JP_AFTER_DIR_FSYNC] = "after-dir-fsync",
+		[RB_JP_AFTER_RESTART] = "after-restart",
+	};
+	return (unsigned)p < RB_JP_COUNT ? names[p] : "?";
+}
+
+/* --- listing runs ---------------------------------------------------------------- */
+
+static int cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+void rb_runs_free(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err)
+{
+	char **v = NULL;
+	size_t len = 0, cap = 0;
+	char *runs;
+
+	*ids = NULL;
+	*n = 0;
+	if (asprintf(&runs, "%s/runs", rb_state_dir(state_dir)) < 0)
+		return fail(err, "out of memory");
+	DIR *d = opendir(runs);
+	if (!d) {
+		int r = errno == ENOENT ? 0 : fail(err, "cannot list %s: %s", runs, strerror(errno));
+		free(runs);
+		return r;
+	}
+	struct dirent *e;
+	errno = 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (e->d_type != DT_DIR) {
+			struct stat st;
+			if (e->d_type != DT_UNKNOWN ||
+			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(st.st_mode))
+				continue;
+		}
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto oom;
+			v = nv;
+		}
+		if (!(v[len] = strdup(e->d_name)))
+			goto oom;
+		len++;
+		errno = 0;
+	}
+	if (errno) {
+		fail(err, "cannot list %s: %s", runs, strerror(errno));
+		goto undo;
+	}
+	closedir(d);
+	free(runs);
+	if (len > 1)
+		qsort(v, len, sizeof(*v), cmp_desc);
+	*ids = v;
+	*n = len;
+	return 0;
+oom:
+	errno = ENOMEM;
+	fail(err, "out of memory");
+undo:
+	closedir(d);
+	free(runs);
+	rb_runs_free(v, len);
+	return -1;
+}
+
+/* --- the runbook's copy ---------------------------------------------------------- */
+
+int rb_sha256_hex(const void *buf, size_t len, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		return -1;
+	for (unsigned i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err)
+{
+	char hex[65], line[128];
+	if (rb_sha256_hex(buf, len, hex) < 0)
+		return fail(err, "cannot compute the SHA-256 of the runbook");
+	/* sha256sum's format, so that `sha256sum -c runbook.sha256` checks it by hand. */
+	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, RB_RUN_RUNBOOK);
+	if (rb_write_durable(run_dir, RB_RUN_RUNBOOK, buf, len, 0600, err) < 0 ||
+	    rb_write_durable(run_dir, RB_RUN_RUNBOOK_SHA, line, (size_t)n, 0600, err) < 0)
+		return -1;
+	return 0;
+}
+
+int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err)
+{
+	char *sum = NULL, hex[65];
+	size_t sumlen;
+	int r = -1;
+
+	*buf = NULL;
+	*len = 0;
+	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	if (read_at(dfd, RB_RUN_RUNBOOK_SHA, &sum, &sumlen) < 0) {
+		fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, strerror(errno));
+		goto out;
+	}
+	if (read_at(dfd, RB_RUN_RUNBOOK, buf, len) < 0) {
+		fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, strerror(errno));
+		goto out;
+	}
+	if (rb_sha256_hex(*buf, *len, hex) < 0) {
+		fail(err, "cannot compute the SHA-256 of the runbook");
+		goto out;
+	}
+	if (sumlen < 64 || memcmp(sum, hex, 64) != 0) {
+		errno = EINVAL;
+		fail(err, "%s/%s does not match %s: the run's copy of the runbook was changed",
+		     run_dir, RB_RUN_RUNBOOK, RB_RUN_RUNBOOK_SHA);
+		goto out;
+	}
+	r = 0;
+out:
+	if (r < 0) {
+		free(*buf);
+		*buf = NULL;
+		*len = 0;
+	}
+	free(sum);
+	close(dfd);
+	return r;
+}

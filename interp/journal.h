@@ -1,0 +1,181 @@
+/*
+ * The run directory and its durable state: an append-only journal of step
+ * transitions (one JSON object a line, fdatasync'd in groups) and a snapshot
+ * that compaction writes atomically.  It knows nothing of steps or runbooks;
+ * the records and the snapshot are the engine's.  docs/state.md has the formats
+ * and exactly what survives a crash or a power loss.
+ */
+#ifndef RB_JOURNAL_H
+#define RB_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+/* Names inside a run directory (docs/state.md). */
+#define RB_RUN_JOURNAL          "journal.jsonl"
+#define RB_RUN_SNAPSHOT         "snapshot.json"
+#define RB_RUN_RUNBOOK          "runbook.yaml"
+#define RB_RUN_RUNBOOK_SHA      "runbook.sha256"
+#define RB_RUN_OUTPUT           "output"
+
+#define RB_SNAPSHOT_VERSION     1
+#define RB_RUN_ID_MAX           32      /* "20261123-145012-7f3a" and its NUL fit */
+
+struct rb_journal;
+
+/*
+ * Errors: functions that take char **err return -1 and set *err to a message
+ * (lower case, no final period; the caller frees it) when err is not NULL.
+ * Functions on an open journal keep their message: rb_journal_error().
+ * A journal handle is used by one thread at a time.
+ */
+
+/* The state directory: opt (--state-dir) if set, else $RUNBOOK_STATE_DIR, else ".runbook". */
+const char *rb_state_dir(const char *opt);
+/* STATE_DIR/runs/RUN_ID, malloc'd (NULL when out of memory). */
+char *rb_run_dir(const char *state_dir, const char *run_id);
+
+/*
+ * A run id, YYYYMMDD-HHMMSS-xxxx: t in UTC and the low 16 bits of rand in hex,
+ * so ids sort by start time.  The caller gives both, so tests are stable.
+ * size should be RB_RUN_ID_MAX; a smaller buffer gets a truncated id.
+ */
+void rb_run_id(char *buf, size_t size, time_t t, unsigned rand);
+
+/*
+ * Create STATE_DIR/runs/RUN_ID (mode 0700, and the directories above it when
+ * missing) with an empty journal and an output/ directory, and open the
+ * journal.  The run is built under runs/.RUN_ID.tmp and renamed into place, so
+ * after a crash it is whole or absent; it is durable when this returns.  Fails
+ * if the run already exists.  state_dir NULL means rb_state_dir(NULL).
+ */
+int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journal **out,
+		      char **err);
+
+/*
+ * Open an existing run to append to it (resume).  It reads the snapshot and
+ * the journal only to continue the seq numbers and to check them; it gives
+ * back no records (rb_journal_load does).  A torn tail is cut off, durably,
+ * before anything is appended after it: call rb_journal_load first to learn
+ * about it (rb_journal_torn tells too).  Stale temp files are removed, and
+ * what a crashed writer left unsynced is synced, so that everything a load
+ * before the open showed is durable when it returns.
+ * A run is open in one process at a time (flock on its directory): a second
+ * open or create of the same run fails while the first is open.
+ */
+int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err);
+
+/*
+ * Add one record: rec must be an object; its "seq" key is set to the next
+ * number (1, 2, ... over the whole run, compactions included), in rec itself,
+ * and it is encoded now (later changes to rec are not journalled).  Nothing is
+ * written until rb_journal_sync, so several appends share one fdatasync.
+ */
+int rb_journal_append(struct rb_journal *j, json_t *rec);
+
+/*
+ * Write everything appended since the last sync (retrying EINTR and short
+ * writes) and fdatasync once.  Returns 0 only when it is all durable; with
+ * nothing pending it returns 0 at once.  After a failed write or fdatasync the
+ * journal is broken for good: every later append, sync and compaction fails,
+ * because after a failed fdatasync the kernel may have dropped the pages and
+ * a retry could report success for data that is gone.  Resume with
+ * rb_journal_open, which cuts the torn tail the failure may have left.
+ */
+int rb_journal_sync(struct rb_journal *j);
+
+/*
+ * Compaction: sync, then write snapshot (the caller's state, borrowed; it must
+ * include the effect of every record appended so far) as the run's snapshot
+ * (temp file, fsync,
+ * rename, fsync of the directory), then restart the journal empty.  The
+ * caller decides when (docs/state.md suggests a rule).  A failure before the
+ * journal is restarted leaves the journal usable (the old records stay and
+ * replay skips those the new snapshot covers); a failed truncate-and-sync of
+ * the journal breaks it, as a failed sync does.
+ */
+int rb_journal_compact(struct rb_journal *j, json_t *snapshot);
+
+/* Close; records appended but not synced are dropped (they were never durable). */
+void rb_journal_close(struct rb_journal *j);
+
+/* The last error of j ("" when none); valid until the next call on j. */
+const char *rb_journal_error(const struct rb_journal *j);
+/* The torn tail rb_journal_open cut off (as in rb_journal_load), or NULL; borrowed. */
+const json_t *rb_journal_torn(const struct rb_journal *j);
+
+struct rb_journal_stats {
+	uint64_t last_seq;      /* seq of the last appended record (0: none in this run) */
+	uint64_t synced_seq;    /* every record up to this one is durable */
+	uint64_t snapshot_seq;  /* the snapshot covers records up to this one (0: none) */
+	uint64_t pending;       /* appended, not yet synced */
+	uint64_t journal_records;  /* records in the journal file, synced or pending */
+	uint64_t journal_bytes;    /* bytes in the journal file, synced or pending */
+	uint64_t syncs;         /* fdatasync calls on the journal through this handle */
+	uint64_t compactions;   /* completed through this handle */
+};
+void rb_journal_stats(const struct rb_journal *j, struct rb_journal_stats *st);
+
+/*
+ * Load a run for replay, read-only and without the lock: *snapshot is the
+ * state given to the last rb_journal_compact (NULL when none) and *records an
+ * array of every record after it, in seq order.  *torn_info is NULL, or a torn
+ * tail (a crash in the middle of a write) that the records stop before:
+ * {"offset": byte offset, "length": bytes, "line": 1-based line,
+ *  "hex": the bytes in hex, "text": the bytes when valid UTF-8} with hex and
+ * text cut at 4096 bytes.  A torn tail is not an error; anything else that
+ * does not read (a bad record followed by good ones, a gap in the seq
+ * numbers, a bad snapshot) is, with the file and line in *err.  A run being
+ * written by another process may show its half-written last line as torn.
+ * Any of the outputs except records may be NULL when not wanted.
+ */
+int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
+		    json_t **torn_info, char **err);
+
+/* Ids of the runs in state_dir, newest first; none when runs/ is missing. */
+int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err);
+void rb_runs_free(char **ids, size_t n);
+
+/*
+ * Write dir/name durably: temp file .NAME.tmp in dir, fsync, rename over
+ * name, fsync of dir.  mode is the new file's (e.g. 0600).  After a crash the
+ * file is either the old one or the new one, whole.
+ */
+int rb_write_durable(const char *dir, const char *name, const void *buf, size_t len,
+		     int mode, char **err);
+
+/* SHA-256 of buf as 64 lower-case hex digits and a NUL. */
+int rb_sha256_hex(const void *buf, size_t len, char hex[65]);
+/* Keep the runbook's bytes in the run (runbook.yaml) and their SHA-256 (runbook.sha256). */
+int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err);
+/* Read the run's copy of the runbook back, checking it against its SHA-256. */
+int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err);
+
+/*
+ * Test hook: called at each point below with the journal's hook argument.
+ * Returning an errno value makes the operation that follows the point fail
+ * with that errno, as if the system call had (returns after the last point are
+ * ignored).  At RB_JP_BEFORE_WRITE and RB_JP_BEFORE_TEMP_WRITE *len is the
+ * byte count about to be written; lowering it makes a short write.  A hook
+ * may also raise(SIGKILL) to crash at the point.  Elsewhere len is NULL.
+ */
+enum rb_journal_point {
+	RB_JP_BEFORE_WRITE,       /* before each write(2) to the journal */
+	RB_JP_AFTER_WRITE,        /* all written; next: fdatasync */
+	RB_JP_AFTER_FDATASYNC,    /* the group is durable */
+	RB_JP_BEFORE_TEMP_WRITE,  /* compaction: before each write of the temp snapshot */
+	RB_JP_AFTER_TEMP_WRITE,   /* next: fsync of the temp snapshot */
+	RB_JP_AFTER_TEMP_FSYNC,   /* next: rename over snapshot.json */
+	RB_JP_AFTER_RENAME,       /* next: fsync of the run directory */
+	RB_JP_AFTER_DIR_FSYNC,    /* next: truncate the journal and fdatasync it */
+	RB_JP_AFTER_RESTART,      /* the compaction is complete */
+	RB_JP_COUNT
+};
+void rb_journal_set_hook(struct rb_journal *j,
+			 int (*hook)(void *arg, enum rb_journal_point p, size_t *len), void *arg);
+const char *rb_journal_point_name(enum rb_journal_point p);
+
+#endif

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The engine on real runbooks (tests/exec/*.yaml): exit statuses, the events,
+# and the journal each run leaves in its state directory.
+set -uo pipefail
+: "${RUNBOOK:?}"
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+pass=0 fail=0
+check() {                 # check DESCRIPTION COMMAND...
+	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
+}
+journal() { cat "$state"/runs/"$(ls -t "$state"/runs | head -n 1)"/journal.jsonl; }
+has() { journal | grep -q -- "$1"; }
+order() {                 # order A B: the first line matching A comes before B's
+	local a b
+	a=$(journal | grep -n -- "$1" | head -n 1 | cut -d: -f1)
+	b=$(journal | grep -n -- "$2" | head -n 1 | cut -d: -f1)
+	[ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ]
+}
+run() { ${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$state" "$@"; }
+
+# basics
+out=$(EXEC_TEST_TOKEN=tok-Zq81x run tests/exec/basics.yaml 2>&1)
+rc=$?
+check "basics exits 0" [ $rc -eq 0 ]
+check "lua output journalled" has '"step":"square","status":"succeeded","attempt":1,"output":{[^}]*"sq":9'
+check "assert passed" has '"step":"check","status":"succeeded"'
+check "wait ran" has '"step":"pause","status":"succeeded"'
+check "false condition skips" has '"step":"big","status":"skipped"'
+check "a skipped dependency skips" has '"step":"after_big","status":"skipped"'
+check "its own if runs it anyway" has '"step":"report","status":"succeeded"'
+check "it sees the skip" has '"step":"report".*"big":"skipped"'
+check "named outputs" has '"outputs":{"big_status":"skipped"}'
+check "for_each collects outputs" has '"step":"tens","status":"succeeded","attempt":1,"output":\[10,20,30\]'
+check "three attempts" has '"step":"flaky","status":"failed","attempt":3'
+check "two retries journalled" [ "$(journal | grep -c '"event":"step_retry","step":"flaky"')" -eq 2 ]
+check "secret redacted in the journal" has '"token":"\*\*\*"'
+check "secret never on disk" bash -c "! grep -rq tok-Zq81x '$state'"
+check "secret never printed" bash -c "! grep -q tok-Zq81x <<<'$out'"
+check "run finished journalled" has '"event":"run_finished","status":"succeeded"'
+check "every step started before it finished" order '"event":"step_started","step":"tens"' '"step":"tens","status"'
+
+# failure, rollback, on_failure
+run tests/exec/failure.yaml >/dev/null 2>&1
+check "a failed run exits 1" [ $? -eq 1 ]
+check "the failing step" has '"step":"boom","status":"failed"'
+check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' <<<'$(journal)'"
+check "undo second before first" order '"step":"second_back","status":"succeeded"' '"step":"first_undo","status":"succeeded"'
+check "no undo for a step without one" bash -c "! grep -q no_undo_undo <<<'$(journal)'"
+check "on_failure runs after the rollback" order '"step":"first_undo","status"' '"step":"notify","status"'
+check "on_failure sees the failure" has '"output":"failed failed"'
+check "on_failure order" order '"step":"notify","status"' '"step":"notify_after","status"'
+check "run failed journalled" has '"event":"run_finished","status":"failed"'
+
+# json events: one object a line, each with an event and the run
+out=$(EXEC_TEST_TOKEN=x run --output json tests/exec/basics.yaml 2>/dev/null)
+check "json events parse" node -e '
+	const lines = require("fs").readFileSync(0, "utf8").trim().split("\n");
+	for (const l of lines) { const e = JSON.parse(l); if (!e.event || !e.run || !e.time) process.exit(1); }
+	if (JSON.parse(lines[lines.length - 1]).event !== "run_finished") process.exit(1);' <<<"$out"
+
+# bad input
+out=$(run tests/exec/basics.yaml 2>&1)
+check "a missing secret exits 2" [ $? -eq 2 ]
+check "a missing secret names its declaration" grep -q 'basics.yaml:8:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
+check "--jobs 0 is refused" bash -c "! '$RUNBOOK' run --jobs 0 tests/exec/basics.yaml"
+before=$(ls "$state/runs" | wc -l)
+out=$(EXEC_TEST_TOKEN=x run --dry-run tests/exec/basics.yaml 2>&1)
+check "--dry-run prints the plan" grep -q '^Plan: exec-basics' <<<"$out"
+check "--dry-run creates no run" [ "$(ls "$state/runs" | wc -l)" -eq "$before" ]
+
+# SIGINT stops a run: exit 130, the running step interrupted, the run journalled.
+# (Run directly: a wrapper would take the signal.)
+"$RUNBOOK" run --state-dir "$state" tests/exec/slow.yaml >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 50); do has '"step":"long_wait","attempt":1' 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+check "SIGINT exits 130" [ $? -eq 130 ]
+check "the interrupted step failed" has '"step":"long_wait","status":"failed"'
+check "the step after it never started" bash -c "! grep -q '\"step\":\"after\"' <<<'$(journal)'"
+check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+
+# A long run compacts its journal: a snapshot, and records continuing after it.
+awk 'BEGIN { print "runbook: many\nversion: 1\nsteps:"
+	for (i = 0; i < 600; i++) printf "  - {id: s%d, lua: \"return %d\"}\n", i, i }' >"$state/many.yaml"
+run --jobs 8 "$state/many.yaml" >/dev/null 2>&1
+check "600 steps succeed" [ $? -eq 0 ]
+dir="$state/runs/$(ls -t "$state/runs" | head -n 1)"
+check "the journal was compacted" grep -q '"format":"runbook-snapshot"' "$dir/snapshot.json"
+check "the snapshot has every step" [ "$(grep -o '"status":"succeeded"' "$dir/snapshot.json" | wc -l)" -ge 400 ]
+check "records continue after the snapshot" grep -q '"event":"run_finished"' "$dir/journal.jsonl"
+
+echo "exec: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

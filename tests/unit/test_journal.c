@@ -1,0 +1,1424 @@
+/*
+ * Tests interp/journal.c: round trips, group commit, compaction, torn tails,
+ * injected write and sync failures, and a crash test that SIGKILLs a child at
+ * hundreds of seeded points (inside compaction too) and checks what loads.
+ *
+ * Build and run from the repository root:
+ *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+ *     -Wno-missing-field-initializers -O2 -g -Iinterp $(pkg-config --cflags jansson openssl) \
+ *     -o /tmp/test_journal tests/unit/test_journal.c interp/journal.c \
+ *     $(pkg-config --libs jansson openssl) && /tmp/test_journal
+ * The same with -fsanitize=address,undefined, and under
+ *   valgrind --error-exitcode=1 --leak-check=full --track-fds=yes /tmp/test_journal
+ *
+ * Usage: test_journal [-v] [--seed N]    the tests; -v says what the crash test did
+ *        test_journal --bench DIR...     measure costs in each DIR
+ * The tests run in a temp directory on tmpfs (/dev/shm or /tmp) and one on disk
+ * (build/, /var/tmp or /tmp), or in the directories of $JOURNAL_TEST_DIRS
+ * (colon-separated).  The crash test kills 320 times in all; $JOURNAL_KILLS sets
+ * the kill points per directory instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal.h"
+
+#define TMPFS_MAGIC_NR  0x01021994
+#define KILLS_TOTAL     320     /* kill points over all the test directories */
+#define ROUNDS_PER_RUN  25      /* the crash test starts a new run this often */
+#define CHILD_ITERS     300
+
+static int npass, nfail, verbose;
+
+#define CHECK(cond, ...)						\
+	do {								\
+		if (cond) {						\
+			npass++;					\
+		} else {						\
+			nfail++;					\
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);	\
+			printf(__VA_ARGS__);				\
+			putchar('\n');					\
+		}							\
+	} while (0)
+
+/* --- helpers ------------------------------------------------------------------- */
+
+static char *join(const char *a, const char *b)
+{
+	char *s;
+	if (asprintf(&s, "%s/%s", a, b) < 0)
+		abort();
+	return s;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static long long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static int file_mode(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static int append_raw(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, buf, len);
+	close(fd);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
+static char *step_name(uint64_t n)
+{
+	char *s;
+	if (asprintf(&s, "s%" PRIu64, n) < 0)
+		abort();
+	return s;
+}
+
+/* A transition record as the engine will write them (its kinds are its own). */
+static json_t *rec_step(uint64_t n, const char *status)
+{
+	char *name = step_name(n);
+	json_t *r = json_pack("{s:s,s:s,s:s}", "kind", "step", "step", name, "status", status);
+	free(name);
+	return r;
+}
+
+static uint64_t rec_seq(const json_t *rec)
+{
+	return (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* xorshift64*: the crash test's kill points come from one seed. */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+/* What the hooks of the tests do: count points, fail or shorten at one. */
+struct hookctx {
+	unsigned count[RB_JP_COUNT];
+	int fail_point;         /* -1: none */
+	unsigned fail_from;     /* fail from this occurrence on (1-based) */
+	int fail_errno;
+	size_t max_write;       /* 0: writes as asked; else at most this many bytes each */
+	/* The crash test's child. */
+	int kill_point;         /* -1: none */
+	unsigned kill_at;
+	int partial;            /* at kill_point BEFORE_WRITE: write part, then die */
+	size_t cut;             /* bytes short of the whole write */
+	int cutting;
+	int killfd;             /* the pipe to the parent, which kills */
+};
+
+static void hookctx_init(struct hookctx *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->fail_point = h->kill_point = -1;
+}
+
+/*
+ * The child stops at its kill point and the parent SIGKILLs it, rather than
+ * the child raising SIGKILL itself: valgrind turns a signal a process sends
+ * itself into an orderly exit with a report of its open descriptors.
+ */
+static void stop_here(struct hookctx *h)
+{
+	uint64_t stop = UINT64_MAX;
+	if (write(h->killfd, &stop, sizeof(stop)) != sizeof(stop))
+		raise(SIGKILL);
+	for (;;)
+		pause();
+}
+
+static int test_hook(void *arg, enum rb_journal_point p, size_t *len)
+{
+	struct hookctx *h = arg;
+	unsigned c = ++h->count[p];
+	if ((int)p == h->kill_point) {
+		if (h->cutting)
+			stop_here(h);
+		if (c == h->kill_at) {
+			if (!h->partial)
+				stop_here(h);
+			/* Write all but the last few bytes of the group, then die. */
+			if (*len > h->cut + 1) {
+				*len -= h->cut + 1;
+				h->cutting = 1;
+			} else {
+				stop_here(h);
+			}
+		}
+	}
+	if ((int)p == h->fail_point && c >= h->fail_from)
+		return h->fail_errno;
+	if (len && h->max_write && *len > h->max_write)
+		*len = h->max_write;
+	return 0;
+}
+
+/* The logical state of a run: the set of steps its records name, each once. */
+static json_t *replay(json_t *snap, json_t *recs, int *dups)
+{
+	json_t *steps = json_object_get(snap, "steps");
+	json_t *st = steps ? json_deep_copy(steps) : json_object();
+	size_t i;
+	json_t *r;
+	*dups = 0;
+	json_array_foreach(recs, i, r) {
+		const char *name = json_string_value(json_object_get(r, "step"));
+		if (!name)
+			continue;
+		if (json_object_get(st, name))
+			(*dups)++;
+		json_object_set_new(st, name, json_string(json_string_value(
+			json_object_get(r, "status"))));
+	}
+	return st;
+}
+
+/* --- run ids, state dir, listing --------------------------------------------------- */
+
+static void t_run_id(void)
+{
+	char id[RB_RUN_ID_MAX], id2[RB_RUN_ID_MAX], small[9];
+	rb_run_id(id, sizeof(id), 1795445412, 0x7f3a);
+	CHECK(!strcmp(id, "20261123-145012-7f3a"), "run id %s", id);
+	rb_run_id(id2, sizeof(id2), 1795445413, 0x0001);
+	CHECK(strcmp(id, id2) < 0, "run ids sort by time: %s, %s", id, id2);
+	rb_run_id(id2, sizeof(id2), 1795445412, 0x12345);
+	CHECK(!strcmp(id2, "20261123-145012-2345"), "run id keeps 16 bits: %s", id2);
+	rb_run_id(small, sizeof(small), 1795445412, 1);
+	CHECK(!strcmp(small, "20261123"), "small buffer: %s", small);
+}
+
+static void t_state_dir(void)
+{
+	char *old = getenv("RUNBOOK_STATE_DIR") ? strdup(getenv("RUNBOOK_STATE_DIR")) : NULL;
+	unsetenv("RUNBOOK_STATE_DIR");
+	CHECK(!strcmp(rb_state_dir(NULL), ".runbook"), "default state dir");
+	setenv("RUNBOOK_STATE_DIR", "/x/env", 1);
+	CHECK(!strcmp(rb_state_dir(NULL), "/x/env"), "state dir from the environment");
+	CHECK(!strcmp(rb_state_dir("/x/opt"), "/x/opt"), "--state-dir wins");
+	if (old)
+		setenv("RUNBOOK_STATE_DIR", old, 1);
+	else
+		unsetenv("RUNBOOK_STATE_DIR");
+	free(old);
+	char *d = rb_run_dir("/s", "r1");
+	CHECK(d && !strcmp(d, "/s/runs/r1"), "run dir %s", d);
+	free(d);
+}
+
+static void t_runs_list(const char *base)
+{
+	char *state = join(base, "list"), *err = NULL, **ids;
+	size_t n = 9;
+	CHECK(rb_runs_list(state, &ids, &n, &err) == 0 && n == 0 && !ids,
+	      "no state dir: no runs (%s)", err ? err : "");
+	free(err);
+	err = NULL;
+	static const time_t times[] = { 1795445412, 1795445000, 1795449999 };
+	for (int i = 0; i < 3; i++) {
+		char id[RB_RUN_ID_MAX];
+		struct rb_journal *j;
+		rb_run_id(id, sizeof(id), times[i], (unsigned)i);
+		CHECK(rb_journal_create(state, id, &j, &err) == 0, "create %s: %s", id,
+		      err ? err : "");
+		rb_journal_close(j);
+	}
+	char *runs = join(state, "runs"), *stray = join(runs, "stray-file"),
+	     *dot = join(runs, ".hidden");
+	FILE *f = fopen(stray, "w");
+	if (f)
+		fclose(f);
+	mkdir(dot, 0700);
+	/* What a crash inside rb_journal_create leaves: not a run, and no obstacle. */
+	char *stale = join(runs, ".20261123-150000-0009.tmp"), *sj = join(stale, RB_RUN_JOURNAL);
+	mkdir(stale, 0700);
+	f = fopen(sj, "w");
+	if (f)
+		fclose(f);
+	CHECK(rb_runs_list(state, &ids, &n, &err) == 0, "list: %s", err ? err : "");
+	CHECK(n == 3, "3 runs listed, not %zu", n);
+	if (n == 3) {
+		CHECK(!strcmp(ids[0], "20261123-160639-0002") && !strcmp(ids[1],
+		      "20261123-145012-0000") && !strcmp(ids[2], "20261123-144320-0001"),
+		      "newest first: %s %s %s", ids[0], ids[1], ids[2]);
+	}
+	rb_runs_free(ids, n);
+	struct rb_journal *j;
+	CHECK(rb_journal_create(state, "20261123-150000-0009", &j, &err) == 0 &&
+	      file_size(stale) == -1, "create over a stale temp directory: %s", err ? err : "");
+	rb_journal_close(j);
+	free(stale);
+	free(sj);
+	free(runs);
+	free(stray);
+	free(dot);
+	free(state);
+}
+
+/* --- round trip ------------------------------------------------------------------ */
+
+static void t_roundtrip(const char *base)
+{
+	char *state = join(base, "rt"), *err = NULL;
+	struct rb_journal *j = NULL, *j2 = NULL;
+	json_t *snap, *recs, *torn;
+	struct rb_journal_stats st;
+	const char *id = "20260101-000000-0001";
+
+	CHECK(rb_journal_create(state, id, &j, &err) == 0, "create: %s", err ? err : "");
+	if (!j)
+		goto out;
+	char *dir = rb_run_dir(state, id), *jpath = join(dir, RB_RUN_JOURNAL),
+	     *outdir = join(dir, RB_RUN_OUTPUT);
+	CHECK(file_mode(dir) == 0700, "run dir mode %o", file_mode(dir));
+	CHECK(file_mode(jpath) == 0600, "journal mode %o", file_mode(jpath));
+	CHECK(file_mode(outdir) == 0700, "output dir mode %o", file_mode(outdir));
+
+	CHECK(rb_journal_create(state, id, &j2, &err) == -1 && err && strstr(err, "already exists"),
+	      "create twice: %s", err ? err : "(no error)");
+	free(err);
+	err = NULL;
+	CHECK(rb_journal_open(dir, &j2, &err) == -1 && err && strstr(err, "another"),
+	      "open while open: %s", err ? err : "(no error)");
+	free(err);
+	err = NULL;
+
+	/* Strings that could break a line-based format if escaped wrongly. */
+	json_t *odd = json_pack("{s:s,s:s,s:s%}", "kind", "output", "text", "two\nlines\r\t\"q\" é ☃",
+				"nul", "a\0b", (size_t)3);
+	CHECK(rb_journal_append(j, odd) == 0, "append: %s", rb_journal_error(j));
+	CHECK(rec_seq(odd) == 1, "append sets seq 1, got %" PRIu64, rec_seq(odd));
+	for (uint64_t i = 2; i <= 5; i++) {
+		json_t *r = rec_step(i, "succeeded");
+		CHECK(rb_journal_append(j, r) == 0, "append %" PRIu64, i);
+		json_decref(r);
+	}
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == 0 && json_array_size(recs) == 0,
+	      "nothing is written before sync");
+	json_decref(recs);
+	CHECK(rb_journal_sync(j) == 0, "sync: %s", rb_journal_error(j));
+	rb_journal_stats(j, &st);
+	CHECK(st.last_seq == 5 && st.synced_seq == 5 && st.pending == 0 &&
+	      st.journal_records == 5 && (long long)st.journal_bytes == file_size(jpath),
+	      "stats after sync: last %" PRIu64 " synced %" PRIu64 " bytes %" PRIu64,
+	      st.last_seq, st.synced_seq, st.journal_bytes);
+	json_t *r6 = json_integer(6);
+	CHECK(rb_journal_append(j, r6) == -1, "a record that is not an object is refused");
+	json_decref(r6);
+
+	CHECK(rb_journal_load(dir, &snap, &recs, &torn, &err) == 0, "load: %s", err ? err : "");
+	CHECK(!snap && !torn, "no snapshot, no torn tail");
+	CHECK(json_array_size(recs) == 5, "5 records, got %zu", json_array_size(recs));
+	CHECK(json_equal(json_array_get(recs, 0), odd), "odd strings survive the round trip");
+	for (size_t i = 0; i < json_array_size(recs); i++)
+		CHECK(rec_seq(json_array_get(recs, i)) == i + 1, "seq of record %zu", i);
+	json_decref(recs);
+	json_decref(odd);
+	rb_journal_close(j);
+
+	/* Resume: numbering continues, nothing is replayed into the handle. */
+	CHECK(rb_journal_open(dir, &j, &err) == 0, "open: %s", err ? err : "");
+	if (j) {
+		rb_journal_stats(j, &st);
+		CHECK(st.last_seq == 5 && st.synced_seq == 5 && !rb_journal_torn(j),
+		      "open continues after 5, at %" PRIu64, st.last_seq);
+		json_t *r = rec_step(6, "started");
+		CHECK(rb_journal_append(j, r) == 0 && rec_seq(r) == 6, "seq 6 after resume");
+		json_decref(r);
+		/* Close drops what was not synced: it was never durable. */
+		rb_journal_close(j);
+	}
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == 0 && json_array_size(recs) == 5,
+	      "unsynced record dropped at close");
+	json_decref(recs);
+	free(dir);
+	free(jpath);
+	free(outdir);
+out:
+	free(err);
+	free(state);
+}
+
+static void t_group_commit(const char *base)
+{
+	char *state = join(base, "group"), *err = NULL;
+	struct rb_journal *j;
+	struct hookctx h;
+	struct rb_journal_stats st;
+	json_t *recs;
+
+	if (rb_journal_create(state, "g", &j, &err) < 0) {
+		CHECK(0, "create: %s", err);
+		goto out;
+	}
+	hookctx_init(&h);
+	rb_journal_set_hook(j, test_hook, &h);
+	for (uint64_t i = 1; i <= 100; i++) {
+		json_t *r = rec_step(i, "succeeded");
+		rb_journal_append(j, r);
+		json_decref(r);
+	}
+	rb_journal_stats(j, &st);
+	CHECK(st.pending == 100 && st.syncs == 0, "100 pending, no sync yet");
+	CHECK(rb_journal_sync(j) == 0, "sync: %s", rb_journal_error(j));
+	rb_journal_stats(j, &st);
+	CHECK(st.syncs == 1 && h.count[RB_JP_AFTER_FDATASYNC] == 1,
+	      "100 appends, one fdatasync (stats %" PRIu64 ", hook %u)", st.syncs,
+	      h.count[RB_JP_AFTER_FDATASYNC]);
+	CHECK(h.count[RB_JP_BEFORE_WRITE] == 1, "one write for the group, %u",
+	      h.count[RB_JP_BEFORE_WRITE]);
+	CHECK(rb_journal_sync(j) == 0 && h.count[RB_JP_AFTER_FDATASYNC] == 1,
+	      "a sync with nothing pending does not fdatasync");
+	rb_journal_close(j);
+	char *dir = rb_run_dir(state, "g");
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == 0 && json_array_size(recs) == 100,
+	      "100 records load");
+	json_decref(recs);
+	free(dir);
+out:
+	free(err);
+	free(state);
+}
+
+/* --- compaction ------------------------------------------------------------------ */
+
+static void t_compact(const char *base)
+{
+	char *state = join(base, "compact"), *err = NULL;
+	struct rb_journal *j = NULL, *twin = NULL;
+	struct rb_journal_stats st;
+	json_t *steps = json_object();
+
+	if (rb_journal_create(state, "c", &j, &err) < 0 ||
+	    rb_journal_create(state, "twin", &twin, &err) < 0) {
+		CHECK(0, "create: %s", err);
+		rb_journal_close(j);
+		goto out;
+	}
+	char *dir = rb_run_dir(state, "c"), *tdir = rb_run_dir(state, "twin"),
+	     *jpath = join(dir, RB_RUN_JOURNAL);
+	for (uint64_t i = 1; i <= 60; i++) {
+		/* Step i starts, then succeeds: the state keeps the last status. */
+		const char *status = i % 7 ? "succeeded" : "failed";
+		json_t *r = rec_step(i, status), *r2 = rec_step(i, status);
+		rb_journal_append(j, r);
+		rb_journal_append(twin, r2);
+		char *name = step_name(i);
+		json_object_set_new(steps, name, json_string(status));
+		free(name);
+		json_decref(r);
+		json_decref(r2);
+		if (i % 5 == 0) {
+			rb_journal_sync(j);
+			rb_journal_sync(twin);
+		}
+		if (i == 50) {
+			json_t *snap = json_pack("{s:O}", "steps", steps);
+			CHECK(rb_journal_compact(j, snap) == 0, "compact: %s", rb_journal_error(j));
+			json_decref(snap);
+			CHECK(file_size(jpath) == 0, "journal restarted empty");
+			rb_journal_stats(j, &st);
+			CHECK(st.snapshot_seq == 50 && st.journal_records == 0 && st.compactions == 1,
+			      "stats after compaction");
+		}
+	}
+	rb_journal_close(j);
+	rb_journal_close(twin);
+
+	json_t *snap, *recs, *tsnap, *trecs;
+	int d1, d2;
+	CHECK(rb_journal_load(dir, &snap, &recs, NULL, &err) == 0, "load: %s", err ? err : "");
+	CHECK(rb_journal_load(tdir, &tsnap, &trecs, NULL, &err) == 0, "load twin");
+	CHECK(snap && json_object_size(json_object_get(snap, "steps")) == 50, "snapshot of 50");
+	CHECK(json_array_size(recs) == 10 && rec_seq(json_array_get(recs, 0)) == 51,
+	      "records 51..60 after the snapshot");
+	json_t *a = replay(snap, recs, &d1), *b = replay(tsnap, trecs, &d2);
+	CHECK(json_equal(a, b) && json_equal(a, steps) && d1 == 0 && d2 == 0,
+	      "compacted and uncompacted runs give the same state");
+	json_decref(a);
+	json_decref(b);
+	json_decref(snap);
+	json_decref(recs);
+	json_decref(tsnap);
+	json_decref(trecs);
+
+	/* Resume after a compaction; compact twice with nothing in between. */
+	CHECK(rb_journal_open(dir, &j, &err) == 0, "open: %s", err ? err : "");
+	if (j) {
+		rb_journal_stats(j, &st);
+		CHECK(st.last_seq == 60 && st.snapshot_seq == 50, "open after compaction: %" PRIu64,
+		      st.last_seq);
+		json_t *snap2 = json_pack("{s:O}", "steps", steps);
+		CHECK(rb_journal_compact(j, snap2) == 0 && rb_journal_compact(j, snap2) == 0,
+		      "compact twice: %s", rb_journal_error(j));
+		json_decref(snap2);
+		json_t *r = rec_step(61, "succeeded");
+		CHECK(rb_journal_append(j, r) == 0 && rec_seq(r) == 61 && rb_journal_sync(j) == 0,
+		      "append after compactions");
+		json_decref(r);
+		rb_journal_close(j);
+	}
+	CHECK(rb_journal_load(dir, &snap, &recs, NULL, &err) == 0 && json_array_size(recs) == 1 &&
+	      rec_seq(json_array_get(recs, 0)) == 61, "one record after the new snapshot");
+	json_decref(snap);
+	json_decref(recs);
+	free(dir);
+	free(tdir);
+	free(jpath);
+out:
+	json_decref(steps);
+	free(err);
+	free(state);
+}
+
+/*
+ * The windows of a compaction, made to fail rather than crash: a failure
+ * before the journal restarts must leave it usable, with no record lost or
+ * applied twice.
+ */
+static void t_compact_failures(const char *base)
+{
+	char *state = join(base, "cfail"), *err = NULL;
+	struct rb_journal *j;
+	struct hookctx h;
+	static const struct {
+		enum rb_journal_point p;
+		int e;
+		uint64_t want_snap;     /* records the snapshot on disk covers afterwards */
+	} cases[] = {
+		{ RB_JP_BEFORE_TEMP_WRITE, ENOSPC, 10 },
+		{ RB_JP_AFTER_TEMP_WRITE, EIO, 10 },    /* fsync of the temp file fails */
+		{ RB_JP_AFTER_TEMP_FSYNC, EXDEV, 10 },  /* rename fails */
+		{ RB_JP_AFTER_RENAME, EIO, 20 },        /* directory fsync fails */
+		{ RB_JP_AFTER_DIR_FSYNC, EIO, 20 },     /* truncating the journal fails */
+	};
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char id[16];
+		snprintf(id, sizeof(id), "cf%zu", c);
+		if (rb_journal_create(state, id, &j, &err) < 0) {
+			CHECK(0, "create: %s", err);
+			break;
+		}
+		char *dir = rb_run_dir(state, id);
+		json_t *steps = json_object();
+		for (uint64_t i = 1; i <= 30; i++) {
+			json_t *r = rec_step(i, "succeeded");
+			rb_journal_append(j, r);
+			json_decref(r);
+			char *name = step_name(i);
+			json_object_set_new(steps, name, json_string("succeeded"));
+			free(name);
+			if (i % 10)
+				continue;
+			json_t *snap = json_pack("{s:O}", "steps", steps);
+			if (i == 20) {
+				hookctx_init(&h);
+				h.fail_point = (int)cases[c].p;
+				h.fail_from = 1;
+				h.fail_errno = cases[c].e;
+				rb_journal_set_hook(j, test_hook, &h);
+				int r2 = rb_journal_compact(j, snap);
+				CHECK(r2 == -1 && strstr(rb_journal_error(j), strerror(cases[c].e)),
+				      "%s: compaction fails with %s: %s",
+				      rb_journal_point_name(cases[c].p), strerror(cases[c].e),
+				      rb_journal_error(j));
+				rb_journal_set_hook(j, NULL, NULL);
+				json_t *s, *recs;
+				int dups;
+				CHECK(rb_journal_load(dir, &s, &recs, NULL, &err) == 0,
+				      "load after failed compaction: %s", err ? err : "");
+				json_t *logical = replay(s, recs, &dups);
+				uint64_t covered = json_object_size(json_object_get(s, "steps"));
+				CHECK(covered == cases[c].want_snap && dups == 0 &&
+				      json_equal(logical, steps),
+				      "%s: snapshot covers %" PRIu64 ", %d applied twice",
+				      rb_journal_point_name(cases[c].p), covered, dups);
+				json_decref(logical);
+				json_decref(s);
+				json_decref(recs);
+			} else {
+				CHECK(rb_journal_compact(j, snap) == 0, "%s: compaction %" PRIu64 ": %s",
+				      rb_journal_point_name(cases[c].p), i, rb_journal_error(j));
+			}
+			json_decref(snap);
+		}
+		char *tmp = join(dir, "." RB_RUN_SNAPSHOT ".tmp");
+		CHECK(file_size(tmp) == -1, "no temp snapshot left behind");
+		free(tmp);
+		rb_journal_close(j);
+		json_t *s, *recs;
+		int dups;
+		CHECK(rb_journal_load(dir, &s, &recs, NULL, &err) == 0, "final load");
+		json_t *logical = replay(s, recs, &dups);
+		CHECK(json_equal(logical, steps) && dups == 0 && json_array_size(recs) == 0,
+		      "%s: the journal stayed usable", rb_journal_point_name(cases[c].p));
+		json_decref(logical);
+		json_decref(s);
+		json_decref(recs);
+		json_decref(steps);
+		free(dir);
+	}
+	free(err);
+	free(state);
+}
+
+/* --- torn tails and corruption ------------------------------------------------------ */
+
+/* A run with records 1..n synced; returns its directory. */
+static char *make_run(const char *state, const char *id, uint64_t n)
+{
+	struct rb_journal *j;
+	char *err = NULL;
+	if (rb_journal_create(state, id, &j, &err) < 0) {
+		CHECK(0, "create %s: %s", id, err);
+		free(err);
+		return NULL;
+	}
+	for (uint64_t i = 1; i <= n; i++) {
+		json_t *r = rec_step(i, "succeeded");
+		rb_journal_append(j, r);
+		json_decref(r);
+	}
+	CHECK(rb_journal_sync(j) == 0, "sync %s", id);
+	rb_journal_close(j);
+	return rb_run_dir(state, id);
+}
+
+/* The encoded line of record n, as the journal writes it. */
+static char *line_of(uint64_t n)
+{
+	json_t *r = rec_step(n, "succeeded");
+	json_object_set_new(r, "seq", json_integer((json_int_t)n));
+	char *s = json_dumps(r, JSON_COMPACT);
+	json_decref(r);
+	return s;
+}
+
+static void t_torn(const char *base)
+{
+	char *state = join(base, "torn"), *err = NULL;
+	json_t *snap, *recs, *torn;
+	struct rb_journal *j;
+
+	/* Half a line, as a crash in the middle of write(2) leaves it. */
+	char *dir = make_run(state, "half", 3);
+	if (!dir)
+		goto out;
+	char *jpath = join(dir, RB_RUN_JOURNAL);
+	long long good = file_size(jpath);
+	char *l4 = line_of(4);
+	size_t half = strlen(l4) / 2;
+	append_raw(jpath, l4, half);
+	CHECK(rb_journal_load(dir, &snap, &recs, &torn, &err) == 0, "load torn: %s",
+	      err ? err : "");
+	CHECK(json_array_size(recs) == 3, "the 3 records before the torn tail");
+	CHECK(torn && json_integer_value(json_object_get(torn, "offset")) == good &&
+	      json_integer_value(json_object_get(torn, "length")) == (json_int_t)half &&
+	      json_integer_value(json_object_get(torn, "line")) == 4,
+	      "torn tail at offset %lld, length %zu, line 4", good, half);
+	const char *text = json_string_value(json_object_get(torn, "text"));
+	CHECK(text && strlen(text) == half && !strncmp(text, l4, half), "torn text");
+	json_decref(recs);
+	json_decref(torn);
+
+	/* open cuts it off durably; appending goes on at seq 4. */
+	CHECK(rb_journal_open(dir, &j, &err) == 0, "open torn: %s", err ? err : "");
+	if (j) {
+		CHECK(rb_journal_torn(j) && json_integer_value(json_object_get(rb_journal_torn(j),
+		      "offset")) == good, "open reports what it cut");
+		CHECK(file_size(jpath) == good, "open truncated the torn tail");
+		json_t *r = rec_step(4, "succeeded");
+		CHECK(rb_journal_append(j, r) == 0 && rec_seq(r) == 4 && rb_journal_sync(j) == 0,
+		      "append after repair");
+		json_decref(r);
+		rb_journal_close(j);
+	}
+	CHECK(rb_journal_load(dir, &snap, &recs, &torn, &err) == 0 && json_array_size(recs) == 4 &&
+	      !torn, "repaired journal loads whole");
+	json_decref(recs);
+	free(l4);
+	free(jpath);
+	free(dir);
+
+	/* A whole record without its newline is torn too: the next one would join it. */
+	dir = make_run(state, "nonl", 2);
+	jpath = join(dir, RB_RUN_JOURNAL);
+	l4 = line_of(3);
+	append_raw(jpath, l4, strlen(l4));
+	CHECK(rb_journal_load(dir, NULL, &recs, &torn, &err) == 0 && json_array_size(recs) == 2 &&
+	      torn, "record without newline is a torn tail");
+	json_decref(recs);
+	json_decref(torn);
+	free(l4);
+	free(jpath);
+	free(dir);
+
+	/* Zeros, as a power loss can leave after the size was updated. */
+	dir = make_run(state, "zeros", 2);
+	jpath = join(dir, RB_RUN_JOURNAL);
+	static const char zeros[600];
+	append_raw(jpath, zeros, sizeof(zeros));
+	CHECK(rb_journal_load(dir, NULL, &recs, &torn, &err) == 0 && json_array_size(recs) == 2 &&
+	      torn && json_integer_value(json_object_get(torn, "length")) == 600 &&
+	      !json_object_get(torn, "text"), "zeros are a torn tail, shown in hex only");
+	json_decref(recs);
+	json_decref(torn);
+	free(jpath);
+	free(dir);
+
+	/* A bad line with good records after it is corruption, not a torn tail. */
+	dir = make_run(state, "mid", 2);
+	jpath = join(dir, RB_RUN_JOURNAL);
+	l4 = line_of(3);
+	append_raw(jpath, "x\n", 2);
+	append_raw(jpath, l4, strlen(l4));
+	append_raw(jpath, "\n", 1);
+	recs = NULL;
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == -1 && err && strstr(err, ":3:") &&
+	      strstr(err, "corrupt") && !recs, "bad line in the middle: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	CHECK(rb_journal_open(dir, &j, &err) == -1, "open refuses a corrupt journal: %s",
+	      err ? err : "");
+	free(err);
+	err = NULL;
+	free(l4);
+	free(jpath);
+	free(dir);
+
+	/* A gap in the seq numbers. */
+	dir = make_run(state, "gap", 2);
+	jpath = join(dir, RB_RUN_JOURNAL);
+	l4 = line_of(4);
+	append_raw(jpath, l4, strlen(l4));
+	append_raw(jpath, "\n", 1);
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == -1 && err &&
+	      strstr(err, "seq 4 where 3"), "seq gap: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	free(l4);
+	free(jpath);
+	free(dir);
+
+	/* A snapshot that does not read, and a run without a journal. */
+	dir = make_run(state, "badsnap", 1);
+	CHECK(rb_write_durable(dir, RB_RUN_SNAPSHOT, "{\"seq\":", 7, 0600, &err) == 0, "write");
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == -1 && err &&
+	      strstr(err, "invalid snapshot"), "bad snapshot: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	jpath = join(dir, RB_RUN_JOURNAL);
+	unlink(jpath);
+	CHECK(rb_journal_open(dir, &j, &err) == -1 && err && strstr(err, "not a run"),
+	      "no journal: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	CHECK(rb_journal_open("/nonexistent/run", &j, &err) == -1 && err &&
+	      strstr(err, "No such file"), "missing run: %s", err ? err : "");
+	free(jpath);
+	free(dir);
+out:
+	free(err);
+	free(state);
+}
+
+/* --- failures ------------------------------------------------------------------------- */
+
+static void t_write_failure(const char *base)
+{
+	char *state = join(base, "wfail"), *err = NULL;
+	struct rb_journal *j;
+	struct hookctx h;
+	struct rb_journal_stats st;
+	json_t *recs, *torn;
+
+	/* write(2) fails at once with ENOSPC. */
+	char *dir = make_run(state, "enospc", 3);
+	if (!dir || rb_journal_open(dir, &j, &err) < 0) {
+		CHECK(0, "open: %s", err ? err : "");
+		goto out;
+	}
+	hookctx_init(&h);
+	h.fail_point = RB_JP_BEFORE_WRITE;
+	h.fail_from = 1;
+	h.fail_errno = ENOSPC;
+	rb_journal_set_hook(j, test_hook, &h);
+	json_t *r = rec_step(4, "succeeded");
+	rb_journal_append(j, r);
+	json_decref(r);
+	CHECK(rb_journal_sync(j) == -1 && strstr(rb_journal_error(j), "No space left"),
+	      "ENOSPC is an error: %s", rb_journal_error(j));
+	rb_journal_stats(j, &st);
+	CHECK(st.synced_seq == 3 && st.syncs == 0, "nothing claimed durable after ENOSPC");
+	rb_journal_set_hook(j, NULL, NULL);
+	r = rec_step(5, "succeeded");
+	CHECK(rb_journal_append(j, r) == -1 && rb_journal_sync(j) == -1 &&
+	      rb_journal_compact(j, r) == -1 && strstr(rb_journal_error(j), "earlier failure"),
+	      "the journal stays broken: %s", rb_journal_error(j));
+	json_decref(r);
+	rb_journal_close(j);
+	CHECK(rb_journal_load(dir, NULL, &recs, &torn, &err) == 0 && json_array_size(recs) == 3 &&
+	      !torn, "the synced records are intact");
+	json_decref(recs);
+	free(dir);
+
+	/* A short write, then ENOSPC: half a group on disk, a torn tail. */
+	dir = make_run(state, "short", 3);
+	if (!dir || rb_journal_open(dir, &j, &err) < 0) {
+		CHECK(0, "open: %s", err ? err : "");
+		goto out;
+	}
+	hookctx_init(&h);
+	h.fail_point = RB_JP_BEFORE_WRITE;
+	h.fail_from = 2;
+	h.fail_errno = ENOSPC;
+	h.max_write = 30;
+	rb_journal_set_hook(j, test_hook, &h);
+	for (uint64_t i = 4; i <= 6; i++) {
+		r = rec_step(i, "succeeded");
+		rb_journal_append(j, r);
+		json_decref(r);
+	}
+	CHECK(rb_journal_sync(j) == -1 && h.count[RB_JP_BEFORE_WRITE] == 2 &&
+	      strstr(rb_journal_error(j), "No space left"), "short write then ENOSPC: %s",
+	      rb_journal_error(j));
+	rb_journal_close(j);
+	CHECK(rb_journal_load(dir, NULL, &recs, &torn, &err) == 0 && json_array_size(recs) == 3 &&
+	      torn && json_integer_value(json_object_get(torn, "length")) == 30,
+	      "the 30 bytes written are a torn tail");
+	json_decref(recs);
+	json_decref(torn);
+	CHECK(rb_journal_open(dir, &j, &err) == 0 && rb_journal_torn(j), "open repairs");
+	rb_journal_close(j);
+	free(dir);
+
+	/* fdatasync fails: not durable, and never again trusted. */
+	dir = make_run(state, "eio", 1);
+	if (!dir || rb_journal_open(dir, &j, &err) < 0) {
+		CHECK(0, "open: %s", err ? err : "");
+		goto out;
+	}
+	hookctx_init(&h);
+	h.fail_point = RB_JP_AFTER_WRITE;
+	h.fail_from = 1;
+	h.fail_errno = EIO;
+	rb_journal_set_hook(j, test_hook, &h);
+	r = rec_step(2, "succeeded");
+	rb_journal_append(j, r);
+	json_decref(r);
+	CHECK(rb_journal_sync(j) == -1 && strstr(rb_journal_error(j), "cannot sync"),
+	      "failed fdatasync is reported: %s", rb_journal_error(j));
+	rb_journal_set_hook(j, NULL, NULL);
+	CHECK(rb_journal_sync(j) == -1, "a second sync does not pretend");
+	rb_journal_stats(j, &st);
+	CHECK(st.synced_seq == 1, "synced_seq stays 1");
+	rb_journal_close(j);
+	free(dir);
+
+	/* Short writes everywhere (journal and snapshot) still give whole files. */
+	dir = make_run(state, "tiny", 0);
+	if (!dir || rb_journal_open(dir, &j, &err) < 0) {
+		CHECK(0, "open: %s", err ? err : "");
+		goto out;
+	}
+	hookctx_init(&h);
+	h.max_write = 7;
+	rb_journal_set_hook(j, test_hook, &h);
+	json_t *steps = json_object();
+	for (uint64_t i = 1; i <= 20; i++) {
+		r = rec_step(i, "succeeded");
+		rb_journal_append(j, r);
+		json_decref(r);
+		char *name = step_name(i);
+		json_object_set_new(steps, name, json_string("succeeded"));
+		free(name);
+		if (i == 12) {
+			json_t *snap = json_pack("{s:O}", "steps", steps);
+			CHECK(rb_journal_compact(j, snap) == 0, "compact with short writes");
+			json_decref(snap);
+		}
+	}
+	CHECK(rb_journal_sync(j) == 0 && h.count[RB_JP_BEFORE_WRITE] > 20 &&
+	      h.count[RB_JP_BEFORE_TEMP_WRITE] > 20, "many short writes (%u, %u)",
+	      h.count[RB_JP_BEFORE_WRITE], h.count[RB_JP_BEFORE_TEMP_WRITE]);
+	rb_journal_close(j);
+	json_t *snap;
+	int dups;
+	CHECK(rb_journal_load(dir, &snap, &recs, &torn, &err) == 0 && !torn, "load tiny writes");
+	json_t *logical = replay(snap, recs, &dups);
+	CHECK(json_equal(logical, steps) && !dups, "short writes lose nothing");
+	json_decref(logical);
+	json_decref(snap);
+	json_decref(recs);
+	json_decref(steps);
+	free(dir);
+out:
+	free(err);
+	free(state);
+}
+
+/* --- whole files ---------------------------------------------------------------------- */
+
+static void t_durable_files(const char *base)
+{
+	char *state = join(base, "files"), *err = NULL;
+	char *dir = make_run(state, "f", 0), hex[65], *buf = NULL;
+	size_t len = 0;
+	if (!dir)
+		goto out;
+	CHECK(rb_sha256_hex("abc", 3, hex) == 0 &&
+	      !strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+	      "sha256(abc) = %s", hex);
+	CHECK(rb_write_durable(dir, "params.json", "one", 3, 0600, &err) == 0, "write: %s",
+	      err ? err : "");
+	CHECK(rb_write_durable(dir, "params.json", "second", 6, 0600, &err) == 0, "overwrite");
+	char *p = join(dir, "params.json"), *tmp = join(dir, ".params.json.tmp");
+	CHECK(file_size(p) == 6 && file_mode(p) == 0600 && file_size(tmp) == -1,
+	      "durable write: size, mode, no temp left");
+	CHECK(rb_write_durable(dir, "a/b", "x", 1, 0600, &err) == -1 && err,
+	      "a name with a slash is refused");
+	free(err);
+	err = NULL;
+	CHECK(rb_write_durable("/nonexistent", "x", "x", 1, 0600, &err) == -1 && err &&
+	      strstr(err, "/nonexistent"), "missing directory: %s", err ? err : "");
+	free(err);
+	err = NULL;
+
+	static const char yaml[] = "name: demo\nsteps: []\n";
+	CHECK(rb_run_save_runbook(dir, yaml, sizeof(yaml) - 1, &err) == 0, "save runbook: %s",
+	      err ? err : "");
+	CHECK(rb_run_load_runbook(dir, &buf, &len, &err) == 0 && len == sizeof(yaml) - 1 &&
+	      !memcmp(buf, yaml, len), "load runbook: %s", err ? err : "");
+	free(buf);
+	char *rb = join(dir, RB_RUN_RUNBOOK);
+	append_raw(rb, "#", 1);
+	CHECK(rb_run_load_runbook(dir, &buf, &len, &err) == -1 && err && strstr(err, "changed") &&
+	      !buf, "a changed copy is refused: %s", err ? err : "");
+	free(rb);
+	free(p);
+	free(tmp);
+	free(dir);
+out:
+	free(err);
+	free(state);
+}
+
+/* --- the crash test ------------------------------------------------------------------- */
+
+enum { MODE_ASYNC = RB_JP_COUNT, MODE_PARTIAL, MODE_COUNT };
+
+static const char *mode_name(int m)
+{
+	if (m == MODE_ASYNC)
+		return "random-moment";
+	if (m == MODE_PARTIAL)
+		return "mid-write";
+	return rb_journal_point_name((enum rb_journal_point)m);
+}
+
+/* The points a child is stopped at; each must be hit. */
+static const int kill_modes[] = {
+	RB_JP_AFTER_WRITE, RB_JP_AFTER_FDATASYNC, RB_JP_BEFORE_TEMP_WRITE,
+	RB_JP_AFTER_TEMP_WRITE, RB_JP_AFTER_TEMP_FSYNC, RB_JP_AFTER_RENAME,
+	RB_JP_AFTER_DIR_FSYNC, RB_JP_AFTER_RESTART, MODE_PARTIAL,
+};
+#define NKILL_MODES (sizeof(kill_modes) / sizeof(kill_modes[0]))
+
+static void die(const char *what, const char *err, int code)
+{
+	fprintf(stderr, "crash child: %s: %s\n", what, err ? err : "");
+	_exit(code);
+}
+
+/*
+ * The child: resume the run (or create it), then append and sync in groups of
+ * 1..4, report each synced seq on the pipe, and compact every few records,
+ * until it is killed.
+ */
+static void crash_child(const char *state, const char *id, int create, struct hookctx *h,
+			uint64_t seed, int wfd)
+{
+	struct rb_journal *j;
+	struct rb_journal_stats st;
+	char *err = NULL;
+	json_t *steps;
+
+	if (create) {
+		if (rb_journal_create(state, id, &j, &err) < 0)
+			die("create", err, 3);
+		steps = json_object();
+	} else {
+		char *dir = rb_run_dir(state, id);
+		json_t *snap, *recs;
+		int dups;
+		if (rb_journal_load(dir, &snap, &recs, NULL, &err) < 0)
+			die("load", err, 3);
+		steps = replay(snap, recs, &dups);
+		json_decref(snap);
+		json_decref(recs);
+		if (rb_journal_open(dir, &j, &err) < 0)
+			die("open", err, 3);
+		free(dir);
+	}
+	h->killfd = wfd;
+	rb_journal_set_hook(j, test_hook, h);
+	rb_journal_stats(j, &st);
+	uint64_t last = st.last_seq, since = 0, every = 3 + rnd(&seed) % 8;
+	for (int it = 0; it < CHILD_ITERS; it++) {
+		unsigned g = 1 + (unsigned)(rnd(&seed) % 4);
+		for (unsigned k = 0; k < g; k++) {
+			json_t *r = rec_step(last + 1, "succeeded");
+			if (rb_journal_append(j, r) < 0 || rec_seq(r) != last + 1)
+				die("append", rb_journal_error(j), 4);
+			json_object_set(steps, json_string_value(json_object_get(r, "step")),
+					json_object_get(r, "status"));
+			json_decref(r);
+			last++;
+		}
+		if (rb_journal_sync(j) < 0)
+			die("sync", rb_journal_error(j), 4);
+		if (write(wfd, &last, sizeof(last)) != sizeof(last))
+			die("pipe", strerror(errno), 5);
+		since += g;
+		if (since >= every) {
+			json_t *snap = json_pack("{s:O,s:I}", "steps", steps, "last", (json_int_t)last);
+			if (rb_journal_compact(j, snap) < 0)
+				die("compact", rb_journal_error(j), 4);
+			json_decref(snap);
+			since = 0;
+		}
+	}
+	rb_journal_close(j);
+	json_decref(steps);
+	close(wfd);
+	_exit(0);
+}
+
+/*
+ * What must hold after any crash: the run loads; the snapshot and the records
+ * after it have continuous seq numbers; every record the child reported synced
+ * is there, each exactly once.
+ */
+static void crash_verify(const char *dir, uint64_t reported, uint64_t *last_out, int *torn_seen,
+			 int mode)
+{
+	json_t *snap, *recs, *torn;
+	char *err = NULL;
+	if (rb_journal_load(dir, &snap, &recs, &torn, &err) < 0) {
+		CHECK(0, "after a kill (%s): load: %s", mode_name(mode), err);
+		free(err);
+		return;
+	}
+	uint64_t s = (uint64_t)json_integer_value(json_object_get(snap, "last"));
+	CHECK(json_object_size(json_object_get(snap, "steps")) == s,
+	      "snapshot of %" PRIu64 " steps has %zu", s,
+	      json_object_size(json_object_get(snap, "steps")));
+	uint64_t expect = s + 1;
+	size_t i;
+	json_t *r;
+	int gaps = 0;
+	json_array_foreach(recs, i, r) {
+		char *name = step_name(expect);
+		if (rec_seq(r) != expect ||
+		    strcmp(json_string_value(json_object_get(r, "step")), name))
+			gaps++;
+		free(name);
+		expect++;
+	}
+	uint64_t last = expect - 1;
+	int dups;
+	json_t *logical = replay(snap, recs, &dups);
+	int missing = 0;
+	for (uint64_t k = 1; k <= last; k++) {
+		char *name = step_name(k);
+		if (!json_object_get(logical, name))
+			missing++;
+		free(name);
+	}
+	CHECK(gaps == 0 && dups == 0 && missing == 0 && json_object_size(logical) == last,
+	      "after a kill (%s): %d seq gaps, %d applied twice, %d missing of %" PRIu64,
+	      mode_name(mode), gaps, dups, missing, last);
+	CHECK(last >= reported, "after a kill (%s): synced seq %" PRIu64 " lost (have %" PRIu64 ")",
+	      mode_name(mode), reported, last);
+	if (torn) {
+		char *jpath = join(dir, RB_RUN_JOURNAL);
+		CHECK(json_integer_value(json_object_get(torn, "offset")) +
+		      json_integer_value(json_object_get(torn, "length")) == file_size(jpath),
+		      "torn tail runs to the end of the journal");
+		free(jpath);
+		(*torn_seen)++;
+	}
+	*last_out = last;
+	json_decref(logical);
+	json_decref(snap);
+	json_decref(recs);
+	json_decref(torn);
+}
+
+static void t_crash(const char *base, uint64_t seed, int kills_wanted)
+{
+	char *state = join(base, "crash");
+	unsigned kills[MODE_COUNT] = {0};
+	int total = 0, rounds = 0, torn_seen = 0, runs = 0, need_create = 0, in_create = 0;
+	uint64_t reported = 0, last = 0;
+	char id[RB_RUN_ID_MAX] = "";
+	double t0 = now_ms();
+
+	while (total < kills_wanted && rounds < kills_wanted * 2) {
+		if (rounds % ROUNDS_PER_RUN == 0) {
+			rb_run_id(id, sizeof(id), 1795445412 + runs, (unsigned)runs);
+			runs++;
+			reported = last = 0;
+			need_create = 1;
+		}
+		int create = need_create;
+		rounds++;
+
+		struct hookctx h;
+		hookctx_init(&h);
+		int mode;
+		unsigned wait_reports = 0, wait_us = 0;
+		uint64_t dice = rnd(&seed) % 10;
+		if (dice < 1) {
+			/* Early: inside fork, load, open's repair or create. */
+			mode = MODE_ASYNC;
+			wait_us = (unsigned)(rnd(&seed) % 400);
+		} else if (dice < 4) {
+			mode = MODE_ASYNC;
+			wait_reports = (unsigned)(rnd(&seed) % 20);
+			wait_us = (unsigned)(rnd(&seed) % 3000);
+		} else {
+			mode = kill_modes[rnd(&seed) % NKILL_MODES];
+			h.kill_at = 1 + (unsigned)(rnd(&seed) % 4);
+			if (mode == MODE_PARTIAL) {
+				h.kill_point = RB_JP_BEFORE_WRITE;
+				h.partial = 1;
+				h.cut = rnd(&seed) % 40;
+			} else {
+				h.kill_point = mode;
+			}
+		}
+		uint64_t child_seed = rnd(&seed);
+
+		int pfd[2];
+		if (pipe2(pfd, O_CLOEXEC) < 0) {
+			CHECK(0, "pipe: %s", strerror(errno));
+			break;
+		}
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid < 0) {
+			CHECK(0, "fork: %s", strerror(errno));
+			close(pfd[0]);
+			close(pfd[1]);
+			break;
+		}
+		if (pid == 0) {
+			close(pfd[0]);
+			crash_child(state, id, create, &h, child_seed, pfd[1]);
+		}
+		close(pfd[1]);
+
+		/* Read the child's progress; in async mode kill it along the way. */
+		unsigned char acc[sizeof(uint64_t)];
+		size_t have = 0;
+		unsigned nrep = 0;
+		int sent = 0;
+		for (;;) {
+			if (mode == MODE_ASYNC && !sent && nrep >= wait_reports) {
+				if (wait_us)
+					usleep(wait_us);
+				kill(pid, SIGKILL);
+				sent = 1;
+			}
+			ssize_t n = read(pfd[0], acc + have, sizeof(acc) - have);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+			if (have == sizeof(acc)) {
+				uint64_t v;
+				memcpy(&v, acc, sizeof(v));
+				have = 0;
+				if (v == UINT64_MAX) {
+					/* The child waits at its kill point. */
+					kill(pid, SIGKILL);
+					sent = 1;
+					continue;
+				}
+				CHECK(v > reported, "progress goes forward: %" PRIu64 " after %" PRIu64,
+				      v, reported);
+				reported = v;
+				nrep++;
+			}
+		}
+		close(pfd[0]);
+		int status;
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+			kills[mode]++;
+			total++;
+		} else {
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "crash child (%s) failed with status %d", mode_name(mode), status);
+		}
+		char *dir = rb_run_dir(state, id);
+		if (file_size(dir) < 0) {
+			/* Killed inside rb_journal_create: no run at all, and nothing synced. */
+			CHECK(create && reported == 0, "run %s is missing after a kill (%s)", id,
+			      mode_name(mode));
+			in_create++;
+		} else {
+			need_create = 0;
+			crash_verify(dir, reported, &last, &torn_seen, mode);
+		}
+		free(dir);
+	}
+	CHECK(total >= kills_wanted, "%d kill points of %d wanted", total, kills_wanted);
+	if (kills_wanted >= 100) {
+		for (size_t m = 0; m < NKILL_MODES; m++)
+			CHECK(kills[kill_modes[m]] > 0, "no kill at %s", mode_name(kill_modes[m]));
+		CHECK(kills[MODE_ASYNC] > 0, "no kill at a random moment");
+		CHECK(torn_seen > 0, "no torn tail seen");
+	}
+	if (verbose) {
+		printf("crash test in %s: %d kills in %d rounds over %d runs (%d inside create), "
+		       "%d torn tails, %.0f ms\n ", base, total, rounds, runs, in_create, torn_seen,
+		       now_ms() - t0);
+		for (int m = 0; m < MODE_COUNT; m++)
+			if (kills[m])
+				printf(" %s %u", mode_name(m), kills[m]);
+		putchar('\n');
+	}
+	free(state);
+}
+
+/* --- where to run --------------------------------------------------------------------- */
+
+static int is_tmpfs(const char *path)
+{
+	struct statfs sf;
+	return statfs(path, &sf) == 0 && sf.f_type == TMPFS_MAGIC_NR;
+}
+
+static int writable_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK) == 0;
+}
+
+/* One tmpfs directory and one on disk, when the machine has them. */
+static size_t pick_dirs(const char **out, size_t max)
+{
+	static const char *const mem[] = { "/dev/shm", "/tmp" };
+	static const char *const disk[] = { "build", "/var/tmp", "/tmp" };
+	size_t n = 0;
+	for (size_t i = 0; i < 2 && n < max; i++)
+		if (writable_dir(mem[i]) && is_tmpfs(mem[i])) {
+			out[n++] = mem[i];
+			break;
+		}
+	for (size_t i = 0; i < 3 && n < max; i++)
+		if (writable_dir(disk[i]) && !is_tmpfs(disk[i])) {
+			out[n++] = disk[i];
+			break;
+		}
+	if (n == 0)
+		out[n++] = "/tmp";
+	return n;
+}
+
+/* --- measurements ------------------------------------------------------------------- */
+
+static json_t *bench_rec(uint64_t i, const char *status)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "step-%05" PRIu64, i);
+	return json_pack("{s:s,s:s,s:s,s:s,s:i}", "kind", "step", "step", name, "status", status,
+			 "at", "2026-11-23T14:50:12Z", "attempt", 1);
+}
+
+static void bench(const char *base)
+{
+	char tmpl[4096], *err = NULL;
+	snprintf(tmpl, sizeof(tmpl), "%s/journal-bench-XXXXXX", base);
+	if (!mkdtemp(tmpl)) {
+		fprintf(stderr, "bench: %s: %s\n", tmpl, strerror(errno));
+		return;
+	}
+	struct rb_journal *j;
+	if (rb_journal_create(tmpl, "bench", &j, &err) < 0) {
+		fprintf(stderr, "bench: %s\n", err);
+		free(err);
+		rm_rf(tmpl);
+		return;
+	}
+	printf("%s (%s)\n", base, is_tmpfs(base) ? "tmpfs" : "disk");
+	const int n1 = 2000, ng = 500;
+	uint64_t seq = 0;
+	double t = now_ms();
+	for (int i = 0; i < n1; i++) {
+		json_t *r = bench_rec(++seq, "succeeded");
+		rb_journal_append(j, r);
+		rb_journal_sync(j);
+		json_decref(r);
+	}
+	double per = (now_ms() - t) / n1;
+	printf("  append + fdatasync, one record:   %7.3f ms a record\n", per);
+	t = now_ms();
+	for (int g = 0; g < ng; g++) {
+		for (int k = 0; k < 10; k++) {
+			json_t *r = bench_rec(++seq, "succeeded");
+			rb_journal_append(j, r);
+			json_decref(r);
+		}
+		rb_journal_sync(j);
+	}
+	per = (now_ms() - t) / ng;
+	printf("  group commit of 10 records:       %7.3f ms a group, %.3f ms a record\n", per,
+	       per / 10);
+
+	/* The state of a 10,000-step run, as the engine might keep it. */
+	json_t *steps = json_object();
+	for (int i = 1; i <= 10000; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "step-%05d", i);
+		json_object_set_new(steps, name, json_pack("{s:s,s:s,s:s,s:i,s:i}", "status",
+				    "succeeded", "started", "2026-11-23T14:50:12Z", "ended",
+				    "2026-11-23T14:50:13Z", "attempt", 1, "exit", 0));
+	}
+	json_t *snap = json_pack("{s:o}", "steps", steps);
+	const int nc = 20;
+	t = now_ms();
+	for (int c = 0; c < nc; c++)
+		if (rb_journal_compact(j, snap) < 0)
+			fprintf(stderr, "bench: %s\n", rb_journal_error(j));
+	per = (now_ms() - t) / nc;
+	char *dir = rb_run_dir(tmpl, "bench"), *sp = join(dir, RB_RUN_SNAPSHOT);
+	printf("  compaction, 10,000-step snapshot: %7.3f ms (%lld bytes)\n", per, file_size(sp));
+	for (int i = 0; i < 10000; i++) {
+		json_t *r = bench_rec(++seq, "succeeded");
+		rb_journal_append(j, r);
+		json_decref(r);
+	}
+	rb_journal_sync(j);
+	json_t *s2, *recs;
+	t = now_ms();
+	rb_journal_load(dir, &s2, &recs, NULL, &err);
+	printf("  load: 10,000-step snapshot + 10,000 records: %.1f ms\n", now_ms() - t);
+	json_decref(s2);
+	json_decref(recs);
+	json_decref(snap);
+	rb_journal_close(j);
+	free(sp);
+	free(dir);
+	rm_rf(tmpl);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = 20261123;
+	int i = 1;
+	if (argc > 1 && !strcmp(argv[1], "--bench")) {
+		for (i = 2; i < argc; i++)
+			bench(argv[i]);
+		return 0;
+	}
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "-v"))
+			verbose = 1;
+		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = strtoull(argv[++i], NULL, 10);
+	}
+
+	const char *dirs[16];
+	size_t ndirs = 0;
+	char *envdirs = getenv("JOURNAL_TEST_DIRS") ? strdup(getenv("JOURNAL_TEST_DIRS")) : NULL;
+	if (envdirs) {
+		char *save = NULL;
+		for (char *d = strtok_r(envdirs, ":", &save); d && ndirs < 16;
+		     d = strtok_r(NULL, ":", &save))
+			dirs[ndirs++] = d;
+	} else {
+		ndirs = pick_dirs(dirs, 16);
+	}
+	/* At least KILLS_TOTAL kill points, however many directories. */
+	int kills = (KILLS_TOTAL + (int)ndirs - 1) / (int)ndirs;
+	if (getenv("JOURNAL_KILLS"))
+		kills = atoi(getenv("JOURNAL_KILLS"));
+
+	t_run_id();
+	t_state_dir();
+	for (size_t d = 0; d < ndirs; d++) {
+		char tmpl[4096];
+		snprintf(tmpl, sizeof(tmpl), "%s/journal-test-XXXXXX", dirs[d]);
+		if (!mkdtemp(tmpl)) {
+			CHECK(0, "mkdtemp %s: %s", tmpl, strerror(errno));
+			continue;
+		}
+		t_runs_list(tmpl);
+		t_roundtrip(tmpl);
+		t_group_commit(tmpl);
+		t_compact(tmpl);
+		t_compact_failures(tmpl);
+		t_torn(tmpl);
+		t_write_failure(tmpl);
+		t_durable_files(tmpl);
+		t_crash(tmpl, seed + d, kills);
+		rm_rf(tmpl);
+	}
+	free(envdirs);
+	printf("journal: %d passed, %d failed\n", npass, nfail);
+	return nfail ? 1 : 0;
+}
