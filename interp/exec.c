@@ -27,10 +27,10 @@
 #include "render.h"
 #include "util.h"
 
-enum sstatus { S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED };
+enum sstatus { S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_COUNT };
 
-static const char *const status_names[] = {
-	"pending", "running", "succeeded", "failed", "skipped",
+static const char *const status_names[S_COUNT] = {
+	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
 };
 
 struct exec;
@@ -81,7 +81,7 @@ struct exec {
 	size_t *retrying, nretrying, retrycap;
 	size_t running, completed;
 	int failed, interrupted, stop_on_failure;
-	size_t counts[5];
+	size_t counts[S_COUNT];
 	pthread_t *threads;
 	int nthreads;
 	pthread_mutex_t mu;             /* guards queue, done and quit */
@@ -610,6 +610,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 
 	if (status == S_SUCCEEDED)
 		event(ex, ev, "%s: succeeded in %.1fs", st->id, secs_since(sr->started_ms));
+	else if (status == S_INTERRUPTED)
+		event(ex, ev, "%s: interrupted after %.1fs", st->id, secs_since(sr->started_ms));
 	else if (status == S_SKIPPED)
 		event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
 	else
@@ -794,7 +796,9 @@ static void job_done(struct exec *ex, struct job *jb)
 		char *err = jb->error;
 		if (jb->failed && !err)
 			err = rb_xstrdup(jb->timed_out ? "timed out" : "failed");
-		finish(ex, i, jb->failed ? S_FAILED : S_SUCCEEDED, jb->output, err);
+		enum sstatus st2 = !jb->failed ? S_SUCCEEDED
+				   : ex->interrupted && jb->cancel ? S_INTERRUPTED : S_FAILED;
+		finish(ex, i, st2, jb->output, err);
 	}
 	free_job(jb);
 }
@@ -1044,7 +1048,8 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	size_t not_run = 0;
 	for (size_t i = 0; i < rb->nmain; i++)
 		not_run += ex.s[i].status == S_PENDING;
-	size_t ok = ex.counts[S_SUCCEEDED], bad = ex.counts[S_FAILED], skip = ex.counts[S_SKIPPED];
+	size_t ok = ex.counts[S_SUCCEEDED], skip = ex.counts[S_SKIPPED];
+	size_t bad = ex.counts[S_FAILED] + ex.counts[S_INTERRUPTED];
 
 	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
 	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */

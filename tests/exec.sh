@@ -77,7 +77,7 @@ for _ in $(seq 50); do has '"step":"long_wait","attempt":1' 2>/dev/null && break
 kill -INT $pid
 wait $pid
 check "SIGINT exits 130" [ $? -eq 130 ]
-check "the interrupted step failed" has '"step":"long_wait","status":"failed"'
+check "the running step is interrupted" has '"step":"long_wait","status":"interrupted"'
 check "the step after it never started" bash -c "! grep -q '\"step\":\"after\"' <<<'$(journal)'"
 check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
 
