@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "journal.h"
 #include "plan.h"
+#include "proc.h"
 #include "util.h"
 
 static volatile sig_atomic_t signals_seen, last_signal;
@@ -127,7 +128,13 @@ int cmd_run(int argc, char **argv)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		o.rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;
 		catch_signals();
-		if (rb_exec_run(rb, &o, &d, &st, id) < 0)
+		/* Before any thread: the process spawner must outlive only this one. */
+		char *err = NULL;
+		if (rb_proc_init(&err) < 0) {
+			fprintf(stderr, "runbook: error: %s\n", err);
+			free(err);
+			rc = RB_EXIT_FAILED;
+		} else if (rb_exec_run(rb, &o, &d, &st, id) < 0)
 			rc = RB_EXIT_INVALID;
 		else if (st == RB_RUN_SUCCEEDED)
 			rc = RB_EXIT_OK;
@@ -135,6 +142,7 @@ int cmd_run(int argc, char **argv)
 			rc = RB_EXIT_FAILED;
 		else
 			rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
+		rb_proc_shutdown();
 	}
 	rb_diags_print(&d, stderr, rb_use_color(stderr));
 	json_decref(pj);

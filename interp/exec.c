@@ -185,7 +185,7 @@ static void event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		json_object_set_new(ev, "time", json_string(ts));
 		json_object_set_new(ev, "run", json_string(ex->run_id));
-		json_t *clean = redact_json(ex, ev);
+		json_t *clean = ex->secrets.n ? redact_json(ex, ev) : json_incref(ev);
 		json_dumpf(clean, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		fputc('\n', f);
 		json_decref(clean);
@@ -212,16 +212,19 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	struct job *jb = ud;
 	struct exec *ex = jb->ex;
 	const char *id = ex->rb->steps[jb->step]->id;
+	size_t n;
+	char *clean = rb_utf8_lossy(line, len, &n);
 	event(ex, json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
-			    stream == 2 ? "stderr" : "stdout", "line", line, len),
-	      "%s%s %.*s", id, stream == 2 ? "!" : "|", (int)len, line);
+			    stream == 2 ? "stderr" : "stdout", "line", clean, n),
+	      "%s%s %.*s", id, stream == 2 ? "!" : "|", (int)n, clean);
+	free(clean);
 }
 
 /* --- journal ---------------------------------------------------------------------- */
 
 static void journal(struct exec *ex, json_t *rec)
 {
-	json_t *clean = redact_json(ex, rec);
+	json_t *clean = ex->secrets.n ? redact_json(ex, rec) : json_incref(rec);
 	json_decref(rec);
 	if (!ex->journal_failed && rb_journal_append(ex->journal, clean) < 0)
 		ex->journal_failed = 1;
@@ -794,8 +797,14 @@ static void job_done(struct exec *ex, struct job *jb)
 		ex->retrying[ex->nretrying++] = i;
 	} else {
 		char *err = jb->error;
-		if (jb->failed && !err)
-			err = rb_xstrdup(jb->timed_out ? "timed out" : "failed");
+		if (jb->failed && jb->timed_out && st->timeout_ms >= 0) {
+			char d[32];
+			rb_duration_format(st->timeout_ms, d, sizeof(d));
+			free(err);
+			err = rb_xasprintf("timed out after %s", d);
+		} else if (jb->failed && !err) {
+			err = rb_xstrdup("failed");
+		}
 		enum sstatus st2 = !jb->failed ? S_SUCCEEDED
 				   : ex->interrupted && jb->cancel ? S_INTERRUPTED : S_FAILED;
 		finish(ex, i, st2, jb->output, err);
@@ -960,6 +969,15 @@ static void rollback(struct exec *ex)
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
+	/* A gate that cannot be asked must not be passed: refuse before anything runs. */
+	int gated = 0;
+	for (size_t i = 0; i < rb->nsteps; i++)
+		if (rb->steps[i]->approve)
+			gated = rb_error_at(ex->d, rb->steps[i]->approve, "step '%s' has an approval "
+					    "gate, and this version cannot ask for approval yet: "
+					    "not running", rb->steps[i]->id);
+	if (gated)
+		return -1;
 	ex->s = rb_xcalloc(rb->nsteps ? rb->nsteps : 1, sizeof(*ex->s));
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		const struct rb_step *st = rb->steps[i];

@@ -302,3 +302,54 @@ char *const *rb_strv_terminated(struct rb_strv *sv)
 	sv->v[sv->n] = NULL;
 	return sv->v;
 }
+
+size_t rb_utf8_check(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = p[i];
+		size_t n;
+		uint32_t cp, min;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			n = 1, cp = c & 0x1F, min = 0x80;
+		} else if ((c & 0xF0) == 0xE0) {
+			n = 2, cp = c & 0x0F, min = 0x800;
+		} else if ((c & 0xF8) == 0xF0) {
+			n = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return i;
+		}
+		for (size_t k = 1; k <= n; k++) {
+			if (i + k >= len || (p[i + k] & 0xC0) != 0x80)
+				return i;
+			cp = (cp << 6) | (p[i + k] & 0x3F);
+		}
+		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return i;
+		i += n + 1;
+	}
+	return len;
+}
+
+char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen)
+{
+	struct rb_buf b;
+	rb_buf_init(&b);
+	size_t i = 0;
+	while (i < len) {
+		size_t ok = rb_utf8_check(s + i, len - i);
+		rb_buf_add(&b, s + i, ok);
+		i += ok;
+		if (i < len) {
+			rb_buf_puts(&b, "\xEF\xBF\xBD");     /* U+FFFD */
+			i++;
+		}
+	}
+	if (outlen)
+		*outlen = b.len;
+	return rb_buf_detach(&b);
+}

@@ -62,6 +62,11 @@ size_t rb_edit_distance(const char *a, const char *b, size_t max);
 /* The candidate closest to word, if close enough to be a typo of it, or NULL. */
 const char *rb_suggest(const char *word, const char *const *cands, size_t n);
 
+/* First byte that is not valid UTF-8, or len. */
+size_t rb_utf8_check(const char *s, size_t len);
+/* s with every byte that is not valid UTF-8 replaced by U+FFFD; malloc'd. */
+char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen);
+
 int rb_read_file(const char *path, size_t max, char **out, size_t *len, char **err);
 
 #endif

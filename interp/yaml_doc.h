@@ -57,7 +57,4 @@ const char *rb_node_kind_name(const struct rb_node *n);   /* "a string", "a mapp
 /* Mapping lookup: the value for key, or NULL. */
 struct rb_node *rb_map_get(const struct rb_node *map, const char *key);
 
-/* First byte that is not valid UTF-8, or len. */
-size_t rb_utf8_check(const char *s, size_t len);
-
 #endif

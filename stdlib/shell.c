@@ -1,8 +1,23 @@
 /*
- * shell: run a command, as argv (a list) or through sh -c (a string).  Its
- * side effects are unknown, so it is never assumed read-only.
+ * shell: run a command, as argv (a list) or through sh -c (a string), with
+ * its output captured and streamed.  Its side effects are unknown, so it is
+ * never assumed read-only.  Process lifetime (process groups, descendants,
+ * dying with the runner) is interp/proc.c's job.
  */
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../interp/proc.h"
+#include "../interp/util.h"
 #include "action.h"
+
+enum {
+	SHELL_MEM_LIMIT = 1024 * 1024,  /* bytes of each stream kept in memory */
+	SHELL_GRACE_MS = 5000,          /* SIGTERM, then SIGKILL this much later */
+	SHELL_TICK_MS = 100,            /* how often a cancel is noticed */
+};
 
 static const char *const parse_choices[] = {"json", "lines", NULL};
 
@@ -17,9 +32,230 @@ static const struct rb_arg shell_args[] = {
 	{NULL, 0, 0, NULL, NULL},
 };
 
+/* proc.c's module state (the spawner) is shared: workers start one at a time. */
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A scalar argument as text: strings as they are, numbers and booleans written out. */
+static char *text_of(const json_t *v)
+{
+	if (json_is_string(v))
+		return rb_xstrdup(json_string_value(v));
+	if (json_is_null(v))
+		return rb_xstrdup("");
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	return s ? s : rb_xstrdup("");
+}
+
+/*
+ * A command string with no shell syntax at all (no quotes, variables,
+ * globs, redirections, operators, comments, assignments) whose first word
+ * is not a shell builtin or keyword means the same to sh as its words do to
+ * execvp: run it directly and save starting a shell per step.
+ */
+static int split_simple(const char *cmd, struct rb_strv *argv)
+{
+	static const char *const shell_words[] = {
+		"!", ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue",
+		"do", "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export",
+		"false", "fc", "fg", "fi", "for", "getopts", "hash", "if", "jobs", "kill",
+		"local", "printf", "pwd", "read", "readonly", "return", "set", "shift", "test",
+		"then", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset",
+		"until", "wait", "while", NULL,
+	};
+	for (const char *p = cmd; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			    "_./,:@%+=- \t", *p))
+			return 0;
+	struct rb_strv words = {0};
+	const char *p = cmd;
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " \t");
+		if (n)
+			rb_strv_push(&words, rb_xstrndup(p, n));
+		p += n;
+	}
+	int ok = words.n > 0 && !strchr(words.v[0], '=');
+	for (size_t k = 0; ok && shell_words[k]; k++)
+		ok = strcmp(words.v[0], shell_words[k]) != 0;
+	if (!ok) {
+		rb_strv_release(&words);
+		return 0;
+	}
+	for (size_t k = 0; k < words.n; k++)
+		rb_strv_push(argv, words.v[k]);
+	free(words.v);
+	return 1;
+}
+
+static int build_argv(const json_t *cmd, struct rb_strv *argv, char **err)
+{
+	if (json_is_string(cmd) && split_simple(json_string_value(cmd), argv))
+		return 0;
+	if (json_is_string(cmd)) {
+		rb_strv_push(argv, rb_xstrdup("/bin/sh"));
+		rb_strv_push(argv, rb_xstrdup("-c"));
+		rb_strv_push(argv, rb_xstrdup(json_string_value(cmd)));
+		return 0;
+	}
+	if (!json_is_array(cmd) || !json_array_size(cmd)) {
+		*err = rb_xstrdup("command: expected a string or a non-empty list");
+		return -1;
+	}
+	size_t i;
+	json_t *x;
+	json_array_foreach(cmd, i, x) {
+		if (json_is_object(x) || json_is_array(x)) {
+			*err = rb_xasprintf("command: argument %zu is not a string", i + 1);
+			return -1;
+		}
+		rb_strv_push(argv, text_of(x));
+	}
+	return 0;
+}
+
+static json_t *text_json(const char *s, size_t len)
+{
+	size_t n;
+	char *clean = rb_utf8_lossy(s ? s : "", s ? len : 0, &n);
+	json_t *j = json_stringn(clean, n);
+	free(clean);
+	return j;
+}
+
+/* Decode stdout as asked; -1 with *err when it is not what was promised. */
+static int parse_output(const char *how, const struct rb_proc_result *r, json_t *out,
+			char **err)
+{
+	if (!strcmp(how, "json")) {
+		json_error_t e;
+		json_t *j = json_loadb(r->out ? r->out : "", r->out_len, JSON_DECODE_ANY, &e);
+		if (!j) {
+			*err = rb_xasprintf("parse: standard output is not JSON: %s (line %d)",
+					    e.text, e.line);
+			return -1;
+		}
+		json_object_set_new(out, "json", j);
+		return 0;
+	}
+	json_t *lines = json_array();
+	const char *p = r->out ? r->out : "", *end = p + r->out_len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		json_array_append_new(lines, text_json(p, n));
+		p += n + (nl ? 1 : 0);
+	}
+	json_object_set_new(out, "lines", lines);
+	return 0;
+}
+
+static char *failure(const struct rb_proc_result *r)
+{
+	if (r->error)
+		return rb_xstrdup(r->error);
+	if (r->timed_out)
+		return rb_xstrdup("timed out");
+	if (r->killed)
+		return rb_xstrdup("stopped");
+	if (r->signal > 0)
+		return rb_xasprintf("killed by signal %d", r->signal);
+	return rb_xasprintf("exit status %d", r->exit_code);
+}
+
+static int shell_run(const struct rb_call *c, struct rb_result *res)
+{
+	struct rb_strv argv = {0}, env = {0};
+	char *err = NULL;
+	const json_t *a = c->args;
+	if (build_argv(json_object_get(a, "command"), &argv, &err) < 0)
+		goto fail;
+	for (const char *const *e = c->env; e && *e; e++)
+		rb_strv_push(&env, rb_xstrdup(*e));
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(a, "env"), k, v) {
+		char *t = text_of(v);
+		rb_strv_push(&env, rb_xasprintf("%s=%s", k, t));
+		free(t);
+	}
+	json_t *in = json_object_get(a, "stdin");
+	char *stdin_text = in ? text_of(in) : NULL;
+	json_t *cwd = json_object_get(a, "cwd");
+	long timeout = 0;
+	if (c->deadline_ms) {
+		timeout = (long)(c->deadline_ms - rb_now_ms());
+		if (timeout < 1)
+			timeout = 1;
+	}
+	struct rb_proc_spec spec = {
+		.argv = (const char *const *)rb_strv_terminated(&argv),
+		.env = (const char *const *)rb_strv_terminated(&env),
+		.cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
+		.stdin_data = stdin_text,
+		.stdin_len = stdin_text ? strlen(stdin_text) : 0,
+		.spill_path = c->spill_path,
+		.mem_limit = SHELL_MEM_LIMIT,
+		.timeout_ms = timeout,
+		.grace_ms = SHELL_GRACE_MS,
+		.on_line = c->on_line,
+		.ud = c->ud,
+	};
+	pthread_mutex_lock(&start_mu);
+	struct rb_proc *p = rb_proc_start(&spec, &err);
+	pthread_mutex_unlock(&start_mu);
+	free(stdin_text);
+	if (!p)
+		goto fail;
+
+	int stopping = 0;
+	while (!rb_proc_done(p)) {
+		struct pollfd fds[RB_PROC_MAX_FDS];
+		int n = rb_proc_pollfds(p, fds, RB_PROC_MAX_FDS);
+		long t = rb_proc_timeout_ms(p);
+		if (t < 0 || t > SHELL_TICK_MS)
+			t = SHELL_TICK_MS;
+		poll(fds, (nfds_t)n, (int)t);
+		rb_proc_handle(p, fds, n);
+		/* A cancel asks politely; a second one (cancel 2) kills at once. */
+		if (*c->cancel > stopping) {
+			stopping = *c->cancel;
+			rb_proc_terminate(p, stopping > 1 ? 0 : SHELL_GRACE_MS);
+		}
+		pthread_mutex_lock(&start_mu);
+		rb_proc_reap();
+		pthread_mutex_unlock(&start_mu);
+	}
+	const struct rb_proc_result *r = rb_proc_result(p);
+	res->output = json_pack("{s:o, s:o, s:i}", "stdout", text_json(r->out, r->out_len),
+				"stderr", text_json(r->err, r->err_len), "exit_code", r->exit_code);
+	res->timed_out = r->timed_out;
+	if (r->exit_code != 0 || r->error || r->signal > 0) {
+		res->failed = 1;
+		res->error = failure(r);
+	} else {
+		json_t *how = json_object_get(a, "parse");
+		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,
+							&res->error) < 0)
+			res->failed = 1;
+	}
+	rb_proc_free(p);
+	rb_strv_release(&argv);
+	rb_strv_release(&env);
+	return res->failed ? -1 : 0;
+fail:
+	res->failed = 1;
+	res->error = err ? err : rb_xstrdup("cannot start the command");
+	rb_strv_release(&argv);
+	rb_strv_release(&env);
+	return -1;
+}
+
 const struct rb_action act_shell = {
 	.name = "shell",
 	.summary = "run a command and capture its output and exit code",
 	.args = shell_args,
 	.flags = RB_ACT_SIDE_EFFECTS,
+	.run = shell_run,
 };

@@ -81,6 +81,51 @@ check "the running step is interrupted" has '"step":"long_wait","status":"interr
 check "the step after it never started" bash -c "! grep -q '\"step\":\"after\"' <<<'$(journal)'"
 check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
 
+# shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
+out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
+check "shell runbook exits 0" [ $? -eq 0 ]
+check "sh -c output" has '"step":"hello","status":"succeeded","attempt":1,"output":{"stdout":"hello \\n","stderr":"to stderr\\n","exit_code":0}'
+check "stderr streamed with its prefix" grep -q '^[0-9:]* hello! to stderr$' <<<"$out"
+check "argv, env, cwd and stdin" has '"stdout":"hi from /tmp\\nline from stdin"'
+check "parse json" has '"json":{"n":\[1,2,3\]}'
+check "parse lines" has '"lines":\["a","b","c"\]'
+check "parsed outputs in Lua" has '"step":"use_them","status":"succeeded","attempt":1,"output":6'
+check "the secret reached the command" has '"step":"secret","status":"succeeded"'
+check "not through its command line" has 'RUNBOOK_SECRET_0'
+check "the secret is nowhere on disk" bash -c "! grep -rq s3cr3t-XY '$state'"
+check "the secret is never printed" bash -c "! grep -q s3cr3t-XY <<<'$out'"
+check "exit status" has '"step":"exit_three","status":"failed".*"error":"exit status 3"'
+check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out after 300ms"'
+check "command not found" has "cannot run 'no-such-command-runbook': command not found"
+
+# A step that ignores SIGTERM and leaves a daemon still ends within
+# timeout + grace + 1 s, leaving no process behind.
+marker=$((RANDOM % 900 + 100)).$((RANDOM % 900 + 100))
+t0=$(date +%s%N)
+run -p marker="$marker" tests/exec/tree.yaml >/dev/null 2>&1
+t1=$(date +%s%N)
+check "the stubborn tree is stopped" has '"step":"stubborn","status":"failed".*"timed out after 500ms"'
+check "within timeout + grace + 1 s" [ $(( (t1 - t0) / 1000000 )) -lt 6500 ]
+check "no process of it is left" bash -c "! pgrep -f 'slee[p] $marker' >/dev/null"
+
+# kill -9 of the runner takes its steps with it.
+marker=$((RANDOM % 900 + 100)).$((RANDOM % 900 + 100))
+"$RUNBOOK" run --state-dir "$state" -p marker="$marker" tests/exec/tree.yaml >/dev/null 2>&1 &
+pid=$!
+disown $pid              # no "Killed" notice from bash
+for _ in $(seq 50); do pgrep -f "slee[p] $marker" >/dev/null && break; sleep 0.1; done
+kill -9 $pid
+while kill -0 $pid 2>/dev/null; do sleep 0.05; done
+for _ in $(seq 30); do pgrep -f "slee[p] $marker" >/dev/null || break; sleep 0.1; done
+check "after kill -9 of the runner no step process survives" bash -c "! pgrep -f 'slee[p] $marker' >/dev/null"
+
+# An approval gate that cannot be asked for yet stops the run before anything runs.
+marker="$state/gate-marker"
+out=$(GATE_MARKER="$marker" run tests/exec/gate.yaml 2>&1)
+check "a gated runbook exits 2" [ $? -eq 2 ]
+check "the gate is named at its position" grep -q 'gate.yaml:9:14: error: step .dangerous. has an approval gate' <<<"$out"
+check "nothing ran" [ ! -e "$marker" ]
+
 # A long run compacts its journal: a snapshot, and records continuing after it.
 awk 'BEGIN { print "runbook: many\nversion: 1\nsteps:"
 	for (i = 0; i < 600; i++) printf "  - {id: s%d, lua: \"return %d\"}\n", i, i }' >"$state/many.yaml"
