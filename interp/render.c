@@ -161,15 +161,13 @@ static int eval_part(struct rb_render *r, const struct rb_node *n, const struct 
 
 static char *part_string(struct rb_render *r, const struct rb_node *n, const struct rb_tmpl *t,
 			 const struct rb_tmpl_part *p, size_t *len);
-static json_t *render_command(struct rb_render *r, const struct rb_node *n);
 
 static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 {
 	const struct rb_tmpl *t = n->tmpl;
 	lua_State *L = rb_luabox_state(r->box);
-	if (r->secret_env && n->type == RB_SCALAR)
-		return render_command(r, n);
-	if (t->whole) {
+	/* A run: command is always text, its secrets moved out (render.h). */
+	if (t->whole && !r->secret_env) {
 		const struct rb_tmpl_part *p = &t->parts[0];
 		char *ph = placeholder(r, t, 0, (size_t)-1);
 		if (ph) {
@@ -210,7 +208,13 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 			rb_buf_release(&b);
 			return NULL;
 		}
-		rb_buf_add(&b, s, len);
+		if (r->secret_env && range_reads_secret(r->rb, t, p->off, p->off + p->len)) {
+			size_t k = r->secret_env->n;
+			rb_strv_push(r->secret_env, rb_xasprintf("RUNBOOK_SECRET_%zu=%s", k, s));
+			rb_buf_printf(&b, "${RUNBOOK_SECRET_%zu}", k);
+		} else {
+			rb_buf_add(&b, s, len);
+		}
 		free(s);
 	}
 	json_t *j = json_stringn(b.s ? b.s : "", b.len);
@@ -236,40 +240,6 @@ static char *part_string(struct rb_render *r, const struct rb_node *n, const str
 		free(err);
 	}
 	return s;
-}
-
-/* A run: command with its secrets moved to the environment (see render.h). */
-static json_t *render_command(struct rb_render *r, const struct rb_node *n)
-{
-	const struct rb_tmpl *t = n->tmpl;
-	struct rb_buf b;
-	rb_buf_init(&b);
-	for (size_t i = 0; i < t->nparts; i++) {
-		const struct rb_tmpl_part *p = &t->parts[i];
-		if (!p->is_expr) {
-			rb_buf_add(&b, p->text, p->len);
-			continue;
-		}
-		size_t len;
-		char *s = part_string(r, n, t, p, &len);
-		if (!s) {
-			rb_buf_release(&b);
-			return NULL;
-		}
-		if (range_reads_secret(r->rb, t, p->off, p->off + p->len)) {
-			size_t k = r->secret_env->n;
-			rb_strv_push(r->secret_env, rb_xasprintf("RUNBOOK_SECRET_%zu=%s", k, s));
-			rb_buf_printf(&b, "${RUNBOOK_SECRET_%zu}", k);
-		} else {
-			rb_buf_add(&b, s, len);
-		}
-		free(s);
-	}
-	json_t *j = json_stringn(b.s ? b.s : "", b.len);
-	rb_buf_release(&b);
-	if (!j)
-		rb_error_at(r->d, n, "interpolated value is not valid UTF-8");
-	return j;
 }
 
 json_t *rb_render_node(struct rb_render *r, const struct rb_node *n)
