@@ -39,19 +39,10 @@
 #define ROUNDS_PER_RUN  25      /* the crash test starts a new run this often */
 #define CHILD_ITERS     300
 
-static int npass, nfail, verbose;
+#include "check.h"
 
-#define CHECK(cond, ...)						\
-	do {								\
-		if (cond) {						\
-			npass++;					\
-		} else {						\
-			nfail++;					\
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);	\
-			printf(__VA_ARGS__);				\
-			putchar('\n');					\
-		}							\
-	} while (0)
+static int verbose;
+
 
 /* --- helpers ------------------------------------------------------------------- */
 

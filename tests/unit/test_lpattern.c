@@ -33,19 +33,8 @@
 #define DEADLINE_MS	200
 #define DEADLINE_MSG	"deadline exceeded"
 
-static int npass, nfail;
+#include "check.h"
 
-#define CHECK(cond, ...)						\
-	do {								\
-		if (cond) {						\
-			npass++;					\
-		} else {						\
-			nfail++;					\
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);	\
-			printf(__VA_ARGS__);				\
-			putchar('\n');					\
-		}							\
-	} while (0)
 
 /*
  * Loads the cases file (its path is the chunk's argument), runs every case in

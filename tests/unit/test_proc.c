@@ -28,19 +28,10 @@
 
 #include "proc.h"
 
-static int npass, nfail, verbose;
+#include "check.h"
 
-#define CHECK(cond, ...)						\
-	do {								\
-		if (cond) {						\
-			npass++;					\
-		} else {						\
-			nfail++;					\
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);	\
-			printf(__VA_ARGS__);				\
-			putchar('\n');					\
-		}							\
-	} while (0)
+static int verbose;
+
 
 static double now_s(void)
 {
