@@ -327,6 +327,23 @@ static void publish(struct exec *ex, size_t i)
 	json_decref(v);
 }
 
+/*
+ * Secrets are redacted by value wherever they appear; a value this short
+ * would be found inside ordinary words, and hiding those would garble what
+ * the run writes.  So it is refused.
+ */
+enum { SECRET_MIN_LEN = 4 };
+
+static int check_secret(struct exec *ex, const struct rb_secret *s, char **value)
+{
+	if (strlen(*value) >= SECRET_MIN_LEN)
+		return 0;
+	free(*value);
+	*value = NULL;
+	return rb_error_at(ex->d, s->key, "secret '%s' is shorter than %d characters: too short "
+			   "to be kept out of the output", s->name, SECRET_MIN_LEN);
+}
+
 static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 {
 	if (s->env) {
@@ -335,9 +352,9 @@ static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 			return rb_error_at(ex->d, s->key, "secret '%s': environment variable %s "
 					   "is not set", s->name, s->env);
 		*out = rb_xstrdup(v);
-		return 0;
+		return check_secret(ex, s, out);
 	}
-	char *buf, *err = NULL;
+	char *buf = NULL, *err = NULL;
 	size_t len;
 	if (rb_read_file(s->file, 1 << 20, &buf, &len, &err) < 0) {
 		rb_error_at(ex->d, s->key, "secret '%s': %s", s->name, err);
@@ -347,7 +364,7 @@ static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
 	*out = buf;
-	return 0;
+	return check_secret(ex, s, out);
 }
 
 /* The run's scope: params, secrets, vars, run, steps. */
@@ -988,9 +1005,15 @@ static int setup(struct exec *ex)
 			d->succ[d->nsucc++] = i;
 		}
 	}
+	/* Everything that can refuse the run comes before its directory exists. */
+	rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+	ex->box = rb_luabox_new(0);
+	if (!ex->box)
+		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
+	if (build_scope(ex) < 0)
+		return -1;
 	char *err = NULL;
 	const char *state = rb_state_dir(ex->o->state_dir);
-	rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
 	if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
 		free(err);
@@ -1002,11 +1025,6 @@ static int setup(struct exec *ex)
 		free(err);
 		return -1;
 	}
-	ex->box = rb_luabox_new(0);
-	if (!ex->box)
-		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
-	if (build_scope(ex) < 0)
-		return -1;
 	char sha[65];
 	rb_sha256_hex(rb->src, rb->srclen, sha);
 	journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "run_started", "run",

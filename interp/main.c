@@ -49,6 +49,16 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 130/143\n"
 	 "interrupted by SIGINT/SIGTERM.\n"},
+	{"runs", cmd_runs, "list the runs in the state directory, newest first",
+	 "usage: runbook runs [--state-dir DIR]\n"
+	 "\n"
+	 "One line per run: its id, status (succeeded, failed, interrupted, or\n"
+	 "unfinished: crashed or still running), runbook and step counts.\n"},
+	{"status", cmd_status, "show the steps of a run",
+	 "usage: runbook status RUN_ID [--state-dir DIR] [--format text|json]\n"
+	 "\n"
+	 "Each step of the run as its journal tells it: status, attempts, duration and\n"
+	 "why it failed or was skipped.\n"},
 	{"graph", cmd_graph, "draw the step graph as Graphviz dot or Mermaid",
 	 "usage: runbook graph FILE [--format dot|mermaid]\n"
 	 "\n"

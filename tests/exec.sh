@@ -53,7 +53,7 @@ check "on_failure order" order '"step":"notify","status"' '"step":"notify_after"
 check "run failed journalled" has '"event":"run_finished","status":"failed"'
 
 # json events: one object a line, each with an event and the run
-out=$(EXEC_TEST_TOKEN=x run --output json tests/exec/basics.yaml 2>/dev/null)
+out=$(EXEC_TEST_TOKEN=tok-json-1 run --output json tests/exec/basics.yaml 2>/dev/null)
 check "json events parse" node -e '
 	const lines = require("fs").readFileSync(0, "utf8").trim().split("\n");
 	for (const l of lines) { const e = JSON.parse(l); if (!e.event || !e.run || !e.time) process.exit(1); }
@@ -63,9 +63,13 @@ check "json events parse" node -e '
 out=$(run tests/exec/basics.yaml 2>&1)
 check "a missing secret exits 2" [ $? -eq 2 ]
 check "a missing secret names its declaration" grep -q 'basics.yaml:8:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
+out=$(EXEC_TEST_TOKEN=abc run tests/exec/basics.yaml 2>&1)
+check "a secret too short to redact exits 2" [ $? -eq 2 ]
+check "a refused run leaves no run directory" [ "$(ls "$state/runs" | wc -l)" -eq "$(grep -l run_started "$state"/runs/*/journal.jsonl | wc -l)" ]
+check "and says why" grep -q 'basics.yaml:8:3: error: secret .token. is shorter than 4 characters' <<<"$out"
 check "--jobs 0 is refused" bash -c "! '$RUNBOOK' run --jobs 0 tests/exec/basics.yaml"
 before=$(ls "$state/runs" | wc -l)
-out=$(EXEC_TEST_TOKEN=x run --dry-run tests/exec/basics.yaml 2>&1)
+out=$(EXEC_TEST_TOKEN=tok-dry-1 run --dry-run tests/exec/basics.yaml 2>&1)
 check "--dry-run prints the plan" grep -q '^Plan: exec-basics' <<<"$out"
 check "--dry-run creates no run" [ "$(ls "$state/runs" | wc -l)" -eq "$before" ]
 
@@ -124,6 +128,16 @@ out=$(GATE_MARKER="$marker" run tests/exec/gate.yaml 2>&1)
 check "a gated runbook exits 2" [ $? -eq 2 ]
 check "the gate is named at its position" grep -q 'gate.yaml:9:14: error: step .dangerous. has an approval gate' <<<"$out"
 check "nothing ran" [ ! -e "$marker" ]
+
+# runs and status read the runs back.
+out=$("$RUNBOOK" runs --state-dir "$state")
+check "runs lists every run" [ "$(grep -c '^20' <<<"$out")" -eq "$(ls "$state/runs" | wc -l)" ]
+check "runs shows a failed run" grep -q ' failed  *exec-failure ' <<<"$out"
+id=$(basename "$(dirname "$(grep -l '"runbook":"exec-basics"' "$state"/runs/*/journal.jsonl | head -n 1)")")
+out=$("$RUNBOOK" status --state-dir "$state" "$id")
+check "status names the run" grep -q "^run $id: exec-basics, succeeded" <<<"$out"
+check "status lists the steps" grep -q '^  flaky  *failed  *3 attempts' <<<"$out"
+check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
 
 # A long run compacts its journal: a snapshot, and records continuing after it.
 awk 'BEGIN { print "runbook: many\nversion: 1\nsteps:"

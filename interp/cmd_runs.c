@@ -1,0 +1,140 @@
+/*
+ * runbook runs [--state-dir DIR] and runbook status RUN_ID [--state-dir DIR]
+ * [--format text|json]: the runs kept in the state directory, newest first,
+ * and one run's steps.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "journal.h"
+#include "runstate.h"
+#include "util.h"
+
+static void count(const json_t *st, size_t n[4])
+{
+	size_t i;
+	json_t *s;
+	memset(n, 0, 4 * sizeof(*n));
+	json_array_foreach(json_object_get(st, "steps"), i, s) {
+		const char *x = json_string_value(json_object_get(s, "status"));
+		n[!strcmp(x, "succeeded") ? 0 : !strcmp(x, "failed") ? 1
+					   : !strcmp(x, "skipped") ? 2 : 3]++;
+	}
+}
+
+int cmd_runs(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {0, NULL, 0}};
+	struct rb_optparse p;
+	const char *state_opt = NULL;
+	int k;
+	rb_opt_init(&p, "runs", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k == RB_OPT_ERROR)
+			return RB_EXIT_INVALID;
+		if (k == RB_OPT_HELP) {
+			rb_print_usage("runs", stdout);
+			return RB_EXIT_OK;
+		}
+		if (k == RB_OPT_ARG)
+			return rb_usage_error("runs: unexpected argument '%s'", p.val);
+		state_opt = p.val;
+	}
+	const char *state = rb_state_dir(state_opt);
+	char **ids, *err = NULL;
+	size_t n;
+	if (rb_runs_list(state, &ids, &n, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *dir = rb_run_dir(state, ids[i]);
+		json_t *st = rb_run_state(dir, &err);
+		if (!st) {
+			printf("%-22s %-12s (%s)\n", ids[i], "unreadable", err);
+			free(err);
+			err = NULL;
+		} else {
+			size_t c[4];
+			count(st, c);
+			printf("%-22s %-12s %-24s %zu succeeded, %zu failed, %zu skipped, %zu other\n",
+			       ids[i], json_string_value(json_object_get(st, "status")),
+			       json_string_value(json_object_get(st, "runbook"))
+				       ? json_string_value(json_object_get(st, "runbook")) : "?",
+			       c[0], c[1], c[2], c[3]);
+			json_decref(st);
+		}
+		free(dir);
+	}
+	rb_runs_free(ids, n);
+	return RB_EXIT_OK;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {'f', "format", 1}, {0, NULL, 0}};
+	struct rb_optparse p;
+	const char *state_opt = NULL, *id = NULL, *format = "text";
+	int k;
+	rb_opt_init(&p, "status", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k == RB_OPT_ERROR)
+			return RB_EXIT_INVALID;
+		if (k == RB_OPT_HELP) {
+			rb_print_usage("status", stdout);
+			return RB_EXIT_OK;
+		}
+		if (k == RB_OPT_ARG) {
+			if (id)
+				return rb_usage_error("status: one run at a time");
+			id = p.val;
+		} else if (k == 0) {
+			state_opt = p.val;
+		} else {
+			format = p.val;
+		}
+	}
+	if (!id)
+		return rb_usage_error("status: no run given (usage: runbook status RUN_ID)");
+	if (strcmp(format, "text") && strcmp(format, "json"))
+		return rb_usage_error("status: unknown format '%s' (expected text or json)", format);
+	if (strchr(id, '/') || id[0] == '.')
+		return rb_usage_error("status: '%s' is not a run id", id);
+	char *dir = rb_run_dir(rb_state_dir(state_opt), id), *err = NULL;
+	json_t *st = rb_run_state(dir, &err);
+	free(dir);
+	if (!st) {
+		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	if (!strcmp(format, "json")) {
+		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+	} else {
+		printf("run %s: %s, %s%s\n", id,
+		       json_string_value(json_object_get(st, "runbook"))
+			       ? json_string_value(json_object_get(st, "runbook")) : "?",
+		       json_string_value(json_object_get(st, "status")),
+		       json_is_true(json_object_get(st, "torn")) ? " (its journal ends torn)" : "");
+		size_t i;
+		json_t *s;
+		json_array_foreach(json_object_get(st, "steps"), i, s) {
+			const char *e = json_string_value(json_object_get(s, "error"));
+			json_t *ms = json_object_get(s, "duration_ms");
+			printf("  %-28s %-11s %2lld attempt%s", json_string_value(json_object_get(s, "step")),
+			       json_string_value(json_object_get(s, "status")),
+			       (long long)json_integer_value(json_object_get(s, "attempts")),
+			       json_integer_value(json_object_get(s, "attempts")) == 1 ? " " : "s");
+			if (ms)
+				printf(" %8.1fs", (double)json_integer_value(ms) / 1000.0);
+			if (e)
+				printf("  %s", e);
+			putchar('\n');
+		}
+	}
+	json_decref(st);
+	return RB_EXIT_OK;
+}

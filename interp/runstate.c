@@ -1,0 +1,86 @@
+/*
+ * Replays a run's snapshot and journal records into a summary of the run and
+ * of each step, for the commands that show runs.  It interprets the engine's
+ * record kinds (interp/exec.c) and nothing else.
+ */
+#include "runstate.h"
+
+#include <string.h>
+
+#include "journal.h"
+#include "util.h"
+
+/* The entry for a step, created in first-seen order. */
+static json_t *step_entry(json_t *steps, json_t *index, const char *id)
+{
+	json_t *s = json_object_get(index, id);
+	if (s)
+		return s;
+	s = json_pack("{s:s, s:s, s:i}", "step", id, "status", "pending", "attempts", 0);
+	json_array_append_new(steps, s);
+	json_object_set(index, id, s);
+	return s;
+}
+
+static void apply(json_t *st, json_t *index, const json_t *rec)
+{
+	const char *ev = json_string_value(json_object_get(rec, "event"));
+	const char *id = json_string_value(json_object_get(rec, "step"));
+	json_t *steps = json_object_get(st, "steps");
+	if (!ev)
+		return;
+	if (!strcmp(ev, "run_started")) {
+		json_object_set(st, "run", json_object_get(rec, "run"));
+		json_object_set(st, "runbook", json_object_get(rec, "runbook"));
+	} else if (!strcmp(ev, "run_finished")) {
+		json_object_set(st, "status", json_object_get(rec, "status"));
+	} else if (id && !strcmp(ev, "step_started")) {
+		json_t *s = step_entry(steps, index, id);
+		json_object_set_new(s, "status", json_string("running"));
+		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
+	} else if (id && !strcmp(ev, "step_retry")) {
+		json_t *s = step_entry(steps, index, id);
+		json_object_set_new(s, "status", json_string("retrying"));
+		json_object_set(s, "error", json_object_get(rec, "error"));
+	} else if (id && !strcmp(ev, "step_finished")) {
+		json_t *s = step_entry(steps, index, id);
+		json_object_set(s, "status", json_object_get(rec, "status"));
+		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
+		json_object_del(s, "error");
+		if (json_object_get(rec, "error"))
+			json_object_set(s, "error", json_object_get(rec, "error"));
+		if (json_object_get(rec, "duration_ms"))
+			json_object_set(s, "duration_ms", json_object_get(rec, "duration_ms"));
+	}
+}
+
+json_t *rb_run_state(const char *run_dir, char **err)
+{
+	json_t *snap = NULL, *records = NULL, *torn = NULL;
+	if (rb_journal_load(run_dir, &snap, &records, &torn, err) < 0)
+		return NULL;
+	json_t *st = json_pack("{s:s, s:n, s:s, s:b, s:[]}", "run", "", "runbook", "status",
+			       "unfinished", "torn", torn != NULL, "steps");
+	json_t *index = json_object();
+	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
+	if (snap) {
+		json_object_set(st, "run", json_object_get(snap, "run"));
+		json_object_set(st, "runbook", json_object_get(snap, "runbook"));
+		const char *id;
+		json_t *v;
+		json_object_foreach(json_object_get(snap, "steps"), id, v) {
+			json_t *s = step_entry(json_object_get(st, "steps"), index, id);
+			json_object_set(s, "status", json_object_get(v, "status"));
+			json_object_set(s, "attempts", json_object_get(v, "attempts"));
+		}
+	}
+	size_t i;
+	json_t *rec;
+	json_array_foreach(records, i, rec)
+		apply(st, index, rec);
+	json_decref(index);
+	json_decref(snap);
+	json_decref(records);
+	json_decref(torn);
+	return st;
+}

@@ -1,0 +1,18 @@
+/*
+ * What a run did, read back from its directory (snapshot and journal): the
+ * state `runbook runs` and `runbook status` show.  Read-only.
+ */
+#ifndef RB_RUNSTATE_H
+#define RB_RUNSTATE_H
+
+#include <jansson.h>
+
+/*
+ * {"run", "runbook", "status" (succeeded, failed, interrupted, or unfinished
+ * when the journal has no end), "torn" (true when a torn tail was found),
+ * "steps": [{"step", "status", "attempts", "duration_ms", "error"}] in the
+ * order they were first journalled}.  NULL with *err.
+ */
+json_t *rb_run_state(const char *run_dir, char **err);
+
+#endif
