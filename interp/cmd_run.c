@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "plan.h"
 #include "proc.h"
+#include "types.h"
 #include "util.h"
 
 static volatile sig_atomic_t signals_seen, last_signal;
@@ -46,7 +47,7 @@ int cmd_run(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
-		{0, "output", 1}, {0, NULL, 0},
+		{0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *file = NULL, *output = "text";
@@ -94,6 +95,14 @@ int cmd_run(int argc, char **argv)
 		case 4:
 			output = p.val;
 			break;
+		case 5: {
+			const char *why;
+			if (rb_duration_parse(p.val, &o.lock_timeout_ms, &why) < 0) {
+				rc = rb_usage_error("run: --lock-timeout: %s", why);
+				goto out;
+			}
+			break;
+		}
 		}
 	}
 	if (strcmp(output, "text") && strcmp(output, "json")) {
@@ -134,8 +143,8 @@ int cmd_run(int argc, char **argv)
 			fprintf(stderr, "runbook: error: %s\n", err);
 			free(err);
 			rc = RB_EXIT_FAILED;
-		} else if (rb_exec_run(rb, &o, &d, &st, id) < 0)
-			rc = RB_EXIT_INVALID;
+		} else if ((rc = rb_exec_run(rb, &o, &d, &st, id)) < 0)
+			rc = rc == -1 ? RB_EXIT_INVALID : RB_EXIT_FAILED;
 		else if (st == RB_RUN_SUCCEEDED)
 			rc = RB_EXIT_OK;
 		else if (st == RB_RUN_FAILED)

@@ -16,6 +16,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../stdlib/action.h"
@@ -81,6 +83,9 @@ struct exec {
 	size_t *retrying, nretrying, retrycap;
 	size_t running, completed;
 	int failed, interrupted, stop_on_failure;
+	int64_t deadline_ms;            /* the run's timeout, while it applies; 0: none */
+	int timed_out;
+	int lock_fd;                    /* the runbook's lock, held for the run, or -1 */
 	size_t counts[S_COUNT];
 	pthread_t *threads;
 	int nthreads;
@@ -892,12 +897,32 @@ static void check_signals(struct exec *ex, int *seen)
 	pthread_mutex_unlock(&ex->mu);
 }
 
+/* The run's timeout: the run fails, and what runs is stopped. */
+static void check_deadline(struct exec *ex)
+{
+	if (!ex->deadline_ms || ex->timed_out || rb_now_ms() < ex->deadline_ms)
+		return;
+	char d[32];
+	rb_duration_format(ex->rb->timeout_ms, d, sizeof(d));
+	ex->timed_out = 1;
+	ex->failed = 1;
+	event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
+			    (json_int_t)ex->rb->timeout_ms),
+	      "the run's timeout of %s has passed: stopping the running steps", d);
+	pthread_mutex_lock(&ex->mu);
+	for (size_t i = 0; i < ex->rb->nsteps; i++)
+		if (ex->s[i].job)
+			ex->s[i].job->cancel = 1;
+	pthread_mutex_unlock(&ex->mu);
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 static void run_phase(struct exec *ex)
 {
 	int seen = ex->o->signals ? *ex->o->signals : 0;
 	for (;;) {
 		check_signals(ex, &seen);
+		check_deadline(ex);
 		schedule(ex);
 		journal_sync(ex);
 		int64_t now = rb_now_ms(), next = -1;
@@ -925,6 +950,8 @@ static void run_phase(struct exec *ex)
 			break;
 		if (can_start && ex->running < (size_t)ex->o->jobs)
 			continue;
+		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
+			next = ex->deadline_ms;
 		int timeout = next < 0 ? 1000 : (int)(next - now < 1000 ? next - now : 1000);
 		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
 		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
@@ -983,6 +1010,55 @@ static void rollback(struct exec *ex)
 	free(v);
 }
 
+/*
+ * lock: NAME: an flock on STATE_DIR/locks/NAME.lock, held until the run
+ * ends (the kernel drops it however the process dies).  Waits up to the
+ * lock timeout, then gives up with the holder's path.
+ */
+static int take_lock(struct exec *ex, const char *state)
+{
+	char *dir = rb_xasprintf("%s/locks", state);
+	char *path = rb_xasprintf("%s/%s.lock", dir, ex->rb->lock);
+	int rc = -1;
+	if ((mkdir(state, 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
+		rb_error_pos(ex->d, 0, 0, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	ex->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (ex->lock_fd < 0) {
+		rb_error_pos(ex->d, 0, 0, "cannot open the lock %s: %s", path, strerror(errno));
+		goto out;
+	}
+	int64_t give_up = rb_now_ms() + ex->o->lock_timeout_ms;
+	int said = 0;
+	while (flock(ex->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			rb_error_pos(ex->d, 0, 0, "cannot lock %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (rb_now_ms() >= give_up || (ex->o->signals && *ex->o->signals)) {
+			char d[32];
+			rb_duration_format(ex->o->lock_timeout_ms, d, sizeof(d));
+			rb_error_pos(ex->d, 0, 0, "lock '%s' is held by another run (%s); gave up "
+				     "after %s (--lock-timeout)", ex->rb->lock, path, d);
+			goto out;
+		}
+		if (!said++)
+			fprintf(stderr, "runbook: waiting for lock '%s' (%s)\n", ex->rb->lock, path);
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	rc = 0;
+out:
+	if (rc < 0 && ex->lock_fd >= 0) {
+		close(ex->lock_fd);
+		ex->lock_fd = -1;
+	}
+	free(dir);
+	free(path);
+	return rc;
+}
+
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -1014,25 +1090,28 @@ static int setup(struct exec *ex)
 		return -1;
 	char *err = NULL;
 	const char *state = rb_state_dir(ex->o->state_dir);
+	/* From here on a failure is not the input's fault: -2. */
+	if (rb->lock && take_lock(ex, state) < 0)
+		return -2;
 	if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
 		free(err);
-		return -1;
+		return -2;
 	}
 	ex->run_dir = rb_run_dir(state, ex->run_id);
 	if (rb_run_save_runbook(ex->run_dir, rb->src, rb->srclen, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot save the runbook in the run: %s", err);
 		free(err);
-		return -1;
+		return -2;
 	}
 	char sha[65];
 	rb_sha256_hex(rb->src, rb->srclen, sha);
 	journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "run_started", "run",
 			      ex->run_id, "runbook", rb->name, "sha256", sha, "params",
 			      ex->o->params));
-	if (journal_sync(ex) < 0)
-		return -1;
-	return start_workers(ex);
+	if (journal_sync(ex) < 0 || start_workers(ex) < 0)
+		return -2;
+	return 0;
 }
 
 static void teardown(struct exec *ex)
@@ -1052,6 +1131,8 @@ static void teardown(struct exec *ex)
 	free(ex->retrying);
 	if (ex->journal)
 		rb_journal_close(ex->journal);
+	if (ex->lock_fd >= 0)
+		close(ex->lock_fd);
 	free(ex->run_dir);
 	rb_luabox_free(ex->box);
 	rb_strv_release(&ex->secrets);
@@ -1063,14 +1144,16 @@ static void teardown(struct exec *ex)
 int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
 		enum rb_run_status *status, char *run_id)
 {
-	struct exec ex = {.rb = rb, .o = o, .d = d, .wake = {-1, -1}, .stop_on_failure = 1};
+	struct exec ex = {.rb = rb, .o = o, .d = d, .wake = {-1, -1}, .stop_on_failure = 1,
+			  .lock_fd = -1};
 	pthread_mutex_init(&ex.mu, NULL);
 	pthread_cond_init(&ex.cv, NULL);
 	pthread_mutex_init(&ex.out_mu, NULL);
 	ex.t0 = rb_now_ms();
-	if (setup(&ex) < 0) {
+	int rc = setup(&ex);
+	if (rc < 0) {
 		teardown(&ex);
-		return -1;
+		return rc;
 	}
 	memcpy(run_id, ex.run_id, RB_RUN_ID_MAX);
 	event(&ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "run_started", "runbook", rb->name,
@@ -1078,8 +1161,11 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	      "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
 	      rb->nmain == 1 ? "" : "s", ex.run_dir);
 
+	if (rb->timeout_ms >= 0)
+		ex.deadline_ms = ex.t0 + rb->timeout_ms;
 	seed(&ex, RB_MAIN);
 	run_phase(&ex);
+	ex.deadline_ms = 0;             /* rollback and on_failure get their own time */
 	int failed = ex.failed || ex.journal_failed;
 	size_t not_run = 0;
 	for (size_t i = 0; i < rb->nmain; i++)

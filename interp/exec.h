@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -35,12 +36,14 @@ struct rb_exec_opts {
 	volatile sig_atomic_t *signo;   /* the last one */
 	time_t now;                     /* for the run id */
 	unsigned rand;
+	int64_t lock_timeout_ms;        /* how long to wait for the runbook's lock */
 };
 
 /*
  * Run rb.  Returns 0 with the outcome in *status and the run's id in run_id
- * (RB_RUN_ID_MAX bytes), or -1 with errors in d when the run could not start
- * (a secret that cannot be read, the state directory).
+ * (RB_RUN_ID_MAX bytes); or, with errors in d, -1 when the input keeps the
+ * run from starting (a secret that cannot be read, a var that fails, a gate)
+ * and -2 for anything else (the lock is held, the state directory).
  */
 int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
 		enum rb_run_status *status, char *run_id);

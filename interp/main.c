@@ -34,7 +34,7 @@ const struct rb_command rb_commands[] = {
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
 	{"run", cmd_run, "run a runbook",
 	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]\n"
-	 "                    [--output text|json]\n"
+	 "                    [--output text|json] [--lock-timeout DURATION]\n"
 	 "\n"
 	 "Run the steps, independent ones in parallel, recording every step's start and\n"
 	 "result durably in the run's directory (STATE_DIR/runs/RUN_ID).\n"
@@ -46,6 +46,7 @@ const struct rb_command rb_commands[] = {
 	 "                           ./.runbook)\n"
 	 "      --output FORMAT      text (default): a line per event; json: a JSON\n"
 	 "                           object per event\n"
+	 "      --lock-timeout D     wait this long for the runbook's lock (default: 0s)\n"
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 130/143\n"
 	 "interrupted by SIGINT/SIGTERM.\n"},
