@@ -38,6 +38,7 @@ int cmd_graph(int argc, char **argv);
 int cmd_actions(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 
@@ -53,6 +54,11 @@ void rb_print_usage(const char *cmd, FILE *f);
 int rb_cli_load(const char *path, struct rb_runbook **out);
 
 
+
+struct rb_exec_opts;
+struct rb_diags;
+/* Run rb (new or resumed, as o says) with signals caught; an exit status. */
+int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d);
 
 /*
  * The one option parser.  Options are -x VALUE, -xVALUE, --long VALUE and

@@ -37,6 +37,36 @@ static void catch_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d)
+{
+	enum rb_run_status st;
+	char id[RB_RUN_ID_MAX], *err = NULL;
+	int rc;
+	o->signals = &signals_seen;
+	o->signo = &last_signal;
+	o->now = time(NULL);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o->rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;
+	catch_signals();
+	/* Before any thread: the process spawner must outlive only this one. */
+	if (rb_proc_init(&err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	if ((rc = rb_exec_run(rb, o, d, &st, id)) < 0)
+		rc = rc == -1 ? RB_EXIT_INVALID : RB_EXIT_FAILED;
+	else if (st == RB_RUN_SUCCEEDED)
+		rc = RB_EXIT_OK;
+	else if (st == RB_RUN_FAILED)
+		rc = RB_EXIT_FAILED;
+	else
+		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
+	rb_proc_shutdown();
+	return rc;
+}
+
 static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
 {
 	struct rb_plan_out po = {.f = stdout, .color = rb_use_color(stdout)};
@@ -127,31 +157,8 @@ int cmd_run(int argc, char **argv)
 	} else if (dry) {
 		rc = dry_run(rb, pj, &d) < 0 ? RB_EXIT_INVALID : RB_EXIT_OK;
 	} else {
-		enum rb_run_status st;
-		char id[RB_RUN_ID_MAX];
 		o.params = pj;
-		o.signals = &signals_seen;
-		o.signo = &last_signal;
-		o.now = time(NULL);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		o.rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;
-		catch_signals();
-		/* Before any thread: the process spawner must outlive only this one. */
-		char *err = NULL;
-		if (rb_proc_init(&err) < 0) {
-			fprintf(stderr, "runbook: error: %s\n", err);
-			free(err);
-			rc = RB_EXIT_FAILED;
-		} else if ((rc = rb_exec_run(rb, &o, &d, &st, id)) < 0)
-			rc = rc == -1 ? RB_EXIT_INVALID : RB_EXIT_FAILED;
-		else if (st == RB_RUN_SUCCEEDED)
-			rc = RB_EXIT_OK;
-		else if (st == RB_RUN_FAILED)
-			rc = RB_EXIT_FAILED;
-		else
-			rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
-		rb_proc_shutdown();
+		rc = rb_cli_execute(rb, &o, &d);
 	}
 	rb_diags_print(&d, stderr, rb_use_color(stderr));
 	json_decref(pj);

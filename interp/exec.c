@@ -597,6 +597,10 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	struct srun *sr = &ex->s[i];
 	const struct rb_step *st = ex->rb->steps[i];
 	sr->status = status;
+	json_decref(sr->output);        /* a result kept from before a resume */
+	json_decref(sr->outputs);
+	sr->outputs = NULL;
+	free(sr->error);
 	sr->output = output;
 	sr->error = error;
 	sr->completed = ++ex->completed;
@@ -649,7 +653,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	for (size_t k = 0; k < sr->nsucc; k++) {
 		struct srun *t = &ex->s[sr->succ[k]];
 		t->dep_skipped |= status == S_SKIPPED;
-		if (--t->waiting == 0) {
+		if (--t->waiting == 0 && t->status == S_PENDING) {
 			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
 			ex->ready[ex->nready++] = sr->succ[k];
 		}
@@ -976,7 +980,7 @@ static void seed(struct exec *ex, enum rb_step_kind kind)
 {
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct rb_step *st = ex->rb->steps[i];
-		if (st->kind != kind || ex->s[i].waiting)
+		if (st->kind != kind || ex->s[i].waiting || ex->s[i].status != S_PENDING)
 			continue;
 		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
 		ex->ready[ex->nready++] = i;
@@ -1059,6 +1063,33 @@ out:
 	return rc;
 }
 
+/*
+ * Resume: the kept steps take their state from before, without running,
+ * and what depends on them becomes ready as if they had just finished.
+ */
+static void restore(struct exec *ex)
+{
+	for (size_t i = 0; i < ex->rb->nsteps; i++) {
+		const struct rb_step *st = ex->rb->steps[i];
+		json_t *k = json_object_get(ex->o->kept, st->id);
+		if (!k || st->kind != RB_MAIN)
+			continue;
+		struct srun *sr = &ex->s[i];
+		const char *status = json_string_value(json_object_get(k, "status"));
+		sr->status = status && !strcmp(status, "skipped") ? S_SKIPPED : S_SUCCEEDED;
+		sr->attempts = (int)json_integer_value(json_object_get(k, "attempts"));
+		sr->output = json_incref(json_object_get(k, "output"));
+		sr->outputs = json_incref(json_object_get(k, "outputs"));
+		sr->completed = ++ex->completed;
+		publish(ex, i);
+		for (size_t j = 0; j < sr->nsucc; j++) {
+			struct srun *t = &ex->s[sr->succ[j]];
+			t->dep_skipped |= sr->status == S_SKIPPED;
+			t->waiting--;
+		}
+	}
+}
+
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -1082,7 +1113,10 @@ static int setup(struct exec *ex)
 		}
 	}
 	/* Everything that can refuse the run comes before its directory exists. */
-	rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+	if (ex->o->resume_id)
+		snprintf(ex->run_id, sizeof(ex->run_id), "%s", ex->o->resume_id);
+	else
+		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
@@ -1093,22 +1127,35 @@ static int setup(struct exec *ex)
 	/* From here on a failure is not the input's fault: -2. */
 	if (rb->lock && take_lock(ex, state) < 0)
 		return -2;
-	if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
+	ex->run_dir = rb_run_dir(state, ex->run_id);
+	if (ex->o->resume_id) {
+		if (rb_journal_open(ex->run_dir, &ex->journal, &err) < 0) {
+			rb_error_pos(ex->d, 0, 0, "cannot open the run: %s", err);
+			free(err);
+			return -2;
+		}
+		restore(ex);
+	} else if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
 		free(err);
 		return -2;
-	}
-	ex->run_dir = rb_run_dir(state, ex->run_id);
-	if (rb_run_save_runbook(ex->run_dir, rb->src, rb->srclen, &err) < 0) {
+	} else if (rb_run_save_runbook(ex->run_dir, rb->src, rb->srclen, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot save the runbook in the run: %s", err);
 		free(err);
 		return -2;
 	}
 	char sha[65];
 	rb_sha256_hex(rb->src, rb->srclen, sha);
-	journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "run_started", "run",
-			      ex->run_id, "runbook", rb->name, "sha256", sha, "params",
-			      ex->o->params));
+	if (ex->o->resume_id) {
+		json_t *rec = json_pack("{s:s, s:s}", "event", "run_resumed", "sha256", sha);
+		if (ex->o->resume_note)
+			json_object_update(rec, ex->o->resume_note);
+		journal(ex, rec);
+	} else {
+		journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "event", "run_started",
+				      "run", ex->run_id, "runbook", rb->name, "file", rb->file,
+				      "sha256", sha, "params", ex->o->params));
+	}
 	if (journal_sync(ex) < 0 || start_workers(ex) < 0)
 		return -2;
 	return 0;

@@ -37,6 +37,14 @@ struct rb_exec_opts {
 	time_t now;                     /* for the run id */
 	unsigned rand;
 	int64_t lock_timeout_ms;        /* how long to wait for the runbook's lock */
+	/*
+	 * Resume: the run's id and the state each step keeps from before, as
+	 * {"ID": {"status", "attempts", "output", "outputs"}} for the steps that
+	 * are not run again (succeeded or skipped ones); NULL for a new run.
+	 */
+	const char *resume_id;
+	json_t *kept;
+	json_t *resume_note;            /* added to the run_resumed record */
 };
 
 /*

@@ -50,6 +50,18 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 130/143\n"
 	 "interrupted by SIGINT/SIGTERM.\n"},
+	{"resume", cmd_resume, "continue a run that failed, was interrupted or crashed",
+	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--force] [--jobs N]\n"
+	 "                       [--state-dir DIR] [--output text|json] [--lock-timeout D]\n"
+	 "\n"
+	 "Continue a run where it stopped. Steps that succeeded or were skipped keep their\n"
+	 "results; failed steps run again; a step that was running when the run stopped\n"
+	 "runs again if it is idempotent, else resume stops and asks for:\n"
+	 "\n"
+	 "      --rerun STEP         run it again (repeatable)\n"
+	 "      --skip STEP          take it as done (repeatable)\n"
+	 "      --force              run the runbook file even though it changed since the\n"
+	 "                           run started (refused otherwise)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR]\n"
 	 "\n"

@@ -32,6 +32,11 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 	if (!strcmp(ev, "run_started")) {
 		json_object_set(st, "run", json_object_get(rec, "run"));
 		json_object_set(st, "runbook", json_object_get(rec, "runbook"));
+		json_object_set(st, "file", json_object_get(rec, "file"));
+		json_object_set(st, "sha256", json_object_get(rec, "sha256"));
+		json_object_set(st, "params", json_object_get(rec, "params"));
+	} else if (!strcmp(ev, "run_resumed")) {
+		json_object_set_new(st, "status", json_string("unfinished"));
 	} else if (!strcmp(ev, "run_finished")) {
 		json_object_set(st, "status", json_object_get(rec, "status"));
 	} else if (id && !strcmp(ev, "step_started")) {
@@ -47,6 +52,12 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_object_set(s, "status", json_object_get(rec, "status"));
 		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
 		json_object_del(s, "error");
+		json_object_del(s, "output");
+		json_object_del(s, "outputs");
+		if (json_object_get(rec, "output"))
+			json_object_set(s, "output", json_object_get(rec, "output"));
+		if (json_object_get(rec, "outputs"))
+			json_object_set(s, "outputs", json_object_get(rec, "outputs"));
 		if (json_object_get(rec, "error"))
 			json_object_set(s, "error", json_object_get(rec, "error"));
 		if (json_object_get(rec, "duration_ms"))
@@ -72,6 +83,10 @@ json_t *rb_run_state(const char *run_dir, char **err)
 			json_t *s = step_entry(json_object_get(st, "steps"), index, id);
 			json_object_set(s, "status", json_object_get(v, "status"));
 			json_object_set(s, "attempts", json_object_get(v, "attempts"));
+			if (json_object_get(v, "output"))
+				json_object_set(s, "output", json_object_get(v, "output"));
+			if (json_object_get(v, "outputs"))
+				json_object_set(s, "outputs", json_object_get(v, "outputs"));
 		}
 	}
 	size_t i;

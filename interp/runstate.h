@@ -8,10 +8,12 @@
 #include <jansson.h>
 
 /*
- * {"run", "runbook", "status" (succeeded, failed, interrupted, or unfinished
- * when the journal has no end), "torn" (true when a torn tail was found),
- * "steps": [{"step", "status", "attempts", "duration_ms", "error"}] in the
- * order they were first journalled}.  NULL with *err.
+ * {"run", "runbook", "file", "sha256", "params", "status" (succeeded,
+ * failed, interrupted, or unfinished when the journal has no end), "torn"
+ * (true when a torn tail was found), "steps": [{"step", "status" (running or
+ * retrying for a step in flight when the journal ends), "attempts",
+ * "duration_ms", "error", "output", "outputs"}] in the order they were first
+ * journalled}.  Outputs are as journalled: secrets redacted.  NULL with *err.
  */
 json_t *rb_run_state(const char *run_dir, char **err);
 

@@ -146,6 +146,47 @@ check "on_failure runs after a timeout" grep -q '"output":"cleaned up after fail
 out=$(run --lock-timeout 5s tests/exec/limits.yaml 2>&1)
 check "the lock is free again" grep -q 'the run.s timeout of 500ms has passed' <<<"$out"
 
+# resume: a failed run goes on where it stopped once the cause is fixed;
+# finished steps are not run again.
+rdir=$(mktemp -d)
+run -p dir="$rdir" tests/exec/resume.yaml >/dev/null 2>&1
+check "the run fails at gate" [ $? -eq 1 ]
+rid=$(basename "$(dirname "$(grep -l '"runbook":"exec-resume"' "$state"/runs/*/journal.jsonl)")")
+touch "$rdir/fixed"
+"$RUNBOOK" resume --state-dir "$state" "$rid" >"$rdir/out" 2>&1 &
+rpid=$!
+for _ in $(seq 50); do grep -q 'slow: started' "$rdir/out" && break; sleep 0.1; done
+kill -INT $rpid
+wait $rpid
+check "an interrupted resume exits 130" [ $? -eq 130 ]
+check "resume says what it keeps" grep -q '^resume: keeping first' "$rdir/out"
+check "and what it runs again" grep -q '^resume: running again gate (failed)' "$rdir/out"
+check "the finished step did not run twice" [ "$(wc -l <"$rdir/first.count")" -eq 1 ]
+out=$("$RUNBOOK" resume --state-dir "$state" "$rid" 2>&1)
+check "a step in flight that is not idempotent stops resume" [ $? -eq 2 ]
+check "and resume names it" grep -q 'not idempotent.*: slow$' <<<"$out"
+cp tests/exec/resume.yaml "$rdir/changed.yaml"
+out=$("$RUNBOOK" resume --state-dir "$state" --skip slow "$rid" 2>&1)
+check "resume --skip finishes the run" [ $? -eq 0 ]
+check "the idempotent step ran again by itself" grep -q 'running again.*idem (interrupted)' <<<"$out"
+check "the skipped step is journalled as kept" has '"event":"run_resumed"'
+check "the run is finished" grep -q "^run $rid: exec-resume, succeeded" <<<"$("$RUNBOOK" status --state-dir "$state" "$rid")"
+check "finished steps never ran twice" [ "$(wc -l <"$rdir/first.count")" -eq 1 ]
+check "resuming a finished run does nothing" grep -q 'nothing to resume' <<<"$("$RUNBOOK" resume --state-dir "$state" "$rid")"
+rm -rf "$rdir"
+
+# A changed runbook file is refused unless --force.
+cp tests/exec/failure.yaml "$state/changing.yaml"
+run "$state/changing.yaml" >/dev/null 2>&1
+cid=$(basename "$(dirname "$(grep -l '"file":"'"$state"'/changing.yaml"' "$state"/runs/*/journal.jsonl)")")
+sed -i 's/with: {that: false, message: the check failed}/with: {that: true}/' "$state/changing.yaml"
+out=$("$RUNBOOK" resume --state-dir "$state" "$cid" 2>&1)
+check "a changed file is refused" grep -q 'has changed since the run started' <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$state" --force "$cid" 2>&1)
+check "--force runs the file as it is now" [ $? -eq 0 ]
+check "and the fixed step passes" grep -q 'boom: succeeded' <<<"$out"
+check "steps the rollback undid run again" grep -q 'running again.* first (undone)' <<<"$out"
+
 # runs and status read the runs back.
 out=$("$RUNBOOK" runs --state-dir "$state")
 check "runs lists every run" [ "$(grep -c '^20' <<<"$out")" -eq "$(ls "$state/runs" | wc -l)" ]

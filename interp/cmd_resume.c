@@ -1,0 +1,273 @@
+/*
+ * runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--force] ...:
+ * continue a run that failed, was interrupted or crashed.  Finished steps
+ * keep their results; a step that was running when the run stopped runs
+ * again only if it is idempotent or the operator says so.  Prints what it
+ * will do before doing it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "diag.h"
+#include "exec.h"
+#include "graph.h"
+#include "journal.h"
+#include "runbook.h"
+#include "runstate.h"
+#include "types.h"
+#include "util.h"
+
+static int listed(const char *const *v, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i], id))
+			return 1;
+	return 0;
+}
+
+/*
+ * The runbook to resume: the run's own copy, unless the file it came from
+ * has changed since, which is refused without --force (and then used).
+ */
+static int load_runbook(const char *run_dir, const json_t *st, int force,
+			struct rb_runbook **out)
+{
+	char *buf, *err = NULL;
+	size_t len;
+	const char *file = json_string_value(json_object_get(st, "file"));
+	const char *sha = json_string_value(json_object_get(st, "sha256"));
+	if (rb_run_load_runbook(run_dir, &buf, &len, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	char *now = NULL;
+	size_t nowlen = 0;
+	char hex[65];
+	if (file && sha && rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
+	    rb_sha256_hex(now, nowlen, hex) == 0 && strcmp(hex, sha)) {
+		if (!force) {
+			fprintf(stderr, "runbook: error: %s has changed since the run started; "
+				"resume refuses to run a different runbook: give --force to run it "
+				"as it is now\n", file);
+			free(now);
+			free(buf);
+			return RB_EXIT_INVALID;
+		}
+		free(buf);
+		buf = now;
+		len = nowlen;
+		now = NULL;
+	}
+	free(now);
+	free(err);
+	struct rb_diags d;
+	rb_diags_init(&d, file ? file : "runbook.yaml", NULL, 0);
+	struct rb_runbook *rb = rb_runbook_load(file ? file : "runbook.yaml", buf, len, &d);
+	free(buf);
+	d.src = rb->src;
+	d.srclen = rb->srclen;
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	int rc = d.errors ? RB_EXIT_INVALID : RB_EXIT_OK;
+	rb_diags_release(&d);
+	if (rc != RB_EXIT_OK)
+		rb_runbook_free(rb);
+	else
+		*out = rb;
+	return rc;
+}
+
+/* Decide each step; RB_EXIT_OK with *kept filled, or an exit status. */
+static int decide(struct rb_runbook *rb, const json_t *st, const char *const *rerun,
+		  size_t nrerun, const char *const *skip, size_t nskip, json_t *kept)
+{
+	json_t *by_id = json_object();
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(st, "steps"), i, s)
+		json_object_set(by_id, json_string_value(json_object_get(s, "step")), s);
+	const char *const *lists[2] = {rerun, skip};
+	size_t counts[2] = {nrerun, nskip};
+	for (int l = 0; l < 2; l++)
+		for (size_t k = 0; k < counts[l]; k++) {
+			struct rb_step *step = rb_runbook_step(rb, lists[l][k]);
+			if (!step || step->kind != RB_MAIN) {
+				json_decref(by_id);
+				return rb_usage_error("resume: no step '%s' in the runbook",
+						      lists[l][k]);
+			}
+		}
+	struct rb_buf keep, again, undecided;
+	rb_buf_init(&keep);
+	rb_buf_init(&again);
+	rb_buf_init(&undecided);
+	/* In stage order: a step is kept only if everything it needs is kept. */
+	size_t norder;
+	struct rb_step **order = rb_graph_order(rb, RB_MAIN, &norder);
+	for (size_t k = 0; k < norder; k++) {
+		const struct rb_step *step = order[k];
+		json_t *was = json_object_get(by_id, step->id);
+		int deps_kept = 1;
+		for (size_t j = 0; j < step->ndeps; j++)
+			deps_kept &= json_object_get(kept, rb->steps[step->deps[j]]->id) != NULL;
+		const char *status = was ? json_string_value(json_object_get(was, "status")) : NULL;
+		if (!status || !strcmp(status, "pending"))
+			continue;
+		int in_flight = !strcmp(status, "running") || !strcmp(status, "retrying") ||
+				!strcmp(status, "interrupted");
+		/* A step that a rollback undid is not done any more. */
+		json_t *undo = step->undo ? json_object_get(by_id, step->undo->id) : NULL;
+		if (undo && !strcmp(json_string_value(json_object_get(undo, "status")),
+				    "succeeded")) {
+			rb_buf_printf(&again, " %s (undone)", step->id);
+			continue;
+		}
+		if (listed(skip, nskip, step->id)) {
+			json_object_set_new(kept, step->id, json_pack("{s:s, s:i}", "status",
+								      "skipped", "attempts", 0));
+			rb_buf_printf(&keep, " %s (skipped by --skip)", step->id);
+		} else if ((!strcmp(status, "succeeded") || !strcmp(status, "skipped")) &&
+			   deps_kept) {
+			json_object_set(kept, step->id, was);
+			rb_buf_printf(&keep, " %s", step->id);
+		} else if (!strcmp(status, "succeeded") || !strcmp(status, "skipped")) {
+			rb_buf_printf(&again, " %s (after a step that runs again)", step->id);
+		} else if (in_flight && !step->idempotent && !listed(rerun, nrerun, step->id)) {
+			rb_buf_printf(&undecided, " %s", step->id);
+		} else {
+			rb_buf_printf(&again, " %s (%s)", step->id, status);
+		}
+	}
+	free(order);
+	json_decref(by_id);
+	int rc = RB_EXIT_OK;
+	if (undecided.len) {
+		fprintf(stderr, "runbook: error: these steps were running when the run stopped and "
+			"are not idempotent, so they may have done part of their work:%s\n"
+			"runbook: resume with --rerun STEP to run one again, or --skip STEP when "
+			"it is known to be done\n", undecided.s);
+		rc = RB_EXIT_INVALID;
+	} else {
+		printf("resume: keeping%s\n", keep.len ? keep.s : " nothing");
+		printf("resume: running again%s\n", again.len ? again.s : ": none");
+	}
+	rb_buf_release(&keep);
+	rb_buf_release(&again);
+	rb_buf_release(&undecided);
+	return rc;
+}
+
+int cmd_resume(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {
+		{0, "rerun", 1}, {0, "skip", 1}, {0, "force", 0}, {'j', "jobs", 1},
+		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
+	};
+	struct rb_optparse p;
+	const char *id = NULL, *output = "text";
+	const char **rerun = rb_xcalloc((size_t)argc, sizeof(*rerun));
+	const char **skip = rb_xcalloc((size_t)argc, sizeof(*skip));
+	size_t nrerun = 0, nskip = 0;
+	int k, rc = RB_EXIT_OK, force = 0;
+	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout};
+	json_t *st = NULL, *kept = NULL;
+	struct rb_runbook *rb = NULL;
+	char *dir = NULL, *err = NULL;
+
+	rb_opt_init(&p, "resume", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		char *end;
+		const char *why;
+		switch (k) {
+		case RB_OPT_ERROR:
+			rc = RB_EXIT_INVALID;
+			goto out;
+		case RB_OPT_HELP:
+			rb_print_usage("resume", stdout);
+			goto out;
+		case RB_OPT_ARG:
+			if (id) {
+				rc = rb_usage_error("resume: one run at a time");
+				goto out;
+			}
+			id = p.val;
+			break;
+		case 0:
+			rerun[nrerun++] = p.val;
+			break;
+		case 1:
+			skip[nskip++] = p.val;
+			break;
+		case 2:
+			force = 1;
+			break;
+		case 3:
+			o.jobs = (int)strtol(p.val, &end, 10);
+			if (*end || o.jobs < 1 || o.jobs > RB_JOBS_MAX) {
+				rc = rb_usage_error("resume: --jobs takes a number from 1 to %d",
+						    RB_JOBS_MAX);
+				goto out;
+			}
+			break;
+		case 4:
+			o.state_dir = p.val;
+			break;
+		case 5:
+			output = p.val;
+			break;
+		case 6:
+			if (rb_duration_parse(p.val, &o.lock_timeout_ms, &why) < 0) {
+				rc = rb_usage_error("resume: --lock-timeout: %s", why);
+				goto out;
+			}
+			break;
+		}
+	}
+	if (!id || strchr(id, '/') || id[0] == '.') {
+		rc = rb_usage_error("resume: %s", id ? "not a run id" : "no run given (usage: "
+					"runbook resume RUN_ID)");
+		goto out;
+	}
+	if (strcmp(output, "text") && strcmp(output, "json")) {
+		rc = rb_usage_error("resume: unknown output '%s' (expected text or json)", output);
+		goto out;
+	}
+	o.json_events = !strcmp(output, "json");
+	dir = rb_run_dir(rb_state_dir(o.state_dir), id);
+	if (!(st = rb_run_state(dir, &err))) {
+		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
+		rc = RB_EXIT_FAILED;
+		goto out;
+	}
+	if (!strcmp(json_string_value(json_object_get(st, "status")), "succeeded")) {
+		printf("run %s succeeded: nothing to resume\n", id);
+		goto out;
+	}
+	if ((rc = load_runbook(dir, st, force, &rb)) != RB_EXIT_OK)
+		goto out;
+	kept = json_object();
+	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, kept)) != RB_EXIT_OK)
+		goto out;
+	fflush(stdout);
+	o.resume_id = id;
+	o.kept = kept;
+	o.params = json_object_get(st, "params");
+	json_t *note = json_pack("{s:b}", "journal_torn", json_is_true(json_object_get(st, "torn")));
+	o.resume_note = note;
+	struct rb_diags d;
+	rb_diags_init(&d, rb->file, rb->src, rb->srclen);
+	rc = rb_cli_execute(rb, &o, &d);
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	rb_diags_release(&d);
+	json_decref(note);
+out:
+	free(err);
+	free(dir);
+	json_decref(st);
+	json_decref(kept);
+	rb_runbook_free(rb);
+	free(rerun);
+	free(skip);
+	return rc;
+}
