@@ -1208,8 +1208,8 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	      "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
 	      rb->nmain == 1 ? "" : "s", ex.run_dir);
 
-	if (rb->timeout_ms >= 0)
-		ex.deadline_ms = ex.t0 + rb->timeout_ms;
+	if (rb->timeout_ms >= 0)        /* counted from the first step, not from setup */
+		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
 	seed(&ex, RB_MAIN);
 	run_phase(&ex);
 	ex.deadline_ms = 0;             /* rollback and on_failure get their own time */

@@ -129,22 +129,23 @@ check "a gated runbook exits 2" [ $? -eq 2 ]
 check "the gate is named at its position" grep -q 'gate.yaml:9:14: error: step .dangerous. has an approval gate' <<<"$out"
 check "nothing ran" [ ! -e "$marker" ]
 
-# The run's timeout stops it; on_failure still runs.  Its lock keeps a second
-# run out (exit 1, naming the lock) unless it may wait long enough.
-"$RUNBOOK" run --state-dir "$state" tests/exec/limits.yaml >/dev/null 2>&1 &
-first=$!
-for _ in $(seq 50); do has '"runbook":"exec-limits"' 2>/dev/null && break; sleep 0.1; done
+# A held lock keeps a second run out (exit 1, naming the lock) unless it may
+# wait long enough; the run's timeout stops a run; on_failure still runs.
+"$RUNBOOK" run --state-dir "$state" tests/exec/locked.yaml >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do has '"runbook":"exec-locked"' 2>/dev/null && break; sleep 0.1; done
 out=$(run tests/exec/limits.yaml 2>&1)
 check "a held lock exits 1" [ $? -eq 1 ]
 check "and names the lock" grep -q "lock 'exec-limits-test' is held by another run" <<<"$out"
-wait $first
+kill -INT $holder
+wait $holder
+out=$(run --lock-timeout 5s tests/exec/limits.yaml 2>&1)
 check "a timed-out run fails" [ $? -eq 1 ]
+check "the lock was free again" grep -q 'the run.s timeout of 500ms has passed' <<<"$out"
 dir=$(dirname "$(grep -l '"runbook":"exec-limits"' "$state"/runs/*/journal.jsonl | head -n 1)")
 check "the running step is stopped" grep -q '"step":"slow","status":"failed"' "$dir/journal.jsonl"
 check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' '$dir/journal.jsonl'"
 check "on_failure runs after a timeout" grep -q '"output":"cleaned up after failed"' "$dir/journal.jsonl"
-out=$(run --lock-timeout 5s tests/exec/limits.yaml 2>&1)
-check "the lock is free again" grep -q 'the run.s timeout of 500ms has passed' <<<"$out"
 
 # resume: a failed run goes on where it stopped once the cause is fixed;
 # finished steps are not run again.
