@@ -57,6 +57,12 @@ int rb_cli_load(const char *path, struct rb_runbook **out);
 
 struct rb_exec_opts;
 struct rb_diags;
+/*
+ * The options run and resume share (jobs, state-dir, output, lock-timeout):
+ * 1 when name was one and val is set in o, 0 when it is not one of them,
+ * -1 after a usage error.
+ */
+int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb_exec_opts *o);
 /* Run rb (new or resumed, as o says) with signals caught; an exit status. */
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d);
 

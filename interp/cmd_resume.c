@@ -165,7 +165,7 @@ int cmd_resume(int argc, char **argv)
 		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
-	const char *id = NULL, *output = "text";
+	const char *id = NULL;
 	const char **rerun = rb_xcalloc((size_t)argc, sizeof(*rerun));
 	const char **skip = rb_xcalloc((size_t)argc, sizeof(*skip));
 	size_t nrerun = 0, nskip = 0;
@@ -177,8 +177,6 @@ int cmd_resume(int argc, char **argv)
 
 	rb_opt_init(&p, "resume", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
-		char *end;
-		const char *why;
 		switch (k) {
 		case RB_OPT_ERROR:
 			rc = RB_EXIT_INVALID;
@@ -202,23 +200,9 @@ int cmd_resume(int argc, char **argv)
 		case 2:
 			force = 1;
 			break;
-		case 3:
-			o.jobs = (int)strtol(p.val, &end, 10);
-			if (*end || o.jobs < 1 || o.jobs > RB_JOBS_MAX) {
-				rc = rb_usage_error("resume: --jobs takes a number from 1 to %d",
-						    RB_JOBS_MAX);
-				goto out;
-			}
-			break;
-		case 4:
-			o.state_dir = p.val;
-			break;
-		case 5:
-			output = p.val;
-			break;
-		case 6:
-			if (rb_duration_parse(p.val, &o.lock_timeout_ms, &why) < 0) {
-				rc = rb_usage_error("resume: --lock-timeout: %s", why);
+		default:
+			if (rb_exec_option("resume", opts[k].longname, p.val, &o) < 0) {
+				rc = RB_EXIT_INVALID;
 				goto out;
 			}
 			break;
@@ -229,11 +213,6 @@ int cmd_resume(int argc, char **argv)
 					"runbook resume RUN_ID)");
 		goto out;
 	}
-	if (strcmp(output, "text") && strcmp(output, "json")) {
-		rc = rb_usage_error("resume: unknown output '%s' (expected text or json)", output);
-		goto out;
-	}
-	o.json_events = !strcmp(output, "json");
 	dir = rb_run_dir(rb_state_dir(o.state_dir), id);
 	if (!(st = rb_run_state(dir, &err))) {
 		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);

@@ -37,6 +37,32 @@ static void catch_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb_exec_opts *o)
+{
+	const char *why;
+	char *end;
+	if (!strcmp(name, "jobs")) {
+		long n = strtol(val, &end, 10);
+		if (*end || n < 1 || n > RB_JOBS_MAX)
+			return rb_usage_error("%s: --jobs takes a number from 1 to %d", cmd,
+					      RB_JOBS_MAX), -1;
+		o->jobs = (int)n;
+	} else if (!strcmp(name, "state-dir")) {
+		o->state_dir = val;
+	} else if (!strcmp(name, "output")) {
+		if (strcmp(val, "text") && strcmp(val, "json"))
+			return rb_usage_error("%s: unknown output '%s' (expected text or json)", cmd,
+					      val), -1;
+		o->json_events = !strcmp(val, "json");
+	} else if (!strcmp(name, "lock-timeout")) {
+		if (rb_duration_parse(val, &o->lock_timeout_ms, &why) < 0)
+			return rb_usage_error("%s: --lock-timeout: %s", cmd, why), -1;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d)
 {
 	enum rb_run_status st;
@@ -80,7 +106,7 @@ int cmd_run(int argc, char **argv)
 		{0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
-	const char *file = NULL, *output = "text";
+	const char *file = NULL;
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
 	int k, rc = RB_EXIT_OK, dry = 0;
@@ -105,45 +131,21 @@ int cmd_run(int argc, char **argv)
 		case 0:
 			params[nparams++] = (char *)p.val;
 			break;
-		case 1: {
-			char *end;
-			long n = strtol(p.val, &end, 10);
-			if (*end || n < 1 || n > RB_JOBS_MAX) {
-				rc = rb_usage_error("run: --jobs takes a number from 1 to %d",
-						    RB_JOBS_MAX);
-				goto out;
-			}
-			o.jobs = (int)n;
-			break;
-		}
 		case 2:
 			dry = 1;
 			break;
-		case 3:
-			o.state_dir = p.val;
-			break;
-		case 4:
-			output = p.val;
-			break;
-		case 5: {
-			const char *why;
-			if (rb_duration_parse(p.val, &o.lock_timeout_ms, &why) < 0) {
-				rc = rb_usage_error("run: --lock-timeout: %s", why);
+		default:
+			if (rb_exec_option("run", opts[k].longname, p.val, &o) < 0) {
+				rc = RB_EXIT_INVALID;
 				goto out;
 			}
 			break;
 		}
-		}
-	}
-	if (strcmp(output, "text") && strcmp(output, "json")) {
-		rc = rb_usage_error("run: unknown output '%s' (expected text or json)", output);
-		goto out;
 	}
 	if (!file) {
 		rc = rb_usage_error("run: no file given (usage: runbook run FILE)");
 		goto out;
 	}
-	o.json_events = !strcmp(output, "json");
 	o.color = !o.json_events && rb_use_color(stdout);
 
 	struct rb_runbook *rb;

@@ -884,6 +884,16 @@ static void schedule(struct exec *ex)
 	free(batch);
 }
 
+/* Ask every running step to stop: 1 politely, 2 at once. */
+static void cancel_running(struct exec *ex, int how)
+{
+	pthread_mutex_lock(&ex->mu);
+	for (size_t i = 0; i < ex->rb->nsteps; i++)
+		if (ex->s[i].job)
+			ex->s[i].job->cancel = (sig_atomic_t)how;
+	pthread_mutex_unlock(&ex->mu);
+}
+
 static void check_signals(struct exec *ex, int *seen)
 {
 	if (!ex->o->signals || *ex->o->signals == *seen)
@@ -894,11 +904,7 @@ static void check_signals(struct exec *ex, int *seen)
 				    (int)*ex->o->signo),
 		      "interrupted: stopping the running steps (again to kill them at once)");
 	ex->interrupted = *seen;
-	pthread_mutex_lock(&ex->mu);
-	for (size_t i = 0; i < ex->rb->nsteps; i++)
-		if (ex->s[i].job)
-			ex->s[i].job->cancel = (sig_atomic_t)(*seen > 1 ? 2 : 1);
-	pthread_mutex_unlock(&ex->mu);
+	cancel_running(ex, *seen > 1 ? 2 : 1);
 }
 
 /* The run's timeout: the run fails, and what runs is stopped. */
@@ -913,11 +919,7 @@ static void check_deadline(struct exec *ex)
 	event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
 			    (json_int_t)ex->rb->timeout_ms),
 	      "the run's timeout of %s has passed: stopping the running steps", d);
-	pthread_mutex_lock(&ex->mu);
-	for (size_t i = 0; i < ex->rb->nsteps; i++)
-		if (ex->s[i].job)
-			ex->s[i].job->cancel = 1;
-	pthread_mutex_unlock(&ex->mu);
+	cancel_running(ex, 1);
 }
 
 /* Run the ready steps and everything they unlock, until nothing can run. */
