@@ -162,7 +162,8 @@ int cmd_resume(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{0, "rerun", 1}, {0, "skip", 1}, {0, "force", 0}, {'j', "jobs", 1},
-		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
+		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1},
+		{0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *id = NULL;
@@ -170,7 +171,8 @@ int cmd_resume(int argc, char **argv)
 	const char **skip = rb_xcalloc((size_t)argc, sizeof(*skip));
 	size_t nrerun = 0, nskip = 0;
 	int k, rc = RB_EXIT_OK, force = 0;
-	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout};
+	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
+				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
 	json_t *st = NULL, *kept = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
@@ -248,5 +250,6 @@ out:
 	rb_runbook_free(rb);
 	free(rerun);
 	free(skip);
+	free(o.approve);
 	return rc;
 }

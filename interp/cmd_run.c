@@ -3,6 +3,8 @@
  * [--output text|json]: execute a runbook.  Maps the run's outcome to the
  * exit status and turns SIGINT/SIGTERM into a clean stop.
  */
+#include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,8 @@ int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb
 			return rb_usage_error("%s: unknown output '%s' (expected text or json)", cmd,
 					      val), -1;
 		o->json_events = !strcmp(val, "json");
+	} else if (!strcmp(name, "approve")) {
+		o->approve[o->napprove++] = val;
 	} else if (!strcmp(name, "lock-timeout")) {
 		if (rb_duration_parse(val, &o->lock_timeout_ms, &why) < 0)
 			return rb_usage_error("%s: --lock-timeout: %s", cmd, why), -1;
@@ -63,11 +67,85 @@ int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb
 	return 1;
 }
 
+/*
+ * Ask at an approval gate on the terminal: "y" or "yes" approves, "n" or
+ * "no" rejects, anything else asks again.  End of input, the gate's timeout
+ * or a signal is no answer (-1): the run pauses.
+ */
+static int ask_tty(void *ud, const char *step, const char *prompt, int64_t timeout_ms)
+{
+	(void)ud;
+	int seen = signals_seen;
+	int64_t until = timeout_ms >= 0 ? rb_now_ms() + timeout_ms : -1;
+	char line[64];
+	size_t n = 0;
+	fprintf(stderr, "\n%s needs approval: %s\napprove? [y/n] ", step, prompt);
+	for (;;) {
+		fflush(stderr);
+		int64_t now = rb_now_ms();
+		if (signals_seen != seen || (until >= 0 && now >= until)) {
+			fputs(signals_seen != seen ? "\n" : "\nno answer in time\n", stderr);
+			return -1;
+		}
+		struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+		if (poll(&p, 1, until >= 0 && until - now < 200 ? (int)(until - now) : 200) <= 0)
+			continue;
+		char c;
+		ssize_t r = read(STDIN_FILENO, &c, 1);
+		if (r < 0)
+			continue;
+		if (r == 0) {
+			fputs("\nno answer (end of input)\n", stderr);
+			return -1;
+		}
+		if (c != '\n') {
+			if (n < sizeof(line) - 1)
+				line[n++] = c;
+			continue;
+		}
+		line[n] = '\0';
+		n = 0;
+		if (!strcmp(line, "y") || !strcmp(line, "yes"))
+			return 1;
+		if (!strcmp(line, "n") || !strcmp(line, "no"))
+			return 0;
+		fputs("please answer y or n: ", stderr);
+	}
+}
+
+/* The names given with --approve: "all", or steps that have a gate. */
+static int check_approvals(struct rb_runbook *rb, const struct rb_exec_opts *o)
+{
+	for (size_t k = 0; k < o->napprove; k++) {
+		const char *id = o->approve[k];
+		struct rb_step *s = rb_runbook_step(rb, id);
+		if (strcmp(id, "all") && !s)
+			return rb_usage_error("--approve: no step '%s' in the runbook", id);
+		if (strcmp(id, "all") && !s->approve)
+			return rb_usage_error("--approve: step '%s' has no approval gate", id);
+	}
+	return RB_EXIT_OK;
+}
+
+static const char *user_name(void)
+{
+	const char *u = getenv("USER");
+	if (u && *u)
+		return u;
+	struct passwd *pw = getpwuid(getuid());
+	return pw ? pw->pw_name : "unknown";
+}
+
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d)
 {
 	enum rb_run_status st;
 	char id[RB_RUN_ID_MAX], *err = NULL;
 	int rc;
+	if ((rc = check_approvals(rb, o)) != RB_EXIT_OK)
+		return rc;
+	o->user = user_name();
+	if (isatty(STDIN_FILENO) && isatty(STDERR_FILENO))
+		o->ask = ask_tty;
 	o->signals = &signals_seen;
 	o->signo = &last_signal;
 	o->now = time(NULL);
@@ -87,6 +165,8 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 		rc = RB_EXIT_OK;
 	else if (st == RB_RUN_FAILED)
 		rc = RB_EXIT_FAILED;
+	else if (st == RB_RUN_PAUSED)
+		rc = RB_EXIT_PAUSED;
 	else
 		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
 	rb_proc_shutdown();
@@ -103,14 +183,15 @@ int cmd_run(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
-		{0, "output", 1}, {0, "lock-timeout", 1}, {0, NULL, 0},
+		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *file = NULL;
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
 	int k, rc = RB_EXIT_OK, dry = 0;
-	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout};
+	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
+				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
 
 	rb_opt_init(&p, "run", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
@@ -168,5 +249,6 @@ int cmd_run(int argc, char **argv)
 	rb_runbook_free(rb);
 out:
 	free(params);
+	free(o.approve);
 	return rc;
 }

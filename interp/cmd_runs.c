@@ -124,7 +124,7 @@ int cmd_status(int argc, char **argv)
 		json_array_foreach(json_object_get(st, "steps"), i, s) {
 			const char *e = json_string_value(json_object_get(s, "error"));
 			json_t *ms = json_object_get(s, "duration_ms");
-			printf("  %-28s %-11s %2lld attempt%s", json_string_value(json_object_get(s, "step")),
+			printf("  %-28s %-17s %2lld attempt%s", json_string_value(json_object_get(s, "step")),
 			       json_string_value(json_object_get(s, "status")),
 			       (long long)json_integer_value(json_object_get(s, "attempts")),
 			       json_integer_value(json_object_get(s, "attempts")) == 1 ? " " : "s");

@@ -29,10 +29,13 @@
 #include "render.h"
 #include "util.h"
 
-enum sstatus { S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_COUNT };
+enum sstatus {
+	S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_WAITING, S_COUNT
+};
 
 static const char *const status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
+	"awaiting_approval",
 };
 
 struct exec;
@@ -64,6 +67,8 @@ struct srun {
 	int dep_skipped;
 	size_t *succ, nsucc;            /* the steps that depend on this one */
 	size_t completed;               /* completion order, for rollback */
+	int approved;                   /* its gate is passed */
+	char *prompt;                   /* its gate's rendered prompt, while it waits */
 	struct job *job;
 };
 
@@ -81,6 +86,7 @@ struct exec {
 	struct rb_strv secrets;         /* values to redact */
 	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
 	size_t *retrying, nretrying, retrycap;
+	size_t *gates, ngates, gatecap; /* steps waiting at their gate, in arrival order */
 	size_t running, completed;
 	int failed, interrupted, stop_on_failure;
 	int64_t deadline_ms;            /* the run's timeout, while it applies; 0: none */
@@ -765,6 +771,101 @@ static int should_run(struct exec *ex, size_t i, char **why)
 	return truth;
 }
 
+/* --- approval gates ------------------------------------------------------------------ */
+
+static int approved_in_advance(const struct exec *ex, const char *id)
+{
+	for (size_t k = 0; k < ex->o->napprove; k++)
+		if (!strcmp(ex->o->approve[k], id) || !strcmp(ex->o->approve[k], "all"))
+			return 1;
+	return 0;
+}
+
+static void approve(struct exec *ex, size_t i, const char *via)
+{
+	const char *id = ex->rb->steps[i]->id, *by = ex->o->user ? ex->o->user : "unknown";
+	ex->s[i].approved = 1;
+	ex->s[i].started_ms = rb_now_ms();
+	journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
+			      by, "via", via));
+	event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
+			    "via", via),
+	      "%s: approved by %s (%s)", id, by, via);
+}
+
+/*
+ * Step i has reached its gate.  Returns 1 when it may run now (approved in
+ * advance); 0 when it waits (or failed: its prompt did not render).
+ */
+static int reach_gate(struct exec *ex, size_t i)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	struct srun *sr = &ex->s[i];
+	if (approved_in_advance(ex, st->id)) {
+		approve(ex, i, "--approve");
+		return 1;
+	}
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = renderer(ex, &d);
+	json_t *p = rb_render_node(&r, st->approve);
+	if (!p) {
+		finish(ex, i, S_FAILED, NULL,
+		       rb_xasprintf("approve: %s", d.n ? d.v[0].msg : "failed"));
+		rb_diags_release(&d);
+		return 0;
+	}
+	rb_diags_release(&d);
+	char *text = json_is_string(p) ? rb_xstrdup(json_string_value(p))
+				       : json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(p);
+	sr->prompt = redact(ex, text, strlen(text), NULL);
+	free(text);
+	sr->status = S_WAITING;
+	journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
+			      "prompt", sr->prompt));
+	event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
+			    sr->prompt),
+	      "%s: waiting for approval: %s", st->id, sr->prompt);
+	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
+	ex->gates[ex->ngates++] = i;
+	return 0;
+}
+
+/*
+ * Nothing else can run: ask about the waiting gates, first come first.
+ * Returns 1 when an answer changed something (a step is ready, or failed).
+ * The first gate without an answer ends the asking: the run pauses there.
+ */
+static int ask_gates(struct exec *ex)
+{
+	if (!ex->ngates || !ex->o->ask || ex->failed || ex->interrupted)
+		return 0;
+	if (journal_sync(ex) < 0)       /* "waiting" is durable before anyone is asked */
+		return 0;
+	size_t i = ex->gates[0];
+	const struct rb_step *st = ex->rb->steps[i];
+	struct srun *sr = &ex->s[i];
+	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
+	if (answer < 0)
+		return 0;
+	memmove(ex->gates, ex->gates + 1, --ex->ngates * sizeof(*ex->gates));
+	free(sr->prompt);
+	sr->prompt = NULL;
+	if (answer > 0) {
+		approve(ex, i, "terminal");
+		sr->status = S_PENDING;
+		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+		ex->ready[ex->nready++] = i;
+		return 1;
+	}
+	const char *by = ex->o->user ? ex->o->user : "unknown";
+	journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_rejected", "step", st->id, "by",
+			      by));
+	finish(ex, i, S_FAILED, NULL, rb_xasprintf("not approved (rejected by %s)", by));
+	return 1;
+}
+
 static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 {
 	struct srun *sr = &ex->s[i];
@@ -781,6 +882,8 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 			finish(ex, i, S_FAILED, NULL, why);
 			return;
 		}
+		if (st->approve && !sr->approved && !reach_gate(ex, i))
+			return;
 	}
 	sr->attempts++;
 	struct job *jb = prepare(ex, i, &why);
@@ -963,8 +1066,12 @@ static void run_phase(struct exec *ex)
 			ex->retrying[k] = ex->retrying[--ex->nretrying];
 		}
 		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
-		if (!ex->running && !ex->nretrying && !can_start)
+		if (!ex->running && !ex->nretrying && !can_start) {
+			if (ask_gates(ex))
+				continue;
+			check_signals(ex, &seen);
 			break;
+		}
 		if (can_start && ex->running < (size_t)ex->o->jobs)
 			continue;
 		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
@@ -1106,15 +1213,6 @@ static void restore(struct exec *ex)
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
-	/* A gate that cannot be asked must not be passed: refuse before anything runs. */
-	int gated = 0;
-	for (size_t i = 0; i < rb->nsteps; i++)
-		if (rb->steps[i]->approve)
-			gated = rb_error_at(ex->d, rb->steps[i]->approve, "step '%s' has an approval "
-					    "gate, and this version cannot ask for approval yet: "
-					    "not running", rb->steps[i]->id);
-	if (gated)
-		return -1;
 	set_compact_at(ex);
 	ex->s = rb_xcalloc(rb->nsteps ? rb->nsteps : 1, sizeof(*ex->s));
 	for (size_t i = 0; i < rb->nsteps; i++) {
@@ -1184,12 +1282,14 @@ static void teardown(struct exec *ex)
 			json_decref(ex->s[i].output);
 			json_decref(ex->s[i].outputs);
 			free(ex->s[i].error);
+			free(ex->s[i].prompt);
 			free(ex->s[i].succ);
 		}
 		free(ex->s);
 	}
 	free(ex->ready);
 	free(ex->retrying);
+	free(ex->gates);
 	if (ex->journal)
 		rb_journal_close(ex->journal);
 	if (ex->lock_fd >= 0)
@@ -1200,6 +1300,19 @@ static void teardown(struct exec *ex)
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->cv);
 	pthread_mutex_destroy(&ex->out_mu);
+}
+
+/* The command that continues this run, with the gates it waits at. */
+static char *resume_hint(const struct exec *ex)
+{
+	struct rb_buf b;
+	rb_buf_init(&b);
+	rb_buf_printf(&b, "runbook resume %s", ex->run_id);
+	if (ex->o->state_dir)
+		rb_buf_printf(&b, " --state-dir %s", ex->o->state_dir);
+	for (size_t k = 0; k < ex->ngates; k++)
+		rb_buf_printf(&b, " --approve %s", ex->rb->steps[ex->gates[k]]->id);
+	return rb_buf_detach(&b);
 }
 
 int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
@@ -1230,7 +1343,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	int failed = ex.failed || ex.journal_failed;
 	size_t not_run = 0;
 	for (size_t i = 0; i < rb->nmain; i++)
-		not_run += ex.s[i].status == S_PENDING;
+		not_run += ex.s[i].status == S_PENDING || ex.s[i].status == S_WAITING;
 	size_t ok = ex.counts[S_SUCCEEDED], skip = ex.counts[S_SKIPPED];
 	size_t bad = ex.counts[S_FAILED] + ex.counts[S_INTERRUPTED];
 
@@ -1246,16 +1359,22 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		run_phase(&ex);
 	}
 
-	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED : RB_RUN_SUCCEEDED;
-	static const char *const outcome[] = {"succeeded", "failed", "interrupted"};
+	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
+		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
+	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
 	journal(&ex, json_pack("{s:s, s:s}", "event", "run_finished", "status", outcome[*status]));
 	journal_sync(&ex);
-	event(&ex, json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
-			     "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
-			     "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",
-			     (json_int_t)(rb_now_ms() - ex.t0)),
-	      "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run",
-	      ex.run_id, outcome[*status], secs_since(ex.t0), ok, bad, skip, not_run);
+	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
+			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
+			       "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",
+			       (json_int_t)(rb_now_ms() - ex.t0));
+	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
+	if (hint)
+		json_object_set_new(ev, "resume", json_string(hint));
+	event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run%s%s",
+	      ex.run_id, outcome[*status], secs_since(ex.t0), ok, bad, skip, not_run,
+	      hint ? "\nto continue: " : "", hint ? hint : "");
+	free(hint);
 	teardown(&ex);
 	return 0;
 }

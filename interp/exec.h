@@ -21,6 +21,7 @@ enum rb_run_status {
 	RB_RUN_SUCCEEDED,
 	RB_RUN_FAILED,
 	RB_RUN_INTERRUPTED,
+	RB_RUN_PAUSED,                  /* waiting at an approval gate */
 };
 
 enum { RB_JOBS_DEFAULT = 4, RB_JOBS_MAX = 256 };
@@ -45,6 +46,18 @@ struct rb_exec_opts {
 	const char *resume_id;
 	json_t *kept;
 	json_t *resume_note;            /* added to the run_resumed record */
+	/*
+	 * Approval gates: the steps given with --approve (the word "all" passes
+	 * every gate), who approves (for the journal), and how to ask when a
+	 * gate is not passed in advance: ask returns 1 for approved, 0 for
+	 * rejected and -1 for no answer (none can be given, the time ran out,
+	 * a signal came).  Without ask, the run pauses at the gate.
+	 */
+	const char **approve;
+	size_t napprove;
+	const char *user;
+	int (*ask)(void *ud, const char *step, const char *prompt, int64_t timeout_ms);
+	void *ask_ud;
 };
 
 /*

@@ -35,6 +35,7 @@ const struct rb_command rb_commands[] = {
 	{"run", cmd_run, "run a runbook",
 	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]\n"
 	 "                    [--output text|json] [--lock-timeout DURATION]\n"
+	 "                    [--approve STEP|all]...\n"
 	 "\n"
 	 "Run the steps, independent ones in parallel, recording every step's start and\n"
 	 "result durably in the run's directory (STATE_DIR/runs/RUN_ID).\n"
@@ -47,14 +48,21 @@ const struct rb_command rb_commands[] = {
 	 "      --output FORMAT      text (default): a line per event; json: a JSON\n"
 	 "                           object per event\n"
 	 "      --lock-timeout D     wait this long for the runbook's lock (default: 0s)\n"
+	 "      --approve STEP       pass STEP's approval gate without asking (repeatable;\n"
+	 "                           'all' passes every gate)\n"
 	 "\n"
-	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 130/143\n"
-	 "interrupted by SIGINT/SIGTERM.\n"},
-	{"resume", cmd_resume, "continue a run that failed, was interrupted or crashed",
+	 "A gate not approved in advance is asked on the terminal; without one, the run\n"
+	 "pauses there (exit 3) and prints the resume command.\n"
+	 "\n"
+	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 3 paused at a\n"
+	 "gate, 130/143 interrupted by SIGINT/SIGTERM.\n"},
+	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
 	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--force] [--jobs N]\n"
 	 "                       [--state-dir DIR] [--output text|json] [--lock-timeout D]\n"
+	 "                       [--approve STEP|all]...\n"
 	 "\n"
-	 "Continue a run where it stopped. Steps that succeeded or were skipped keep their\n"
+	 "Continue a run where it stopped (failed, interrupted, crashed or paused at a\n"
+	 "gate; --approve passes gates as for run). Steps that succeeded or were skipped keep their\n"
 	 "results; failed steps run again; a step that was running when the run stopped\n"
 	 "runs again if it is idempotent, else resume stops and asks for:\n"
 	 "\n"
@@ -65,7 +73,7 @@ const struct rb_command rb_commands[] = {
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR]\n"
 	 "\n"
-	 "One line per run: its id, status (succeeded, failed, interrupted, or\n"
+	 "One line per run: its id, status (succeeded, failed, interrupted, paused, or\n"
 	 "unfinished: crashed or still running), runbook and step counts.\n"},
 	{"status", cmd_status, "show the steps of a run",
 	 "usage: runbook status RUN_ID [--state-dir DIR] [--format text|json]\n"

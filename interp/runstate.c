@@ -47,6 +47,9 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("retrying"));
 		json_object_set(s, "error", json_object_get(rec, "error"));
+	} else if (id && !strcmp(ev, "gate_waiting")) {
+		json_t *s = step_entry(steps, index, id);
+		json_object_set_new(s, "status", json_string("awaiting_approval"));
 	} else if (id && !strcmp(ev, "step_finished")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set(s, "status", json_object_get(rec, "status"));

@@ -122,12 +122,40 @@ while kill -0 $pid 2>/dev/null; do sleep 0.05; done
 for _ in $(seq 30); do pgrep -f "slee[p] $marker" >/dev/null || break; sleep 0.1; done
 check "after kill -9 of the runner no step process survives" bash -c "! pgrep -f 'slee[p] $marker' >/dev/null"
 
-# An approval gate that cannot be asked for yet stops the run before anything runs.
-marker="$state/gate-marker"
-out=$(GATE_MARKER="$marker" run tests/exec/gate.yaml 2>&1)
-check "a gated runbook exits 2" [ $? -eq 2 ]
-check "the gate is named at its position" grep -q 'gate.yaml:9:14: error: step .dangerous. has an approval gate' <<<"$out"
-check "nothing ran" [ ! -e "$marker" ]
+# An approval gate without a terminal: the run does what does not depend on
+# it, pauses (exit 3) and says how to go on; resume --approve passes it.
+gdir=$(mktemp -d)
+out=$(run -p dir="$gdir" tests/exec/gate.yaml </dev/null 2>&1)
+check "a run at a gate pauses with exit 3" [ $? -eq 3 ]
+check "the steps before the gate ran" [ -e "$gdir/before.count" ]
+check "the steps beside the gate ran" [ -e "$gdir/independent.count" ]
+check "the gated step did not run" [ ! -e "$gdir/dangerous.count" ]
+check "the wait is journalled with its prompt" has "\"event\":\"gate_waiting\",\"step\":\"dangerous\",\"prompt\":\"Drop the old tables in $gdir?\""
+check "the run is journalled as paused" has '"event":"run_finished","status":"paused"'
+gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' "$state"/runs/*/journal.jsonl)")")
+check "it prints the command that continues" grep -q "^to continue: runbook resume $gid --state-dir $state --approve dangerous$" <<<"$out"
+check "runs lists it as paused" grep -q "^$gid  *paused  *exec-gate" <<<"$("$RUNBOOK" runs --state-dir "$state")"
+check "status shows the step awaiting approval" grep -q "^  dangerous  *awaiting_approval" <<<"$("$RUNBOOK" status --state-dir "$state" "$gid")"
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" </dev/null 2>&1)
+check "resume without --approve pauses again" [ $? -eq 3 ]
+check "and keeps what ran" grep -q '^resume: keeping before independent$' <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --approve nosuch 2>&1)
+check "--approve of an unknown step is refused" [ $? -eq 2 ]
+check "naming it" grep -q "approve: no step 'nosuch'" <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --approve before 2>&1)
+check "--approve of a step without a gate is refused" [ $? -eq 2 ]
+check "saying so" grep -q "step 'before' has no approval gate" <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --approve dangerous </dev/null 2>&1)
+check "resume --approve STEP finishes the run" [ $? -eq 0 ]
+check "the approval is journalled with who and how" has "\"event\":\"gate_approved\",\"step\":\"dangerous\",\"by\":\"${USER:-$(id -un)}\",\"via\":\"--approve\""
+check "the gated step ran once" [ "$(cat "$gdir/dangerous.count")" = dangerous ]
+check "and what follows it" [ -e "$gdir/after.count" ]
+check "the steps before the gate ran once" [ "$(wc -l <"$gdir/before.count")" -eq 1 ]
+rm -f "$gdir"/*.count
+run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
+check "--approve all runs it through" [ $? -eq 0 ]
+check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
+rm -rf "$gdir"
 
 # A held lock keeps a second run out (exit 1, naming the lock) unless it may
 # wait long enough; the run's timeout stops a run; on_failure still runs.

@@ -47,5 +47,67 @@ screen=$(run_in_tmux "" "$bin plan tests/cli/data/placeholders.yaml")
 grep -q $'\033\\[1mPlan: ' <<<"$screen" && pass=$((pass + 1)) ||
 	{ fail=$((fail + 1)); echo "FAIL the plan is bold on a terminal"; head -n 3 <<<"$screen"; }
 
+# Approval gates on a terminal: the prompt is asked, and the answer decides.
+# start_tmux COMMAND: a session running COMMAND, then printing its exit status
+start_tmux() {
+	n=$((n + 1))
+	tmux -L "$sock-$n" new-session -d -x 200 -y 50 \
+		"env -u NO_COLOR $1; echo __rc=\$?__; sleep 30" 2>/dev/null
+}
+screen_now() { tmux -L "$sock-$n" capture-pane -p 2>/dev/null; }
+wait_for() {              # wait_for TEXT: until the screen shows it (10 s at most)
+	for _ in $(seq 100); do
+		screen_now | grep -qF -- "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+expect() {                # expect NAME TEXT: the screen shows TEXT
+	if wait_for "$2"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL $1: no '$2' on the screen:"
+		screen_now | grep -v '^$' | tail -n 8
+	fi
+}
+tmp=$(mktemp -d)
+trap 'for i in $(seq 0 "$n"); do tmux -L "$sock-$i" kill-server 2>/dev/null; done; rm -rf "$tmp"' EXIT
+gate="$bin run --state-dir $tmp/state -p dir=$tmp tests/exec/gate.yaml"
+
+start_tmux "$gate"
+expect "the gate asks on a terminal" "dangerous needs approval: Drop the old tables in $tmp?"
+tmux -L "$sock-$n" send-keys "maybe" Enter
+expect "an unclear answer is asked again" "please answer y or n"
+tmux -L "$sock-$n" send-keys "y" Enter
+expect "y approves and the run succeeds" "__rc=0__"
+expect "the approval is shown" "dangerous: approved by"
+[ "$(cat "$tmp/after.count" 2>/dev/null)" = after ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the steps after the gate ran"; }
+tmux -L "$sock-$n" kill-server
+
+rm -f "$tmp"/*.count
+start_tmux "$gate"
+expect "the gate asks again in a new run" "approve? [y/n]"
+tmux -L "$sock-$n" send-keys "n" Enter
+expect "n rejects and the run fails" "__rc=1__"
+expect "saying who rejected it" "s: not approved (rejected by"
+[ ! -e "$tmp/dangerous.count" ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL a rejected step does not run"; }
+tmux -L "$sock-$n" kill-server
+
+start_tmux "$gate"
+expect "asked a third time" "approve? [y/n]"
+tmux -L "$sock-$n" send-keys C-d
+expect "end of input pauses the run" "__rc=3__"
+expect "and prints how to continue" "to continue: runbook resume"
+tmux -L "$sock-$n" kill-server
+
+start_tmux "$gate"
+expect "asked a fourth time" "approve? [y/n]"
+tmux -L "$sock-$n" send-keys C-c
+expect "Ctrl-C at the prompt interrupts the run" "__rc=130__"
+tmux -L "$sock-$n" kill-server
+
 echo "tty: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
