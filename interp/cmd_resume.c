@@ -116,6 +116,8 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 			continue;
 		int in_flight = !strcmp(status, "running") || !strcmp(status, "retrying") ||
 				!strcmp(status, "interrupted");
+		int done = !strcmp(status, "succeeded") || !strcmp(status, "skipped") ||
+			   !strcmp(status, "satisfied");
 		/* A step that a rollback undid is not done any more. */
 		json_t *undo = step->undo ? json_object_get(by_id, step->undo->id) : NULL;
 		if (undo && !strcmp(json_string_value(json_object_get(undo, "status")),
@@ -127,12 +129,13 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 			json_object_set_new(kept, step->id, json_pack("{s:s, s:i}", "status",
 								      "skipped", "attempts", 0));
 			rb_buf_printf(&keep, " %s (skipped by --skip)", step->id);
-		} else if ((!strcmp(status, "succeeded") || !strcmp(status, "skipped")) &&
-			   deps_kept) {
+		} else if (done && deps_kept) {
 			json_object_set(kept, step->id, was);
 			rb_buf_printf(&keep, " %s", step->id);
-		} else if (!strcmp(status, "succeeded") || !strcmp(status, "skipped")) {
+		} else if (done) {
 			rb_buf_printf(&again, " %s (after a step that runs again)", step->id);
+		} else if (in_flight && step->check && !listed(rerun, nrerun, step->id)) {
+			rb_buf_printf(&again, " %s (%s; its check decides)", step->id, status);
 		} else if (in_flight && !step->idempotent && !listed(rerun, nrerun, step->id)) {
 			rb_buf_printf(&undecided, " %s", step->id);
 		} else {

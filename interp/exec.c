@@ -30,13 +30,15 @@
 #include "util.h"
 
 enum sstatus {
-	S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_WAITING, S_COUNT
+	S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_WAITING,
+	S_SATISFIED, S_COUNT
 };
 
 static const char *const status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
-	"awaiting_approval",
+	"awaiting_approval", "satisfied",
 };
+
 
 struct exec;
 
@@ -44,6 +46,7 @@ struct exec;
 struct job {
 	struct exec *ex;
 	size_t step;                    /* index in rb->steps */
+	const struct rb_step *what;     /* the step, or its check */
 	const struct rb_action *action;
 	json_t *calls;                  /* array of rendered arguments */
 	json_t *items;                  /* for_each: the items, or NULL */
@@ -67,6 +70,8 @@ struct srun {
 	int dep_skipped;
 	size_t *succ, nsucc;            /* the steps that depend on this one */
 	size_t completed;               /* completion order, for rollback */
+	int decided;                    /* its condition said it runs */
+	int checked;                    /* its check said the effect is not in place */
 	int approved;                   /* its gate is passed */
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
 	struct job *job;
@@ -465,8 +470,9 @@ static void run_job(struct job *jb)
 	int each = ex->rb->steps[jb->step]->for_each != NULL;
 	json_t *list = each ? json_array() : NULL;
 	char spill[4096];
-	snprintf(spill, sizeof(spill), "%s/%s/%s", ex->run_dir, RB_RUN_OUTPUT,
-		 ex->rb->steps[jb->step]->id);
+	int check = jb->what->kind == RB_CHECK;
+	snprintf(spill, sizeof(spill), "%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT,
+		 ex->rb->steps[jb->step]->id, check ? ".check" : "");
 	int inline_items = each && (jb->action->flags & RB_ACT_INLINE);
 	lua_State *L = rb_luabox_state(ex->box);
 	for (size_t i = 0; i < n && !jb->failed; i++) {
@@ -493,8 +499,16 @@ static void run_job(struct job *jb)
 		} else {
 			jb->action->run(&call, &res);
 		}
+		/* A check says "in place" by succeeding with a result that is not nil or false. */
+		if (check && !res.failed && (!res.output || json_is_null(res.output) ||
+					     json_is_false(res.output))) {
+			res.failed = 1;
+			res.error = rb_xasprintf("it returned %s",
+						 res.output && json_is_false(res.output) ? "false" : "nil");
+		}
 		jb->failed = res.failed;
 		jb->timed_out = res.timed_out;
+		free(jb->error);
 		jb->error = res.error;
 		if (each)
 			json_array_append_new(list, res.output ? res.output : json_null());
@@ -660,6 +674,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		event(ex, ev, "%s: interrupted after %.1fs", st->id, secs_since(sr->started_ms));
 	else if (status == S_SKIPPED)
 		event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+	else if (status == S_SATISFIED)
+		event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
 		event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
 		      st->continue_on_error ? " (continuing)" : "", secs_since(sr->started_ms),
@@ -677,17 +693,21 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	}
 }
 
-/* Render what the action needs; NULL with *err when an expression fails. */
-static struct job *prepare(struct exec *ex, size_t i, char **err)
+/*
+ * Render what the action of step i, or of its check, needs; NULL with *err
+ * when an expression fails.
+ */
+static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 {
-	const struct rb_step *st = ex->rb->steps[i];
+	const struct rb_step *st = ex->rb->steps[i], *what = check ? st->check : st;
 	struct rb_diags d;
 	rb_diags_init(&d, ex->rb->file, NULL, 0);
 	struct rb_render r = renderer(ex, &d);
 	struct job *jb = rb_xcalloc(1, sizeof(*jb));
 	jb->ex = ex;
 	jb->step = i;
-	jb->action = st->action;
+	jb->what = what;
+	jb->action = what->action;
 	jb->calls = json_array();
 	lua_State *L = rb_luabox_state(ex->box);
 
@@ -710,15 +730,15 @@ static struct job *prepare(struct exec *ex, size_t i, char **err)
 			rb_luabox_set(L, ex->scope, "item");
 		}
 		json_t *args;
-		if (st->run) {
+		if (what->run) {
 			r.secret_env = &jb->env;
-			json_t *cmd = rb_render_node(&r, st->run);
+			json_t *cmd = rb_render_node(&r, what->run);
 			r.secret_env = NULL;
 			args = cmd ? json_pack("{s:o}", "command", cmd) : NULL;
-		} else if (st->lua) {
-			args = json_pack("{s:s%}", "code", st->lua->str, st->lua->len);
+		} else if (what->lua) {
+			args = json_pack("{s:s%}", "code", what->lua->str, what->lua->len);
 		} else {
-			args = st->with ? rb_render_node(&r, st->with) : json_object();
+			args = what->with ? rb_render_node(&r, what->with) : json_object();
 		}
 		if (!args)
 			goto fail;
@@ -866,37 +886,46 @@ static int ask_gates(struct exec *ex)
 	return 1;
 }
 
+/*
+ * Step i is ready: decide whether it runs (its condition), ask its check
+ * whether its effect is in place already, pass its gate, then start an
+ * attempt.  Each of these happens once a run; a retry goes straight to the
+ * attempt.  The jobs to start are added to batch.
+ */
 static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 {
 	struct srun *sr = &ex->s[i];
 	const struct rb_step *st = ex->rb->steps[i];
 	char *why = NULL;
-	if (sr->attempts == 0) {
+	if (!sr->decided) {
+		sr->decided = 1;
 		sr->started_ms = rb_now_ms();
 		int go = should_run(ex, i, &why);
-		if (go == 0) {
-			finish(ex, i, S_SKIPPED, NULL, why);
+		if (go <= 0) {
+			finish(ex, i, go == 0 ? S_SKIPPED : S_FAILED, NULL, why);
 			return;
 		}
-		if (go < 0) {
-			finish(ex, i, S_FAILED, NULL, why);
-			return;
-		}
-		if (st->approve && !sr->approved && !reach_gate(ex, i))
-			return;
 	}
-	sr->attempts++;
-	struct job *jb = prepare(ex, i, &why);
+	int check = st->check && !sr->checked;
+	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
+		return;
+	struct job *jb = prepare(ex, i, check, &why);
 	if (!jb) {
-		finish(ex, i, S_FAILED, NULL, why);
+		finish(ex, i, S_FAILED, NULL, check ? rb_xasprintf("check: %s", why) : why);
+		if (check)
+			free(why);
 		return;
 	}
-	if (st->timeout_ms >= 0)
-		jb->deadline_ms = rb_now_ms() + st->timeout_ms;
+	const struct rb_step *what = jb->what;
+	if (what->timeout_ms >= 0)
+		jb->deadline_ms = rb_now_ms() + what->timeout_ms;
 	sr->status = S_RUNNING;
 	sr->job = jb;
-	journal(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
-			      "attempt", sr->attempts));
+	if (!check) {
+		sr->attempts++;
+		journal(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
+				      "attempt", sr->attempts));
+	}
 	batch[(*nbatch)++] = jb;
 }
 
@@ -918,7 +947,25 @@ static void job_done(struct exec *ex, struct job *jb)
 	struct srun *sr = &ex->s[i];
 	const struct rb_step *st = ex->rb->steps[i];
 	sr->job = NULL;
-	if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
+	if (jb->what->kind == RB_CHECK) {
+		sr->checked = 1;
+		if (!jb->failed) {
+			finish(ex, i, S_SATISFIED, jb->output, NULL);
+		} else if (ex->interrupted && jb->cancel) {
+			finish(ex, i, S_INTERRUPTED, jb->output, rb_xasprintf("check: %s", jb->error));
+			free(jb->error);
+		} else {
+			event(ex, json_pack("{s:s, s:s, s:s}", "event", "check", "step", st->id,
+					    "error", jb->error ? jb->error : "failed"),
+			      "%s: not in place yet (check: %s)", st->id,
+			      jb->error ? jb->error : "failed");
+			json_decref(jb->output);
+			free(jb->error);
+			sr->status = S_PENDING;
+			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+			ex->ready[ex->nready++] = i;
+		}
+	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
 		int64_t delay = retry_delay(&st->retry, sr->attempts);
 		char d[32];
 		rb_duration_format(delay, d, sizeof(d));
@@ -977,9 +1024,13 @@ static void schedule(struct exec *ex)
 	for (size_t k = 0; k < nbatch; k++) {
 		struct job *jb = batch[k];
 		const struct rb_step *st = ex->rb->steps[jb->step];
-		event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
-				    "attempt", ex->s[jb->step].attempts),
-		      "%s: started", st->id);
+		if (jb->what->kind == RB_CHECK)
+			event(ex, json_pack("{s:s, s:s}", "event", "check_started", "step", st->id),
+			      "%s: checking whether it is needed", st->id);
+		else
+			event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
+					    st->id, "attempt", ex->s[jb->step].attempts),
+			      "%s: started", st->id);
 		if (jb->action->flags & RB_ACT_INLINE) {
 			run_job(jb);
 			job_done(ex, jb);
@@ -1196,7 +1247,8 @@ static void restore(struct exec *ex)
 			continue;
 		struct srun *sr = &ex->s[i];
 		const char *status = json_string_value(json_object_get(k, "status"));
-		sr->status = status && !strcmp(status, "skipped") ? S_SKIPPED : S_SUCCEEDED;
+		sr->status = !status ? S_SUCCEEDED : !strcmp(status, "skipped") ? S_SKIPPED
+			     : !strcmp(status, "satisfied") ? S_SATISFIED : S_SUCCEEDED;
 		sr->attempts = (int)json_integer_value(json_object_get(k, "attempts"));
 		sr->output = json_incref(json_object_get(k, "output"));
 		sr->outputs = json_incref(json_object_get(k, "outputs"));
@@ -1344,7 +1396,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	size_t not_run = 0;
 	for (size_t i = 0; i < rb->nmain; i++)
 		not_run += ex.s[i].status == S_PENDING || ex.s[i].status == S_WAITING;
-	size_t ok = ex.counts[S_SUCCEEDED], skip = ex.counts[S_SKIPPED];
+	size_t ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
 	size_t bad = ex.counts[S_FAILED] + ex.counts[S_INTERRUPTED];
 
 	/* A failed run undoes what it did (rollback: true), then runs on_failure. */

@@ -262,19 +262,20 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 {
 	struct rb_runbook *rb = pl->rb;
 	json_t *j = json_object();
-	json_object_set_new(j, "id", json_string(s->id));
+	if (s->kind != RB_CHECK)        /* a check is its step's */
+		json_object_set_new(j, "id", json_string(s->id));
 	if (s->name)
 		json_object_set_new(j, "name", json_string(s->name));
 	if (s->description)
 		json_object_set_new(j, "description", json_string(s->description));
-	if (s->kind != RB_UNDO)
+	int sub = s->kind == RB_UNDO || s->kind == RB_CHECK;    /* hangs off a step */
+	if (!sub)
 		json_object_set_new(j, "stage", json_integer(s->stage + 1));
 	json_object_set_new(j, "action", json_string(s->action ? s->action->name : ""));
 	json_object_set_new(j, "form", json_string(s->run ? "run" : s->lua ? "lua" : "action"));
-	json_object_set_new(j, "side_effects",
-			    json_boolean(s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS)));
+	json_object_set_new(j, "side_effects", json_boolean(s->side_effects));
 	json_object_set_new(j, "idempotent", json_boolean(s->idempotent));
-	if (s->kind != RB_UNDO) {
+	if (!sub) {
 		json_object_set_new(j, "needs", ids_json(rb, s->needs, s->nneeds));
 		json_object_set_new(j, "after", ids_json(rb, s->deps, s->ndeps));
 	}
@@ -309,7 +310,7 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 		if (why && !json_object_get(pl->skipped, s->id))
 			json_object_set(pl->skipped, s->id, why);
 	}
-	json_t *sk = json_object_get(pl->skipped, s->id);
+	json_t *sk = sub ? NULL : json_object_get(pl->skipped, s->id);
 	if (sk)
 		json_object_set_new(j, "skipped", json_pack("{s:O}", "because_of", sk));
 
@@ -340,11 +341,13 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 		json_object_set_new(j, "outputs", o);
 	}
 	json_object_set_new(j, "sensitive", json_boolean(s->sensitive));
-	if (s->undo) {
-		json_t *u = step_json(pl, s->undo);
-		if (!u)
+	const struct rb_step *subs[2] = {s->check, s->undo};
+	for (int k = 0; k < 2; k++) {
+		json_t *u = subs[k] ? step_json(pl, subs[k]) : NULL;
+		if (subs[k] && !u)
 			goto fail;
-		json_object_set_new(j, "undo", u);
+		if (u)
+			json_object_set_new(j, k ? "undo" : "check", u);
 	}
 	return j;
 fail:

@@ -78,8 +78,9 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 {
 	FILE *f = o->f;
 	int side = json_is_true(json_object_get(s, "side_effects"));
-	fprintf(f, "%s%s%s%s  %s", indent, c(o, BOLD), str(s, "id"), c(o, RESET),
-		str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
+	/* A check has no id of its own: it is shown as "check". */
+	fprintf(f, "%s%s%s%s  %s", indent, c(o, BOLD), str(s, "id") ? str(s, "id") : "check",
+		c(o, RESET), str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
 	if (side)
 		fprintf(f, "  %s[side effects]%s", c(o, YELLOW), c(o, RESET));
 	if (json_object_get(s, "approve"))
@@ -143,7 +144,9 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 		}
 	if (json_is_true(json_object_get(s, "sensitive")))
 		fprintf(f, "%soutput is sensitive\n", in2);
-	json_t *undo = json_object_get(s, "undo");
+	json_t *check = json_object_get(s, "check"), *undo = json_object_get(s, "undo");
+	if (check)
+		step_text(o, check, in2);
 	if (undo) {
 		fprintf(f, "%sundo:\n", in2);
 		char in3[80];
@@ -273,11 +276,19 @@ static void md_code(FILE *f, const char *s)
 		fputc('`', f);
 }
 
-static void md_step(FILE *f, const json_t *s, int undo)
+/* A step; sub names a step that hangs off another ("check", "undo"), or is NULL. */
+static void md_step(FILE *f, const json_t *s, const char *sub)
 {
-	fprintf(f, "%s**", undo ? "  - undo: " : "- ");
-	md_code(f, str(s, "id"));
-	fprintf(f, "** %s", str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
+	if (sub)
+		fprintf(f, "  - %s: ", sub);
+	else
+		fputs("- ", f);
+	if (str(s, "id")) {
+		fputs("**", f);
+		md_code(f, str(s, "id"));
+		fputs("** ", f);
+	}
+	fputs(str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"), f);
 	if (str(s, "name"))
 		fprintf(f, ": %s", str(s, "name"));
 	if (json_is_true(json_object_get(s, "side_effects")))
@@ -290,7 +301,7 @@ static void md_step(FILE *f, const json_t *s, int undo)
 		fputs(" is false)", f);
 	}
 	fputc('\n', f);
-	const char *ind = undo ? "    " : "  ";
+	const char *ind = sub ? "    " : "  ";
 	json_t *after = json_object_get(s, "after");
 	if (json_array_size(after)) {
 		fprintf(f, "%s- after ", ind);
@@ -352,9 +363,10 @@ static void md_step(FILE *f, const json_t *s, int undo)
 	}
 	if (json_is_true(json_object_get(s, "continue_on_error")))
 		fprintf(f, "%s- continues on error\n", ind);
-	json_t *u = json_object_get(s, "undo");
-	if (u)
-		md_step(f, u, 1);
+	if (json_object_get(s, "check"))
+		md_step(f, json_object_get(s, "check"), "check");
+	if (json_object_get(s, "undo"))
+		md_step(f, json_object_get(s, "undo"), "undo");
 }
 
 static void md_begin(void *ctx, const json_t *plan)
@@ -402,7 +414,7 @@ static void md_step_cb(void *ctx, const json_t *s, int first)
 		fprintf(po->f, "\n%s Stage %zu%s\n\n", po->in_failure ? "####" : "###", po->stage,
 			n > 1 ? " (in parallel)" : "");
 	}
-	md_step(po->f, s, 0);
+	md_step(po->f, s, NULL);
 	count(po, s);
 }
 

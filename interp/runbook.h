@@ -45,7 +45,8 @@ struct rb_retry {
 	int exponential;
 };
 
-enum rb_step_kind { RB_MAIN, RB_ON_FAILURE, RB_UNDO };
+/* A check is not in rb_runbook.steps: it hangs off its step (rb_step.check). */
+enum rb_step_kind { RB_MAIN, RB_ON_FAILURE, RB_UNDO, RB_CHECK };
 
 struct rb_step {
 	const char *id;
@@ -66,8 +67,10 @@ struct rb_step {
 	int64_t timeout_ms;             /* -1: none */
 	int continue_on_error;
 	int idempotent;                 /* the action's default unless set */
+	int side_effects;               /* the action's (or true for run:) unless set */
 	int sensitive;
-	struct rb_step *undo, *parent;  /* parent: for an undo step */
+	struct rb_step *undo, *parent;  /* parent: for an undo step or a check */
+	struct rb_step *check;          /* a read-only probe: is the effect in place? */
 	const struct rb_node *needs_node;
 	size_t *needs;                  /* explicit, as indices */
 	size_t nneeds;

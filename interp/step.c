@@ -15,18 +15,21 @@ enum {
 	K_ID, K_NAME, K_DESCRIPTION, K_ACTION, K_WITH, K_RUN, K_LUA, K_IF, K_RETRY, K_TIMEOUT,
 	UNDO_KEYS,
 	K_NEEDS = UNDO_KEYS, K_FOR_EACH, K_CONTINUE_ON_ERROR, K_UNDO, K_APPROVE, K_IDEMPOTENT,
-	K_OUTPUTS, K_SENSITIVE, K_COUNT
+	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_COUNT
 };
 static const char *const step_keys[K_COUNT + 1] = {
 	"id", "name", "description", "action", "with", "run", "lua", "if", "retry", "timeout",
 	"needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
-	"sensitive", NULL,
+	"sensitive", "check", "side_effects", NULL,
 };
+/* The keys of a check, and where they go among a step's. */
+static const char *const check_keys[] = {"action", "with", "run", "lua", "timeout", NULL};
+static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT};
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
 static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
 static const char *const run_fields[] = {"id", "dry_run", "started_at", NULL};
 
-static const char *const kind_names[] = {"step", "on_failure step", "undo step"};
+static const char *const kind_names[] = {"step", "on_failure step", "undo step", "check of step"};
 
 /* --- loading one step ----------------------------------------------------------- */
 
@@ -103,6 +106,44 @@ static void load_outputs(struct loader *l, struct rb_step *s, const struct rb_no
 	s->outputs = v;
 }
 
+static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node *const *v);
+
+/*
+ * check: a probe that says whether the step's effect is already in place.
+ * It is a step of its own kind, with its parent's id, so that it renders and
+ * runs as steps do; it must not change anything: run:, lua:, or an action
+ * without side effects.
+ */
+static struct rb_step *load_check(struct loader *l, const struct rb_node *n,
+				  struct rb_step *parent)
+{
+	if (n->type != RB_MAP) {
+		rb_error_at(l->d, n, "check must be a mapping with 'run', 'lua' or 'action', not %s",
+			    rb_node_kind_name(n));
+		return NULL;
+	}
+	const struct rb_node *v[K_COUNT] = {NULL};
+	for (size_t i = 0; i < n->n; i++) {
+		int k = rb_load_key(l, n->items[2 * i], check_keys, 5, "check");
+		if (k >= 0)
+			v[check_key_index[k]] = n->items[2 * i + 1];
+	}
+	struct rb_step *c = rb_arena_alloc(&l->rb->doc.arena, sizeof(*c));
+	c->node = n;
+	c->kind = RB_CHECK;
+	c->parent = parent;
+	c->id = parent->id;
+	c->retry.attempts = 1;
+	c->timeout_ms = l->rb->default_timeout_ms;
+	c->approve_timeout_ms = -1;
+	load_keys(l, c, v);
+	if (c->action && v[K_ACTION] && (c->action->flags & RB_ACT_SIDE_EFFECTS))
+		rb_error_at(l->d, v[K_ACTION], "a check must not change anything, and action '%s' "
+			    "has side effects (use 'run' or 'lua' for a command that only looks)",
+			    c->action->name);
+	return c;
+}
+
 /* Load the keys found in v[] (indexed by K_...) into s. */
 static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node *const *v)
 {
@@ -141,6 +182,10 @@ static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node 
 		load_outputs(l, s, v[K_OUTPUTS]);
 	if (v[K_UNDO])
 		s->undo = load_step(l, v[K_UNDO], RB_UNDO, s);
+	if (v[K_CHECK])
+		s->check = load_check(l, v[K_CHECK], s);
+	if (v[K_SIDE_EFFECTS])
+		rb_load_bool(l, v[K_SIDE_EFFECTS], &s->side_effects);
 
 	int count = !!v[K_ACTION] + !!v[K_RUN] + !!v[K_LUA];
 	if (count == 0)
@@ -183,6 +228,7 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	s->timeout_ms = rb->default_timeout_ms;
 	s->approve_timeout_ms = -1;
 	s->idempotent = -1;
+	s->side_effects = -1;
 
 	const struct rb_node *id = v[K_ID];
 	if (id) {
@@ -209,8 +255,12 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	}
 	add_step(l, s);
 	load_keys(l, s, v);
+	if (s->side_effects < 0)
+		s->side_effects = s->run || (s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS));
+	/* A step that changes nothing may run again after a crash. */
 	if (s->idempotent < 0)
-		s->idempotent = s->action && (s->action->flags & RB_ACT_IDEMPOTENT);
+		s->idempotent = !s->side_effects ||
+				(s->action && (s->action->flags & RB_ACT_IDEMPOTENT));
 	return s;
 }
 
@@ -703,6 +753,17 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_chunk(l, s->lua, &sr);
 	if (s->action && !s->run && !s->lua)
 		check_with(l, s);
+
+	struct rb_step *c = s->check;
+	sr.where = "in check";
+	if (c && c->with)
+		rb_load_value(l, c->with, &sr);
+	if (c && c->run)
+		rb_load_value(l, c->run, &sr);
+	if (c && c->lua)
+		rb_load_chunk(l, c->lua, &sr);
+	if (c && c->action && !c->run && !c->lua)
+		check_with(l, c);
 
 	sr.allowed &= ~(1u << RB_SC_ITEM);
 	sr.allowed |= 1u << RB_SC_OUTPUT;

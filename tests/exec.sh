@@ -157,6 +157,32 @@ check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
 rm -rf "$gdir"
 
+# check: a step whose effect is in place already is "satisfied" and not run;
+# resume lets the check decide about a step that was in flight.
+cdir=$(mktemp -d)
+run -p dir="$cdir" tests/exec/check.yaml >/dev/null 2>&1
+check "a run with checks succeeds" [ $? -eq 0 ]
+check "a check that fails runs the step" [ "$(cat "$cdir/create.count")" = created ]
+check "a lua check that returns false runs the step" has '"step":"compute","status":"succeeded","attempt":1,"output":42'
+out=$(run -p dir="$cdir" tests/exec/check.yaml 2>&1)
+check "the second run succeeds" [ $? -eq 0 ]
+check "the step in place is satisfied" has '"step":"create","status":"satisfied","attempt":0'
+check "and did not run again" [ "$(wc -l <"$cdir/create.count")" -eq 1 ]
+check "the console says so" grep -q 'create: satisfied: its check says it is in place' <<<"$out"
+check "its dependents see satisfied" has '"step":"report","status":"succeeded","attempt":1,"output":"satisfied"'
+"$RUNBOOK" run --state-dir "$state" -p dir="$cdir" -p slow=true tests/exec/check.yaml >"$cdir/out" 2>&1 &
+cpid=$!
+for _ in $(seq 100); do [ -e "$cdir/slow.done" ] && break; sleep 0.1; done
+kill -9 $cpid
+wait $cpid 2>/dev/null
+cid=$(basename "$(dirname "$(grep -l '"slow":true' "$state"/runs/*/journal.jsonl)")")
+out=$("$RUNBOOK" resume --state-dir "$state" "$cid" 2>&1)
+check "resume of a crashed step with a check needs no --rerun" [ $? -eq 0 ]
+check "it says the check decides" grep -q 'running again slow (running; its check decides)' <<<"$out"
+check "the check found it done" grep -q 'slow: satisfied' <<<"$out"
+check "the step did not run twice" [ "$(wc -l <"$cdir/slow.count")" -eq 1 ]
+rm -rf "$cdir"
+
 # A held lock keeps a second run out (exit 1, naming the lock) unless it may
 # wait long enough; the run's timeout stops a run; on_failure still runs.
 "$RUNBOOK" run --state-dir "$state" tests/exec/locked.yaml >/dev/null 2>&1 &

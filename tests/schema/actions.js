@@ -34,5 +34,9 @@ for (const a of registry) {
   check(same(w.required || [], a.args.filter((g) => g.required).map((g) => g.name)),
     `with_${a.name} requires ${a.args.filter((g) => g.required).map((g) => g.name)}`);
 }
+// A check may use exactly the actions without side effects.
+const banned = schema.$defs.check.not.properties.action.anyOf.map((c) => c.const);
+check(same(banned, registry.filter((a) => a.side_effects).map((a) => a.name)),
+  `a check refuses exactly the actions with side effects: ${banned}`);
 console.log(`actions: ${pass} passed, ${fail} failed`);
 process.exit(fail ? 1 : 0);
