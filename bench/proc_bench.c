@@ -6,7 +6,8 @@
  *
  * Built and run by bench/run:
  *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o /tmp/proc_bench \
- *     bench/proc_bench.c interp/proc.c && /tmp/proc_bench 1000 [heap-MiB]
+ *     bench/proc_bench.c interp/proc.c interp/spawner.c && \
+ *     /tmp/proc_bench 1000 [heap-MiB]
  */
 #include <poll.h>
 #include <spawn.h>

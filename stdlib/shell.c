@@ -2,7 +2,7 @@
  * shell: run a command, as argv (a list) or through sh -c (a string), with
  * its output captured and streamed.  Its side effects are unknown, so it is
  * never assumed read-only.  Process lifetime (process groups, descendants,
- * dying with the runner) is interp/proc.c's job.
+ * dying with the runner) is the job of interp/proc.c and interp/spawner.c.
  */
 #include <poll.h>
 #include <pthread.h>

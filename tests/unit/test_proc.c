@@ -1,15 +1,16 @@
 /*
- * Tests interp/proc.c with real processes, no mocks: argv and sh -c forms,
- * environment, cwd, stdin, capture, lines, spill, exit statuses, 50 procs in
- * one poll loop, and the lifetime guarantees: a tree that ignores SIGTERM and
- * hides a setsid daemon ends within timeout + grace + 1 s, and nothing of a
- * step survives a kill -9 of its runner, its supervisor or the spawner.
+ * Tests interp/proc.c and interp/spawner.c with real processes, no mocks:
+ * argv and sh -c forms, environment, cwd, stdin, capture, lines, spill, exit
+ * statuses, 50 procs in one poll loop, and the lifetime guarantees: a tree
+ * that ignores SIGTERM and hides a setsid daemon ends within
+ * timeout + grace + 1 s, and nothing of a step survives a kill -9 of its
+ * runner, its supervisor or the spawner.
  *
  * Build and run from the repository root (also under -fsanitize=address,undefined,
  * and under valgrind --error-exitcode=1 --leak-check=full --track-fds=yes):
  *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
  *     -Wno-missing-field-initializers -O2 -g -Iinterp -o /tmp/test_proc \
- *     tests/unit/test_proc.c interp/proc.c && /tmp/test_proc
+ *     tests/unit/test_proc.c interp/proc.c interp/spawner.c && /tmp/test_proc
  * Usage: test_proc [-v]; -v prints the timings.  tests/unit/proc/bench.c
  * measures the cost of a spawn.
  */
