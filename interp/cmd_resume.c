@@ -78,18 +78,22 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
 	return rc;
 }
 
-/* Decide each step; RB_EXIT_OK with *kept filled, or an exit status. */
+/*
+ * Decide each step; RB_EXIT_OK with *kept filled, or an exit status.  from
+ * (--from) is a step to run again with everything after it, or NULL.
+ */
 static int decide(struct rb_runbook *rb, const json_t *st, const char *const *rerun,
-		  size_t nrerun, const char *const *skip, size_t nskip, json_t *kept)
+		  size_t nrerun, const char *const *skip, size_t nskip, const char *from,
+		  json_t *kept)
 {
 	json_t *by_id = json_object();
 	size_t i;
 	json_t *s;
 	json_array_foreach(json_object_get(st, "steps"), i, s)
 		json_object_set(by_id, json_string_value(json_object_get(s, "step")), s);
-	const char *const *lists[2] = {rerun, skip};
-	size_t counts[2] = {nrerun, nskip};
-	for (int l = 0; l < 2; l++)
+	const char *const *lists[3] = {rerun, skip, &from};
+	size_t counts[3] = {nrerun, nskip, from != NULL};
+	for (int l = 0; l < 3; l++)
 		for (size_t k = 0; k < counts[l]; k++) {
 			struct rb_step *step = rb_runbook_step(rb, lists[l][k]);
 			if (!step || step->kind != RB_MAIN) {
@@ -125,7 +129,9 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 			rb_buf_printf(&again, " %s (undone)", step->id);
 			continue;
 		}
-		if (listed(skip, nskip, step->id)) {
+		if (from && !strcmp(from, step->id)) {
+			rb_buf_printf(&again, " %s (--from)", step->id);
+		} else if (listed(skip, nskip, step->id)) {
 			json_object_set_new(kept, step->id, json_pack("{s:s, s:i}", "status",
 								      "skipped", "attempts", 0));
 			rb_buf_printf(&keep, " %s (skipped by --skip)", step->id);
@@ -166,10 +172,10 @@ int cmd_resume(int argc, char **argv)
 	static const struct rb_opt opts[] = {
 		{0, "rerun", 1}, {0, "skip", 1}, {0, "force", 0}, {'j', "jobs", 1},
 		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1},
-		{0, NULL, 0},
+		{0, "from", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
-	const char *id = NULL;
+	const char *id = NULL, *from = NULL;
 	const char **rerun = rb_xcalloc((size_t)argc, sizeof(*rerun));
 	const char **skip = rb_xcalloc((size_t)argc, sizeof(*skip));
 	size_t nrerun = 0, nskip = 0;
@@ -205,6 +211,9 @@ int cmd_resume(int argc, char **argv)
 		case 2:
 			force = 1;
 			break;
+		case 8:
+			from = p.val;
+			break;
 		default:
 			if (rb_exec_option("resume", opts[k].longname, p.val, &o) < 0) {
 				rc = RB_EXIT_INVALID;
@@ -224,14 +233,14 @@ int cmd_resume(int argc, char **argv)
 		rc = RB_EXIT_FAILED;
 		goto out;
 	}
-	if (!strcmp(json_string_value(json_object_get(st, "status")), "succeeded")) {
+	if (!from && !strcmp(json_string_value(json_object_get(st, "status")), "succeeded")) {
 		printf("run %s succeeded: nothing to resume\n", id);
 		goto out;
 	}
 	if ((rc = load_runbook(dir, st, force, &rb)) != RB_EXIT_OK)
 		goto out;
 	kept = json_object();
-	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, kept)) != RB_EXIT_OK)
+	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, from, kept)) != RB_EXIT_OK)
 		goto out;
 	fflush(stdout);
 	o.resume_id = id;

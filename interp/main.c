@@ -57,7 +57,8 @@ const struct rb_command rb_commands[] = {
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 3 paused at a\n"
 	 "gate, 130/143 interrupted by SIGINT/SIGTERM.\n"},
 	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
-	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--force] [--jobs N]\n"
+	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--from STEP] [--force]\n"
+	 "                       [--jobs N]\n"
 	 "                       [--state-dir DIR] [--output text|json] [--lock-timeout D]\n"
 	 "                       [--approve STEP|all]...\n"
 	 "\n"
@@ -68,6 +69,8 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "      --rerun STEP         run it again (repeatable)\n"
 	 "      --skip STEP          take it as done (repeatable)\n"
+	 "      --from STEP          run STEP and every step after it again (also after\n"
+	 "                           a run that succeeded)\n"
 	 "      --force              run the runbook file even though it changed since the\n"
 	 "                           run started (refused otherwise)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",

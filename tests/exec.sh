@@ -155,6 +155,16 @@ rm -f "$gdir"/*.count
 run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
 check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
+# resume --from STEP runs STEP and what depends on it again, even after success.
+gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/journal.jsonl) | head -n 1)")")
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from dangerous --approve all </dev/null 2>&1)
+check "resume --from finishes" [ $? -eq 0 ]
+check "it says what runs again" grep -q '^resume: running again dangerous (--from) after (after a step that runs again)$' <<<"$out"
+check "the step ran again" [ "$(wc -l <"$gdir/dangerous.count")" -eq 2 ]
+check "and the one after it" [ "$(wc -l <"$gdir/after.count")" -eq 2 ]
+check "but not the one before" [ "$(wc -l <"$gdir/before.count")" -eq 1 ]
+out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from nosuch 2>&1)
+check "--from an unknown step is refused" [ $? -eq 2 ]
 rm -rf "$gdir"
 
 # check: a step whose effect is in place already is "satisfied" and not run;
@@ -172,9 +182,10 @@ check "the console says so" grep -q 'create: satisfied: its check says it is in 
 check "its dependents see satisfied" has '"step":"report","status":"succeeded","attempt":1,"output":"satisfied"'
 "$RUNBOOK" run --state-dir "$state" -p dir="$cdir" -p slow=true tests/exec/check.yaml >"$cdir/out" 2>&1 &
 cpid=$!
+disown $cpid
 for _ in $(seq 100); do [ -e "$cdir/slow.done" ] && break; sleep 0.1; done
 kill -9 $cpid
-wait $cpid 2>/dev/null
+while kill -0 $cpid 2>/dev/null; do sleep 0.05; done
 cid=$(basename "$(dirname "$(grep -l '"slow":true' "$state"/runs/*/journal.jsonl)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$cid" 2>&1)
 check "resume of a crashed step with a check needs no --rerun" [ $? -eq 0 ]
