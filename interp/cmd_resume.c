@@ -84,7 +84,7 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
  */
 static int decide(struct rb_runbook *rb, const json_t *st, const char *const *rerun,
 		  size_t nrerun, const char *const *skip, size_t nskip, const char *from,
-		  json_t *kept)
+		  json_t *kept, json_t *items)
 {
 	json_t *by_id = json_object();
 	size_t i;
@@ -140,12 +140,20 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 			rb_buf_printf(&keep, " %s", step->id);
 		} else if (done) {
 			rb_buf_printf(&again, " %s (after a step that runs again)", step->id);
-		} else if (in_flight && step->check && !listed(rerun, nrerun, step->id)) {
-			rb_buf_printf(&again, " %s (%s; its check decides)", step->id, status);
-		} else if (in_flight && !step->idempotent && !listed(rerun, nrerun, step->id)) {
+		} else if (in_flight && !step->check && !step->idempotent &&
+			   !listed(rerun, nrerun, step->id)) {
 			rb_buf_printf(&undecided, " %s", step->id);
 		} else {
-			rb_buf_printf(&again, " %s (%s)", step->id, status);
+			/* It runs again where it stopped: the for_each items it finished stay done. */
+			json_t *finished = json_object_get(was, "items");
+			if (finished)
+				json_object_set(items, step->id, finished);
+			rb_buf_printf(&again, " %s (%s%s", step->id, status,
+				      in_flight && step->check ? "; its check decides" : "");
+			if (json_object_size(finished))
+				rb_buf_printf(&again, "; %zu item%s done", json_object_size(finished),
+					      json_object_size(finished) == 1 ? "" : "s");
+			rb_buf_putc(&again, ')');
 		}
 	}
 	free(order);
@@ -182,7 +190,7 @@ int cmd_resume(int argc, char **argv)
 	int k, rc = RB_EXIT_OK, force = 0;
 	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
 				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
-	json_t *st = NULL, *kept = NULL;
+	json_t *st = NULL, *kept = NULL, *items = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
 
@@ -240,11 +248,13 @@ int cmd_resume(int argc, char **argv)
 	if ((rc = load_runbook(dir, st, force, &rb)) != RB_EXIT_OK)
 		goto out;
 	kept = json_object();
-	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, from, kept)) != RB_EXIT_OK)
+	items = json_object();
+	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, from, kept, items)) != RB_EXIT_OK)
 		goto out;
 	fflush(stdout);
 	o.resume_id = id;
 	o.kept = kept;
+	o.items = items;
 	o.params = json_object_get(st, "params");
 	json_t *note = json_pack("{s:b}", "journal_torn", json_is_true(json_object_get(st, "torn")));
 	o.resume_note = note;
@@ -259,6 +269,7 @@ out:
 	free(dir);
 	json_decref(st);
 	json_decref(kept);
+	json_decref(items);
 	rb_runbook_free(rb);
 	free(rerun);
 	free(skip);

@@ -42,7 +42,12 @@ static const char *const status_names[S_COUNT] = {
 
 struct exec;
 
-/* A step's actions handed to a worker: one call, or one per for_each item. */
+/*
+ * An attempt of a step (or its check): its rendered calls, one per for_each
+ * item (one without for_each), run as units on the workers, up to the step's
+ * concurrency at once.  Only the scheduling thread touches a job, except
+ * cancel; workers see their unit and what the job holds read-only.
+ */
 struct job {
 	struct exec *ex;
 	size_t step;                    /* index in rb->steps */
@@ -50,13 +55,26 @@ struct job {
 	const struct rb_action *action;
 	json_t *calls;                  /* array of rendered arguments */
 	json_t *items;                  /* for_each: the items, or NULL */
-	struct rb_strv env;             /* secrets for child processes */
+	json_t *item_sha;               /* for_each: each item's SHA-256, to keep them apart */
+	struct rb_strv env;             /* secrets for child processes, NULL-terminated */
 	int64_t deadline_ms;
+	size_t n, next, running, ndone, concurrency;
+	json_t *outs;                   /* each call's output (null until it succeeded) */
+	unsigned char *ok;              /* each call: it succeeded (in this or an earlier attempt) */
 	json_t *output;                 /* the result: one output, or the list */
 	int failed, timed_out;
 	char *error;
 	volatile sig_atomic_t cancel;
-	struct job *next;
+};
+
+/* One call of a job, run by a worker (or inline). */
+struct unit {
+	struct job *jb;
+	size_t k;                       /* which call */
+	json_t *output;
+	int failed, timed_out;
+	char *error;
+	struct unit *next;
 };
 
 struct srun {
@@ -74,6 +92,8 @@ struct srun {
 	int checked;                    /* its check said the effect is not in place */
 	int approved;                   /* its gate is passed */
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
+	/* for_each: {"K": {"sha256", "output"}} for the items done, kept across attempts */
+	json_t *items_done;
 	struct job *job;
 };
 
@@ -102,12 +122,15 @@ struct exec {
 	int nthreads;
 	pthread_mutex_t mu;             /* guards queue, done and quit */
 	pthread_cond_t cv;
-	struct job *queue, *done;
+	struct unit *queue, *done;
+	struct job **active;            /* jobs with calls still to hand out or running */
+	size_t nactive, activecap;
 	int quit;
 	int wake[2];                    /* a worker writes a byte when a job is done */
 	pthread_mutex_t out_mu;         /* one event line at a time */
 	int64_t t0;
 	int journal_failed;
+	char sha[65];                   /* of the runbook's bytes */
 	size_t compact_at;              /* compact when the journal holds this many records */
 };
 
@@ -226,14 +249,19 @@ static void event(struct exec *ex, json_t *ev, const char *fmt, ...)
 /* Output lines of a step, from a worker thread. */
 static void on_line(void *ud, int stream, const char *line, size_t len)
 {
-	struct job *jb = ud;
-	struct exec *ex = jb->ex;
-	const char *id = ex->rb->steps[jb->step]->id;
+	struct unit *u = ud;
+	struct exec *ex = u->jb->ex;
+	const char *id = ex->rb->steps[u->jb->step]->id;
 	size_t n;
 	char *clean = rb_utf8_lossy(line, len, &n);
-	event(ex, json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
-			    stream == 2 ? "stderr" : "stdout", "line", clean, n),
-	      "%s%s %.*s", id, stream == 2 ? "!" : "|", (int)n, clean);
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
+			       stream == 2 ? "stderr" : "stdout", "line", clean, n);
+	char at[32] = "";
+	if (u->jb->items) {
+		json_object_set_new(ev, "index", json_integer((json_int_t)u->k));
+		snprintf(at, sizeof(at), "[%zu]", u->k + 1);
+	}
+	event(ex, ev, "%s%s%s %.*s", id, at, stream == 2 ? "!" : "|", (int)n, clean);
 	free(clean);
 }
 
@@ -266,10 +294,14 @@ static json_t *snapshot(struct exec *ex)
 		if (sr->outputs)
 			json_object_set_new(v, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
 								      : redact_json(ex, sr->outputs));
+		if (sr->items_done)     /* journalled redacted already */
+			json_object_set(v, "items", sr->items_done);
 		json_object_set_new(steps, st->id, v);
 	}
-	return json_pack("{s:s, s:s, s:o}", "run", ex->run_id, "runbook", ex->rb->name, "steps",
-			 steps);
+	/* What run_started said, which the journal no longer holds after this. */
+	return json_pack("{s:s, s:s, s:s, s:s, s:O, s:o}", "run", ex->run_id, "runbook",
+			 ex->rb->name, "file", ex->rb->file, "sha256", ex->sha, "params",
+			 ex->o->params, "steps", steps);
 }
 
 /*
@@ -463,64 +495,58 @@ static int build_scope(struct exec *ex)
 
 /* --- workers --------------------------------------------------------------------------- */
 
-static void run_job(struct job *jb)
+static void run_unit(struct unit *u)
 {
+	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
-	size_t n = json_array_size(jb->calls);
-	int each = ex->rb->steps[jb->step]->for_each != NULL;
-	json_t *list = each ? json_array() : NULL;
-	char spill[4096];
+	const char *id = ex->rb->steps[jb->step]->id;
 	int check = jb->what->kind == RB_CHECK;
-	snprintf(spill, sizeof(spill), "%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT,
-		 ex->rb->steps[jb->step]->id, check ? ".check" : "");
-	int inline_items = each && (jb->action->flags & RB_ACT_INLINE);
+	char spill[4096];
+	if (jb->items)
+		snprintf(spill, sizeof(spill), "%s/%s/%s%s.%zu", ex->run_dir, RB_RUN_OUTPUT, id,
+			 check ? ".check" : "", u->k + 1);
+	else
+		snprintf(spill, sizeof(spill), "%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id,
+			 check ? ".check" : "");
+	/* An inline action reads item at run time (it is its Lua), on this thread. */
+	int inline_item = jb->items && (jb->action->flags & RB_ACT_INLINE);
 	lua_State *L = rb_luabox_state(ex->box);
-	for (size_t i = 0; i < n && !jb->failed; i++) {
-		/* An inline action reads item at run time: it is its Lua. */
-		if (inline_items && rb_lua_push_json(L, json_array_get(jb->items, i)) == 0)
-			rb_luabox_set(L, ex->scope, "item");
-		struct rb_call call = {
-			.step = ex->rb->steps[jb->step]->id,
-			.args = json_array_get(jb->calls, i),
-			.env = (const char *const *)rb_strv_terminated(&jb->env),
-			.deadline_ms = jb->deadline_ms,
-			.cancel = &jb->cancel,
-			.spill_path = spill,
-			.on_line = on_line,
-			.ud = jb,
-			.box = ex->box,
-			.scope = ex->scope,
-		};
-		struct rb_result res = {0};
-		if (!jb->action->run) {
-			res.failed = 1;
-			res.error = rb_xasprintf("action '%s' cannot run in this version",
-						 jb->action->name);
-		} else {
-			jb->action->run(&call, &res);
-		}
-		/* A check says "in place" by succeeding with a result that is not nil or false. */
-		if (check && !res.failed && (!res.output || json_is_null(res.output) ||
-					     json_is_false(res.output))) {
-			res.failed = 1;
-			res.error = rb_xasprintf("it returned %s",
-						 res.output && json_is_false(res.output) ? "false" : "nil");
-		}
-		jb->failed = res.failed;
-		jb->timed_out = res.timed_out;
-		free(jb->error);
-		jb->error = res.error;
-		if (each)
-			json_array_append_new(list, res.output ? res.output : json_null());
-		else
-			jb->output = res.output;
+	if (inline_item && rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
+		rb_luabox_set(L, ex->scope, "item");
+	struct rb_call call = {
+		.step = id,
+		.args = json_array_get(jb->calls, u->k),
+		.env = (const char *const *)jb->env.v,
+		.deadline_ms = jb->deadline_ms,
+		.cancel = &jb->cancel,
+		.spill_path = spill,
+		.on_line = on_line,
+		.ud = u,
+		.box = ex->box,
+		.scope = ex->scope,
+	};
+	struct rb_result res = {0};
+	if (!jb->action->run) {
+		res.failed = 1;
+		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
+	} else {
+		jb->action->run(&call, &res);
 	}
-	if (inline_items) {
+	/* A check says "in place" by succeeding with a result that is not nil or false. */
+	if (check && !res.failed && (!res.output || json_is_null(res.output) ||
+				     json_is_false(res.output))) {
+		res.failed = 1;
+		res.error = rb_xasprintf("it returned %s",
+					 res.output && json_is_false(res.output) ? "false" : "nil");
+	}
+	if (inline_item) {
 		lua_pushnil(L);
 		rb_luabox_set(L, ex->scope, "item");
 	}
-	if (each)
-		jb->output = list;
+	u->failed = res.failed;
+	u->timed_out = res.timed_out;
+	u->error = res.error;
+	u->output = res.output;
 }
 
 static void *worker(void *arg)
@@ -530,19 +556,19 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&ex->mu);
 		while (!ex->queue && !ex->quit)
 			pthread_cond_wait(&ex->cv, &ex->mu);
-		struct job *jb = ex->queue;
-		if (!jb) {
+		struct unit *u = ex->queue;
+		if (!u) {
 			pthread_mutex_unlock(&ex->mu);
 			return NULL;
 		}
-		ex->queue = jb->next;
+		ex->queue = u->next;
 		pthread_mutex_unlock(&ex->mu);
 
-		run_job(jb);
+		run_unit(u);
 
 		pthread_mutex_lock(&ex->mu);
-		jb->next = ex->done;
-		ex->done = jb;
+		u->next = ex->done;
+		ex->done = u;
 		pthread_mutex_unlock(&ex->mu);
 		ssize_t w;
 		do
@@ -590,6 +616,9 @@ static void free_job(struct job *jb)
 {
 	json_decref(jb->calls);
 	json_decref(jb->items);
+	json_decref(jb->item_sha);
+	json_decref(jb->outs);
+	free(jb->ok);
 	rb_strv_release(&jb->env);
 	free(jb);
 }
@@ -693,6 +722,39 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	}
 }
 
+/* The SHA-256 of an item's JSON, which tells whether an item done before is this one. */
+static json_t *item_hash(const json_t *item)
+{
+	char *enc = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char hex[65];
+	rb_sha256_hex(enc ? enc : "", enc ? strlen(enc) : 0, hex);
+	free(enc);
+	return json_string(hex);
+}
+
+/*
+ * for_each items are units of their own: the items an earlier attempt (or
+ * the run before a resume) finished are not run again, when they are the
+ * same items.
+ */
+static void keep_items(struct exec *ex, struct job *jb)
+{
+	json_t *done = ex->s[jb->step].items_done;
+	jb->item_sha = json_array();
+	for (size_t k = 0; k < jb->n; k++) {
+		json_t *h = item_hash(json_array_get(jb->items, k));
+		char key[32];
+		snprintf(key, sizeof(key), "%zu", k);
+		json_t *was = json_object_get(done, key);
+		if (was && json_equal(json_object_get(was, "sha256"), h)) {
+			jb->ok[k] = 1;
+			jb->ndone++;
+			json_array_set(jb->outs, k, json_object_get(was, "output"));
+		}
+		json_array_append_new(jb->item_sha, h);
+	}
+}
+
 /*
  * Render what the action of step i, or of its check, needs; NULL with *err
  * when an expression fails.
@@ -750,6 +812,15 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	}
 	jb->items = items;
 	rb_diags_release(&d);
+	rb_strv_terminated(&jb->env);
+	jb->n = n;
+	jb->concurrency = items && !check && st->concurrency > 1 ? (size_t)st->concurrency : 1;
+	jb->outs = json_array();
+	jb->ok = rb_xcalloc(n ? n : 1, 1);
+	for (size_t k = 0; k < n; k++)
+		json_array_append_new(jb->outs, json_null());
+	if (items && !check)
+		keep_items(ex, jb);
 	return jb;
 fail:
 	if (items) {
@@ -999,9 +1070,140 @@ static void job_done(struct exec *ex, struct job *jb)
 	free_job(jb);
 }
 
+static void job_done(struct exec *ex, struct job *jb);
+
+/* An item of a for_each step is done: journalled, and kept for a retry or a resume. */
+static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
+{
+	const struct rb_step *st = ex->rb->steps[jb->step];
+	struct srun *sr = &ex->s[jb->step];
+	json_t *out = u->failed ? NULL : st->sensitive ? json_string(RB_SECRET_MASK)
+				: json_incref(u->output ? u->output : json_null());
+	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "event", "item_finished", "step",
+				st->id, "index", (json_int_t)u->k, "status",
+				u->failed ? "failed" : "succeeded", "sha256",
+				json_array_get(jb->item_sha, u->k));
+	if (out) {
+		char key[32];
+		snprintf(key, sizeof(key), "%zu", u->k);
+		if (!sr->items_done)
+			sr->items_done = json_object();
+		json_t *clean = redact_json(ex, out);
+		json_object_set_new(sr->items_done, key, json_pack("{s:O, s:O}", "sha256",
+			json_array_get(jb->item_sha, u->k), "output", clean));
+		json_object_set_new(rec, "output", clean);
+		json_decref(out);
+	}
+	if (u->error)
+		json_object_set_new(rec, "error", json_string(u->error));
+	json_t *ev = json_pack("{s:s, s:s, s:I, s:s}", "event", "item_finished", "step", st->id,
+			       "index", (json_int_t)u->k, "status", u->failed ? "failed" : "succeeded");
+	journal(ex, rec);
+	if (u->failed)
+		event(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
+		      u->error ? u->error : "failed");
+	else
+		event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
+}
+
+/* Every call of a job is done (or it stopped): its step's attempt is over. */
+static void complete(struct exec *ex, struct job *jb)
+{
+	jb->output = jb->items ? json_incref(jb->outs) : json_incref(json_array_get(jb->outs, 0));
+	for (size_t k = 0; k < ex->nactive; k++)
+		if (ex->active[k] == jb) {
+			memmove(ex->active + k, ex->active + k + 1,
+				(ex->nactive - k - 1) * sizeof(*ex->active));
+			ex->nactive--;
+			break;
+		}
+	job_done(ex, jb);
+}
+
+/* A unit is done.  Returns 1 when that completed its job (which is then freed). */
+static int unit_done(struct exec *ex, struct unit *u)
+{
+	struct job *jb = u->jb;
+	jb->running--;
+	if (jb->items && jb->what->kind != RB_CHECK)
+		item_finished(ex, jb, u);
+	if (!u->failed) {
+		jb->ok[u->k] = 1;
+		jb->ndone++;
+		json_array_set_new(jb->outs, u->k, u->output ? u->output : json_null());
+	} else {
+		if (!jb->failed) {
+			jb->failed = 1;
+			jb->timed_out = u->timed_out;
+			jb->error = !jb->items ? u->error
+				    : rb_xasprintf("item %zu of %zu: %s", u->k + 1, jb->n,
+						   u->error ? u->error : "failed");
+			if (jb->items)
+				free(u->error);
+		} else {
+			free(u->error);
+		}
+		json_decref(u->output);
+	}
+	free(u);
+	if (jb->running || (!jb->failed && jb->ndone < jb->n))
+		return 0;
+	complete(ex, jb);
+	return 1;
+}
+
+/*
+ * Hand out a job's next calls, up to its concurrency and the run's --jobs;
+ * inline ones run here and now.  A cancelled job hands out nothing more.
+ * Returns 1 when the job completed (and is freed).
+ */
+static int dispatch(struct exec *ex, struct job *jb)
+{
+	for (;;) {
+		while (jb->next < jb->n && jb->ok[jb->next])
+			jb->next++;
+		int stop = jb->cancel || ex->interrupted || ex->journal_failed;
+		if (!jb->running && (jb->failed || stop || jb->next >= jb->n)) {
+			if (!jb->failed && jb->next < jb->n) {
+				jb->failed = 1;
+				jb->error = rb_xasprintf("stopped after %zu of %zu items", jb->ndone,
+							 jb->n);
+			}
+			complete(ex, jb);
+			return 1;
+		}
+		if (stop || jb->failed || jb->next >= jb->n || jb->running >= jb->concurrency ||
+		    ex->running >= (size_t)ex->o->jobs)
+			return 0;
+		struct unit *u = rb_xcalloc(1, sizeof(*u));
+		u->jb = jb;
+		u->k = jb->next++;
+		jb->running++;
+		if (jb->action->flags & RB_ACT_INLINE) {
+			run_unit(u);
+			if (unit_done(ex, u))
+				return 1;
+			continue;
+		}
+		ex->running++;
+		pthread_mutex_lock(&ex->mu);
+		struct unit **tail = &ex->queue;
+		while (*tail)
+			tail = &(*tail)->next;
+		u->next = NULL;
+		*tail = u;
+		pthread_cond_signal(&ex->cv);
+		pthread_mutex_unlock(&ex->mu);
+	}
+}
+
 /* Start what can start: group the journal records, sync once, dispatch. */
 static void schedule(struct exec *ex)
 {
+	/* The jobs under way first: their start is durable already. */
+	for (size_t k = 0; k < ex->nactive;)
+		if (!dispatch(ex, ex->active[k]))
+			k++;
 	size_t cap = (size_t)ex->o->jobs;
 	struct job **batch = rb_xcalloc(cap, sizeof(*batch));
 	size_t nbatch = 0;
@@ -1031,20 +1233,9 @@ static void schedule(struct exec *ex)
 			event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
 					    st->id, "attempt", ex->s[jb->step].attempts),
 			      "%s: started", st->id);
-		if (jb->action->flags & RB_ACT_INLINE) {
-			run_job(jb);
-			job_done(ex, jb);
-			continue;
-		}
-		ex->running++;
-		pthread_mutex_lock(&ex->mu);
-		struct job **tail = &ex->queue;
-		while (*tail)
-			tail = &(*tail)->next;
-		jb->next = NULL;
-		*tail = jb;
-		pthread_cond_signal(&ex->cv);
-		pthread_mutex_unlock(&ex->mu);
+		rb_grow(&ex->active, &ex->activecap, ex->nactive + 1, sizeof(*ex->active));
+		ex->active[ex->nactive++] = jb;
+		dispatch(ex, jb);
 	}
 	free(batch);
 }
@@ -1134,13 +1325,13 @@ static void run_phase(struct exec *ex)
 		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
 			;
 		pthread_mutex_lock(&ex->mu);
-		struct job *done = ex->done;
+		struct unit *done = ex->done;
 		ex->done = NULL;
 		pthread_mutex_unlock(&ex->mu);
 		while (done) {
-			struct job *nx = done->next;
+			struct unit *nx = done->next;
 			ex->running--;
-			job_done(ex, done);
+			unit_done(ex, done);
 			done = nx;
 		}
 	}
@@ -1242,6 +1433,9 @@ static void restore(struct exec *ex)
 {
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct rb_step *st = ex->rb->steps[i];
+		json_t *items = json_object_get(ex->o->items, st->id);
+		if (items)
+			ex->s[i].items_done = json_deep_copy(items);
 		json_t *k = json_object_get(ex->o->kept, st->id);
 		if (!k || st->kind != RB_MAIN)
 			continue;
@@ -1308,8 +1502,8 @@ static int setup(struct exec *ex)
 		free(err);
 		return -2;
 	}
-	char sha[65];
-	rb_sha256_hex(rb->src, rb->srclen, sha);
+	const char *sha = ex->sha;
+	rb_sha256_hex(rb->src, rb->srclen, ex->sha);
 	if (ex->o->resume_id) {
 		json_t *rec = json_pack("{s:s, s:s}", "event", "run_resumed", "sha256", sha);
 		if (ex->o->resume_note)
@@ -1335,6 +1529,7 @@ static void teardown(struct exec *ex)
 			json_decref(ex->s[i].outputs);
 			free(ex->s[i].error);
 			free(ex->s[i].prompt);
+			json_decref(ex->s[i].items_done);
 			free(ex->s[i].succ);
 		}
 		free(ex->s);
@@ -1342,6 +1537,7 @@ static void teardown(struct exec *ex)
 	free(ex->ready);
 	free(ex->retrying);
 	free(ex->gates);
+	free(ex->active);
 	if (ex->journal)
 		rb_journal_close(ex->journal);
 	if (ex->lock_fd >= 0)

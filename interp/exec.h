@@ -45,6 +45,8 @@ struct rb_exec_opts {
 	 */
 	const char *resume_id;
 	json_t *kept;
+	/* The for_each items that steps run again finished before: {"ID": {"K": {"sha256", "output"}}} */
+	json_t *items;
 	json_t *resume_note;            /* added to the run_resumed record */
 	/*
 	 * Approval gates: the steps given with --approve (the word "all" passes

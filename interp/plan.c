@@ -319,6 +319,7 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 		if (!items)
 			goto fail;
 		json_object_set_new(j, "for_each", items);
+		json_object_set_new(j, "concurrency", json_integer(s->concurrency));
 	}
 	json_object_set_new(j, "retry", retry_json(&s->retry));
 	json_object_set_new(j, "timeout", duration_json(s->timeout_ms));

@@ -109,8 +109,12 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 		fprintf(f, "%sif: %s  => %s\n", in2, str(cond, "expression"), v);
 		free(v);
 	}
-	if (json_object_get(s, "for_each"))
+	if (json_object_get(s, "for_each")) {
 		print_value(o, in2, "for each", json_object_get(s, "for_each"));
+		json_int_t conc = json_integer_value(json_object_get(s, "concurrency"));
+		if (conc > 1)
+			fprintf(f, "%s  (%lld at once)\n", in2, (long long)conc);
+	}
 	json_t *appr = json_object_get(s, "approve");
 	if (appr) {
 		print_value(o, in2, "approve", json_object_get(appr, "prompt"));

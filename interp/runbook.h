@@ -60,6 +60,7 @@ struct rb_step {
 	const struct rb_node *lua;      /* lua: shorthand, or NULL */
 	const struct rb_node *cond;     /* if, or NULL */
 	const struct rb_node *for_each;
+	long concurrency;               /* for_each items at once (1 unless set) */
 	const struct rb_node *approve;  /* prompt, or NULL */
 	int64_t approve_timeout_ms;     /* -1: none */
 	const struct rb_node *outputs;

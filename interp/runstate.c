@@ -5,6 +5,7 @@
  */
 #include "runstate.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "journal.h"
@@ -20,6 +21,11 @@ static json_t *step_entry(json_t *steps, json_t *index, const char *id)
 	json_array_append_new(steps, s);
 	json_object_set(index, id, s);
 	return s;
+}
+
+static int is_string(const json_t *v, const char *s)
+{
+	return json_is_string(v) && !strcmp(json_string_value(v), s);
 }
 
 static void apply(json_t *st, json_t *index, const json_t *rec)
@@ -47,6 +53,18 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("retrying"));
 		json_object_set(s, "error", json_object_get(rec, "error"));
+	} else if (id && !strcmp(ev, "item_finished") &&
+		   is_string(json_object_get(rec, "status"), "succeeded")) {
+		/* A for_each item done: kept when its step runs again (with the same items). */
+		json_t *s = step_entry(steps, index, id);
+		json_t *items = json_object_get(s, "items");
+		if (!items)
+			json_object_set_new(s, "items", items = json_object());
+		char key[32];
+		snprintf(key, sizeof(key), "%lld",
+			 (long long)json_integer_value(json_object_get(rec, "index")));
+		json_object_set_new(items, key, json_pack("{s:O, s:O}", "sha256",
+			json_object_get(rec, "sha256"), "output", json_object_get(rec, "output")));
 	} else if (id && !strcmp(ev, "gate_waiting")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("awaiting_approval"));
@@ -78,8 +96,10 @@ json_t *rb_run_state(const char *run_dir, char **err)
 	json_t *index = json_object();
 	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
 	if (snap) {
-		json_object_set(st, "run", json_object_get(snap, "run"));
-		json_object_set(st, "runbook", json_object_get(snap, "runbook"));
+		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params"};
+		for (size_t k = 0; k < sizeof(run_keys) / sizeof(*run_keys); k++)
+			if (json_object_get(snap, run_keys[k]))
+				json_object_set(st, run_keys[k], json_object_get(snap, run_keys[k]));
 		const char *id;
 		json_t *v;
 		json_object_foreach(json_object_get(snap, "steps"), id, v) {
@@ -90,6 +110,9 @@ json_t *rb_run_state(const char *run_dir, char **err)
 				json_object_set(s, "output", json_object_get(v, "output"));
 			if (json_object_get(v, "outputs"))
 				json_object_set(s, "outputs", json_object_get(v, "outputs"));
+			if (json_object_get(v, "items"))
+				json_object_set_new(s, "items",
+						    json_deep_copy(json_object_get(v, "items")));
 		}
 	}
 	size_t i;

@@ -15,12 +15,12 @@ enum {
 	K_ID, K_NAME, K_DESCRIPTION, K_ACTION, K_WITH, K_RUN, K_LUA, K_IF, K_RETRY, K_TIMEOUT,
 	UNDO_KEYS,
 	K_NEEDS = UNDO_KEYS, K_FOR_EACH, K_CONTINUE_ON_ERROR, K_UNDO, K_APPROVE, K_IDEMPOTENT,
-	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_COUNT
+	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_CONCURRENCY, K_COUNT
 };
 static const char *const step_keys[K_COUNT + 1] = {
 	"id", "name", "description", "action", "with", "run", "lua", "if", "retry", "timeout",
 	"needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
-	"sensitive", "check", "side_effects", NULL,
+	"sensitive", "check", "side_effects", "concurrency", NULL,
 };
 /* The keys of a check, and where they go among a step's. */
 static const char *const check_keys[] = {"action", "with", "run", "lua", "timeout", NULL};
@@ -108,6 +108,22 @@ static void load_outputs(struct loader *l, struct rb_step *s, const struct rb_no
 
 static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node *const *v);
 
+enum { MAX_CONCURRENCY = 256 };
+
+static void load_concurrency(struct loader *l, struct rb_step *s, const struct rb_node *v,
+			     const struct rb_node *for_each)
+{
+	if (v->type != RB_SCALAR || rb_scalar_kind(v) != RB_K_INT ||
+	    strtol(v->str, NULL, 0) < 1 || strtol(v->str, NULL, 0) > MAX_CONCURRENCY)
+		rb_error_at(l->d, v, "concurrency must be an integer from 1 to %d",
+			    MAX_CONCURRENCY);
+	else if (!for_each)
+		rb_error_at(l->d, v, "concurrency goes only with for_each (how many items run "
+			    "at once)");
+	else
+		s->concurrency = strtol(v->str, NULL, 0);
+}
+
 /*
  * check: a probe that says whether the step's effect is already in place.
  * It is a step of its own kind, with its parent's id, so that it renders and
@@ -186,6 +202,9 @@ static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node 
 		s->check = load_check(l, v[K_CHECK], s);
 	if (v[K_SIDE_EFFECTS])
 		rb_load_bool(l, v[K_SIDE_EFFECTS], &s->side_effects);
+	s->concurrency = 1;
+	if (v[K_CONCURRENCY])
+		load_concurrency(l, s, v[K_CONCURRENCY], v[K_FOR_EACH]);
 
 	int count = !!v[K_ACTION] + !!v[K_RUN] + !!v[K_LUA];
 	if (count == 0)

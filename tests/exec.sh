@@ -194,6 +194,30 @@ check "the check found it done" grep -q 'slow: satisfied' <<<"$out"
 check "the step did not run twice" [ "$(wc -l <"$cdir/slow.count")" -eq 1 ]
 rm -rf "$cdir"
 
+# for_each items are units: at most `concurrency` at once, each journalled,
+# and the ones done are not run again by a retry or a resume.
+fdir=$(mktemp -d)
+# Compacting every 5 records: resume must find params and items in the snapshot.
+out=$(RUNBOOK_TEST_COMPACT_RECORDS=5 run -p dir="$fdir" tests/exec/foreach.yaml 2>&1)
+check "a for_each step that fails an item fails the run" [ $? -eq 1 ]
+check "never more items at once than its concurrency" bash -c "! grep -qv '^[123]$' '$fdir/seen'"
+check "but more than one" grep -q '^[23]$' "$fdir/seen"
+check "every item ran once" [ "$(wc -l <"$fdir/seen")" -eq 6 ]
+check "the journal was compacted" [ -e "$(dirname "$(grep -l '"runbook":"exec-foreach"' "$state"/runs/*/snapshot.json)")/journal.jsonl" ]
+check "a retry runs only the item that failed" [ "$(cat "$fdir"/flaky.* | tr -d '\n')" = abccd ]
+check "the failed item is named" grep -q 'broken: failed in .*: item 3 of 4: exit status 1' <<<"$out"
+check "items after a failed one are not started" [ ! -e "$fdir/broken.s" ]
+fid=$(basename "$(dirname "$(grep -l '"runbook":"exec-foreach"' "$state"/runs/*/snapshot.json)")")
+touch "$fdir/fixed"
+out=$("$RUNBOOK" resume --state-dir "$state" "$fid" 2>&1)
+check "resume finishes the for_each step" [ $? -eq 0 ]
+check "it says how many items are done" grep -q '^resume: running again broken (failed; 2 items done)$' <<<"$out"
+check "the items done before did not run again" [ "$(cat "$fdir"/broken.p "$fdir"/broken.q | wc -l)" -eq 2 ]
+check "the failed item and the rest ran" [ "$(cat "$fdir"/broken.r "$fdir"/broken.s | wc -l)" -eq 3 ]
+check "each item is journalled" [ "$(journal | grep -c '"event":"item_finished","step":"broken","index":[23],"status":"succeeded"')" -eq 2 ]
+check "the output has every item, in order" has '"step":"broken","status":"succeeded","attempt":1,"output":\[{[^]]*},{[^]]*},{[^]]*},{[^]]*}\],"outputs":{"n":4}'
+rm -rf "$fdir"
+
 # A held lock keeps a second run out (exit 1, naming the lock) unless it may
 # wait long enough; the run's timeout stops a run; on_failure still runs.
 "$RUNBOOK" run --state-dir "$state" tests/exec/locked.yaml >/dev/null 2>&1 &
