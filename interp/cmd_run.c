@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +53,11 @@ int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb
 	} else if (!strcmp(name, "state-dir")) {
 		o->state_dir = val;
 	} else if (!strcmp(name, "output")) {
-		if (strcmp(val, "text") && strcmp(val, "json"))
-			return rb_usage_error("%s: unknown output '%s' (expected text or json)", cmd,
-					      val), -1;
+		if (strcmp(val, "auto") && strcmp(val, "text") && strcmp(val, "json"))
+			return rb_usage_error("%s: unknown output '%s' (expected auto, text or json)",
+					      cmd, val), -1;
 		o->json_events = !strcmp(val, "json");
+		o->lines = !strcmp(val, "text");
 	} else if (!strcmp(name, "approve")) {
 		o->approve[o->napprove++] = val;
 	} else if (!strcmp(name, "lock-timeout")) {
@@ -159,6 +161,11 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 		free(err);
 		return RB_EXIT_FAILED;
 	}
+	/* --output auto (the default): the live view on a terminal, lines elsewhere. */
+	struct winsize ws;
+	if (!o->json_events && !o->lines && isatty(fileno(o->out)))
+		o->live = rb_live_new(o->out, ioctl(fileno(o->out), TIOCGWINSZ, &ws) == 0 ?
+				      ws.ws_col : 80, rb_use_color(o->out), rb->nmain);
 	if ((rc = rb_exec_run(rb, o, d, &st, id)) < 0)
 		rc = rc == -1 ? RB_EXIT_INVALID : RB_EXIT_FAILED;
 	else if (st == RB_RUN_SUCCEEDED)
@@ -170,6 +177,8 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	else
 		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
 	rb_proc_shutdown();
+	rb_live_free(o->live);
+	o->live = NULL;
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -236,8 +237,14 @@ static void event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		char *msg = rb_xvasprintf(fmt, ap);
 		va_end(ap);
 		char *clean = redact(ex, msg, strlen(msg), NULL);
-		clock_text(ts, sizeof(ts));
-		fprintf(f, "%s %s\n", ts, clean);
+		if (ex->o->live) {
+			json_t *cev = ex->secrets.n ? redact_json(ex, ev) : json_incref(ev);
+			rb_live_event(ex->o->live, cev, clean, rb_now_ms());
+			json_decref(cev);
+		} else {
+			clock_text(ts, sizeof(ts));
+			fprintf(f, "%s %s\n", ts, clean);
+		}
 		free(clean);
 		free(msg);
 	}
@@ -937,6 +944,11 @@ static int ask_gates(struct exec *ex)
 	size_t i = ex->gates[0];
 	const struct rb_step *st = ex->rb->steps[i];
 	struct srun *sr = &ex->s[i];
+	if (ex->o->live) {        /* the prompt goes where the footer was */
+		pthread_mutex_lock(&ex->out_mu);
+		rb_live_suspend(ex->o->live);
+		pthread_mutex_unlock(&ex->out_mu);
+	}
 	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
 	if (answer < 0)
 		return 0;
@@ -1278,6 +1290,19 @@ static void check_deadline(struct exec *ex)
 	cancel_running(ex, 1);
 }
 
+/* The live view redraws elapsed times, and follows the terminal's width. */
+static void live_tick(struct exec *ex)
+{
+	if (!ex->o->live)
+		return;
+	struct winsize ws;
+	pthread_mutex_lock(&ex->out_mu);
+	if (ioctl(fileno(ex->o->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col)
+		rb_live_resize(ex->o->live, ws.ws_col);
+	rb_live_tick(ex->o->live, rb_now_ms());
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 static void run_phase(struct exec *ex)
 {
@@ -1318,9 +1343,11 @@ static void run_phase(struct exec *ex)
 			continue;
 		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
 			next = ex->deadline_ms;
-		int timeout = next < 0 ? 1000 : (int)(next - now < 1000 ? next - now : 1000);
+		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
+		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
 		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
+		live_tick(ex);
 		char buf[256];
 		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
 			;
@@ -1619,9 +1646,10 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run%s%s",
-	      ex.run_id, outcome[*status], secs_since(ex.t0), ok, bad, skip, not_run,
-	      hint ? "\nto continue: " : "", hint ? hint : "");
+	event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run",
+	      ex.run_id, outcome[*status], secs_since(ex.t0), ok, bad, skip, not_run);
+	if (hint && !o->json_events)    /* JSON has it in run_finished */
+		event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);
 	teardown(&ex);
 	return 0;

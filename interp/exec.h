@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "diag.h"
+#include "live.h"
 #include "runbook.h"
 
 enum rb_run_status {
@@ -32,6 +33,8 @@ struct rb_exec_opts {
 	const char *state_dir;          /* NULL: $RUNBOOK_STATE_DIR or ./.runbook */
 	FILE *out;                      /* events */
 	int json_events;                /* one JSON object a line instead of text */
+	struct rb_live *live;           /* the live view on a terminal instead of text, or NULL */
+	int lines;                      /* --output text: lines even on a terminal (the CLI's) */
 	int color;
 	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
 	volatile sig_atomic_t *signo;   /* the last one */

@@ -34,7 +34,7 @@ const struct rb_command rb_commands[] = {
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
 	{"run", cmd_run, "run a runbook",
 	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]\n"
-	 "                    [--output text|json] [--lock-timeout DURATION]\n"
+	 "                    [--output auto|text|json] [--lock-timeout DURATION]\n"
 	 "                    [--approve STEP|all]...\n"
 	 "\n"
 	 "Run the steps, independent ones in parallel, recording every step's start and\n"
@@ -45,8 +45,9 @@ const struct rb_command rb_commands[] = {
 	 "      --dry-run            print the plan and run nothing\n"
 	 "      --state-dir DIR      where runs are kept (default $RUNBOOK_STATE_DIR or\n"
 	 "                           ./.runbook)\n"
-	 "      --output FORMAT      text (default): a line per event; json: a JSON\n"
-	 "                           object per event\n"
+	 "      --output FORMAT      auto (default): the live view on a terminal, else\n"
+	 "                           text; text: a line per event; json: a JSON object\n"
+	 "                           per event\n"
 	 "      --lock-timeout D     wait this long for the runbook's lock (default: 0s)\n"
 	 "      --approve STEP       pass STEP's approval gate without asking (repeatable;\n"
 	 "                           'all' passes every gate)\n"
@@ -59,7 +60,7 @@ const struct rb_command rb_commands[] = {
 	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
 	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--from STEP] [--force]\n"
 	 "                       [--jobs N]\n"
-	 "                       [--state-dir DIR] [--output text|json] [--lock-timeout D]\n"
+	 "                       [--state-dir DIR] [--output auto|text|json] [--lock-timeout D]\n"
 	 "                       [--approve STEP|all]...\n"
 	 "\n"
 	 "Continue a run where it stopped (failed, interrupted, crashed or paused at a\n"

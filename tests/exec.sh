@@ -133,7 +133,7 @@ check "the gated step did not run" [ ! -e "$gdir/dangerous.count" ]
 check "the wait is journalled with its prompt" has "\"event\":\"gate_waiting\",\"step\":\"dangerous\",\"prompt\":\"Drop the old tables in $gdir?\""
 check "the run is journalled as paused" has '"event":"run_finished","status":"paused"'
 gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' "$state"/runs/*/journal.jsonl)")")
-check "it prints the command that continues" grep -q "^to continue: runbook resume $gid --state-dir $state --approve dangerous$" <<<"$out"
+check "it prints the command that continues" grep -q "^[0-9:]* to continue: runbook resume $gid --state-dir $state --approve dangerous$" <<<"$out"
 check "runs lists it as paused" grep -q "^$gid  *paused  *exec-gate" <<<"$("$RUNBOOK" runs --state-dir "$state")"
 check "status shows the step awaiting approval" grep -q "^  dangerous  *awaiting_approval" <<<"$("$RUNBOOK" status --state-dir "$state" "$gid")"
 out=$("$RUNBOOK" resume --state-dir "$state" "$gid" </dev/null 2>&1)

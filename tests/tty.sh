@@ -109,5 +109,40 @@ tmux -L "$sock-$n" send-keys C-c
 expect "Ctrl-C at the prompt interrupts the run" "__rc=130__"
 tmux -L "$sock-$n" kill-server
 
+# The live view: a footer with the running steps, their elapsed time and last
+# output line, and a summary; gone when the run ends.
+live="$bin run --state-dir $tmp/state tests/exec/live.yaml"
+start_tmux "$live"
+expect "the footer shows the running step and its output" "slow   "
+expect "with its latest output line" "working on part 2"
+expect "and a summary line" "[1/2] 1 running"
+expect "finished steps are listed above it" "✓ quick"
+expect "the run ends" "__rc=0__"
+if screen_now | grep -q "running ·"; then
+	fail=$((fail + 1)); echo "FAIL the footer is gone after the run"; screen_now | grep -v '^$' | tail -n 5
+else
+	pass=$((pass + 1))
+fi
+expect "the end of the run is shown" "succeeded in"
+tmux -L "$sock-$n" kill-server
+
+start_tmux "$live -p seconds=30"
+expect "a long step runs" "working on part 1"
+tmux -L "$sock-$n" send-keys C-c
+expect "Ctrl-C in the live view interrupts the run" "__rc=130__"
+expect "the step is shown interrupted" "! slow"
+expect "and how to continue" "to continue: runbook resume"
+tmux -L "$sock-$n" kill-server
+
+start_tmux "$live --output text"
+expect "--output text prints timestamped lines on a terminal too" "slow: started"
+expect "and ends" "__rc=0__"
+if screen_now | grep -qE '^[0-9]{2}:[0-9]{2}:[0-9]{2} run .* succeeded'; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1)); echo "FAIL --output text lines have the time"
+fi
+tmux -L "$sock-$n" kill-server
+
 echo "tty: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
