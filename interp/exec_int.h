@@ -1,0 +1,148 @@
+/*
+ * The engine's insides, shared by exec.c (the run: its state, journal,
+ * events, Lua scope, lock, rollback) and sched.c (the scheduler: steps through
+ * their conditions, checks, gates and attempts, for_each units, workers).
+ * Only those two include it.
+ */
+#ifndef RB_EXEC_INT_H
+#define RB_EXEC_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "../stdlib/action.h"
+#include "exec.h"
+#include "journal.h"
+#include "luabox.h"
+#include "render.h"
+#include "util.h"
+
+enum sstatus {
+	S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_WAITING,
+	S_SATISFIED, S_COUNT
+};
+
+extern const char *const ex_status_names[S_COUNT];
+
+struct exec;
+
+/*
+ * An attempt of a step (or its check): its rendered calls, one per for_each
+ * item (one without for_each), run as units on the workers, up to the step's
+ * concurrency at once.  Only the scheduling thread touches a job, except
+ * cancel; workers see their unit and what the job holds read-only.
+ */
+struct job {
+	struct exec *ex;
+	size_t step;                    /* index in rb->steps */
+	const struct rb_step *what;     /* the step, or its check */
+	const struct rb_action *action;
+	json_t *calls;                  /* array of rendered arguments */
+	json_t *items;                  /* for_each: the items, or NULL */
+	json_t *item_sha;               /* for_each: each item's SHA-256, to keep them apart */
+	struct rb_strv env;             /* secrets for child processes, NULL-terminated */
+	int64_t deadline_ms;
+	size_t n, next, running, ndone, concurrency;
+	json_t *outs;                   /* each call's output (null until it succeeded) */
+	unsigned char *ok;              /* each call: it succeeded (in this or an earlier attempt) */
+	json_t *output;                 /* the result: one output, or the list */
+	int failed, timed_out;
+	char *error;
+	volatile sig_atomic_t cancel;
+};
+
+/* One call of a job, run by a worker (or inline). */
+struct unit {
+	struct job *jb;
+	size_t k;                       /* which call */
+	json_t *output;
+	int failed, timed_out;
+	char *error;
+	struct unit *next;
+};
+
+struct srun {
+	enum sstatus status;
+	int attempts;
+	json_t *output, *outputs;
+	char *error;
+	int64_t started_ms;
+	int64_t retry_at;               /* waiting to be retried at this time, or 0 */
+	size_t waiting;                 /* dependencies not finished yet */
+	int dep_skipped;
+	size_t *succ, nsucc;            /* the steps that depend on this one */
+	size_t completed;               /* completion order, for rollback */
+	int decided;                    /* its condition said it runs */
+	int checked;                    /* its check said the effect is not in place */
+	int approved;                   /* its gate is passed */
+	char *prompt;                   /* its gate's rendered prompt, while it waits */
+	/* for_each: {"K": {"sha256", "output"}} for the items done, kept across attempts */
+	json_t *items_done;
+	struct job *job;
+};
+
+struct exec {
+	struct rb_runbook *rb;
+	const struct rb_exec_opts *o;
+	struct rb_diags *d;
+	struct rb_luabox *box;
+	int scope;
+	int steps_ref;                  /* the table behind the scope's read-only steps */
+	struct srun *s;
+	struct rb_journal *journal;
+	char run_id[RB_RUN_ID_MAX];
+	char *run_dir;
+	struct rb_strv secrets;         /* values to redact */
+	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
+	size_t *retrying, nretrying, retrycap;
+	size_t *gates, ngates, gatecap; /* steps waiting at their gate, in arrival order */
+	size_t running, completed;
+	int failed, interrupted, stop_on_failure;
+	int64_t deadline_ms;            /* the run's timeout, while it applies; 0: none */
+	int timed_out;
+	int lock_fd;                    /* the runbook's lock, held for the run, or -1 */
+	size_t counts[S_COUNT];
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t mu;             /* guards queue, done and quit */
+	pthread_cond_t cv;
+	struct unit *queue, *done;
+	struct job **active;            /* jobs with calls still to hand out or running */
+	size_t nactive, activecap;
+	int quit;
+	int wake[2];                    /* a worker writes a byte when a job is done */
+	pthread_mutex_t out_mu;         /* one event line at a time */
+	int64_t t0;
+	int journal_failed;
+	char sha[65];                   /* of the runbook's bytes */
+	size_t compact_at;              /* compact when the journal holds this many records */
+};
+
+/* exec.c */
+char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen);
+json_t *ex_redact_json(const struct exec *ex, json_t *v);
+/* One event: a line of text, or a JSON object with "event" set (ev is taken). */
+void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Journal a record (rec is taken), redacted; durable at the next ex_journal_sync. */
+void ex_journal(struct exec *ex, json_t *rec);
+/* Make what was journalled durable; a failure stops the run (-1). */
+int ex_journal_sync(struct exec *ex);
+struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
+/* steps[id] in the Lua scope, from the step's state. */
+void ex_publish(struct exec *ex, size_t i);
+
+/* sched.c */
+int ex_start_workers(struct exec *ex);
+void ex_stop_workers(struct exec *ex);
+/* Queue the steps of a kind that need nothing. */
+void ex_seed(struct exec *ex, enum rb_step_kind kind);
+/* Run the ready steps and everything they unlock, until nothing can run. */
+void ex_run_phase(struct exec *ex);
+
+static inline double ex_secs_since(int64_t t)
+{
+	return (double)(rb_now_ms() - t) / 1000.0;
+}
+
+#endif

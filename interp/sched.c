@@ -1,0 +1,909 @@
+/*
+ * The scheduler: one thread (the run's) takes each ready step through its
+ * condition, its check, its gate and its attempts, renders its calls, hands
+ * them out as units (one per for_each item) to worker threads up to the
+ * step's concurrency and the run's --jobs (inline actions, with Lua, run on
+ * this thread), and journals what happened before anything that depends on
+ * it starts.
+ */
+#include "exec_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* Output lines of a step, from a worker thread. */
+static void on_line(void *ud, int stream, const char *line, size_t len)
+{
+	struct unit *u = ud;
+	struct exec *ex = u->jb->ex;
+	const char *id = ex->rb->steps[u->jb->step]->id;
+	size_t n;
+	char *clean = rb_utf8_lossy(line, len, &n);
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
+			       stream == 2 ? "stderr" : "stdout", "line", clean, n);
+	char at[32] = "";
+	if (u->jb->items) {
+		json_object_set_new(ev, "index", json_integer((json_int_t)u->k));
+		snprintf(at, sizeof(at), "[%zu]", u->k + 1);
+	}
+	ex_event(ex, ev, "%s%s%s %.*s", id, at, stream == 2 ? "!" : "|", (int)n, clean);
+	free(clean);
+}
+
+/* --- workers --------------------------------------------------------------------------- */
+
+static void run_unit(struct unit *u)
+{
+	struct job *jb = u->jb;
+	struct exec *ex = jb->ex;
+	const char *id = ex->rb->steps[jb->step]->id;
+	int check = jb->what->kind == RB_CHECK;
+	char spill[4096];
+	if (jb->items)
+		snprintf(spill, sizeof(spill), "%s/%s/%s%s.%zu", ex->run_dir, RB_RUN_OUTPUT, id,
+			 check ? ".check" : "", u->k + 1);
+	else
+		snprintf(spill, sizeof(spill), "%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id,
+			 check ? ".check" : "");
+	/* An inline action reads item at run time (it is its Lua), on this thread. */
+	int inline_item = jb->items && (jb->action->flags & RB_ACT_INLINE);
+	lua_State *L = rb_luabox_state(ex->box);
+	if (inline_item && rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
+		rb_luabox_set(L, ex->scope, "item");
+	struct rb_call call = {
+		.step = id,
+		.args = json_array_get(jb->calls, u->k),
+		.env = (const char *const *)jb->env.v,
+		.deadline_ms = jb->deadline_ms,
+		.cancel = &jb->cancel,
+		.spill_path = spill,
+		.on_line = on_line,
+		.ud = u,
+		.box = ex->box,
+		.scope = ex->scope,
+	};
+	struct rb_result res = {0};
+	if (!jb->action->run) {
+		res.failed = 1;
+		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
+	} else {
+		jb->action->run(&call, &res);
+	}
+	/* A check says "in place" by succeeding with a result that is not nil or false. */
+	if (check && !res.failed && (!res.output || json_is_null(res.output) ||
+				     json_is_false(res.output))) {
+		res.failed = 1;
+		res.error = rb_xasprintf("it returned %s",
+					 res.output && json_is_false(res.output) ? "false" : "nil");
+	}
+	if (inline_item) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	u->failed = res.failed;
+	u->timed_out = res.timed_out;
+	u->error = res.error;
+	u->output = res.output;
+}
+
+static void *worker(void *arg)
+{
+	struct exec *ex = arg;
+	for (;;) {
+		pthread_mutex_lock(&ex->mu);
+		while (!ex->queue && !ex->quit)
+			pthread_cond_wait(&ex->cv, &ex->mu);
+		struct unit *u = ex->queue;
+		if (!u) {
+			pthread_mutex_unlock(&ex->mu);
+			return NULL;
+		}
+		ex->queue = u->next;
+		pthread_mutex_unlock(&ex->mu);
+
+		run_unit(u);
+
+		pthread_mutex_lock(&ex->mu);
+		u->next = ex->done;
+		ex->done = u;
+		pthread_mutex_unlock(&ex->mu);
+		ssize_t w;
+		do
+			w = write(ex->wake[1], "", 1);
+		while (w < 0 && errno == EINTR);
+	}
+}
+
+int ex_start_workers(struct exec *ex)
+{
+	if (pipe2(ex->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		return rb_error_pos(ex->d, 0, 0, "cannot create a pipe: %s", strerror(errno));
+	/* Workers take no signals: the scheduling thread handles them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ex->threads = rb_xcalloc((size_t)ex->o->jobs, sizeof(*ex->threads));
+	for (int i = 0; i < ex->o->jobs; i++) {
+		if (pthread_create(&ex->threads[i], NULL, worker, ex) != 0)
+			break;
+		ex->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ex->nthreads)
+		return rb_error_pos(ex->d, 0, 0, "cannot start worker threads");
+	return 0;
+}
+
+void ex_stop_workers(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->mu);
+	ex->quit = 1;
+	pthread_cond_broadcast(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
+	for (int i = 0; i < ex->nthreads; i++)
+		pthread_join(ex->threads[i], NULL);
+	free(ex->threads);
+	if (ex->wake[0] >= 0) {
+		close(ex->wake[0]);
+		close(ex->wake[1]);
+	}
+}
+
+static void free_job(struct job *jb)
+{
+	json_decref(jb->calls);
+	json_decref(jb->items);
+	json_decref(jb->item_sha);
+	json_decref(jb->outs);
+	free(jb->ok);
+	rb_strv_release(&jb->env);
+	free(jb);
+}
+
+/* --- steps ------------------------------------------------------------------------------ */
+
+/* Named outputs, computed with `output` in scope. */
+static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t *output,
+			       char **err)
+{
+	lua_State *L = rb_luabox_state(ex->box);
+	if (rb_lua_push_json(L, output ? output : json_null()) < 0) {
+		*err = rb_xstrdup("the output does not fit in the Lua memory limit");
+		return NULL;
+	}
+	rb_luabox_set(L, ex->scope, "output");
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = ex_renderer(ex, &d);
+	json_t *v = rb_render_node(&r, st->outputs);
+	lua_pushnil(L);
+	rb_luabox_set(L, ex->scope, "output");
+	if (!v)
+		*err = rb_xstrdup(d.n ? d.v[0].msg : "outputs failed");
+	rb_diags_release(&d);
+	return v;
+}
+
+static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *output, char *error)
+{
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	sr->status = status;
+	json_decref(sr->output);        /* a result kept from before a resume */
+	json_decref(sr->outputs);
+	sr->outputs = NULL;
+	free(sr->error);
+	sr->output = output;
+	sr->error = error;
+	sr->completed = ++ex->completed;
+	ex->counts[status]++;
+	if (status == S_SUCCEEDED && st->outputs) {
+		char *err = NULL;
+		sr->outputs = compute_outputs(ex, st, output, &err);
+		if (!sr->outputs) {
+			sr->status = status = S_FAILED;
+			ex->counts[S_SUCCEEDED]--;
+			ex->counts[S_FAILED]++;
+			sr->error = rb_xasprintf("outputs: %s", err);
+			free(err);
+			free(error);
+		}
+	}
+	ex_publish(ex, i);
+
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "event", "step_finished", "step", st->id,
+				"status", ex_status_names[status], "attempt", sr->attempts);
+	if (sr->output)
+		json_object_set(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
+							     : sr->output);
+	if (sr->outputs)
+		json_object_set(rec, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
+							      : sr->outputs);
+	if (sr->error)
+		json_object_set_new(rec, "error", json_string(sr->error));
+	if (status != S_SKIPPED)
+		json_object_set_new(rec, "duration_ms",
+				    json_integer(rb_now_ms() - sr->started_ms));
+	json_t *ev = json_deep_copy(rec);
+	json_object_del(ev, "output");
+	json_object_del(ev, "outputs");
+	ex_journal(ex, rec);
+
+	if (status == S_SUCCEEDED)
+		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, ex_secs_since(sr->started_ms));
+	else if (status == S_INTERRUPTED)
+		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id, ex_secs_since(sr->started_ms));
+	else if (status == S_SKIPPED)
+		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+	else if (status == S_SATISFIED)
+		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
+	else
+		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
+		      st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
+		      sr->error ? sr->error : "failed");
+
+	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
+		ex->failed = 1;
+	for (size_t k = 0; k < sr->nsucc; k++) {
+		struct srun *t = &ex->s[sr->succ[k]];
+		t->dep_skipped |= status == S_SKIPPED;
+		if (--t->waiting == 0 && t->status == S_PENDING) {
+			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+			ex->ready[ex->nready++] = sr->succ[k];
+		}
+	}
+}
+
+/* The SHA-256 of an item's JSON, which tells whether an item done before is this one. */
+static json_t *item_hash(const json_t *item)
+{
+	char *enc = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char hex[65];
+	rb_sha256_hex(enc ? enc : "", enc ? strlen(enc) : 0, hex);
+	free(enc);
+	return json_string(hex);
+}
+
+/*
+ * for_each items are units of their own: the items an earlier attempt (or
+ * the run before a resume) finished are not run again, when they are the
+ * same items.
+ */
+static void keep_items(struct exec *ex, struct job *jb)
+{
+	json_t *done = ex->s[jb->step].items_done;
+	jb->item_sha = json_array();
+	for (size_t k = 0; k < jb->n; k++) {
+		json_t *h = item_hash(json_array_get(jb->items, k));
+		char key[32];
+		snprintf(key, sizeof(key), "%zu", k);
+		json_t *was = json_object_get(done, key);
+		if (was && json_equal(json_object_get(was, "sha256"), h)) {
+			jb->ok[k] = 1;
+			jb->ndone++;
+			json_array_set(jb->outs, k, json_object_get(was, "output"));
+		}
+		json_array_append_new(jb->item_sha, h);
+	}
+}
+
+/*
+ * Render what the action of step i, or of its check, needs; NULL with *err
+ * when an expression fails.
+ */
+static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
+{
+	const struct rb_step *st = ex->rb->steps[i], *what = check ? st->check : st;
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = ex_renderer(ex, &d);
+	struct job *jb = rb_xcalloc(1, sizeof(*jb));
+	jb->ex = ex;
+	jb->step = i;
+	jb->what = what;
+	jb->action = what->action;
+	jb->calls = json_array();
+	lua_State *L = rb_luabox_state(ex->box);
+
+	json_t *items = NULL;
+	if (st->for_each) {
+		items = rb_render_node(&r, st->for_each);
+		if (items && !json_is_array(items)) {
+			rb_error_at(&d, st->for_each, "for_each must give a list, not %s",
+				    json_is_object(items) ? "a map" : "a single value");
+			json_decref(items);
+			items = NULL;
+		}
+		if (!items)
+			goto fail;
+	}
+	size_t n = items ? json_array_size(items) : 1;
+	for (size_t k = 0; k < n; k++) {
+		if (items) {
+			rb_lua_push_json(L, json_array_get(items, k));
+			rb_luabox_set(L, ex->scope, "item");
+		}
+		json_t *args;
+		if (what->run) {
+			r.secret_env = &jb->env;
+			json_t *cmd = rb_render_node(&r, what->run);
+			r.secret_env = NULL;
+			args = cmd ? json_pack("{s:o}", "command", cmd) : NULL;
+		} else if (what->lua) {
+			args = json_pack("{s:s%}", "code", what->lua->str, what->lua->len);
+		} else {
+			args = what->with ? rb_render_node(&r, what->with) : json_object();
+		}
+		if (!args)
+			goto fail;
+		json_array_append_new(jb->calls, args);
+	}
+	if (items) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	jb->items = items;
+	rb_diags_release(&d);
+	rb_strv_terminated(&jb->env);
+	jb->n = n;
+	jb->concurrency = items && !check && st->concurrency > 1 ? (size_t)st->concurrency : 1;
+	jb->outs = json_array();
+	jb->ok = rb_xcalloc(n ? n : 1, 1);
+	for (size_t k = 0; k < n; k++)
+		json_array_append_new(jb->outs, json_null());
+	if (items && !check)
+		keep_items(ex, jb);
+	return jb;
+fail:
+	if (items) {
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	json_decref(items);
+	*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
+	rb_diags_release(&d);
+	free_job(jb);
+	return NULL;
+}
+
+/* Decide whether a ready step runs: its condition, and skipped dependencies. */
+static int should_run(struct exec *ex, size_t i, char **why)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	if (!st->cond) {
+		if (ex->s[i].dep_skipped) {
+			*why = rb_xstrdup("a step it needs was skipped");
+			return 0;
+		}
+		return 1;
+	}
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = ex_renderer(ex, &d);
+	json_t *v = rb_render_node(&r, st->cond);
+	if (!v) {
+		*why = rb_xasprintf("if: %s", d.n ? d.v[0].msg : "failed");
+		rb_diags_release(&d);
+		return -1;
+	}
+	rb_diags_release(&d);
+	int truth = !json_is_null(v) && !json_is_false(v);
+	json_decref(v);
+	if (!truth)
+		*why = rb_xstrdup("its condition is false");
+	return truth;
+}
+
+/* --- approval gates ------------------------------------------------------------------ */
+
+static int approved_in_advance(const struct exec *ex, const char *id)
+{
+	for (size_t k = 0; k < ex->o->napprove; k++)
+		if (!strcmp(ex->o->approve[k], id) || !strcmp(ex->o->approve[k], "all"))
+			return 1;
+	return 0;
+}
+
+static void approve(struct exec *ex, size_t i, const char *via)
+{
+	const char *id = ex->rb->steps[i]->id, *by = ex->o->user ? ex->o->user : "unknown";
+	ex->s[i].approved = 1;
+	ex->s[i].started_ms = rb_now_ms();
+	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
+			      by, "via", via));
+	ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
+			    "via", via),
+	      "%s: approved by %s (%s)", id, by, via);
+}
+
+/*
+ * Step i has reached its gate.  Returns 1 when it may run now (approved in
+ * advance); 0 when it waits (or failed: its prompt did not render).
+ */
+static int reach_gate(struct exec *ex, size_t i)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	struct srun *sr = &ex->s[i];
+	if (approved_in_advance(ex, st->id)) {
+		approve(ex, i, "--approve");
+		return 1;
+	}
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = ex_renderer(ex, &d);
+	json_t *p = rb_render_node(&r, st->approve);
+	if (!p) {
+		finish(ex, i, S_FAILED, NULL,
+		       rb_xasprintf("approve: %s", d.n ? d.v[0].msg : "failed"));
+		rb_diags_release(&d);
+		return 0;
+	}
+	rb_diags_release(&d);
+	char *text = json_is_string(p) ? rb_xstrdup(json_string_value(p))
+				       : json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(p);
+	sr->prompt = ex_redact(ex, text, strlen(text), NULL);
+	free(text);
+	sr->status = S_WAITING;
+	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
+			      "prompt", sr->prompt));
+	ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
+			    sr->prompt),
+	      "%s: waiting for approval: %s", st->id, sr->prompt);
+	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
+	ex->gates[ex->ngates++] = i;
+	return 0;
+}
+
+/*
+ * Nothing else can run: ask about the waiting gates, first come first.
+ * Returns 1 when an answer changed something (a step is ready, or failed).
+ * The first gate without an answer ends the asking: the run pauses there.
+ */
+static int ask_gates(struct exec *ex)
+{
+	if (!ex->ngates || !ex->o->ask || ex->failed || ex->interrupted)
+		return 0;
+	if (ex_journal_sync(ex) < 0)       /* "waiting" is durable before anyone is asked */
+		return 0;
+	size_t i = ex->gates[0];
+	const struct rb_step *st = ex->rb->steps[i];
+	struct srun *sr = &ex->s[i];
+	if (ex->o->live) {        /* the prompt goes where the footer was */
+		pthread_mutex_lock(&ex->out_mu);
+		rb_live_suspend(ex->o->live);
+		pthread_mutex_unlock(&ex->out_mu);
+	}
+	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
+	if (answer < 0)
+		return 0;
+	memmove(ex->gates, ex->gates + 1, --ex->ngates * sizeof(*ex->gates));
+	free(sr->prompt);
+	sr->prompt = NULL;
+	if (answer > 0) {
+		approve(ex, i, "terminal");
+		sr->status = S_PENDING;
+		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+		ex->ready[ex->nready++] = i;
+		return 1;
+	}
+	const char *by = ex->o->user ? ex->o->user : "unknown";
+	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_rejected", "step", st->id, "by",
+			      by));
+	finish(ex, i, S_FAILED, NULL, rb_xasprintf("not approved (rejected by %s)", by));
+	return 1;
+}
+
+/*
+ * Step i is ready: decide whether it runs (its condition), ask its check
+ * whether its effect is in place already, pass its gate, then start an
+ * attempt.  Each of these happens once a run; a retry goes straight to the
+ * attempt.  The jobs to start are added to batch.
+ */
+static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
+{
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	char *why = NULL;
+	if (!sr->decided) {
+		sr->decided = 1;
+		sr->started_ms = rb_now_ms();
+		int go = should_run(ex, i, &why);
+		if (go <= 0) {
+			finish(ex, i, go == 0 ? S_SKIPPED : S_FAILED, NULL, why);
+			return;
+		}
+	}
+	int check = st->check && !sr->checked;
+	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
+		return;
+	struct job *jb = prepare(ex, i, check, &why);
+	if (!jb) {
+		finish(ex, i, S_FAILED, NULL, check ? rb_xasprintf("check: %s", why) : why);
+		if (check)
+			free(why);
+		return;
+	}
+	const struct rb_step *what = jb->what;
+	if (what->timeout_ms >= 0)
+		jb->deadline_ms = rb_now_ms() + what->timeout_ms;
+	sr->status = S_RUNNING;
+	sr->job = jb;
+	if (!check) {
+		sr->attempts++;
+		ex_journal(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
+				      "attempt", sr->attempts));
+	}
+	batch[(*nbatch)++] = jb;
+}
+
+static int64_t retry_delay(const struct rb_retry *r, int attempt)
+{
+	int64_t d = r->delay_ms;
+	if (r->exponential)
+		for (int k = 1; k < attempt && d < INT64_MAX / 2; k++)
+			d *= 2;
+	if (r->max_delay_ms && d > r->max_delay_ms)
+		d = r->max_delay_ms;
+	return d;
+}
+
+/* A worker (or an inline action) is done with job. */
+static void job_done(struct exec *ex, struct job *jb)
+{
+	size_t i = jb->step;
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	sr->job = NULL;
+	if (jb->what->kind == RB_CHECK) {
+		sr->checked = 1;
+		if (!jb->failed) {
+			finish(ex, i, S_SATISFIED, jb->output, NULL);
+		} else if (ex->interrupted && jb->cancel) {
+			finish(ex, i, S_INTERRUPTED, jb->output, rb_xasprintf("check: %s", jb->error));
+			free(jb->error);
+		} else {
+			ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "check", "step", st->id,
+					    "error", jb->error ? jb->error : "failed"),
+			      "%s: not in place yet (check: %s)", st->id,
+			      jb->error ? jb->error : "failed");
+			json_decref(jb->output);
+			free(jb->error);
+			sr->status = S_PENDING;
+			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+			ex->ready[ex->nready++] = i;
+		}
+	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
+		int64_t delay = retry_delay(&st->retry, sr->attempts);
+		char d[32];
+		rb_duration_format(delay, d, sizeof(d));
+		ex_journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "step_retry", "step", st->id,
+				      "attempt", sr->attempts, "error",
+				      jb->error ? jb->error : "failed"));
+		ex_event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
+				    "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
+		      "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
+		      st->retry.attempts, jb->error ? jb->error : "failed", d);
+		json_decref(jb->output);
+		free(jb->error);
+		sr->status = S_PENDING;
+		sr->retry_at = rb_now_ms() + delay;
+		rb_grow(&ex->retrying, &ex->retrycap, ex->nretrying + 1, sizeof(*ex->retrying));
+		ex->retrying[ex->nretrying++] = i;
+	} else {
+		char *err = jb->error;
+		if (jb->failed && jb->timed_out && st->timeout_ms >= 0) {
+			char d[32];
+			rb_duration_format(st->timeout_ms, d, sizeof(d));
+			free(err);
+			err = rb_xasprintf("timed out after %s", d);
+		} else if (jb->failed && !err) {
+			err = rb_xstrdup("failed");
+		}
+		enum sstatus st2 = !jb->failed ? S_SUCCEEDED
+				   : ex->interrupted && jb->cancel ? S_INTERRUPTED : S_FAILED;
+		finish(ex, i, st2, jb->output, err);
+	}
+	free_job(jb);
+}
+
+static void job_done(struct exec *ex, struct job *jb);
+
+/* An item of a for_each step is done: journalled, and kept for a retry or a resume. */
+static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
+{
+	const struct rb_step *st = ex->rb->steps[jb->step];
+	struct srun *sr = &ex->s[jb->step];
+	json_t *out = u->failed ? NULL : st->sensitive ? json_string(RB_SECRET_MASK)
+				: json_incref(u->output ? u->output : json_null());
+	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "event", "item_finished", "step",
+				st->id, "index", (json_int_t)u->k, "status",
+				u->failed ? "failed" : "succeeded", "sha256",
+				json_array_get(jb->item_sha, u->k));
+	if (out) {
+		char key[32];
+		snprintf(key, sizeof(key), "%zu", u->k);
+		if (!sr->items_done)
+			sr->items_done = json_object();
+		json_t *clean = ex_redact_json(ex, out);
+		json_object_set_new(sr->items_done, key, json_pack("{s:O, s:O}", "sha256",
+			json_array_get(jb->item_sha, u->k), "output", clean));
+		json_object_set_new(rec, "output", clean);
+		json_decref(out);
+	}
+	if (u->error)
+		json_object_set_new(rec, "error", json_string(u->error));
+	json_t *ev = json_pack("{s:s, s:s, s:I, s:s}", "event", "item_finished", "step", st->id,
+			       "index", (json_int_t)u->k, "status", u->failed ? "failed" : "succeeded");
+	ex_journal(ex, rec);
+	if (u->failed)
+		ex_event(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
+		      u->error ? u->error : "failed");
+	else
+		ex_event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
+}
+
+/* Every call of a job is done (or it stopped): its step's attempt is over. */
+static void complete(struct exec *ex, struct job *jb)
+{
+	jb->output = jb->items ? json_incref(jb->outs) : json_incref(json_array_get(jb->outs, 0));
+	for (size_t k = 0; k < ex->nactive; k++)
+		if (ex->active[k] == jb) {
+			memmove(ex->active + k, ex->active + k + 1,
+				(ex->nactive - k - 1) * sizeof(*ex->active));
+			ex->nactive--;
+			break;
+		}
+	job_done(ex, jb);
+}
+
+/* A unit is done.  Returns 1 when that completed its job (which is then freed). */
+static int unit_done(struct exec *ex, struct unit *u)
+{
+	struct job *jb = u->jb;
+	jb->running--;
+	if (jb->items && jb->what->kind != RB_CHECK)
+		item_finished(ex, jb, u);
+	if (!u->failed) {
+		jb->ok[u->k] = 1;
+		jb->ndone++;
+		json_array_set_new(jb->outs, u->k, u->output ? u->output : json_null());
+	} else {
+		if (!jb->failed) {
+			jb->failed = 1;
+			jb->timed_out = u->timed_out;
+			jb->error = !jb->items ? u->error
+				    : rb_xasprintf("item %zu of %zu: %s", u->k + 1, jb->n,
+						   u->error ? u->error : "failed");
+			if (jb->items)
+				free(u->error);
+		} else {
+			free(u->error);
+		}
+		json_decref(u->output);
+	}
+	free(u);
+	if (jb->running || (!jb->failed && jb->ndone < jb->n))
+		return 0;
+	complete(ex, jb);
+	return 1;
+}
+
+/*
+ * Hand out a job's next calls, up to its concurrency and the run's --jobs;
+ * inline ones run here and now.  A cancelled job hands out nothing more.
+ * Returns 1 when the job completed (and is freed).
+ */
+static int dispatch(struct exec *ex, struct job *jb)
+{
+	for (;;) {
+		while (jb->next < jb->n && jb->ok[jb->next])
+			jb->next++;
+		int stop = jb->cancel || ex->interrupted || ex->journal_failed;
+		if (!jb->running && (jb->failed || stop || jb->next >= jb->n)) {
+			if (!jb->failed && jb->next < jb->n) {
+				jb->failed = 1;
+				jb->error = rb_xasprintf("stopped after %zu of %zu items", jb->ndone,
+							 jb->n);
+			}
+			complete(ex, jb);
+			return 1;
+		}
+		if (stop || jb->failed || jb->next >= jb->n || jb->running >= jb->concurrency ||
+		    ex->running >= (size_t)ex->o->jobs)
+			return 0;
+		struct unit *u = rb_xcalloc(1, sizeof(*u));
+		u->jb = jb;
+		u->k = jb->next++;
+		jb->running++;
+		if (jb->action->flags & RB_ACT_INLINE) {
+			run_unit(u);
+			if (unit_done(ex, u))
+				return 1;
+			continue;
+		}
+		ex->running++;
+		pthread_mutex_lock(&ex->mu);
+		struct unit **tail = &ex->queue;
+		while (*tail)
+			tail = &(*tail)->next;
+		u->next = NULL;
+		*tail = u;
+		pthread_cond_signal(&ex->cv);
+		pthread_mutex_unlock(&ex->mu);
+	}
+}
+
+/* Start what can start: group the journal records, sync once, dispatch. */
+static void schedule(struct exec *ex)
+{
+	/* The jobs under way first: their start is durable already. */
+	for (size_t k = 0; k < ex->nactive;)
+		if (!dispatch(ex, ex->active[k]))
+			k++;
+	size_t cap = (size_t)ex->o->jobs;
+	struct job **batch = rb_xcalloc(cap, sizeof(*batch));
+	size_t nbatch = 0;
+	while (ex->rhead < ex->nready && !ex->failed && !ex->interrupted &&
+	       ex->running + nbatch < cap)
+		start(ex, ex->ready[ex->rhead++], batch, &nbatch);
+	if (ex->rhead == ex->nready)
+		ex->rhead = ex->nready = 0;
+	if (ex_journal_sync(ex) < 0) {
+		for (size_t k = 0; k < nbatch; k++) {
+			struct job *jb = batch[k];
+			ex->s[jb->step].job = NULL;
+			finish(ex, jb->step, S_FAILED, NULL,
+			       rb_xstrdup("not started: the journal cannot be written"));
+			free_job(jb);
+		}
+		free(batch);
+		return;
+	}
+	for (size_t k = 0; k < nbatch; k++) {
+		struct job *jb = batch[k];
+		const struct rb_step *st = ex->rb->steps[jb->step];
+		if (jb->what->kind == RB_CHECK)
+			ex_event(ex, json_pack("{s:s, s:s}", "event", "check_started", "step", st->id),
+			      "%s: checking whether it is needed", st->id);
+		else
+			ex_event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
+					    st->id, "attempt", ex->s[jb->step].attempts),
+			      "%s: started", st->id);
+		rb_grow(&ex->active, &ex->activecap, ex->nactive + 1, sizeof(*ex->active));
+		ex->active[ex->nactive++] = jb;
+		dispatch(ex, jb);
+	}
+	free(batch);
+}
+
+/* Ask every running step to stop: 1 politely, 2 at once. */
+static void cancel_running(struct exec *ex, int how)
+{
+	pthread_mutex_lock(&ex->mu);
+	for (size_t i = 0; i < ex->rb->nsteps; i++)
+		if (ex->s[i].job)
+			ex->s[i].job->cancel = (sig_atomic_t)how;
+	pthread_mutex_unlock(&ex->mu);
+}
+
+static void check_signals(struct exec *ex, int *seen)
+{
+	if (!ex->o->signals || *ex->o->signals == *seen)
+		return;
+	*seen = *ex->o->signals;
+	if (!ex->interrupted)
+		ex_event(ex, json_pack("{s:s, s:i}", "event", "interrupt", "signal",
+				    (int)*ex->o->signo),
+		      "interrupted: stopping the running steps (again to kill them at once)");
+	ex->interrupted = *seen;
+	cancel_running(ex, *seen > 1 ? 2 : 1);
+}
+
+/* The run's timeout: the run fails, and what runs is stopped. */
+static void check_deadline(struct exec *ex)
+{
+	if (!ex->deadline_ms || ex->timed_out || rb_now_ms() < ex->deadline_ms)
+		return;
+	char d[32];
+	rb_duration_format(ex->rb->timeout_ms, d, sizeof(d));
+	ex->timed_out = 1;
+	ex->failed = 1;
+	ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
+			    (json_int_t)ex->rb->timeout_ms),
+	      "the run's timeout of %s has passed: stopping the running steps", d);
+	cancel_running(ex, 1);
+}
+
+/* The live view redraws elapsed times, and follows the terminal's width. */
+static void live_tick(struct exec *ex)
+{
+	if (!ex->o->live)
+		return;
+	struct winsize ws;
+	pthread_mutex_lock(&ex->out_mu);
+	if (ioctl(fileno(ex->o->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col)
+		rb_live_resize(ex->o->live, ws.ws_col);
+	rb_live_tick(ex->o->live, rb_now_ms());
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
+/* Run the ready steps and everything they unlock, until nothing can run. */
+void ex_run_phase(struct exec *ex)
+{
+	int seen = ex->o->signals ? *ex->o->signals : 0;
+	for (;;) {
+		check_signals(ex, &seen);
+		check_deadline(ex);
+		schedule(ex);
+		ex_journal_sync(ex);
+		int64_t now = rb_now_ms(), next = -1;
+		for (size_t k = 0; k < ex->nretrying;) {
+			size_t i = ex->retrying[k];
+			if (ex->interrupted || ex->failed) {
+				ex->s[i].retry_at = 0;
+				finish(ex, i, S_FAILED, NULL,
+				       rb_xstrdup(ex->interrupted ? "interrupted before its retry"
+								  : "not retried: the run has failed"));
+			} else if (ex->s[i].retry_at <= now) {
+				ex->s[i].retry_at = 0;
+				rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+				ex->ready[ex->nready++] = i;
+			} else {
+				if (next < 0 || ex->s[i].retry_at < next)
+					next = ex->s[i].retry_at;
+				k++;
+				continue;
+			}
+			ex->retrying[k] = ex->retrying[--ex->nretrying];
+		}
+		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
+		if (!ex->running && !ex->nretrying && !can_start) {
+			if (ask_gates(ex))
+				continue;
+			check_signals(ex, &seen);
+			break;
+		}
+		if (can_start && ex->running < (size_t)ex->o->jobs)
+			continue;
+		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
+			next = ex->deadline_ms;
+		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
+		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
+		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
+		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
+		live_tick(ex);
+		char buf[256];
+		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
+			;
+		pthread_mutex_lock(&ex->mu);
+		struct unit *done = ex->done;
+		ex->done = NULL;
+		pthread_mutex_unlock(&ex->mu);
+		while (done) {
+			struct unit *nx = done->next;
+			ex->running--;
+			unit_done(ex, done);
+			done = nx;
+		}
+	}
+}
+
+/* Queue the steps of a kind that need nothing. */
+void ex_seed(struct exec *ex, enum rb_step_kind kind)
+{
+	for (size_t i = 0; i < ex->rb->nsteps; i++) {
+		const struct rb_step *st = ex->rb->steps[i];
+		if (st->kind != kind || ex->s[i].waiting || ex->s[i].status != S_PENDING)
+			continue;
+		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
+		ex->ready[ex->nready++] = i;
+	}
+}
