@@ -182,23 +182,46 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	return rc;
 }
 
-static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_diags *d)
+/*
+ * --dry-run: the plan.  With --probe, first run what cannot change anything
+ * (its events on stderr), so that the plan shows real values.
+ */
+static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o,
+		   int probe, struct rb_diags *d)
 {
+	json_t *probed = NULL;
+	if (probe) {
+		o->params = params;
+		o->probe = 1;
+		o->probed = probed = json_object();
+		o->out = stderr;
+		o->lines = 1;
+		o->json_events = 0;
+		int rc = rb_cli_execute(rb, o, d);
+		if (rc != RB_EXIT_OK && rc != RB_EXIT_FAILED) {  /* invalid, or interrupted */
+			json_decref(probed);
+			return rc;
+		}
+	}
 	struct rb_plan_out po = {.f = stdout, .color = rb_use_color(stdout)};
-	return rb_plan_write(rb, params, &rb_plan_text, &po, d);
+	int rc = rb_plan_write_probed(rb, params, probed, &rb_plan_text, &po, d) < 0
+		 ? RB_EXIT_INVALID : RB_EXIT_OK;
+	json_decref(probed);
+	return rc;
 }
 
 int cmd_run(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
-		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, NULL, 0},
+		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, "probe", 0},
+		{0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *file = NULL;
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
-	int k, rc = RB_EXIT_OK, dry = 0;
+	int k, rc = RB_EXIT_OK, dry = 0, probe = 0;
 	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
 				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
 
@@ -224,6 +247,9 @@ int cmd_run(int argc, char **argv)
 		case 2:
 			dry = 1;
 			break;
+		case 7:
+			probe = 1;
+			break;
 		default:
 			if (rb_exec_option("run", opts[k].longname, p.val, &o) < 0) {
 				rc = RB_EXIT_INVALID;
@@ -234,6 +260,10 @@ int cmd_run(int argc, char **argv)
 	}
 	if (!file) {
 		rc = rb_usage_error("run: no file given (usage: runbook run FILE)");
+		goto out;
+	}
+	if (probe && !dry) {
+		rc = rb_usage_error("run: --probe goes with --dry-run");
 		goto out;
 	}
 	o.color = !o.json_events && rb_use_color(stdout);
@@ -247,7 +277,7 @@ int cmd_run(int argc, char **argv)
 	if (!pj) {
 		rc = RB_EXIT_INVALID;
 	} else if (dry) {
-		rc = dry_run(rb, pj, &d) < 0 ? RB_EXIT_INVALID : RB_EXIT_OK;
+		rc = dry_run(rb, pj, &o, probe, &d);
 	} else {
 		o.params = pj;
 		rc = rb_cli_execute(rb, &o, &d);

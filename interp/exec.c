@@ -22,7 +22,7 @@
 
 const char *const ex_status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
-	"awaiting_approval", "satisfied",
+	"awaiting_approval", "satisfied", "not_probed",
 };
 
 /* --- redaction and events ----------------------------------------------------- */
@@ -144,6 +144,10 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 
 void ex_journal(struct exec *ex, json_t *rec)
 {
+	if (!ex->journal) {     /* a probe */
+		json_decref(rec);
+		return;
+	}
 	json_t *clean = ex->secrets.n ? ex_redact_json(ex, rec) : json_incref(rec);
 	json_decref(rec);
 	if (!ex->journal_failed && rb_journal_append(ex->journal, clean) < 0)
@@ -209,6 +213,8 @@ static void maybe_compact(struct exec *ex)
 /* Make what was journalled durable; a failure stops the run. */
 int ex_journal_sync(struct exec *ex)
 {
+	if (!ex->journal)
+		return 0;
 	if (!ex->journal_failed && rb_journal_sync(ex->journal) == 0) {
 		maybe_compact(ex);
 		return 0;
@@ -499,6 +505,8 @@ static int setup(struct exec *ex)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
 	if (build_scope(ex) < 0)
 		return -1;
+	if (ex->o->probe)               /* keeps nothing: no run directory, journal or lock */
+		return ex_start_workers(ex) < 0 ? -2 : 0;
 	char *err = NULL;
 	const char *state = rb_state_dir(ex->o->state_dir);
 	/* From here on a failure is not the input's fault: -2. */
@@ -569,6 +577,40 @@ static void teardown(struct exec *ex)
 	pthread_mutex_destroy(&ex->out_mu);
 }
 
+/*
+ * --dry-run --probe: the main steps that cannot change anything run (and the
+ * checks of those that can); the results go to o->probed for the plan.
+ */
+static void probe(struct exec *ex, enum rb_run_status *status)
+{
+	ex_event(ex, json_pack("{s:s, s:s}", "event", "probe_started", "runbook", ex->rb->name),
+		 "probe %s: running the steps that change nothing", ex->rb->name);
+	ex_seed(ex, RB_MAIN);
+	ex_run_phase(ex);
+	for (size_t i = 0; i < ex->rb->nmain; i++) {
+		const struct srun *sr = &ex->s[i];
+		const struct rb_step *st = ex->rb->steps[i];
+		if (sr->status == S_PENDING || sr->status == S_UNPROBED)
+			continue;
+		json_t *v = json_pack("{s:s}", "status", ex_status_names[sr->status]);
+		static const char *const keys[] = {"output", "outputs"};
+		json_t *vals[] = {sr->output, sr->outputs};
+		for (int k = 0; k < 2; k++)
+			if (vals[k])
+				json_object_set_new(v, keys[k], st->sensitive
+						    ? json_string(RB_SECRET_MASK)
+						    : ex_redact_json(ex, vals[k]));
+		if (sr->error) {
+			char *e = ex_redact(ex, sr->error, strlen(sr->error), NULL);
+			json_object_set_new(v, "error", json_string(e));
+			free(e);
+		}
+		json_object_set_new(ex->o->probed, st->id, v);
+	}
+	*status = ex->interrupted ? RB_RUN_INTERRUPTED : ex->failed ? RB_RUN_FAILED
+		  : RB_RUN_SUCCEEDED;
+}
+
 /* The command that continues this run, with the gates it waits at. */
 static char *resume_hint(const struct exec *ex)
 {
@@ -597,6 +639,11 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		return rc;
 	}
 	memcpy(run_id, ex.run_id, RB_RUN_ID_MAX);
+	if (o->probe) {
+		probe(&ex, status);
+		teardown(&ex);
+		return 0;
+	}
 	ex_event(&ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "run_started", "runbook", rb->name,
 			     "steps", (int)rb->nmain, "dir", ex.run_dir),
 	      "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,

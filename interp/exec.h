@@ -35,6 +35,14 @@ struct rb_exec_opts {
 	int json_events;                /* one JSON object a line instead of text */
 	struct rb_live *live;           /* the live view on a terminal instead of text, or NULL */
 	int lines;                      /* --output text: lines even on a terminal (the CLI's) */
+	/*
+	 * --dry-run --probe: run only what cannot change anything (steps without
+	 * side effects, and checks), with no run directory, journal or lock, and
+	 * fill probed with {"ID": {"status", "output", "outputs", "error"}} for
+	 * the steps that ran (redacted); the rest is left for the plan.
+	 */
+	int probe;
+	json_t *probed;
 	int color;
 	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
 	volatile sig_atomic_t *signo;   /* the last one */

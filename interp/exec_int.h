@@ -19,7 +19,9 @@
 
 enum sstatus {
 	S_PENDING, S_RUNNING, S_SUCCEEDED, S_FAILED, S_SKIPPED, S_INTERRUPTED, S_WAITING,
-	S_SATISFIED, S_COUNT
+	S_SATISFIED,
+	S_UNPROBED,                     /* --probe: it would change something, so it did not run */
+	S_COUNT
 };
 
 extern const char *const ex_status_names[S_COUNT];
@@ -70,6 +72,7 @@ struct srun {
 	int64_t retry_at;               /* waiting to be retried at this time, or 0 */
 	size_t waiting;                 /* dependencies not finished yet */
 	int dep_skipped;
+	int dep_unprobed;               /* --probe: a step it needs did not run */
 	size_t *succ, nsucc;            /* the steps that depend on this one */
 	size_t completed;               /* completion order, for rollback */
 	int decided;                    /* its condition said it runs */

@@ -33,7 +33,8 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
 	{"run", cmd_run, "run a runbook",
-	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]\n"
+	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run [--probe]]\n"
+	 "                    [--state-dir DIR]\n"
 	 "                    [--output auto|text|json] [--lock-timeout DURATION]\n"
 	 "                    [--approve STEP|all]...\n"
 	 "\n"
@@ -43,6 +44,8 @@ const struct rb_command rb_commands[] = {
 	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
 	 "  -j, --jobs N             steps that run at once (default 4)\n"
 	 "      --dry-run            print the plan and run nothing\n"
+	 "      --probe              with --dry-run: first run the steps that change\n"
+	 "                           nothing, and show their results in the plan\n"
 	 "      --state-dir DIR      where runs are kept (default $RUNBOOK_STATE_DIR or\n"
 	 "                           ./.runbook)\n"
 	 "      --output FORMAT      auto (default): the live view on a terminal, else\n"

@@ -240,7 +240,15 @@ struct planner {
 	struct rb_runbook *rb;
 	struct rb_render r;
 	json_t *skipped;        /* step id -> the step whose false condition skips it */
+	const json_t *probed;   /* --probe: the steps that ran, by id, or NULL */
 };
+
+/* A step a probe ran is known: expressions that read it get its real results. */
+static int probed_known(void *ud, size_t index)
+{
+	const struct planner *pl = ud;
+	return json_object_get(pl->probed, pl->rb->steps[index]->id) != NULL;
+}
 
 static json_t *render(struct planner *pl, const struct rb_node *n)
 {
@@ -310,6 +318,9 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 		if (why && !json_object_get(pl->skipped, s->id))
 			json_object_set(pl->skipped, s->id, why);
 	}
+	json_t *probe = sub ? NULL : json_object_get(pl->probed, s->id);
+	if (probe)
+		json_object_set(j, "probe", probe);
 	json_t *sk = sub ? NULL : json_object_get(pl->skipped, s->id);
 	if (sk)
 		json_object_set_new(j, "skipped", json_pack("{s:O}", "because_of", sk));
@@ -498,6 +509,12 @@ static json_t *plan_header(struct rb_runbook *rb, json_t *params, json_t *vars)
 int rb_plan_write(struct rb_runbook *rb, json_t *params, const struct rb_plan_renderer *out,
 		  void *ctx, struct rb_diags *d)
 {
+	return rb_plan_write_probed(rb, params, NULL, out, ctx, d);
+}
+
+int rb_plan_write_probed(struct rb_runbook *rb, json_t *params, const json_t *probed,
+			 const struct rb_plan_renderer *out, void *ctx, struct rb_diags *d)
+{
 	int rc = -1;
 	json_t *vars = NULL, *header = NULL;
 	struct rb_luabox *box = rb_luabox_new(0);
@@ -507,10 +524,22 @@ int rb_plan_write(struct rb_runbook *rb, json_t *params, const struct rb_plan_re
 		.rb = rb,
 		.r = {.rb = rb, .box = box, .ms = RB_EXPR_MS_DEFAULT, .d = d},
 		.skipped = json_object(),
+		.probed = probed,
 	};
 	pl.r.scope = rb_plan_scope(rb, params, box, d, &vars);
 	if (!pl.r.scope)
 		goto out;
+	if (probed) {
+		lua_State *L = rb_luabox_state(box);
+		if (rb_lua_push_json(L, probed) < 0) {
+			rb_error_pos(d, 0, 0, "the probe's results do not fit in the Lua memory limit");
+			goto out;
+		}
+		rb_luabox_readonly(L);
+		rb_luabox_set(L, pl.r.scope, "steps");
+		pl.r.step_known = probed_known;
+		pl.r.ud = &pl;
+	}
 	header = plan_header(rb, params, vars);
 	out->begin(ctx, header);
 	for (int kind = RB_MAIN; kind <= RB_ON_FAILURE; kind++) {

@@ -50,6 +50,13 @@ struct rb_plan_renderer {
    received part of it). */
 int rb_plan_write(struct rb_runbook *rb, json_t *params, const struct rb_plan_renderer *out,
 		  void *ctx, struct rb_diags *d);
+/*
+ * The same with what a probe (--dry-run --probe) found: probed is
+ * {"ID": {"status", "output", "outputs", "error"}} for the steps it ran; their
+ * results are known to every expression, and each such step gets "probe".
+ */
+int rb_plan_write_probed(struct rb_runbook *rb, json_t *params, const json_t *probed,
+			 const struct rb_plan_renderer *out, void *ctx, struct rb_diags *d);
 
 /* The renderers; ctx is a struct rb_plan_out. */
 struct rb_plan_out {

@@ -109,6 +109,16 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 		fprintf(f, "%sif: %s  => %s\n", in2, str(cond, "expression"), v);
 		free(v);
 	}
+	json_t *probe = json_object_get(s, "probe");
+	if (probe) {
+		fprintf(f, "%sprobed: %s\n", in2, str(probe, "status"));
+		if (str(probe, "error"))
+			print_value(o, in2, "  error", json_object_get(probe, "error"));
+		if (json_object_get(probe, "output"))
+			print_value(o, in2, "  output", json_object_get(probe, "output"));
+		if (json_object_get(probe, "outputs"))
+			print_value(o, in2, "  outputs", json_object_get(probe, "outputs"));
+	}
 	if (json_object_get(s, "for_each")) {
 		print_value(o, in2, "for each", json_object_get(s, "for_each"));
 		json_int_t conc = json_integer_value(json_object_get(s, "concurrency"));
@@ -324,6 +334,17 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 		md_code(f, str(cond, "expression"));
 		fprintf(f, " → %s\n", v);
 		free(v);
+	}
+	json_t *probe = json_object_get(s, "probe");
+	if (probe) {
+		char *out = inline_value(json_object_get(probe, "output"));
+		fprintf(f, "%s- probed: **%s**", ind, str(probe, "status"));
+		if (json_object_get(probe, "output")) {
+			fputs(" → ", f);
+			md_code(f, out);
+		}
+		fputc('\n', f);
+		free(out);
 	}
 	json_t *appr = json_object_get(s, "approve");
 	if (appr) {

@@ -46,7 +46,9 @@ static void run_unit(struct unit *u)
 	const char *id = ex->rb->steps[jb->step]->id;
 	int check = jb->what->kind == RB_CHECK;
 	char spill[4096];
-	if (jb->items)
+	if (!ex->run_dir)               /* a probe keeps nothing */
+		spill[0] = '\0';
+	else if (jb->items)
 		snprintf(spill, sizeof(spill), "%s/%s/%s%s.%zu", ex->run_dir, RB_RUN_OUTPUT, id,
 			 check ? ".check" : "", u->k + 1);
 	else
@@ -63,7 +65,7 @@ static void run_unit(struct unit *u)
 		.env = (const char *const *)jb->env.v,
 		.deadline_ms = jb->deadline_ms,
 		.cancel = &jb->cancel,
-		.spill_path = spill,
+		.spill_path = spill[0] ? spill : NULL,
 		.on_line = on_line,
 		.ud = u,
 		.box = ex->box,
@@ -242,6 +244,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id, ex_secs_since(sr->started_ms));
 	else if (status == S_SKIPPED)
 		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+	else if (status == S_UNPROBED)
+		ex_event(ex, ev, "%s: not probed (%s)", st->id, sr->error);
 	else if (status == S_SATISFIED)
 		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
@@ -254,6 +258,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	for (size_t k = 0; k < sr->nsucc; k++) {
 		struct srun *t = &ex->s[sr->succ[k]];
 		t->dep_skipped |= status == S_SKIPPED;
+		t->dep_unprobed |= status == S_UNPROBED;
 		if (--t->waiting == 0 && t->status == S_PENDING) {
 			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
 			ex->ready[ex->nready++] = sr->succ[k];
@@ -515,6 +520,11 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	if (!sr->decided) {
 		sr->decided = 1;
 		sr->started_ms = rb_now_ms();
+		/* What reads a step that a probe did not run cannot be decided either. */
+		if (ex->o->probe && sr->dep_unprobed) {
+			finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it needs a step that was not probed"));
+			return;
+		}
 		int go = should_run(ex, i, &why);
 		if (go <= 0) {
 			finish(ex, i, go == 0 ? S_SKIPPED : S_FAILED, NULL, why);
@@ -522,6 +532,11 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 		}
 	}
 	int check = st->check && !sr->checked;
+	if (!check && ex->o->probe && (st->side_effects || st->approve)) {
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup(st->approve ? "it has an approval gate"
+							   : "it has side effects"));
+		return;
+	}
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
 	struct job *jb = prepare(ex, i, check, &why);

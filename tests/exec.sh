@@ -218,6 +218,32 @@ check "each item is journalled" [ "$(journal | grep -c '"event":"item_finished",
 check "the output has every item, in order" has '"step":"broken","status":"succeeded","attempt":1,"output":\[{[^]]*},{[^]]*},{[^]]*},{[^]]*}\],"outputs":{"n":4}'
 rm -rf "$fdir"
 
+# --dry-run --probe runs what cannot change anything, and the plan shows real
+# values and decided conditions; nothing with side effects runs, and a step
+# that reads one that did not run is shown, not failed.
+pdir=$(mktemp -d)
+out=$(PROBE_TOKEN=probe-Secret-81z "$RUNBOOK" run --state-dir "$pdir/state" --dry-run --probe -p dir="$pdir" tests/exec/probe.yaml 2>"$pdir/err")
+check "a probe exits 0" [ $? -eq 0 ]
+check "nothing with side effects ran" [ -z "$(ls "$pdir" | grep -- -ran)" ]
+check "no run directory was made" [ ! -e "$pdir/state" ]
+check "a step without side effects ran" grep -q '^      probed: succeeded$' <<<"$out"
+check "its outputs are shown" grep -q '^        outputs: {"n":5}$' <<<"$out"
+check "a condition on its output is decided" grep -q 'if: steps.count.outputs.n > 3  => true' <<<"$out"
+check "the false one too, and its step is skipped" grep -q 'small  run  \[side effects\]  \[skipped: small is false\]' <<<"$out"
+check "the skip reaches what needs it" grep -q 'after_small  lua  \[skipped: small is false\]' <<<"$out"
+check "a lua step reads the probed value" grep -q '^        output: found 5$' <<<"$out"
+check "a check shows a step already in place" grep -q '^      probed: satisfied$' <<<"$out"
+check "a step reading one with side effects is not probed" grep -q 'uses_changed: not probed (it needs a step that was not probed)' "$pdir/err"
+check "and the plan shows it waiting for it" grep -q -A2 '^  uses_changed  lua' <<<"$out"
+check "the probe's events go to stderr" grep -q 'changed: not probed (it has side effects)' "$pdir/err"
+check "a probe reads secrets, and shows them as ***" grep -q '"stdout":"token is \*\*\*\\n"' <<<"$out"
+printf '%s' "$out" >"$pdir/out"
+check "and never prints them" bash -c "! grep -q probe-Secret-81z '$pdir/out' '$pdir/err'"
+out=$("$RUNBOOK" run --probe tests/exec/probe.yaml -p dir="$pdir" 2>&1)
+check "--probe without --dry-run is refused" [ $? -eq 2 ]
+check "saying so" grep -q 'probe goes with --dry-run' <<<"$out"
+rm -rf "$pdir"
+
 # A held lock keeps a second run out (exit 1, naming the lock) unless it may
 # wait long enough; the run's timeout stops a run; on_failure still runs.
 "$RUNBOOK" run --state-dir "$state" tests/exec/locked.yaml >/dev/null 2>&1 &

@@ -15,7 +15,7 @@ run_in_tmux() {
 	n=$((n + 1))
 	tmux -L "$sock-$n" new-session -d -x 200 -y 50 \
 		"env -u NO_COLOR $1 $2; echo __done__; sleep 30" 2>/dev/null
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		tmux -L "$sock-$n" capture-pane -p 2>/dev/null | grep -q __done__ && break
 		sleep 0.1
 	done
@@ -55,8 +55,8 @@ start_tmux() {
 		"env -u NO_COLOR $1; echo __rc=\$?__; sleep 30" 2>/dev/null
 }
 screen_now() { tmux -L "$sock-$n" capture-pane -p 2>/dev/null; }
-wait_for() {              # wait_for TEXT: until the screen shows it (10 s at most)
-	for _ in $(seq 100); do
+wait_for() {              # wait_for TEXT: until the screen shows it (30 s at most)
+	for _ in $(seq 300); do
 		screen_now | grep -qF -- "$1" && return 0
 		sleep 0.1
 	done
