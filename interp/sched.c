@@ -206,6 +206,10 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->error = error;
 	sr->completed = ++ex->completed;
 	ex->counts[status]++;
+	if (status == S_SUCCEEDED) {    /* its items are in its output now */
+		json_decref(sr->items_done);
+		sr->items_done = NULL;
+	}
 	if (status == S_SUCCEEDED && st->outputs) {
 		char *err = NULL;
 		sr->outputs = compute_outputs(ex, st, output, &err);
