@@ -27,7 +27,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
-.PHONY: all deps demo test asan valgrind fuzz bench install clean schema-check
+.PHONY: all deps demo test asan valgrind fuzz bench soak-kill install clean schema-check
 
 all: $(B)/runbook
 
@@ -98,6 +98,12 @@ fuzz: deps $(B)/fuzz/fuzz_load
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run $(B)/runbook
+
+# The crash test of `make test` (tests/kill.sh) until KILLS kill points were tried.
+KILLS ?= 1000
+soak-kill: deps
+	@$(MAKE) --no-print-directory all
+	@RUNBOOK=$(B)/runbook KILLS=$(KILLS) bash tests/kill.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/runbook/schema \

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@ struct rb_journal {
 
 	int (*hook)(void *arg, enum rb_journal_point p, size_t *len);
 	void *hook_arg;
+	/* RUNBOOK_TEST_CRASH: the point to die at, and how many visits are left. */
+	enum rb_journal_point crash_point;
+	unsigned long crash_left;
 };
 
 /* --- errors ------------------------------------------------------------------ */
@@ -722,6 +726,54 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 	return 0;
 }
 
+/* --- the crash hook of the tests ----------------------------------------------- */
+
+/* Dies at the crash_left-th visit of crash_point, as a crash would: no cleanup at all. */
+static int crash_hook(void *arg, enum rb_journal_point p, size_t *len)
+{
+	struct rb_journal *j = arg;
+	(void)len;
+	if (p == j->crash_point && --j->crash_left == 0)
+		raise(SIGKILL);
+	return 0;
+}
+
+/*
+ * RUNBOOK_TEST_CRASH=POINT:N, for crash tests of the binary (tests/kill.sh):
+ * the process kills itself with SIGKILL the Nth time this journal reaches
+ * POINT.  A value that does not read is an error rather than ignored, so that
+ * a test never believes it crashed somewhere it did not.
+ */
+static int crash_from_env(struct rb_journal *j, char **err)
+{
+	const char *v = getenv("RUNBOOK_TEST_CRASH");
+	const char *colon = v ? strchr(v, ':') : NULL;
+	if (!v || !*v)
+		return 0;
+	for (int p = 0; colon && p < RB_JP_COUNT; p++) {
+		const char *name = rb_journal_point_name(p);
+		if (strlen(name) != (size_t)(colon - v) || strncmp(v, name, strlen(name)))
+			continue;
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(colon + 1, &end, 10);
+		if (colon[1] < '0' || colon[1] > '9' || *end || errno || n < 1)
+			break;
+		j->crash_point = p;
+		j->crash_left = n;
+		if (!j->hook)
+			rb_journal_set_hook(j, crash_hook, j);
+		return 0;
+	}
+	char names[256] = "";
+	for (int p = 0; p < RB_JP_COUNT; p++)
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+			 p ? ", " : "", rb_journal_point_name(p));
+	errno = EINVAL;
+	return fail(err, "RUNBOOK_TEST_CRASH='%s': expected POINT:N with N >= 1 and POINT "
+		    "one of %s", v, names);
+}
+
 /* --- the open journal ---------------------------------------------------------- */
 
 static struct rb_journal *journal_new(const char *dir)
@@ -797,6 +849,8 @@ int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journ
 	j = dir ? journal_new(dir) : NULL;
 	if (!j)
 		goto oom;
+	if (crash_from_env(j, err) < 0)
+		goto undo;
 	if (mkdir_p(runs, err) < 0)
 		goto undo;
 	if (lstat(dir, &st) == 0) {
@@ -876,6 +930,8 @@ int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err)
 		errno = ENOMEM;
 		return fail(err, "out of memory");
 	}
+	if (crash_from_env(j, err) < 0)
+		goto undo;
 	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (j->dirfd < 0) {
 		fail(err, "cannot open run %s: %s", run_dir, strerror(errno));

@@ -943,6 +943,70 @@ out:
 	free(state);
 }
 
+/* --- RUNBOOK_TEST_CRASH ------------------------------------------------------------- */
+
+/*
+ * The crash hook the binary's tests use.  Its firing is tested by
+ * tests/kill.sh, unwrapped: here a child that killed itself would make
+ * valgrind report its descriptors.  This tests what reads and what does not,
+ * and that a test's own hook replaces it.
+ */
+static void t_crash_env(const char *base)
+{
+	char *state = join(base, "crashenv"), *err = NULL;
+	struct rb_journal *j = NULL;
+	const char *id = "20260101-000000-00ce";
+	static const char *const bad[] = {"nowhere:1", "after-write", "after-write:",
+					  "after-write:0", "after-write:-1", "after-write:2x",
+					  "after-writes:1", ":1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		setenv("RUNBOOK_TEST_CRASH", bad[i], 1);
+		CHECK(rb_journal_create(state, id, &j, &err) == -1 && !j && err &&
+		      strstr(err, "RUNBOOK_TEST_CRASH") && strstr(err, "after-dir-fsync"),
+		      "RUNBOOK_TEST_CRASH=%s is refused: %s", bad[i], err ? err : "(no error)");
+		free(err);
+		err = NULL;
+	}
+	char *dir = rb_run_dir(state, id);
+	CHECK(file_mode(dir) == -1, "a refused create leaves no run");
+
+	/* A point never reached: the run goes on as without it. */
+	setenv("RUNBOOK_TEST_CRASH", "after-restart:1", 1);
+	CHECK(rb_journal_create(state, id, &j, &err) == 0, "create: %s", err ? err : "");
+	if (!j)
+		goto out;
+	json_t *r = rec_step(1, "running");
+	CHECK(rb_journal_append(j, r) == 0 && rb_journal_sync(j) == 0, "sync: %s",
+	      rb_journal_error(j));
+	json_decref(r);
+	rb_journal_close(j);
+	j = NULL;
+	setenv("RUNBOOK_TEST_CRASH", "after-write:0", 1);
+	CHECK(rb_journal_open(dir, &j, &err) == -1 && !j && err && strstr(err, "after-write:0"),
+	      "open refuses a bad value too: %s", err ? err : "(no error)");
+	free(err);
+	err = NULL;
+
+	/* The first after-write would kill, but a hook set by the caller replaces it. */
+	setenv("RUNBOOK_TEST_CRASH", "after-write:1", 1);
+	CHECK(rb_journal_open(dir, &j, &err) == 0, "open: %s", err ? err : "");
+	if (!j)
+		goto out;
+	struct hookctx h;
+	hookctx_init(&h);
+	rb_journal_set_hook(j, test_hook, &h);
+	r = rec_step(1, "succeeded");
+	CHECK(rb_journal_append(j, r) == 0 && rb_journal_sync(j) == 0 &&
+	      h.count[RB_JP_AFTER_WRITE] == 1, "the caller's hook runs instead");
+	json_decref(r);
+	rb_journal_close(j);
+out:
+	unsetenv("RUNBOOK_TEST_CRASH");
+	free(dir);
+	free(err);
+	free(state);
+}
+
 /* --- the crash test ------------------------------------------------------------------- */
 
 enum { MODE_ASYNC = RB_JP_COUNT, MODE_PARTIAL, MODE_COUNT };
@@ -1406,6 +1470,7 @@ int main(int argc, char **argv)
 		t_torn(tmpl);
 		t_write_failure(tmpl);
 		t_durable_files(tmpl);
+		t_crash_env(tmpl);
 		t_crash(tmpl, seed + d, kills);
 		rm_rf(tmpl);
 	}
