@@ -132,9 +132,11 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 		if (from && !strcmp(from, step->id)) {
 			rb_buf_printf(&again, " %s (--from)", step->id);
 		} else if (listed(skip, nskip, step->id)) {
-			json_object_set_new(kept, step->id, json_pack("{s:s, s:i}", "status",
-								      "skipped", "attempts", 0));
-			rb_buf_printf(&keep, " %s (skipped by --skip)", step->id);
+			/* Taken as done: what depends on it runs (it has no output). */
+			json_object_set_new(kept, step->id, json_pack("{s:s, s:O, s:b}", "status",
+				"succeeded", "attempts", json_object_get(was, "attempts"),
+				"taken_as_done", 1));
+			rb_buf_printf(&keep, " %s (taken as done: --skip)", step->id);
 		} else if (done && deps_kept) {
 			json_object_set(kept, step->id, was);
 			rb_buf_printf(&keep, " %s", step->id);
@@ -190,7 +192,7 @@ int cmd_resume(int argc, char **argv)
 	int k, rc = RB_EXIT_OK, force = 0;
 	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
 				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
-	json_t *st = NULL, *kept = NULL, *items = NULL;
+	json_t *st = NULL, *kept = NULL, *items = NULL, *before = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
 
@@ -245,6 +247,12 @@ int cmd_resume(int argc, char **argv)
 		printf("run %s succeeded: nothing to resume\n", id);
 		goto out;
 	}
+	if (!json_object_get(st, "params")) {
+		fprintf(stderr, "runbook: error: run %s has no record of its start (it stopped while "
+			"starting, before any step ran): nothing to resume; start it again\n", id);
+		rc = RB_EXIT_FAILED;
+		goto out;
+	}
 	if ((rc = load_runbook(dir, st, force, &rb)) != RB_EXIT_OK)
 		goto out;
 	kept = json_object();
@@ -252,6 +260,12 @@ int cmd_resume(int argc, char **argv)
 	if ((rc = decide(rb, st, rerun, nrerun, skip, nskip, from, kept, items)) != RB_EXIT_OK)
 		goto out;
 	fflush(stdout);
+	before = json_object();
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(st, "steps"), i, s)
+		json_object_set(before, json_string_value(json_object_get(s, "step")), s);
+	o.before = before;
 	o.resume_id = id;
 	o.kept = kept;
 	o.items = items;
@@ -270,6 +284,7 @@ out:
 	json_decref(st);
 	json_decref(kept);
 	json_decref(items);
+	json_decref(before);
 	rb_runbook_free(rb);
 	free(rerun);
 	free(skip);

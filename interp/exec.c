@@ -165,6 +165,16 @@ static json_t *snapshot(struct exec *ex)
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct srun *sr = &ex->s[i];
 		const struct rb_step *st = ex->rb->steps[i];
+		/* A resumed run has not restarted this step yet: what the journal said stands. */
+		json_t *was = json_object_get(ex->o->before, st->id);
+		if (sr->status == S_PENDING && sr->attempts == 0 && was) {
+			json_t *w = json_pack("{s:O, s:O}", "status", json_object_get(was, "status"),
+					      "attempts", json_object_get(was, "attempts"));
+			if (json_object_get(was, "items"))
+				json_object_set(w, "items", json_object_get(was, "items"));
+			json_object_set_new(steps, st->id, w);
+			continue;
+		}
 		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 				      sr->attempts);
 		if (sr->output)
@@ -177,10 +187,13 @@ static json_t *snapshot(struct exec *ex)
 			json_object_set(v, "items", sr->items_done);
 		json_object_set_new(steps, st->id, v);
 	}
-	/* What run_started said, which the journal no longer holds after this. */
-	return json_pack("{s:s, s:s, s:s, s:s, s:O, s:o}", "run", ex->run_id, "runbook",
-			 ex->rb->name, "file", ex->rb->file, "sha256", ex->sha, "params",
-			 ex->o->params, "steps", steps);
+	/* What run_started (and run_finished) said: the journal no longer holds it after this. */
+	json_t *snap = json_pack("{s:s, s:s, s:s, s:s, s:O, s:o}", "run", ex->run_id, "runbook",
+				 ex->rb->name, "file", ex->rb->file, "sha256", ex->sha, "params",
+				 ex->o->params, "steps", steps);
+	if (ex->outcome)
+		json_object_set_new(snap, "status", json_string(ex->outcome));
+	return snap;
 }
 
 /*
@@ -536,6 +549,16 @@ static int setup(struct exec *ex)
 		if (ex->o->resume_note)
 			json_object_update(rec, ex->o->resume_note);
 		ex_journal(ex, rec);
+		/* --skip: the operator takes the step as done, and the journal says so. */
+		const char *id;
+		json_t *k;
+		json_object_foreach(ex->o->kept, id, k)
+			if (json_is_true(json_object_get(k, "taken_as_done")))
+				ex_journal(ex, json_pack("{s:s, s:s, s:s, s:O, s:b}", "event",
+							 "step_finished", "step", id, "status",
+							 "succeeded", "attempt",
+							 json_object_get(k, "attempts"),
+							 "taken_as_done", 1));
 	} else {
 		ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "event", "run_started",
 				      "run", ex->run_id, "runbook", rb->name, "file", rb->file,
@@ -676,6 +699,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
 		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
 	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
+	ex.outcome = outcome[*status];
 	ex_journal(&ex, json_pack("{s:s, s:s}", "event", "run_finished", "status", outcome[*status]));
 	ex_journal_sync(&ex);
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",

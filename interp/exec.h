@@ -59,6 +59,7 @@ struct rb_exec_opts {
 	/* The for_each items that steps run again finished before: {"ID": {"K": {"sha256", "output"}}} */
 	json_t *items;
 	json_t *resume_note;            /* added to the run_resumed record */
+	json_t *before;                 /* every step's state before the resume, by id */
 	/*
 	 * Approval gates: the steps given with --approve (the word "all" passes
 	 * every gate), who approves (for the journal), and how to ask when a

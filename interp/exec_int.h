@@ -118,6 +118,7 @@ struct exec {
 	int64_t t0;
 	int journal_failed;
 	char sha[65];                   /* of the runbook's bytes */
+	const char *outcome;            /* the run's status once run_finished is journalled */
 	size_t compact_at;              /* compact when the journal holds this many records */
 };
 

@@ -96,7 +96,8 @@ json_t *rb_run_state(const char *run_dir, char **err)
 	json_t *index = json_object();
 	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
 	if (snap) {
-		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params"};
+		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params",
+						       "status"};
 		for (size_t k = 0; k < sizeof(run_keys) / sizeof(*run_keys); k++)
 			if (json_object_get(snap, run_keys[k]))
 				json_object_set(st, run_keys[k], json_object_get(snap, run_keys[k]));
