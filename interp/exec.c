@@ -236,9 +236,9 @@ int ex_journal_sync(struct exec *ex)
 		ex->journal_failed = 1;
 		ex->failed = 1;
 		ex_event(ex, json_pack("{s:s, s:s}", "event", "error", "message",
-				    rb_journal_error(ex->journal)),
-		      "error: cannot write the journal: %s; stopping the run",
-		      rb_journal_error(ex->journal));
+				       rb_journal_error(ex->journal)),
+			 "error: cannot write the journal: %s; stopping the run",
+			 rb_journal_error(ex->journal));
 	}
 	return -1;
 }
@@ -404,7 +404,7 @@ static void rollback(struct exec *ex)
 	qsort_r(v, n, sizeof(*v), by_completion_desc, ex);
 	if (n)
 		ex_event(ex, json_pack("{s:s, s:i}", "event", "rollback", "steps", (int)n),
-		      "rolling back %zu step%s", n, n == 1 ? "" : "s");
+			 "rolling back %zu step%s", n, n == 1 ? "" : "s");
 	for (size_t k = 0; k < n && !ex->interrupted; k++) {
 		size_t u = ex->rb->steps[v[k]]->undo->index;
 		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
@@ -668,9 +668,9 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		return 0;
 	}
 	ex_event(&ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "run_started", "runbook", rb->name,
-			     "steps", (int)rb->nmain, "dir", ex.run_dir),
-	      "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
-	      rb->nmain == 1 ? "" : "s", ex.run_dir);
+				"steps", (int)rb->nmain, "dir", ex.run_dir),
+		 "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
+		 rb->nmain == 1 ? "" : "s", ex.run_dir);
 
 	if (rb->timeout_ms >= 0)        /* counted from the first step, not from setup */
 		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
@@ -710,7 +710,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
 	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run",
-	      ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, skip, not_run);
+		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, skip, not_run);
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

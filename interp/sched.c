@@ -172,24 +172,34 @@ static void free_job(struct job *jb)
 /* --- steps ------------------------------------------------------------------------------ */
 
 /* Named outputs, computed with `output` in scope. */
+/*
+ * Render n in the run's scope; NULL with *err = "WHAT: why" when an
+ * expression fails.
+ */
+static json_t *render(struct exec *ex, const struct rb_node *n, const char *what, char **err)
+{
+	struct rb_diags d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	struct rb_render r = ex_renderer(ex, &d);
+	json_t *v = rb_render_node(&r, n);
+	if (!v)
+		*err = rb_xasprintf("%s: %s", what, d.n ? d.v[0].msg : "failed");
+	rb_diags_release(&d);
+	return v;
+}
+
 static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t *output,
 			       char **err)
 {
 	lua_State *L = rb_luabox_state(ex->box);
 	if (rb_lua_push_json(L, output ? output : json_null()) < 0) {
-		*err = rb_xstrdup("the output does not fit in the Lua memory limit");
+		*err = rb_xstrdup("outputs: the output does not fit in the Lua memory limit");
 		return NULL;
 	}
 	rb_luabox_set(L, ex->scope, "output");
-	struct rb_diags d;
-	rb_diags_init(&d, ex->rb->file, NULL, 0);
-	struct rb_render r = ex_renderer(ex, &d);
-	json_t *v = rb_render_node(&r, st->outputs);
+	json_t *v = render(ex, st->outputs, "outputs", err);
 	lua_pushnil(L);
 	rb_luabox_set(L, ex->scope, "output");
-	if (!v)
-		*err = rb_xstrdup(d.n ? d.v[0].msg : "outputs failed");
-	rb_diags_release(&d);
 	return v;
 }
 
@@ -217,8 +227,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 			sr->status = status = S_FAILED;
 			ex->counts[S_SUCCEEDED]--;
 			ex->counts[S_FAILED]++;
-			sr->error = rb_xasprintf("outputs: %s", err);
-			free(err);
+			sr->error = err;
 			free(error);
 		}
 	}
@@ -254,8 +263,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
 		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-		      st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
-		      sr->error ? sr->error : "failed");
+			 st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
+			 sr->error ? sr->error : "failed");
 
 	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
 		ex->failed = 1;
@@ -393,16 +402,9 @@ static int should_run(struct exec *ex, size_t i, char **why)
 		}
 		return 1;
 	}
-	struct rb_diags d;
-	rb_diags_init(&d, ex->rb->file, NULL, 0);
-	struct rb_render r = ex_renderer(ex, &d);
-	json_t *v = rb_render_node(&r, st->cond);
-	if (!v) {
-		*why = rb_xasprintf("if: %s", d.n ? d.v[0].msg : "failed");
-		rb_diags_release(&d);
+	json_t *v = render(ex, st->cond, "if", why);
+	if (!v)
 		return -1;
-	}
-	rb_diags_release(&d);
 	int truth = !json_is_null(v) && !json_is_false(v);
 	json_decref(v);
 	if (!truth)
@@ -428,8 +430,8 @@ static void approve(struct exec *ex, size_t i, const char *via)
 	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
 			      by, "via", via));
 	ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
-			    "via", via),
-	      "%s: approved by %s (%s)", id, by, via);
+			       "via", via),
+		 "%s: approved by %s (%s)", id, by, via);
 }
 
 /*
@@ -444,17 +446,12 @@ static int reach_gate(struct exec *ex, size_t i)
 		approve(ex, i, "--approve");
 		return 1;
 	}
-	struct rb_diags d;
-	rb_diags_init(&d, ex->rb->file, NULL, 0);
-	struct rb_render r = ex_renderer(ex, &d);
-	json_t *p = rb_render_node(&r, st->approve);
+	char *err = NULL;
+	json_t *p = render(ex, st->approve, "approve", &err);
 	if (!p) {
-		finish(ex, i, S_FAILED, NULL,
-		       rb_xasprintf("approve: %s", d.n ? d.v[0].msg : "failed"));
-		rb_diags_release(&d);
+		finish(ex, i, S_FAILED, NULL, err);
 		return 0;
 	}
-	rb_diags_release(&d);
 	char *text = json_is_string(p) ? rb_xstrdup(json_string_value(p))
 				       : json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(p);
@@ -464,8 +461,8 @@ static int reach_gate(struct exec *ex, size_t i)
 	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
 			      "prompt", sr->prompt));
 	ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
-			    sr->prompt),
-	      "%s: waiting for approval: %s", st->id, sr->prompt);
+			       sr->prompt),
+		 "%s: waiting for approval: %s", st->id, sr->prompt);
 	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
 	ex->gates[ex->ngates++] = i;
 	return 0;
@@ -590,9 +587,9 @@ static void job_done(struct exec *ex, struct job *jb)
 			free(jb->error);
 		} else {
 			ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "check", "step", st->id,
-					    "error", jb->error ? jb->error : "failed"),
-			      "%s: not in place yet (check: %s)", st->id,
-			      jb->error ? jb->error : "failed");
+					       "error", jb->error ? jb->error : "failed"),
+				 "%s: not in place yet (check: %s)", st->id,
+				 jb->error ? jb->error : "failed");
 			json_decref(jb->output);
 			free(jb->error);
 			sr->status = S_PENDING;
@@ -607,9 +604,9 @@ static void job_done(struct exec *ex, struct job *jb)
 				      "attempt", sr->attempts, "error",
 				      jb->error ? jb->error : "failed"));
 		ex_event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
-				    "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
-		      "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
-		      st->retry.attempts, jb->error ? jb->error : "failed", d);
+				       "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
+			 "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
+			 st->retry.attempts, jb->error ? jb->error : "failed", d);
 		json_decref(jb->output);
 		free(jb->error);
 		sr->status = S_PENDING;
@@ -664,7 +661,7 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 	ex_journal(ex, rec);
 	if (u->failed)
 		ex_event(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
-		      u->error ? u->error : "failed");
+			 u->error ? u->error : "failed");
 	else
 		ex_event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
 }
@@ -791,11 +788,11 @@ static void schedule(struct exec *ex)
 		const struct rb_step *st = ex->rb->steps[jb->step];
 		if (jb->what->kind == RB_CHECK)
 			ex_event(ex, json_pack("{s:s, s:s}", "event", "check_started", "step", st->id),
-			      "%s: checking whether it is needed", st->id);
+				 "%s: checking whether it is needed", st->id);
 		else
 			ex_event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
-					    st->id, "attempt", ex->s[jb->step].attempts),
-			      "%s: started", st->id);
+					       st->id, "attempt", ex->s[jb->step].attempts),
+				 "%s: started", st->id);
 		rb_grow(&ex->active, &ex->activecap, ex->nactive + 1, sizeof(*ex->active));
 		ex->active[ex->nactive++] = jb;
 		dispatch(ex, jb);
@@ -820,8 +817,8 @@ static void check_signals(struct exec *ex, int *seen)
 	*seen = *ex->o->signals;
 	if (!ex->interrupted)
 		ex_event(ex, json_pack("{s:s, s:i}", "event", "interrupt", "signal",
-				    (int)*ex->o->signo),
-		      "interrupted: stopping the running steps (again to kill them at once)");
+				       (int)*ex->o->signo),
+			 "interrupted: stopping the running steps (again to kill them at once)");
 	ex->interrupted = *seen;
 	cancel_running(ex, *seen > 1 ? 2 : 1);
 }
@@ -836,8 +833,8 @@ static void check_deadline(struct exec *ex)
 	ex->timed_out = 1;
 	ex->failed = 1;
 	ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
-			    (json_int_t)ex->rb->timeout_ms),
-	      "the run's timeout of %s has passed: stopping the running steps", d);
+			       (json_int_t)ex->rb->timeout_ms),
+		 "the run's timeout of %s has passed: stopping the running steps", d);
 	cancel_running(ex, 1);
 }
 
