@@ -858,8 +858,12 @@ void ex_run_phase(struct exec *ex)
 	for (;;) {
 		check_signals(ex, &seen);
 		check_deadline(ex);
+		/*
+		 * schedule() makes what was journalled durable before it starts
+		 * anything, so the finish of one step and the start of the next
+		 * share one fdatasync; what is left is synced before waiting.
+		 */
 		schedule(ex);
-		ex_journal_sync(ex);
 		int64_t now = rb_now_ms(), next = -1;
 		for (size_t k = 0; k < ex->nretrying;) {
 			size_t i = ex->retrying[k];
@@ -885,6 +889,7 @@ void ex_run_phase(struct exec *ex)
 			if (ask_gates(ex))
 				continue;
 			check_signals(ex, &seen);
+			ex_journal_sync(ex);
 			break;
 		}
 		if (can_start && ex->running < (size_t)ex->o->jobs)
@@ -893,6 +898,7 @@ void ex_run_phase(struct exec *ex)
 			next = ex->deadline_ms;
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
+		ex_journal_sync(ex);
 		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
 		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
 		live_tick(ex);
