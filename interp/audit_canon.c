@@ -131,6 +131,8 @@ static int encode_object(struct canon *c, const json_t *v, const char *skip, int
 
 static int encode(struct canon *c, const json_t *v, const char *skip, int depth)
 {
+	if (!v)
+		return cfail(c, "no value");
 	if (depth > RB_AUDIT_DEPTH_MAX)
 		return cfail(c, "nesting deeper than " STR(RB_AUDIT_DEPTH_MAX) " levels");
 	switch (json_typeof(v)) {

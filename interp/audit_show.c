@@ -233,8 +233,11 @@ static void show_record(struct show *s, json_t *rec)
 }
 
 /* A line that is not a record: JSON's error, or a torn tail. */
-static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, const char *why)
+static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, const char *raw)
 {
+	/* JSON's message quotes the line, which need not be UTF-8. */
+	size_t n;
+	char *why = rb_utf8_lossy(raw, strlen(raw), &n);
 	s->bad++;
 	if (s->fmt == JSON) {
 		json_t *e = json_pack("{s:I,s:s,s:I,s:I}", "line", (json_int_t)s->line, "error",
@@ -249,6 +252,7 @@ static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, cons
 		rb_buf_release(&b);
 		json_decref(e);
 		s->any = 1;
+		free(why);
 		return;
 	}
 	json_t *w = json_string(why);
@@ -259,6 +263,7 @@ static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, cons
 		": %s\n", s->line, b.s);
 	rb_buf_release(&b);
 	json_decref(w);
+	free(why);
 }
 
 int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)

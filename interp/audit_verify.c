@@ -98,6 +98,13 @@ static int bad(struct verify *v, uint64_t line, uint64_t seq, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(v->r->reason, sizeof(v->r->reason), fmt, ap);
 	va_end(ap);
+	/*
+	 * The reason quotes the log (run ids, JSON's "near '...'"), and reaches a
+	 * terminal: nothing but printable ASCII.
+	 */
+	for (char *p = v->r->reason; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
 	v->r->bad_line = line;
 	v->r->bad_seq = seq;
 	return -1;

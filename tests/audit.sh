@@ -156,6 +156,14 @@ printf '%s\n' '{"seq":1,"ts":"2026-11-23T17:05:05.000Z","type":"x","step":"a\u00
 out=$(rb audit show "$d/esc.jsonl" 2>&1); rc=$?
 [ $rc -eq 0 ] && [ "$(sed -n 2p <<<"$out")" = '  +0:00:00.000   1      x                "a\u001b[2Jb"              note="\u202eevil\u0085"' ] &&
 	ok || bad "show escapes: $rc $out"
+# Nothing from a damaged line reaches the terminal raw: not its escapes, not bytes that are not UTF-8.
+printf '{"a":1}\033[2J\377\n' >"$d/junk.jsonl"
+out=$(rb audit verify "$d/junk.jsonl" --keyring "$d" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "$d/junk.jsonl:1: error: not JSON: end of file expected near '?' (column 8)" ] && ok ||
+	bad "verify a junk line: $rc $(cat -A <<<"$out")"
+out=$(rb audit show "$d/junk.jsonl" 2>/dev/null); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "line 1: \"not JSON: end of file expected near '\\u001b'\"" ] && ok ||
+	bad "show a junk line: $rc $(cat -A <<<"$out")"
 
 # --- usage -----------------------------------------------------------------------------
 usage() {                 # usage OUTPUT ARGS...: exit status 2 and that message

@@ -8,6 +8,8 @@
  * Usage: test_audit                         the tests
  *        test_audit --write-log LOG KEY     write tests/audit.sh's log: one run of
  *                                           six records signed with the private KEY
+ *        test_audit --write-corpus DIR      write the fuzzer's seed logs
+ *                                           (tests/fuzz/audit/)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1124,10 +1126,52 @@ static int write_log_main(const char *log, const char *keyfile)
 	return r < 0 || nfail ? 1 : 0;
 }
 
+/* The fuzzer's seed logs (tests/fuzz/audit/), signed with the keys of these tests. */
+static int write_corpus(const char *dir)
+{
+	struct rb_audit_key *ka = seed_key(0xa1), *kb = seed_key(0xb2);
+	char *p = join(dir, "standard.jsonl");
+	write_standard(p, ka, RUN_A);
+	free(p);
+	p = join(dir, "rotated.jsonl");
+	write_paused_resumed(p, ka, kb, 8);
+	free(p);
+	p = join(dir, "crashed.jsonl");
+	write_open_run(p, ka);
+	int fd = open(p, O_WRONLY | O_APPEND);
+	if (fd < 0 || write(fd, "{\"key_id\":\"ab", 13) != 13)
+		nfail++;
+	if (fd >= 0)
+		close(fd);
+	struct rb_audit_log *a;
+	int64_t clk = clock_start() + 10000;
+	if (rb_audit_open(p, ka, RUN_A, 0, &a, NULL) == 0) {
+		rb_audit_set_clock(a, tick, &clk);
+		if (rb_audit_repair(a) < 0 || finish_run(a) < 0)
+			nfail++;
+		rb_audit_close(a);
+	}
+	free(p);
+	p = join(dir, "shared.jsonl");
+	int64_t ca = clock_start(), cb = clock_start() + 50;
+	static const char *const types[] = {"run_started", "step_started", "run_finished"};
+	for (int i = 0; i < 3; i++) {
+		json_t *ra[] = {rec(types[i], NULL)}, *rb[] = {rec(types[i], NULL)};
+		write_recs(p, ka, RUN_A, RB_AUDIT_SHARED, &ca, ra, 1);
+		write_recs(p, kb, RUN_B, RB_AUDIT_SHARED, &cb, rb, 1);
+	}
+	free(p);
+	rb_audit_key_free(ka);
+	rb_audit_key_free(kb);
+	return nfail ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "--write-log"))
 		return write_log_main(argv[2], argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
+		return write_corpus(argv[2]);
 	char tmpl[] = "/tmp/audit-test-XXXXXX";
 	if (!mkdtemp(tmpl)) {
 		perror("mkdtemp");
