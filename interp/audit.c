@@ -442,7 +442,7 @@ static int repair(struct rb_audit_log *a)
 	struct rb_buf line;
 	rb_buf_init(&line);
 	uint64_t seq = a->seq;
-	char prev[65];
+	char prev[65], *type = rb_xstrdup(rb_audit_last_type(a));
 	memcpy(prev, a->prev, sizeof(prev));
 	int r = sign_record(a, rec, &line);
 	json_decref(rec);
@@ -450,9 +450,14 @@ static int repair(struct rb_audit_log *a)
 	if (r == 0 && rb_write_durable(a->dir, a->repair_name, line.s, line.len, 0600, &e) < 0)
 		r = afail(a, "%s", e);
 	if (r < 0) {
-		a->seq = seq;   /* nothing was written: the chain stays where it was */
+		/* Nothing was written: the log's end is where it was. */
+		a->seq = seq;
 		memcpy(a->prev, prev, sizeof(prev));
+		free(a->last_type);
+		a->last_type = type;
+		type = NULL;
 	}
+	free(type);
 	if (r == 0)
 		r = cut_and_append(a, off, line.s, line.len);
 	if (r == 0) {
