@@ -509,8 +509,9 @@ static void t_roundtrip(const char *dir, const struct rb_audit_key *ka,
 /* --- single-byte changes ------------------------------------------------------------- */
 
 /*
- * Every byte of the log changed (xor 0x01, xor 0x80, replaced by a newline)
- * and deleted, one at a time: each is found, in the line that holds the byte.
+ * Every byte of the log changed (xor 0x01, xor 0x80, replaced by a newline;
+ * with AUDIT_TEST_EVERY_VALUE set, to each of the 255 other values) and
+ * deleted, one at a time: each is found, in the line that holds the byte.
  * The verifier stops at the first bad record, and a record whose bytes
  * changed is bad itself (its signature, canonical form, seq or JSON), so it
  * is named rather than the next line, whose prev no longer matches.  A newline
@@ -530,21 +531,27 @@ static void t_every_byte(const char *dir, const struct rb_audit_key *ka)
 	struct rb_audit_result r;
 	char *mod = rb_xmalloc(len + 1);
 	unsigned missed = 0, wrong = 0, tried = 0;
+	/* AUDIT_TEST_EVERY_VALUE=1: every other value of every byte (minutes, not seconds). */
+	int every = getenv("AUDIT_TEST_EVERY_VALUE") != NULL, nv = every ? 256 : 4;
 	for (size_t i = 0; i < len; i++) {
-		for (int v = 0; v < 4; v++) {
+		for (int v = 0; v < nv; v++) {
 			size_t mlen = len;
 			memcpy(mod, buf, len);
-			if (v == 0)
-				mod[i] ^= 0x01;
-			else if (v == 1)
-				mod[i] ^= (char)0x80;
-			else if (v == 2 && buf[i] != '\n')
-				mod[i] = '\n';
-			else if (v == 2)
-				continue;
-			else {
+			if (v == nv - 1) {              /* deleted */
 				memmove(mod + i, mod + i + 1, len - i - 1);
 				mlen--;
+			} else if (every) {
+				if ((unsigned char)buf[i] == v)
+					continue;
+				mod[i] = (char)v;
+			} else if (v == 0) {
+				mod[i] ^= 0x01;
+			} else if (v == 1) {
+				mod[i] ^= (char)0x80;
+			} else if (buf[i] != '\n') {
+				mod[i] = '\n';
+			} else {
+				continue;
 			}
 			tried++;
 			if (verify_buf(mod, mlen, &o, &r) == 0) {
