@@ -83,17 +83,25 @@ valgrind: deps
 	@RUNBOOK_WRAP="bash tests/vg" \
 		bash tests/run $(B)/runbook $(B)/unit
 
+# make fuzz runs each target FUZZ_TIME seconds; FUZZ_TARGETS=fuzz_audit runs one.
 FUZZ_TIME ?= 60
-$(B)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
+FUZZ_TARGETS ?= fuzz_load fuzz_audit
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined $(PKG_CFLAGS) \
-		-Iinterp -o $@ tests/fuzz/fuzz_load.c $(LIB_SRCS) $(LDLIBS)
+		-Iinterp -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
-fuzz: deps $(B)/fuzz/fuzz_load
-	@mkdir -p $(B)/fuzz/corpus
-	$(B)/fuzz/fuzz_load -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
-		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus runbooks tests/valid tests/invalid
+fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/%)
+	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus-audit
+	@if echo " $(FUZZ_TARGETS) " | grep -q ' fuzz_load '; then \
+		echo "fuzz_load: $(FUZZ_TIME) s"; \
+		$(B)/fuzz/fuzz_load -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
+		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus runbooks tests/valid tests/invalid; fi
+	@if echo " $(FUZZ_TARGETS) " | grep -q ' fuzz_audit '; then \
+		echo "fuzz_audit: $(FUZZ_TIME) s"; \
+		$(B)/fuzz/fuzz_audit -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
+		-dict=tests/fuzz/audit.dict $(B)/fuzz/corpus-audit tests/fuzz/audit; fi
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -41,6 +41,8 @@ int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 /* Print "runbook: error: ..." and return RB_EXIT_INVALID (usage errors). */
 int rb_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

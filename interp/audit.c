@@ -1,0 +1,686 @@
+/*
+ * The audit log's appender: continue a log from its last record, stamp, sign
+ * and chain records, write them in groups with one fdatasync, and remove a
+ * torn tail only after a signed record of it is safe.  It must never report
+ * as written what is not, nor drop bytes from a log without a record saying
+ * so; docs/audit-format.md has the rules.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit_int.h"
+#include "journal.h"
+#include "util.h"
+
+#define TAIL_WINDOW     (64 * 1024)             /* first read from the end */
+#define TAIL_MAX        (4 * (uint64_t)RB_AUDIT_LINE_MAX)
+#define REPAIR_DATA_MAX (64 * 1024)             /* torn bytes kept in log_repaired */
+
+struct rb_audit_log {
+	char *path, *dir, *repair_name; /* the log, its directory, PATH.repair's name in it */
+	int fd;                         /* O_APPEND */
+	unsigned flags;
+	const struct rb_audit_key *key;
+	char *run_id;
+	EVP_MD_CTX *ctx;
+
+	/* The end of the file as this handle knows it. */
+	uint64_t seq;                   /* of the last record, 0: none */
+	char prev[65];                  /* the SHA-256 of its line */
+	char *last_type;
+	uint64_t size;
+	struct rb_audit_torn torn;      /* length 0: none */
+
+	json_t *pending;                /* stamped records, not yet signed */
+	struct rb_buf out;              /* signed lines being written */
+	struct rb_audit_head head;      /* as of the last sync */
+
+	char *broken;                   /* a write or sync failed: nothing may be trusted */
+	char *errmsg;
+	int64_t (*now_ms)(void *arg);
+	void *now_arg;
+	uint64_t records, syncs;
+};
+
+/* --- errors and system calls -------------------------------------------------------- */
+
+__attribute__((format(printf, 2, 3)))
+static int fail(char **err, const char *fmt, ...)
+{
+	int saved = errno;
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		*err = rb_xvasprintf(fmt, ap);
+		va_end(ap);
+	}
+	errno = saved;
+	return -1;
+}
+
+__attribute__((format(printf, 2, 3)))
+static int afail(struct rb_audit_log *a, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	free(a->errmsg);
+	a->errmsg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	errno = saved;
+	return -1;
+}
+
+/* Marks a broken with its current message: the first failure is the one kept. */
+static int abreak(struct rb_audit_log *a)
+{
+	if (!a->broken)
+		a->broken = rb_xstrdup(a->errmsg ? a->errmsg : "unknown error");
+	return -1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all_at(int fd, char *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;    /* the file shrank under us */
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int datasync(int fd)
+{
+	int r;
+	do
+		r = fdatasync(fd);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static int lock(int fd, int op)
+{
+	int r;
+	do
+		r = flock(fd, op);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static int64_t realtime_ms(void *arg)
+{
+	(void)arg;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- the tail ------------------------------------------------------------------- */
+
+void rb_audit_tail_release(struct rb_audit_tail *t)
+{
+	free(t->last);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Finds the last whole line in buf, which holds the file's bytes from start
+ * to size: 1 when found (or when there is none, at start 0), 0 when the
+ * window must grow.
+ */
+static int tail_scan(const char *buf, uint64_t start, struct rb_audit_tail *t)
+{
+	uint64_t n = t->size - start;
+	const char *nl = n ? memrchr(buf, '\n', n) : NULL;
+	if (!nl)
+		return start == 0 ? (t->torn.offset = 0, 1) : 0;
+	uint64_t torn = start + (uint64_t)(nl - buf) + 1;
+	for (;;) {
+		if (torn == 0) {
+			t->torn.offset = 0;
+			return 1;
+		}
+		uint64_t end = torn - 1;        /* the line's newline */
+		const char *p = end > start ? memrchr(buf, '\n', end - start) : NULL;
+		if (!p && start > 0)
+			return 0;
+		uint64_t begin = p ? start + (uint64_t)(p - buf) + 1 : 0;
+		if (memchr(buf + (begin - start), 0, end - begin)) {
+			torn = begin;   /* zeros a power loss left: part of the torn tail */
+			continue;
+		}
+		t->torn.offset = torn;
+		t->end = torn;
+		t->last_len = end - begin;
+		t->last = rb_xstrndup(buf + (begin - start), t->last_len);
+		return 1;
+	}
+}
+
+int rb_audit_read_tail(int fd, const char *path, struct rb_audit_tail *t, char **err)
+{
+	struct stat st;
+	memset(t, 0, sizeof(*t));
+	if (fstat(fd, &st) < 0)
+		return fail(err, "cannot stat %s: %s", path, strerror(errno));
+	t->size = (uint64_t)st.st_size;
+	for (uint64_t window = TAIL_WINDOW;; window *= 4) {
+		uint64_t start = t->size > window ? t->size - window : 0;
+		char *buf = rb_xmalloc(t->size - start + 1);
+		if (read_all_at(fd, buf, t->size - start, start) < 0) {
+			free(buf);
+			return fail(err, "cannot read %s: %s", path, strerror(errno));
+		}
+		int done = tail_scan(buf, start, t);
+		free(buf);
+		if (done)
+			break;
+		if (window >= TAIL_MAX)
+			return fail(err, "%s: no whole record in its last %" PRIu64 " bytes", path,
+				    window);
+	}
+	t->torn.length = t->size - t->torn.offset;
+	return 0;
+}
+
+/* The seq and type of a line that must be a record; -1 when it is not one. */
+static int line_fields(const char *line, size_t len, uint64_t *seq, char **type)
+{
+	json_t *v = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+	json_t *s = json_object_get(v, "seq"), *ty = json_object_get(v, "type");
+	int ok = json_is_integer(s) && json_integer_value(s) > 0 && json_is_string(ty);
+	if (ok) {
+		*seq = (uint64_t)json_integer_value(s);
+		if (type)
+			*type = rb_xstrdup(json_string_value(ty));
+	}
+	json_decref(v);
+	return ok ? 0 : -1;
+}
+
+int rb_audit_head(const char *path, struct rb_audit_head *h, struct rb_audit_torn *torn,
+		  char **err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, "cannot open %s: %s", path, strerror(errno));
+	struct rb_audit_tail t;
+	int r = rb_audit_read_tail(fd, path, &t, err);
+	close(fd);
+	if (r < 0)
+		return -1;
+	h->seq = 0;
+	memcpy(h->sha256, ZERO_HASH, 65);
+	if (t.last && line_fields(t.last, t.last_len, &h->seq, NULL) < 0)
+		r = fail(err, "%s: the last record does not read", path);
+	else if (t.last)
+		rb_sha256_hex(t.last, t.last_len, h->sha256);
+	if (torn) {
+		*torn = t.torn;
+		torn->line = h->seq + 1;
+	}
+	rb_audit_tail_release(&t);
+	return r;
+}
+
+/* Take in the file's end: the last record's seq, hash and type, and a torn tail. */
+static int load_tail(struct rb_audit_log *a)
+{
+	struct rb_audit_tail t;
+	char *e = NULL;
+	if (rb_audit_read_tail(a->fd, a->path, &t, &e) < 0) {
+		afail(a, "%s", e);
+		free(e);
+		return -1;
+	}
+	uint64_t seq = 0;
+	char *type = rb_xstrdup("");
+	if (t.last) {
+		free(type);
+		type = NULL;
+		if (line_fields(t.last, t.last_len, &seq, &type) < 0) {
+			rb_audit_tail_release(&t);
+			return afail(a, "%s: the last record does not read (check the log with "
+				     "'runbook audit verify')", a->path);
+		}
+		rb_sha256_hex(t.last, t.last_len, a->prev);
+	} else {
+		memcpy(a->prev, ZERO_HASH, 65);
+	}
+	a->seq = seq;
+	free(a->last_type);
+	a->last_type = type;
+	a->size = t.size;
+	a->torn = t.torn;
+	a->torn.line = seq + 1;
+	rb_audit_tail_release(&t);
+	return 0;
+}
+
+/* --- signing ---------------------------------------------------------------------- */
+
+/*
+ * Sign rec (stamped, without the chain's keys) as the next record: sets seq,
+ * prev, key_id and sig in it, appends its line and a newline to out, and moves
+ * the chain on.
+ */
+static int sign_record(struct rb_audit_log *a, json_t *rec, struct rb_buf *out)
+{
+	struct rb_buf msg;
+	unsigned char sig[SIG_LEN];
+	char b64[SIG_B64_LEN + 1], *e = NULL;
+	json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
+	json_object_set_new(rec, "prev", json_string(a->prev));
+	json_object_set_new(rec, "key_id", json_string(a->key->id));
+	rb_buf_init(&msg);
+	if (rb_audit_canon(rec, "sig", &msg, &e) < 0) {
+		afail(a, "%s: cannot encode a record: %s", a->path, e);
+		free(e);
+		rb_buf_release(&msg);
+		return -1;
+	}
+	int r = rb_audit_sign_bytes(a->key, a->ctx, msg.s, msg.len, sig);
+	rb_buf_release(&msg);
+	if (r < 0)
+		return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
+	rb_audit_b64(sig, SIG_LEN, b64);
+	json_object_set_new(rec, "sig", json_string(b64));
+	size_t start = out->len;
+	if (rb_audit_canon(rec, NULL, out, &e) < 0) {
+		afail(a, "%s: cannot encode a record: %s", a->path, e);
+		free(e);
+		return -1;
+	}
+	rb_sha256_hex(out->s + start, out->len - start, a->prev);
+	rb_buf_putc(out, '\n');
+	a->seq++;
+	free(a->last_type);
+	a->last_type = rb_xstrdup(json_string_value(json_object_get(rec, "type")));
+	return 0;
+}
+
+/* A record of this log's run stamped now. */
+static json_t *stamp(struct rb_audit_log *a, json_t *rec)
+{
+	char ts[32];
+	rb_audit_format_ts(a->now_ms(a->now_arg), ts);
+	json_object_set_new(rec, "ts", json_string(ts));
+	json_object_set_new(rec, "run_id", json_string(a->run_id));
+	return rec;
+}
+
+/* --- repairs ---------------------------------------------------------------------- */
+
+static char *repair_path(const struct rb_audit_log *a)
+{
+	return rb_xasprintf("%s/%s", a->dir, a->repair_name);
+}
+
+/* Cut the file to end, append line (with its newline) and make both durable. */
+static int cut_and_append(struct rb_audit_log *a, uint64_t end, const char *line, size_t len)
+{
+	if (ftruncate(a->fd, (off_t)end) < 0 || write_all(a->fd, line, len) < 0 ||
+	    datasync(a->fd) < 0) {
+		afail(a, "cannot repair %s: %s", a->path, strerror(errno));
+		return abreak(a);
+	}
+	a->size = end + len;
+	a->syncs++;
+	return 0;
+}
+
+/*
+ * A repair a crash interrupted: PATH.repair holds its signed record, written
+ * before anything was cut.  Whatever the log's end is now (the torn bytes,
+ * cut, or part of the record), the record follows the log's last whole line;
+ * put it there.
+ */
+static int finish_repair(struct rb_audit_log *a)
+{
+	char *rpath = repair_path(a), *buf = NULL, *e = NULL;
+	size_t len;
+	int r = 0;
+	if (access(rpath, F_OK) < 0 && errno == ENOENT)
+		goto out;
+	if (rb_read_file(rpath, RB_AUDIT_LINE_MAX, &buf, &len, &e) < 0) {
+		r = afail(a, "%s", e);
+		goto out;
+	}
+	uint64_t rseq;
+	json_t *rec = len > 1 && buf[len - 1] == '\n' ? json_loadb(buf, len - 1, 0, NULL) : NULL;
+	const char *rprev = json_string_value(json_object_get(rec, "prev"));
+	if (!rprev || line_fields(buf, len - 1, &rseq, NULL) < 0) {
+		json_decref(rec);
+		r = afail(a, "%s: not a record; remove it after checking the log", rpath);
+		goto out;
+	}
+	struct rb_audit_tail t;
+	if (rb_audit_read_tail(a->fd, a->path, &t, &e) < 0) {
+		json_decref(rec);
+		r = afail(a, "%s", e);
+		goto out;
+	}
+	uint64_t gseq = 0;
+	char ghash[65] = ZERO_HASH;
+	if (t.last) {
+		if (line_fields(t.last, t.last_len, &gseq, NULL) < 0)
+			gseq = UINT64_MAX;
+		rb_sha256_hex(t.last, t.last_len, ghash);
+	}
+	if (t.last && t.last_len == len - 1 && !memcmp(t.last, buf, len - 1)) {
+		/* The record made it: only the file is left to remove. */
+	} else if (!strcmp(rprev, ghash) && gseq != UINT64_MAX && rseq == gseq + 1) {
+		r = cut_and_append(a, t.end, buf, len);
+	} else {
+		r = afail(a, "%s (an interrupted repair) does not follow the last record of %s; "
+			  "check the log with 'runbook audit verify', then remove it", rpath,
+			  a->path);
+	}
+	rb_audit_tail_release(&t);
+	json_decref(rec);
+	if (r == 0 && unlink(rpath) < 0)
+		r = afail(a, "cannot remove %s: %s", rpath, strerror(errno));
+out:
+	free(e);
+	free(buf);
+	free(rpath);
+	return r;
+}
+
+/* The torn tail a->torn becomes a log_repaired record; the caller holds the lock if shared. */
+static int repair(struct rb_audit_log *a)
+{
+	uint64_t off = a->torn.offset, n = a->torn.length;
+	char hex[65], *e = NULL;
+	char *bytes = rb_xmalloc(n + 1);
+	if (read_all_at(a->fd, bytes, n, off) < 0) {
+		free(bytes);
+		return afail(a, "cannot read the torn tail of %s: %s", a->path, strerror(errno));
+	}
+	rb_sha256_hex(bytes, n, hex);
+	json_t *rec = json_pack("{s:s,s:I,s:I,s:s}", "type", "log_repaired", "offset",
+				(json_int_t)off, "length", (json_int_t)n, "sha256", hex);
+	if (n <= REPAIR_DATA_MAX) {
+		char *b64 = rb_xmalloc(4 * (n / 3 + 1) + 1);
+		rb_audit_b64((const unsigned char *)bytes, n, b64);
+		json_object_set_new(rec, "data", json_string(b64));
+		free(b64);
+	}
+	free(bytes);
+	stamp(a, rec);
+	struct rb_buf line;
+	rb_buf_init(&line);
+	uint64_t seq = a->seq;
+	char prev[65], *type = rb_xstrdup(rb_audit_last_type(a));
+	memcpy(prev, a->prev, sizeof(prev));
+	int r = sign_record(a, rec, &line);
+	json_decref(rec);
+	/* First the record, whole and durable, beside the log: then the cut cannot lose it. */
+	if (r == 0 && rb_write_durable(a->dir, a->repair_name, line.s, line.len, 0600, &e) < 0)
+		r = afail(a, "%s", e);
+	if (r < 0) {
+		/* Nothing was written: the log's end is where it was. */
+		a->seq = seq;
+		memcpy(a->prev, prev, sizeof(prev));
+		free(a->last_type);
+		a->last_type = type;
+		type = NULL;
+	}
+	free(type);
+	if (r == 0)
+		r = cut_and_append(a, off, line.s, line.len);
+	if (r == 0) {
+		char *rpath = repair_path(a);
+		if (unlink(rpath) < 0)
+			r = afail(a, "cannot remove %s: %s", rpath, strerror(errno));
+		free(rpath);
+		memset(&a->torn, 0, sizeof(a->torn));
+		a->records++;
+	}
+	free(e);
+	rb_buf_release(&line);
+	return r;
+}
+
+int rb_audit_repair(struct rb_audit_log *a)
+{
+	if (a->broken)
+		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
+	if (!a->torn.length)
+		return 0;
+	int shared = a->flags & RB_AUDIT_SHARED;
+	if (shared && lock(a->fd, LOCK_EX) < 0)
+		return afail(a, "cannot lock %s: %s", a->path, strerror(errno));
+	int r = shared ? load_tail(a) : 0;
+	if (r == 0 && a->torn.length)
+		r = repair(a);
+	if (r == 0) {
+		a->head.seq = a->seq;
+		memcpy(a->head.sha256, a->prev, 65);
+	}
+	if (shared)
+		lock(a->fd, LOCK_UN);
+	return r;
+}
+
+/* --- the log ----------------------------------------------------------------------- */
+
+int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *run_id,
+		  unsigned flags, struct rb_audit_log **out, char **err)
+{
+	*out = NULL;
+	if (!key->can_sign)
+		return fail(err, "key %s is a public key: it cannot sign", key->id);
+	if (!run_id || !*run_id)
+		return fail(err, "no run id for the audit log");
+	struct rb_audit_log *a = rb_xcalloc(1, sizeof(*a));
+	a->path = rb_xstrdup(path);
+	const char *slash = strrchr(path, '/');
+	a->dir = !slash ? rb_xstrdup(".") : slash == path ? rb_xstrdup("/")
+				    : rb_xstrndup(path, (size_t)(slash - path));
+	a->repair_name = rb_xasprintf("%s.repair", slash ? slash + 1 : path);
+	a->flags = flags;
+	a->key = key;
+	a->run_id = rb_xstrdup(run_id);
+	a->ctx = EVP_MD_CTX_new();
+	a->pending = json_array();
+	a->now_ms = realtime_ms;
+	rb_buf_init(&a->out);
+	int created = 1;
+	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (a->fd < 0 && errno == EEXIST) {
+		created = 0;
+		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	}
+	int r = 0;
+	if (a->fd < 0 || !a->ctx) {
+		r = fail(err, "cannot open %s: %s", path, a->ctx ? strerror(errno) : "out of memory");
+		goto out;
+	}
+	/* A new file's entry must be durable too, or a power loss loses the whole log. */
+	int dfd = created ? open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (created && (dfd < 0 || (fsync(dfd) < 0 && errno != EINVAL))) {
+		r = fail(err, "cannot sync %s: %s", a->dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		goto out;
+	}
+	if (dfd >= 0)
+		close(dfd);
+	int shared = flags & RB_AUDIT_SHARED;
+	if (shared && lock(a->fd, LOCK_EX) < 0) {
+		r = fail(err, "cannot lock %s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = finish_repair(a);
+	if (r == 0)
+		r = load_tail(a);
+	if (shared)
+		lock(a->fd, LOCK_UN);
+	if (r < 0)
+		fail(err, "%s", a->errmsg);
+	a->head.seq = a->seq;
+	memcpy(a->head.sha256, a->prev, 65);
+out:
+	if (r < 0) {
+		rb_audit_close(a);
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
+const struct rb_audit_torn *rb_audit_torn(const struct rb_audit_log *a)
+{
+	return a->torn.length ? &a->torn : NULL;
+}
+
+const char *rb_audit_last_type(const struct rb_audit_log *a)
+{
+	return a->last_type ? a->last_type : "";
+}
+
+static const char *const reserved[] = {"seq", "ts", "run_id", "prev", "key_id", "sig"};
+
+int rb_audit_append(struct rb_audit_log *a, const json_t *rec)
+{
+	char *e = NULL;
+	if (a->broken)
+		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
+	if (a->torn.length && !(a->flags & RB_AUDIT_SHARED))
+		return afail(a, "%s ends in a torn tail (%" PRIu64 " bytes at offset %" PRIu64
+			     "): repair it first", a->path, a->torn.length, a->torn.offset);
+	if (!json_is_object(rec))
+		return afail(a, "an audit record must be an object");
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	if (!type || !*type)
+		return afail(a, "an audit record needs a \"type\" string");
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
+		if (json_object_get(rec, reserved[i]))
+			return afail(a, "an audit record may not set \"%s\" (the log sets it)",
+				     reserved[i]);
+	if (rb_audit_canon(rec, NULL, NULL, &e) < 0) {
+		afail(a, "audit record %s cannot be encoded: %s", type, e);
+		free(e);
+		return -1;
+	}
+	json_array_append_new(a->pending, stamp(a, json_deep_copy(rec)));
+	return 0;
+}
+
+int rb_audit_sync(struct rb_audit_log *a)
+{
+	if (a->broken)
+		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
+	size_t n = json_array_size(a->pending);
+	if (n == 0)
+		return 0;
+	int shared = a->flags & RB_AUDIT_SHARED, r = 0;
+	struct stat st;
+	if (shared) {
+		/* Another process may have appended since: continue from the file's end. */
+		if (lock(a->fd, LOCK_EX) < 0)
+			return afail(a, "cannot lock %s: %s", a->path, strerror(errno));
+		r = finish_repair(a);
+		if (r == 0)
+			r = load_tail(a);
+		if (r == 0 && a->torn.length)
+			r = repair(a);
+	} else if (a->torn.length) {
+		r = afail(a, "%s ends in a torn tail: repair it first", a->path);
+	} else if (fstat(a->fd, &st) < 0 || (uint64_t)st.st_size != a->size) {
+		r = afail(a, "%s changed since it was opened (another writer?); not appending",
+			  a->path);
+	}
+	a->out.len = 0;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = sign_record(a, json_array_get(a->pending, i), &a->out);
+	if (r == 0 && (write_all(a->fd, a->out.s, a->out.len) < 0 || datasync(a->fd) < 0)) {
+		afail(a, "cannot write %s: %s", a->path, strerror(errno));
+		r = -1;
+	}
+	if (r == 0) {
+		a->size += a->out.len;
+		a->records += n;
+		a->syncs++;
+		a->head.seq = a->seq;
+		memcpy(a->head.sha256, a->prev, 65);
+		json_array_clear(a->pending);
+	}
+	if (shared)
+		lock(a->fd, LOCK_UN);
+	/* Whatever failed, the chain in memory may be ahead of the file now. */
+	return r < 0 ? abreak(a) : 0;
+}
+
+void rb_audit_log_head(const struct rb_audit_log *a, struct rb_audit_head *h)
+{
+	*h = a->head;
+}
+
+void rb_audit_set_clock(struct rb_audit_log *a, int64_t (*now_ms)(void *arg), void *arg)
+{
+	a->now_ms = now_ms ? now_ms : realtime_ms;
+	a->now_arg = arg;
+}
+
+void rb_audit_counts(const struct rb_audit_log *a, uint64_t *records, uint64_t *syncs)
+{
+	*records = a->records;
+	*syncs = a->syncs;
+}
+
+const char *rb_audit_error(const struct rb_audit_log *a)
+{
+	return a->errmsg ? a->errmsg : "";
+}
+
+void rb_audit_close(struct rb_audit_log *a)
+{
+	if (!a)
+		return;
+	if (a->fd >= 0)
+		close(a->fd);
+	EVP_MD_CTX_free(a->ctx);
+	json_decref(a->pending);
+	rb_buf_release(&a->out);
+	free(a->path);
+	free(a->dir);
+	free(a->repair_name);
+	free(a->run_id);
+	free(a->last_type);
+	free(a->broken);
+	free(a->errmsg);
+	free(a);
+}

@@ -1,0 +1,64 @@
+/*
+ * What the audit log's files (audit.c, auditkey.c, audit_canon.c,
+ * audit_verify.c, audit_show.c) share and nothing else may use: the key's
+ * insides, signing, the signature's text form, and reading a log's tail.
+ */
+#ifndef RB_AUDIT_INT_H
+#define RB_AUDIT_INT_H
+
+#include <openssl/evp.h>
+
+#include "audit.h"
+
+#define SIG_LEN         64      /* an Ed25519 signature */
+#define SIG_B64_LEN     88      /* its base64, with "==" */
+#define ZERO_HASH       "0000000000000000000000000000000000000000000000000000000000000000"
+
+struct rb_audit_key {
+	EVP_PKEY *pkey;
+	int can_sign;
+	unsigned char raw[32];  /* the public key */
+	char id[RB_AUDIT_KEY_ID_LEN + 1];
+};
+
+/* The key with this id, or NULL. */
+const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
+						  const char *id);
+
+/* Ed25519 over msg; ctx is a scratch context the caller keeps (one per thread). */
+int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
+			size_t len, unsigned char sig[SIG_LEN]);
+/* 1 when sig is k's signature of msg, else 0. */
+int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
+			 size_t len, const unsigned char sig[SIG_LEN]);
+
+/* Standard base64 with padding, no line breaks; out gets a NUL. */
+void rb_audit_b64(const unsigned char *in, size_t n, char *out);
+/*
+ * A signature from its base64, which must be exactly the form rb_audit_b64
+ * writes (88 characters, unused bits zero): otherwise several strings would
+ * carry one signature, and a changed line could still verify.
+ */
+int rb_audit_sig_decode(const char *s, size_t len, unsigned char sig[SIG_LEN]);
+
+/* True when s is n lower-case hex digits and nothing else. */
+int rb_audit_is_hex(const char *s, size_t n);
+
+/*
+ * The end of a log file: its last whole record and the torn tail after it.
+ * The torn tail is the bytes after the last newline, and before them the
+ * lines that hold a NUL byte (what a power loss leaves: never a record, since
+ * JSON escapes NUL).
+ */
+struct rb_audit_tail {
+	uint64_t size;          /* the file's size */
+	uint64_t end;           /* the end of the last whole line, its newline included */
+	char *last;             /* that line, without its newline (malloc'd), or NULL */
+	size_t last_len;
+	struct rb_audit_torn torn;      /* length 0: none */
+};
+/* Read the tail of the file open on fd (read from the end, not the whole file). */
+int rb_audit_read_tail(int fd, const char *path, struct rb_audit_tail *t, char **err);
+void rb_audit_tail_release(struct rb_audit_tail *t);
+
+#endif

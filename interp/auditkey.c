@@ -1,0 +1,530 @@
+/*
+ * The audit log's keys: Ed25519 key pairs in PEM files (generated, loaded,
+ * or the host key made on first use), their ids, the keyring a verifier
+ * trusts, and the one place that signs and checks bytes.  It never replaces
+ * a key file unless told to, and never writes a private key readable by others.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "audit_int.h"
+#include "journal.h"
+#include "util.h"
+
+#define KEY_FILE_MAX    (64 * 1024)
+
+/* OpenSSL's reason for the last failure, and a clean error queue for the next call. */
+static const char *ossl_reason(void)
+{
+	static __thread char buf[160];
+	unsigned long e = ERR_peek_last_error();
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "unknown OpenSSL error");
+	ERR_clear_error();
+	return buf;
+}
+
+__attribute__((format(printf, 2, 3)))
+static int fail(char **err, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		*err = rb_xvasprintf(fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Fills k from its pkey (taking it): the raw public key and the id. */
+static int key_fill(struct rb_audit_key *k, EVP_PKEY *pkey, int can_sign, char **err)
+{
+	size_t n = sizeof(k->raw);
+	char hex[65];
+	k->pkey = pkey;
+	k->can_sign = can_sign;
+	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_ED25519)
+		return fail(err, "not an Ed25519 key");
+	if (EVP_PKEY_get_raw_public_key(pkey, k->raw, &n) != 1 || n != sizeof(k->raw))
+		return fail(err, "cannot read the public key: %s", ossl_reason());
+	rb_sha256_hex(k->raw, sizeof(k->raw), hex);
+	memcpy(k->id, hex, RB_AUDIT_KEY_ID_LEN);
+	k->id[RB_AUDIT_KEY_ID_LEN] = 0;
+	return 0;
+}
+
+static struct rb_audit_key *key_new(EVP_PKEY *pkey, int can_sign, char **err)
+{
+	struct rb_audit_key *k = rb_xcalloc(1, sizeof(*k));
+	if (key_fill(k, pkey, can_sign, err) < 0) {
+		rb_audit_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void rb_audit_key_free(struct rb_audit_key *k)
+{
+	if (!k)
+		return;
+	EVP_PKEY_free(k->pkey);
+	free(k);
+}
+
+const char *rb_audit_key_id(const struct rb_audit_key *k)
+{
+	return k->id;
+}
+
+int rb_audit_key_can_sign(const struct rb_audit_key *k)
+{
+	return k->can_sign;
+}
+
+/* Never ask for a passphrase on the terminal: encrypted keys are refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+int rb_audit_key_load(const char *path, struct rb_audit_key **out, char **err)
+{
+	char *text = NULL, *e = NULL;
+	size_t len;
+	*out = NULL;
+	if (rb_read_file(path, KEY_FILE_MAX, &text, &len, &e) < 0) {
+		fail(err, "%s", e);
+		free(e);
+		return -1;
+	}
+	int can_sign = 1;
+	BIO *bio = BIO_new_mem_buf(text, (int)len);
+	EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+	if (!pkey && bio) {
+		ERR_clear_error();
+		can_sign = 0;
+		BIO_free(bio);
+		bio = BIO_new_mem_buf(text, (int)len);
+		pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL) : NULL;
+	}
+	BIO_free(bio);
+	int encrypted = strstr(text, "ENCRYPTED") != NULL;
+	free(text);
+	if (!pkey) {
+		ossl_reason();
+		if (encrypted)
+			return fail(err, "%s: encrypted keys are not supported", path);
+		return fail(err, "%s: not a PEM private or public key", path);
+	}
+	struct rb_audit_key *k = key_new(pkey, can_sign, &e);
+	if (!k) {
+		fail(err, "%s: %s", path, e);
+		free(e);
+		return -1;
+	}
+	*out = k;
+	return 0;
+}
+
+int rb_audit_key_from_seed(const unsigned char seed[32], struct rb_audit_key **out, char **err)
+{
+	EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	if (!pkey)
+		return fail(err, "cannot make a key: %s", ossl_reason());
+	*out = key_new(pkey, 1, err);
+	return *out ? 0 : -1;
+}
+
+/* --- writing key files ----------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return rb_xstrdup(".");
+	if (slash == path)
+		return rb_xstrdup("/");
+	return rb_xstrndup(path, (size_t)(slash - path));
+}
+
+static int sync_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	int r = fsync(dfd);
+	/* Some filesystems cannot fsync a directory and say so with EINVAL. */
+	if (r < 0 && errno == EINVAL)
+		r = 0;
+	close(dfd);
+	return r;
+}
+
+/*
+ * path gets buf whole or not at all: a temp file (created 0600, so a private
+ * key is never readable by others, even for a moment), fsync, rename (without
+ * replacing unless force), fsync of the directory.
+ */
+static int write_key_file(const char *path, const char *buf, size_t len, int mode, int force,
+			  char **err)
+{
+	char *dir = dir_of(path);
+	char *tmp = rb_xasprintf("%s/.runbook-key.XXXXXX", dir);
+	int r = -1;
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		fail(err, "cannot create a file in %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (fchmod(fd, (mode_t)mode) < 0 || write_all(fd, buf, len) < 0 || fsync(fd) < 0) {
+		fail(err, "cannot write %s: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	int moved = force ? rename(tmp, path)
+			  : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+	if (moved < 0) {
+		int e = errno;
+		unlink(tmp);
+		if (e == EEXIST)
+			fail(err, "%s exists; not replaced", path);
+		else
+			fail(err, "cannot write %s: %s", path, strerror(e));
+		errno = e;
+		goto out;
+	}
+	if (sync_dir(dir) < 0) {
+		fail(err, "cannot sync %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	r = 0;
+out:
+	free(tmp);
+	free(dir);
+	return r;
+}
+
+/* The PEM text of pkey: private (PKCS#8) or public (SubjectPublicKeyInfo). */
+static char *pem_of(EVP_PKEY *pkey, int private, size_t *len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	if (!bio)
+		return NULL;
+	int ok = private ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
+			 : PEM_write_bio_PUBKEY(bio, pkey);
+	char *s = NULL;
+	if (ok == 1) {
+		char *p;
+		long n = BIO_get_mem_data(bio, &p);
+		s = rb_xstrndup(p, (size_t)n);
+		*len = (size_t)n;
+	}
+	BIO_free(bio);
+	return s;
+}
+
+int rb_audit_keygen(const char *path, int force, struct rb_audit_key **out, char **err)
+{
+	char *pub = rb_xasprintf("%s.pub", path), *priv_pem = NULL, *pub_pem = NULL;
+	struct stat st;
+	size_t plen = 0, ulen = 0;
+	int r = -1;
+	if (out)
+		*out = NULL;
+	if (!force && (lstat(path, &st) == 0 || lstat(pub, &st) == 0)) {
+		fail(err, "%s exists; not replaced", lstat(path, &st) == 0 ? path : pub);
+		errno = EEXIST;
+		goto out;
+	}
+	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (!pkey) {
+		fail(err, "cannot generate a key: %s", ossl_reason());
+		goto out;
+	}
+	struct rb_audit_key *k = key_new(pkey, 1, err);
+	if (!k)
+		goto out;
+	priv_pem = pem_of(k->pkey, 1, &plen);
+	pub_pem = pem_of(k->pkey, 0, &ulen);
+	if (!priv_pem || !pub_pem) {
+		fail(err, "cannot encode the key: %s", ossl_reason());
+		rb_audit_key_free(k);
+		goto out;
+	}
+	/* The private key first: a public key can be derived again, a private one not. */
+	if (write_key_file(path, priv_pem, plen, 0600, force, err) < 0 ||
+	    write_key_file(pub, pub_pem, ulen, 0644, force, err) < 0) {
+		rb_audit_key_free(k);
+		goto out;
+	}
+	if (out)
+		*out = k;
+	else
+		rb_audit_key_free(k);
+	r = 0;
+out:
+	if (priv_pem)
+		OPENSSL_cleanse(priv_pem, plen);
+	free(priv_pem);
+	free(pub_pem);
+	free(pub);
+	return r;
+}
+
+static int mkdir_p(const char *path, char **err)
+{
+	char *p = rb_xstrdup(path);
+	int r = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = 0;
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			r = fail(err, "cannot create directory %s: %s", p, strerror(errno));
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return r;
+}
+
+int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit_key **out,
+			 char **created, char **err)
+{
+	*created = NULL;
+	*out = NULL;
+	const char *env = getenv("RUNBOOK_AUDIT_KEY");
+	const char *given = opt ? opt : env && *env ? env : NULL;
+	if (given) {
+		if (rb_audit_key_load(given, out, err) < 0)
+			return -1;
+		if (!(*out)->can_sign) {
+			rb_audit_key_free(*out);
+			*out = NULL;
+			return fail(err, "%s: a public key cannot sign (give the private key)", given);
+		}
+		return 0;
+	}
+	char *path = rb_xasprintf("%s/%s", rb_state_dir(state_dir), RB_AUDIT_HOST_KEY);
+	char *dir = dir_of(path);
+	int r = mkdir_p(dir, err);
+	free(dir);
+	if (r == 0 && access(path, F_OK) < 0 && errno == ENOENT) {
+		char *e = NULL;
+		/* Two runs may race to create it: the loser loads the winner's. */
+		if (rb_audit_keygen(path, 0, out, &e) == 0)
+			*created = rb_xstrdup(path);
+		else if (access(path, F_OK) < 0)
+			r = fail(err, "%s", e);
+		free(e);
+	}
+	if (r == 0 && !*out)
+		r = rb_audit_key_load(path, out, err);
+	if (r == 0 && !(*out)->can_sign) {
+		rb_audit_key_free(*out);
+		*out = NULL;
+		r = fail(err, "%s: not a private key", path);
+	}
+	if (r < 0) {
+		free(*created);
+		*created = NULL;
+	}
+	free(path);
+	return r;
+}
+
+/* --- signing ------------------------------------------------------------------ */
+
+int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
+			size_t len, unsigned char sig[SIG_LEN])
+{
+	size_t n = SIG_LEN;
+	/* Reset: OpenSSL 3.0 does not re-initialise a used context for another key. */
+	EVP_MD_CTX_reset(ctx);
+	if (!k->can_sign || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
+	    EVP_DigestSign(ctx, sig, &n, msg, len) != 1 || n != SIG_LEN) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
+			 size_t len, const unsigned char sig[SIG_LEN])
+{
+	EVP_MD_CTX_reset(ctx);
+	int ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
+		 EVP_DigestVerify(ctx, sig, SIG_LEN, msg, len) == 1;
+	if (!ok)
+		ERR_clear_error();
+	return ok;
+}
+
+/* --- keyrings ------------------------------------------------------------------- */
+
+struct ring_key {
+	struct rb_audit_key key;        /* public only */
+	char *name;
+};
+
+struct rb_audit_keyring {
+	struct ring_key *v;
+	size_t n, cap;
+};
+
+struct rb_audit_keyring *rb_audit_keyring_new(void)
+{
+	return rb_xcalloc(1, sizeof(struct rb_audit_keyring));
+}
+
+void rb_audit_keyring_free(struct rb_audit_keyring *kr)
+{
+	if (!kr)
+		return;
+	for (size_t i = 0; i < kr->n; i++) {
+		EVP_PKEY_free(kr->v[i].key.pkey);
+		free(kr->v[i].name);
+	}
+	free(kr->v);
+	free(kr);
+}
+
+size_t rb_audit_keyring_count(const struct rb_audit_keyring *kr)
+{
+	return kr->n;
+}
+
+const char *rb_audit_keyring_id(const struct rb_audit_keyring *kr, size_t i)
+{
+	return i < kr->n ? kr->v[i].key.id : NULL;
+}
+
+const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
+						  const char *id)
+{
+	for (size_t i = 0; kr && i < kr->n; i++)
+		if (!strcmp(kr->v[i].key.id, id))
+			return &kr->v[i].key;
+	return NULL;
+}
+
+int rb_audit_keyring_add(struct rb_audit_keyring *kr, const struct rb_audit_key *k,
+			 const char *name, char **err)
+{
+	for (size_t i = 0; i < kr->n; i++) {
+		if (!memcmp(kr->v[i].key.raw, k->raw, sizeof(k->raw)))
+			return 0;
+		if (!strcmp(kr->v[i].key.id, k->id))
+			return fail(err, "%s and %s are different keys with the same id %s",
+				    kr->v[i].name, name, k->id);
+	}
+	/* Only the public half: a keyring never holds what could sign. */
+	EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, k->raw,
+						    sizeof(k->raw));
+	if (!pub)
+		return fail(err, "%s: %s", name, ossl_reason());
+	rb_grow(&kr->v, &kr->cap, kr->n + 1, sizeof(*kr->v));
+	struct ring_key *rk = &kr->v[kr->n];
+	memset(rk, 0, sizeof(*rk));
+	if (key_fill(&rk->key, pub, 0, err) < 0) {
+		EVP_PKEY_free(pub);
+		return -1;
+	}
+	rk->name = rb_xstrdup(name);
+	kr->n++;
+	return 0;
+}
+
+static int add_file(struct rb_audit_keyring *kr, const char *path, char **err)
+{
+	struct rb_audit_key *k;
+	if (rb_audit_key_load(path, &k, err) < 0)
+		return -1;
+	int r = rb_audit_keyring_add(kr, k, path, err);
+	rb_audit_key_free(k);
+	return r;
+}
+
+static int key_name(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+	if (d->d_name[0] == '.' || n < 5)
+		return 0;
+	return !strcmp(d->d_name + n - 4, ".pem") || !strcmp(d->d_name + n - 4, ".pub");
+}
+
+int rb_audit_keyring_load(const char *path, struct rb_audit_keyring **out, char **err)
+{
+	struct stat st;
+	*out = NULL;
+	if (stat(path, &st) < 0)
+		return fail(err, "cannot read keyring %s: %s", path, strerror(errno));
+	struct rb_audit_keyring *kr = rb_audit_keyring_new();
+	if (!S_ISDIR(st.st_mode)) {
+		if (add_file(kr, path, err) < 0) {
+			rb_audit_keyring_free(kr);
+			return -1;
+		}
+		*out = kr;
+		return 0;
+	}
+	struct dirent **names;
+	int n = scandir(path, &names, key_name, alphasort);
+	if (n < 0) {
+		rb_audit_keyring_free(kr);
+		return fail(err, "cannot read keyring %s: %s", path, strerror(errno));
+	}
+	int r = 0;
+	for (int i = 0; i < n; i++) {
+		char *file = rb_xasprintf("%s/%s", path, names[i]->d_name);
+		if (r == 0)
+			r = add_file(kr, file, err);
+		free(file);
+		free(names[i]);
+	}
+	free(names);
+	if (r == 0 && kr->n == 0)
+		r = fail(err, "keyring %s holds no key (*.pem or *.pub files)", path);
+	if (r < 0) {
+		rb_audit_keyring_free(kr);
+		return -1;
+	}
+	*out = kr;
+	return 0;
+}

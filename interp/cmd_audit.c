@@ -1,0 +1,195 @@
+/*
+ * runbook audit verify|head|show: check signed audit logs, print the head
+ * to publish, and show a log as a timeline.  Exit 0 when all is well, 1 when
+ * a log does not verify or cannot be read, 2 for a bad command line.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "cli.h"
+#include "journal.h"
+#include "util.h"
+
+/* After rb_opt_next gave HELP or ERROR (which it printed). */
+static int help_or_error(int k)
+{
+	if (k == RB_OPT_HELP) {
+		rb_print_usage("audit", stdout);
+		return RB_EXIT_OK;
+	}
+	return RB_EXIT_INVALID;
+}
+
+/* The keyring: --keyring, else STATE_DIR/keys, where the host key is made. */
+static struct rb_audit_keyring *keyring(const char *opt, const char *state_opt)
+{
+	char *path = opt ? rb_xstrdup(opt) : rb_xasprintf("%s/keys", rb_state_dir(state_opt));
+	struct rb_audit_keyring *kr = NULL;
+	char *err = NULL;
+	if (rb_audit_keyring_load(path, &kr, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s%s\n", err,
+			opt ? "" : " (give the trusted public keys with --keyring DIR)");
+		free(err);
+	}
+	free(path);
+	return kr;
+}
+
+static int verify(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {
+		{'k', "keyring", 1}, {0, "state-dir", 1}, {0, "head", 1}, {0, "shared", 0},
+		{0, "allow-open", 0}, {0, NULL, 0}};
+	struct rb_optparse p;
+	const char *ring = NULL, *state = NULL;
+	const char **logs = rb_xcalloc((size_t)argc, sizeof(*logs));
+	struct rb_audit_verify_opts o = {0};
+	struct rb_audit_head head;
+	int n = 0, k, rc = RB_EXIT_OK;
+	rb_opt_init(&p, "audit verify", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k < 0 && k != RB_OPT_ARG) {
+			free(logs);
+			return help_or_error(k);
+		}
+		switch (k) {
+		case RB_OPT_ARG: logs[n++] = p.val; break;
+		case 0: ring = p.val; break;
+		case 1: state = p.val; break;
+		case 2:
+			if (rb_audit_head_parse(p.val, &head) < 0) {
+				free(logs);
+				return rb_usage_error("audit verify: --head '%s' is not SEQ:SHA256 "
+						      "(as 'runbook audit head' prints it)", p.val);
+			}
+			o.expected_head = &head;
+			break;
+		case 3: o.shared = 1; break;
+		default: o.allow_open = 1; break;
+		}
+	}
+	if (!n)
+		rc = rb_usage_error("audit verify: no log given (usage: runbook audit verify "
+				    "LOG... [--keyring DIR])");
+	else if (o.expected_head && n > 1)
+		rc = rb_usage_error("audit verify: --head is the head of one log; give one LOG");
+	struct rb_audit_keyring *kr = rc == RB_EXIT_OK ? keyring(ring, state) : NULL;
+	if (rc == RB_EXIT_OK && !kr)
+		rc = RB_EXIT_FAILED;
+	o.keyring = kr;
+	for (int i = 0; rc != RB_EXIT_INVALID && kr && i < n; i++) {
+		struct rb_audit_result r;
+		if (rb_audit_verify(logs[i], &o, &r) < 0) {
+			rc = RB_EXIT_FAILED;
+			if (!r.bad_line)
+				fprintf(stderr, "%s: error: %s\n", logs[i], r.reason);
+			else if (r.bad_seq)
+				fprintf(stderr, "%s:%" PRIu64 ": error: seq %" PRIu64 ": %s\n", logs[i],
+					r.bad_line, r.bad_seq, r.reason);
+			else
+				fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", logs[i], r.bad_line,
+					r.reason);
+			continue;
+		}
+		printf("%s: ok: %" PRIu64 " record%s, %" PRIu64 " run%s", logs[i], r.records,
+		       r.records == 1 ? "" : "s", r.runs, r.runs == 1 ? "" : "s");
+		if (r.open_runs)
+			printf(" (%" PRIu64 " not closed)", r.open_runs);
+		printf(", head %" PRIu64 ":%s\n", r.head.seq, r.head.sha256);
+	}
+	rb_audit_keyring_free(kr);
+	free(logs);
+	return rc;
+}
+
+static int head(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {{0, NULL, 0}};
+	struct rb_optparse p;
+	const char *log = NULL;
+	int k;
+	rb_opt_init(&p, "audit head", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k != RB_OPT_ARG)
+			return help_or_error(k);
+		if (log)
+			return rb_usage_error("audit head: one log at a time");
+		log = p.val;
+	}
+	if (!log)
+		return rb_usage_error("audit head: no log given (usage: runbook audit head LOG)");
+	struct rb_audit_head h;
+	struct rb_audit_torn torn;
+	char *err = NULL;
+	if (rb_audit_head(log, &h, &torn, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	printf("%" PRIu64 ":%s\n", h.seq, h.sha256);
+	if (torn.length)
+		fprintf(stderr, "runbook: warning: %s ends in a torn tail after this record "
+			"(%" PRIu64 " bytes at offset %" PRIu64 ")\n", log, torn.length, torn.offset);
+	return RB_EXIT_OK;
+}
+
+static int show(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {{'f', "format", 1}, {0, NULL, 0}};
+	struct rb_optparse p;
+	const char *log = NULL, *format = "text";
+	int k;
+	rb_opt_init(&p, "audit show", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k < 0 && k != RB_OPT_ARG)
+			return help_or_error(k);
+		if (k == 0) {
+			format = p.val;
+		} else {
+			if (log)
+				return rb_usage_error("audit show: one log at a time");
+			log = p.val;
+		}
+	}
+	if (!log)
+		return rb_usage_error("audit show: no log given (usage: runbook audit show LOG)");
+	if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "markdown"))
+		return rb_usage_error("audit show: unknown format '%s' (expected text, json or "
+				      "markdown)", format);
+	FILE *f = strcmp(log, "-") ? fopen(log, "re") : stdin;
+	if (!f) {
+		fprintf(stderr, "runbook: error: cannot open %s: %m\n", log);
+		return RB_EXIT_FAILED;
+	}
+	char *err = NULL;
+	int rc = rb_audit_show(f, stdout, format, &err);
+	if (f != stdin)
+		fclose(f);
+	if (rc < 0) {
+		fprintf(stderr, "%s: error: %s\n", log, err);
+		free(err);
+		return RB_EXIT_FAILED;
+	}
+	return RB_EXIT_OK;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} subs[] = {{"verify", verify}, {"head", head}, {"show", show}};
+
+int cmd_audit(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		rb_print_usage("audit", argc < 2 ? stderr : stdout);
+		return argc < 2 ? RB_EXIT_INVALID : RB_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(subs) / sizeof(*subs); i++)
+		if (!strcmp(argv[1], subs[i].name))
+			return subs[i].fn(argc - 1, argv + 1);
+	return rb_usage_error("audit: unknown subcommand '%s' (expected verify, head or show)",
+			      argv[1]);
+}

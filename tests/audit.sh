@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The audit log from the outside: keys made by `runbook keygen` (and by openssl),
+# a log written by the unit test's writer (test_audit --write-log), checked
+# record by record with jq, base64, sha256sum and openssl exactly as
+# docs/audit-format.md says, then `runbook audit verify`, `head` and `show`
+# on it and on damaged copies.     tests/audit.sh UNIT_DIR
+set -uo pipefail
+: "${RUNBOOK:?}"
+UNIT_DIR="${1:?usage: tests/audit.sh UNIT_DIR}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+unset RUNBOOK_AUDIT_KEY
+
+# --- keygen --------------------------------------------------------------------------
+out=$(rb keygen --out "$d/k.pem" 2>&1); rc=$?
+id=$(sed -n 's/^.*: Ed25519 private key \([0-9a-f]\{16\}\) (mode 0600)$/\1/p' <<<"$out")
+[ $rc -eq 0 ] && [ -n "$id" ] && ok || bad "keygen: $rc $out"
+[ "$(sed -n 2p <<<"$out")" = "$d/k.pem.pub: its public key, for keyrings" ] && ok || bad "keygen second line: $out"
+[ "$(stat -c %a "$d/k.pem")" = 600 ] && ok || bad "private key mode $(stat -c %a "$d/k.pem")"
+[ "$(stat -c %a "$d/k.pem.pub")" = 644 ] && ok || bad "public key mode"
+head -n 1 "$d/k.pem" | grep -qx -- '-----BEGIN PRIVATE KEY-----' && ok || bad "not PKCS#8 PEM"
+# openssl reads both, and derives the same public key and key id.
+cmp -s <(openssl pkey -in "$d/k.pem" -pubout) "$d/k.pem.pub" && ok || bad "openssl's public half differs"
+kid=$(openssl pkey -pubin -in "$d/k.pem.pub" -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
+[ "$kid" = "$id" ] && ok || bad "key id $id, openssl says $kid"
+cp "$d/k.pem" "$d/k.before"
+out=$(rb keygen --out "$d/k.pem" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "runbook: error: $d/k.pem exists; not replaced (--force replaces it)" ] && ok ||
+	bad "keygen over a key: $rc $out"
+cmp -s "$d/k.pem" "$d/k.before" && ok || bad "the key was changed"
+mkdir "$d/other" && rb keygen --out "$d/other/k.pem" --force >/dev/null && ok || bad "keygen --force (new)"
+rb keygen --out "$d/other/k.pem" --force >/dev/null && ok || bad "keygen --force (replace)"
+out=$(rb keygen 2>&1); rc=$?
+[ $rc -eq 2 ] && [ "$out" = "runbook: error: keygen: no file given (usage: runbook keygen --out FILE)" ] && ok ||
+	bad "keygen without --out: $rc $out"
+
+# --- the log, checked with stock tools as docs/audit-format.md does ----------------------
+log="$d/audit.jsonl"
+${RUNBOOK_WRAP:-} "$UNIT_DIR/test_audit" --write-log "$log" "$d/k.pem" && ok || bad "writing the log"
+[ "$(wc -l <"$log")" -eq 6 ] && ok || bad "six lines: $(wc -l <"$log")"
+prev=0000000000000000000000000000000000000000000000000000000000000000
+for n in 1 2 3 4 5 6; do
+	line() { sed -n "${n}p" "$log"; }
+	# canonical: jq encodes the record to the same bytes
+	cmp -s <(line | tr -d '\n') <(line | jq -jcS .) && ok || bad "line $n: jq encodes it otherwise"
+	line | jq -jcS 'del(.sig)' >"$d/signed.bin"
+	line | jq -r .sig | base64 -d >"$d/sig.bin"
+	v=$(openssl pkeyutl -verify -pubin -inkey "$d/k.pem.pub" -rawin -in "$d/signed.bin" \
+		-sigfile "$d/sig.bin" 2>&1)
+	[ "$v" = "Signature Verified Successfully" ] && ok || bad "line $n: openssl: $v"
+	[ "$(line | jq -r .prev)" = "$prev" ] && ok || bad "line $n: prev is not the hash of line $((n - 1))"
+	[ "$(line | jq -r .seq)" = "$n" ] && ok || bad "line $n: seq"
+	[ "$(line | jq -r .key_id)" = "$kid" ] && ok || bad "line $n: key_id"
+	[ "$(line | jq -r .ts)" = "$(printf '2026-11-23T17:05:05.%03dZ' $((n * 137)))" ] && ok ||
+		bad "line $n: ts $(line | jq -r .ts)"
+	prev=$(line | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
+done
+[ "$(tail -n 1 "$log" | jq -r .type)" = run_finished ] && ok || bad "the last record"
+# The record with every hard character survives jq's round trip exactly.
+want=$(printf '"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\\u007f\xc2\x80\xc2\x85\xc2\x9f\xe2\x80\xa8\xe2\x80\xa9\xef\xbb\xbf\xef\xbf\xbf\xf0\x9f\x98\x80\\"\\\\/~"')
+[ "$(sed -n 4p "$log" | jq -c .output)" = "$want" ] && ok || bad "the hard characters: $(sed -n 4p "$log" | jq -c .output)"
+[ "$(sed -n 4p "$log" | jq -c 'keys_unsorted')" = '["Zeta","key_id","list","output","prev","run_id","seq","sig","step","ts","type","zeta","état"]' ] && ok ||
+	bad "key order: $(sed -n 4p "$log" | jq -c 'keys_unsorted')"
+# A record changed by one byte: openssl refuses it too.
+sed -n 3p "$log" | sed 's/analyze/analyzf/' | jq -jcS 'del(.sig)' >"$d/signed.bin"
+sed -n 3p "$log" | jq -r .sig | base64 -d >"$d/sig.bin"
+openssl pkeyutl -verify -pubin -inkey "$d/k.pem.pub" -rawin -in "$d/signed.bin" \
+	-sigfile "$d/sig.bin" >/dev/null 2>&1 && bad "openssl accepts a changed record" || ok
+
+# --- runbook audit verify / head / show --------------------------------------------------
+head6=$(tail -n 1 "$log" | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
+out=$(rb audit verify "$log" --keyring "$d" 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "$log: ok: 6 records, 1 run, head 6:$head6" ] && ok || bad "verify: $rc $out"
+out=$(rb audit verify "$log" --keyring "$d/k.pem.pub" --head "6:$head6" 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "verify with a key file and the head: $rc $out"
+out=$(rb audit head "$log" 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "6:$head6" ] && ok || bad "head: $rc $out"
+# The default keyring: STATE_DIR/keys.
+mkdir -p "$d/state/keys" && cp "$d/k.pem.pub" "$d/state/keys/"
+out=$(RUNBOOK_STATE_DIR="$d/state" rb audit verify "$log" 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "verify with the state dir's keyring: $rc $out"
+out=$(rb audit verify "$log" --state-dir "$d/nostate" 2>&1); rc=$?
+[ $rc -eq 1 ] && [[ "$out" == *"cannot read keyring $d/nostate/keys"*"--keyring DIR"* ]] && ok ||
+	bad "no keyring: $rc $out"
+# A key made by openssl signs logs runbook verifies; a keyring without the key does not.
+openssl genpkey -algorithm ed25519 -out "$d/other/ossl.pem" 2>/dev/null
+${RUNBOOK_WRAP:-} "$UNIT_DIR/test_audit" --write-log "$d/other/ossl.jsonl" "$d/other/ossl.pem" && ok || bad "openssl's key"
+out=$(rb audit verify "$d/other/ossl.jsonl" --keyring "$d/other" 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "verify with openssl's key: $rc $out"
+out=$(rb audit verify "$log" --keyring "$d/other" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "$log:1: error: seq 1: signed by key $kid, which is not in the keyring" ] && ok ||
+	bad "unknown key: $rc $out"
+
+expect() {                # expect NAME FILE STATUS OUTPUT [ARGS...]: audit verify's answer
+	local name=$1 f=$2 want_rc=$3 want=$4 out rc
+	shift 4
+	out=$(rb audit verify "$f" --keyring "$d" "$@" 2>&1); rc=$?
+	[ $rc -eq "$want_rc" ] && [ "$out" = "$want" ] && ok || bad "$name: $rc $out"
+}
+sed '3s/analyze/analyzf/' "$log" >"$d/changed.jsonl"
+expect changed "$d/changed.jsonl" 1 "$d/changed.jsonl:3: error: seq 3: the signature does not verify with key $kid"
+sed '2d' "$log" >"$d/deleted.jsonl"
+expect deleted "$d/deleted.jsonl" 1 "$d/deleted.jsonl:2: error: seq 3: seq 3 where 2 was expected (a record missing, repeated or out of order)"
+sed '4{h;d};5G' "$log" >"$d/swapped.jsonl"
+expect swapped "$d/swapped.jsonl" 1 "$d/swapped.jsonl:4: error: seq 5: seq 5 where 4 was expected (a record missing, repeated or out of order)"
+sed '3p' "$log" >"$d/repeated.jsonl"
+expect repeated "$d/repeated.jsonl" 1 "$d/repeated.jsonl:4: error: seq 3: seq 3 where 4 was expected (a record missing, repeated or out of order)"
+sed '3s/"prev":"[0-9a-f]*"/"prev":"'"$prev"'"/' "$log" >"$d/prev.jsonl"
+expect prev "$d/prev.jsonl" 1 "$d/prev.jsonl:3: error: seq 3: prev is not the SHA-256 of line 2 (a record changed, missing or inserted before this one)"
+sed '1s/^{/{ /' "$log" >"$d/space.jsonl"
+expect "not canonical" "$d/space.jsonl" 1 "$d/space.jsonl:1: error: seq 1: not in canonical form (from column 2)"
+# A cut tail: found when it takes run_finished; with the head, found wherever it is.
+head -n 5 "$log" >"$d/cut.jsonl"
+expect cut "$d/cut.jsonl" 1 "$d/cut.jsonl:6: error: seq 6: run 20261123-170505-00aa has no run_finished at the end of the log (its tail was cut, or it crashed, or it is still running)"
+head5=$(sed -n 5p "$log" | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
+expect "cut, open allowed" "$d/cut.jsonl" 0 "$d/cut.jsonl: ok: 5 records, 1 run (1 not closed), head 5:$head5" --allow-open
+expect "cut, the head" "$d/cut.jsonl" 1 "$d/cut.jsonl:6: error: seq 6: the log ends at seq 5, before the expected head seq 6: its tail was cut" --allow-open --head "6:$head6"
+# A torn tail.
+cp "$log" "$d/torn.jsonl" && printf '{"key_id":"ab' >>"$d/torn.jsonl"
+size=$(stat -c %s "$log")
+expect torn "$d/torn.jsonl" 1 "$d/torn.jsonl:7: error: torn tail: 13 bytes at offset $size after seq 6, a write cut short (resuming the run repairs it)"
+out=$(rb audit head "$d/torn.jsonl" 2>"$d/err"); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "6:$head6" ] &&
+	[ "$(cat "$d/err")" = "runbook: warning: $d/torn.jsonl ends in a torn tail after this record (13 bytes at offset $size)" ] &&
+	ok || bad "head of a torn log: $rc $out $(cat "$d/err")"
+# Several logs: each is reported, the status is the worst.
+out=$(rb audit verify "$log" "$d/deleted.jsonl" --keyring "$d" 2>/dev/null); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "$log: ok: 6 records, 1 run, head 6:$head6" ] && ok || bad "two logs: $rc $out"
+
+# show: the timeline (the key id is the only thing that changes from run to run).
+out=$(rb audit show "$log" 2>&1); rc=$?
+want="run 20261123-170505-00aa, key $kid, from 2026-11-23T17:05:05.137Z
+  +0:00:00.000   1      run_started                                runbook=evening.yaml steps=1
+  +0:00:00.137   2      step_started     analyze                   attempt=1
+  +0:00:00.274   3      action_intent    analyze                   action=shell command=\"echo \\\"hi\\\" \\\\ /tmp\"
+  +0:00:00.411   4      action_result    analyze                   Zeta=1 list=[\"\",-9007199254740992] output=\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0... zeta=2 état=3
+  +0:00:00.548   5      step_finished    analyze       succeeded   duration_ms=1380
+  +0:00:00.685   6      run_finished                   succeeded"
+[ $rc -eq 0 ] && [ "$out" = "$want" ] && ok || { bad "show"; diff <(echo "$want") <(echo "$out"); }
+out=$(rb audit show "$log" --format markdown 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$(sed -n 3p <<<"$out")" = "| time | seq | type | step | status | details |" ] &&
+	[ "$(sed -n 6p <<<"$out")" = "| +0:00:00.137 | 2 | step_started | analyze |  | attempt=1 |" ] &&
+	[ "$(wc -l <<<"$out")" -eq 10 ] && ok || bad "show markdown: $rc $out"
+out=$(rb audit show "$log" --format json 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$(jq -c '[length, .[5].offset_ms, .[5].line, .[3].record.output == ($l | fromjson | .output)]' \
+	--arg l "$(sed -n 4p "$log")" <<<"$out")" = '[6,685,6,true]' ] && ok || bad "show json: $rc $out"
+out=$(rb audit show - <"$d/torn.jsonl" --format json 2>"$d/err"); rc=$?
+[ $rc -eq 1 ] && [ "$(jq -c '.[6]' <<<"$out")" = "{\"error\":\"torn tail: a line without its newline\",\"length\":13,\"line\":7,\"offset\":$size,\"torn\":true}" ] &&
+	[ "$(cat "$d/err")" = "-: error: 1 line is not a record" ] && ok || bad "show a torn log: $rc $out $(cat "$d/err")"
+# A log whose strings would drive a terminal is shown escaped.
+printf '%s\n' '{"seq":1,"ts":"2026-11-23T17:05:05.000Z","type":"x","step":"a\u001b[2Jb","note":"\u202eevil\u0085"}' >"$d/esc.jsonl"
+out=$(rb audit show "$d/esc.jsonl" 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$(sed -n 2p <<<"$out")" = '  +0:00:00.000   1      x                "a\u001b[2Jb"              note="\u202eevil\u0085"' ] &&
+	ok || bad "show escapes: $rc $out"
+# Nothing from a damaged line reaches the terminal raw: not its escapes, not bytes that are not UTF-8.
+printf '{"a":1}\033[2J\377\n' >"$d/junk.jsonl"
+out=$(rb audit verify "$d/junk.jsonl" --keyring "$d" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "$d/junk.jsonl:1: error: not JSON: end of file expected near '?' (column 8)" ] && ok ||
+	bad "verify a junk line: $rc $(cat -A <<<"$out")"
+out=$(rb audit show "$d/junk.jsonl" 2>/dev/null); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "line 1: \"not JSON: end of file expected near '\\u001b'\"" ] && ok ||
+	bad "show a junk line: $rc $(cat -A <<<"$out")"
+
+# --- usage -----------------------------------------------------------------------------
+usage() {                 # usage OUTPUT ARGS...: exit status 2 and that message
+	local want=$1 out rc
+	shift
+	out=$(rb "$@" 2>&1); rc=$?
+	[ $rc -eq 2 ] && [ "$out" = "$want" ] && ok || bad "runbook $*: $rc $out"
+}
+usage "runbook: error: audit: unknown subcommand 'frob' (expected verify, head or show)" audit frob
+usage "runbook: error: audit verify: no log given (usage: runbook audit verify LOG... [--keyring DIR])" audit verify --keyring "$d"
+usage "runbook: error: audit verify: --head 'x' is not SEQ:SHA256 (as 'runbook audit head' prints it)" audit verify "$log" --head x
+usage "runbook: error: audit verify: --head is the head of one log; give one LOG" audit verify "$log" "$log" --head "6:$head6"
+usage "runbook: error: audit show: unknown format 'xml' (expected text, json or markdown)" audit show "$log" --format xml
+usage "runbook: error: audit head: one log at a time" audit head "$log" "$log"
+usage "runbook: error: audit verify: unknown option '--frob' (see 'runbook audit verify --help')" audit verify --frob
+rb audit >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "audit without a subcommand"
+rb audit --help | grep -q '^usage: runbook audit verify' && ok || bad "audit --help"
+rb audit show --help | grep -q '^usage: runbook audit verify' && ok || bad "audit show --help"
+out=$(rb audit head "$d/missing.jsonl" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "runbook: error: cannot open $d/missing.jsonl: No such file or directory" ] && ok ||
+	bad "head of a missing log: $rc $out"
+out=$(rb audit verify "$d/missing.jsonl" --keyring "$d" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "$d/missing.jsonl: error: cannot open $d/missing.jsonl: No such file or directory" ] && ok ||
+	bad "verify a missing log: $rc $out"
+
+echo "audit: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
