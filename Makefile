@@ -83,25 +83,34 @@ valgrind: deps
 	@RUNBOOK_WRAP="bash tests/vg" \
 		bash tests/run $(B)/runbook $(B)/unit
 
-# make fuzz runs each target FUZZ_TIME seconds; FUZZ_TARGETS=fuzz_audit runs one.
+# make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= fuzz_load fuzz_audit
+FUZZ      ?= load redact audit
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined $(PKG_CFLAGS) \
 		-Iinterp -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
-fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/%)
-	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus-audit
-	@if echo " $(FUZZ_TARGETS) " | grep -q ' fuzz_load '; then \
-		echo "fuzz_load: $(FUZZ_TIME) s"; \
-		$(B)/fuzz/fuzz_load -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
-		-dict=tests/fuzz/runbook.dict $(B)/fuzz/corpus runbooks tests/valid tests/invalid; fi
-	@if echo " $(FUZZ_TARGETS) " | grep -q ' fuzz_audit '; then \
-		echo "fuzz_audit: $(FUZZ_TIME) s"; \
-		$(B)/fuzz/fuzz_audit -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
-		-dict=tests/fuzz/audit.dict $(B)/fuzz/corpus-audit tests/fuzz/audit; fi
+# Each target's dictionary and seed directories, and its corpus (load's predates the
+# others).  The corpus comes first on the command line: libFuzzer writes what it
+# finds into the first directory, and the seeds are checked in.
+FUZZ_DICT_load     := tests/fuzz/runbook.dict
+FUZZ_SEEDS_load    := runbooks tests/valid tests/invalid
+FUZZ_CORPUS_load   := $(B)/fuzz/corpus
+FUZZ_DICT_redact   := tests/fuzz/redact.dict
+FUZZ_SEEDS_redact  := tests/fuzz/redact_seeds
+FUZZ_DICT_audit    := tests/fuzz/audit.dict
+FUZZ_SEEDS_audit   := tests/fuzz/audit
+
+fuzz: deps $(FUZZ:%=fuzz-%)
+
+.PRECIOUS: $(B)/fuzz/fuzz_%
+# (Pattern rules do not apply to .PHONY targets, so fuzz-NAME is not declared one.)
+fuzz-%: $(B)/fuzz/fuzz_%
+	@mkdir -p $(or $(FUZZ_CORPUS_$*),$(B)/fuzz/corpus-$*)
+	$(B)/fuzz/fuzz_$* -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
+		-dict=$(FUZZ_DICT_$*) $(or $(FUZZ_CORPUS_$*),$(B)/fuzz/corpus-$*) $(FUZZ_SEEDS_$*)
 
 bench: deps
 	@$(MAKE) --no-print-directory all
