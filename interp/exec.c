@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "expr.h"
+#include "redact.h"
 
 const char *const ex_status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
@@ -27,69 +28,29 @@ const char *const ex_status_names[S_COUNT] = {
 
 /* --- redaction and events ----------------------------------------------------- */
 
-/* s with every secret value replaced by ***; malloc'd. */
+/*
+ * s with every secret replaced by ***, in any of the forms the redactor
+ * knows (interp/redact.h: encodings, lines of multi-line values); malloc'd.
+ */
 char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen)
 {
-	struct rb_buf b;
-	rb_buf_init(&b);
-	size_t i = 0;
-	while (i < len) {
-		size_t best = 0;
-		for (size_t k = 0; k < ex->secrets.n; k++) {
-			size_t sl = strlen(ex->secrets.v[k]);
-			if (sl && sl <= len - i && sl > best && !memcmp(s + i, ex->secrets.v[k], sl))
-				best = sl;
-		}
-		if (best) {
-			rb_buf_puts(&b, RB_SECRET_MASK);
-			i += best;
-		} else {
-			rb_buf_add(&b, s + i, 1);
-			i++;
-		}
+	if (!ex->nsecrets) {
+		char *copy = rb_xmalloc(len + 1);
+		memcpy(copy, s, len);
+		copy[len] = '\0';
+		if (outlen)
+			*outlen = len;
+		return copy;
 	}
-	if (outlen)
-		*outlen = b.len;
-	return rb_buf_detach(&b);
+	return rb_redact(ex->redactor, s, len, outlen);
 }
 
-/* A copy of v with secrets redacted in every string. */
+/* A copy of v with secrets redacted in every string and key. */
 json_t *ex_redact_json(const struct exec *ex, json_t *v)
 {
 	if (!v)
 		return json_null();
-	if (!ex->secrets.n)
-		return json_deep_copy(v);
-	switch (json_typeof(v)) {
-	case JSON_STRING: {
-		size_t len;
-		char *s = ex_redact(ex, json_string_value(v), json_string_length(v), &len);
-		json_t *j = json_stringn(s, len);
-		free(s);
-		return j ? j : json_string(RB_SECRET_MASK);
-	}
-	case JSON_ARRAY: {
-		json_t *a = json_array();
-		size_t i;
-		json_t *x;
-		json_array_foreach(v, i, x)
-			json_array_append_new(a, ex_redact_json(ex, x));
-		return a;
-	}
-	case JSON_OBJECT: {
-		json_t *o = json_object();
-		const char *k;
-		json_t *x;
-		json_object_foreach(v, k, x) {
-			char *rk = ex_redact(ex, k, strlen(k), NULL);
-			json_object_set_new(o, rk, ex_redact_json(ex, x));
-			free(rk);
-		}
-		return o;
-	}
-	default:
-		return json_deep_copy(v);
-	}
+	return ex->nsecrets ? rb_redact_json(ex->redactor, v) : json_deep_copy(v);
 }
 
 static void clock_text(char *buf, size_t size)
@@ -113,7 +74,7 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		json_object_set_new(ev, "time", json_string(ts));
 		json_object_set_new(ev, "run", json_string(ex->run_id));
-		json_t *clean = ex->secrets.n ? ex_redact_json(ex, ev) : json_incref(ev);
+		json_t *clean = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
 		json_dumpf(clean, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		fputc('\n', f);
 		json_decref(clean);
@@ -125,7 +86,7 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		va_end(ap);
 		char *clean = ex_redact(ex, msg, strlen(msg), NULL);
 		if (ex->o->live) {
-			json_t *cev = ex->secrets.n ? ex_redact_json(ex, ev) : json_incref(ev);
+			json_t *cev = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
 			rb_live_event(ex->o->live, cev, clean, rb_now_ms());
 			json_decref(cev);
 		} else {
@@ -148,7 +109,7 @@ void ex_journal(struct exec *ex, json_t *rec)
 		json_decref(rec);
 		return;
 	}
-	json_t *clean = ex->secrets.n ? ex_redact_json(ex, rec) : json_incref(rec);
+	json_t *clean = ex->nsecrets ? ex_redact_json(ex, rec) : json_incref(rec);
 	json_decref(rec);
 	if (!ex->journal_failed && rb_journal_append(ex->journal, clean) < 0)
 		ex->journal_failed = 1;
@@ -334,7 +295,9 @@ static int build_scope(struct exec *ex)
 			continue;
 		}
 		json_object_set_new(secrets, rb->secrets[i].name, json_string(v));
-		rb_strv_push(&ex->secrets, v);
+		rb_redactor_add_secret(ex->redactor, v, strlen(v));
+		ex->nsecrets++;
+		free(v);
 	}
 	if (rc < 0) {
 		json_decref(secrets);
@@ -378,7 +341,8 @@ static int build_scope(struct exec *ex)
 		}
 		/* A var made from a secret is as secret as it is. */
 		if (rb->vars[i].secret && json_is_string(x))
-			rb_strv_push(&ex->secrets, rb_xstrdup(json_string_value(x)));
+			ex->nsecrets += rb_redactor_add_secret(ex->redactor, json_string_value(x),
+							       json_string_length(x)) == 0;
 		rb_lua_push_json(L, x);
 		lua_setfield(L, vars, rb->vars[i].name);
 		json_decref(x);
@@ -513,6 +477,7 @@ static int setup(struct exec *ex)
 		snprintf(ex->run_id, sizeof(ex->run_id), "%s", ex->o->resume_id);
 	else
 		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+	ex->redactor = rb_redactor_new();
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
@@ -594,7 +559,7 @@ static void teardown(struct exec *ex)
 		close(ex->lock_fd);
 	free(ex->run_dir);
 	rb_luabox_free(ex->box);
-	rb_strv_release(&ex->secrets);
+	rb_redactor_free(ex->redactor);
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->cv);
 	pthread_mutex_destroy(&ex->out_mu);

@@ -95,7 +95,8 @@ struct exec {
 	struct rb_journal *journal;
 	char run_id[RB_RUN_ID_MAX];
 	char *run_dir;
-	struct rb_strv secrets;         /* values to redact */
+	struct rb_redactor *redactor;   /* the secrets' values, to redact */
+	size_t nsecrets;                /* how many it has */
 	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
 	size_t *retrying, nretrying, retrycap;
 	size_t *gates, ngates, gatecap; /* steps waiting at their gate, in arrival order */

@@ -244,6 +244,20 @@ check "--probe without --dry-run is refused" [ $? -eq 2 ]
 check "saying so" grep -q 'probe goes with --dry-run' <<<"$out"
 rm -rf "$pdir"
 
+# A secret printed base64-, hex-encoded or line by line (a PEM key) is redacted
+# too, on the console and in the journal.
+edir=$(mktemp -d)
+key=$(printf -- '-----BEGIN TEST KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n-----END TEST KEY-----')
+ENC_TOKEN=enc-Secret-Q7w9z ENC_KEY="$key" run tests/exec/encodings.yaml >"$edir/out" 2>&1
+check "a run printing encoded secrets succeeds" [ $? -eq 0 ]
+for form in enc-Secret-Q7w9z "$(printf %s enc-Secret-Q7w9z | base64)" "$(printf xx%s enc-Secret-Q7w9z | base64 | cut -c5-20)" \
+	"$(printf %s enc-Secret-Q7w9z | od -An -tx1 | tr -d ' \n')" MIIEvQIBADANBgkqhkiG9w0BAQEFAASC; do
+	check "no '$form' on the console" bash -c "! grep -qF -- '$form' '$edir/out'"
+	check "nor in the journal" bash -c "! grep -rqF -- '$form' '$state'"
+done
+check "the plain one is masked" grep -q 'leak| plain \*\*\*$' "$edir/out"
+rm -rf "$edir"
+
 # A held lock keeps a second run out (exit 1, naming the lock) unless it may
 # wait long enough; the run's timeout stops a run; on_failure still runs.
 "$RUNBOOK" run --state-dir "$state" tests/exec/locked.yaml >/dev/null 2>&1 &
