@@ -53,20 +53,6 @@ struct rb_audit_log {
 /* --- errors and system calls -------------------------------------------------------- */
 
 __attribute__((format(printf, 2, 3)))
-static int fail(char **err, const char *fmt, ...)
-{
-	int saved = errno;
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		*err = rb_xvasprintf(fmt, ap);
-		va_end(ap);
-	}
-	errno = saved;
-	return -1;
-}
-
-__attribute__((format(printf, 2, 3)))
 static int afail(struct rb_audit_log *a, const char *fmt, ...)
 {
 	int saved = errno;
@@ -85,21 +71,6 @@ static int abreak(struct rb_audit_log *a)
 	if (!a->broken)
 		a->broken = rb_xstrdup(a->errmsg ? a->errmsg : "unknown error");
 	return -1;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 static int read_all_at(int fd, char *p, size_t n, uint64_t off)
@@ -193,21 +164,21 @@ int rb_audit_read_tail(int fd, const char *path, struct rb_audit_tail *t, char *
 	struct stat st;
 	memset(t, 0, sizeof(*t));
 	if (fstat(fd, &st) < 0)
-		return fail(err, "cannot stat %s: %s", path, strerror(errno));
+		return rb_fail(err, "cannot stat %s: %s", path, strerror(errno));
 	t->size = (uint64_t)st.st_size;
 	for (uint64_t window = TAIL_WINDOW;; window *= 4) {
 		uint64_t start = t->size > window ? t->size - window : 0;
 		char *buf = rb_xmalloc(t->size - start + 1);
 		if (read_all_at(fd, buf, t->size - start, start) < 0) {
 			free(buf);
-			return fail(err, "cannot read %s: %s", path, strerror(errno));
+			return rb_fail(err, "cannot read %s: %s", path, strerror(errno));
 		}
 		int done = tail_scan(buf, start, t);
 		free(buf);
 		if (done)
 			break;
 		if (window >= TAIL_MAX)
-			return fail(err, "%s: no whole record in its last %" PRIu64 " bytes", path,
+			return rb_fail(err, "%s: no whole record in its last %" PRIu64 " bytes", path,
 				    window);
 	}
 	t->torn.length = t->size - t->torn.offset;
@@ -234,7 +205,7 @@ int rb_audit_head(const char *path, struct rb_audit_head *h, struct rb_audit_tor
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, "cannot open %s: %s", path, strerror(errno));
+		return rb_fail(err, "cannot open %s: %s", path, strerror(errno));
 	struct rb_audit_tail t;
 	int r = rb_audit_read_tail(fd, path, &t, err);
 	close(fd);
@@ -243,7 +214,7 @@ int rb_audit_head(const char *path, struct rb_audit_head *h, struct rb_audit_tor
 	h->seq = 0;
 	memcpy(h->sha256, ZERO_HASH, 65);
 	if (t.last && line_fields(t.last, t.last_len, &h->seq, NULL) < 0)
-		r = fail(err, "%s: the last record does not read", path);
+		r = rb_fail(err, "%s: the last record does not read", path);
 	else if (t.last)
 		rb_sha256_hex(t.last, t.last_len, h->sha256);
 	if (torn) {
@@ -350,7 +321,7 @@ static char *repair_path(const struct rb_audit_log *a)
 /* Cut the file to end, append line (with its newline) and make both durable. */
 static int cut_and_append(struct rb_audit_log *a, uint64_t end, const char *line, size_t len)
 {
-	if (ftruncate(a->fd, (off_t)end) < 0 || write_all(a->fd, line, len) < 0 ||
+	if (ftruncate(a->fd, (off_t)end) < 0 || rb_write_all(a->fd, line, len) < 0 ||
 	    datasync(a->fd) < 0) {
 		afail(a, "cannot repair %s: %s", a->path, strerror(errno));
 		return abreak(a);
@@ -501,9 +472,9 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 {
 	*out = NULL;
 	if (!key->can_sign)
-		return fail(err, "key %s is a public key: it cannot sign", key->id);
+		return rb_fail(err, "key %s is a public key: it cannot sign", key->id);
 	if (!run_id || !*run_id)
-		return fail(err, "no run id for the audit log");
+		return rb_fail(err, "no run id for the audit log");
 	struct rb_audit_log *a = rb_xcalloc(1, sizeof(*a));
 	a->path = rb_xstrdup(path);
 	const char *slash = strrchr(path, '/');
@@ -525,13 +496,13 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 	}
 	int r = 0;
 	if (a->fd < 0 || !a->ctx) {
-		r = fail(err, "cannot open %s: %s", path, a->ctx ? strerror(errno) : "out of memory");
+		r = rb_fail(err, "cannot open %s: %s", path, a->ctx ? strerror(errno) : "out of memory");
 		goto out;
 	}
 	/* A new file's entry must be durable too, or a power loss loses the whole log. */
 	int dfd = created ? open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (created && (dfd < 0 || (fsync(dfd) < 0 && errno != EINVAL))) {
-		r = fail(err, "cannot sync %s: %s", a->dir, strerror(errno));
+		r = rb_fail(err, "cannot sync %s: %s", a->dir, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
 		goto out;
@@ -540,7 +511,7 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 		close(dfd);
 	int shared = flags & RB_AUDIT_SHARED;
 	if (shared && lock(a->fd, LOCK_EX) < 0) {
-		r = fail(err, "cannot lock %s: %s", path, strerror(errno));
+		r = rb_fail(err, "cannot lock %s: %s", path, strerror(errno));
 		goto out;
 	}
 	r = finish_repair(a);
@@ -549,7 +520,7 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 	if (shared)
 		lock(a->fd, LOCK_UN);
 	if (r < 0)
-		fail(err, "%s", a->errmsg);
+		rb_fail(err, "%s", a->errmsg);
 	a->head.seq = a->seq;
 	memcpy(a->head.sha256, a->prev, 65);
 out:
@@ -626,7 +597,7 @@ int rb_audit_sync(struct rb_audit_log *a)
 	a->out.len = 0;
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = sign_record(a, json_array_get(a->pending, i), &a->out);
-	if (r == 0 && (write_all(a->fd, a->out.s, a->out.len) < 0 || datasync(a->fd) < 0)) {
+	if (r == 0 && (rb_write_all(a->fd, a->out.s, a->out.len) < 0 || datasync(a->fd) < 0)) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));
 		r = -1;
 	}

@@ -35,18 +35,6 @@ static const char *ossl_reason(void)
 	return buf;
 }
 
-__attribute__((format(printf, 2, 3)))
-static int fail(char **err, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		*err = rb_xvasprintf(fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 /* Fills k from its pkey (taking it): the raw public key and the id. */
 static int key_fill(struct rb_audit_key *k, EVP_PKEY *pkey, int can_sign, char **err)
 {
@@ -55,9 +43,9 @@ static int key_fill(struct rb_audit_key *k, EVP_PKEY *pkey, int can_sign, char *
 	k->pkey = pkey;
 	k->can_sign = can_sign;
 	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_ED25519)
-		return fail(err, "not an Ed25519 key");
+		return rb_fail(err, "not an Ed25519 key");
 	if (EVP_PKEY_get_raw_public_key(pkey, k->raw, &n) != 1 || n != sizeof(k->raw))
-		return fail(err, "cannot read the public key: %s", ossl_reason());
+		return rb_fail(err, "cannot read the public key: %s", ossl_reason());
 	rb_sha256_hex(k->raw, sizeof(k->raw), hex);
 	memcpy(k->id, hex, RB_AUDIT_KEY_ID_LEN);
 	k->id[RB_AUDIT_KEY_ID_LEN] = 0;
@@ -108,7 +96,7 @@ int rb_audit_key_load(const char *path, struct rb_audit_key **out, char **err)
 	size_t len;
 	*out = NULL;
 	if (rb_read_file(path, KEY_FILE_MAX, &text, &len, &e) < 0) {
-		fail(err, "%s", e);
+		rb_fail(err, "%s", e);
 		free(e);
 		return -1;
 	}
@@ -128,12 +116,12 @@ int rb_audit_key_load(const char *path, struct rb_audit_key **out, char **err)
 	if (!pkey) {
 		ossl_reason();
 		if (encrypted)
-			return fail(err, "%s: encrypted keys are not supported", path);
-		return fail(err, "%s: not a PEM private or public key", path);
+			return rb_fail(err, "%s: encrypted keys are not supported", path);
+		return rb_fail(err, "%s: not a PEM private or public key", path);
 	}
 	struct rb_audit_key *k = key_new(pkey, can_sign, &e);
 	if (!k) {
-		fail(err, "%s: %s", path, e);
+		rb_fail(err, "%s: %s", path, e);
 		free(e);
 		return -1;
 	}
@@ -145,27 +133,12 @@ int rb_audit_key_from_seed(const unsigned char seed[32], struct rb_audit_key **o
 {
 	EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
 	if (!pkey)
-		return fail(err, "cannot make a key: %s", ossl_reason());
+		return rb_fail(err, "cannot make a key: %s", ossl_reason());
 	*out = key_new(pkey, 1, err);
 	return *out ? 0 : -1;
 }
 
 /* --- writing key files ----------------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 static char *dir_of(const char *path)
 {
@@ -203,11 +176,11 @@ static int write_key_file(const char *path, const char *buf, size_t len, int mod
 	int r = -1;
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		fail(err, "cannot create a file in %s: %s", dir, strerror(errno));
+		rb_fail(err, "cannot create a file in %s: %s", dir, strerror(errno));
 		goto out;
 	}
-	if (fchmod(fd, (mode_t)mode) < 0 || write_all(fd, buf, len) < 0 || fsync(fd) < 0) {
-		fail(err, "cannot write %s: %s", tmp, strerror(errno));
+	if (fchmod(fd, (mode_t)mode) < 0 || rb_write_all(fd, buf, len) < 0 || fsync(fd) < 0) {
+		rb_fail(err, "cannot write %s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
 		goto out;
@@ -219,14 +192,14 @@ static int write_key_file(const char *path, const char *buf, size_t len, int mod
 		int e = errno;
 		unlink(tmp);
 		if (e == EEXIST)
-			fail(err, "%s exists; not replaced", path);
+			rb_fail(err, "%s exists; not replaced", path);
 		else
-			fail(err, "cannot write %s: %s", path, strerror(e));
+			rb_fail(err, "cannot write %s: %s", path, strerror(e));
 		errno = e;
 		goto out;
 	}
 	if (sync_dir(dir) < 0) {
-		fail(err, "cannot sync %s: %s", dir, strerror(errno));
+		rb_fail(err, "cannot sync %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	r = 0;
@@ -264,13 +237,13 @@ int rb_audit_keygen(const char *path, int force, struct rb_audit_key **out, char
 	if (out)
 		*out = NULL;
 	if (!force && (lstat(path, &st) == 0 || lstat(pub, &st) == 0)) {
-		fail(err, "%s exists; not replaced", lstat(path, &st) == 0 ? path : pub);
+		rb_fail(err, "%s exists; not replaced", lstat(path, &st) == 0 ? path : pub);
 		errno = EEXIST;
 		goto out;
 	}
 	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (!pkey) {
-		fail(err, "cannot generate a key: %s", ossl_reason());
+		rb_fail(err, "cannot generate a key: %s", ossl_reason());
 		goto out;
 	}
 	struct rb_audit_key *k = key_new(pkey, 1, err);
@@ -279,7 +252,7 @@ int rb_audit_keygen(const char *path, int force, struct rb_audit_key **out, char
 	priv_pem = pem_of(k->pkey, 1, &plen);
 	pub_pem = pem_of(k->pkey, 0, &ulen);
 	if (!priv_pem || !pub_pem) {
-		fail(err, "cannot encode the key: %s", ossl_reason());
+		rb_fail(err, "cannot encode the key: %s", ossl_reason());
 		rb_audit_key_free(k);
 		goto out;
 	}
@@ -303,27 +276,6 @@ out:
 	return r;
 }
 
-static int mkdir_p(const char *path, char **err)
-{
-	char *p = rb_xstrdup(path);
-	int r = 0;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = 0;
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			r = fail(err, "cannot create directory %s: %s", p, strerror(errno));
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return r;
-}
-
 int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit_key **out,
 			 char **created, char **err)
 {
@@ -337,13 +289,13 @@ int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit
 		if (!(*out)->can_sign) {
 			rb_audit_key_free(*out);
 			*out = NULL;
-			return fail(err, "%s: a public key cannot sign (give the private key)", given);
+			return rb_fail(err, "%s: a public key cannot sign (give the private key)", given);
 		}
 		return 0;
 	}
 	char *path = rb_xasprintf("%s/%s", rb_state_dir(state_dir), RB_AUDIT_HOST_KEY);
 	char *dir = dir_of(path);
-	int r = mkdir_p(dir, err);
+	int r = rb_mkdir_durable(dir, err);
 	free(dir);
 	if (r == 0 && access(path, F_OK) < 0 && errno == ENOENT) {
 		char *e = NULL;
@@ -351,7 +303,7 @@ int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit
 		if (rb_audit_keygen(path, 0, out, &e) == 0)
 			*created = rb_xstrdup(path);
 		else if (access(path, F_OK) < 0)
-			r = fail(err, "%s", e);
+			r = rb_fail(err, "%s", e);
 		free(e);
 	}
 	if (r == 0 && !*out)
@@ -359,7 +311,7 @@ int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit
 	if (r == 0 && !(*out)->can_sign) {
 		rb_audit_key_free(*out);
 		*out = NULL;
-		r = fail(err, "%s: not a private key", path);
+		r = rb_fail(err, "%s: not a private key", path);
 	}
 	if (r < 0) {
 		free(*created);
@@ -451,14 +403,14 @@ int rb_audit_keyring_add(struct rb_audit_keyring *kr, const struct rb_audit_key 
 		if (!memcmp(kr->v[i].key.raw, k->raw, sizeof(k->raw)))
 			return 0;
 		if (!strcmp(kr->v[i].key.id, k->id))
-			return fail(err, "%s and %s are different keys with the same id %s",
+			return rb_fail(err, "%s and %s are different keys with the same id %s",
 				    kr->v[i].name, name, k->id);
 	}
 	/* Only the public half: a keyring never holds what could sign. */
 	EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, k->raw,
 						    sizeof(k->raw));
 	if (!pub)
-		return fail(err, "%s: %s", name, ossl_reason());
+		return rb_fail(err, "%s: %s", name, ossl_reason());
 	rb_grow(&kr->v, &kr->cap, kr->n + 1, sizeof(*kr->v));
 	struct ring_key *rk = &kr->v[kr->n];
 	memset(rk, 0, sizeof(*rk));
@@ -494,7 +446,7 @@ int rb_audit_keyring_load(const char *path, struct rb_audit_keyring **out, char 
 	struct stat st;
 	*out = NULL;
 	if (stat(path, &st) < 0)
-		return fail(err, "cannot read keyring %s: %s", path, strerror(errno));
+		return rb_fail(err, "cannot read keyring %s: %s", path, strerror(errno));
 	struct rb_audit_keyring *kr = rb_audit_keyring_new();
 	if (!S_ISDIR(st.st_mode)) {
 		if (add_file(kr, path, err) < 0) {
@@ -508,7 +460,7 @@ int rb_audit_keyring_load(const char *path, struct rb_audit_keyring **out, char 
 	int n = scandir(path, &names, key_name, alphasort);
 	if (n < 0) {
 		rb_audit_keyring_free(kr);
-		return fail(err, "cannot read keyring %s: %s", path, strerror(errno));
+		return rb_fail(err, "cannot read keyring %s: %s", path, strerror(errno));
 	}
 	int r = 0;
 	for (int i = 0; i < n; i++) {
@@ -520,7 +472,7 @@ int rb_audit_keyring_load(const char *path, struct rb_audit_keyring **out, char 
 	}
 	free(names);
 	if (r == 0 && kr->n == 0)
-		r = fail(err, "keyring %s holds no key (*.pem or *.pub files)", path);
+		r = rb_fail(err, "keyring %s holds no key (*.pem or *.pub files)", path);
 	if (r < 0) {
 		rb_audit_keyring_free(kr);
 		return -1;

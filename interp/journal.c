@@ -348,8 +348,7 @@ static int valid_run_id(const char *id)
 	return n > 0 && n < RB_RUN_ID_MAX * 4 && id[0] != '.' && !strchr(id, '/');
 }
 
-/* mkdir -p, mode 0700, each new directory's entry synced into its parent. */
-static int mkdir_p(const char *path, char **err)
+int rb_mkdir_durable(const char *path, char **err)
 {
 	char *p = strdup(path);
 	if (!p)
@@ -851,7 +850,7 @@ int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journ
 		goto oom;
 	if (crash_from_env(j, err) < 0)
 		goto undo;
-	if (mkdir_p(runs, err) < 0)
+	if (rb_mkdir_durable(runs, err) < 0)
 		goto undo;
 	if (lstat(dir, &st) == 0) {
 		errno = EEXIST;
