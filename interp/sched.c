@@ -236,17 +236,17 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "event", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
 	if (sr->output)
-		json_object_set(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
-							     : sr->output);
+		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
+							     : json_incref(sr->output));
 	if (sr->outputs)
-		json_object_set(rec, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
-							      : sr->outputs);
+		json_object_set_new(rec, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
+							      : json_incref(sr->outputs));
 	if (sr->error)
 		json_object_set_new(rec, "error", json_string(sr->error));
 	if (status != S_SKIPPED)
 		json_object_set_new(rec, "duration_ms",
 				    json_integer(rb_now_ms() - sr->started_ms));
-	json_t *ev = json_deep_copy(rec);
+	json_t *ev = json_copy(rec);    /* shallow: the event is the record without the outputs */
 	json_object_del(ev, "output");
 	json_object_del(ev, "outputs");
 	ex_journal(ex, rec);

@@ -38,6 +38,9 @@ check "secret redacted in the journal" has '"token":"\*\*\*"'
 check "secret never on disk" bash -c "! grep -rq tok-Zq81x '$state'"
 check "secret never printed" bash -c "! grep -q tok-Zq81x <<<'$out'"
 check "run finished journalled" has '"event":"run_finished","status":"succeeded"'
+check "a sensitive step's output is journalled as ***" has '"step":"private","status":"succeeded","attempt":1,"output":"\*\*\*","outputs":"\*\*\*"'
+check "its dependents see the real value" has '"step":"uses_private","status":"succeeded","attempt":1,"output":"length 17"'
+check "the value is nowhere in the journal" bash -c "! grep -rq --exclude=runbook.yaml private-Value-3k9 '$state'"
 check "every step started before it finished" order '"event":"step_started","step":"tens"' '"step":"tens","status"'
 
 # failure, rollback, on_failure
