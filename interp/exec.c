@@ -96,9 +96,18 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		free(clean);
 		free(msg);
 	}
-	fflush(f);
+	/* The scheduling thread flushes before it waits (ex_flush); workers' lines go at once. */
+	if (!pthread_equal(pthread_self(), ex->sched))
+		fflush(f);
 	pthread_mutex_unlock(&ex->out_mu);
 	json_decref(ev);
+}
+
+void ex_flush(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->out_mu);
+	fflush(ex->o->out);
+	pthread_mutex_unlock(&ex->out_mu);
 }
 
 /* --- journal ---------------------------------------------------------------------- */
@@ -621,6 +630,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	pthread_cond_init(&ex.cv, NULL);
 	pthread_mutex_init(&ex.out_mu, NULL);
 	ex.t0 = rb_now_ms();
+	ex.sched = pthread_self();
 	int rc = setup(&ex);
 	if (rc < 0) {
 		teardown(&ex);
@@ -629,6 +639,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	memcpy(run_id, ex.run_id, RB_RUN_ID_MAX);
 	if (o->probe) {
 		probe(&ex, status);
+		ex_flush(&ex);
 		teardown(&ex);
 		return 0;
 	}
@@ -679,6 +690,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);
+	ex_flush(&ex);
 	teardown(&ex);
 	return 0;
 }

@@ -116,6 +116,7 @@ struct exec {
 	int quit;
 	int wake[2];                    /* a worker writes a byte when a job is done */
 	pthread_mutex_t out_mu;         /* one event line at a time */
+	pthread_t sched;                /* the scheduling thread */
 	int64_t t0;
 	int journal_failed;
 	char sha[65];                   /* of the runbook's bytes */
@@ -129,6 +130,8 @@ json_t *ex_redact_json(const struct exec *ex, json_t *v);
 /* One event: a line of text, or a JSON object with "event" set (ev is taken). */
 void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Write out the events printed so far (before waiting). */
+void ex_flush(struct exec *ex);
 /* Journal a record (rec is taken), redacted; durable at the next ex_journal_sync. */
 void ex_journal(struct exec *ex, json_t *rec);
 /* Make what was journalled durable; a failure stops the run (-1). */

@@ -487,6 +487,7 @@ static int ask_gates(struct exec *ex)
 		rb_live_suspend(ex->o->live);
 		pthread_mutex_unlock(&ex->out_mu);
 	}
+	ex_flush(ex);
 	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
 	if (answer < 0)
 		return 0;
@@ -890,6 +891,7 @@ void ex_run_phase(struct exec *ex)
 				continue;
 			check_signals(ex, &seen);
 			ex_journal_sync(ex);
+			ex_flush(ex);
 			break;
 		}
 		if (can_start && ex->running < (size_t)ex->o->jobs)
@@ -899,6 +901,7 @@ void ex_run_phase(struct exec *ex)
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		ex_journal_sync(ex);
+		ex_flush(ex);
 		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
 		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
 		live_tick(ex);
