@@ -5,7 +5,9 @@
 #ifndef RB_TEST_CHECK_H
 #define RB_TEST_CHECK_H
 
+#include <ftw.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static int npass, nfail;
 
@@ -20,5 +22,23 @@ static int npass, nfail;
 			putchar('\n');					\
 		}							\
 	} while (0)
+
+static inline int rb_test_rm_one(const char *path, const struct stat *st, int flag,
+				 struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* rm -rf of a test's temporary directory. */
+static inline void rb_test_rm_rf(const char *path)
+{
+	nftw(path, rb_test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 #endif

@@ -31,17 +31,6 @@
 
 /* --- helpers ------------------------------------------------------------------- */
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static char *join(const char *a, const char *b)
 {
 	return rb_xasprintf("%s/%s", a, b);
@@ -1196,7 +1185,7 @@ int main(int argc, char **argv)
 	t_shared(tmpl, ka, kb);
 	rb_audit_key_free(ka);
 	rb_audit_key_free(kb);
-	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rb_test_rm_rf(tmpl);
 	printf("audit: %d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
 }

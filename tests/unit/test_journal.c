@@ -54,22 +54,6 @@ static char *join(const char *a, const char *b)
 	return s;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static long long file_size(const char *path)
 {
 	struct stat st;
@@ -1356,7 +1340,7 @@ static void bench(const char *base)
 	if (rb_journal_create(tmpl, "bench", &j, &err) < 0) {
 		fprintf(stderr, "bench: %s\n", err);
 		free(err);
-		rm_rf(tmpl);
+		rb_test_rm_rf(tmpl);
 		return;
 	}
 	printf("%s (%s)\n", base, is_tmpfs(base) ? "tmpfs" : "disk");
@@ -1418,7 +1402,7 @@ static void bench(const char *base)
 	rb_journal_close(j);
 	free(sp);
 	free(dir);
-	rm_rf(tmpl);
+	rb_test_rm_rf(tmpl);
 }
 
 int main(int argc, char **argv)
@@ -1472,7 +1456,7 @@ int main(int argc, char **argv)
 		t_durable_files(tmpl);
 		t_crash_env(tmpl);
 		t_crash(tmpl, seed + d, kills);
-		rm_rf(tmpl);
+		rb_test_rm_rf(tmpl);
 	}
 	free(envdirs);
 	printf("journal: %d passed, %d failed\n", npass, nfail);
