@@ -47,6 +47,8 @@ struct rb_audit_log {
 	char *errmsg;
 	int64_t (*now_ms)(void *arg);
 	void *now_arg;
+	rb_journal_hook *hook;          /* the tests' failure and crash injection */
+	void *hook_arg;
 	uint64_t records, syncs;
 };
 
@@ -597,11 +599,15 @@ int rb_audit_sync(struct rb_audit_log *a)
 	a->out.len = 0;
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = sign_record(a, json_array_get(a->pending, i), &a->out);
-	if (r == 0 && (rb_write_all(a->fd, a->out.s, a->out.len) < 0 || datasync(a->fd) < 0)) {
+	if (r == 0 && (rb_write_hooked(a->fd, a->out.s, a->out.len, a->hook, a->hook_arg) < 0 ||
+		       rb_hook_inject(a->hook, a->hook_arg, RB_JP_AFTER_WRITE) < 0 ||
+		       datasync(a->fd) < 0)) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));
 		r = -1;
 	}
 	if (r == 0) {
+		if (a->hook)
+			a->hook(a->hook_arg, RB_JP_AFTER_FDATASYNC, NULL);
 		a->size += a->out.len;
 		a->records += n;
 		a->syncs++;
@@ -624,6 +630,12 @@ void rb_audit_set_clock(struct rb_audit_log *a, int64_t (*now_ms)(void *arg), vo
 {
 	a->now_ms = now_ms ? now_ms : realtime_ms;
 	a->now_arg = arg;
+}
+
+void rb_audit_set_hook(struct rb_audit_log *a, rb_journal_hook *hook, void *arg)
+{
+	a->hook = hook;
+	a->hook_arg = arg;
 }
 
 void rb_audit_counts(const struct rb_audit_log *a, uint64_t *records, uint64_t *syncs)

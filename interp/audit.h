@@ -15,9 +15,11 @@
 
 #include <jansson.h>
 
+#include "journal.h"
+
 struct rb_buf;
 
-#define RB_RUN_AUDIT            "audit.jsonl"   /* the run's log, in its run directory */
+#define RB_RUN_AUDIT            RB_RUN_JOURNAL  /* the run's log, in its run directory */
 #define RB_AUDIT_KEY_ID_LEN     16              /* hex digits of a key id */
 #define RB_AUDIT_LINE_MAX       (16u << 20)     /* a longer line is not a record */
 #define RB_AUDIT_DEPTH_MAX      128             /* nesting of arrays and objects */
@@ -57,6 +59,13 @@ int rb_audit_key_default(const char *opt, const char *state_dir, struct rb_audit
 
 /* The key id: the first 16 hex digits of the SHA-256 of the raw 32-byte public key. */
 const char *rb_audit_key_id(const struct rb_audit_key *k);
+/*
+ * The key under which the engine's records give an HMAC-SHA256 of a secret
+ * (never its value): SHA-256 of "runbook secret hmac v1", its NUL, and the
+ * 32-byte private seed, so that only the holder of the signing key can check
+ * which value was used (`runbook audit hmac`).  -1 for a public key.
+ */
+int rb_audit_key_hmac_key(const struct rb_audit_key *k, unsigned char out[32]);
 /* 1 when k can sign (a key pair), 0 for a public key. */
 int rb_audit_key_can_sign(const struct rb_audit_key *k);
 void rb_audit_key_free(struct rb_audit_key *k);
@@ -166,6 +175,12 @@ int rb_audit_sync(struct rb_audit_log *a);
 void rb_audit_log_head(const struct rb_audit_log *a, struct rb_audit_head *h);
 /* Time source for ts, in ms since the epoch (default: CLOCK_REALTIME); for tests. */
 void rb_audit_set_clock(struct rb_audit_log *a, int64_t (*now_ms)(void *arg), void *arg);
+/*
+ * Test hook (journal.h): visited at RB_JP_BEFORE_WRITE (each write(2) of a
+ * sync), RB_JP_AFTER_WRITE and RB_JP_AFTER_FDATASYNC, where it can make the
+ * operation fail, cut a write short or crash the process.
+ */
+void rb_audit_set_hook(struct rb_audit_log *a, rb_journal_hook *hook, void *arg);
 /* Records signed and fdatasyncs done through this handle. */
 void rb_audit_counts(const struct rb_audit_log *a, uint64_t *records, uint64_t *syncs);
 /* Close; records appended and not synced are dropped (they were never durable). */

@@ -480,3 +480,19 @@ int rb_audit_keyring_load(const char *path, struct rb_audit_keyring **out, char 
 	*out = kr;
 	return 0;
 }
+
+int rb_audit_key_hmac_key(const struct rb_audit_key *k, unsigned char out[32])
+{
+	static const char label[] = "runbook secret hmac v1";
+	unsigned char seed[32];
+	size_t n = sizeof(seed);
+	if (!k->can_sign || EVP_PKEY_get_raw_private_key(k->pkey, seed, &n) != 1 || n != 32)
+		return -1;
+	unsigned char buf[sizeof(label) + 32];
+	memcpy(buf, label, sizeof(label));      /* with its NUL: the label ends there */
+	memcpy(buf + sizeof(label), seed, 32);
+	int r = EVP_Digest(buf, sizeof(buf), out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -1;
+	OPENSSL_cleanse(seed, sizeof(seed));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r;
+}

@@ -3,10 +3,12 @@
  * to publish, and show a log as a timeline.  Exit 0 when all is well, 1 when
  * a log does not verify or cannot be read, 2 for a bad command line.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "audit.h"
 #include "cli.h"
@@ -36,6 +38,37 @@ static struct rb_audit_keyring *keyring(const char *opt, const char *state_opt)
 	}
 	free(path);
 	return kr;
+}
+
+/*
+ * A LOG argument may be a run: its directory, or its id in the state
+ * directory.  Then the log is its audit.jsonl, and the head its snapshot
+ * keeps must be in it (a cut tail shows): 1 with *kept set, 0 for a plain
+ * log (or a run without a snapshot yet), -1 when the snapshot does not read.
+ */
+static int run_log(const char *arg, const char *state, char **path, struct rb_audit_head *kept)
+{
+	struct stat st;
+	char *dir = NULL;
+	if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
+		dir = rb_xstrdup(arg);
+	else if (errno == ENOENT && !strchr(arg, '/') && arg[0] != '.')
+		dir = rb_run_dir(rb_state_dir(state), arg);
+	if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(dir);
+		*path = rb_xstrdup(arg);
+		return 0;
+	}
+	*path = rb_xasprintf("%s/%s", dir, RB_RUN_AUDIT);
+	char *err = NULL;
+	int r = rb_run_head(dir, &kept->seq, kept->sha256, &err);
+	if (r < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		free(*path);
+	}
+	free(dir);
+	return r;
 }
 
 static int verify(int argc, char **argv)
@@ -82,23 +115,36 @@ static int verify(int argc, char **argv)
 	o.keyring = kr;
 	for (int i = 0; rc != RB_EXIT_INVALID && kr && i < n; i++) {
 		struct rb_audit_result r;
-		if (rb_audit_verify(logs[i], &o, &r) < 0) {
+		struct rb_audit_head kept;
+		char *path = NULL;
+		int ok = run_log(logs[i], state, &path, &kept);
+		if (ok < 0) {
 			rc = RB_EXIT_FAILED;
-			if (!r.bad_line)
-				fprintf(stderr, "%s: error: %s\n", logs[i], r.reason);
-			else if (r.bad_seq)
-				fprintf(stderr, "%s:%" PRIu64 ": error: seq %" PRIu64 ": %s\n", logs[i],
-					r.bad_line, r.bad_seq, r.reason);
-			else
-				fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", logs[i], r.bad_line,
-					r.reason);
 			continue;
 		}
-		printf("%s: ok: %" PRIu64 " record%s, %" PRIu64 " run%s", logs[i], r.records,
-		       r.records == 1 ? "" : "s", r.runs, r.runs == 1 ? "" : "s");
-		if (r.open_runs)
-			printf(" (%" PRIu64 " not closed)", r.open_runs);
-		printf(", head %" PRIu64 ":%s\n", r.head.seq, r.head.sha256);
+		const struct rb_audit_head *given = o.expected_head;
+		if (ok > 0 && !given)
+			o.expected_head = &kept;
+		int v = rb_audit_verify(path, &o, &r);
+		o.expected_head = given;
+		if (v < 0) {
+			rc = RB_EXIT_FAILED;
+			if (!r.bad_line)
+				fprintf(stderr, "%s: error: %s\n", path, r.reason);
+			else if (r.bad_seq)
+				fprintf(stderr, "%s:%" PRIu64 ": error: seq %" PRIu64 ": %s\n", path,
+					r.bad_line, r.bad_seq, r.reason);
+			else
+				fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", path, r.bad_line,
+					r.reason);
+		} else {
+			printf("%s: ok: %" PRIu64 " record%s, %" PRIu64 " run%s", path, r.records,
+			       r.records == 1 ? "" : "s", r.runs, r.runs == 1 ? "" : "s");
+			if (r.open_runs)
+				printf(" (%" PRIu64 " not closed)", r.open_runs);
+			printf(", head %" PRIu64 ":%s\n", r.head.seq, r.head.sha256);
+		}
+		free(path);
 	}
 	rb_audit_keyring_free(kr);
 	free(logs);

@@ -52,6 +52,10 @@ int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb
 		o->jobs = (int)n;
 	} else if (!strcmp(name, "state-dir")) {
 		o->state_dir = val;
+	} else if (!strcmp(name, "audit-key")) {
+		o->audit_key = val;
+	} else if (!strcmp(name, "audit-log")) {
+		o->audit_log = val;
 	} else if (!strcmp(name, "output")) {
 		if (strcmp(val, "auto") && strcmp(val, "text") && strcmp(val, "json"))
 			return rb_usage_error("%s: unknown output '%s' (expected auto, text or json)",
@@ -215,6 +219,7 @@ int cmd_run(int argc, char **argv)
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
 		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, "probe", 0},
+		{0, "audit-key", 1}, {0, "audit-log", 1},
 		{0, NULL, 0},
 	};
 	struct rb_optparse p;

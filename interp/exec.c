@@ -18,8 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "audit.h"
 #include "expr.h"
 #include "redact.h"
+#include "runstate.h"
 
 const char *const ex_status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
@@ -112,6 +116,16 @@ void ex_flush(struct exec *ex)
 
 /* --- journal ---------------------------------------------------------------------- */
 
+static const char *const text_keys[] = RB_RECORD_TEXT_KEYS;
+
+/* The journal (or the shared log) failed: nothing more is recorded, so nothing more may run. */
+static void journal_broken(struct exec *ex, const char *why)
+{
+	ex->journal_failed = 1;
+	if (!ex->journal_error)
+		ex->journal_error = rb_xstrdup(why);
+}
+
 void ex_journal(struct exec *ex, json_t *rec)
 {
 	if (!ex->journal) {     /* a probe */
@@ -120,8 +134,41 @@ void ex_journal(struct exec *ex, json_t *rec)
 	}
 	json_t *clean = ex->nsecrets ? ex_redact_json(ex, rec) : json_incref(rec);
 	json_decref(rec);
-	if (!ex->journal_failed && rb_journal_append(ex->journal, clean) < 0)
-		ex->journal_failed = 1;
+	for (size_t k = 0; k < sizeof(text_keys) / sizeof(*text_keys); k++) {
+		json_t *v = json_object_get(clean, text_keys[k]);
+		if (v) {
+			char *t = rb_record_text(v);
+			json_object_set_new(clean, text_keys[k], json_string(t));
+			free(t);
+		}
+	}
+	if (ex->journal_failed)
+		;
+	else if (rb_journal_append(ex->journal, clean) < 0)
+		journal_broken(ex, rb_journal_error(ex->journal));
+	else if (ex->shared && rb_audit_append(ex->shared, clean) < 0)
+		journal_broken(ex, rb_audit_error(ex->shared));
+	json_decref(clean);
+}
+
+json_t *ex_record_event(const json_t *rec)
+{
+	json_t *ev = json_copy((json_t *)rec);  /* shallow */
+	json_object_set(ev, "event", json_object_get(rec, "type"));
+	json_object_del(ev, "type");
+	json_object_del(ev, "output");
+	json_object_del(ev, "outputs");
+	return ev;
+}
+
+void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const json_t *out,
+		      char hex[65])
+{
+	json_t *clean = st->sensitive ? json_string(RB_SECRET_MASK)
+			: ex_redact_json(ex, (json_t *)out);
+	char *t = rb_record_text(clean);
+	rb_sha256_hex(t, strlen(t), hex);
+	free(t);
 	json_decref(clean);
 }
 
@@ -181,15 +228,16 @@ static void set_compact_at(struct exec *ex)
 		ex->compact_at = ex->rb->nsteps > 1000 ? ex->rb->nsteps : 1000;
 }
 
-static void maybe_compact(struct exec *ex)
+/* A snapshot now (force), or when enough records came since the last. */
+static void compact(struct exec *ex, int force)
 {
 	struct rb_journal_stats st;
 	rb_journal_stats(ex->journal, &st);
-	if (st.journal_records < ex->compact_at)
+	if (!force && st.journal_records < ex->compact_at)
 		return;
 	json_t *snap = snapshot(ex);
-	if (rb_journal_compact(ex->journal, snap) < 0 && rb_journal_sync(ex->journal) < 0)
-		ex->journal_failed = 1;
+	/* A failed snapshot costs a longer replay on resume, nothing else. */
+	rb_journal_compact(ex->journal, snap);
 	json_decref(snap);
 }
 
@@ -198,17 +246,23 @@ int ex_journal_sync(struct exec *ex)
 {
 	if (!ex->journal)
 		return 0;
-	if (!ex->journal_failed && rb_journal_sync(ex->journal) == 0) {
-		maybe_compact(ex);
+	if (ex->journal_failed)
+		;
+	else if (rb_journal_sync(ex->journal) < 0)
+		journal_broken(ex, rb_journal_error(ex->journal));
+	else if (ex->shared && rb_audit_sync(ex->shared) < 0)
+		journal_broken(ex, rb_audit_error(ex->shared));
+	else {
+		compact(ex, 0);
 		return 0;
 	}
-	if (!ex->journal_failed || !ex->failed) {
-		ex->journal_failed = 1;
-		ex->failed = 1;
+	ex->failed = 1;
+	if (!ex->journal_said) {
+		ex->journal_said = 1;
 		ex_event(ex, json_pack("{s:s, s:s}", "event", "error", "message",
-				       rb_journal_error(ex->journal)),
-			 "error: cannot write the journal: %s; stopping the run",
-			 rb_journal_error(ex->journal));
+				       ex->journal_error),
+			 "error: cannot write the audit log: %s; stopping the run",
+			 ex->journal_error);
 	}
 	return -1;
 }
@@ -290,6 +344,18 @@ static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 	return check_secret(ex, s, out);
 }
 
+/* The audit proves which value a secret had by its HMAC (audit.h), never by the value. */
+static void secret_hmac(struct exec *ex, const char *name, const char *v)
+{
+	unsigned char k[32];
+	char hex[65];
+	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0 ||
+	    rb_hmac_hex(k, sizeof(k), v, strlen(v), hex) < 0)
+		return;
+	json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
+	OPENSSL_cleanse(k, sizeof(k));
+}
+
 /* The run's scope: params, secrets, vars, run, steps. */
 static int build_scope(struct exec *ex)
 {
@@ -304,6 +370,7 @@ static int build_scope(struct exec *ex)
 			continue;
 		}
 		json_object_set_new(secrets, rb->secrets[i].name, json_string(v));
+		secret_hmac(ex, rb->secrets[i].name, v);
 		rb_redactor_add_secret(ex->redactor, v, strlen(v));
 		ex->nsecrets++;
 		free(v);
@@ -467,6 +534,36 @@ static void restore(struct exec *ex)
 	}
 }
 
+/*
+ * The key that signs the run's log: --audit-key, $RUNBOOK_AUDIT_KEY, or the
+ * host's key, made on first use (and said so: its public half must reach the
+ * keyrings that verify this host's logs).
+ */
+static int load_key(struct exec *ex, const char *state)
+{
+	char *created = NULL, *err = NULL;
+	if (rb_audit_key_default(ex->o->audit_key, state, &ex->key, &created, &err) < 0) {
+		rb_error_pos(ex->d, 0, 0, "audit key: %s", err);
+		free(err);
+		return -1;
+	}
+	if (created)
+		fprintf(stderr, "runbook: created %s, the audit key of this host (key id %s), to "
+			"sign run logs; give %s.pub to those who verify them\n", created,
+			rb_audit_key_id(ex->key), created);
+	free(created);
+	ex->secret_hmacs = json_object();
+	return 0;
+}
+
+static const char *host_name(void)
+{
+	static char host[256];
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	return host;
+}
+
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -490,24 +587,33 @@ static int setup(struct exec *ex)
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
+	const char *state = rb_state_dir(ex->o->state_dir);
+	if (!ex->o->probe && load_key(ex, state) < 0)
+		return -2;
 	if (build_scope(ex) < 0)
 		return -1;
 	if (ex->o->probe)               /* keeps nothing: no run directory, journal or lock */
 		return ex_start_workers(ex) < 0 ? -2 : 0;
 	char *err = NULL;
-	const char *state = rb_state_dir(ex->o->state_dir);
 	/* From here on a failure is not the input's fault: -2. */
 	if (rb->lock && take_lock(ex, state) < 0)
 		return -2;
 	ex->run_dir = rb_run_dir(state, ex->run_id);
+	if (ex->o->audit_log &&
+	    rb_audit_open(ex->o->audit_log, ex->key, ex->run_id, RB_AUDIT_SHARED, &ex->shared,
+			  &err) < 0) {
+		rb_error_pos(ex->d, 0, 0, "cannot open the audit log: %s", err);
+		free(err);
+		return -2;
+	}
 	if (ex->o->resume_id) {
-		if (rb_journal_open(ex->run_dir, &ex->journal, &err) < 0) {
+		if (rb_journal_open(ex->run_dir, ex->run_id, ex->key, &ex->journal, &err) < 0) {
 			rb_error_pos(ex->d, 0, 0, "cannot open the run: %s", err);
 			free(err);
 			return -2;
 		}
 		restore(ex);
-	} else if (rb_journal_create(state, ex->run_id, &ex->journal, &err) < 0) {
+	} else if (rb_journal_create(state, ex->run_id, ex->key, &ex->journal, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
 		free(err);
 		return -2;
@@ -518,8 +624,15 @@ static int setup(struct exec *ex)
 	}
 	const char *sha = ex->sha;
 	rb_sha256_hex(rb->src, rb->srclen, ex->sha);
+	json_t *who = json_pack("{s:s, s:s, s:s, s:i}", "user", ex->o->user ? ex->o->user : "",
+				"host", host_name(), "version", RB_VERSION, "pid", (int)getpid());
 	if (ex->o->resume_id) {
-		json_t *rec = json_pack("{s:s, s:s}", "event", "run_resumed", "sha256", sha);
+		/* The session before ended without saying so: it crashed (or was killed). */
+		if (strcmp(rb_journal_last_type(ex->journal), "run_finished"))
+			ex_journal(ex, json_pack("{s:s}", "type", "run_crashed"));
+		json_t *rec = json_pack("{s:s, s:s, s:O}", "type", "run_resumed", "sha256", sha,
+					"secrets", ex->secret_hmacs);
+		json_object_update(rec, who);
 		if (ex->o->resume_note)
 			json_object_update(rec, ex->o->resume_note);
 		ex_journal(ex, rec);
@@ -528,16 +641,19 @@ static int setup(struct exec *ex)
 		json_t *k;
 		json_object_foreach(ex->o->kept, id, k)
 			if (json_is_true(json_object_get(k, "taken_as_done")))
-				ex_journal(ex, json_pack("{s:s, s:s, s:s, s:O, s:b}", "event",
+				ex_journal(ex, json_pack("{s:s, s:s, s:s, s:O, s:b}", "type",
 							 "step_finished", "step", id, "status",
 							 "succeeded", "attempt",
 							 json_object_get(k, "attempts"),
 							 "taken_as_done", 1));
 	} else {
-		ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "event", "run_started",
-				      "run", ex->run_id, "runbook", rb->name, "file", rb->file,
-				      "sha256", sha, "params", ex->o->params));
+		json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O}", "type", "run_started",
+					"runbook", rb->name, "file", rb->file, "sha256", sha, "params",
+					ex->o->params, "secrets", ex->secret_hmacs);
+		json_object_update(rec, who);
+		ex_journal(ex, rec);
 	}
+	json_decref(who);
 	if (ex_journal_sync(ex) < 0 || ex_start_workers(ex) < 0)
 		return -2;
 	return 0;
@@ -564,6 +680,10 @@ static void teardown(struct exec *ex)
 	free(ex->active);
 	if (ex->journal)
 		rb_journal_close(ex->journal);
+	rb_audit_close(ex->shared);
+	rb_audit_key_free(ex->key);
+	json_decref(ex->secret_hmacs);
+	free(ex->journal_error);
 	if (ex->lock_fd >= 0)
 		close(ex->lock_fd);
 	free(ex->run_dir);
@@ -676,8 +796,10 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
 	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
 	ex.outcome = outcome[*status];
-	ex_journal(&ex, json_pack("{s:s, s:s}", "event", "run_finished", "status", outcome[*status]));
-	ex_journal_sync(&ex);
+	ex_journal(&ex, json_pack("{s:s, s:s}", "type", "run_finished", "status", outcome[*status]));
+	/* The snapshot keeps the log's head: a tail cut from the log shows (audit verify). */
+	if (ex_journal_sync(&ex) == 0)
+		compact(&ex, 1);
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
 			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
 			       "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",

@@ -31,6 +31,8 @@ struct rb_exec_opts {
 	json_t *params;                 /* resolved (rb_params_resolve), borrowed */
 	int jobs;                       /* steps at once, 1..RB_JOBS_MAX */
 	const char *state_dir;          /* NULL: $RUNBOOK_STATE_DIR or ./.runbook */
+	const char *audit_key;          /* --audit-key: the signing key's file, or NULL */
+	const char *audit_log;          /* --audit-log: a log shared by runs, or NULL */
 	FILE *out;                      /* events */
 	int json_events;                /* one JSON object a line instead of text */
 	struct rb_live *live;           /* the live view on a terminal instead of text, or NULL */

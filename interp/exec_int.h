@@ -57,6 +57,7 @@ struct job {
 struct unit {
 	struct job *jb;
 	size_t k;                       /* which call */
+	int64_t started_ms;
 	json_t *output;
 	int failed, timed_out;
 	char *error;
@@ -119,6 +120,11 @@ struct exec {
 	pthread_t sched;                /* the scheduling thread */
 	int64_t t0;
 	int journal_failed;
+	char *journal_error;            /* why, once it failed */
+	int journal_said;               /* and the run was told */
+	struct rb_audit_key *key;       /* signs the run's log */
+	struct rb_audit_log *shared;    /* --audit-log, or NULL */
+	json_t *secret_hmacs;           /* {"NAME": {"hmac_sha256"}} for run_started */
 	char sha[65];                   /* of the runbook's bytes */
 	const char *outcome;            /* the run's status once run_finished is journalled */
 	size_t compact_at;              /* compact when the journal holds this many records */
@@ -132,8 +138,17 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Write out the events printed so far (before waiting). */
 void ex_flush(struct exec *ex);
-/* Journal a record (rec is taken), redacted; durable at the next ex_journal_sync. */
+/*
+ * Journal a record (rec is taken; an audit record with a "type"), redacted,
+ * and its user data (AUDIT_TEXT_KEYS) as JSON text; durable at the next
+ * ex_journal_sync.
+ */
 void ex_journal(struct exec *ex, json_t *rec);
+/* The event of a journal record: the record without its outputs, "type" made "event". */
+json_t *ex_record_event(const json_t *rec);
+/* The SHA-256 of an output as the journal records it (step st's, redacted, as JSON text). */
+void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const json_t *out,
+		      char hex[65]);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
 struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);

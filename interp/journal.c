@@ -1,10 +1,12 @@
 /*
- * The run directory and its durable state: the journal (append, group
- * fdatasync, torn-tail detection), the snapshot that compaction writes, and
+ * The run directory and its durable state: the journal (the run's signed
+ * audit log, interp/audit.c, appended in groups that share one fdatasync, its
+ * torn tail repaired on resume), the snapshot that compaction writes, and
  * durable whole-file writes.  It must never report as durable what is not, nor
  * lose or repeat a record it once reported durable; docs/state.md says how.
  */
 #include "journal.h"
+#include "audit.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,26 +35,22 @@ struct rb_journal {
 	 * inherited the directory would hold the run's lock after we exit.
 	 */
 	int dirfd;              /* holds the run's flock; fsync'd after renames */
-	int fd;                 /* the journal, O_APPEND */
+	struct rb_audit_log *log;
 
 	uint64_t next_seq;
 	uint64_t synced_seq;
 	uint64_t snapshot_seq;
-
-	char *buf;              /* encoded records, appended and not yet written */
-	size_t len, cap;
-	uint64_t pending;
-
-	uint64_t jrecords;      /* synced records and bytes in the journal file */
-	uint64_t jbytes;
-	uint64_t syncs, compactions;
+	uint64_t pending;       /* appended, not yet synced */
+	uint64_t jrecords;      /* synced records after the snapshot */
+	uint64_t compactions;
 
 	/* A write or fdatasync of the journal failed: nothing may be trusted. */
 	char *broken;
 	char *errmsg;
 	json_t *torn;           /* what open cut off, or NULL */
+	char *last_type;        /* of the last record before open (and its repair) */
 
-	int (*hook)(void *arg, enum rb_journal_point p, size_t *len);
+	rb_journal_hook *hook;
 	void *hook_arg;
 	/* RUNBOOK_TEST_CRASH: the point to die at, and how many visits are left. */
 	enum rb_journal_point crash_point;
@@ -117,17 +115,9 @@ static int check_broken(struct rb_journal *j)
 
 /* --- system calls, retried and hooked ------------------------------------------ */
 
-static int at(struct rb_journal *j, enum rb_journal_point p, size_t *len)
+int rb_hook_inject(rb_journal_hook *hook, void *arg, enum rb_journal_point p)
 {
-	if (!j || !j->hook)
-		return 0;
-	return j->hook(j->hook_arg, p, len);
-}
-
-/* Injects the error a hook returned at point p; 0 when there is none. */
-static int inject(struct rb_journal *j, enum rb_journal_point p)
-{
-	int e = at(j, p, NULL);
+	int e = hook ? hook(arg, p, NULL) : 0;
 	if (e) {
 		errno = e;
 		return -1;
@@ -135,13 +125,18 @@ static int inject(struct rb_journal *j, enum rb_journal_point p)
 	return 0;
 }
 
+static int inject(struct rb_journal *j, enum rb_journal_point p)
+{
+	return j ? rb_hook_inject(j->hook, j->hook_arg, p) : 0;
+}
+
 /* write(2) until done: EINTR and short writes are normal, anything else fails. */
-static int write_all(int fd, const char *p, size_t len, struct rb_journal *j,
+static int write_all(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg,
 		     enum rb_journal_point point)
 {
 	while (len > 0) {
 		size_t n = len;
-		int e = at(j, point, &n);
+		int e = hook ? hook(arg, point, &n) : 0;
 		if (e) {
 			errno = e;
 			return -1;
@@ -163,6 +158,11 @@ static int write_all(int fd, const char *p, size_t len, struct rb_journal *j,
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg)
+{
+	return write_all(fd, p, len, hook, arg, RB_JP_BEFORE_WRITE);
 }
 
 static int sync_fd(int fd, int data_only)
@@ -269,7 +269,8 @@ static int durable_write(int dirfd, const char *dir, const char *name, const voi
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return fail(err, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
-	if (write_all(fd, buf, len, j, RB_JP_BEFORE_TEMP_WRITE) < 0) {
+	if (write_all(fd, buf, len, j ? j->hook : NULL, j ? j->hook_arg : NULL,
+		      RB_JP_BEFORE_TEMP_WRITE) < 0) {
 		fail(err, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
 		goto undo;
 	}
@@ -695,6 +696,38 @@ out:
 	return r;
 }
 
+int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
+{
+	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	char *buf = NULL;
+	size_t len;
+	int r = read_at(dfd, RB_RUN_SNAPSHOT, &buf, &len);
+	close(dfd);
+	if (r < 0)
+		return errno == ENOENT ? 0 : fail(err, "cannot read %s/%s: %s", run_dir,
+						  RB_RUN_SNAPSHOT, strerror(errno));
+	json_t *snap = json_loadb(buf, len, 0, NULL);
+	free(buf);
+	json_t *h = json_object_get(snap, "head");
+	json_t *s = json_object_get(h, "seq");
+	const char *hex = json_string_value(json_object_get(h, "sha256"));
+	r = 0;
+	if (!snap)
+		r = fail(err, "%s/%s: not JSON", run_dir, RB_RUN_SNAPSHOT);
+	else if (h && (!json_is_integer(s) || json_integer_value(s) < 0 || !hex ||
+		       strlen(hex) != 64))
+		r = fail(err, "%s/%s: a \"head\" without seq and sha256", run_dir, RB_RUN_SNAPSHOT);
+	else if (h) {
+		*seq = (uint64_t)json_integer_value(s);
+		memcpy(sha256, hex, 65);
+		r = 1;
+	}
+	json_decref(snap);
+	return r;
+}
+
 int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 		    json_t **torn_info, char **err)
 {
@@ -780,7 +813,7 @@ static struct rb_journal *journal_new(const char *dir)
 	struct rb_journal *j = calloc(1, sizeof(*j));
 	if (!j)
 		return NULL;
-	j->dirfd = j->fd = -1;
+	j->dirfd = -1;
 	j->dir = strdup(dir);
 	if (!j->dir || asprintf(&j->path, "%s/%s", dir, RB_RUN_JOURNAL) < 0) {
 		j->path = NULL;
@@ -817,13 +850,31 @@ static int rename_new(const char *from, const char *to)
 	return rename(from, to);
 }
 
+/* Open the run's log (it exists) for j, signing with key, and continue its seq. */
+static int open_log(struct rb_journal *j, const struct rb_audit_key *key, const char *run_id,
+		    char **err)
+{
+	if (rb_audit_open(j->path, key, run_id, 0, &j->log, err) < 0)
+		return -1;
+	rb_audit_set_hook(j->log, j->hook, j->hook_arg);
+	return 0;
+}
+
+static void take_head(struct rb_journal *j)
+{
+	struct rb_audit_head h;
+	rb_audit_log_head(j->log, &h);
+	j->next_seq = h.seq + 1;
+	j->synced_seq = h.seq;
+}
+
 /*
  * The run is made under runs/.RUN_ID.tmp and renamed into place only when its
  * journal and output/ exist and are durable, so that after a crash a run
  * directory is whole or absent: never a run without a journal.
  */
-int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journal **out,
-		      char **err)
+int rb_journal_create(const char *state_dir, const char *run_id,
+		      const struct rb_audit_key *key, struct rb_journal **out, char **err)
 {
 	struct rb_journal *j = NULL;
 	char *runs = NULL, *dir = NULL, *tmp = NULL;
@@ -874,13 +925,14 @@ int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journ
 		fail(err, "cannot create directory %s/%s: %s", tmp, RB_RUN_OUTPUT, strerror(errno));
 		goto undo;
 	}
-	j->fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
-		       0600);
-	if (j->fd < 0) {
+	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
 		fail(err, "cannot create %s/%s: %s", tmp, RB_RUN_JOURNAL, strerror(errno));
 		goto undo;
 	}
-	if (sync_fd(j->fd, 0) < 0 || sync_dir(j->dirfd) < 0) {
+	int synced = sync_fd(fd, 0) == 0 && sync_dir(j->dirfd) == 0;
+	close(fd);
+	if (!synced) {
 		fail(err, "cannot sync the new run %s: %s", tmp, strerror(errno));
 		goto undo;
 	}
@@ -897,7 +949,9 @@ int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journ
 		fail(err, "cannot sync %s: %s", runs, strerror(errno));
 		goto undo;
 	}
-	j->next_seq = 1;
+	if (open_log(j, key, run_id, err) < 0)
+		goto undo;
+	take_head(j);
 	free(runs);
 	free(tmp);
 	free(dir);
@@ -918,7 +972,8 @@ undo:;
 	return -1;
 }
 
-int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err)
+int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,
+		    struct rb_journal **out, char **err)
 {
 	struct scan s = {0};
 	struct rb_journal *j;
@@ -941,35 +996,33 @@ int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err)
 	remove_temps(j->dirfd);
 	if (scan_run(j->dirfd, run_dir, &s, err) < 0)
 		goto undo;
-	j->fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_APPEND | O_CLOEXEC);
-	if (j->fd < 0) {
-		fail(err, "cannot open %s: %s", j->path, strerror(errno));
-		goto undo;
-	}
-	if (s.torn) {
-		/* Appending after a torn line would glue the next record to it. */
-		if (ftruncate(j->fd, (off_t)s.good_len) < 0) {
-			fail(err, "cannot cut the torn tail of %s: %s", j->path, strerror(errno));
-			goto undo;
-		}
-		j->torn = s.torn;
-		s.torn = NULL;
-	}
 	/*
 	 * Finish what a crashed process may have left undone: records it wrote
 	 * but never synced (the kernel kept them, and load has shown them to the
 	 * engine, which will act on them), the rename of a compaction cut off
 	 * before its directory fsync, the entry of a run in runs/.
 	 */
-	if (sync_fd(j->fd, 1) < 0 || sync_dir(j->dirfd) < 0 || sync_parent(run_dir) < 0) {
+	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_CLOEXEC);
+	int synced = fd >= 0 && sync_fd(fd, 1) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!synced || sync_dir(j->dirfd) < 0 || sync_parent(run_dir) < 0) {
 		fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
-	j->next_seq = s.last_seq + 1;
-	j->synced_seq = s.last_seq;
+	if (open_log(j, key, run_id, err) < 0)
+		goto undo;
+	j->last_type = strdup(rb_audit_last_type(j->log));
+	/* Appending after a torn line would glue the next record to it: cut it, on the record. */
+	if (rb_audit_torn(j->log) && rb_audit_repair(j->log) < 0) {
+		fail(err, "cannot repair the torn tail of %s: %s", j->path, rb_audit_error(j->log));
+		goto undo;
+	}
+	j->torn = s.torn;
+	s.torn = NULL;
+	take_head(j);
 	j->snapshot_seq = s.snap_seq;
-	j->jrecords = s.jrecords;
-	j->jbytes = s.good_len;
+	j->jrecords = j->synced_seq - s.snap_seq;
 	scan_release(&s);
 	*out = j;
 	return 0;
@@ -985,72 +1038,28 @@ int rb_journal_append(struct rb_journal *j, json_t *rec)
 {
 	if (check_broken(j) < 0)
 		return -1;
-	if (!json_is_object(rec)) {
+	if (rb_audit_append(j->log, rec) < 0) {
 		errno = EINVAL;
-		return jfail(j, "a journal record must be a JSON object");
+		return jfail(j, "%s", rb_audit_error(j->log));
 	}
-	if (json_object_set_new(rec, "seq", json_integer((json_int_t)j->next_seq)) < 0)
-		goto oom;
-	/* Encode into the free space; only a record that does not fit is encoded twice. */
-	size_t room = j->cap - j->len;
-	size_t n = json_dumpb(rec, j->buf ? j->buf + j->len : NULL, room, JSON_COMPACT);
-	if (n == 0)
-		goto bad;
-	if (n + 1 > room) {
-		size_t cap = j->cap ? j->cap : 4096;
-		while (cap < j->len + n + 1)
-			cap *= 2;
-		char *nb = realloc(j->buf, cap);
-		if (!nb)
-			goto oom;
-		j->buf = nb;
-		j->cap = cap;
-		if (json_dumpb(rec, j->buf + j->len, n, JSON_COMPACT) != n)
-			goto bad;
-	}
-	/* JSON_COMPACT escapes every newline inside strings: one record, one line. */
-	j->buf[j->len + n] = '\n';
-	j->len += n + 1;
 	j->pending++;
 	j->next_seq++;
 	return 0;
-oom:
-	json_object_del(rec, "seq");
-	errno = ENOMEM;
-	return jfail(j, "out of memory");
-bad:
-	json_object_del(rec, "seq");
-	errno = EINVAL;
-	return jfail(j, "cannot encode a journal record as JSON");
 }
 
 int rb_journal_sync(struct rb_journal *j)
 {
 	if (check_broken(j) < 0)
 		return -1;
-	if (j->len == 0)
+	if (j->pending == 0)
 		return 0;
-	if (write_all(j->fd, j->buf, j->len, j, RB_JP_BEFORE_WRITE) < 0) {
-		jfail(j, "cannot write journal %s: %s", j->path, strerror(errno));
+	if (rb_audit_sync(j->log) < 0) {
+		jfail(j, "%s", rb_audit_error(j->log));
 		return jbreak(j);
 	}
-	if (inject(j, RB_JP_AFTER_WRITE) < 0 || sync_fd(j->fd, 1) < 0) {
-		jfail(j, "cannot sync journal %s: %s", j->path, strerror(errno));
-		return jbreak(j);
-	}
-	j->syncs++;
-	at(j, RB_JP_AFTER_FDATASYNC, NULL);
 	j->synced_seq = j->next_seq - 1;
 	j->jrecords += j->pending;
-	j->jbytes += j->len;
 	j->pending = 0;
-	j->len = 0;
-	if (j->cap > (1u << 20)) {
-		/* One huge group should not pin its buffer for the rest of the run. */
-		free(j->buf);
-		j->buf = NULL;
-		j->cap = 0;
-	}
 	return 0;
 }
 
@@ -1077,6 +1086,10 @@ static int membuf_add(const char *s, size_t n, void *arg)
 	return 0;
 }
 
+/*
+ * The log is never cut: the snapshot only saves a resume from replaying it
+ * all, and it keeps the log's head, so that a cut tail shows.
+ */
 int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 {
 	struct membuf m = {0};
@@ -1089,9 +1102,11 @@ int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 	}
 	if (rb_journal_sync(j) < 0)
 		return -1;
-	uint64_t seq = j->next_seq - 1;
-	json_t *wrap = json_pack("{s:s,s:i,s:I,s:O}", "format", SNAPSHOT_FORMAT, "version",
-				 RB_SNAPSHOT_VERSION, "seq", (json_int_t)seq, "state", snapshot);
+	struct rb_audit_head h;
+	rb_audit_log_head(j->log, &h);
+	json_t *wrap = json_pack("{s:s,s:i,s:I,s:{s:I,s:s},s:O}", "format", SNAPSHOT_FORMAT,
+				 "version", RB_SNAPSHOT_VERSION, "seq", (json_int_t)h.seq, "head",
+				 "seq", (json_int_t)h.seq, "sha256", h.sha256, "state", snapshot);
 	if (!wrap) {
 		errno = ENOMEM;
 		return jfail(j, "out of memory");
@@ -1102,31 +1117,14 @@ int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 		jfail(j, "cannot encode the snapshot of %s as JSON", j->dir);
 		goto out;
 	}
-	/*
-	 * The snapshot must be durable before the journal loses the records it
-	 * covers: until the directory fsync returns, a power loss may bring back
-	 * the old snapshot, which needs them.  A failure up to there leaves the
-	 * journal whole and usable.
-	 */
 	if (durable_write(j->dirfd, j->dir, RB_RUN_SNAPSHOT, m.p, m.len, 0600, j, &err) < 0) {
 		jfail(j, "%s", err ? err : "cannot write the snapshot");
 		goto out;
 	}
-	j->snapshot_seq = seq;
-	if (inject(j, RB_JP_AFTER_DIR_FSYNC) < 0 || ftruncate(j->fd, 0) < 0) {
-		/* The old records stay; replay skips them, the snapshot covers them. */
-		jfail(j, "cannot restart journal %s: %s", j->path, strerror(errno));
-		goto out;
-	}
+	j->snapshot_seq = h.seq;
 	j->jrecords = 0;
-	j->jbytes = 0;
-	if (sync_fd(j->fd, 1) < 0) {
-		jfail(j, "cannot sync journal %s: %s", j->path, strerror(errno));
-		jbreak(j);
-		goto out;
-	}
 	j->compactions++;
-	at(j, RB_JP_AFTER_RESTART, NULL);
+	inject(j, RB_JP_AFTER_DIR_FSYNC);
 	r = 0;
 out:
 	json_decref(wrap);
@@ -1139,13 +1137,12 @@ void rb_journal_close(struct rb_journal *j)
 {
 	if (!j)
 		return;
-	if (j->fd >= 0)
-		close(j->fd);
+	rb_audit_close(j->log);
 	/* Closing the directory releases the run's lock. */
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	json_decref(j->torn);
-	free(j->buf);
+	free(j->last_type);
 	free(j->broken);
 	free(j->errmsg);
 	free(j->path);
@@ -1158,6 +1155,11 @@ const char *rb_journal_error(const struct rb_journal *j)
 	return j->errmsg ? j->errmsg : "";
 }
 
+const char *rb_journal_last_type(const struct rb_journal *j)
+{
+	return j->last_type ? j->last_type : "";
+}
+
 const json_t *rb_journal_torn(const struct rb_journal *j)
 {
 	return j->torn;
@@ -1165,21 +1167,28 @@ const json_t *rb_journal_torn(const struct rb_journal *j)
 
 void rb_journal_stats(const struct rb_journal *j, struct rb_journal_stats *st)
 {
+	uint64_t records, syncs;
+	rb_audit_counts(j->log, &records, &syncs);
 	st->last_seq = j->next_seq - 1;
 	st->synced_seq = j->synced_seq;
 	st->snapshot_seq = j->snapshot_seq;
 	st->pending = j->pending;
 	st->journal_records = j->jrecords + j->pending;
-	st->journal_bytes = j->jbytes + j->len;
-	st->syncs = j->syncs;
+	st->syncs = syncs;
 	st->compactions = j->compactions;
 }
 
-void rb_journal_set_hook(struct rb_journal *j,
-			 int (*hook)(void *arg, enum rb_journal_point p, size_t *len), void *arg)
+void rb_journal_head(const struct rb_journal *j, struct rb_audit_head *h)
+{
+	rb_audit_log_head(j->log, h);
+}
+
+void rb_journal_set_hook(struct rb_journal *j, rb_journal_hook *hook, void *arg)
 {
 	j->hook = hook;
 	j->hook_arg = arg;
+	if (j->log)
+		rb_audit_set_hook(j->log, hook, arg);
 }
 
 const char *rb_journal_point_name(enum rb_journal_point p)
@@ -1193,7 +1202,6 @@ const char *rb_journal_point_name(enum rb_journal_point p)
 		[RB_JP_AFTER_TEMP_FSYNC] = "after-temp-fsync",
 		[RB_JP_AFTER_RENAME] = "after-rename",
 		[RB_JP_AFTER_DIR_FSYNC] = "after-dir-fsync",
-		[RB_JP_AFTER_RESTART] = "after-restart",
 	};
 	return (unsigned)p < RB_JP_COUNT ? names[p] : "?";
 }

@@ -1,8 +1,9 @@
 /*
  * The run directory and its durable state: an append-only journal of step
- * transitions (one JSON object a line, fdatasync'd in groups) and a snapshot
- * that compaction writes atomically.  It knows nothing of steps or runbooks;
- * the records and the snapshot are the engine's.  docs/state.md has the formats
+ * transitions, which is the run's signed audit log (audit.h: one signed JSON
+ * record a line, fdatasync'd in groups), and a snapshot that compaction
+ * writes atomically.  It knows nothing of steps or runbooks; the records and
+ * the snapshot are the engine's.  docs/state.md has the formats
  * and exactly what survives a crash or a power loss.
  */
 #ifndef RB_JOURNAL_H
@@ -15,7 +16,7 @@
 #include <jansson.h>
 
 /* Names inside a run directory (docs/state.md). */
-#define RB_RUN_JOURNAL          "journal.jsonl"
+#define RB_RUN_JOURNAL          "audit.jsonl"   /* the signed audit log is the journal */
 #define RB_RUN_SNAPSHOT         "snapshot.json"
 #define RB_RUN_RUNBOOK          "runbook.yaml"
 #define RB_RUN_RUNBOOK_SHA      "runbook.sha256"
@@ -25,6 +26,8 @@
 #define RB_RUN_ID_MAX           32      /* "20261123-145012-7f3a" and its NUL fit */
 
 struct rb_journal;
+struct rb_audit_key;
+struct rb_audit_head;
 
 /*
  * Errors: functions that take char **err return -1 and set *err to a message
@@ -48,31 +51,34 @@ void rb_run_id(char *buf, size_t size, time_t t, unsigned rand);
 /*
  * Create STATE_DIR/runs/RUN_ID (mode 0700, and the directories above it when
  * missing) with an empty journal and an output/ directory, and open the
- * journal.  The run is built under runs/.RUN_ID.tmp and renamed into place, so
+ * journal, whose records key (borrowed: it must outlive the journal) signs.  The run is built under runs/.RUN_ID.tmp and renamed into place, so
  * after a crash it is whole or absent; it is durable when this returns.  Fails
  * if the run already exists.  state_dir NULL means rb_state_dir(NULL).
  */
-int rb_journal_create(const char *state_dir, const char *run_id, struct rb_journal **out,
-		      char **err);
+int rb_journal_create(const char *state_dir, const char *run_id,
+		      const struct rb_audit_key *key, struct rb_journal **out, char **err);
 
 /*
- * Open an existing run to append to it (resume).  It reads the snapshot and
- * the journal only to continue the seq numbers and to check them; it gives
- * back no records (rb_journal_load does).  A torn tail is cut off, durably,
- * before anything is appended after it: call rb_journal_load first to learn
- * about it (rb_journal_torn tells too).  Stale temp files are removed, and
+ * Open an existing run, run_id, to append to it (resume), signing with key.
+ * It reads the snapshot and the journal only to continue the seq numbers and
+ * to check them; it gives back no records (rb_journal_load does).  A torn
+ * tail is cut off and recorded (a signed log_repaired record, audit.h),
+ * durably, before anything is appended after it: call rb_journal_load first
+ * to learn about it (rb_journal_torn tells too).  Stale temp files are removed, and
  * what a crashed writer left unsynced is synced, so that everything a load
  * before the open showed is durable when it returns.
  * A run is open in one process at a time (flock on its directory): a second
  * open or create of the same run fails while the first is open.
  */
-int rb_journal_open(const char *run_dir, struct rb_journal **out, char **err);
+int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,
+		    struct rb_journal **out, char **err);
 
 /*
- * Add one record: rec must be an object; its "seq" key is set to the next
- * number (1, 2, ... over the whole run, compactions included), in rec itself,
- * and it is encoded now (later changes to rec are not journalled).  Nothing is
- * written until rb_journal_sync, so several appends share one fdatasync.
+ * Add one record: rec (borrowed) is an audit record (audit.h: an object with
+ * a "type", without the keys the log sets); it is copied now (later changes
+ * to rec are not journalled) and gets the next seq (1, 2, ... over the whole
+ * run).  Nothing is written until rb_journal_sync, so several appends share
+ * one fdatasync.
  */
 int rb_journal_append(struct rb_journal *j, json_t *rec);
 
@@ -90,12 +96,10 @@ int rb_journal_sync(struct rb_journal *j);
 /*
  * Compaction: sync, then write snapshot (the caller's state, borrowed; it must
  * include the effect of every record appended so far) as the run's snapshot
- * (temp file, fsync,
- * rename, fsync of the directory), then restart the journal empty.  The
- * caller decides when (docs/state.md suggests a rule).  A failure before the
- * journal is restarted leaves the journal usable (the old records stay and
- * replay skips those the new snapshot covers); a failed truncate-and-sync of
- * the journal breaks it, as a failed sync does.
+ * (temp file, fsync, rename, fsync of the directory) with the seq and hash of
+ * the log's last record.  The log is never cut (it is the audit log): a load
+ * skips the records the snapshot covers.  The caller decides when
+ * (docs/state.md suggests a rule); a failure leaves the journal usable.
  */
 int rb_journal_compact(struct rb_journal *j, json_t *snapshot);
 
@@ -104,6 +108,8 @@ void rb_journal_close(struct rb_journal *j);
 
 /* The last error of j ("" when none); valid until the next call on j. */
 const char *rb_journal_error(const struct rb_journal *j);
+/* The type of the run's last record when rb_journal_open found it ("" for a new run). */
+const char *rb_journal_last_type(const struct rb_journal *j);
 /* The torn tail rb_journal_open cut off (as in rb_journal_load), or NULL; borrowed. */
 const json_t *rb_journal_torn(const struct rb_journal *j);
 
@@ -112,12 +118,13 @@ struct rb_journal_stats {
 	uint64_t synced_seq;    /* every record up to this one is durable */
 	uint64_t snapshot_seq;  /* the snapshot covers records up to this one (0: none) */
 	uint64_t pending;       /* appended, not yet synced */
-	uint64_t journal_records;  /* records in the journal file, synced or pending */
-	uint64_t journal_bytes;    /* bytes in the journal file, synced or pending */
+	uint64_t journal_records;  /* records after the snapshot, synced or pending */
 	uint64_t syncs;         /* fdatasync calls on the journal through this handle */
 	uint64_t compactions;   /* completed through this handle */
 };
 void rb_journal_stats(const struct rb_journal *j, struct rb_journal_stats *st);
+/* The log's head as of the last sync. */
+void rb_journal_head(const struct rb_journal *j, struct rb_audit_head *h);
 
 /*
  * Load a run for replay, read-only and without the lock: *snapshot is the
@@ -134,6 +141,13 @@ void rb_journal_stats(const struct rb_journal *j, struct rb_journal_stats *st);
  */
 int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 		    json_t **torn_info, char **err);
+
+/*
+ * The head of the run's log that its snapshot keeps (the seq and SHA-256 of
+ * the last record when it was written): 1 when there is one, 0 when there is
+ * no snapshot yet, -1 with *err when it does not read.
+ */
+int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err);
 
 /* Ids of the runs in state_dir, newest first; none when runs/ is missing. */
 int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err);
@@ -173,12 +187,15 @@ enum rb_journal_point {
 	RB_JP_AFTER_TEMP_WRITE,   /* next: fsync of the temp snapshot */
 	RB_JP_AFTER_TEMP_FSYNC,   /* next: rename over snapshot.json */
 	RB_JP_AFTER_RENAME,       /* next: fsync of the run directory */
-	RB_JP_AFTER_DIR_FSYNC,    /* next: truncate the journal and fdatasync it */
-	RB_JP_AFTER_RESTART,      /* the compaction is complete */
+	RB_JP_AFTER_DIR_FSYNC,    /* the compaction is complete */
 	RB_JP_COUNT
 };
-void rb_journal_set_hook(struct rb_journal *j,
-			 int (*hook)(void *arg, enum rb_journal_point p, size_t *len), void *arg);
+typedef int rb_journal_hook(void *arg, enum rb_journal_point p, size_t *len);
+void rb_journal_set_hook(struct rb_journal *j, rb_journal_hook *hook, void *arg);
 const char *rb_journal_point_name(enum rb_journal_point p);
+/* For the audit log's writes: write(2) all of p, visiting RB_JP_BEFORE_WRITE before each. */
+int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg);
+/* -1 with errno set when hook (may be NULL) returns an error at p. */
+int rb_hook_inject(rb_journal_hook *hook, void *arg, enum rb_journal_point p);
 
 #endif

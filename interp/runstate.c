@@ -23,6 +23,31 @@ static json_t *step_entry(json_t *steps, json_t *index, const char *id)
 	return s;
 }
 
+char *rb_record_text(const json_t *v)
+{
+	char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	return t ? t : rb_xstrdup("null");
+}
+
+json_t *rb_record_value(const json_t *rec, const char *key)
+{
+	json_t *t = json_object_get(rec, key);
+	if (!json_is_string(t))
+		return NULL;
+	return json_loadb(json_string_value(t), json_string_length(t),
+			  JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+}
+
+/* rec's text key decoded into s[key] (or removed from s when rec has none). */
+static void set_value(json_t *s, const json_t *rec, const char *key)
+{
+	json_t *v = rb_record_value(rec, key);
+	if (v)
+		json_object_set_new(s, key, v);
+	else
+		json_object_del(s, key);
+}
+
 static int is_string(const json_t *v, const char *s)
 {
 	return json_is_string(v) && !strcmp(json_string_value(v), s);
@@ -30,17 +55,17 @@ static int is_string(const json_t *v, const char *s)
 
 static void apply(json_t *st, json_t *index, const json_t *rec)
 {
-	const char *ev = json_string_value(json_object_get(rec, "event"));
+	const char *ev = json_string_value(json_object_get(rec, "type"));
 	const char *id = json_string_value(json_object_get(rec, "step"));
 	json_t *steps = json_object_get(st, "steps");
 	if (!ev)
 		return;
 	if (!strcmp(ev, "run_started")) {
-		json_object_set(st, "run", json_object_get(rec, "run"));
+		json_object_set(st, "run", json_object_get(rec, "run_id"));
 		json_object_set(st, "runbook", json_object_get(rec, "runbook"));
 		json_object_set(st, "file", json_object_get(rec, "file"));
 		json_object_set(st, "sha256", json_object_get(rec, "sha256"));
-		json_object_set(st, "params", json_object_get(rec, "params"));
+		set_value(st, rec, "params");
 	} else if (!strcmp(ev, "run_resumed")) {
 		json_object_set_new(st, "status", json_string("unfinished"));
 	} else if (!strcmp(ev, "run_finished")) {
@@ -63,8 +88,9 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		char key[32];
 		snprintf(key, sizeof(key), "%lld",
 			 (long long)json_integer_value(json_object_get(rec, "index")));
-		json_object_set_new(items, key, json_pack("{s:O, s:O}", "sha256",
-			json_object_get(rec, "sha256"), "output", json_object_get(rec, "output")));
+		json_t *out = rb_record_value(rec, "output");
+		json_object_set_new(items, key, json_pack("{s:O, s:o}", "sha256",
+			json_object_get(rec, "sha256"), "output", out ? out : json_null()));
 	} else if (id && !strcmp(ev, "gate_waiting")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("awaiting_approval"));
@@ -73,12 +99,8 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_object_set(s, "status", json_object_get(rec, "status"));
 		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
 		json_object_del(s, "error");
-		json_object_del(s, "output");
-		json_object_del(s, "outputs");
-		if (json_object_get(rec, "output"))
-			json_object_set(s, "output", json_object_get(rec, "output"));
-		if (json_object_get(rec, "outputs"))
-			json_object_set(s, "outputs", json_object_get(rec, "outputs"));
+		set_value(s, rec, "output");
+		set_value(s, rec, "outputs");
 		if (json_object_get(rec, "error"))
 			json_object_set(s, "error", json_object_get(rec, "error"));
 		if (json_object_get(rec, "duration_ms"))

@@ -18,4 +18,15 @@
  */
 json_t *rb_run_state(const char *run_dir, char **err);
 
+/*
+ * The keys of journal records that hold a user's value (an output, params,
+ * an action's arguments): recorded as its JSON text, since the audit log's
+ * canonical form has no room for every JSON number (docs/audit-format.md).
+ */
+#define RB_RECORD_TEXT_KEYS     {"output", "outputs", "params", "args", "calls"}
+/* v as that text: compact, keys sorted; malloc'd. */
+char *rb_record_text(const json_t *v);
+/* The value of rec's text key, decoded (a new reference), or NULL when absent or not text. */
+json_t *rb_record_value(const json_t *rec, const char *key);
+
 #endif

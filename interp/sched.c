@@ -233,7 +233,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	}
 	ex_publish(ex, i);
 
-	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "event", "step_finished", "step", st->id,
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
 	if (sr->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
@@ -246,9 +246,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	if (status != S_SKIPPED)
 		json_object_set_new(rec, "duration_ms",
 				    json_integer(rb_now_ms() - sr->started_ms));
-	json_t *ev = json_copy(rec);    /* shallow: the event is the record without the outputs */
-	json_object_del(ev, "output");
-	json_object_del(ev, "outputs");
+	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 
 	if (status == S_SUCCEEDED)
@@ -427,7 +425,7 @@ static void approve(struct exec *ex, size_t i, const char *via)
 	const char *id = ex->rb->steps[i]->id, *by = ex->o->user ? ex->o->user : "unknown";
 	ex->s[i].approved = 1;
 	ex->s[i].started_ms = rb_now_ms();
-	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
+	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "type", "gate_approved", "step", id, "by",
 			      by, "via", via));
 	ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
 			       "via", via),
@@ -458,7 +456,7 @@ static int reach_gate(struct exec *ex, size_t i)
 	sr->prompt = ex_redact(ex, text, strlen(text), NULL);
 	free(text);
 	sr->status = S_WAITING;
-	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
+	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
 			      "prompt", sr->prompt));
 	ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
 			       sr->prompt),
@@ -502,10 +500,60 @@ static int ask_gates(struct exec *ex)
 		return 1;
 	}
 	const char *by = ex->o->user ? ex->o->user : "unknown";
-	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_rejected", "step", st->id, "by",
+	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_rejected", "step", st->id, "by",
 			      by));
 	finish(ex, i, S_FAILED, NULL, rb_xasprintf("not approved (rejected by %s)", by));
 	return 1;
+}
+
+/*
+ * A job's action is about to run: what it will do, made durable with the
+ * step's start by schedule() before any of it starts.  Inline actions (lua,
+ * assert) only compute: the step's records say all there is.
+ */
+static void intent(struct exec *ex, const struct job *jb)
+{
+	if (jb->action->flags & RB_ACT_INLINE)
+		return;
+	json_t *rec = json_pack("{s:s, s:s, s:i, s:s}", "type", "action_intent", "step",
+				ex->rb->steps[jb->step]->id, "attempt", ex->s[jb->step].attempts,
+				"action", jb->action->name);
+	if (jb->what->kind == RB_CHECK)
+		json_object_set_new(rec, "check", json_true());
+	if (jb->items)
+		json_object_set(rec, "calls", jb->calls);
+	else
+		json_object_set(rec, "args", json_array_get(jb->calls, 0));
+	ex_journal(ex, rec);
+}
+
+/* What a call of a job's action did; its output is recorded by its SHA-256 here. */
+static void result(struct exec *ex, const struct unit *u)
+{
+	const struct job *jb = u->jb;
+	if (jb->action->flags & RB_ACT_INLINE)
+		return;
+	const struct rb_step *st = ex->rb->steps[jb->step];
+	json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:I}", "type", "action_result", "step", st->id,
+				"attempt", ex->s[jb->step].attempts, "status",
+				!u->failed ? "succeeded" : u->timed_out ? "timed_out"
+				: jb->cancel ? "interrupted" : "failed", "duration_ms",
+				(json_int_t)(rb_now_ms() - u->started_ms));
+	if (jb->what->kind == RB_CHECK)
+		json_object_set_new(rec, "check", json_true());
+	if (jb->items)
+		json_object_set_new(rec, "index", json_integer((json_int_t)u->k));
+	json_t *code = json_object_get(u->output, "exit_code");
+	if (json_is_integer(code))
+		json_object_set(rec, "exit_code", code);
+	if (!u->failed) {
+		char hex[65];
+		ex_output_sha256(ex, st, u->output, hex);
+		json_object_set_new(rec, "output_sha256", json_string(hex));
+	}
+	if (u->error)
+		json_object_set_new(rec, "error", json_string(u->error));
+	ex_journal(ex, rec);
 }
 
 /*
@@ -555,9 +603,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	sr->job = jb;
 	if (!check) {
 		sr->attempts++;
-		ex_journal(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step", st->id,
+		ex_journal(ex, json_pack("{s:s, s:s, s:i}", "type", "step_started", "step", st->id,
 				      "attempt", sr->attempts));
 	}
+	intent(ex, jb);
 	batch[(*nbatch)++] = jb;
 }
 
@@ -601,7 +650,7 @@ static void job_done(struct exec *ex, struct job *jb)
 		int64_t delay = retry_delay(&st->retry, sr->attempts);
 		char d[32];
 		rb_duration_format(delay, d, sizeof(d));
-		ex_journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "step_retry", "step", st->id,
+		ex_journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "type", "step_retry", "step", st->id,
 				      "attempt", sr->attempts, "error",
 				      jb->error ? jb->error : "failed"));
 		ex_event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
@@ -640,7 +689,7 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 	struct srun *sr = &ex->s[jb->step];
 	json_t *out = u->failed ? NULL : st->sensitive ? json_string(RB_SECRET_MASK)
 				: json_incref(u->output ? u->output : json_null());
-	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "event", "item_finished", "step",
+	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "type", "item_finished", "step",
 				st->id, "index", (json_int_t)u->k, "status",
 				u->failed ? "failed" : "succeeded", "sha256",
 				json_array_get(jb->item_sha, u->k));
@@ -686,6 +735,7 @@ static int unit_done(struct exec *ex, struct unit *u)
 {
 	struct job *jb = u->jb;
 	jb->running--;
+	result(ex, u);
 	if (jb->items && jb->what->kind != RB_CHECK)
 		item_finished(ex, jb, u);
 	if (!u->failed) {
@@ -739,6 +789,7 @@ static int dispatch(struct exec *ex, struct job *jb)
 		struct unit *u = rb_xcalloc(1, sizeof(*u));
 		u->jb = jb;
 		u->k = jb->next++;
+		u->started_ms = rb_now_ms();
 		jb->running++;
 		if (jb->action->flags & RB_ACT_INLINE) {
 			run_unit(u);

@@ -9,8 +9,8 @@ pass=0 fail=0
 check() {                 # check DESCRIPTION COMMAND...
 	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
 }
-journal() { cat "$state"/runs/"$(ls -t "$state"/runs | head -n 1)"/journal.jsonl; }
-has() { journal | grep -q -- "$1"; }
+journal() { jq -c -f tests/records.jq "$state"/runs/"$(ls -t "$state"/runs | head -n 1)"/audit.jsonl; }
+has() { grep -q -- "$1" <<<"$(journal)"; }
 order() {                 # order A B: the first line matching A comes before B's
 	local a b
 	a=$(journal | grep -n -- "$1" | head -n 1 | cut -d: -f1)
@@ -68,7 +68,7 @@ check "a missing secret exits 2" [ $? -eq 2 ]
 check "a missing secret names its declaration" grep -q 'basics.yaml:8:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
 out=$(EXEC_TEST_TOKEN=abc run tests/exec/basics.yaml 2>&1)
 check "a secret too short to redact exits 2" [ $? -eq 2 ]
-check "a refused run leaves no run directory" [ "$(ls "$state/runs" | wc -l)" -eq "$(grep -l run_started "$state"/runs/*/journal.jsonl | wc -l)" ]
+check "a refused run leaves no run directory" [ "$(ls "$state/runs" | wc -l)" -eq "$(grep -l run_started "$state"/runs/*/audit.jsonl | wc -l)" ]
 check "and says why" grep -q 'basics.yaml:8:3: error: secret .token. is shorter than 4 characters' <<<"$out"
 check "--jobs 0 is refused" bash -c "! '$RUNBOOK' run --jobs 0 tests/exec/basics.yaml"
 before=$(ls "$state/runs" | wc -l)
@@ -91,7 +91,7 @@ check "the run is journalled as interrupted" has '"event":"run_finished","status
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
 out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
 check "shell runbook exits 0" [ $? -eq 0 ]
-check "sh -c output" has '"step":"hello","status":"succeeded","attempt":1,"output":{"stdout":"hello \\n","stderr":"to stderr\\n","exit_code":0}'
+check "sh -c output" has '"step":"hello","status":"succeeded","attempt":1,"output":{"exit_code":0,"stderr":"to stderr\\n","stdout":"hello \\n"}'
 check "stderr streamed with its prefix" grep -q '^[0-9:]* hello! to stderr$' <<<"$out"
 check "argv, env, cwd and stdin" has '"stdout":"hi from /tmp\\nline from stdin"'
 check "parse json" has '"json":{"n":\[1,2,3\]}'
@@ -135,7 +135,7 @@ check "the steps beside the gate ran" [ -e "$gdir/independent.count" ]
 check "the gated step did not run" [ ! -e "$gdir/dangerous.count" ]
 check "the wait is journalled with its prompt" has "\"event\":\"gate_waiting\",\"step\":\"dangerous\",\"prompt\":\"Drop the old tables in $gdir?\""
 check "the run is journalled as paused" has '"event":"run_finished","status":"paused"'
-gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' "$state"/runs/*/journal.jsonl)")")
+gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' "$state"/runs/*/audit.jsonl)")")
 check "it prints the command that continues" grep -q "^[0-9:]* to continue: runbook resume $gid --state-dir $state --approve dangerous$" <<<"$out"
 check "runs lists it as paused" grep -q "^$gid  *paused  *exec-gate" <<<"$("$RUNBOOK" runs --state-dir "$state")"
 check "status shows the step awaiting approval" grep -q "^  dangerous  *awaiting_approval" <<<"$("$RUNBOOK" status --state-dir "$state" "$gid")"
@@ -159,7 +159,7 @@ run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
 check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
 # resume --from STEP runs STEP and what depends on it again, even after success.
-gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/journal.jsonl) | head -n 1)")")
+gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/audit.jsonl) | head -n 1)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from dangerous --approve all </dev/null 2>&1)
 check "resume --from finishes" [ $? -eq 0 ]
 check "it says what runs again" grep -q '^resume: running again dangerous (--from) after (after a step that runs again)$' <<<"$out"
@@ -189,7 +189,7 @@ disown $cpid
 for _ in $(seq 100); do [ -e "$cdir/slow.done" ] && break; sleep 0.1; done
 kill -9 $cpid
 while kill -0 $cpid 2>/dev/null; do sleep 0.05; done
-cid=$(basename "$(dirname "$(grep -l '"slow":true' "$state"/runs/*/journal.jsonl)")")
+cid=$(basename "$(dirname "$(grep -l 'slow\\":true' "$state"/runs/*/audit.jsonl)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$cid" 2>&1)
 check "resume of a crashed step with a check needs no --rerun" [ $? -eq 0 ]
 check "it says the check decides" grep -q 'running again slow (running; its check decides)' <<<"$out"
@@ -206,7 +206,7 @@ check "a for_each step that fails an item fails the run" [ $? -eq 1 ]
 check "never more items at once than its concurrency" bash -c "! grep -qv '^[123]$' '$fdir/seen'"
 check "but more than one" grep -q '^[23]$' "$fdir/seen"
 check "every item ran once" [ "$(wc -l <"$fdir/seen")" -eq 6 ]
-check "the journal was compacted" [ -e "$(dirname "$(grep -l '"runbook":"exec-foreach"' "$state"/runs/*/snapshot.json)")/journal.jsonl" ]
+check "the journal was compacted" [ -e "$(dirname "$(grep -l '"runbook":"exec-foreach"' "$state"/runs/*/snapshot.json)")/audit.jsonl" ]
 check "a retry runs only the item that failed" [ "$(cat "$fdir"/flaky.* | tr -d '\n')" = abccd ]
 check "the failed item is named" grep -q 'broken: failed in .*: item 3 of 4: exit status 1' <<<"$out"
 check "items after a failed one are not started" [ ! -e "$fdir/broken.s" ]
@@ -274,17 +274,18 @@ wait $holder
 out=$(run --lock-timeout 5s tests/exec/limits.yaml 2>&1)
 check "a timed-out run fails" [ $? -eq 1 ]
 check "the lock was free again" grep -q 'the run.s timeout of 500ms has passed' <<<"$out"
-dir=$(dirname "$(grep -l '"runbook":"exec-limits"' "$state"/runs/*/journal.jsonl | head -n 1)")
-check "the running step is stopped" grep -q '"step":"slow","status":"failed"' "$dir/journal.jsonl"
-check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' '$dir/journal.jsonl'"
-check "on_failure runs after a timeout" grep -q '"output":"cleaned up after failed"' "$dir/journal.jsonl"
+dir=$(dirname "$(grep -l '"runbook":"exec-limits"' "$state"/runs/*/audit.jsonl | head -n 1)")
+records=$(jq -c -f tests/records.jq "$dir/audit.jsonl")
+check "the running step is stopped" grep -q '"step":"slow","status":"failed"' <<<"$records"
+check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' '$dir/audit.jsonl'"
+check "on_failure runs after a timeout" grep -q '"output":"cleaned up after failed"' <<<"$records"
 
 # resume: a failed run goes on where it stopped once the cause is fixed;
 # finished steps are not run again.
 rdir=$(mktemp -d)
 run -p dir="$rdir" tests/exec/resume.yaml >/dev/null 2>&1
 check "the run fails at gate" [ $? -eq 1 ]
-rid=$(basename "$(dirname "$(grep -l '"runbook":"exec-resume"' "$state"/runs/*/journal.jsonl)")")
+rid=$(basename "$(dirname "$(grep -l '"runbook":"exec-resume"' "$state"/runs/*/audit.jsonl)")")
 touch "$rdir/fixed"
 "$RUNBOOK" resume --state-dir "$state" "$rid" >"$rdir/out" 2>&1 &
 rpid=$!
@@ -311,7 +312,7 @@ rm -rf "$rdir"
 # A changed runbook file is refused unless --force.
 cp tests/exec/failure.yaml "$state/changing.yaml"
 run "$state/changing.yaml" >/dev/null 2>&1
-cid=$(basename "$(dirname "$(grep -l '"file":"'"$state"'/changing.yaml"' "$state"/runs/*/journal.jsonl)")")
+cid=$(basename "$(dirname "$(grep -l '"file":"'"$state"'/changing.yaml"' "$state"/runs/*/audit.jsonl)")")
 sed -i 's/with: {that: false, message: the check failed}/with: {that: true}/' "$state/changing.yaml"
 out=$("$RUNBOOK" resume --state-dir "$state" "$cid" 2>&1)
 check "a changed file is refused" grep -q 'has changed since the run started' <<<"$out"
@@ -324,7 +325,7 @@ check "steps the rollback undid run again" grep -q 'running again.* first (undon
 out=$("$RUNBOOK" runs --state-dir "$state")
 check "runs lists every run" [ "$(grep -c '^20' <<<"$out")" -eq "$(ls "$state/runs" | wc -l)" ]
 check "runs shows a failed run" grep -q ' failed  *exec-failure ' <<<"$out"
-id=$(basename "$(dirname "$(grep -l '"runbook":"exec-basics"' "$state"/runs/*/journal.jsonl | head -n 1)")")
+id=$(basename "$(dirname "$(grep -l '"runbook":"exec-basics"' "$state"/runs/*/audit.jsonl | head -n 1)")")
 out=$("$RUNBOOK" status --state-dir "$state" "$id")
 check "status names the run" grep -q "^run $id: exec-basics, succeeded" <<<"$out"
 check "status lists the steps" grep -q '^  flaky  *failed  *3 attempts' <<<"$out"
@@ -338,7 +339,7 @@ check "600 steps succeed" [ $? -eq 0 ]
 dir="$state/runs/$(ls -t "$state/runs" | head -n 1)"
 check "the journal was compacted" grep -q '"format":"runbook-snapshot"' "$dir/snapshot.json"
 check "the snapshot has every step" [ "$(grep -o '"status":"succeeded"' "$dir/snapshot.json" | wc -l)" -ge 400 ]
-check "records continue after the snapshot" grep -q '"event":"run_finished"' "$dir/journal.jsonl"
+check "records continue after the snapshot" grep -q '"type":"run_finished"' "$dir/audit.jsonl"
 
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
