@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "redact.h"
 #include "runbook.h"
 #include "util.h"
 
@@ -118,4 +119,16 @@ int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts)
 	}
 	p->val = p->argv[p->i++];
 	return k;
+}
+
+int rb_cli_write_redacted(const struct rb_runbook *rb, const char *buf, size_t len, FILE *f)
+{
+	struct rb_redactor *r = rb_redactor_new();
+	char *clean = NULL;
+	if (rb_runbook_add_patterns(rb, r))
+		buf = clean = rb_redact(r, buf, len, &len);
+	int rc = fwrite(buf, 1, len, f) == len && fflush(f) == 0 ? 0 : -1;
+	free(clean);
+	rb_redactor_free(r);
+	return rc;
 }

@@ -54,6 +54,12 @@ void rb_print_usage(const char *cmd, FILE *f);
  * exit status; on RB_EXIT_OK *out is the runbook.
  */
 int rb_cli_load(const char *path, struct rb_runbook **out);
+/*
+ * Write buf[0, len) (a rendered plan) to f with the runbook's redact:
+ * patterns applied (e-mail addresses and phone numbers unless pii: false),
+ * as a run applies them to what it prints.  0, or -1 when f fails.
+ */
+int rb_cli_write_redacted(const struct rb_runbook *rb, const char *buf, size_t len, FILE *f);
 
 
 

@@ -207,9 +207,24 @@ static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o
 			return rc;
 		}
 	}
-	struct rb_plan_out po = {.f = stdout, .color = rb_use_color(stdout)};
+	/* To memory first, for the redact: patterns (as plan does). */
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	if (!mem) {
+		json_decref(probed);
+		fprintf(stderr, "runbook: error: out of memory\n");
+		return RB_EXIT_FAILED;
+	}
+	struct rb_plan_out po = {.f = mem, .color = rb_use_color(stdout)};
 	int rc = rb_plan_write_probed(rb, params, probed, &rb_plan_text, &po, d) < 0
 		 ? RB_EXIT_INVALID : RB_EXIT_OK;
+	fclose(mem);
+	if (rb_cli_write_redacted(rb, buf, len, stdout) < 0) {
+		fprintf(stderr, "runbook: error: cannot write the plan\n");
+		rc = RB_EXIT_FAILED;
+	}
+	free(buf);
 	json_decref(probed);
 	return rc;
 }

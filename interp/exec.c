@@ -584,6 +584,9 @@ static int setup(struct exec *ex)
 	else
 		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
 	ex->redactor = rb_redactor_new();
+	ex->nsecrets += rb_runbook_add_patterns(rb, ex->redactor);     /* redact: and PII */
+	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
+		ex->nsecrets += rb->steps[i]->sensitive;
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
@@ -741,6 +744,20 @@ static char *resume_hint(const struct exec *ex)
 	return rb_buf_detach(&b);
 }
 
+/*
+ * The messages the run added to d (from index n0) are printed by the caller
+ * after the redactor is gone: a var whose expression failed may quote a
+ * secret.
+ */
+static void redact_diags(struct exec *ex, size_t n0)
+{
+	for (size_t k = n0; ex->redactor && k < ex->d->n; k++) {
+		char *m = ex_redact(ex, ex->d->v[k].msg, strlen(ex->d->v[k].msg), NULL);
+		free(ex->d->v[k].msg);
+		ex->d->v[k].msg = m;
+	}
+}
+
 int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
 		enum rb_run_status *status, char *run_id)
 {
@@ -751,8 +768,10 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	pthread_mutex_init(&ex.out_mu, NULL);
 	ex.t0 = rb_now_ms();
 	ex.sched = pthread_self();
+	size_t n0 = d->n;
 	int rc = setup(&ex);
 	if (rc < 0) {
+		redact_diags(&ex, n0);
 		teardown(&ex);
 		return rc;
 	}
@@ -760,6 +779,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	if (o->probe) {
 		probe(&ex, status);
 		ex_flush(&ex);
+		redact_diags(&ex, n0);
 		teardown(&ex);
 		return 0;
 	}
@@ -813,6 +833,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);
 	ex_flush(&ex);
+	redact_diags(&ex, n0);
 	teardown(&ex);
 	return 0;
 }

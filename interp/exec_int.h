@@ -97,7 +97,7 @@ struct exec {
 	char run_id[RB_RUN_ID_MAX];
 	char *run_dir;
 	struct rb_redactor *redactor;   /* the secrets' values, to redact */
-	size_t nsecrets;                /* how many it has */
+	size_t nsecrets;                /* how many it has (secrets and patterns) */
 	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
 	size_t *retrying, nretrying, retrycap;
 	size_t *gates, ngates, gatecap; /* steps waiting at their gate, in arrival order */

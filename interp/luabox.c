@@ -276,9 +276,18 @@ static int json_decode(lua_State *L)
 	const char *s = luaL_checklstring(L, 1, &len);
 	json_error_t e;
 	json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &e);
-	if (!j)
+	if (!j) {
+		/*
+		 * jansson quotes the text "near" the error, cut to a few bytes: a
+		 * piece of a secret that the redactor, which finds whole values,
+		 * would let through.  The line and column say where.
+		 */
+		char *near = strstr(e.text, " near '");
+		if (near)
+			*near = '\0';
 		return luaL_error(L, "json.decode: %s at line %d column %d", e.text, e.line,
 				  e.column);
+	}
 	push_json(L, j);
 	json_decref(j);
 	return 1;

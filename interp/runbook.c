@@ -12,12 +12,13 @@
 
 #include "graph.h"
 #include "load.h"
+#include "redact.h"
 #include "util.h"
 
 static const char *const top_keys[] = {
 	"runbook", "version", "description", "tags", "params", "secrets", "vars",
 	"defaults", "lock", "schedule", "window", "timeout", "rollback", "steps",
-	"on_failure", NULL,
+	"on_failure", "redact", NULL,
 };
 static const char *const param_keys[] = {
 	"type", "description", "default", "required", "enum", "min", "max", NULL,
@@ -26,6 +27,7 @@ static const char *const secret_keys[] = {"env", "file", "description", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff", "max_delay", NULL};
 static const char *const window_keys[] = {"start", "end", "days", "timezone", NULL};
+static const char *const redact_keys[] = {"pii", "patterns", NULL};
 static const char *const lua_keywords[] = {
 	"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto",
 	"if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true",
@@ -549,6 +551,74 @@ static int load_window(struct loader *l, const struct rb_node *n)
 	return rc;
 }
 
+/*
+ * redact: {pii: BOOL, patterns: {NAME: ERE}}.  Each expression is compiled
+ * here by the redactor that will use it, so a run never meets a bad one.
+ */
+static int load_redact(struct loader *l, const struct rb_node *n)
+{
+	struct rb_runbook *rb = l->rb;
+	if (n->type != RB_MAP)
+		return rb_error_at(l->d, n, "redact must be a mapping with 'pii' and 'patterns', "
+				   "not %s", rb_node_kind_name(n));
+	int rc = rb_load_keys(l, n, redact_keys, "redact");
+	const struct rb_node *pii = rb_map_get(n, "pii"), *pats = rb_map_get(n, "patterns");
+	if (pii)
+		rc |= rb_load_bool(l, pii, &rb->redact_pii);
+	if (!pats)
+		return rc;
+	if (pats->type != RB_MAP)
+		return rb_error_at(l->d, pats, "redact patterns must be a mapping of names to "
+				   "regular expressions, not %s", rb_node_kind_name(pats));
+	rb->redact_patterns = rb_arena_alloc(&rb->doc.arena, (pats->n ? pats->n : 1) *
+					     sizeof(*rb->redact_patterns));
+	struct rb_redactor *check = rb_redactor_new();
+	for (size_t i = 0; i < pats->n; i++) {
+		const struct rb_node *k = pats->items[2 * i], *v = pats->items[2 * i + 1];
+		const char *ere = NULL;
+		if (k->type != RB_SCALAR)
+			continue;
+		size_t nl = strlen(k->str);
+		if (!nl || nl > RB_REDACT_NAME_MAX ||
+		    strspn(k->str, "abcdefghijklmnopqrstuvwxyz0123456789_-") != nl) {
+			rc = rb_error_at(l->d, k, "invalid pattern name '%s': use 1 to %d of "
+					 "a-z, 0-9, '_' and '-'", k->str, RB_REDACT_NAME_MAX);
+			continue;
+		}
+		if (rb_load_string(l, v, &ere) < 0) {
+			rc = -1;
+			continue;
+		}
+		if (!*ere) {
+			rc = rb_error_at(l->d, v, "pattern '%s' is empty", k->str);
+			continue;
+		}
+		char *err = NULL;
+		if (rb_redactor_add_pattern(check, k->str, ere, &err) < 0) {
+			rc = rb_error_at(l->d, v, "invalid regular expression for %s", err);
+			free(err);
+			continue;
+		}
+		struct rb_redact_pattern *p = &rb->redact_patterns[rb->nredact_patterns++];
+		p->name = k->str;
+		p->ere = ere;
+		p->key = k;
+	}
+	rb_redactor_free(check);
+	return rc;
+}
+
+size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *r)
+{
+	size_t n = 0;
+	if (rb->redact_pii && rb_redactor_add_default_patterns(r) == 0)
+		n += 2;
+	for (size_t i = 0; i < rb->nredact_patterns; i++)
+		n += rb_redactor_add_pattern(r, rb->redact_patterns[i].name,
+					     rb->redact_patterns[i].ere, NULL) == 0;
+	return n;
+}
+
 static int load_name(struct loader *l, const struct rb_node *n)
 {
 	const char *s = NULL;
@@ -631,6 +701,8 @@ static int load_top(struct loader *l, const struct rb_node *k, const struct rb_n
 		return rb_load_duration(l, v, &rb->timeout_ms);
 	if (!strcmp(key, "rollback"))
 		return rb_load_bool(l, v, &rb->rollback);
+	if (!strcmp(key, "redact"))
+		return load_redact(l, v);
 	return 0;       /* vars, steps and on_failure are loaded in order below */
 }
 
@@ -678,6 +750,7 @@ struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len
 	rb->default_timeout_ms = -1;
 	rb->timeout_ms = -1;
 	rb->default_retry.attempts = 1;
+	rb->redact_pii = 1;
 	if (rb_doc_load(&rb->doc, rb->src, len, d) < 0)
 		return rb;
 	struct loader l = {.rb = rb, .d = d};

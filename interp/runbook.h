@@ -80,6 +80,12 @@ struct rb_step {
 	int stage;                      /* 0-based stage among its kind */
 };
 
+/* redact: patterns: NAME: ERE, checked by the loader. */
+struct rb_redact_pattern {
+	const char *name, *ere;
+	const struct rb_node *key;
+};
+
 struct rb_window {
 	int start, end;                 /* minutes since midnight */
 	unsigned days;                  /* bit 0 Monday .. bit 6 Sunday */
@@ -112,6 +118,9 @@ struct rb_runbook {
 	struct rb_window window;
 	int64_t timeout_ms;
 	int rollback;
+	int redact_pii;                 /* redact: pii: the default e-mail and phone patterns (1) */
+	struct rb_redact_pattern *redact_patterns;
+	size_t nredact_patterns;
 
 	struct rb_step **steps;         /* main, then on_failure, then undo */
 	size_t nsteps, nmain, non_failure;
@@ -126,6 +135,13 @@ struct rb_runbook {
 struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len,
 				   struct rb_diags *d);
 void rb_runbook_free(struct rb_runbook *rb);
+
+struct rb_redactor;
+/*
+ * Adds the runbook's redact: patterns (and the default e-mail and phone ones
+ * unless pii: false) to r; returns how many were added.
+ */
+size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *r);
 
 struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id);
 const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name);

@@ -18,6 +18,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "redact.h"
+
 /* Output lines of a step, from a worker thread. */
 static void on_line(void *ud, int stream, const char *line, size_t len)
 {
@@ -26,6 +28,11 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	const char *id = ex->rb->steps[u->jb->step]->id;
 	size_t n;
 	char *clean = rb_utf8_lossy(line, len, &n);
+	if (ex->rb->steps[u->jb->step]->sensitive) {     /* every line is its output */
+		free(clean);
+		clean = rb_xstrdup(RB_SECRET_MASK);
+		n = strlen(clean);
+	}
 	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
 			       stream == 2 ? "stderr" : "stdout", "line", clean, n);
 	char at[32] = "";
@@ -203,6 +210,43 @@ static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t
 	return v;
 }
 
+/*
+ * A sensitive step's output is a secret from the moment it is known: each
+ * string in it (and each number's text) is registered, so that what prints
+ * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
+ * cannot be (docs/language.md).
+ */
+static void add_sensitive(struct exec *ex, const json_t *v)
+{
+	size_t k;
+	const char *key;
+	json_t *x;
+	char num[64];
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		rb_redactor_add_secret(ex->redactor, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_REAL:
+		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(v, k, x)
+			add_sensitive(ex, x);
+		break;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)v, key, x)
+			add_sensitive(ex, x);
+		break;
+	default:
+		break;
+	}
+}
+
 static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *output, char *error)
 {
 	struct srun *sr = &ex->s[i];
@@ -216,6 +260,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->error = error;
 	sr->completed = ++ex->completed;
 	ex->counts[status]++;
+	if (st->sensitive && output)
+		add_sensitive(ex, output);
 	if (status == S_SUCCEEDED) {    /* its items are in its output now */
 		json_decref(sr->items_done);
 		sr->items_done = NULL;
@@ -230,6 +276,8 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 			sr->error = err;
 			free(error);
 		}
+		if (st->sensitive && sr->outputs)
+			add_sensitive(ex, sr->outputs);
 	}
 	ex_publish(ex, i);
 
@@ -687,6 +735,8 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 {
 	const struct rb_step *st = ex->rb->steps[jb->step];
 	struct srun *sr = &ex->s[jb->step];
+	if (st->sensitive && u->output)
+		add_sensitive(ex, u->output);
 	json_t *out = u->failed ? NULL : st->sensitive ? json_string(RB_SECRET_MASK)
 				: json_incref(u->output ? u->output : json_null());
 	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "type", "item_finished", "step",

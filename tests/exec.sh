@@ -341,5 +341,26 @@ check "the journal was compacted" grep -q '"format":"runbook-snapshot"' "$dir/sn
 check "the snapshot has every step" [ "$(grep -o '"status":"succeeded"' "$dir/snapshot.json" | wc -l)" -ge 400 ]
 check "records continue after the snapshot" grep -q '"type":"run_finished"' "$dir/audit.jsonl"
 
+# redact: e-mail addresses, phone numbers and a runbook's own patterns are hidden
+# in what a run prints and writes, with no secret in the run; pii: false shows them.
+rstate=$(mktemp -d)
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$rstate" -p who=carol@example.com tests/exec/redact.yaml 2>&1)
+check "redact runs" [ $? -eq 0 ]
+check "a printed address, phone and ticket are replaced" grep -q 'say| mail <email> or call <phone> about <ticket>' <<<"$out"
+check "a param's address is replaced in stderr lines" grep -q 'say! owner <email>' <<<"$out"
+check "and in a Lua error" grep -q 'cannot reach <email> (<ticket>)' <<<"$out"
+check "versions, ports and times stay" bash -c "grep -rq --exclude=runbook.yaml 'version 1.2.3, port 8080, run 2026-01-01T00:00:00Z' '$rstate'"
+check "no address, phone or ticket under the state dir" bash -c "! grep -rqaE --exclude=runbook.yaml '@example|1234567|TICKET-[0-9]' '$rstate'"
+check "none printed" bash -c "! grep -qE '@example|1234567|TICKET-[0-9]' <<<'$out'"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --output json --state-dir "$rstate" tests/exec/redact.yaml 2>&1)
+check "json events: replaced" bash -c "grep -q '\"line\":\"mail <email> or call <phone> about <ticket>\"' <<<'$out' && ! grep -q '@example' <<<'$out'"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan -p who=carol@example.com tests/exec/redact.yaml 2>&1)
+check "the plan replaces them too" bash -c "grep -q 'params: who=\"<email>\"' <<<'$out' && ! grep -qE '@example|1234567|TICKET-[0-9]' <<<'$out'"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan --format json tests/exec/redact.yaml 2>&1)
+check "and the json plan, which stays json" bash -c "jq -e '.params.who == \"<email>\"' <<<'$out'"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$rstate" tests/exec/redact_off.yaml 2>&1)
+check "pii: false shows addresses and phones" grep -q 'say| mail alice@example.com or call +49 30 1234567 about <ticket>' <<<"$out"
+rm -rf "$rstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
