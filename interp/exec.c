@@ -204,10 +204,10 @@ static json_t *snapshot(struct exec *ex)
 			json_object_set(v, "items", sr->items_done);
 		json_object_set_new(steps, st->id, v);
 	}
-	/* What run_started (and run_finished) said: the journal no longer holds it after this. */
-	json_t *snap = json_pack("{s:s, s:s, s:s, s:s, s:O, s:o}", "run", ex->run_id, "runbook",
+	/* What run_started (and run_finished) said, redacted as there. */
+	json_t *snap = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "run", ex->run_id, "runbook",
 				 ex->rb->name, "file", ex->rb->file, "sha256", ex->sha, "params",
-				 ex->o->params, "steps", steps);
+				 ex_redact_json(ex, ex->o->params), "steps", steps);
 	if (ex->outcome)
 		json_object_set_new(snap, "status", json_string(ex->outcome));
 	return snap;

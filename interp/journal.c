@@ -55,6 +55,7 @@ struct rb_journal {
 	/* RUNBOOK_TEST_CRASH: the point to die at, and how many visits are left. */
 	enum rb_journal_point crash_point;
 	unsigned long crash_left;
+	int crash_errno;        /* RUNBOOK_TEST_FAIL: fail with this instead of dying */
 };
 
 /* --- errors ------------------------------------------------------------------ */
@@ -760,25 +761,39 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 
 /* --- the crash hook of the tests ----------------------------------------------- */
 
-/* Dies at the crash_left-th visit of crash_point, as a crash would: no cleanup at all. */
+/*
+ * Dies at the crash_left-th visit of crash_point, as a crash would: no
+ * cleanup at all; or, for RUNBOOK_TEST_FAIL, fails the operation there and
+ * at every later visit, as a full disk would.
+ */
 static int crash_hook(void *arg, enum rb_journal_point p, size_t *len)
 {
 	struct rb_journal *j = arg;
 	(void)len;
-	if (p == j->crash_point && --j->crash_left == 0)
-		raise(SIGKILL);
+	if (p != j->crash_point || (j->crash_left && --j->crash_left))
+		return 0;
+	if (j->crash_errno)
+		return j->crash_errno;
+	raise(SIGKILL);
 	return 0;
 }
 
 /*
  * RUNBOOK_TEST_CRASH=POINT:N, for crash tests of the binary (tests/kill.sh):
  * the process kills itself with SIGKILL the Nth time this journal reaches
- * POINT.  A value that does not read is an error rather than ignored, so that
- * a test never believes it crashed somewhere it did not.
+ * POINT.  RUNBOOK_TEST_FAIL=POINT:N makes the operation after the point fail
+ * with ENOSPC from the Nth visit on (tests/exec.sh: the run fails closed).
+ * A value that does not read is an error rather than ignored, so that a test
+ * never believes it crashed somewhere it did not.
  */
 static int crash_from_env(struct rb_journal *j, char **err)
 {
-	const char *v = getenv("RUNBOOK_TEST_CRASH");
+	const char *var = "RUNBOOK_TEST_CRASH", *v = getenv(var);
+	if (!v || !*v) {
+		var = "RUNBOOK_TEST_FAIL";
+		v = getenv(var);
+		j->crash_errno = ENOSPC;
+	}
 	const char *colon = v ? strchr(v, ':') : NULL;
 	if (!v || !*v)
 		return 0;
@@ -802,8 +817,8 @@ static int crash_from_env(struct rb_journal *j, char **err)
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
 			 p ? ", " : "", rb_journal_point_name(p));
 	errno = EINVAL;
-	return fail(err, "RUNBOOK_TEST_CRASH='%s': expected POINT:N with N >= 1 and POINT "
-		    "one of %s", v, names);
+	return fail(err, "%s='%s': expected POINT:N with N >= 1 and POINT one of %s", var, v,
+		    names);
 }
 
 /* --- the open journal ---------------------------------------------------------- */

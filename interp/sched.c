@@ -879,7 +879,7 @@ static void schedule(struct exec *ex)
 			struct job *jb = batch[k];
 			ex->s[jb->step].job = NULL;
 			finish(ex, jb->step, S_FAILED, NULL,
-			       rb_xstrdup("not started: the journal cannot be written"));
+			       rb_xstrdup("not started: the audit log cannot be written"));
 			free_job(jb);
 		}
 		free(batch);

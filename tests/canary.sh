@@ -44,21 +44,22 @@ params=(-p "rand_sha=$(sha "$CANARY_RAND")" -p "pem_sha=$(sha "$pem")" -p "json_
 	-p "pw_sha=$(sha "$pw")" -p "short_sha=$(sha "$CANARY_SHORT")")
 
 # --- the runs -------------------------------------------------------------------------
-journal_of() { cat "$state/runs/$1/journal.jsonl"; }
+records() { jq -c -f "$src/../records.jq" "$state/runs/$1/audit.jsonl"; }
 run_id() { sed -n 's/.*run \([0-9]\{8\}-[0-9]\{6\}-[0-9a-f]*\).*/\1/p' "$1" | head -n 1; }
 
 rb run --state-dir "$state" "${params[@]}" "$src/use.yaml" >"$out/run.txt" 2>&1
 check "use.yaml pauses at its gate (exit 3)" [ $? -eq 3 ]
 id=$(run_id "$out/run.txt")
+recs=$(records "$id")
 for s in verify_run verify_env verify_stdin verify_lua; do
 	check "$s: the value a step got is the real one" \
-		grep -q "\"step\":\"$s\",\"status\":\"succeeded\"" "$state/runs/$id/journal.jsonl"
+		grep -q "\"step\":\"$s\",\"status\":\"succeeded\"" <<<"$recs"
 done
 for s in echo_raw echo_encoded items lua_items private uses_private as_json from_json lua_uses pii; do
-	check "$s succeeded" grep -q "\"step\":\"$s\",\"status\":\"succeeded\"" "$state/runs/$id/journal.jsonl"
+	check "$s succeeded" grep -q "\"step\":\"$s\",\"status\":\"succeeded\"" <<<"$recs"
 done
 for s in fails_in_shell lua_error lua_error_raw lua_runtime_error expr_error decode_error if_error retried; do
-	check "$s failed" grep -q "\"step\":\"$s\",\"status\":\"failed\"" "$state/runs/$id/journal.jsonl"
+	check "$s failed" grep -q "\"step\":\"$s\",\"status\":\"failed\"" <<<"$recs"
 done
 check "the encodings were printed (and masked)" grep -q 'echo_encoded| \*\*\*' "$out/run.txt"
 check "the e-mail address was replaced" grep -q 'pii| contact <email> or <phone>' "$out/run.txt"
@@ -69,7 +70,8 @@ rb resume --state-dir "$state" "$id" --approve gate >"$out/resume-gate.txt" 2>&1
 check "resume past the gate finishes the run (its failures continue on error)" [ $? -eq 0 ]
 check "the gate's step ran with the value" grep -q 'gate| approved with \*\*\*' "$out/resume-gate.txt"
 
-rb run --state-dir "$state" --output json --approve all "${params[@]}" "$src/use.yaml" \
+rb run --state-dir "$state" --output json --approve all --audit-log "$state/shared-audit.jsonl" \
+	"${params[@]}" "$src/use.yaml" \
 	>"$out/run-json.txt" 2>"$out/run-json.err"
 check "use.yaml with json events" [ $? -eq 0 ]
 check "the json events parse" jq -e 'select(.event == "run_finished")' "$out/run-json.txt"
@@ -90,7 +92,7 @@ check "on_failure ran" grep -q 'report| flaky is failed; token \*\*\*' "$out/fai
 touch fixed
 rb resume --state-dir "$state" "$fid" >"$out/fail-resume.txt" 2>&1
 check "resume after the fix succeeds" [ $? -eq 0 ]
-check "the resumed run used the key" grep -q '"step":"after","status":"succeeded"' "$state/runs/$fid/journal.jsonl"
+check "the resumed run used the key" grep -q '"step":"after","status":"succeeded"' <<<"$(records "$fid")"
 rb resume --state-dir "$state" --output json "$fid" >"$out/fail-resume-again.txt" 2>&1
 
 rb run --state-dir "$state" "$src/refused.yaml" >"$out/refused.txt" 2>&1
@@ -112,7 +114,11 @@ check "runs lists the runs" [ "$(grep -c canary- "$out/runs.txt")" -eq 3 ]
 while IFS= read -r -d '' log; do
 	rb audit show "$log" >"$out/audit-$(echo "$log" | md5sum | cut -c1-8).txt" 2>&1
 	check "audit show ${log#"$state"/}" [ $? -eq 0 ]
-done < <(find "$state" -name 'audit*.jsonl' -print0)
+done < <(find "$state" -name '*audit*.jsonl' -print0)
+check "the shared audit log was written" [ -s "$state/shared-audit.jsonl" ]
+for r in "$state"/runs/*/; do
+	check "audit verify $(basename "$r")" rb audit verify --state-dir "$state" "$r"
+done
 
 # --- the forms ----------------------------------------------------------------------
 # forms.tsv: LABEL<TAB>TEXT.  Encodings are searched by 20-character pieces (every

@@ -362,5 +362,31 @@ out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$rstate" tests/exec/redact_o
 check "pii: false shows addresses and phones" grep -q 'say| mail alice@example.com or call +49 30 1234567 about <ticket>' <<<"$out"
 rm -rf "$rstate"
 
+# Fail closed: a disk that fills up (injected: ENOSPC at the third write of the
+# audit log, the group with the second step's action_intent) keeps the second
+# step's side effect from starting; the run stops with a clear error, and a
+# resume once there is room again runs it.
+fdir=$(mktemp -d)
+fstate=$(mktemp -d)
+out=$(RUNBOOK_TEST_FAIL=before-write:3 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
+	--output text tests/exec/failclosed.yaml 2>&1)
+check "a log that cannot be written fails the run" [ $? -eq 1 ]
+check "it says why" grep -q 'error: cannot write the audit log: .*audit.jsonl: No space left on device; stopping the run' <<<"$out"
+check "the step before it ran" [ -e "$fdir/first" ]
+check "the step whose intent was not durable never started" [ ! -e "$fdir/second" ]
+check "and is failed as such" grep -q 'second: failed in .*: not started: the audit log cannot be written' <<<"$out"
+fid=$(ls "$fstate/runs")
+check "the log verifies up to the failure" "$RUNBOOK" audit verify --allow-open --state-dir "$fstate" "$fid"
+out=$("$RUNBOOK" resume --state-dir "$fstate" "$fid" 2>&1)
+check "the first step's end was never recorded: resume asks" grep -q 'not idempotent.*: first$' <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$fstate" --skip first "$fid" 2>&1)
+check "a resume that takes it as done runs the second" [ $? -eq 0 ]
+check "which ran now" [ -e "$fdir/second" ]
+check "the resumed run verifies, closed" "$RUNBOOK" audit verify --state-dir "$fstate" "$fid"
+check "a crash marker separates the sessions" grep -q '"type":"run_crashed"' "$fstate/runs/$fid/audit.jsonl"
+out=$(RUNBOOK_TEST_FAIL=nowhere:1 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" tests/exec/failclosed.yaml 2>&1)
+check "a bad RUNBOOK_TEST_FAIL is refused" grep -q "RUNBOOK_TEST_FAIL='nowhere:1': expected POINT:N" <<<"$out"
+rm -rf "$fdir" "$fstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
