@@ -323,6 +323,10 @@ static int check_secret(struct exec *ex, const struct rb_secret *s, char **value
 
 static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 {
+	if (ex->o->recorded) {          /* a simulation sees what the log saw */
+		*out = rb_xstrdup(RB_SECRET_MASK);
+		return 0;
+	}
 	if (s->env) {
 		const char *v = getenv(s->env);
 		if (!v)
@@ -591,11 +595,12 @@ static int setup(struct exec *ex)
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
 	const char *state = rb_state_dir(ex->o->state_dir);
-	if (!ex->o->probe && load_key(ex, state) < 0)
+	int keeps_nothing = ex->o->probe || ex->o->recorded;
+	if (!keeps_nothing && load_key(ex, state) < 0)
 		return -2;
 	if (build_scope(ex) < 0)
 		return -1;
-	if (ex->o->probe)               /* keeps nothing: no run directory, journal or lock */
+	if (keeps_nothing)              /* no run directory, journal or lock */
 		return ex_start_workers(ex) < 0 ? -2 : 0;
 	char *err = NULL;
 	/* From here on a failure is not the input's fault: -2. */
@@ -731,6 +736,22 @@ static void probe(struct exec *ex, enum rb_run_status *status)
 		  : RB_RUN_SUCCEEDED;
 }
 
+/* replay --simulate: what each main step did (its calls were kept as they started). */
+static void simulated(struct exec *ex)
+{
+	for (size_t i = 0; i < ex->rb->nmain; i++) {
+		const struct srun *sr = &ex->s[i];
+		const char *id = ex->rb->steps[i]->id;
+		json_t *v = json_object_get(ex->o->simulated, id);
+		if (!v)
+			json_object_set_new(ex->o->simulated, id, v = json_pack("{s:[]}", "calls"));
+		json_object_set_new(v, "status", json_string(ex_status_names[sr->status]));
+		json_object_set_new(v, "attempts", json_integer(sr->attempts));
+		if (sr->error)
+			json_object_set_new(v, "error", json_string(sr->error));
+	}
+}
+
 /* The command that continues this run, with the gates it waits at. */
 static char *resume_hint(const struct exec *ex)
 {
@@ -783,10 +804,11 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		teardown(&ex);
 		return 0;
 	}
+	const char *where = ex.run_dir ? ex.run_dir : "nowhere: a simulation";
 	ex_event(&ex, json_pack("{s:s, s:s, s:i, s:s}", "event", "run_started", "runbook", rb->name,
-				"steps", (int)rb->nmain, "dir", ex.run_dir),
+				"steps", (int)rb->nmain, "dir", where),
 		 "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
-		 rb->nmain == 1 ? "" : "s", ex.run_dir);
+		 rb->nmain == 1 ? "" : "s", where);
 
 	if (rb->timeout_ms >= 0)        /* counted from the first step, not from setup */
 		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
@@ -818,8 +840,10 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	ex.outcome = outcome[*status];
 	ex_journal(&ex, json_pack("{s:s, s:s}", "type", "run_finished", "status", outcome[*status]));
 	/* The snapshot keeps the log's head: a tail cut from the log shows (audit verify). */
-	if (ex_journal_sync(&ex) == 0)
+	if (ex.journal && ex_journal_sync(&ex) == 0)
 		compact(&ex, 1);
+	if (o->simulated)
+		simulated(&ex);
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
 			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
 			       "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",

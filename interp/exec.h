@@ -45,6 +45,20 @@ struct rb_exec_opts {
 	 */
 	int probe;
 	json_t *probed;
+	/*
+	 * replay --simulate: nothing runs.  Each call of an action gets the
+	 * result the run recorded for it (inline actions, pure Lua, do run):
+	 * recorded() returns 1 with *output (a new reference) when the call
+	 * succeeded then, 0 with *error (malloc'd, or NULL) when it failed, -1
+	 * when the run has no result for it.  Secrets read as ***.  simulated
+	 * gets {"ID": {"status", "attempts", "error", "calls": [the rendered
+	 * arguments of each call, by attempt]}} for the main steps; there is no
+	 * run directory, journal or lock.
+	 */
+	int (*recorded)(void *ud, const char *step, int attempt, size_t index, int check,
+			json_t **output, char **error);
+	void *recorded_ud;
+	json_t *simulated;
 	int color;
 	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
 	volatile sig_atomic_t *signo;   /* the last one */

@@ -79,7 +79,14 @@ static void run_unit(struct unit *u)
 		.scope = ex->scope,
 	};
 	struct rb_result res = {0};
-	if (!jb->action->run) {
+	if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
+		/* replay --simulate: what the run recorded stands in for the action. */
+		int r = ex->o->recorded(ex->o->recorded_ud, id, ex->s[jb->step].attempts, u->k, check,
+					&res.output, &res.error);
+		res.failed = r <= 0;
+		if (r < 0 && !res.error)
+			res.error = rb_xstrdup("not in the log: the run did not do this");
+	} else if (!jb->action->run) {
 		res.failed = 1;
 		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
 	} else {
@@ -563,6 +570,14 @@ static void intent(struct exec *ex, const struct job *jb)
 {
 	if (jb->action->flags & RB_ACT_INLINE)
 		return;
+	if (ex->o->simulated && jb->what->kind != RB_CHECK) {
+		const char *id = ex->rb->steps[jb->step]->id;
+		json_t *v = json_object_get(ex->o->simulated, id);
+		if (!v)
+			json_object_set_new(ex->o->simulated, id, v = json_pack("{s:[]}", "calls"));
+		/* Redacted as the log's are, to compare with them. */
+		json_array_append_new(json_object_get(v, "calls"), ex_redact_json(ex, jb->calls));
+	}
 	json_t *rec = json_pack("{s:s, s:s, s:i, s:s}", "type", "action_intent", "step",
 				ex->rb->steps[jb->step]->id, "attempt", ex->s[jb->step].attempts,
 				"action", jb->action->name);
@@ -841,7 +856,8 @@ static int dispatch(struct exec *ex, struct job *jb)
 		u->k = jb->next++;
 		u->started_ms = rb_now_ms();
 		jb->running++;
-		if (jb->action->flags & RB_ACT_INLINE) {
+		/* A simulation reads the recorded results on this thread too. */
+		if ((jb->action->flags & RB_ACT_INLINE) || ex->o->recorded) {
 			run_unit(u);
 			if (unit_done(ex, u))
 				return 1;
