@@ -50,7 +50,8 @@ struct rb_exec_opts {
 	 * result the run recorded for it (inline actions, pure Lua, do run):
 	 * recorded() returns 1 with *output (a new reference) when the call
 	 * succeeded then, 0 with *error (malloc'd, or NULL) when it failed, -1
-	 * when the run has no result for it.  Secrets read as ***.  simulated
+	 * when the run has no result for it (then it succeeds with no output,
+	 * so that the simulation goes on).  Secrets read as ***.  simulated
 	 * gets {"ID": {"status", "attempts", "error", "calls": [the rendered
 	 * arguments of each call, by attempt]}} for the main steps; there is no
 	 * run directory, journal or lock.

@@ -83,9 +83,8 @@ static void run_unit(struct unit *u)
 		/* replay --simulate: what the run recorded stands in for the action. */
 		int r = ex->o->recorded(ex->o->recorded_ud, id, ex->s[jb->step].attempts, u->k, check,
 					&res.output, &res.error);
-		res.failed = r <= 0;
-		if (r < 0 && !res.error)
-			res.error = rb_xstrdup("not in the log: the run did not do this");
+		/* A call the run never made is taken as done, so the path goes on. */
+		res.failed = r == 0;
 	} else if (!jb->action->run) {
 		res.failed = 1;
 		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);

@@ -1,0 +1,319 @@
+/*
+ * replay --simulate: the runbook as it is now, run by the engine with each
+ * action's recorded result standing in for the action (exec.h: recorded),
+ * and where it would go another way than the run did: a step whose
+ * condition decides otherwise, a call with other arguments, a step added or
+ * gone.  Nothing is executed but the runbook's own Lua.
+ */
+#include "simulate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "journal.h"
+#include "plan.h"
+#include "runstate.h"
+#include "util.h"
+
+/* What the log says: results by call, and each step's first calls and last status. */
+struct recorded {
+	json_t *results;        /* "STEP\tATTEMPT\tINDEX\tCHECK": {"ok", "error", "output"} */
+	json_t *steps;          /* "STEP": {"status", "calls": [first attempt's calls]} */
+	json_t *params;         /* run_started's */
+	json_t *approved;       /* ["STEP", ...] passed gates */
+	const char *run_id;
+};
+
+static char *call_key(const char *step, long attempt, long index, int check)
+{
+	return rb_xasprintf("%s\t%ld\t%ld\t%d", step, attempt, index, check);
+}
+
+static json_t *step_of(struct recorded *r, const char *id)
+{
+	json_t *s = json_object_get(r->steps, id);
+	if (!s)
+		json_object_set_new(r->steps, id, s = json_object());
+	return s;
+}
+
+/* The output a record holds for a call that succeeded: kept with its result. */
+static void set_output(struct recorded *r, const char *step, long attempt, long index,
+		       int check, const json_t *rec)
+{
+	char *k = call_key(step, attempt, index, check);
+	json_t *res = json_object_get(r->results, k);
+	json_t *out = rb_record_value(rec, "output");
+	if (res && json_is_true(json_object_get(res, "ok")) && out)
+		json_object_set(res, "output", out);
+	json_decref(out);
+	free(k);
+}
+
+static void index_records(struct recorded *r, const json_t *records)
+{
+	json_t *attempt = json_object();        /* the attempt each step is at */
+	size_t i;
+	json_t *rec;
+	json_array_foreach(records, i, rec) {
+		const char *type = json_string_value(json_object_get(rec, "type"));
+		const char *step = json_string_value(json_object_get(rec, "step"));
+		long att = (long)json_integer_value(json_object_get(rec, "attempt"));
+		long idx = (long)json_integer_value(json_object_get(rec, "index"));
+		int check = json_is_true(json_object_get(rec, "check"));
+		if (!type)
+			continue;
+		if (!strcmp(type, "run_started")) {
+			r->run_id = json_string_value(json_object_get(rec, "run_id"));
+			json_decref(r->params);
+			r->params = rb_record_value(rec, "params");
+		} else if (!step) {
+			continue;
+		} else if (!strcmp(type, "step_started")) {
+			json_object_set_new(attempt, step, json_integer(att));
+		} else if (!strcmp(type, "action_intent") && !check && att == 1) {
+			json_t *calls = rb_record_value(rec, "calls");
+			if (!calls)
+				calls = json_pack("[o]", rb_record_value(rec, "args"));
+			json_object_set_new(step_of(r, step), "calls", calls);
+		} else if (!strcmp(type, "action_result")) {
+			char *k = call_key(step, att, idx, check);
+			int ok = !strcmp(json_string_value(json_object_get(rec, "status")), "succeeded");
+			json_t *res = json_pack("{s:b}", "ok", ok);
+			if (json_object_get(rec, "error"))
+				json_object_set(res, "error", json_object_get(rec, "error"));
+			json_object_set_new(r->results, k, res);
+			free(k);
+		} else if (!strcmp(type, "item_finished")) {
+			long at = (long)json_integer_value(json_object_get(attempt, step));
+			set_output(r, step, at, idx, 0, rec);
+		} else if (!strcmp(type, "step_finished")) {
+			const char *status = json_string_value(json_object_get(rec, "status"));
+			json_object_set_new(step_of(r, step), "status", json_string(status));
+			/* A check's result is the output of a satisfied step; else the call's. */
+			set_output(r, step, att, 0, status && !strcmp(status, "satisfied"), rec);
+		} else if (!strcmp(type, "gate_approved")) {
+			json_array_append_new(r->approved, json_string(step));
+		}
+	}
+	json_decref(attempt);
+}
+
+static int lookup(void *ud, const char *step, int attempt, size_t index, int check,
+		  json_t **output, char **error)
+{
+	struct recorded *r = ud;
+	char *k = call_key(step, attempt, (long)index, check);
+	json_t *res = json_object_get(r->results, k);
+	free(k);
+	if (!res)
+		return -1;
+	if (json_is_true(json_object_get(res, "ok"))) {
+		json_t *out = json_object_get(res, "output");
+		*output = out ? json_deep_copy(out) : json_null();
+		return 1;
+	}
+	const char *e = json_string_value(json_object_get(res, "error"));
+	*error = rb_xstrdup(e ? e : "failed");
+	return 0;
+}
+
+static int ran(const char *status)
+{
+	return status && strcmp(status, "skipped") && strcmp(status, "pending") &&
+	       strcmp(status, "not_probed");
+}
+
+/* v as one short line of JSON, for a difference. */
+static char *brief(const json_t *v)
+{
+	char *t = v ? rb_record_text(v) : rb_xstrdup("(none)");
+	if (strlen(t) > 100)
+		strcpy(t + 97, "...");
+	return t;
+}
+
+static void add(json_t *diffs, const char *kind, const char *step, char *text)
+{
+	json_array_append_new(diffs, json_pack("{s:s, s:s, s:s}", "kind", kind, "step", step,
+					       "text", text));
+	free(text);
+}
+
+/* The first argument that differs between the calls then and now. */
+static void compare_calls(json_t *diffs, const char *id, const json_t *then, const json_t *now)
+{
+	if (json_equal((json_t *)then, (json_t *)now))
+		return;
+	if (json_array_size(then) != json_array_size(now)) {
+		add(diffs, "argument", id, rb_xasprintf("%s: %zu call%s then, %zu now", id,
+			json_array_size(then), json_array_size(then) == 1 ? "" : "s",
+			json_array_size(now)));
+		return;
+	}
+	for (size_t c = 0; c < json_array_size(then); c++) {
+		json_t *a = json_array_get(then, c), *b = json_array_get(now, c);
+		if (json_equal(a, b))
+			continue;
+		const char *key;
+		json_t *v;
+		json_t *keys = json_object();
+		json_object_foreach(a, key, v)
+			json_object_set_new(keys, key, json_true());
+		json_object_foreach(b, key, v)
+			json_object_set_new(keys, key, json_true());
+		json_object_foreach(keys, key, v) {
+			json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+			if (x && y && json_equal(x, y))
+				continue;
+			char *bx = brief(x), *by = brief(y);
+			char at[32] = "";
+			if (json_array_size(then) > 1)
+				snprintf(at, sizeof(at), "[%zu]", c + 1);
+			add(diffs, "argument", id, rb_xasprintf("%s%s: %s was %s, now %s", id, at, key,
+								bx, by));
+			free(bx);
+			free(by);
+		}
+		json_decref(keys);
+	}
+}
+
+static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
+		       const json_t *sim)
+{
+	json_t *diffs = json_array();
+	for (size_t i = 0; i < rb->nmain; i++) {
+		const char *id = rb->steps[i]->id;
+		json_t *then = json_object_get(r->steps, id), *now = json_object_get(sim, id);
+		const char *st = json_string_value(json_object_get(then, "status"));
+		const char *sn = json_string_value(json_object_get(now, "status"));
+		if (!then) {
+			if (ran(sn))
+				add(diffs, "added", id, rb_xasprintf("%s: would run now; the run had "
+								     "no such step", id));
+		} else if (ran(st) && !ran(sn)) {
+			const char *why = json_string_value(json_object_get(now, "error"));
+			add(diffs, "condition", id, rb_xasprintf("%s: ran then (%s); now it would be "
+				"%s%s%s", id, st, sn, why ? ": " : "", why ? why : ""));
+		} else if (!ran(st) && ran(sn)) {
+			add(diffs, "condition", id, rb_xasprintf("%s: was %s then; now it would run",
+								 id, st));
+		} else if (ran(st)) {
+			json_t *ct = json_object_get(then, "calls");
+			json_t *cn = json_array_get(json_object_get(now, "calls"), 0);
+			if (ct && cn)
+				compare_calls(diffs, id, ct, cn);
+		}
+	}
+	const char *id;
+	json_t *v;
+	json_object_foreach(r->steps, id, v) {
+		int found = 0;
+		for (size_t i = 0; i < rb->nsteps && !found; i++)
+			found = !strcmp(rb->steps[i]->id, id);
+		if (!found)
+			add(diffs, "removed", id, rb_xasprintf("%s: %s then; the runbook has no "
+				"such step now", id, json_string_value(json_object_get(v, "status"))));
+	}
+	return diffs;
+}
+
+/* The recorded params as -p NAME=VALUE for the runbook as it is now (gone ones left out). */
+static json_t *params_now(const struct rb_runbook *rb, const json_t *recorded,
+			  struct rb_diags *d, json_t *diffs)
+{
+	size_t n = json_object_size(recorded), k = 0;
+	char **given = rb_xcalloc(n + 1, sizeof(*given));
+	const char *name;
+	json_t *v;
+	json_object_foreach((json_t *)recorded, name, v) {
+		if (!rb_runbook_param(rb, name)) {
+			add(diffs, "param", name, rb_xasprintf("param %s: given to the run; the "
+				"runbook takes no such param now", name));
+			continue;
+		}
+		char *text = json_is_string(v) ? rb_xstrdup(json_string_value(v)) : rb_record_text(v);
+		given[k++] = rb_xasprintf("%s=%s", name, text);
+		free(text);
+	}
+	json_t *p = rb_params_resolve(rb, given, k, d);
+	for (size_t i = 0; i < k; i++)
+		free(given[i]);
+	free(given);
+	return p;
+}
+
+int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_diags *d,
+		       const char *format, FILE *out)
+{
+	struct recorded r = {.results = json_object(), .steps = json_object(),
+			     .approved = json_array()};
+	index_records(&r, records);
+	int rc;
+	json_t *diffs = json_array();
+	json_t *none = json_object();
+	json_t *params = params_now(rb, r.params ? r.params : none, d, diffs);
+	FILE *sink = fopen("/dev/null", "w");
+	size_t na = json_array_size(r.approved);
+	const char **approve = rb_xcalloc(na + 1, sizeof(*approve));
+	for (size_t i = 0; i < na; i++)
+		approve[i] = json_string_value(json_array_get(r.approved, i));
+	json_t *sim = json_object();
+	struct rb_exec_opts o = {.params = params, .jobs = 1, .out = sink, .recorded = lookup,
+				 .recorded_ud = &r, .simulated = sim, .approve = approve,
+				 .napprove = na, .lock_timeout_ms = 0};
+	enum rb_run_status status;
+	char run_id[RB_RUN_ID_MAX];
+	if (!params || !sink || rb_exec_run(rb, &o, d, &status, run_id) < 0) {
+		rc = -1;
+	} else {
+		json_t *more = compare(rb, &r, sim);
+		json_array_extend(diffs, more);
+		json_decref(more);
+		rc = json_array_size(diffs) ? 1 : 0;
+		rb_simulate_print(out, format, r.run_id ? r.run_id : "?", rb->file, rb->nmain, diffs);
+	}
+	if (sink)
+		fclose(sink);
+	free(approve);
+	json_decref(sim);
+	json_decref(params);
+	json_decref(diffs);
+	json_decref(none);
+	json_decref(r.results);
+	json_decref(r.steps);
+	json_decref(r.params);
+	json_decref(r.approved);
+	return rc;
+}
+
+void rb_simulate_print(FILE *out, const char *format, const char *run_id, const char *file,
+		       size_t nsteps, const json_t *diffs)
+{
+	size_t n = json_array_size(diffs), i;
+	json_t *d;
+	if (!strcmp(format, "json")) {
+		json_t *doc = json_pack("{s:s, s:s, s:b, s:O}", "run", run_id, "runbook", file,
+					"same_path", n == 0, "differences", diffs);
+		json_dumpf(doc, out, JSON_INDENT(2));
+		fputc('\n', out);
+		json_decref(doc);
+		return;
+	}
+	int md = !strcmp(format, "markdown");
+	fprintf(out, md ? "### Simulation of run %s with %s as it is now\n\n"
+			: "simulate run %s with %s as it is now:\n", run_id, file);
+	json_array_foreach(diffs, i, d)
+		fprintf(out, md ? "- **%s**: %s\n" : "  %-10s %s\n",
+			json_string_value(json_object_get(d, "kind")),
+			json_string_value(json_object_get(d, "text")));
+	if (n)
+		fprintf(out, "%s%zu difference%s: the runbook would not take the path the run took\n",
+			md ? "\n" : "", n, n == 1 ? "" : "s");
+	else
+		fprintf(out, "the same path: %zu step%s, the same conditions and arguments\n", nsteps,
+			nsteps == 1 ? "" : "s");
+}
