@@ -10,9 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #include "audit.h"
 #include "cli.h"
 #include "journal.h"
+#include "redact.h"
 #include "util.h"
 
 /* After rb_opt_next gave HELP or ERROR (which it printed). */
@@ -182,6 +185,58 @@ static int head(int argc, char **argv)
 	return RB_EXIT_OK;
 }
 
+/* The HMAC run_started records for a secret, of the value on standard input. */
+static int hmac(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {{0, "audit-key", 1}, {0, "state-dir", 1},
+					     {0, NULL, 0}};
+	struct rb_optparse p;
+	const char *keyfile = NULL, *state = NULL;
+	int k;
+	rb_opt_init(&p, "audit hmac", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		if (k < 0)
+			return k == RB_OPT_ARG ? rb_usage_error("audit hmac: the value is read on "
+				"standard input, not given as an argument") : help_or_error(k);
+		if (k == 0)
+			keyfile = p.val;
+		else
+			state = p.val;
+	}
+	struct rb_audit_key *key = NULL;
+	char *err = NULL, *v = NULL;
+	size_t len = 0;
+	unsigned char hk[32];
+	char hex[65];
+	int rc = RB_EXIT_FAILED;
+	/* The key runs sign with (as rb_audit_key_default finds it, but never made here). */
+	const char *env = getenv("RUNBOOK_AUDIT_KEY");
+	char *path = keyfile ? rb_xstrdup(keyfile) : env && *env ? rb_xstrdup(env)
+		     : rb_xasprintf("%s/%s", rb_state_dir(state), RB_AUDIT_HOST_KEY);
+	if (rb_audit_key_load(path, &key, &err) < 0) {
+		fprintf(stderr, "runbook: error: audit key: %s\n", err);
+	} else if (!rb_audit_key_can_sign(key)) {
+		fprintf(stderr, "runbook: error: %s is a public key: the HMAC needs the private "
+			"key\n", path);
+	} else if (rb_read_file("/dev/stdin", 1 << 20, &v, &len, &err) < 0) {
+		fprintf(stderr, "runbook: error: cannot read the value: %s\n", err);
+	} else {
+		if (len && v[len - 1] == '\n')
+			len--;
+		if (rb_audit_key_hmac_key(key, hk) == 0 && rb_hmac_hex(hk, 32, v, len, hex) == 0) {
+			printf("%s\n", hex);
+			rc = RB_EXIT_OK;
+		}
+		OPENSSL_cleanse(hk, sizeof(hk));
+		OPENSSL_cleanse(v, len);
+	}
+	free(v);
+	free(err);
+	free(path);
+	rb_audit_key_free(key);
+	return rc;
+}
+
 static int show(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {{'f', "format", 1}, {0, NULL, 0}};
@@ -225,7 +280,7 @@ static int show(int argc, char **argv)
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
-} subs[] = {{"verify", verify}, {"head", head}, {"show", show}};
+} subs[] = {{"verify", verify}, {"head", head}, {"show", show}, {"hmac", hmac}};
 
 int cmd_audit(int argc, char **argv)
 {
@@ -236,6 +291,6 @@ int cmd_audit(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(subs) / sizeof(*subs); i++)
 		if (!strcmp(argv[1], subs[i].name))
 			return subs[i].fn(argc - 1, argv + 1);
-	return rb_usage_error("audit: unknown subcommand '%s' (expected verify, head or show)",
+	return rb_usage_error("audit: unknown subcommand '%s' (expected verify, head, show or hmac)",
 			      argv[1]);
 }

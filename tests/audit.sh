@@ -172,7 +172,7 @@ usage() {                 # usage OUTPUT ARGS...: exit status 2 and that message
 	out=$(rb "$@" 2>&1); rc=$?
 	[ $rc -eq 2 ] && [ "$out" = "$want" ] && ok || bad "runbook $*: $rc $out"
 }
-usage "runbook: error: audit: unknown subcommand 'frob' (expected verify, head or show)" audit frob
+usage "runbook: error: audit: unknown subcommand 'frob' (expected verify, head, show or hmac)" audit frob
 usage "runbook: error: audit verify: no log given (usage: runbook audit verify LOG... [--keyring DIR])" audit verify --keyring "$d"
 usage "runbook: error: audit verify: --head 'x' is not SEQ:SHA256 (as 'runbook audit head' prints it)" audit verify "$log" --head x
 usage "runbook: error: audit verify: --head is the head of one log; give one LOG" audit verify "$log" "$log" --head "6:$head6"
@@ -188,6 +188,63 @@ out=$(rb audit head "$d/missing.jsonl" 2>&1); rc=$?
 out=$(rb audit verify "$d/missing.jsonl" --keyring "$d" 2>&1); rc=$?
 [ $rc -eq 1 ] && [ "$out" = "$d/missing.jsonl: error: cannot open $d/missing.jsonl: No such file or directory" ] && ok ||
 	bad "verify a missing log: $rc $out"
+
+# --- the engine's logs: a run, a gated run paused and resumed --------------------------
+st="$d/state"
+mkdir -p "$d/g"
+rb run --state-dir "$st" --audit-key "$d/k.pem" -p dir="$d/g" tests/exec/gate.yaml \
+	</dev/null >/dev/null 2>&1
+[ $? -eq 3 ] && ok || bad "the gated run pauses"
+gid=$(ls "$st/runs")
+rb audit verify --keyring "$d/k.pem.pub" --state-dir "$st" "$gid" >/dev/null && ok ||
+	bad "a paused run verifies"
+rb resume --state-dir "$st" --audit-key "$d/k.pem" --approve dangerous "$gid" >/dev/null 2>&1 &&
+	ok || bad "the resume past the gate"
+out=$(rb audit verify --keyring "$d/k.pem.pub" --state-dir "$st" "$gid" 2>&1) && ok ||
+	bad "the resumed run verifies: $out"
+glog="$st/runs/$gid/audit.jsonl"
+types=$(jq -r .type "$glog" | tr '\n' ' ')
+[[ "$types" == "run_started "*"gate_waiting "*"run_finished run_resumed "*"gate_approved "*"run_finished " ]] &&
+	ok || bad "the records of a gated run: $types"
+[ "$(jq -r 'select(.type == "gate_approved") | .by + " " + .via' "$glog")" = "$(id -un) --approve" ] &&
+	ok || bad "who approved, and how"
+# Every record of the engine's log checks with stock tools, as the fixed log's do.
+prev=0000000000000000000000000000000000000000000000000000000000000000 n=0
+while IFS= read -r line; do
+	n=$((n + 1))
+	printf '%s' "$line" | jq -jcS 'del(.sig)' >"$d/signed.bin"
+	printf '%s' "$line" | jq -r .sig | base64 -d >"$d/sig.bin"
+	v=$(openssl pkeyutl -verify -pubin -inkey "$d/k.pem.pub" -rawin -in "$d/signed.bin" \
+		-sigfile "$d/sig.bin" 2>&1)
+	[ "$v" = "Signature Verified Successfully" ] && [ "$(jq -r .prev <<<"$line")" = "$prev" ] &&
+		ok || bad "run log line $n: openssl: $v"
+	prev=$(printf '%s' "$line" | sha256sum | cut -d ' ' -f 1)
+done <"$glog"
+# An action's result binds the output step_finished records, by its SHA-256.
+want=$(jq -r 'select(.type == "action_result" and .step == "after") | .output_sha256' "$glog")
+got=$(jq -j 'select(.type == "step_finished" and .step == "after") | .output' "$glog" | sha256sum | cut -d ' ' -f 1)
+[ -n "$want" ] && [ "$want" = "$got" ] && ok || bad "output_sha256 $want, the output hashes to $got"
+# The intent is before the result, and both name the action and the step.
+[ "$(jq -r 'select(.step == "after") | .type' "$glog" | tr '\n' ' ')" = "step_started action_intent action_result step_finished " ] &&
+	ok || bad "after's records: $(jq -r 'select(.step == "after") | .type' "$glog" | tr '\n' ' ')"
+# A tail cut right after a run_finished leaves a closed run: only the kept head finds it.
+cp -r "$st/runs/$gid" "$d/cut"
+head -n "$(grep -n '"type":"run_finished"' "$glog" | head -n 1 | cut -d: -f1)" "$glog" >"$d/cut/audit.jsonl"
+rb audit verify --keyring "$d/k.pem.pub" "$d/cut/audit.jsonl" >/dev/null 2>&1 && ok ||
+	bad "cut after the first session, the log alone is a closed run"
+out=$(rb audit verify --keyring "$d/k.pem.pub" "$d/cut" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "its tail was cut" <<<"$out" && ok || bad "a cut tail of a run: $rc $out"
+# audit hmac proves which value a secret had, with the key only.
+out=$(EXEC_TEST_TOKEN=tok-Hm4c rb run --state-dir "$st" --audit-key "$d/k.pem" tests/exec/basics.yaml 2>&1)
+bid=$(ls -t "$st/runs" | head -n 1)
+rec=$(jq -r 'select(.type == "run_started") | .secrets.token.hmac_sha256' "$st/runs/$bid/audit.jsonl")
+[ "$(printf 'tok-Hm4c\n' | rb audit hmac --audit-key "$d/k.pem")" = "$rec" ] && ok ||
+	bad "audit hmac of the secret: $rec"
+[ "$(printf 'tok-Hm4d' | rb audit hmac --audit-key "$d/k.pem")" != "$rec" ] && ok ||
+	bad "another value, another hmac"
+! grep -rq tok-Hm4c "$st" && ok || bad "the secret itself is in the state"
+out=$(printf x | rb audit hmac --audit-key "$d/k.pem.pub" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "is a public key" <<<"$out" && ok || bad "hmac with a public key: $rc $out"
 
 echo "audit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
