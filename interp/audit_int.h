@@ -21,6 +21,16 @@ struct rb_audit_key {
 	char id[RB_AUDIT_KEY_ID_LEN + 1];
 };
 
+/*
+ * rb_audit_canon of all of v, and where the outermost member named key is in
+ * out: [*from, *to) is that member with the comma that joins it to the
+ * others, so that out without those bytes is rb_audit_canon(v, key).  The
+ * verifier checks a line and finds its signed bytes with one encoding.
+ * Both 0 when v has no such member.
+ */
+int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, size_t *from,
+			size_t *to, char **err);
+
 /* The key with this id, or NULL. */
 const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
 						  const char *id);
