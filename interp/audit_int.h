@@ -42,6 +42,22 @@ int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const voi
 int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
 			 size_t len, const unsigned char sig[SIG_LEN]);
 
+/*
+ * Checks one signature after another (the verifier's loop): the context is
+ * set up for a key once (EVP_DigestVerifyInit fetches the algorithm and
+ * exports the key each time, a tenth of a verify) and copied for each check.
+ * The keys must outlive it.
+ */
+struct rb_audit_checker {
+	const struct rb_audit_key *key;         /* the key tmpl is set up for, or NULL */
+	EVP_MD_CTX *tmpl, *ctx;
+};
+void rb_audit_checker_init(struct rb_audit_checker *c);
+void rb_audit_checker_release(struct rb_audit_checker *c);
+/* rb_audit_check_bytes, through c: 1 when sig is k's signature of msg, else 0. */
+int rb_audit_checker_check(struct rb_audit_checker *c, const struct rb_audit_key *k,
+			   const void *msg, size_t len, const unsigned char sig[SIG_LEN]);
+
 /* Standard base64 with padding, no line breaks; out gets a NUL. */
 void rb_audit_b64(const unsigned char *in, size_t n, char *out);
 /*

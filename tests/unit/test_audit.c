@@ -366,6 +366,40 @@ static void t_canon_span(void)
 	json_decref(v);
 }
 
+/*
+ * The verifier's checker sets a context up per key and copies it for each
+ * signature: keys taking turns, a signature of the other key, a changed
+ * message and a changed signature must all come out as one fresh
+ * EVP_DigestVerifyInit would say.
+ */
+static void t_checker(const struct rb_audit_key *ka, const struct rb_audit_key *kb)
+{
+	static const char msg[] = "{\"seq\":1}";
+	unsigned char sa[SIG_LEN], sb[SIG_LEN];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	CHECK(rb_audit_sign_bytes(ka, ctx, msg, sizeof(msg) - 1, sa) == 0 &&
+	      rb_audit_sign_bytes(kb, ctx, msg, sizeof(msg) - 1, sb) == 0, "sign");
+	struct rb_audit_checker c;
+	rb_audit_checker_init(&c);
+	for (int round = 0; round < 3; round++) {
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sa) == 1,
+		      "a's signature, round %d", round);
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sb) == 0,
+		      "b's signature with a, round %d", round);
+		CHECK(rb_audit_checker_check(&c, kb, msg, sizeof(msg) - 1, sb) == 1,
+		      "b's signature, round %d", round);
+		CHECK(rb_audit_checker_check(&c, kb, msg, sizeof(msg) - 2, sb) == 0,
+		      "a shorter message, round %d", round);
+		sa[round * 20] ^= 0x10;
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sa) == 0 &&
+		      rb_audit_check_bytes(ka, ctx, msg, sizeof(msg) - 1, sa) == 0,
+		      "a changed signature, round %d", round);
+		sa[round * 20] ^= 0x10;
+	}
+	rb_audit_checker_release(&c);
+	EVP_MD_CTX_free(ctx);
+}
+
 static void t_keys(const char *dir)
 {
 	char *path = join(dir, "k.pem"), *pub = join(dir, "k.pem.pub"), *err = NULL;
@@ -1236,6 +1270,7 @@ int main(int argc, char **argv)
 	t_canon();
 	t_canon_span();
 	t_keys(tmpl);
+	t_checker(ka, kb);
 	t_roundtrip(tmpl, ka, kb);
 	t_every_byte(tmpl, ka);
 	t_lines(tmpl, ka);
