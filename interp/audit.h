@@ -103,7 +103,7 @@ int rb_audit_canon(const json_t *v, const char *skip_key, struct rb_buf *out, ch
 
 /* ms since the epoch as RFC 3339 UTC with milliseconds: 2026-11-23T17:05:05.123Z */
 void rb_audit_format_ts(int64_t ms, char buf[32]);
-/* The reverse, for exactly that form; -1 when s is not in it. */
+/* The reverse, for exactly that form; -1 when s is not in it.  ms NULL: check the form only. */
 int rb_audit_parse_ts(const char *s, int64_t *ms);
 
 /* --- the appender (interp/audit.c) ---------------------------------------------- */

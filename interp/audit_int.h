@@ -21,6 +21,16 @@ struct rb_audit_key {
 	char id[RB_AUDIT_KEY_ID_LEN + 1];
 };
 
+/*
+ * rb_audit_canon of all of v, and where the outermost member named key is in
+ * out: [*from, *to) is that member with the comma that joins it to the
+ * others, so that out without those bytes is rb_audit_canon(v, key).  The
+ * verifier checks a line and finds its signed bytes with one encoding.
+ * Both 0 when v has no such member.
+ */
+int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, size_t *from,
+			size_t *to, char **err);
+
 /* The key with this id, or NULL. */
 const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
 						  const char *id);
@@ -31,6 +41,22 @@ int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const voi
 /* 1 when sig is k's signature of msg, else 0. */
 int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
 			 size_t len, const unsigned char sig[SIG_LEN]);
+
+/*
+ * Checks one signature after another (the verifier's loop): the context is
+ * set up for a key once (EVP_DigestVerifyInit fetches the algorithm and
+ * exports the key each time, a tenth of a verify) and copied for each check.
+ * The keys must outlive it.
+ */
+struct rb_audit_checker {
+	const struct rb_audit_key *key;         /* the key tmpl is set up for, or NULL */
+	EVP_MD_CTX *tmpl, *ctx;
+};
+void rb_audit_checker_init(struct rb_audit_checker *c);
+void rb_audit_checker_release(struct rb_audit_checker *c);
+/* rb_audit_check_bytes, through c: 1 when sig is k's signature of msg, else 0. */
+int rb_audit_checker_check(struct rb_audit_checker *c, const struct rb_audit_key *k,
+			   const void *msg, size_t len, const unsigned char sig[SIG_LEN]);
 
 /* Standard base64 with padding, no line breaks; out gets a NUL. */
 void rb_audit_b64(const unsigned char *in, size_t n, char *out);

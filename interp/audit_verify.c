@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
 #include "audit_int.h"
 #include "journal.h"
 #include "util.h"
@@ -87,8 +89,10 @@ struct verify {
 	char prev[65];          /* the SHA-256 of its line */
 	char *run_id;           /* of a single-run log */
 	json_t *runs;           /* run id -> enum run_state */
-	EVP_MD_CTX *ctx;
-	struct rb_buf canon;
+	struct rb_audit_checker chk;
+	EVP_MD *sha256;         /* for the chain, fetched once */
+	EVP_MD_CTX *hctx;
+	struct rb_buf canon;    /* a line's encoding, then its signed bytes */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -108,11 +112,6 @@ static int bad(struct verify *v, uint64_t line, uint64_t seq, const char *fmt, .
 	v->r->bad_line = line;
 	v->r->bad_seq = seq;
 	return -1;
-}
-
-static const char *str(const json_t *rec, const char *key)
-{
-	return json_string_value(json_object_get(rec, key));
 }
 
 /* The rules that open and close runs (docs/audit-format.md, "Closing a run"). */
@@ -155,7 +154,31 @@ static int check_run(struct verify *v, const char *run, const char *type, uint64
 	return 0;
 }
 
-static const char *const fields[] = {"ts", "run_id", "type", "prev", "key_id", "sig"};
+/* The string fields every record has, in the order they are checked. */
+enum { F_TS, F_RUN_ID, F_TYPE, F_PREV, F_KEY_ID, F_SIG, F_COUNT };
+static const char *const fields[F_COUNT] = {"ts", "run_id", "type", "prev", "key_id", "sig"};
+
+/*
+ * The SHA-256 of a line in hex, with one context and one fetched digest for
+ * the whole log (EVP_Digest fetches SHA-256 again for every call).
+ */
+static void line_hash(struct verify *v, const char *line, size_t len, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (!v->sha256 || !v->hctx || EVP_DigestInit_ex2(v->hctx, v->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(v->hctx, line, len) != 1 ||
+	    EVP_DigestFinal_ex(v->hctx, md, &n) != 1 || n != 32) {
+		rb_sha256_hex(line, len, hex);
+		return;
+	}
+	for (unsigned i = 0; i < 32; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[64] = 0;
+}
 
 static int check_record(struct verify *v, const char *line, size_t len)
 {
@@ -176,22 +199,32 @@ static int check_record(struct verify *v, const char *line, size_t len)
 		bad(v, v->line, 0, "no seq (a positive integer)");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++)
-		if (!str(rec, fields[i]) || !*str(rec, fields[i])) {
+	const char *f[F_COUNT];
+	json_t *jsig = NULL;
+	for (size_t i = 0; i < F_COUNT; i++) {
+		json_t *jf = json_object_get(rec, fields[i]);
+		f[i] = json_string_value(jf);
+		if (!f[i] || !*f[i]) {
 			bad(v, v->line, seq, "no %s (a string)", fields[i]);
 			goto out;
 		}
-	int64_t ms;
-	if (rb_audit_parse_ts(str(rec, "ts"), &ms) < 0 ||
-	    !rb_audit_is_hex(str(rec, "prev"), 64) ||
-	    !rb_audit_is_hex(str(rec, "key_id"), RB_AUDIT_KEY_ID_LEN)) {
-		bad(v, v->line, seq, "malformed %s", rb_audit_parse_ts(str(rec, "ts"), &ms) < 0
-			? "ts" : !rb_audit_is_hex(str(rec, "prev"), 64) ? "prev" : "key_id");
+		if (i == F_SIG)
+			jsig = jf;
+	}
+	int bad_ts = rb_audit_parse_ts(f[F_TS], NULL) < 0;
+	if (bad_ts || !rb_audit_is_hex(f[F_PREV], 64) ||
+	    !rb_audit_is_hex(f[F_KEY_ID], RB_AUDIT_KEY_ID_LEN)) {
+		bad(v, v->line, seq, "malformed %s", bad_ts ? "ts"
+			: !rb_audit_is_hex(f[F_PREV], 64) ? "prev" : "key_id");
 		goto out;
 	}
-	/* One encoding only: else bytes could change under a valid signature. */
+	/*
+	 * One encoding only: else bytes could change under a valid signature.
+	 * The same pass finds "sig" in it, for the signed bytes below.
+	 */
+	size_t sig_from, sig_to;
 	v->canon.len = 0;
-	if (rb_audit_canon(rec, NULL, &v->canon, &e) < 0) {
+	if (rb_audit_canon_span(rec, "sig", &v->canon, &sig_from, &sig_to, &e) < 0) {
 		bad(v, v->line, seq, "cannot be a record: %s", e);
 		goto out;
 	}
@@ -207,7 +240,7 @@ static int check_record(struct verify *v, const char *line, size_t len)
 		    "missing, repeated or out of order)", seq, v->seq + 1);
 		goto out;
 	}
-	if (strcmp(str(rec, "prev"), v->prev)) {
+	if (strcmp(f[F_PREV], v->prev)) {
 		if (v->line == 1)
 			bad(v, v->line, seq, "prev is not 64 zeros in the first record");
 		else
@@ -215,7 +248,7 @@ static int check_record(struct verify *v, const char *line, size_t len)
 			    " (a record changed, missing or inserted before this one)", v->line - 1);
 		goto out;
 	}
-	const char *run = str(rec, "run_id"), *type = str(rec, "type");
+	const char *run = f[F_RUN_ID], *type = f[F_TYPE];
 	if (!v->o->shared) {
 		if (!v->run_id)
 			v->run_id = rb_xstrdup(v->o->run_id ? v->o->run_id : run);
@@ -224,27 +257,29 @@ static int check_record(struct verify *v, const char *line, size_t len)
 			goto out;
 		}
 	}
-	const struct rb_audit_key *k = rb_audit_keyring_find(v->o->keyring, str(rec, "key_id"));
+	const struct rb_audit_key *k = rb_audit_keyring_find(v->o->keyring, f[F_KEY_ID]);
 	if (!k) {
-		bad(v, v->line, seq, "signed by key %s, which is not in the keyring",
-		    str(rec, "key_id"));
+		bad(v, v->line, seq, "signed by key %s, which is not in the keyring", f[F_KEY_ID]);
 		goto out;
 	}
 	unsigned char sig[SIG_LEN];
-	const char *sig64 = str(rec, "sig");
-	if (rb_audit_sig_decode(sig64, json_string_length(json_object_get(rec, "sig")), sig) < 0) {
+	if (rb_audit_sig_decode(f[F_SIG], json_string_length(jsig), sig) < 0) {
 		bad(v, v->line, seq, "malformed sig (88 characters of base64 expected)");
 		goto out;
 	}
-	v->canon.len = 0;
-	rb_audit_canon(rec, "sig", &v->canon, NULL);
-	if (!rb_audit_check_bytes(k, v->ctx, v->canon.s, v->canon.len, sig)) {
+	/*
+	 * The signed bytes, rb_audit_canon(rec, "sig"): v->canon is the line, so
+	 * they are it without the "sig" member and its comma.
+	 */
+	memmove(v->canon.s + sig_from, v->canon.s + sig_to, v->canon.len - sig_to);
+	v->canon.len -= sig_to - sig_from;
+	if (!rb_audit_checker_check(&v->chk, k, v->canon.s, v->canon.len, sig)) {
 		bad(v, v->line, seq, "the signature does not verify with key %s", k->id);
 		goto out;
 	}
 	if (check_run(v, run, type, seq) < 0)
 		goto out;
-	rb_sha256_hex(line, len, hash);
+	line_hash(v, line, len, hash);
 	const struct rb_audit_head *h = v->o->expected_head;
 	if (h && h->seq == seq && strcmp(h->sha256, hash)) {
 		bad(v, v->line, seq, "not the record of the expected head %" PRIu64 ":%.16s...",
@@ -303,7 +338,11 @@ int rb_audit_verify_stream(FILE *f, const struct rb_audit_verify_opts *o,
 	memcpy(r->head.sha256, ZERO_HASH, 65);
 	memcpy(v.prev, ZERO_HASH, 65);
 	v.runs = json_object();
-	v.ctx = EVP_MD_CTX_new();
+	rb_audit_checker_init(&v.chk);
+	v.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!v.sha256)
+		ERR_clear_error();      /* line_hash falls back to rb_sha256_hex */
+	v.hctx = EVP_MD_CTX_new();
 	rb_buf_init(&v.canon);
 	uint64_t torn_line = 0, torn_off = 0;
 	const char *line;
@@ -352,7 +391,9 @@ int rb_audit_verify_stream(FILE *f, const struct rb_audit_verify_opts *o,
 out:
 	count_open(&v);
 	json_decref(v.runs);
-	EVP_MD_CTX_free(v.ctx);
+	rb_audit_checker_release(&v.chk);
+	EVP_MD_free(v.sha256);
+	EVP_MD_CTX_free(v.hctx);
 	rb_buf_release(&v.canon);
 	free(v.run_id);
 	free(rd.buf);

@@ -348,6 +348,43 @@ int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const vo
 	return ok;
 }
 
+void rb_audit_checker_init(struct rb_audit_checker *c)
+{
+	c->key = NULL;
+	c->tmpl = EVP_MD_CTX_new();
+	c->ctx = EVP_MD_CTX_new();
+}
+
+void rb_audit_checker_release(struct rb_audit_checker *c)
+{
+	EVP_MD_CTX_free(c->tmpl);
+	EVP_MD_CTX_free(c->ctx);
+	c->tmpl = c->ctx = NULL;
+	c->key = NULL;
+}
+
+int rb_audit_checker_check(struct rb_audit_checker *c, const struct rb_audit_key *k,
+			   const void *msg, size_t len, const unsigned char sig[SIG_LEN])
+{
+	if (!c->tmpl || !c->ctx)
+		return 0;
+	if (c->key != k) {
+		c->key = NULL;
+		EVP_MD_CTX_reset(c->tmpl);
+		if (EVP_DigestVerifyInit(c->tmpl, NULL, NULL, NULL, k->pkey) != 1) {
+			ERR_clear_error();
+			return 0;
+		}
+		c->key = k;
+	}
+	/* Ed25519 is one-shot: a context verifies once, so each check gets a copy. */
+	int ok = EVP_MD_CTX_copy_ex(c->ctx, c->tmpl) == 1 &&
+		 EVP_DigestVerify(c->ctx, sig, SIG_LEN, msg, len) == 1;
+	if (!ok)
+		ERR_clear_error();
+	return ok;
+}
+
 /* --- keyrings ------------------------------------------------------------------- */
 
 struct ring_key {

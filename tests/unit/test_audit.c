@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "audit_int.h"
 #include "check.h"
 #include "journal.h"
 #include "util.h"
@@ -306,6 +307,98 @@ static void t_canon(void)
 }
 
 /* --- keys -------------------------------------------------------------------------- */
+
+/*
+ * The verifier takes a record's signed bytes out of its line: the line
+ * without the bytes rb_audit_canon_span names must be rb_audit_canon(v, key),
+ * wherever the key sorts (first, between, last, alone) and not when it is
+ * only nested.  And the place a refusal names, now built only on failure.
+ */
+static void t_canon_span(void)
+{
+	static const char *const cases[] = {
+		"{\"sig\":\"s\",\"z\":1}", "{\"a\":[1],\"sig\":\"s\",\"z\":{\"sig\":2}}",
+		"{\"a\":1,\"b\":2,\"sig\":\"s\"}", "{\"sig\":{\"x\":[]}}",
+		"{\"a\":{\"sig\":1}}", "{}",
+	};
+	struct rb_buf all, want;
+	rb_buf_init(&all);
+	rb_buf_init(&want);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		json_t *v = json_loads(cases[i], 0, NULL);
+		size_t from = 99, to = 99;
+		all.len = want.len = 0;
+		CHECK(v && rb_audit_canon_span(v, "sig", &all, &from, &to, NULL) == 0 &&
+		      rb_audit_canon(v, "sig", &want, NULL) == 0, "span %s", cases[i]);
+		CHECK(all.s && !strcmp(all.s, cases[i]), "span encodes all of %s: %s", cases[i],
+		      all.s);
+		CHECK(from <= to && to <= all.len && all.len - (to - from) == want.len &&
+		      !memcmp(all.s, want.s, from) &&
+		      !memcmp(all.s + to, want.s + from, all.len - to),
+		      "span of sig in %s: [%zu, %zu), want %s", cases[i], from, to, want.s);
+		CHECK(json_object_get(v, "sig") || (from == 0 && to == 0), "no sig in %s: %zu %zu",
+		      cases[i], from, to);
+		json_decref(v);
+	}
+	rb_buf_release(&all);
+	rb_buf_release(&want);
+
+	char *err = NULL;
+	json_t *v = json_loads("{\"a\":[0,{\"b\":[[1,{\"c\":1e3}]]}]}", 0, NULL);
+	CHECK(rb_audit_canon(v, NULL, NULL, &err) < 0 && err &&
+	      !strcmp(err, "a real number (records hold integers only) at .a[1].b[0][1].c"),
+	      "the place of a refusal: %s", err);
+	free(err);
+	json_decref(v);
+	err = NULL;
+	/* jansson parses no such key, but its API makes one. */
+	v = json_pack("[i,{}]", 1);
+	json_object_setn_new(json_array_get(v, 1), "k\0", 2, json_integer(1));
+	CHECK(v && rb_audit_canon(v, NULL, NULL, &err) < 0 && err &&
+	      !strcmp(err, "a key with a NUL byte at [1]"), "a NUL key: %s", err);
+	free(err);
+	json_decref(v);
+	err = NULL;
+	v = json_real(1.0);
+	CHECK(rb_audit_canon(v, NULL, NULL, &err) < 0 && err && strstr(err, "at the top"),
+	      "a refusal at the top: %s", err);
+	free(err);
+	json_decref(v);
+}
+
+/*
+ * The verifier's checker sets a context up per key and copies it for each
+ * signature: keys taking turns, a signature of the other key, a changed
+ * message and a changed signature must all come out as one fresh
+ * EVP_DigestVerifyInit would say.
+ */
+static void t_checker(const struct rb_audit_key *ka, const struct rb_audit_key *kb)
+{
+	static const char msg[] = "{\"seq\":1}";
+	unsigned char sa[SIG_LEN], sb[SIG_LEN];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	CHECK(rb_audit_sign_bytes(ka, ctx, msg, sizeof(msg) - 1, sa) == 0 &&
+	      rb_audit_sign_bytes(kb, ctx, msg, sizeof(msg) - 1, sb) == 0, "sign");
+	struct rb_audit_checker c;
+	rb_audit_checker_init(&c);
+	for (int round = 0; round < 3; round++) {
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sa) == 1,
+		      "a's signature, round %d", round);
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sb) == 0,
+		      "b's signature with a, round %d", round);
+		CHECK(rb_audit_checker_check(&c, kb, msg, sizeof(msg) - 1, sb) == 1,
+		      "b's signature, round %d", round);
+		CHECK(rb_audit_checker_check(&c, kb, msg, sizeof(msg) - 2, sb) == 0,
+		      "a shorter message, round %d", round);
+		sa[round * 20] ^= 0x10;
+		CHECK(rb_audit_checker_check(&c, ka, msg, sizeof(msg) - 1, sa) == 0 &&
+		      rb_audit_check_bytes(ka, ctx, msg, sizeof(msg) - 1, sa) == 0,
+		      "a changed signature, round %d", round);
+		sa[round * 20] ^= 0x10;
+	}
+	rb_audit_checker_release(&c);
+	EVP_MD_CTX_free(ctx);
+}
 
 static void t_keys(const char *dir)
 {
@@ -1175,7 +1268,9 @@ int main(int argc, char **argv)
 	}
 	struct rb_audit_key *ka = seed_key(0xa1), *kb = seed_key(0xb2);
 	t_canon();
+	t_canon_span();
 	t_keys(tmpl);
+	t_checker(ka, kb);
 	t_roundtrip(tmpl, ka, kb);
 	t_every_byte(tmpl, ka);
 	t_lines(tmpl, ka);
