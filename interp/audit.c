@@ -30,7 +30,7 @@ struct rb_audit_log {
 	unsigned flags;
 	const struct rb_audit_key *key;
 	char *run_id;
-	EVP_MD_CTX *ctx;
+	EVP_MD_CTX *ctx, *tmpl;         /* tmpl: set up to sign with key, copied into ctx */
 
 	/* The end of the file as this handle knows it. */
 	uint64_t seq;                   /* of the last record, 0: none */
@@ -41,6 +41,7 @@ struct rb_audit_log {
 
 	json_t *pending;                /* stamped records, not yet signed */
 	struct rb_buf out;              /* signed lines being written */
+	struct rb_buf msg;              /* the bytes a signature is over */
 	struct rb_audit_head head;      /* as of the last sync */
 
 	char *broken;                   /* a write or sync failed: nothing may be trusted */
@@ -270,31 +271,38 @@ static int load_tail(struct rb_audit_log *a)
  */
 static int sign_record(struct rb_audit_log *a, json_t *rec, struct rb_buf *out)
 {
-	struct rb_buf msg;
 	unsigned char sig[SIG_LEN];
 	char b64[SIG_B64_LEN + 1], *e = NULL;
+	size_t from, to, start = out->len;
 	json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
 	json_object_set_new(rec, "prev", json_string(a->prev));
 	json_object_set_new(rec, "key_id", json_string(a->key->id));
-	rb_buf_init(&msg);
-	if (rb_audit_canon(rec, "sig", &msg, &e) < 0) {
-		afail(a, "%s: cannot encode a record: %s", a->path, e);
-		free(e);
-		rb_buf_release(&msg);
-		return -1;
-	}
-	int r = rb_audit_sign_bytes(a->key, a->ctx, msg.s, msg.len, sig);
-	rb_buf_release(&msg);
-	if (r < 0)
-		return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
-	rb_audit_b64(sig, SIG_LEN, b64);
+	/*
+	 * One encoding: the line with a stand-in signature of the same length;
+	 * the signed bytes are the line without the "sig" member, and the
+	 * signature then takes the stand-in's place.
+	 */
+	memset(b64, '=', SIG_B64_LEN);
+	b64[SIG_B64_LEN] = '\0';
 	json_object_set_new(rec, "sig", json_string(b64));
-	size_t start = out->len;
-	if (rb_audit_canon(rec, NULL, out, &e) < 0) {
+	if (rb_audit_canon_span(rec, "sig", out, &from, &to, &e) < 0) {
 		afail(a, "%s: cannot encode a record: %s", a->path, e);
 		free(e);
+		out->len = start;
 		return -1;
 	}
+	/* The member is `"sig":"..."` with a comma before or after it. */
+	char *stand_in = memmem(out->s + from, to - from, b64, SIG_B64_LEN);
+	a->msg.len = 0;
+	rb_buf_add(&a->msg, out->s + start, from - start);
+	rb_buf_add(&a->msg, out->s + to, out->len - to);
+	if (!stand_in || rb_audit_sign_copy(a->tmpl, a->ctx, a->msg.s, a->msg.len, sig) < 0) {
+		out->len = start;
+		return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
+	}
+	rb_audit_b64(sig, SIG_LEN, b64);
+	memcpy(stand_in, b64, SIG_B64_LEN);
+	json_object_set_new(rec, "sig", json_string(b64));
 	rb_sha256_hex(out->s + start, out->len - start, a->prev);
 	rb_buf_putc(out, '\n');
 	a->seq++;
@@ -487,9 +495,11 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 	a->key = key;
 	a->run_id = rb_xstrdup(run_id);
 	a->ctx = EVP_MD_CTX_new();
+	a->tmpl = EVP_MD_CTX_new();
 	a->pending = json_array();
 	a->now_ms = realtime_ms;
 	rb_buf_init(&a->out);
+	rb_buf_init(&a->msg);
 	int created = 1;
 	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (a->fd < 0 && errno == EEXIST) {
@@ -497,8 +507,12 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
 	}
 	int r = 0;
-	if (a->fd < 0 || !a->ctx) {
-		r = rb_fail(err, "cannot open %s: %s", path, a->ctx ? strerror(errno) : "out of memory");
+	if (!a->ctx || !a->tmpl || rb_audit_sign_setup(key, a->tmpl) < 0) {
+		r = rb_fail(err, "cannot set up signing with key %s", key->id);
+		goto out;
+	}
+	if (a->fd < 0) {
+		r = rb_fail(err, "cannot open %s: %s", path, strerror(errno));
 		goto out;
 	}
 	/* A new file's entry must be durable too, or a power loss loses the whole log. */
@@ -656,8 +670,10 @@ void rb_audit_close(struct rb_audit_log *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	EVP_MD_CTX_free(a->ctx);
+	EVP_MD_CTX_free(a->tmpl);
 	json_decref(a->pending);
 	rb_buf_release(&a->out);
+	rb_buf_release(&a->msg);
 	free(a->path);
 	free(a->dir);
 	free(a->repair_name);

@@ -337,6 +337,29 @@ int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const voi
 	return 0;
 }
 
+int rb_audit_sign_setup(const struct rb_audit_key *k, EVP_MD_CTX *tmpl)
+{
+	EVP_MD_CTX_reset(tmpl);
+	if (!k->can_sign || EVP_DigestSignInit(tmpl, NULL, NULL, NULL, k->pkey) != 1) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+int rb_audit_sign_copy(EVP_MD_CTX *tmpl, EVP_MD_CTX *ctx, const void *msg, size_t len,
+		       unsigned char sig[SIG_LEN])
+{
+	size_t n = SIG_LEN;
+	/* Ed25519 is one-shot: each signature gets a copy of the context set up once. */
+	if (EVP_MD_CTX_copy_ex(ctx, tmpl) != 1 || EVP_DigestSign(ctx, sig, &n, msg, len) != 1 ||
+	    n != SIG_LEN) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
 int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
 			 size_t len, const unsigned char sig[SIG_LEN])
 {
