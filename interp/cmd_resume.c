@@ -13,6 +13,8 @@
 #include "exec.h"
 #include "graph.h"
 #include "journal.h"
+#include "plan.h"
+#include "redact.h"
 #include "runbook.h"
 #include "runstate.h"
 #include "types.h"
@@ -24,6 +26,66 @@ static int listed(const char *const *v, size_t n, const char *id)
 		if (!strcmp(v[i], id))
 			return 1;
 	return 0;
+}
+
+/* A value the log holds redacted: *** (a secret) or <NAME> (a redact: pattern, PII). */
+static int looks_redacted(const struct rb_runbook *rb, const char *v)
+{
+	if (strstr(v, RB_REDACT_MASK))
+		return 1;
+	static const char *const pii[] = {"<email>", "<phone>"};
+	for (size_t i = 0; rb->redact_pii && i < 2; i++)
+		if (strstr(v, pii[i]))
+			return 1;
+	for (size_t i = 0; i < rb->nredact_patterns; i++) {
+		char *label = rb_xasprintf("<%s>", rb->redact_patterns[i].name);
+		int found = strstr(v, label) != NULL;
+		free(label);
+		if (found)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The run's params, as its log recorded them: redacted where they held a
+ * secret or what a redact: pattern hides (an e-mail address), so such a
+ * param must be given again (-p NAME=VALUE) for the resume to run with its
+ * value, never silently with the placeholder.  Only those may be given.
+ */
+static int redacted_params(const struct rb_runbook *rb, const json_t *recorded, char **given,
+			   size_t ngiven, json_t **out)
+{
+	struct rb_diags d;
+	rb_diags_init(&d, rb->file, rb->src, rb->srclen);
+	json_t *resolved = ngiven ? rb_params_resolve(rb, given, ngiven, &d) : NULL;
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	int bad = ngiven && !resolved;
+	rb_diags_release(&d);
+	*out = json_deep_copy(recorded ? recorded : json_object());
+	for (size_t i = 0; !bad && i < ngiven; i++) {
+		char *name = rb_xstrndup(given[i], strcspn(given[i], "="));
+		json_t *was = json_object_get(*out, name);
+		if (!json_is_string(was) || !looks_redacted(rb, json_string_value(was))) {
+			fprintf(stderr, "runbook: error: resume: -p %s: the run's params stand; only a "
+				"param its log holds redacted may be given again\n", name);
+			bad = 1;
+		} else {
+			json_object_set(*out, name, json_object_get(resolved, name));
+		}
+		free(name);
+	}
+	const char *name;
+	json_t *v;
+	json_object_foreach(*out, name, v)
+		if (!bad && json_is_string(v) && looks_redacted(rb, json_string_value(v))) {
+			fprintf(stderr, "runbook: error: resume: param '%s' is redacted in the run's "
+				"log (%s); give it again: -p %s=VALUE\n", name, json_string_value(v),
+				name);
+			bad = 1;
+		}
+	json_decref(resolved);
+	return bad ? RB_EXIT_INVALID : RB_EXIT_OK;
 }
 
 /*
@@ -182,17 +244,20 @@ int cmd_resume(int argc, char **argv)
 	static const struct rb_opt opts[] = {
 		{0, "rerun", 1}, {0, "skip", 1}, {0, "force", 0}, {'j', "jobs", 1},
 		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1},
-		{0, "from", 1}, {0, "audit-key", 1}, {0, "audit-log", 1}, {0, NULL, 0},
+		{0, "from", 1}, {'p', "param", 1}, {0, "audit-key", 1}, {0, "audit-log", 1},
+		{0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *id = NULL, *from = NULL;
 	const char **rerun = rb_xcalloc((size_t)argc, sizeof(*rerun));
 	const char **skip = rb_xcalloc((size_t)argc, sizeof(*skip));
+	char **given = rb_xcalloc((size_t)argc, sizeof(*given));
+	size_t ngiven = 0;
 	size_t nrerun = 0, nskip = 0;
 	int k, rc = RB_EXIT_OK, force = 0;
 	struct rb_exec_opts o = {.jobs = RB_JOBS_DEFAULT, .out = stdout,
 				 .approve = rb_xcalloc((size_t)argc, sizeof(char *))};
-	json_t *st = NULL, *kept = NULL, *items = NULL, *before = NULL;
+	json_t *st = NULL, *kept = NULL, *items = NULL, *before = NULL, *params = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
 
@@ -223,6 +288,9 @@ int cmd_resume(int argc, char **argv)
 			break;
 		case 8:
 			from = p.val;
+			break;
+		case 9:
+			given[ngiven++] = (char *)p.val;
 			break;
 		default:
 			if (rb_exec_option("resume", opts[k].longname, p.val, &o) < 0) {
@@ -269,7 +337,10 @@ int cmd_resume(int argc, char **argv)
 	o.resume_id = id;
 	o.kept = kept;
 	o.items = items;
-	o.params = json_object_get(st, "params");
+	if ((rc = redacted_params(rb, json_object_get(st, "params"), given, ngiven, &params)) !=
+	    RB_EXIT_OK)
+		goto out;
+	o.params = params;
 	json_t *note = json_pack("{s:b}", "journal_torn", json_is_true(json_object_get(st, "torn")));
 	o.resume_note = note;
 	struct rb_diags d;
@@ -288,6 +359,8 @@ out:
 	rb_runbook_free(rb);
 	free(rerun);
 	free(skip);
+	free(given);
+	json_decref(params);
 	free(o.approve);
 	return rc;
 }

@@ -80,7 +80,8 @@ const struct rb_command rb_commands[] = {
 	 "      --from STEP          run STEP and every step after it again (also after\n"
 	 "                           a run that succeeded)\n"
 	 "      --force              run the runbook file even though it changed since the\n"
-	 "                           run started (refused otherwise)\n"},
+	 "                           run started (refused otherwise)\n"
+	 "  -p, --param NAME=VALUE   give again a param the run's log holds redacted\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR]\n"
 	 "\n"

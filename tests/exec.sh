@@ -388,5 +388,24 @@ out=$(RUNBOOK_TEST_FAIL=nowhere:1 "$RUNBOOK" run --state-dir "$fstate" -p dir="$
 check "a bad RUNBOOK_TEST_FAIL is refused" grep -q "RUNBOOK_TEST_FAIL='nowhere:1': expected POINT:N" <<<"$out"
 rm -rf "$fdir" "$fstate"
 
+# A param the log holds redacted is given again on resume, never run as "<email>".
+pdir=$(mktemp -d)
+pstate=$(mktemp -d)
+"$RUNBOOK" run --state-dir "$pstate" -p who=dana@example.com -p dir="$pdir" tests/exec/pii_param.yaml >/dev/null 2>&1
+check "the run with a PII param fails at its flaky step" [ $? -eq 1 ]
+pid_=$(ls "$pstate/runs")
+check "the address is not in the log" bash -c "! grep -rq dana@example "$pstate""
+touch "$pdir/fixed"
+out=$("$RUNBOOK" resume --state-dir "$pstate" "$pid_" 2>&1)
+check "resume without it is refused" [ $? -eq 2 ]
+check "naming the param" grep -q "param 'who' is redacted in the run's log (<email>); give it again: -p who=VALUE" <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$pstate" -p dir=/elsewhere "$pid_" 2>&1)
+check "a param the log holds is not replaced" grep -q "resume: -p dir: the run's params stand" <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$pstate" -p who=dana@example.com "$pid_" 2>&1)
+check "given again, the resume runs" [ $? -eq 0 ]
+check "with the real value" grep -qx 'dana@example.com' "$pdir/notified"
+check "still not in the log" bash -c "! grep -rq dana@example "$pstate""
+rm -rf "$pdir" "$pstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
