@@ -85,7 +85,7 @@ valgrind: deps
 
 # make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
 FUZZ_TIME ?= 60
-FUZZ      ?= load redact audit
+FUZZ      ?= load redact audit records
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -102,6 +102,8 @@ FUZZ_DICT_redact   := tests/fuzz/redact.dict
 FUZZ_SEEDS_redact  := tests/fuzz/redact_seeds
 FUZZ_DICT_audit    := tests/fuzz/audit.dict
 FUZZ_SEEDS_audit   := tests/fuzz/audit
+FUZZ_DICT_records  := tests/fuzz/audit.dict
+FUZZ_SEEDS_records := tests/fuzz/records
 
 fuzz: deps $(FUZZ:%=fuzz-%)
 

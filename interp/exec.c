@@ -25,6 +25,10 @@
 #include "redact.h"
 #include "runstate.h"
 
+#ifndef RB_VERSION              /* the Makefile sets it */
+#define RB_VERSION "unknown"
+#endif
+
 const char *const ex_status_names[S_COUNT] = {
 	"pending", "running", "succeeded", "failed", "skipped", "interrupted",
 	"awaiting_approval", "satisfied", "not_probed",

@@ -80,7 +80,8 @@ static void index_records(struct recorded *r, const json_t *records)
 			json_object_set_new(step_of(r, step), "calls", calls);
 		} else if (!strcmp(type, "action_result")) {
 			char *k = call_key(step, att, idx, check);
-			int ok = !strcmp(json_string_value(json_object_get(rec, "status")), "succeeded");
+			const char *status = json_string_value(json_object_get(rec, "status"));
+			int ok = status && !strcmp(status, "succeeded");
 			json_t *res = json_pack("{s:b}", "ok", ok);
 			if (json_object_get(rec, "error"))
 				json_object_set(res, "error", json_object_get(rec, "error"));
@@ -91,7 +92,8 @@ static void index_records(struct recorded *r, const json_t *records)
 			set_output(r, step, at, idx, 0, rec);
 		} else if (!strcmp(type, "step_finished")) {
 			const char *status = json_string_value(json_object_get(rec, "status"));
-			json_object_set_new(step_of(r, step), "status", json_string(status));
+			if (status)
+				json_object_set_new(step_of(r, step), "status", json_string(status));
 			/* A check's result is the output of a satisfied step; else the call's. */
 			set_output(r, step, att, 0, status && !strcmp(status, "satisfied"), rec);
 		} else if (!strcmp(type, "gate_approved")) {
@@ -189,6 +191,8 @@ static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
 		const char *id = rb->steps[i]->id;
 		json_t *then = json_object_get(r->steps, id), *now = json_object_get(sim, id);
 		const char *st = json_string_value(json_object_get(then, "status"));
+		if (then && !st)
+			st = "running";         /* started; the log ends before its end */
 		const char *sn = json_string_value(json_object_get(now, "status"));
 		if (!then) {
 			if (ran(sn))
@@ -216,7 +220,8 @@ static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
 			found = !strcmp(rb->steps[i]->id, id);
 		if (!found)
 			add(diffs, "removed", id, rb_xasprintf("%s: %s then; the runbook has no "
-				"such step now", id, json_string_value(json_object_get(v, "status"))));
+				"such step now", id, json_is_string(json_object_get(v, "status"))
+				? json_string_value(json_object_get(v, "status")) : "started"));
 	}
 	return diffs;
 }
