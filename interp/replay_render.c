@@ -496,6 +496,9 @@ static void put_header(struct out *o, const json_t *model)
 		rb_buf_printf(&o->b, "verified: %" JSON_INTEGER_FORMAT " records, head ",
 			      num(v, "records"));
 		put_str(o, str(v, "head"), 100);
+		if (json_is_true(json_object_get(v, "shared")))
+			rb_buf_printf(&o->b, " (a log of several runs; %" JSON_INTEGER_FORMAT
+				      " records of this one)", num(run, "records"));
 		size_t i;
 		json_t *k;
 		json_array_foreach(json_object_get(run, "key_ids"), i, k) {
