@@ -86,6 +86,7 @@ j() { rb replay "$fx/$1" -f json "${ring[@]}" | jq -c "$2"; }
 	ok || bad "plain: an inline action has no calls"
 [ "$(j crash '[.run.sessions[] | [.kind, .ended, .user]]')" = '[["started","crashed","alice"],["resumed","finished","bob"]]' ] &&
 	ok || bad "crash: sessions"
+[ "$(j crash '.run.sessions[0].repairs | [length, .[0].length]')" = '[1,30]' ] && ok || bad "crash: the torn tail repaired"
 [ "$(j crash '.steps[] | select(.step == "migrate") | [.attempts[] | [.attempt, .session, .status, .calls[0].status, .calls[0].output.stdout]]')" = \
   '[[1,1,"crashed",null,null],[1,2,"succeeded","succeeded","applied 3 migrations\n"]]' ] && ok || bad "crash: migrate's attempts"
 [ "$(j gate '.steps[] | select(.step == "drop_old") | .gate | [.decision, .by, .via, .waited_ms > 1000]')" = \

@@ -8,7 +8,8 @@
 #
 #   plain    a for_each, a retry, a failing continue_on_error step, named
 #            outputs, a step skipped by its condition
-#   crash    SIGKILL while `migrate` runs, then resume --rerun migrate
+#   crash    SIGKILL while `migrate` runs, a torn tail added as a crash in a
+#            write leaves it, then resume --rerun migrate (which repairs it)
 #   gate     paused at an approval gate (exit 3), then resume --approve
 #   shared   two runs of gate.yaml in one --audit-log (no run directory)
 set -euo pipefail
@@ -47,6 +48,9 @@ sleep 0.3
 pkill -9 -P "$runner" runbook || true     # the runbook process, a child of the subshell
 wait "$runner" || true
 id=$(basename "$(dirname "$log")")
+# What a crash in the middle of a write leaves: a line cut short, which the
+# resume cuts off and records (log_repaired).
+printf '{"attempt":1,"key_id":"1963fa7' >>"$log"
 USER=bob rb resume "$id" --rerun migrate >/dev/null
 keep crash "$id"
 
