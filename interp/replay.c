@@ -258,7 +258,7 @@ static void step_record(struct model *m, const char *id, const char *type, const
 	if (!strcmp(type, "step_started")) {
 		close_attempt(m, id, "unfinished", NULL, off);     /* not expected: a lost end */
 		json_object_del(m->open_check, id);
-		json_t *a = json_pack("{s:O, s:I, s:I, s:s, s:[]}", "attempt",
+		json_t *a = json_pack("{s:O?, s:I, s:I, s:s, s:[]}", "attempt",
 				      json_object_get(rec, "attempt"), "session", session_no(m),
 				      "offset_ms", (json_int_t)off, "status", "unfinished", "calls");
 		json_array_append_new(json_object_get(s, "attempts"), a);
@@ -301,7 +301,7 @@ static void step_record(struct model *m, const char *id, const char *type, const
 		json_t *a = json_object_get(m->open, id);
 		if (!json_is_integer(k))
 			return;
-		json_t *item = json_pack("{s:O, s:O, s:I}", "index", k, "status",
+		json_t *item = json_pack("{s:O, s:O?, s:I}", "index", k, "status",
 					 json_object_get(rec, "status"), "session", session_no(m));
 		copy(item, "sha256", rec, NULL);
 		json_t *out = rb_record_value(rec, "output");
