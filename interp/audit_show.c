@@ -29,27 +29,6 @@ static int is_own(const char *k)
 	return 0;
 }
 
-/*
- * Characters JSON leaves as they are that would mislead on a terminal: the
- * C1 controls (U+0080-U+009F), and the line separators and bidirectional
- * controls (U+200E, U+200F, U+2028-U+202E, U+2066-U+2069) that can make
- * text show in another order than it is.  Their length in bytes, or 0.
- */
-static size_t unsafe_char(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	if (n >= 2 && s[0] == 0xc2 && s[1] < 0xa0) {
-		*cp = s[1];
-		return 2;
-	}
-	if (n >= 3 && s[0] == 0xe2 && (s[1] == 0x80 || s[1] == 0x81)) {
-		*cp = 0x2000 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
-		if (*cp == 0x200e || *cp == 0x200f || (*cp >= 0x2028 && *cp <= 0x202e) ||
-		    (*cp >= 0x2066 && *cp <= 0x2069))
-			return 3;
-	}
-	return 0;
-}
-
 /* A string shown as it is: no space, quote, backslash, pipe or control character. */
 static int plain(const char *s, size_t n)
 {
@@ -59,7 +38,7 @@ static int plain(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c <= ' ' || c == '"' || c == '\\' || c == '|' || c == 0x7f ||
-		    unsafe_char((const unsigned char *)s + i, n - i, &cp))
+		    rb_utf8_unsafe((const unsigned char *)s + i, n - i, &cp))
 			return 0;
 	}
 	return 1;
@@ -86,7 +65,7 @@ static void put_value(struct rb_buf *b, const json_t *v, enum format fmt)
 			rb_buf_putc(b, '\\');
 		/* JSON leaves these as they are: escape them here, as JSON would. */
 		uint32_t cp;
-		size_t u = unsafe_char((const unsigned char *)t.s + i, n - i, &cp);
+		size_t u = rb_utf8_unsafe((const unsigned char *)t.s + i, n - i, &cp);
 		if (u) {
 			rb_buf_printf(b, "\\u%04x", (unsigned)cp);
 			i += u - 1;

@@ -1,15 +1,20 @@
 /*
  * Helpers for the subcommands: loading a file and turning its diagnostics
- * into output and an exit status, and printing usage.  Never called by the
- * engine.
+ * into output and an exit status, printing usage, and finding and verifying
+ * audit logs.  Never called by the engine.
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "audit.h"
 #include "diag.h"
+#include "journal.h"
 #include "redact.h"
 #include "runbook.h"
 #include "util.h"
@@ -131,4 +136,56 @@ int rb_cli_write_redacted(const struct rb_runbook *rb, const char *buf, size_t l
 	free(clean);
 	rb_redactor_free(r);
 	return rc;
+}
+
+/* --- audit logs: what `audit verify` and `replay` share ------------------------------ */
+
+struct rb_audit_keyring *rb_cli_keyring(const char *opt, const char *state_opt)
+{
+	char *path = opt ? rb_xstrdup(opt) : rb_xasprintf("%s/keys", rb_state_dir(state_opt));
+	struct rb_audit_keyring *kr = NULL;
+	char *err = NULL;
+	if (rb_audit_keyring_load(path, &kr, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s%s\n", err,
+			opt ? "" : " (give the trusted public keys with --keyring DIR)");
+		free(err);
+	}
+	free(path);
+	return kr;
+}
+
+int rb_cli_run_log(const char *arg, const char *state, char **path, struct rb_audit_head *kept)
+{
+	struct stat st;
+	char *dir = NULL;
+	if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
+		dir = rb_xstrdup(arg);
+	else if (errno == ENOENT && !strchr(arg, '/') && arg[0] != '.')
+		dir = rb_run_dir(rb_state_dir(state), arg);
+	if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(dir);
+		*path = rb_xstrdup(arg);
+		return 0;
+	}
+	*path = rb_xasprintf("%s/%s", dir, RB_RUN_AUDIT);
+	char *err = NULL;
+	int r = rb_run_head(dir, &kept->seq, kept->sha256, &err);
+	if (r < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		free(err);
+		free(*path);
+	}
+	free(dir);
+	return r;
+}
+
+void rb_cli_verify_error(const char *path, const struct rb_audit_result *r)
+{
+	if (!r->bad_line)
+		fprintf(stderr, "%s: error: %s\n", path, r->reason);
+	else if (r->bad_seq)
+		fprintf(stderr, "%s:%" PRIu64 ": error: seq %" PRIu64 ": %s\n", path, r->bad_line,
+			r->bad_seq, r->reason);
+	else
+		fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", path, r->bad_line, r->reason);
 }

@@ -43,6 +43,7 @@ int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* Print "runbook: error: ..." and return RB_EXIT_INVALID (usage errors). */
 int rb_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,6 +74,26 @@ struct rb_diags;
 int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb_exec_opts *o);
 /* Run rb (new or resumed, as o says) with signals caught; an exit status. */
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d);
+
+struct rb_audit_keyring;
+struct rb_audit_head;
+struct rb_audit_result;
+/*
+ * The keyring verifiers trust: opt (--keyring DIR or FILE), else
+ * STATE_DIR/keys (state_opt: --state-dir), where the host key is.  NULL after
+ * printing why it cannot be read.
+ */
+struct rb_audit_keyring *rb_cli_keyring(const char *opt, const char *state_opt);
+/*
+ * A LOG argument may be a run: its directory, or its id in the state
+ * directory.  Then *path is its audit.jsonl, and the head its snapshot keeps
+ * must be in it (a cut tail shows): 1 with *kept set, 0 for a plain log (or
+ * a run without a snapshot yet; *path is arg), -1 (printed) when the
+ * snapshot does not read.  *path is malloc'd unless -1.
+ */
+int rb_cli_run_log(const char *arg, const char *state, char **path, struct rb_audit_head *kept);
+/* Print why the log at path did not verify: PATH:LINE: error: seq N: REASON. */
+void rb_cli_verify_error(const char *path, const struct rb_audit_result *r);
 
 /*
  * The one option parser.  Options are -x VALUE, -xVALUE, --long VALUE and

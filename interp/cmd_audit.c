@@ -3,12 +3,10 @@
  * to publish, and show a log as a timeline.  Exit 0 when all is well, 1 when
  * a log does not verify or cannot be read, 2 for a bad command line.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
@@ -26,52 +24,6 @@ static int help_or_error(int k)
 		return RB_EXIT_OK;
 	}
 	return RB_EXIT_INVALID;
-}
-
-/* The keyring: --keyring, else STATE_DIR/keys, where the host key is made. */
-static struct rb_audit_keyring *keyring(const char *opt, const char *state_opt)
-{
-	char *path = opt ? rb_xstrdup(opt) : rb_xasprintf("%s/keys", rb_state_dir(state_opt));
-	struct rb_audit_keyring *kr = NULL;
-	char *err = NULL;
-	if (rb_audit_keyring_load(path, &kr, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s%s\n", err,
-			opt ? "" : " (give the trusted public keys with --keyring DIR)");
-		free(err);
-	}
-	free(path);
-	return kr;
-}
-
-/*
- * A LOG argument may be a run: its directory, or its id in the state
- * directory.  Then the log is its audit.jsonl, and the head its snapshot
- * keeps must be in it (a cut tail shows): 1 with *kept set, 0 for a plain
- * log (or a run without a snapshot yet), -1 when the snapshot does not read.
- */
-static int run_log(const char *arg, const char *state, char **path, struct rb_audit_head *kept)
-{
-	struct stat st;
-	char *dir = NULL;
-	if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
-		dir = rb_xstrdup(arg);
-	else if (errno == ENOENT && !strchr(arg, '/') && arg[0] != '.')
-		dir = rb_run_dir(rb_state_dir(state), arg);
-	if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		free(dir);
-		*path = rb_xstrdup(arg);
-		return 0;
-	}
-	*path = rb_xasprintf("%s/%s", dir, RB_RUN_AUDIT);
-	char *err = NULL;
-	int r = rb_run_head(dir, &kept->seq, kept->sha256, &err);
-	if (r < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
-		free(err);
-		free(*path);
-	}
-	free(dir);
-	return r;
 }
 
 static int verify(int argc, char **argv)
@@ -112,7 +64,7 @@ static int verify(int argc, char **argv)
 				    "LOG... [--keyring DIR])");
 	else if (o.expected_head && n > 1)
 		rc = rb_usage_error("audit verify: --head is the head of one log; give one LOG");
-	struct rb_audit_keyring *kr = rc == RB_EXIT_OK ? keyring(ring, state) : NULL;
+	struct rb_audit_keyring *kr = rc == RB_EXIT_OK ? rb_cli_keyring(ring, state) : NULL;
 	if (rc == RB_EXIT_OK && !kr)
 		rc = RB_EXIT_FAILED;
 	o.keyring = kr;
@@ -120,7 +72,7 @@ static int verify(int argc, char **argv)
 		struct rb_audit_result r;
 		struct rb_audit_head kept;
 		char *path = NULL;
-		int ok = run_log(logs[i], state, &path, &kept);
+		int ok = rb_cli_run_log(logs[i], state, &path, &kept);
 		if (ok < 0) {
 			rc = RB_EXIT_FAILED;
 			continue;
@@ -132,14 +84,7 @@ static int verify(int argc, char **argv)
 		o.expected_head = given;
 		if (v < 0) {
 			rc = RB_EXIT_FAILED;
-			if (!r.bad_line)
-				fprintf(stderr, "%s: error: %s\n", path, r.reason);
-			else if (r.bad_seq)
-				fprintf(stderr, "%s:%" PRIu64 ": error: seq %" PRIu64 ": %s\n", path,
-					r.bad_line, r.bad_seq, r.reason);
-			else
-				fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", path, r.bad_line,
-					r.reason);
+			rb_cli_verify_error(path, &r);
 		} else {
 			printf("%s: ok: %" PRIu64 " record%s, %" PRIu64 " run%s", path, r.records,
 			       r.records == 1 ? "" : "s", r.runs, r.runs == 1 ? "" : "s");

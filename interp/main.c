@@ -118,6 +118,26 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "Exit status: 0 ok, 1 a log does not verify or cannot be read, 2 usage.\n"
 	 "See docs/audit-format.md.\n"},
+	{"replay", cmd_replay, "a run's timeline for a postmortem, from its verified audit log",
+	 "usage: runbook replay RUN_ID|RUN_DIR|LOG [--format text|markdown|json] [--run ID]\n"
+	 "                      [--keyring DIR] [--state-dir DIR]\n"
+	 "\n"
+	 "Verify the run's audit log as 'runbook audit verify' does, then show what\n"
+	 "happened: its sessions (started, resumed, crashed), every step with its start\n"
+	 "offset, duration, status, attempts and key outputs, the failures with their\n"
+	 "messages, and the approval gates with who approved them. A log that does not\n"
+	 "verify shows no timeline.\n"
+	 "\n"
+	 "  -f, --format FORMAT      text (default), markdown (to paste into a\n"
+	 "                           postmortem) or json (the whole model)\n"
+	 "      --run ID             the run to show from a log of several runs\n"
+	 "                           (--audit-log)\n"
+	 "  -k, --keyring DIR        the trusted public keys (default: STATE_DIR/keys)\n"
+	 "      --state-dir DIR      where runs are kept\n"
+	 "      --simulate           not available yet\n"
+	 "\n"
+	 "Exit status: 0 shown, 1 the log does not verify, cannot be read or does not\n"
+	 "hold the run, 2 usage.\n"},
 	{"keygen", cmd_keygen, "generate an Ed25519 key pair for signing audit logs",
 	 "usage: runbook keygen --out FILE [--force]\n"
 	 "\n"

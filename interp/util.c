@@ -335,6 +335,27 @@ size_t rb_utf8_check(const char *s, size_t len)
 	return len;
 }
 
+/*
+ * Characters JSON leaves as they are that would mislead on a terminal: the
+ * C1 controls (U+0080-U+009F), and the line separators and bidirectional
+ * controls (U+200E, U+200F, U+2028-U+202E, U+2066-U+2069) that can make
+ * text show in another order than it is.  Their length in bytes, or 0.
+ */
+size_t rb_utf8_unsafe(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	if (n >= 2 && s[0] == 0xc2 && s[1] < 0xa0) {
+		*cp = s[1];
+		return 2;
+	}
+	if (n >= 3 && s[0] == 0xe2 && (s[1] == 0x80 || s[1] == 0x81)) {
+		*cp = 0x2000 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
+		if (*cp == 0x200e || *cp == 0x200f || (*cp >= 0x2028 && *cp <= 0x202e) ||
+		    (*cp >= 0x2066 && *cp <= 0x2069))
+			return 3;
+	}
+	return 0;
+}
+
 char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen)
 {
 	struct rb_buf b;

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Allocation failure is not recoverable in a CLI: report and abort. */
 void *rb_xmalloc(size_t n);
@@ -69,6 +70,12 @@ const char *rb_suggest(const char *word, const char *const *cands, size_t n);
 
 /* First byte that is not valid UTF-8, or len. */
 size_t rb_utf8_check(const char *s, size_t len);
+/*
+ * The length in bytes of the character at s (n bytes left) when it is one
+ * that JSON leaves as it is but that misleads on a terminal (a C1 control, a
+ * line separator, a bidirectional control), with its code point in *cp; else 0.
+ */
+size_t rb_utf8_unsafe(const unsigned char *s, size_t n, uint32_t *cp);
 /* s with every byte that is not valid UTF-8 replaced by U+FFFD; malloc'd. */
 char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen);
 

@@ -1,0 +1,227 @@
+/*
+ * runbook replay RUN_ID|RUN_DIR|LOG: a run's postmortem timeline.  The log is
+ * verified first, exactly as `runbook audit verify` does, and the timeline is
+ * built from the very bytes that verified (read once), so that what it shows
+ * is what the signatures cover.  Exit 0 shown, 1 the log does not verify or
+ * cannot be read (or the run is not in it), 2 for a bad command line.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audit.h"
+#include "cli.h"
+#include "journal.h"
+#include "replay.h"
+#include "util.h"
+
+struct replay_opts {
+	const char *arg, *format, *ring, *state, *run;
+	int simulate;
+};
+
+/* The run ids of the records in buf, first seen first (lines that do not read are skipped). */
+static json_t *run_ids(const char *buf, size_t len)
+{
+	json_t *ids = json_array(), *seen = json_object();
+	for (size_t at = 0; at < len;) {
+		const char *nl = memchr(buf + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (buf + at)) : len - at;
+		json_t *rec = json_loadb(buf + at, n, 0, NULL);
+		const char *id = json_string_value(json_object_get(rec, "run_id"));
+		if (id && !json_object_get(seen, id)) {
+			json_object_set_new(seen, id, json_true());
+			json_array_append_new(ids, json_string(id));
+		}
+		json_decref(rec);
+		at += n + 1;
+	}
+	json_decref(seen);
+	return ids;
+}
+
+/* The records of run in the first n lines of buf (which verified), in order. */
+static json_t *records_of(const char *buf, size_t len, uint64_t n, const char *run)
+{
+	json_t *recs = json_array();
+	size_t at = 0;
+	for (uint64_t line = 0; line < n && at < len; line++) {
+		const char *nl = memchr(buf + at, '\n', len - at);
+		size_t k = nl ? (size_t)(nl - (buf + at)) : len - at;
+		json_t *rec = json_loadb(buf + at, k, JSON_ALLOW_NUL, NULL);
+		const char *id = json_string_value(json_object_get(rec, "run_id"));
+		if (id && !strcmp(id, run))
+			json_array_append(recs, rec);
+		json_decref(rec);
+		at += k + 1;
+	}
+	return recs;
+}
+
+static char *join_ids(const json_t *ids)
+{
+	struct rb_buf b;
+	size_t i;
+	json_t *id;
+	rb_buf_init(&b);
+	json_array_foreach(ids, i, id) {
+		rb_buf_puts(&b, i ? ", " : "");
+		rb_buf_puts(&b, json_string_value(id));
+	}
+	rb_buf_putc(&b, '\0');
+	return rb_buf_detach(&b);
+}
+
+/*
+ * --simulate: run the runbook again with every action's result taken from
+ * the model (replay.h says how to look a call up), to see what the engine
+ * would decide.  Not written yet; this is the one place to call it from, once
+ * the log verified and its model is built.
+ */
+static int simulate(const json_t *model, const struct replay_opts *o)
+{
+	(void)model;
+	(void)o;
+	return rb_usage_error("replay --simulate is not available yet");
+}
+
+/* Verify the log in buf (read from path); 0, or -1 after printing why not. */
+static int verify(const char *path, const char *buf, size_t len, const struct replay_opts *o,
+		  const struct rb_audit_head *kept, int shared, struct rb_audit_result *r)
+{
+	struct rb_audit_keyring *kr = rb_cli_keyring(o->ring, o->state);
+	if (!kr)
+		return -1;
+	struct rb_audit_verify_opts vo = {.keyring = kr, .expected_head = kept, .shared = shared,
+					  .run_id = shared ? NULL : o->run};
+	/* An empty log: the verifier says so, from an empty stream. */
+	FILE *f = len ? fmemopen((void *)buf, len, "r") : fopen("/dev/null", "re");
+	int rc = -1;
+	if (!f) {
+		fprintf(stderr, "runbook: error: cannot read %s: %s\n", path, strerror(errno));
+	} else if (rb_audit_verify_stream(f, &vo, r) < 0) {
+		rb_cli_verify_error(path, r);
+	} else {
+		rc = 0;
+	}
+	if (f)
+		fclose(f);
+	rb_audit_keyring_free(kr);
+	return rc;
+}
+
+static int replay(const struct replay_opts *o)
+{
+	struct rb_audit_head kept;
+	struct rb_audit_result r;
+	char *path = NULL, *buf = NULL, *err = NULL, *list = NULL;
+	json_t *ids = NULL, *recs = NULL, *model = NULL;
+	size_t len = 0;
+	int rc = RB_EXIT_FAILED;
+	int ok = rb_cli_run_log(o->arg, o->state, &path, &kept);
+	if (ok < 0)
+		return RB_EXIT_FAILED;
+	struct stat st;
+	if (!ok && strcmp(path, "-") && stat(path, &st) < 0 && errno == ENOENT &&
+	    !strchr(o->arg, '/')) {
+		fprintf(stderr, "runbook: error: no run %s in %s/runs, and no log file of that name\n",
+			o->arg, rb_state_dir(o->state));
+		goto out;
+	}
+	if (rb_read_file(path, SIZE_MAX - 1, &buf, &len, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		goto out;
+	}
+	/* Which run: the only one, or --run's. */
+	ids = run_ids(buf, len);
+	list = join_ids(ids);
+	const char *run = o->run;
+	int found = 0;
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id)
+		found |= run && !strcmp(json_string_value(id), run);
+	if (!run && json_array_size(ids) > 1) {
+		rc = rb_usage_error("replay: %s holds %zu runs; pick one with --run ID (%s)", path,
+				    json_array_size(ids), list);
+		goto out;
+	}
+	if (run && !found && json_array_size(ids)) {
+		fprintf(stderr, "runbook: error: run %s is not in %s (it holds %s)\n", run, path,
+			list);
+		goto out;
+	}
+	if (verify(path, buf, len, o, ok > 0 ? &kept : NULL, json_array_size(ids) > 1, &r) < 0)
+		goto out;
+	if (!run && !(run = json_string_value(json_array_get(ids, 0)))) {
+		fprintf(stderr, "%s: error: no records\n", path);
+		goto out;
+	}
+	recs = records_of(buf, len, r.records, run);
+	if (!(model = rb_replay_model(recs, &err))) {
+		fprintf(stderr, "%s: error: %s\n", path, err);
+		goto out;
+	}
+	char head[96];
+	snprintf(head, sizeof(head), "%" PRIu64 ":%s", r.head.seq, r.head.sha256);
+	json_object_set_new(model, "verified", json_pack("{s:I, s:s, s:b}", "records",
+							 (json_int_t)r.records, "head", head,
+							 "shared", json_array_size(ids) > 1));
+	if (o->simulate) {
+		rc = simulate(model, o);
+		goto out;
+	}
+	if (rb_replay_render(model, o->format, stdout, &err) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		goto out;
+	}
+	rc = RB_EXIT_OK;
+out:
+	free(err);
+	free(list);
+	free(buf);
+	free(path);
+	json_decref(ids);
+	json_decref(recs);
+	json_decref(model);
+	return rc;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+	static const struct rb_opt opts[] = {
+		{'f', "format", 1}, {'k', "keyring", 1}, {0, "state-dir", 1}, {0, "run", 1},
+		{0, "simulate", 0}, {0, NULL, 0}};
+	struct replay_opts o = {.format = "text"};
+	struct rb_optparse p;
+	int k;
+	rb_opt_init(&p, "replay", argc, argv);
+	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
+		switch (k) {
+		case RB_OPT_HELP:
+			rb_print_usage("replay", stdout);
+			return RB_EXIT_OK;
+		case RB_OPT_ERROR:
+			return RB_EXIT_INVALID;
+		case RB_OPT_ARG:
+			if (o.arg)
+				return rb_usage_error("replay: one run at a time");
+			o.arg = p.val;
+			break;
+		case 0: o.format = p.val; break;
+		case 1: o.ring = p.val; break;
+		case 2: o.state = p.val; break;
+		case 3: o.run = p.val; break;
+		default: o.simulate = 1; break;
+		}
+	}
+	if (!o.arg)
+		return rb_usage_error("replay: no run given (usage: runbook replay RUN_ID|RUN_DIR|LOG)");
+	if (strcmp(o.format, "text") && strcmp(o.format, "markdown") && strcmp(o.format, "json"))
+		return rb_usage_error("replay: unknown format '%s' (expected text, markdown or json)",
+				      o.format);
+	return replay(&o);
+}
