@@ -965,6 +965,29 @@ static void t_torn(const char *base)
 	free(jpath);
 	free(dir);
 
+	/*
+	 * A last line that ends in a newline, holds no NUL and does not read: no
+	 * crash leaves one.  Load shows it as a torn tail; open refuses the log
+	 * (the audit layer takes only a cut line or NUL lines for torn) and
+	 * changes nothing.
+	 */
+	dir = make_run(state, "junk", 2);
+	jpath = join(dir, RB_RUN_JOURNAL);
+	append_raw(jpath, "x\n", 2);
+	size = file_size(jpath);
+	CHECK(rb_journal_load(dir, NULL, &recs, &torn, &err) == 0 && json_array_size(recs) == 2 &&
+	      torn && json_integer_value(json_object_get(torn, "line")) == 3,
+	      "a junk last line loads as torn: %s", err ? err : "");
+	json_decref(recs);
+	json_decref(torn);
+	CHECK(rb_journal_open(dir, "junk", tkey, &j, &err) == -1 && !j && err &&
+	      strstr(err, "does not read") && file_size(jpath) == size,
+	      "open refuses a junk last line: %s", err ? err : "(no error)");
+	free(err);
+	err = NULL;
+	free(jpath);
+	free(dir);
+
 	/* A gap in the seq numbers. */
 	dir = make_run(state, "gap", 2);
 	jpath = join(dir, RB_RUN_JOURNAL);
