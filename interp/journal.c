@@ -601,11 +601,12 @@ static int scan_snapshot(const char *buf, size_t len, const char *path, struct s
 }
 
 /*
- * Reads a run: the journal first, then the snapshot.  That order lets a reader
- * without the lock race a compaction safely: a snapshot read later covers at
- * least every record in the journal read earlier, so at worst the records are
- * all skipped, whereas the other order could pair an old snapshot with a
- * restarted journal and miss records between them.
+ * Reads a run: the snapshot first, then the journal.  That order lets a reader
+ * without the lock race a compaction safely: the journal is never cut and a
+ * compaction syncs it before it writes the snapshot, so a journal read later
+ * holds at least every record of a snapshot read earlier.  (The other order
+ * could pair the journal with a snapshot written after it was read, which
+ * covers records it does not have.)
  */
 static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 {
@@ -626,6 +627,10 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 	if (!s->records)
 		goto oom;
 
+	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
+		fail(err, "cannot read %s: %s", spath, strerror(errno));
+		goto out;
+	}
 	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
 		/*
 		 * Compaction never removes the journal, and rb_journal_create
@@ -638,10 +643,6 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 			fail(err, "cannot read %s: %s", jpath, strerror(errno));
 		goto out;
 	}
-	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
-		fail(err, "cannot read %s: %s", spath, strerror(errno));
-		goto out;
-	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
 		goto out;
 	if (scan_journal(jbuf, jlen, jpath, s, err) < 0)
@@ -650,6 +651,20 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 	/* Keep the records after the snapshot; the first must follow it directly. */
 	size_t n = json_array_size(s->records), skip = 0;
 	s->last_seq = s->snap_seq;
+	/*
+	 * The log is never cut and compaction syncs it before writing the
+	 * snapshot: a log that ends before the snapshot's seq lost records, and
+	 * a resume would give new records seqs that load then skips.
+	 */
+	uint64_t log_last = n ? (uint64_t)json_integer_value(
+		json_object_get(json_array_get(s->records, n - 1), "seq")) : 0;
+	if (log_last < s->snap_seq) {
+		errno = EINVAL;
+		fail(err, "%s:%zu: ends at seq %" PRIu64 " but %s covers records up to %" PRIu64
+		     ": records are missing (the log was cut)", jpath, n + 1, log_last, spath,
+		     s->snap_seq);
+		goto out;
+	}
 	if (n > 0) {
 		json_t *first = json_object_get(json_array_get(s->records, 0), "seq");
 		json_t *last = json_object_get(json_array_get(s->records, n - 1), "seq");
