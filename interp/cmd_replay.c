@@ -16,10 +16,11 @@
 #include "cli.h"
 #include "journal.h"
 #include "replay.h"
+#include "simulate.h"
 #include "util.h"
 
 struct replay_opts {
-	const char *arg, *format, *ring, *state, *run;
+	const char *arg, *format, *ring, *state, *run, *runbook;
 	int simulate;
 };
 
@@ -76,16 +77,31 @@ static char *join_ids(const json_t *ids)
 }
 
 /*
- * --simulate: run the runbook again with every action's result taken from
- * the model (replay.h says how to look a call up), to see what the engine
- * would decide.  Not written yet; this is the one place to call it from, once
- * the log verified and its model is built.
+ * --simulate: the runbook as it is now (--runbook, else the file the run
+ * was started from) run by the engine with every action's result taken from
+ * the verified records, and where its path differs from the run's
+ * (interp/simulate.c).  Exit 0 the same path, 1 another one.
  */
-static int simulate(const json_t *model, const struct replay_opts *o)
+static int simulate(const json_t *recs, const json_t *model, const struct replay_opts *o)
 {
-	(void)model;
-	(void)o;
-	return rb_usage_error("replay --simulate is not available yet");
+	const char *file = o->runbook ? o->runbook
+			   : json_string_value(json_object_get(json_object_get(model, "run"), "file"));
+	if (!file) {
+		fprintf(stderr, "runbook: error: replay --simulate: the log names no runbook file; "
+			"give it with --runbook FILE\n");
+		return RB_EXIT_FAILED;
+	}
+	struct rb_runbook *rb;
+	int rc = rb_cli_load(file, &rb);
+	if (rc != RB_EXIT_OK)
+		return rc;
+	struct rb_diags d;
+	rb_diags_init(&d, file, rb->src, rb->srclen);
+	int r = rb_replay_simulate(rb, recs, &d, o->format, stdout);
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	rb_diags_release(&d);
+	rb_runbook_free(rb);
+	return r < 0 ? RB_EXIT_INVALID : r ? RB_EXIT_FAILED : RB_EXIT_OK;
 }
 
 /* Verify the log in buf (read from path); 0, or -1 after printing why not. */
@@ -171,7 +187,7 @@ static int replay(const struct replay_opts *o)
 							 (json_int_t)r.records, "head", head,
 							 "shared", json_array_size(ids) > 1));
 	if (o->simulate) {
-		rc = simulate(model, o);
+		rc = simulate(recs, model, o);
 		goto out;
 	}
 	if (rb_replay_render(model, o->format, stdout, &err) < 0) {
@@ -194,7 +210,7 @@ int cmd_replay(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'f', "format", 1}, {'k', "keyring", 1}, {0, "state-dir", 1}, {0, "run", 1},
-		{0, "simulate", 0}, {0, NULL, 0}};
+		{0, "simulate", 0}, {0, "runbook", 1}, {0, NULL, 0}};
 	struct replay_opts o = {.format = "text"};
 	struct rb_optparse p;
 	int k;
@@ -215,9 +231,12 @@ int cmd_replay(int argc, char **argv)
 		case 1: o.ring = p.val; break;
 		case 2: o.state = p.val; break;
 		case 3: o.run = p.val; break;
-		default: o.simulate = 1; break;
+		case 4: o.simulate = 1; break;
+		default: o.runbook = p.val; break;
 		}
 	}
+	if (o.runbook && !o.simulate)
+		return rb_usage_error("replay: --runbook goes with --simulate");
 	if (!o.arg)
 		return rb_usage_error("replay: no run given (usage: runbook replay RUN_ID|RUN_DIR|LOG)");
 	if (strcmp(o.format, "text") && strcmp(o.format, "markdown") && strcmp(o.format, "json"))

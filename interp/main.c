@@ -120,7 +120,7 @@ const struct rb_command rb_commands[] = {
 	 "See docs/audit-format.md.\n"},
 	{"replay", cmd_replay, "a run's timeline for a postmortem, from its verified audit log",
 	 "usage: runbook replay RUN_ID|RUN_DIR|LOG [--format text|markdown|json] [--run ID]\n"
-	 "                      [--keyring DIR] [--state-dir DIR]\n"
+	 "                      [--keyring DIR] [--state-dir DIR] [--simulate [--runbook FILE]]\n"
 	 "\n"
 	 "Verify the run's audit log as 'runbook audit verify' does, then show what\n"
 	 "happened: its sessions (started, resumed, crashed), every step with its start\n"
@@ -134,10 +134,17 @@ const struct rb_command rb_commands[] = {
 	 "                           (--audit-log)\n"
 	 "  -k, --keyring DIR        the trusted public keys (default: STATE_DIR/keys)\n"
 	 "      --state-dir DIR      where runs are kept\n"
-	 "      --simulate           not available yet\n"
+	 "      --simulate           run the runbook as it is now with every action's\n"
+	 "                           recorded result (nothing is executed), and report\n"
+	 "                           where it would take another path: a condition\n"
+	 "                           that decides otherwise, other arguments, a step\n"
+	 "                           added or gone\n"
+	 "      --runbook FILE       with --simulate: the runbook (default: the file\n"
+	 "                           the run was started from)\n"
 	 "\n"
-	 "Exit status: 0 shown, 1 the log does not verify, cannot be read or does not\n"
-	 "hold the run, 2 usage.\n"},
+	 "Exit status: 0 shown (with --simulate: the same path), 1 the log does not\n"
+	 "verify, cannot be read or does not hold the run (with --simulate: another\n"
+	 "path), 2 usage or a runbook that does not load.\n"},
 	{"keygen", cmd_keygen, "generate an Ed25519 key pair for signing audit logs",
 	 "usage: runbook keygen --out FILE [--force]\n"
 	 "\n"

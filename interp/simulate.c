@@ -195,9 +195,11 @@ static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
 			st = "running";         /* started; the log ends before its end */
 		const char *sn = json_string_value(json_object_get(now, "status"));
 		if (!then) {
-			if (ran(sn))
-				add(diffs, "added", id, rb_xasprintf("%s: would run now; the run had "
-								     "no such step", id));
+			const char *why = json_string_value(json_object_get(now, "error"));
+			add(diffs, "added", id, ran(sn)
+			    ? rb_xasprintf("%s: a new step; it would run now", id)
+			    : rb_xasprintf("%s: a new step; it would be %s%s%s", id, sn ? sn : "pending",
+					   why ? ": " : "", why ? why : ""));
 		} else if (ran(st) && !ran(sn)) {
 			const char *why = json_string_value(json_object_get(now, "error"));
 			add(diffs, "condition", id, rb_xasprintf("%s: ran then (%s); now it would be "
@@ -273,6 +275,10 @@ int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_d
 	enum rb_run_status status;
 	char run_id[RB_RUN_ID_MAX];
 	if (!params || !sink || rb_exec_run(rb, &o, d, &status, run_id) < 0) {
+		/* What is known already (a param gone) is said before why it stopped. */
+		if (json_array_size(diffs))
+			rb_simulate_print(out, format, r.run_id ? r.run_id : "?", rb->file, rb->nmain,
+					  diffs);
 		rc = -1;
 	} else {
 		json_t *more = compare(rb, &r, sim);

@@ -124,7 +124,39 @@ expect 2 "^runbook: error: replay: unknown format 'xml' \(expected text, markdow
 expect 2 "^runbook: error: replay: one run at a time$" "$fx/plain" "$fx/gate"
 expect 2 "^runbook: error: replay: unknown option '--bogus'" "$fx/plain" --bogus
 expect 2 "^runbook: error: replay: option '--run' needs a value$" "$fx/plain" --run
-expect 2 "^runbook: error: replay --simulate is not available yet$" "$fx/plain" --simulate "${ring[@]}"
+
+# --- --simulate: the runbooks as they are now, with the recorded results -------------------
+for f in plain crash gate; do
+	golden "$dir/simulate-$f.txt" "$fx/$f" --simulate "${ring[@]}"
+done
+# simulate-changed.yaml is plain.yaml changed: exit 1 and every difference named.
+rb replay "$fx/plain" --simulate --runbook "$dir/simulate-changed.yaml" "${ring[@]}" >"$d/sim" 2>&1
+rc=$?
+[ $rc -eq 1 ] && ok || bad "a changed runbook simulates with exit $rc"
+if [ "${UPDATE:-}" = 1 ]; then cp "$d/sim" "$dir/simulate-changed.txt"; fi
+cmp -s "$d/sim" "$dir/simulate-changed.txt" && ok || { bad "simulate-changed.txt differs"; diff -u "$dir/simulate-changed.txt" "$d/sim" | head -20; }
+grep -q '^  condition  flaky: ran then (succeeded); now it would be skipped: its condition is false$' "$d/sim" &&
+	ok || bad "a changed condition (ran then, skipped now)"
+grep -q '^  condition  prod_only: was skipped then; now it would run$' "$d/sim" && ok ||
+	bad "a changed condition (skipped then, runs now)"
+grep -q '^  argument   backup\[2\]: command was "echo \\"backed up db2\\"", now "echo \\"saved db2 to staging\\""$' "$d/sim" &&
+	ok || bad "a changed argument"
+grep -q '^  added      notify: ' "$d/sim" && ok || bad "an added step"
+grep -q '^  removed    optional_cleanup: failed then' "$d/sim" && ok || bad "a removed step"
+rb replay "$fx/plain" --simulate --runbook "$dir/simulate-changed.yaml" --format json "${ring[@]}" >"$d/sim.json"
+[ "$(jq -r '[.same_path, (.differences | length), (.differences | map(.kind) | unique | join(","))] | @tsv' "$d/sim.json")" = "$(printf 'false\t8\tadded,argument,condition,removed')" ] &&
+	ok || bad "simulate --format json: $(head -c 300 "$d/sim.json")"
+# Nothing ran: the commands of the fixture would have written here.
+rb replay "$fx/crash" --simulate "${ring[@]}" --format markdown | grep -q '^### Simulation of run ' && ok || bad "simulate --format markdown"
+# The recorded params must fit the runbook as it is now.
+sed 's/  dir: {type: string, required: true}/  target: {type: string, required: true}/; s/params\.dir/params.target/g' "$dir/plain.yaml" >"$d/noparam.yaml"
+rb replay "$fx/plain" --simulate --runbook "$d/noparam.yaml" "${ring[@]}" >"$d/out" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "param dir: given to the run; the runbook takes no such param now" "$d/out" &&
+	grep -q "missing required param 'target'\|param 'target'" "$d/out" && ok || bad "simulate with a param gone: $rc $(head -c 300 "$d/out")"
+expect 2 "^runbook: error: replay: --runbook goes with --simulate$" "$fx/plain" --runbook "$dir/plain.yaml"
+rb replay "$fx/plain" --simulate --runbook "$d/missing.yaml" "${ring[@]}" >"$d/out" 2>&1
+[ $? -eq 1 ] && grep -q "cannot open" "$d/out" && ok || bad "simulate with a missing runbook"
 rb replay --help | grep -q '^usage: runbook replay ' && ok || bad "replay --help"
 rb --help | grep -q '^  replay ' && ok || bad "replay is not in runbook --help"
 
