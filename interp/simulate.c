@@ -271,7 +271,7 @@ int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_d
 	json_t *sim = json_object();
 	struct rb_exec_opts o = {.params = params, .jobs = 1, .out = sink, .recorded = lookup,
 				 .recorded_ud = &r, .simulated = sim, .approve = approve,
-				 .napprove = na, .lock_timeout_ms = 0};
+				 .napprove = na};
 	enum rb_run_status status;
 	char run_id[RB_RUN_ID_MAX];
 	if (!params || !sink || rb_exec_run(rb, &o, d, &status, run_id) < 0) {
