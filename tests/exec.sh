@@ -407,5 +407,29 @@ check "with the real value" grep -qx 'dana@example.com' "$pdir/notified"
 check "still not in the log" bash -c "! grep -rq dana@example "$pstate""
 rm -rf "$pdir" "$pstate"
 
+# The signing key: the host's, made on first use with a notice; or RUNBOOK_AUDIT_KEY's;
+# or --audit-key's, which wins.
+kstate=$(mktemp -d)
+out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1 >/dev/null)
+check "the first run makes the host key" [ -s "$kstate/keys/host.pem" ] && [ -s "$kstate/keys/host.pem.pub" ]
+hid=$(openssl pkey -in "$kstate/keys/host.pem" -pubout -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
+check "and says so on stderr, naming it and its id" grep -qx "runbook: created $kstate/keys/host.pem, the audit key of this host (key id $hid), to sign run logs; give $kstate/keys/host.pem.pub to those who verify them" <<<"$out"
+check "with mode 0600" [ "$(stat -c %a "$kstate/keys/host.pem")" = 600 ]
+out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1 >/dev/null)
+check "the next run uses it, quietly" bash -c "! grep -q 'created' <<<'$out'"
+last_kid() { jq -r .key_id "$kstate/runs/$(ls -t "$kstate/runs" | head -n 1)/audit.jsonl" | sort -u; }
+check "its records carry the host key's id" [ "$(last_kid)" = "$hid" ]
+"$RUNBOOK" keygen --out "$kstate/env.pem" >/dev/null
+"$RUNBOOK" keygen --out "$kstate/opt.pem" >/dev/null
+eid=$(openssl pkey -in "$kstate/env.pem" -pubout -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
+oid=$(openssl pkey -in "$kstate/opt.pem" -pubout -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
+RUNBOOK_AUDIT_KEY="$kstate/env.pem" "$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml >/dev/null 2>&1
+check "RUNBOOK_AUDIT_KEY signs" [ "$(last_kid)" = "$eid" ]
+RUNBOOK_AUDIT_KEY="$kstate/env.pem" "$RUNBOOK" run --state-dir "$kstate" --audit-key "$kstate/opt.pem" tests/exec/foreach.yaml >/dev/null 2>&1
+check "--audit-key wins" [ "$(last_kid)" = "$oid" ]
+out=$("$RUNBOOK" run --state-dir "$kstate" --audit-key "$kstate/opt.pem.pub" tests/exec/foreach.yaml 2>&1)
+check "a public key cannot sign: refused before the run" [ $? -ne 0 ] && grep -q "a public key cannot sign" <<<"$out"
+rm -rf "$kstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
