@@ -150,6 +150,8 @@ struct stream {
 	size_t total, spilled;
 	int spill_fd;           /* -1 until the first byte past mem_limit */
 	int spill_failed;
+	char *hold;             /* with a filter: spilled bytes after the last newline */
+	size_t hold_len;
 	char *line;             /* the unterminated line so far */
 	size_t line_len;
 	int cont;               /* part of this line was handed over already */
@@ -165,6 +167,7 @@ struct rb_proc {
 	size_t mem_limit;
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
 	void *ud;
+	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 	long grace_ms;
 	long long deadline, kill_at, abandon_at;        /* ms, 0: not armed */
 	int term_sent, failed_phase, failed_err, got_status, status, abandoned, done;
@@ -224,10 +227,8 @@ static void feed_lines(struct rb_proc *p, struct stream *s, const char *d, size_
 	}
 }
 
-static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
+static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 {
-	if (!p->spill_path || s->spill_failed)
-		return;
 	if (s->spill_fd < 0) {
 		char *path = xasprintf("%s%s", p->spill_path, s->no == 1 ? ".stdout" : ".stderr");
 
@@ -241,6 +242,41 @@ static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 		return;
 	}
 	s->spilled += n;
+}
+
+/* Filter d and write it out: never a byte of it unfiltered to the disk. */
+static void spill_filtered(struct rb_proc *p, struct stream *s, const char *d, size_t n)
+{
+	size_t m;
+	char *f = p->filter(p->ud, d, n, &m);
+	spill_write(p, s, f, m);
+	free(f);
+}
+
+/*
+ * Output past mem_limit goes to the spill file.  With a filter, whole lines
+ * only: a secret is found whole on its line, not cut across two writes.
+ */
+static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
+{
+	if (!p->spill_path || s->spill_failed)
+		return;
+	if (!p->filter) {
+		spill_write(p, s, d, n);
+		return;
+	}
+	s->hold = xrealloc(s->hold, s->hold_len + n);
+	memcpy(s->hold + s->hold_len, d, n);
+	s->hold_len += n;
+	const char *nl = memrchr(s->hold, '\n', s->hold_len);
+	size_t done = nl ? (size_t)(nl - s->hold) + 1 : 0;
+	if (!done && s->hold_len >= RB_PROC_LINE_MAX)
+		done = s->hold_len;             /* no end of line in sight: a piece at a time */
+	if (!done)
+		return;
+	spill_filtered(p, s, s->hold, done);
+	memmove(s->hold, s->hold + done, s->hold_len - done);
+	s->hold_len -= done;
 }
 
 static void feed(struct rb_proc *p, struct stream *s, const char *d, size_t n)
@@ -289,6 +325,9 @@ static void sync_result(struct rb_proc *p)
 static void stream_eof(struct rb_proc *p, struct stream *s)
 {
 	close_fd(&s->fd);
+	if (s->hold_len && !s->spill_failed)
+		spill_filtered(p, s, s->hold, s->hold_len);
+	s->hold_len = 0;
 	close_fd(&s->spill_fd);
 	if (s->line_len)
 		emit(p, s, s->line, s->line_len);
@@ -608,7 +647,8 @@ struct rb_proc *rb_proc_start(const struct rb_proc_spec *s, char **err)
 	/* Bounded so that mem_limit + 1 cannot wrap. */
 	*p = (struct rb_proc){ .st = -1, .in = -1,
 			       .mem_limit = s->mem_limit < SIZE_MAX / 4 ? s->mem_limit : SIZE_MAX / 4,
-			       .on_line = s->on_line, .ud = s->ud, .grace_ms = s->grace_ms };
+			       .on_line = s->on_line, .ud = s->ud, .filter = s->filter,
+			       .grace_ms = s->grace_ms };
 	p->out = (struct stream){ .fd = -1, .no = 1, .spill_fd = -1 };
 	p->err = (struct stream){ .fd = -1, .no = 2, .spill_fd = -1 };
 	p->argv0 = xstrdup(s->argv[0]);
@@ -796,6 +836,8 @@ void rb_proc_free(struct rb_proc *p)
 	free(p->err.mem);
 	free(p->out.line);
 	free(p->err.line);
+	free(p->out.hold);
+	free(p->err.hold);
 	free(p->spill_path);
 	free(p->argv0);
 	free(p->cwd);

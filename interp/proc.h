@@ -107,6 +107,13 @@ struct rb_proc_spec {
 	 */
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
 	void *ud;
+	/*
+	 * What goes to a spill file passes through filter first, whole lines
+	 * at a time (a line longer than RB_PROC_LINE_MAX in pieces of that
+	 * size): it returns a malloc'd replacement of its n bytes and its
+	 * length in *outn (the engine redacts secrets).  May be NULL.
+	 */
+	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 };
 
 struct rb_proc_result {

@@ -44,6 +44,13 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	free(clean);
 }
 
+/* Output spilled to the run directory is redacted before it is written, from a worker thread. */
+static char *spill_filter(void *ud, const char *d, size_t n, size_t *outn)
+{
+	struct unit *u = ud;
+	return ex_redact(u->jb->ex, d, n, outn);
+}
+
 /* --- workers --------------------------------------------------------------------------- */
 
 static void run_unit(struct unit *u)
@@ -75,6 +82,7 @@ static void run_unit(struct unit *u)
 		.spill_path = spill[0] ? spill : NULL,
 		.on_line = on_line,
 		.ud = u,
+		.filter = spill_filter,
 		.box = ex->box,
 		.scope = ex->scope,
 	};

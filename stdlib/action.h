@@ -54,6 +54,8 @@ struct rb_call {
 	int64_t deadline_ms;            /* CLOCK_MONOTONIC ms, or 0 for none */
 	volatile sig_atomic_t *cancel;  /* set when the step must stop */
 	const char *spill_path;         /* prefix for output files, or NULL */
+	/* What goes to those files passes through it (redaction; rb_proc_spec's filter), or NULL. */
+	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
 	void *ud;
 	struct rb_luabox *box;          /* inline actions only */

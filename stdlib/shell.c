@@ -201,6 +201,7 @@ static int shell_run(const struct rb_call *c, struct rb_result *res)
 		.grace_ms = SHELL_GRACE_MS,
 		.on_line = c->on_line,
 		.ud = c->ud,
+		.filter = c->filter,
 	};
 	pthread_mutex_lock(&start_mu);
 	struct rb_proc *p = rb_proc_start(&spec, &err);

@@ -431,5 +431,16 @@ out=$("$RUNBOOK" run --state-dir "$kstate" --audit-key "$kstate/opt.pem.pub" tes
 check "a public key cannot sign: refused before the run" [ $? -ne 0 ] && grep -q "a public key cannot sign" <<<"$out"
 rm -rf "$kstate"
 
+# Output spilled to the run directory is redacted before it reaches the disk.
+sstate=$(mktemp -d)
+EXEC_TEST_TOKEN=spill-Tk7mQ2vX9 "$RUNBOOK" run --state-dir "$sstate" tests/exec/spill.yaml >/dev/null 2>&1
+check "a step with 1.2 MB of output succeeds" [ $? -eq 0 ]
+sfile=$(ls "$sstate"/runs/*/output/chatty.stdout 2>/dev/null)
+check "its output past 1 MiB is in the run directory" [ -s "$sfile" ]
+check "the secret's line there is masked" grep -q 'the token is \*\*\*$' "$sfile"
+check "also the last line, without a newline" grep -q 'no newline at the end: \*\*\*$' "$sfile"
+check "no form of the secret is on disk" bash -c "! grep -raqF -e spill-Tk7mQ2vX9 -e $(printf spill-Tk7mQ2vX9 | base64 | cut -c 1-12) '$sstate'"
+rm -rf "$sstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
