@@ -357,11 +357,12 @@ static void secret_hmac(struct exec *ex, const char *name, const char *v)
 {
 	unsigned char k[32];
 	char hex[65];
-	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0 ||
-	    rb_hmac_hex(k, sizeof(k), v, strlen(v), hex) < 0)
+	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0)
 		return;
-	json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
+	int ok = rb_hmac_hex(k, sizeof(k), v, strlen(v), hex) == 0;
 	OPENSSL_cleanse(k, sizeof(k));
+	if (ok)
+		json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
 }
 
 /* The run's scope: params, secrets, vars, run, steps. */
