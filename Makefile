@@ -80,7 +80,7 @@ asan: deps
 
 valgrind: deps
 	@$(MAKE) --no-print-directory all $(UNITS)
-	@RUNBOOK_WRAP="bash tests/vg" \
+	@RUNBOOK_WRAP="bash $(CURDIR)/tests/vg" \
 		bash tests/run $(B)/runbook $(B)/unit
 
 # make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
