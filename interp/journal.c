@@ -7,6 +7,7 @@
  */
 #include "journal.h"
 #include "audit.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -60,30 +61,7 @@ struct rb_journal {
 
 /* --- errors ------------------------------------------------------------------ */
 
-static char *vfmt(const char *fmt, va_list ap)
-{
-	char *s;
-	if (vasprintf(&s, fmt, ap) < 0)
-		return NULL;
-	return s;
-}
-
-/* Sets *err (when err is not NULL) and returns -1; errno is kept for the caller. */
-__attribute__((format(printf, 2, 3)))
-static int fail(char **err, const char *fmt, ...)
-{
-	int saved = errno;
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		*err = vfmt(fmt, ap);
-		va_end(ap);
-	}
-	errno = saved;
-	return -1;
-}
-
-/* The same for an open journal, whose message rb_journal_error gives. */
+/* rb_fail for an open journal, whose message rb_journal_error gives. */
 __attribute__((format(printf, 2, 3)))
 static int jfail(struct rb_journal *j, const char *fmt, ...)
 {
@@ -91,7 +69,7 @@ static int jfail(struct rb_journal *j, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	free(j->errmsg);
-	j->errmsg = vfmt(fmt, ap);
+	j->errmsg = rb_xvasprintf(fmt, ap);
 	va_end(ap);
 	errno = saved;
 	return -1;
@@ -263,35 +241,35 @@ static int durable_write(int dirfd, const char *dir, const char *name, const voi
 	if (!*name || strchr(name, '/') || name[0] == '.' ||
 	    snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp)) {
 		errno = EINVAL;
-		return fail(err, "cannot write %s/%s: not a plain file name", dir, name);
+		return rb_fail(err, "cannot write %s/%s: not a plain file name", dir, name);
 	}
 	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
-		return fail(err, "cannot remove %s/%s: %s", dir, tmp, strerror(errno));
+		return rb_fail(err, "cannot remove %s/%s: %s", dir, tmp, strerror(errno));
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
-		return fail(err, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
+		return rb_fail(err, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
 	if (write_all(fd, buf, len, j ? j->hook : NULL, j ? j->hook_arg : NULL,
 		      RB_JP_BEFORE_TEMP_WRITE) < 0) {
-		fail(err, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
+		rb_fail(err, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
 		goto undo;
 	}
 	if (inject(j, RB_JP_AFTER_TEMP_WRITE) < 0 || sync_fd(fd, 0) < 0) {
-		fail(err, "cannot sync %s/%s: %s", dir, tmp, strerror(errno));
+		rb_fail(err, "cannot sync %s/%s: %s", dir, tmp, strerror(errno));
 		goto undo;
 	}
 	int r = close(fd);
 	fd = -1;
 	if (r < 0) {
-		fail(err, "cannot close %s/%s: %s", dir, tmp, strerror(errno));
+		rb_fail(err, "cannot close %s/%s: %s", dir, tmp, strerror(errno));
 		goto undo;
 	}
 	if (inject(j, RB_JP_AFTER_TEMP_FSYNC) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
-		fail(err, "cannot rename %s/%s to %s: %s", dir, tmp, name, strerror(errno));
+		rb_fail(err, "cannot rename %s/%s to %s: %s", dir, tmp, name, strerror(errno));
 		goto undo;
 	}
 	/* From here the new file is in place; only its durability is unknown. */
 	if (inject(j, RB_JP_AFTER_RENAME) < 0 || sync_dir(dirfd) < 0)
-		return fail(err, "cannot sync directory %s after writing %s: %s", dir, name,
+		return rb_fail(err, "cannot sync directory %s after writing %s: %s", dir, name,
 			    strerror(errno));
 	return 0;
 undo:;
@@ -308,7 +286,7 @@ int rb_write_durable(const char *dir, const char *name, const void *buf, size_t 
 {
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return fail(err, "cannot open directory %s: %s", dir, strerror(errno));
+		return rb_fail(err, "cannot open directory %s: %s", dir, strerror(errno));
 	int r = durable_write(dfd, dir, name, buf, len, mode, NULL, err);
 	close(dfd);
 	return r;
@@ -354,7 +332,7 @@ int rb_mkdir_durable(const char *path, char **err)
 {
 	char *p = strdup(path);
 	if (!p)
-		return fail(err, "out of memory");
+		return rb_fail(err, "out of memory");
 	int r = 0;
 	for (char *s = p + 1;; s++) {
 		if (*s != '/' && *s)
@@ -363,12 +341,12 @@ int rb_mkdir_durable(const char *path, char **err)
 		*s = 0;
 		if (mkdir(p, 0700) == 0) {
 			if (sync_parent(p) < 0) {
-				r = fail(err, "cannot sync the directory above %s: %s", p,
+				r = rb_fail(err, "cannot sync the directory above %s: %s", p,
 					 strerror(errno));
 				break;
 			}
 		} else if (errno != EEXIST) {
-			r = fail(err, "cannot create directory %s: %s", p, strerror(errno));
+			r = rb_fail(err, "cannot create directory %s: %s", p, strerror(errno));
 			break;
 		}
 		*s = c;
@@ -384,8 +362,8 @@ static int lock_run(int dirfd, const char *dir, char **err)
 	if (flock(dirfd, LOCK_EX | LOCK_NB) == 0)
 		return 0;
 	if (errno == EWOULDBLOCK)
-		return fail(err, "run %s is open in another runbook process", dir);
-	return fail(err, "cannot lock run %s: %s", dir, strerror(errno));
+		return rb_fail(err, "run %s is open in another runbook process", dir);
+	return rb_fail(err, "cannot lock run %s: %s", dir, strerror(errno));
 }
 
 /* Removes the .NAME.tmp files of durable writes that a crash interrupted. */
@@ -540,26 +518,26 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 			}
 			if (later) {
 				errno = EINVAL;
-				return fail(err, "%s:%zu: unreadable record (%s) followed by %zu good "
+				return rb_fail(err, "%s:%zu: unreadable record (%s) followed by %zu good "
 					    "ones: the journal is corrupt", path, line, why, later);
 			}
 			s->torn = torn_info(buf, off, len - off, line);
 			if (!s->torn) {
 				errno = ENOMEM;
-				return fail(err, "out of memory");
+				return rb_fail(err, "out of memory");
 			}
 			break;
 		}
 		if (expect && seq != expect) {
 			json_decref(rec);
 			errno = EINVAL;
-			return fail(err, "%s:%zu: seq %" PRIu64 " where %" PRIu64 " was expected: "
+			return rb_fail(err, "%s:%zu: seq %" PRIu64 " where %" PRIu64 " was expected: "
 				    "the journal is corrupt", path, line, seq, expect);
 		}
 		expect = seq + 1;
 		if (json_array_append_new(s->records, rec) < 0) {
 			errno = ENOMEM;
-			return fail(err, "out of memory");
+			return rb_fail(err, "out of memory");
 		}
 		s->jrecords++;
 		off = end + 1;
@@ -576,7 +554,7 @@ static int scan_snapshot(const char *buf, size_t len, const char *path, struct s
 	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, &je);
 	if (!snap) {
 		errno = EINVAL;
-		return fail(err, "%s:%d:%d: invalid snapshot: %s", path, je.line, je.column,
+		return rb_fail(err, "%s:%d:%d: invalid snapshot: %s", path, je.line, je.column,
 			    je.text);
 	}
 	json_t *format = json_object_get(snap, "format");
@@ -586,12 +564,12 @@ static int scan_snapshot(const char *buf, size_t len, const char *path, struct s
 	int r = 0;
 	errno = EINVAL;
 	if (!json_is_string(format) || strcmp(json_string_value(format), SNAPSHOT_FORMAT))
-		r = fail(err, "%s: not a runbook snapshot", path);
+		r = rb_fail(err, "%s: not a runbook snapshot", path);
 	else if (!json_is_integer(version) || json_integer_value(version) != RB_SNAPSHOT_VERSION)
-		r = fail(err, "%s: unsupported snapshot version (this runbook reads version %d)",
+		r = rb_fail(err, "%s: unsupported snapshot version (this runbook reads version %d)",
 			 path, RB_SNAPSHOT_VERSION);
 	else if (!json_is_integer(seq) || json_integer_value(seq) < 0 || !state)
-		r = fail(err, "%s: snapshot without a \"seq\" or a \"state\"", path);
+		r = rb_fail(err, "%s: snapshot without a \"seq\" or a \"state\"", path);
 	if (r == 0) {
 		s->snap_seq = (uint64_t)json_integer_value(seq);
 		s->state = json_incref(state);
@@ -628,7 +606,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		goto oom;
 
 	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
-		fail(err, "cannot read %s: %s", spath, strerror(errno));
+		rb_fail(err, "cannot read %s: %s", spath, strerror(errno));
 		goto out;
 	}
 	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
@@ -638,9 +616,9 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		 * whose creation was cut short before anything was recorded.
 		 */
 		if (errno == ENOENT)
-			fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
+			rb_fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
 		else
-			fail(err, "cannot read %s: %s", jpath, strerror(errno));
+			rb_fail(err, "cannot read %s: %s", jpath, strerror(errno));
 		goto out;
 	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
@@ -660,7 +638,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		json_object_get(json_array_get(s->records, n - 1), "seq")) : 0;
 	if (log_last < s->snap_seq) {
 		errno = EINVAL;
-		fail(err, "%s:%zu: ends at seq %" PRIu64 " but %s covers records up to %" PRIu64
+		rb_fail(err, "%s:%zu: ends at seq %" PRIu64 " but %s covers records up to %" PRIu64
 		     ": records are missing (the log was cut)", jpath, n + 1, log_last, spath,
 		     s->snap_seq);
 		goto out;
@@ -672,7 +650,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		uint64_t l = (uint64_t)json_integer_value(last);
 		if (f > s->snap_seq + 1) {
 			errno = EINVAL;
-			fail(err, "%s:1: starts at seq %" PRIu64 " but %s covers records up to %"
+			rb_fail(err, "%s:1: starts at seq %" PRIu64 " but %s covers records up to %"
 			     PRIu64 " only: records are missing", jpath, f,
 			     sbuf ? spath : "no snapshot", s->snap_seq);
 			goto out;
@@ -697,7 +675,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 	goto out;
 oom:
 	errno = ENOMEM;
-	fail(err, "out of memory");
+	rb_fail(err, "out of memory");
 out:
 	if (r < 0) {
 		int saved = errno;
@@ -716,13 +694,13 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 {
 	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	char *buf = NULL;
 	size_t len;
 	int r = read_at(dfd, RB_RUN_SNAPSHOT, &buf, &len);
 	close(dfd);
 	if (r < 0)
-		return errno == ENOENT ? 0 : fail(err, "cannot read %s/%s: %s", run_dir,
+		return errno == ENOENT ? 0 : rb_fail(err, "cannot read %s/%s: %s", run_dir,
 						  RB_RUN_SNAPSHOT, strerror(errno));
 	json_t *snap = json_loadb(buf, len, 0, NULL);
 	free(buf);
@@ -731,10 +709,10 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 	const char *hex = json_string_value(json_object_get(h, "sha256"));
 	r = 0;
 	if (!snap)
-		r = fail(err, "%s/%s: not JSON", run_dir, RB_RUN_SNAPSHOT);
+		r = rb_fail(err, "%s/%s: not JSON", run_dir, RB_RUN_SNAPSHOT);
 	else if (h && (!json_is_integer(s) || json_integer_value(s) < 0 || !hex ||
 		       strlen(hex) != 64))
-		r = fail(err, "%s/%s: a \"head\" without seq and sha256", run_dir, RB_RUN_SNAPSHOT);
+		r = rb_fail(err, "%s/%s: a \"head\" without seq and sha256", run_dir, RB_RUN_SNAPSHOT);
 	else if (h) {
 		*seq = (uint64_t)json_integer_value(s);
 		memcpy(sha256, hex, 65);
@@ -755,7 +733,7 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 		*torn_info = NULL;
 	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	int r = scan_run(dfd, run_dir, &s, err);
 	close(dfd);
 	if (r < 0)
@@ -832,7 +810,7 @@ static int crash_from_env(struct rb_journal *j, char **err)
 		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
 			 p ? ", " : "", rb_journal_point_name(p));
 	errno = EINVAL;
-	return fail(err, "%s='%s': expected POINT:N with N >= 1 and POINT one of %s", var, v,
+	return rb_fail(err, "%s='%s': expected POINT:N with N >= 1 and POINT one of %s", var, v,
 		    names);
 }
 
@@ -915,7 +893,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 	state_dir = rb_state_dir(state_dir);
 	if (!valid_run_id(run_id)) {
 		errno = EINVAL;
-		return fail(err, "invalid run id '%s'", run_id);
+		return rb_fail(err, "invalid run id '%s'", run_id);
 	}
 	if (asprintf(&runs, "%s/runs", state_dir) < 0) {
 		runs = NULL;
@@ -935,48 +913,48 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		goto undo;
 	if (lstat(dir, &st) == 0) {
 		errno = EEXIST;
-		fail(err, "run %s already exists in %s", run_id, runs);
+		rb_fail(err, "run %s already exists in %s", run_id, runs);
 		goto undo;
 	}
 	/* A crash of an earlier create of this id may have left its temp directory. */
 	if (remove_new_run(tmp) < 0 || mkdir(tmp, 0700) < 0) {
-		fail(err, "cannot create directory %s: %s", tmp, strerror(errno));
+		rb_fail(err, "cannot create directory %s: %s", tmp, strerror(errno));
 		goto undo;
 	}
 	made = 1;
 	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (j->dirfd < 0) {
-		fail(err, "cannot open directory %s: %s", tmp, strerror(errno));
+		rb_fail(err, "cannot open directory %s: %s", tmp, strerror(errno));
 		goto undo;
 	}
 	if (lock_run(j->dirfd, dir, err) < 0)
 		goto undo;
 	if (mkdirat(j->dirfd, RB_RUN_OUTPUT, 0700) < 0) {
-		fail(err, "cannot create directory %s/%s: %s", tmp, RB_RUN_OUTPUT, strerror(errno));
+		rb_fail(err, "cannot create directory %s/%s: %s", tmp, RB_RUN_OUTPUT, strerror(errno));
 		goto undo;
 	}
 	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fail(err, "cannot create %s/%s: %s", tmp, RB_RUN_JOURNAL, strerror(errno));
+		rb_fail(err, "cannot create %s/%s: %s", tmp, RB_RUN_JOURNAL, strerror(errno));
 		goto undo;
 	}
 	int synced = sync_fd(fd, 0) == 0 && sync_dir(j->dirfd) == 0;
 	close(fd);
 	if (!synced) {
-		fail(err, "cannot sync the new run %s: %s", tmp, strerror(errno));
+		rb_fail(err, "cannot sync the new run %s: %s", tmp, strerror(errno));
 		goto undo;
 	}
 	if (rename_new(tmp, dir) < 0) {
 		if (errno == EEXIST || errno == ENOTEMPTY)
-			fail(err, "run %s already exists in %s", run_id, runs);
+			rb_fail(err, "run %s already exists in %s", run_id, runs);
 		else
-			fail(err, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+			rb_fail(err, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
 		goto undo;
 	}
 	made = 0;
 	/* The run exists once runs/ has its entry on disk. */
 	if (sync_parent(dir) < 0) {
-		fail(err, "cannot sync %s: %s", runs, strerror(errno));
+		rb_fail(err, "cannot sync %s: %s", runs, strerror(errno));
 		goto undo;
 	}
 	if (open_log(j, key, run_id, err) < 0)
@@ -989,7 +967,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 	return 0;
 oom:
 	errno = ENOMEM;
-	fail(err, "out of memory");
+	rb_fail(err, "out of memory");
 undo:;
 	int saved = errno;
 	rb_journal_close(j);
@@ -1012,13 +990,13 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	j = journal_new(run_dir);
 	if (!j) {
 		errno = ENOMEM;
-		return fail(err, "out of memory");
+		return rb_fail(err, "out of memory");
 	}
 	if (crash_from_env(j, err) < 0)
 		goto undo;
 	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (j->dirfd < 0) {
-		fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
 	if (lock_run(j->dirfd, run_dir, err) < 0)
@@ -1037,7 +1015,7 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	if (fd >= 0)
 		close(fd);
 	if (!synced || sync_dir(j->dirfd) < 0 || sync_parent(run_dir) < 0) {
-		fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
+		rb_fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
 	if (open_log(j, key, run_id, err) < 0)
@@ -1045,7 +1023,7 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	j->last_type = strdup(rb_audit_last_type(j->log));
 	/* Appending after a torn line would glue the next record to it: cut it, on the record. */
 	if (rb_audit_torn(j->log) && rb_audit_repair(j->log) < 0) {
-		fail(err, "cannot repair the torn tail of %s: %s", j->path, rb_audit_error(j->log));
+		rb_fail(err, "cannot repair the torn tail of %s: %s", j->path, rb_audit_error(j->log));
 		goto undo;
 	}
 	j->torn = s.torn;
@@ -1259,10 +1237,10 @@ int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err)
 	*ids = NULL;
 	*n = 0;
 	if (asprintf(&runs, "%s/runs", rb_state_dir(state_dir)) < 0)
-		return fail(err, "out of memory");
+		return rb_fail(err, "out of memory");
 	DIR *d = opendir(runs);
 	if (!d) {
-		int r = errno == ENOENT ? 0 : fail(err, "cannot list %s: %s", runs, strerror(errno));
+		int r = errno == ENOENT ? 0 : rb_fail(err, "cannot list %s: %s", runs, strerror(errno));
 		free(runs);
 		return r;
 	}
@@ -1291,7 +1269,7 @@ int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err)
 		errno = 0;
 	}
 	if (errno) {
-		fail(err, "cannot list %s: %s", runs, strerror(errno));
+		rb_fail(err, "cannot list %s: %s", runs, strerror(errno));
 		goto undo;
 	}
 	closedir(d);
@@ -1303,7 +1281,7 @@ int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err)
 	return 0;
 oom:
 	errno = ENOMEM;
-	fail(err, "out of memory");
+	rb_fail(err, "out of memory");
 undo:
 	closedir(d);
 	free(runs);
@@ -1328,7 +1306,7 @@ int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char *
 {
 	char hex[65], line[128];
 	if (rb_sha256_hex(buf, len, hex) < 0)
-		return fail(err, "cannot compute the SHA-256 of the runbook");
+		return rb_fail(err, "cannot compute the SHA-256 of the runbook");
 	/* sha256sum's format, so that `sha256sum -c runbook.sha256` checks it by hand. */
 	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, RB_RUN_RUNBOOK);
 	if (rb_write_durable(run_dir, RB_RUN_RUNBOOK, buf, len, 0600, err) < 0 ||
@@ -1347,22 +1325,22 @@ int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err
 	*len = 0;
 	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	if (read_at(dfd, RB_RUN_RUNBOOK_SHA, &sum, &sumlen) < 0) {
-		fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, strerror(errno));
 		goto out;
 	}
 	if (read_at(dfd, RB_RUN_RUNBOOK, buf, len) < 0) {
-		fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, strerror(errno));
 		goto out;
 	}
 	if (rb_sha256_hex(*buf, *len, hex) < 0) {
-		fail(err, "cannot compute the SHA-256 of the runbook");
+		rb_fail(err, "cannot compute the SHA-256 of the runbook");
 		goto out;
 	}
 	if (sumlen < 64 || memcmp(sum, hex, 64) != 0) {
 		errno = EINVAL;
-		fail(err, "%s/%s does not match %s: the run's copy of the runbook was changed",
+		rb_fail(err, "%s/%s does not match %s: the run's copy of the runbook was changed",
 		     run_dir, RB_RUN_RUNBOOK, RB_RUN_RUNBOOK_SHA);
 		goto out;
 	}
