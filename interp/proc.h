@@ -63,6 +63,9 @@
  *   supervisors rename themselves (comm "rb-spawner", "rb-step" or
  *   "rb-idle", and cmdline) so that `pkill -f runbook` does not take them
  *   with the runner.  Under systemd the service's cgroup is killed whole.
+ *   A step whose request reaches a supervisor as it is being killed fails
+ *   ("was not started: its spawner or supervisor died"); it is not retried,
+ *   as the command may have started.
  *
  * Secrets: pass them in spec->env, never in argv.  The environment of a
  * process is readable only by its owner and root (/proc/PID/environ, mode

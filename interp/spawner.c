@@ -19,10 +19,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -220,33 +222,50 @@ static void name_self(const char *name)
 
 /* ---- the supervisors: forked ahead of need, used for step after step ---- */
 
-/* Supervisor -> spawner on the report pipe, so that it keeps POOL_MIN idle. */
-enum { SUP_BUSY = 1, SUP_IDLE };
-struct report {
-	pid_t pid;
-	int32_t state;
+/*
+ * What the spawner needs to keep POOL_MIN supervisors idle, in memory it
+ * shares with them (mapped before the forks): how many are idle, and the
+ * state of each one's slot.  A supervisor wakes the spawner (a byte on the
+ * report pipe) only when the steps it takes leave fewer than POOL_MIN idle,
+ * so a step costs the spawner nothing once the pool is large enough.
+ *
+ * A supervisor takes a step by counting itself out of idle, then marking
+ * its slot busy; it comes back by marking the slot idle, then counting
+ * itself in.  The spawner counts out a supervisor it reaps whose slot says
+ * idle (one that retired or died waiting).  So one killed between the two
+ * steps is counted out twice, never kept in: the pool may then hold one
+ * supervisor more than it needs, but never waits for one that is gone.
+ */
+#define SLOTS		1024    /* more than RB_JOBS_MAX + POOL_MIN */
+enum { SLOT_FREE, SLOT_IDLE, SLOT_BUSY };
+struct pool {
+	atomic_int idle;
+	atomic_uchar slot[SLOTS];
 };
 
 struct spawner {
 	int ctl;                /* the runner's requests; the idle supervisors read them */
 	int sfd;                /* signalfd: SIGCHLD */
-	int report[2];          /* pipe of struct report */
+	int report[2];          /* pipe: the pool is low */
+	struct pool *pool;
 	struct child {
 		pid_t pid;
-		int state;      /* SUP_BUSY or SUP_IDLE */
+		int slot;
 	} *kid;                 /* live supervisors */
 	size_t nkid, capkid;
-	int nidle;
 };
 
 struct sup {
 	int ctl, report;        /* from the spawner, kept from step to step */
+	struct pool *pool;
+	int slot;               /* ours in pool */
+	int low;                /* our step took the pool below POOL_MIN: wake the spawner */
 	int devnull;            /* for fds 0-2 between steps */
 	int sfd;                /* signalfd: SIGCHLD, SIGTERM */
 	int st;                 /* this step's socket to the runner */
 	int dir;                /* this step's cwd (O_PATH), or -1 */
 	pid_t cmd;
-	int cmd_done, cmd_status, busy;
+	int cmd_done, cmd_status;
 	long grace_ms;
 };
 
@@ -264,14 +283,27 @@ static void sup_fail(struct sup *x, int phase, int err)
 	sup_send(x, &m);
 }
 
-static void sup_report(struct sup *x, int state)
+/* Sent when the step no longer waits for it, if it can: waking the spawner costs. */
+static void sup_wake_spawner(struct sup *x)
 {
-	struct report r = { getpid(), state };
-
-	/* Sent when the step no longer waits for it: waking the spawner costs. */
-	while (write(x->report, &r, sizeof r) < 0 && errno == EINTR)
+	while (write(x->report, "", 1) < 0 && errno == EINTR)
 		;
-	x->busy = state == SUP_BUSY;
+	x->low = 0;
+}
+
+/* Out of the idle count (see struct pool); returns 1 if that leaves too few. */
+static int sup_take(struct sup *x)
+{
+	int low = atomic_fetch_sub(&x->pool->idle, 1) - 1 < POOL_MIN;
+
+	atomic_store(&x->pool->slot[x->slot], SLOT_BUSY);
+	return low;
+}
+
+static void sup_give_back(struct sup *x)
+{
+	atomic_store(&x->pool->slot[x->slot], SLOT_IDLE);
+	atomic_fetch_add(&x->pool->idle, 1);
 }
 
 /* Reaps what has exited; returns 1 while the supervisor has children. */
@@ -649,8 +681,8 @@ static int sup_step(struct sup *x, char *buf, ssize_t n, int *fds, int nfds)
 	}
 	m.pid = x->cmd;
 	sup_send(x, &m);
-	if (!x->busy)
-		sup_report(x, SUP_BUSY);
+	if (x->low)
+		sup_wake_spawner(x);
 	if (sup_loop(x) == 0) {
 		m = (struct msg){ .type = MSG_EXITED, .has_status = x->cmd_done,
 				  .status = x->cmd_status };
@@ -687,9 +719,10 @@ out:
  * waits again: a fork and an exit saved per step, and they are most of the
  * cost of a spawn.
  */
-static void __attribute__((noreturn)) sup_main(struct spawner *z)
+static void __attribute__((noreturn)) sup_main(struct spawner *z, int slot)
 {
-	struct sup x = { .ctl = z->ctl, .report = z->report[1], .sfd = -1, .st = -1, .dir = -1 };
+	struct sup x = { .ctl = z->ctl, .report = z->report[1], .pool = z->pool, .slot = slot,
+			 .sfd = -1, .st = -1, .dir = -1 };
 	size_t size = sizeof(struct req) + REQ_INLINE_MAX;
 	int fds[REQ_MAX_FDS], nfds;
 	sigset_t set;
@@ -723,18 +756,18 @@ static void __attribute__((noreturn)) sup_main(struct spawner *z)
 		if ((n <= 0 && n != -2) || nfds == 0)
 			break;
 		/*
-		 * Busy is reported once the command runs, so that waking the
-		 * spawner does not delay it; but in a burst the spawner must
-		 * fork now, or the queued steps wait.
+		 * A low pool is reported once the command runs, so that waking
+		 * the spawner does not delay it; but in a burst the spawner
+		 * must fork now, or the queued steps wait.
 		 */
-		if (poll(&more, 1, 0) > 0)
-			sup_report(&x, SUP_BUSY);
+		x.low = sup_take(&x);
+		if (x.low && poll(&more, 1, 0) > 0)
+			sup_wake_spawner(&x);
 		prctl(PR_SET_NAME, "rb-step");
 		if (sup_step(&x, buf, n, fds, nfds) < 0)
 			break;
 		prctl(PR_SET_NAME, "rb-idle");
-		if (x.busy)
-			sup_report(&x, SUP_IDLE);
+		sup_give_back(&x);
 	}
 out:
 	free(buf);
@@ -790,20 +823,35 @@ static struct child *kid_find(struct spawner *z, pid_t pid)
 	return NULL;
 }
 
+static int nidle(const struct spawner *z)
+{
+	return atomic_load(&z->pool->idle);
+}
+
 static int spawn_idle(struct spawner *z)
 {
-	pid_t pid = fork();
+	int slot = 0;
+	pid_t pid;
 
+	while (slot < SLOTS && atomic_load(&z->pool->slot[slot]) != SLOT_FREE)
+		slot++;
+	if (slot == SLOTS)
+		return errno = EAGAIN, -1;
+	atomic_store(&z->pool->slot[slot], SLOT_IDLE);
+	atomic_fetch_add(&z->pool->idle, 1);
+	pid = fork();
 	if (pid == 0)
-		sup_main(z);
-	if (pid < 0)
+		sup_main(z, slot);
+	if (pid < 0) {
+		atomic_fetch_sub(&z->pool->idle, 1);
+		atomic_store(&z->pool->slot[slot], SLOT_FREE);
 		return -1;
+	}
 	if (z->nkid == z->capkid) {
 		z->capkid = z->capkid ? 2 * z->capkid : 16;
 		z->kid = xrealloc(z->kid, z->capkid * sizeof *z->kid);
 	}
-	z->kid[z->nkid++] = (struct child){ pid, SUP_IDLE };
-	z->nidle++;
+	z->kid[z->nkid++] = (struct child){ pid, slot };
 	return 0;
 }
 
@@ -825,20 +873,6 @@ static void fail_waiting(struct spawner *z, int err)
 	free(buf);
 }
 
-static void spawner_reports(struct spawner *z)
-{
-	struct report r;
-
-	while (read(z->report[0], &r, sizeof r) == (ssize_t)sizeof r) {
-		struct child *k = kid_find(z, r.pid);
-
-		if (!k || k->state == r.state)
-			continue;
-		k->state = r.state;
-		z->nidle += r.state == SUP_IDLE ? 1 : -1;
-	}
-}
-
 /*
  * Reaps.  Returns 1 if an orphan may be alive: a supervisor died
  * abnormally (killed), or an orphan one left behind was reaped here.
@@ -847,8 +881,6 @@ static int spawner_reap(struct spawner *z)
 {
 	int orphans = 0;
 
-	/* A supervisor that went idle and then exited: its report comes first. */
-	spawner_reports(z);
 	for (;;) {
 		int st;
 		pid_t pid = waitpid(-1, &st, WNOHANG);
@@ -863,8 +895,8 @@ static int spawner_reap(struct spawner *z)
 			orphans = 1;
 			continue;
 		}
-		if (k->state == SUP_IDLE)
-			z->nidle--;
+		if (atomic_exchange(&z->pool->slot[k->slot], SLOT_FREE) == SLOT_IDLE)
+			atomic_fetch_sub(&z->pool->idle, 1);
 		if (!WIFEXITED(st))
 			orphans = 1;
 		*k = z->kid[--z->nkid];
@@ -914,7 +946,11 @@ void __attribute__((noreturn)) rb_spawner_main(int ctl, pid_t runner)
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	z.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (z.ctl < 0 || z.sfd < 0 || pipe2(z.report, O_CLOEXEC | O_NONBLOCK) < 0)
+	z.pool = mmap(NULL, sizeof *z.pool, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	if (z.pool == MAP_FAILED)
+		z.pool = NULL;
+	if (z.ctl < 0 || z.sfd < 0 || !z.pool || pipe2(z.report, O_CLOEXEC | O_NONBLOCK) < 0)
 		goto out;
 	setsockopt(z.ctl, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof idle);
 
@@ -923,20 +959,22 @@ void __attribute__((noreturn)) rb_spawner_main(int ctl, pid_t runner)
 		struct pollfd pf[3] = { { z.report[0], POLLIN, 0 }, { z.sfd, POLLIN, 0 },
 					{ z.ctl, 0, 0 } };
 		struct signalfd_siginfo si;
+		char drain[64];
 
-		while (z.nidle < POOL_MIN) {
+		while (nidle(&z) < POOL_MIN) {
 			if (spawn_idle(&z) == 0)
 				continue;
-			if (z.nidle == 0)
+			if (nidle(&z) == 0)
 				fail_waiting(&z, errno);
 			break;
 		}
-		if (poll(pf, 3, sweep ? KILL_ROUND_MS : z.nidle < POOL_MIN ? 100 : -1) < 0 &&
+		if (poll(pf, 3, sweep ? KILL_ROUND_MS : nidle(&z) < POOL_MIN ? 100 : -1) < 0 &&
 		    errno != EINTR)
 			break;
 		if (pf[2].revents & (POLLHUP | POLLERR))
 			break;
-		spawner_reports(&z);
+		while (read(z.report[0], drain, sizeof drain) > 0)
+			;
 		while (read(z.sfd, &si, sizeof si) > 0)
 			;
 		if (spawner_reap(&z))
@@ -954,13 +992,14 @@ void __attribute__((noreturn)) rb_spawner_main(int ctl, pid_t runner)
 	}
 out:
 	/* The runner is gone or done: idle supervisors see the same EOF and exit. */
-	spawner_reports(&z);
 	for (size_t i = 0; i < z.nkid; i++)
-		if (z.kid[i].state == SUP_IDLE)
+		if (atomic_load(&z.pool->slot[z.kid[i].slot]) == SLOT_IDLE)
 			while (waitpid(z.kid[i].pid, NULL, 0) < 0 && errno == EINTR)
 				;
 	free(busy);
 	free(z.kid);
+	if (z.pool)
+		munmap(z.pool, sizeof *z.pool);
 	close(z.report[0]);
 	close(z.report[1]);
 	close(z.sfd);

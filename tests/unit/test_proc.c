@@ -836,6 +836,50 @@ static void t_supervisor_killed(void)
 	free(l.s);
 }
 
+/*
+ * kill -9 of the idle supervisors, round after round: the spawner counts
+ * them out when it reaps them and forks others, so the next step runs.  (A
+ * request sent while one is dying may reach it and fail: see proc.h.  So
+ * the step starts when the killed ones are gone.)
+ */
+static void t_idle_supervisors_killed(void)
+{
+	const char *av[] = { "echo", "fine", NULL };
+	struct rb_proc_spec s = { .argv = av, .mem_limit = 64 };
+
+	for (int round = 0; round < 5; round++) {
+		struct rb_proc *q;
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		char comm[32], st;
+		int ppid, gp, killed[64], n = 0;
+		double end = now_s() + 2;
+
+		while (d && (e = readdir(d)) && n < 64) {
+			int pid = atoi(e->d_name);
+
+			if (pid > 0 && stat_of(pid, &ppid, &st, comm, sizeof comm) == 0 &&
+			    !strcmp(comm, "rb-idle") &&
+			    stat_of(ppid, &gp, &st, comm, sizeof comm) == 0 && gp == getpid() &&
+			    kill(pid, SIGKILL) == 0)
+				killed[n++] = pid;
+		}
+		if (d)
+			closedir(d);
+		CHECK(n >= 1, "round %d: found no idle supervisor to kill", round);
+		for (int i = 0; i < n; i++)
+			while (kill(killed[i], 0) == 0 && now_s() < end)
+				sleep_ms(5);
+		q = run(&s, 5);
+		CHECK(q && !rb_proc_result(q)->error && !strcmp(rb_proc_result(q)->out, "fine\n"),
+		      "round %d: no step ran after the idle supervisors were killed: %s", round,
+		      !q ? "-" : rb_proc_result(q)->error ? rb_proc_result(q)->error
+							  : rb_proc_result(q)->out);
+		rb_proc_free(q);
+	}
+	check_clean("kill -9 of the idle supervisors");
+}
+
 /* kill -9 of the spawner: running steps go on, the next start makes another. */
 static void t_spawner_killed(void)
 {
@@ -951,6 +995,7 @@ int main(int argc, char **argv)
 	t_leftovers();
 	t_free_live();
 	t_supervisor_killed();
+	t_idle_supervisors_killed();
 	t_spawner_killed();
 	t_runner_killed();
 	check_clean("all tests");
