@@ -1,0 +1,122 @@
+/*
+ * The least a step can cost on this machine: loops in C that do only the
+ * work the engine cannot avoid, measured in alternating rounds in one
+ * process so that a noisy machine hurts them alike.
+ *
+ *   plain     posix_spawn + waitpid of /bin/true (the reference of the targets)
+ *   run step  what a `run: /bin/true` step must do with the audit log on: sign
+ *             its 4 records with Ed25519 (step_started, action_intent,
+ *             action_result, step_finished), append them, one fdatasync (the
+ *             intent must be durable before the spawn; the previous step's end
+ *             shares it), then the spawn
+ *   lua step  the same for an inline step: 2 records, append, one fdatasync
+ *
+ * bench/run prints these beside the engine's own figures.  Built by it:
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -o /tmp/floor_bench bench/floor_bench.c -lcrypto
+ *   /tmp/floor_bench N DIR [-q]   (DIR: where the log file goes, on the disk measured;
+ *                                  -q: only the three figures in us, on one line)
+ */
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* About the size of an engine record's canonical encoding. */
+#define RECORD_BYTES 400
+
+static double now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int spawn_true(void)
+{
+	char *av[] = { "/bin/true", NULL };
+	pid_t pid;
+	int st;
+
+	return posix_spawn(&pid, av[0], NULL, NULL, av, environ) == 0 &&
+	       waitpid(pid, &st, 0) == pid && st == 0 ? 0 : -1;
+}
+
+/* Signs and appends n records, then one fdatasync. */
+static int records(EVP_PKEY *key, int fd, int n)
+{
+	unsigned char rec[RECORD_BYTES + 1];
+
+	memset(rec, 'x', RECORD_BYTES);
+	rec[RECORD_BYTES] = '\n';
+	for (int i = 0; i < n; i++) {
+		unsigned char sig[64];
+		size_t len = sizeof sig;
+		EVP_MD_CTX *m = EVP_MD_CTX_new();
+		int ok = m && EVP_DigestSignInit(m, NULL, NULL, NULL, key) == 1 &&
+			 EVP_DigestSign(m, sig, &len, rec, RECORD_BYTES) == 1;
+
+		EVP_MD_CTX_free(m);
+		if (!ok || write(fd, rec, sizeof rec) != (ssize_t)sizeof rec)
+			return -1;
+	}
+	return fdatasync(fd);
+}
+
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 1000, rounds = 10;
+	const char *dir = argc > 2 ? argv[2] : ".";
+	double t[3] = { 0, 0, 0 };
+	char path[4096];
+	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	int fd;
+
+	snprintf(path, sizeof path, "%s/floor-bench.%d", dir, (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (!key || fd < 0) {
+		perror(path);
+		return 1;
+	}
+	if (n < rounds)
+		n = rounds;
+	for (int r = 0; r < rounds; r++) {
+		double t0 = now_us();
+
+		for (int i = 0; i < n / rounds; i++)
+			if (spawn_true() < 0)
+				return 1;
+		t[0] += now_us() - t0;
+		t0 = now_us();
+		for (int i = 0; i < n / rounds; i++)
+			if (records(key, fd, 4) < 0 || spawn_true() < 0)
+				return 1;
+		t[1] += now_us() - t0;
+		t0 = now_us();
+		for (int i = 0; i < n / rounds; i++)
+			if (records(key, fd, 2) < 0)
+				return 1;
+		t[2] += now_us() - t0;
+	}
+	n = n / rounds * rounds;
+	if (argc > 3 && !strcmp(argv[3], "-q"))
+		printf("%.1f %.1f %.1f\n", t[0] / n, t[1] / n, t[2] / n);
+	else {
+			printf("floor, %d steps each, log in %s:\n", n, dir);
+		printf("  plain: posix_spawn + waitpid     %8.1f us each\n", t[0] / n);
+		printf("  run step: 4 records, sync, spawn %8.1f us each (%.2fx plain)\n",
+		       t[1] / n, t[1] / t[0]);
+		printf("  lua step: 2 records, sync        %8.1f us each\n", t[2] / n);
+	}
+	close(fd);
+	unlink(path);
+	EVP_PKEY_free(key);
+	return 0;
+}
