@@ -11,10 +11,14 @@
  *             shares it), then the spawn
  *   lua step  the same for an inline step: 2 records, append, one fdatasync
  *
+ * and, with -s, the start of a program against another one (runbook --version
+ * against an empty program linked with the same libraries).
+ *
  * bench/run prints these beside the engine's own figures.  Built by it:
  *   cc -std=c11 -D_GNU_SOURCE -O2 -o /tmp/floor_bench bench/floor_bench.c -lcrypto
  *   /tmp/floor_bench N DIR [-q]   (DIR: where the log file goes, on the disk measured;
  *                                  -q: only the three figures in us, on one line)
+ *   /tmp/floor_bench -s N PROG1 PROG2 [ARG]  (the mean us of each start, ARG given to PROG1)
  */
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -39,6 +43,21 @@ static double now_us(void)
 	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+/* Runs argv with stdout on /dev/null; 0 if it exits 0. */
+static int spawn(char **argv)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int st, ok;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	ok = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0 &&
+	     waitpid(pid, &st, 0) == pid && st == 0;
+	posix_spawn_file_actions_destroy(&fa);
+	return ok ? 0 : -1;
+}
+
 static int spawn_true(void)
 {
 	char *av[] = { "/bin/true", NULL };
@@ -47,6 +66,36 @@ static int spawn_true(void)
 
 	return posix_spawn(&pid, av[0], NULL, NULL, av, environ) == 0 &&
 	       waitpid(pid, &st, 0) == pid && st == 0 ? 0 : -1;
+}
+
+/* -s N PROG1 PROG2 [ARG]: the mean start of each, in alternating rounds. */
+static int starts(int argc, char **argv)
+{
+	int n = argc > 2 ? atoi(argv[2]) : 0, rounds = 10;
+	char *a[] = { argc > 3 ? argv[3] : NULL, argc > 5 ? argv[5] : NULL, NULL };
+	char *b[] = { argc > 4 ? argv[4] : NULL, NULL };
+	double ta = 0, tb = 0;
+
+	if (n < rounds || !a[0] || !b[0]) {
+		fprintf(stderr, "usage: floor_bench -s N PROG1 PROG2 [ARG]\n");
+		return 2;
+	}
+	for (int r = 0; r < rounds; r++) {
+		double t0 = now_us();
+
+		for (int i = 0; i < n / rounds; i++)
+			if (spawn(a) < 0)
+				return 1;
+		ta += now_us() - t0;
+		t0 = now_us();
+		for (int i = 0; i < n / rounds; i++)
+			if (spawn(b) < 0)
+				return 1;
+		tb += now_us() - t0;
+	}
+	n = n / rounds * rounds;
+	printf("%.1f %.1f\n", ta / n, tb / n);
+	return 0;
 }
 
 /* Signs and appends n records, then one fdatasync. */
@@ -76,9 +125,12 @@ int main(int argc, char **argv)
 	const char *dir = argc > 2 ? argv[2] : ".";
 	double t[3] = { 0, 0, 0 };
 	char path[4096];
-	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *key;
 	int fd;
 
+	if (argc > 1 && !strcmp(argv[1], "-s"))
+		return starts(argc, argv);
+	key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	snprintf(path, sizeof path, "%s/floor-bench.%d", dir, (int)getpid());
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	if (!key || fd < 0) {
