@@ -11,15 +11,20 @@
 #include "runstate.h"
 #include "util.h"
 
-static void count(const json_t *st, size_t n[4])
+/* The steps by status, counted as the run's last line counts them. */
+enum { N_OK, N_FAILED, N_INTERRUPTED, N_SKIPPED, N_OTHER, N_COUNT };
+static void count(const json_t *st, size_t n[N_COUNT])
 {
 	size_t i;
 	json_t *s;
-	memset(n, 0, 4 * sizeof(*n));
+	memset(n, 0, N_COUNT * sizeof(*n));
 	json_array_foreach(json_object_get(st, "steps"), i, s) {
 		const char *x = json_string_value(json_object_get(s, "status"));
-		n[!strcmp(x, "succeeded") ? 0 : !strcmp(x, "failed") ? 1
-					   : !strcmp(x, "skipped") ? 2 : 3]++;
+		if (!x)
+			x = "";
+		n[!strcmp(x, "succeeded") || !strcmp(x, "satisfied") ? N_OK
+		  : !strcmp(x, "failed") ? N_FAILED : !strcmp(x, "interrupted") ? N_INTERRUPTED
+		  : !strcmp(x, "skipped") ? N_SKIPPED : N_OTHER]++;
 	}
 }
 
@@ -57,13 +62,17 @@ int cmd_runs(int argc, char **argv)
 			free(err);
 			err = NULL;
 		} else {
-			size_t c[4];
+			size_t c[N_COUNT];
+			char interrupted[48] = "";
 			count(st, c);
-			printf("%-22s %-12s %-24s %zu succeeded, %zu failed, %zu skipped, %zu other\n",
+			if (c[N_INTERRUPTED])
+				snprintf(interrupted, sizeof(interrupted), ", %zu interrupted",
+					 c[N_INTERRUPTED]);
+			printf("%-22s %-12s %-24s %zu succeeded, %zu failed%s, %zu skipped, %zu other\n",
 			       ids[i], json_string_value(json_object_get(st, "status")),
 			       json_string_value(json_object_get(st, "runbook"))
 				       ? json_string_value(json_object_get(st, "runbook")) : "?",
-			       c[0], c[1], c[2], c[3]);
+			       c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED], c[N_OTHER]);
 			json_decref(st);
 		}
 		free(dir);

@@ -825,7 +825,7 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	for (size_t i = 0; i < rb->nmain; i++)
 		not_run += ex.s[i].status == S_PENDING || ex.s[i].status == S_WAITING;
 	size_t ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
-	size_t bad = ex.counts[S_FAILED] + ex.counts[S_INTERRUPTED];
+	size_t bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
 
 	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
 	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */
@@ -849,15 +849,19 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		compact(&ex, 1);
 	if (o->simulated)
 		simulated(&ex);
-	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
+	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
 			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
-			       "skipped", (int)skip, "not_run", (int)not_run, "duration_ms",
-			       (json_int_t)(rb_now_ms() - ex.t0));
+			       "interrupted", (int)intr, "skipped", (int)skip, "not_run", (int)not_run,
+			       "duration_ms", (json_int_t)(rb_now_ms() - ex.t0));
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed, %zu skipped, %zu not run",
-		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, skip, not_run);
+	char interrupted[48] = "";
+	if (intr)
+		snprintf(interrupted, sizeof(interrupted), ", %zu interrupted", intr);
+	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run",
+		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, interrupted, skip,
+		 not_run);
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

@@ -78,7 +78,7 @@ check "--dry-run creates no run" [ "$(ls "$state/runs" | wc -l)" -eq "$before" ]
 
 # SIGINT stops a run: exit 130, the running step interrupted, the run journalled.
 # (Run directly: a wrapper would take the signal.)
-"$RUNBOOK" run --state-dir "$state" tests/exec/slow.yaml >/dev/null 2>&1 &
+"$RUNBOOK" run --state-dir "$state" tests/exec/slow.yaml >"$state/sigint.out" 2>&1 &
 pid=$!
 for _ in $(seq 50); do has '"step":"long_wait","attempt":1' 2>/dev/null && break; sleep 0.1; done
 kill -INT $pid
@@ -87,6 +87,12 @@ check "SIGINT exits 130" [ $? -eq 130 ]
 check "the running step is interrupted" has '"step":"long_wait","status":"interrupted"'
 check "the step after it never started" bash -c "! grep -q '\"step\":\"after\"' <<<'$(journal)'"
 check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+check "its last line counts the step as interrupted, not failed" \
+	grep -q 'interrupted in .*s: 0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 not run$' "$state/sigint.out"
+sid=$(ls -t "$state"/runs | head -n 1)
+check "runs counts it the same way" \
+	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
+	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
 out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
