@@ -481,17 +481,23 @@ static json_t *torn_info(const char *buf, size_t off, size_t len, size_t line)
 
 /*
  * The journal's lines, in order.  Each ends in '\n' and is an object with a
- * seq one more than the line before.  The first line that is cut short or
- * does not parse starts the torn tail, unless a good record follows it: a
- * crash only ever cuts the end, so a hole in the middle is corruption, and
- * guessing past it could lose a record that was synced.
+ * seq one more than the line before and a prev that is the SHA-256 of the
+ * line before (the audit log's chain): so a record changed, removed or
+ * inserted anywhere but at the end stops the load, whoever reads the run.
+ * The signatures are for `runbook audit verify`.  The first line that is cut
+ * short or does not parse starts the torn tail, unless a good record follows
+ * it: a crash only ever cuts the end, so a hole in the middle is corruption,
+ * and guessing past it could lose a record that was synced.
  */
 static int scan_journal(const char *buf, size_t len, const char *path, struct scan *s,
 			char **err)
 {
 	size_t off = 0, line = 1;
 	uint64_t expect = 0;
-	char why[200];
+	char why[200], prev[65];
+
+	memset(prev, '0', 64);
+	prev[64] = 0;
 
 	while (off < len) {
 		const char *nl = memchr(buf + off, '\n', len - off);
@@ -534,6 +540,18 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 			return rb_fail(err, "%s:%zu: seq %" PRIu64 " where %" PRIu64 " was expected: "
 				    "the journal is corrupt", path, line, seq, expect);
 		}
+		const char *rp = json_string_value(json_object_get(rec, "prev"));
+		if (!rp || strcmp(rp, prev)) {
+			json_decref(rec);
+			errno = EINVAL;
+			if (line == 1)
+				return rb_fail(err, "%s:1: prev is not 64 zeros in the first record: "
+					    "the journal is corrupt", path);
+			return rb_fail(err, "%s:%zu: prev is not the SHA-256 of line %zu: the journal "
+				    "was changed (a record changed, removed or inserted before this "
+				    "one; runbook audit verify names it)", path, line, line - 1);
+		}
+		rb_sha256_hex(buf + off, end - off, prev);
 		expect = seq + 1;
 		if (json_array_append_new(s->records, rec) < 0) {
 			errno = ENOMEM;

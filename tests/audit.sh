@@ -246,5 +246,22 @@ rec=$(jq -r 'select(.type == "run_started") | .secrets.token.hmac_sha256' "$st/r
 out=$(printf x | rb audit hmac --audit-key "$d/k.pem.pub" 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "is a public key" <<<"$out" && ok || bad "hmac with a public key: $rc $out"
 
+# A record changed in the middle of a run's log stops every reader of the run (the chain),
+# and the resume, before anything runs; verify names the record itself.
+es="$d/edited"
+mkdir -p "$es/runs" && cp -a "$st/runs/$gid" "$es/runs/"
+elog="$es/runs/$gid/audit.jsonl"
+n=$(grep -n '"type":"gate_waiting"' "$elog" | head -n 1 | cut -d: -f1)
+sed -i "${n}s/\"step\":\"dangerous\"/\"step\":\"dangerouz\"/" "$elog"
+cp "$elog" "$d/edited.before"
+want="$elog:$((n + 1)): prev is not the SHA-256 of line $n: the journal was changed"
+out=$(rb status --state-dir "$es" "$gid" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "$want" <<<"$out" && ok || bad "status of an edited run: $rc $out"
+out=$(rb resume --state-dir "$es" --audit-key "$d/k.pem" --from dangerous "$gid" </dev/null 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -qF "$want" <<<"$out" && ok || bad "resume of an edited run: $rc $out"
+cmp -s "$elog" "$d/edited.before" && ok || bad "the refused resume changed the log"
+out=$(rb audit verify --keyring "$d/k.pem.pub" --state-dir "$es" "$gid" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "$elog:$n: error: seq $n: the signature does not verify" <<<"$out" && ok || bad "verify names the edited record: $rc $out"
+
 echo "audit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -966,6 +966,47 @@ static void t_torn(const char *base)
 	free(dir);
 
 	/*
+	 * A record changed in the middle, still valid JSON with its seq: the
+	 * chain finds it (the next record's prev), for every reader; and a
+	 * first record whose prev is not zeros.  Nothing is changed by trying.
+	 */
+	static const char *const edits[][2] = {
+		{ "\"step\":\"s2\"", "\"step\":\"s9\"" },      /* in record 2 of 3 */
+		{ "\"prev\":\"000", "\"prev\":\"100" },          /* record 1's prev */
+	};
+	for (size_t e = 0; e < sizeof(edits) / sizeof(*edits); e++) {
+		char id[16];
+		snprintf(id, sizeof(id), "edited%zu", e);
+		dir = make_run(state, id, 3);
+		jpath = join(dir, RB_RUN_JOURNAL);
+		size_t flen;
+		char *buf = slurp(jpath, &flen), *at = buf ? strstr(buf, edits[e][0]) : NULL;
+		CHECK(at != NULL, "edit %zu: '%s' is in the log", e, edits[e][0]);
+		if (at) {
+			memcpy(at, edits[e][1], strlen(edits[e][1]));
+			FILE *f = fopen(jpath, "w");
+			fwrite(buf, 1, flen, f);
+			fclose(f);
+		}
+		size = file_size(jpath);
+		recs = NULL;
+		const char *want = e == 0 ? ":3: prev is not the SHA-256 of line 2: the journal was changed"
+				   : ":1: prev is not 64 zeros in the first record";
+		CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) == -1 && err && strstr(err, jpath) &&
+		      strstr(err, want) && !recs, "edit %zu: load: %s", e, err ? err : "");
+		free(err);
+		err = NULL;
+		CHECK(rb_journal_open(dir, id, tkey, &j, &err) == -1 && !j && err && strstr(err, want),
+		      "edit %zu: open refuses it: %s", e, err ? err : "");
+		CHECK(file_size(jpath) == size, "edit %zu: and leaves it as it was", e);
+		free(err);
+		err = NULL;
+		free(buf);
+		free(jpath);
+		free(dir);
+	}
+
+	/*
 	 * A last line that ends in a newline, holds no NUL and does not read: no
 	 * crash leaves one.  Load shows it as a torn tail; open refuses the log
 	 * (the audit layer takes only a cut line or NUL lines for torn) and
