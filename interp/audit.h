@@ -87,6 +87,19 @@ size_t rb_audit_keyring_count(const struct rb_audit_keyring *kr);
 const char *rb_audit_keyring_id(const struct rb_audit_keyring *kr, size_t i);
 void rb_audit_keyring_free(struct rb_audit_keyring *kr);
 
+/*
+ * Signed documents (the run's snapshot): text, a JSON object (and maybe a
+ * newline), comes back with ,"sig":"BASE64" before its closing brace, the
+ * Ed25519 signature of k over text as it was (without the newline).  The
+ * document should name its key (a "key_id" member) for the check.  malloc'd,
+ * its length in *outlen; NULL and *err when k cannot sign.
+ */
+char *rb_audit_sign_doc(const struct rb_audit_key *k, const char *text, size_t len,
+			size_t *outlen, char **err);
+/* 0 when text is so signed by key_id's key in kr; else -1 and why. */
+int rb_audit_check_doc(const char *text, size_t len, const char *key_id,
+		       const struct rb_audit_keyring *kr, char *why, size_t whysize);
+
 /* --- records (interp/audit_canon.c) ---------------------------------------------- */
 
 /*
@@ -228,6 +241,14 @@ struct rb_audit_result {
 	char reason[320];
 	struct rb_audit_head head;      /* the last record that verified */
 };
+
+/*
+ * One record's line: canonical, and signed by the key it names, which kr
+ * holds; not its place in a chain.  0, or -1 and why.  A resume checks the
+ * last record of a run's log so (its chain commits to every record before).
+ */
+int rb_audit_check_line(const char *line, size_t len, const struct rb_audit_keyring *kr,
+			char *why, size_t whysize);
 
 /* Verify the log at path; 0 when it holds, else -1 with the first problem in *r. */
 int rb_audit_verify(const char *path, const struct rb_audit_verify_opts *o,

@@ -180,6 +180,63 @@ static void line_hash(struct verify *v, const char *line, size_t len, char hex[6
 	hex[64] = 0;
 }
 
+/*
+ * The key and the signature of a record whose line is in canonical form:
+ * canon holds the line, [from, to) its "sig" member (and its comma), which
+ * this cuts out of canon to leave the signed bytes.  0, or -1 and why.
+ */
+static int check_sig(struct rb_audit_checker *chk, struct rb_buf *canon, size_t from, size_t to,
+		     const struct rb_audit_keyring *kr, const char *key_id, const char *sig64,
+		     size_t sig64_len, char *why, size_t whysize)
+{
+	const struct rb_audit_key *k = rb_audit_keyring_find(kr, key_id);
+	unsigned char sig[SIG_LEN];
+	if (!k) {
+		snprintf(why, whysize, "signed by key %s, which is not in the keyring", key_id);
+		return -1;
+	}
+	if (rb_audit_sig_decode(sig64, sig64_len, sig) < 0) {
+		snprintf(why, whysize, "malformed sig (88 characters of base64 expected)");
+		return -1;
+	}
+	memmove(canon->s + from, canon->s + to, canon->len - to);
+	canon->len -= to - from;
+	if (!rb_audit_checker_check(chk, k, canon->s, canon->len, sig)) {
+		snprintf(why, whysize, "the signature does not verify with key %s", k->id);
+		return -1;
+	}
+	return 0;
+}
+
+int rb_audit_check_line(const char *line, size_t len, const struct rb_audit_keyring *kr,
+			char *why, size_t whysize)
+{
+	json_t *rec = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
+	const char *key_id = json_string_value(json_object_get(rec, "key_id"));
+	json_t *jsig = json_object_get(rec, "sig");
+	struct rb_audit_checker chk;
+	struct rb_buf canon;
+	size_t from, to;
+	char *e = NULL;
+	int r = -1;
+	rb_audit_checker_init(&chk);
+	rb_buf_init(&canon);
+	if (!json_is_object(rec) || !key_id || !json_is_string(jsig))
+		snprintf(why, whysize, "not a record with a key_id and a sig");
+	else if (rb_audit_canon_span(rec, "sig", &canon, &from, &to, &e) < 0)
+		snprintf(why, whysize, "cannot be a record: %s", e);
+	else if (canon.len != len || memcmp(canon.s, line, len))
+		snprintf(why, whysize, "not in canonical form");
+	else
+		r = check_sig(&chk, &canon, from, to, kr, key_id, json_string_value(jsig),
+			      json_string_length(jsig), why, whysize);
+	free(e);
+	rb_buf_release(&canon);
+	rb_audit_checker_release(&chk);
+	json_decref(rec);
+	return r;
+}
+
 static int check_record(struct verify *v, const char *line, size_t len)
 {
 	json_error_t je;
@@ -257,24 +314,14 @@ static int check_record(struct verify *v, const char *line, size_t len)
 			goto out;
 		}
 	}
-	const struct rb_audit_key *k = rb_audit_keyring_find(v->o->keyring, f[F_KEY_ID]);
-	if (!k) {
-		bad(v, v->line, seq, "signed by key %s, which is not in the keyring", f[F_KEY_ID]);
-		goto out;
-	}
-	unsigned char sig[SIG_LEN];
-	if (rb_audit_sig_decode(f[F_SIG], json_string_length(jsig), sig) < 0) {
-		bad(v, v->line, seq, "malformed sig (88 characters of base64 expected)");
-		goto out;
-	}
 	/*
 	 * The signed bytes, rb_audit_canon(rec, "sig"): v->canon is the line, so
 	 * they are it without the "sig" member and its comma.
 	 */
-	memmove(v->canon.s + sig_from, v->canon.s + sig_to, v->canon.len - sig_to);
-	v->canon.len -= sig_to - sig_from;
-	if (!rb_audit_checker_check(&v->chk, k, v->canon.s, v->canon.len, sig)) {
-		bad(v, v->line, seq, "the signature does not verify with key %s", k->id);
+	char why[200];
+	if (check_sig(&v->chk, &v->canon, sig_from, sig_to, v->o->keyring, f[F_KEY_ID], f[F_SIG],
+		      json_string_length(jsig), why, sizeof(why)) < 0) {
+		bad(v, v->line, seq, "%s", why);
 		goto out;
 	}
 	if (check_run(v, run, type, seq) < 0)

@@ -371,6 +371,80 @@ int rb_audit_check_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const vo
 	return ok;
 }
 
+/* --- signed documents --------------------------------------------------------- */
+
+/* ,"sig":"<88 characters>"} closes a signed document. */
+#define DOC_SIG_OPEN    ",\"sig\":\""
+#define DOC_SIG_TAIL    (sizeof(DOC_SIG_OPEN) - 1 + SIG_B64_LEN + 2)
+
+/* len without a final newline; 1 if there was one. */
+static int chomp(const char *text, size_t *len)
+{
+	int nl = *len > 0 && text[*len - 1] == '\n';
+	*len -= (size_t)nl;
+	return nl;
+}
+
+char *rb_audit_sign_doc(const struct rb_audit_key *k, const char *text, size_t len,
+			size_t *outlen, char **err)
+{
+	int nl = chomp(text, &len);
+	unsigned char sig[SIG_LEN];
+	char b64[SIG_B64_LEN + 1];
+	if (len < 3 || text[0] != '{' || text[len - 1] != '}') {
+		rb_fail(err, "not a JSON object with members to sign");
+		return NULL;
+	}
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && rb_audit_sign_bytes(k, ctx, text, len, sig) == 0;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		rb_fail(err, "cannot sign with key %s", k->id);
+		return NULL;
+	}
+	rb_audit_b64(sig, SIG_LEN, b64);
+	char *out = rb_xasprintf("%.*s" DOC_SIG_OPEN "%s\"}%s", (int)(len - 1), text, b64,
+				 nl ? "\n" : "");
+	*outlen = strlen(out);
+	return out;
+}
+
+int rb_audit_check_doc(const char *text, size_t len, const char *key_id,
+		       const struct rb_audit_keyring *kr, char *why, size_t whysize)
+{
+	chomp(text, &len);
+	const struct rb_audit_key *k = key_id ? rb_audit_keyring_find(kr, key_id) : NULL;
+	unsigned char sig[SIG_LEN];
+	char b64[SIG_B64_LEN + 1] = "";
+	if (len > DOC_SIG_TAIL + 1)
+		memcpy(b64, text + len - 2 - SIG_B64_LEN, SIG_B64_LEN);
+	if (len <= DOC_SIG_TAIL + 1 || text[len - 1] != '}' || text[len - 2] != '"' ||
+	    memcmp(text + len - DOC_SIG_TAIL, DOC_SIG_OPEN, sizeof(DOC_SIG_OPEN) - 1) ||
+	    rb_audit_sig_decode(b64, SIG_B64_LEN, sig) < 0) {
+		snprintf(why, whysize, "not signed (no \"sig\" member at its end)");
+		return -1;
+	}
+	if (!k) {
+		snprintf(why, whysize, "signed by key %s, which is not in the keyring",
+			 key_id ? key_id : "(none named)");
+		return -1;
+	}
+	/* The signed bytes: the text up to the "sig" member, and the closing brace. */
+	size_t n = len - DOC_SIG_TAIL;
+	char *msg = rb_xmalloc(n + 1);
+	memcpy(msg, text, n);
+	msg[n] = '}';
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && rb_audit_check_bytes(k, ctx, msg, n + 1, sig);
+	EVP_MD_CTX_free(ctx);
+	free(msg);
+	if (!ok) {
+		snprintf(why, whysize, "the signature does not verify with key %s", k->id);
+		return -1;
+	}
+	return 0;
+}
+
 void rb_audit_checker_init(struct rb_audit_checker *c)
 {
 	c->key = NULL;

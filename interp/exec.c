@@ -565,6 +565,26 @@ static int load_key(struct exec *ex, const char *state)
 	return 0;
 }
 
+/*
+ * The keys a resume trusts to have signed the run so far: its own, and those
+ * of --keyring (a run begun with another key).  NULL after an error.
+ */
+static struct rb_audit_keyring *trusted_keys(struct exec *ex)
+{
+	struct rb_audit_keyring *kr = NULL;
+	char *err = NULL;
+	if (ex->o->keyring ? rb_audit_keyring_load(ex->o->keyring, &kr, &err) < 0
+			   : !(kr = rb_audit_keyring_new()))
+		rb_error_pos(ex->d, 0, 0, "keyring: %s", err ? err : "out of memory");
+	else if (rb_audit_keyring_add(kr, ex->key, "the audit key", &err) < 0)
+		rb_error_pos(ex->d, 0, 0, "keyring: %s", err);
+	else
+		return kr;
+	free(err);
+	rb_audit_keyring_free(kr);
+	return NULL;
+}
+
 static const char *host_name(void)
 {
 	static char host[256];
@@ -620,8 +640,13 @@ static int setup(struct exec *ex)
 		return -2;
 	}
 	if (ex->o->resume_id) {
-		if (rb_journal_open(ex->run_dir, ex->run_id, ex->key, &ex->journal, &err) < 0) {
-			rb_error_pos(ex->d, 0, 0, "cannot open the run: %s", err);
+		struct rb_audit_keyring *trust = trusted_keys(ex);
+		int r = trust ? rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
+						&err) : -1;
+		rb_audit_keyring_free(trust);
+		if (r < 0) {
+			if (err)
+				rb_error_pos(ex->d, 0, 0, "cannot open the run: %s", err);
 			free(err);
 			return -2;
 		}

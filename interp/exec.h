@@ -33,6 +33,7 @@ struct rb_exec_opts {
 	const char *state_dir;          /* NULL: $RUNBOOK_STATE_DIR or ./.runbook */
 	const char *audit_key;          /* --audit-key: the signing key's file, or NULL */
 	const char *audit_log;          /* --audit-log: a log shared by runs, or NULL */
+	const char *keyring;            /* resume --keyring: keys trusted besides audit_key's */
 	FILE *out;                      /* events */
 	int json_events;                /* one JSON object a line instead of text */
 	struct rb_live *live;           /* the live view on a terminal instead of text, or NULL */

@@ -37,6 +37,7 @@ struct rb_journal {
 	 */
 	int dirfd;              /* holds the run's flock; fsync'd after renames */
 	struct rb_audit_log *log;
+	const struct rb_audit_key *key; /* signs the log's records and the snapshot */
 
 	uint64_t next_seq;
 	uint64_t synced_seq;
@@ -391,6 +392,13 @@ static void remove_temps(int dirfd)
 struct scan {
 	json_t *state;          /* the snapshot's state, or NULL */
 	uint64_t snap_seq;
+	char *snap_text;        /* the snapshot's bytes, and what a resume checks of it: */
+	size_t snap_len;
+	char *snap_key_id;      /* the key that signed it, */
+	char snap_head[65];     /* the SHA-256 of the log's line at snap_seq that it keeps, */
+	char log_at_snap[65];   /* and that line's SHA-256 ("" when the log has none) */
+	char *last_line;        /* the log's last whole record, or NULL */
+	size_t last_len, last_lineno;
 	json_t *records;        /* journal records after the snapshot */
 	uint64_t last_seq;      /* of the last record, or snap_seq */
 	uint64_t jrecords;      /* records in the journal file, skipped ones too */
@@ -400,6 +408,9 @@ struct scan {
 
 static void scan_release(struct scan *s)
 {
+	free(s->snap_text);
+	free(s->snap_key_id);
+	free(s->last_line);
 	json_decref(s->state);
 	json_decref(s->records);
 	json_decref(s->torn);
@@ -492,7 +503,7 @@ static json_t *torn_info(const char *buf, size_t off, size_t len, size_t line)
 static int scan_journal(const char *buf, size_t len, const char *path, struct scan *s,
 			char **err)
 {
-	size_t off = 0, line = 1;
+	size_t off = 0, line = 1, last_off = 0;
 	uint64_t expect = 0;
 	char why[200], prev[65];
 
@@ -552,6 +563,11 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 				    "one; runbook audit verify names it)", path, line, line - 1);
 		}
 		rb_sha256_hex(buf + off, end - off, prev);
+		if (seq == s->snap_seq)
+			memcpy(s->log_at_snap, prev, sizeof(prev));
+		last_off = off;
+		s->last_len = end - off;
+		s->last_lineno = line;
 		expect = seq + 1;
 		if (json_array_append_new(s->records, rec) < 0) {
 			errno = ENOMEM;
@@ -562,6 +578,8 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 		line++;
 	}
 	s->good_len = off < len ? off : len;
+	if (s->last_lineno)
+		s->last_line = rb_xstrndup(buf + last_off, s->last_len);
 	return 0;
 }
 
@@ -583,14 +601,21 @@ static int scan_snapshot(const char *buf, size_t len, const char *path, struct s
 	errno = EINVAL;
 	if (!json_is_string(format) || strcmp(json_string_value(format), SNAPSHOT_FORMAT))
 		r = rb_fail(err, "%s: not a runbook snapshot", path);
-	else if (!json_is_integer(version) || json_integer_value(version) != RB_SNAPSHOT_VERSION)
-		r = rb_fail(err, "%s: unsupported snapshot version (this runbook reads version %d)",
-			 path, RB_SNAPSHOT_VERSION);
+	else if (!json_is_integer(version) || json_integer_value(version) < 1 ||
+		 json_integer_value(version) > RB_SNAPSHOT_VERSION)
+		r = rb_fail(err, "%s: unsupported snapshot version (this runbook reads versions 1 "
+			 "to %d)", path, RB_SNAPSHOT_VERSION);
 	else if (!json_is_integer(seq) || json_integer_value(seq) < 0 || !state)
 		r = rb_fail(err, "%s: snapshot without a \"seq\" or a \"state\"", path);
 	if (r == 0) {
 		s->snap_seq = (uint64_t)json_integer_value(seq);
 		s->state = json_incref(state);
+		const char *kid = json_string_value(json_object_get(snap, "key_id"));
+		const char *head = json_string_value(json_object_get(json_object_get(snap, "head"),
+								     "sha256"));
+		s->snap_key_id = kid ? rb_xstrdup(kid) : NULL;
+		if (head && strlen(head) == 64)
+			memcpy(s->snap_head, head, 65);
 	}
 	json_decref(snap);
 	return r;
@@ -641,6 +666,9 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
 		goto out;
+	s->snap_text = sbuf;
+	s->snap_len = slen;
+	sbuf = NULL;
 	if (scan_journal(jbuf, jlen, jpath, s, err) < 0)
 		goto out;
 
@@ -883,6 +911,7 @@ static int open_log(struct rb_journal *j, const struct rb_audit_key *key, const 
 	if (rb_audit_open(j->path, key, run_id, 0, &j->log, err) < 0)
 		return -1;
 	rb_audit_set_hook(j->log, j->hook, j->hook_arg);
+	j->key = key;
 	return 0;
 }
 
@@ -998,8 +1027,36 @@ undo:;
 	return -1;
 }
 
+/*
+ * What a resume checks before it appends anything: the log's last record is
+ * signed by a key of trust (its chain, which the scan checked, commits to
+ * every record before it), and so is the snapshot, whose head must be the
+ * log's record at its seq.  Then the state a resume reads is all the work of
+ * the keys it trusts.
+ */
+static int check_signed(const struct scan *s, const char *dir,
+			const struct rb_audit_keyring *trust, char **err)
+{
+	char why[256];
+	errno = EINVAL;
+	if (s->last_line && rb_audit_check_line(s->last_line, s->last_len, trust, why,
+						sizeof(why)) < 0)
+		return rb_fail(err, "%s/%s:%zu: the run's last record does not verify: %s", dir,
+			       RB_RUN_JOURNAL, s->last_lineno, why);
+	if (!s->snap_text)
+		return 0;
+	if (rb_audit_check_doc(s->snap_text, s->snap_len, s->snap_key_id, trust, why,
+			       sizeof(why)) < 0)
+		return rb_fail(err, "%s/%s: the snapshot does not verify: %s", dir, RB_RUN_SNAPSHOT,
+			       why);
+	if (strcmp(s->snap_head, s->log_at_snap))
+		return rb_fail(err, "%s/%s: the snapshot's head is not the log's record at seq %"
+			       PRIu64 ": they are not of one run", dir, RB_RUN_SNAPSHOT, s->snap_seq);
+	return 0;
+}
+
 int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,
-		    struct rb_journal **out, char **err)
+		    const struct rb_audit_keyring *trust, struct rb_journal **out, char **err)
 {
 	struct scan s = {0};
 	struct rb_journal *j;
@@ -1021,6 +1078,8 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 		goto undo;
 	remove_temps(j->dirfd);
 	if (scan_run(j->dirfd, run_dir, &s, err) < 0)
+		goto undo;
+	if (trust && check_signed(&s, run_dir, trust, err) < 0)
 		goto undo;
 	/*
 	 * Finish what a crashed process may have left undone: records it wrote
@@ -1130,9 +1189,10 @@ int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 		return -1;
 	struct rb_audit_head h;
 	rb_audit_log_head(j->log, &h);
-	json_t *wrap = json_pack("{s:s,s:i,s:I,s:{s:I,s:s},s:O}", "format", SNAPSHOT_FORMAT,
+	json_t *wrap = json_pack("{s:s,s:i,s:I,s:{s:I,s:s},s:s,s:O}", "format", SNAPSHOT_FORMAT,
 				 "version", RB_SNAPSHOT_VERSION, "seq", (json_int_t)h.seq, "head",
-				 "seq", (json_int_t)h.seq, "sha256", h.sha256, "state", snapshot);
+				 "seq", (json_int_t)h.seq, "sha256", h.sha256, "key_id",
+				 rb_audit_key_id(j->key), "state", snapshot);
 	if (!wrap) {
 		errno = ENOMEM;
 		return jfail(j, "out of memory");
@@ -1143,6 +1203,17 @@ int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 		jfail(j, "cannot encode the snapshot of %s as JSON", j->dir);
 		goto out;
 	}
+	/* Signed, so that a resume can trust the state it reads (check_signed). */
+	size_t slen;
+	char *signed_text = rb_audit_sign_doc(j->key, m.p, m.len, &slen, &err);
+	if (!signed_text) {
+		errno = EINVAL;
+		jfail(j, "cannot sign the snapshot of %s: %s", j->dir, err);
+		goto out;
+	}
+	free(m.p);
+	m.p = signed_text;
+	m.len = slen;
 	if (durable_write(j->dirfd, j->dir, RB_RUN_SNAPSHOT, m.p, m.len, 0600, j, &err) < 0) {
 		jfail(j, "%s", err ? err : "cannot write the snapshot");
 		goto out;

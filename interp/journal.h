@@ -22,11 +22,12 @@
 #define RB_RUN_RUNBOOK_SHA      "runbook.sha256"
 #define RB_RUN_OUTPUT           "output"
 
-#define RB_SNAPSHOT_VERSION     1
+#define RB_SNAPSHOT_VERSION     2       /* 2: signed (key_id, sig); 1 is still read */
 #define RB_RUN_ID_MAX           32      /* "20261123-145012-7f3a" and its NUL fit */
 
 struct rb_journal;
 struct rb_audit_key;
+struct rb_audit_keyring;
 struct rb_audit_head;
 
 /*
@@ -67,11 +68,15 @@ int rb_journal_create(const char *state_dir, const char *run_id,
  * to learn about it (rb_journal_torn tells too).  Stale temp files are removed, and
  * what a crashed writer left unsynced is synced, so that everything a load
  * before the open showed is durable when it returns.
+ * With trust (a keyring; NULL: no check), before it changes anything, the
+ * log's last record and the snapshot must be signed by a key of trust and
+ * the snapshot's head must be the log's record at its seq: with the chain
+ * that every load checks, the state to resume is then all signed.
  * A run is open in one process at a time (flock on its directory): a second
  * open or create of the same run fails while the first is open.
  */
 int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,
-		    struct rb_journal **out, char **err);
+		    const struct rb_audit_keyring *trust, struct rb_journal **out, char **err);
 
 /*
  * Add one record: rec (borrowed) is an audit record (audit.h: an object with

@@ -69,6 +69,7 @@ const struct rb_command rb_commands[] = {
 	 "                       [--jobs N]\n"
 	 "                       [--state-dir DIR] [--output auto|text|json] [--lock-timeout D]\n"
 	 "                       [--approve STEP|all]... [--audit-key FILE] [--audit-log FILE]\n"
+	 "                       [--keyring DIR]\n"
 	 "\n"
 	 "Continue a run where it stopped (failed, interrupted, crashed or paused at a\n"
 	 "gate; --approve passes gates as for run). Steps that succeeded or were skipped keep their\n"
@@ -81,7 +82,9 @@ const struct rb_command rb_commands[] = {
 	 "                           a run that succeeded)\n"
 	 "      --force              run the runbook file even though it changed since the\n"
 	 "                           run started (refused otherwise)\n"
-	 "  -p, --param NAME=VALUE   give again a param the run's log holds redacted\n"},
+	 "  -p, --param NAME=VALUE   give again a param the run's log holds redacted\n"
+	 "      --keyring DIR        public keys trusted to have signed the run so far,\n"
+	 "                           besides the audit key (a run begun with another key)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR]\n"
 	 "\n"

@@ -263,5 +263,43 @@ cmp -s "$elog" "$d/edited.before" && ok || bad "the refused resume changed the l
 out=$(rb audit verify --keyring "$d/k.pem.pub" --state-dir "$es" "$gid" 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -qF "$elog:$n: error: seq $n: the signature does not verify" <<<"$out" && ok || bad "verify names the edited record: $rc $out"
 
+# What resume trusts: the last record and the snapshot signed by its key or --keyring's.
+ts="$d/trust"
+mkdir -p "$d/tg"
+rb run --state-dir "$ts" --audit-key "$d/k.pem" -p dir="$d/tg" tests/exec/gate.yaml </dev/null >/dev/null 2>&1
+tid=$(ls "$ts/runs")
+tlog="$ts/runs/$tid/audit.jsonl"
+rb keygen --out "$d/k2.pem" >/dev/null 2>&1
+id1=$(jq -r .key_id "$tlog" | head -n 1)
+cp "$tlog" "$d/trust.before"
+out=$(rb resume --state-dir "$ts" --audit-key "$d/k2.pem" --approve dangerous "$tid" </dev/null 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "the run's last record does not verify: signed by key $id1, which is not in the keyring" <<<"$out" &&
+	ok || bad "resume with another key: $rc $out"
+cmp -s "$tlog" "$d/trust.before" && [ ! -e "$d/tg/dangerous.count" ] && ok ||
+	bad "the refused resume changed the log or ran a step"
+# The snapshot edited (the gate's step taken as done): refused, with the right key too.
+cp "$ts/runs/$tid/snapshot.json" "$d/snap.before"
+sed -i 's/"awaiting_approval"/"succeeded"        /' "$ts/runs/$tid/snapshot.json"
+out=$(rb resume --state-dir "$ts" --audit-key "$d/k.pem" "$tid" </dev/null 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "snapshot.json: the snapshot does not verify: the signature does not verify with key $id1" <<<"$out" &&
+	ok || bad "resume of an edited snapshot: $rc $out"
+cp "$d/snap.before" "$ts/runs/$tid/snapshot.json"
+mkdir -p "$d/ring" && cp "$d/k.pem.pub" "$d/ring/"
+out=$(rb resume --state-dir "$ts" --audit-key "$d/k2.pem" --keyring "$d/ring" --approve dangerous "$tid" </dev/null 2>&1); rc=$?
+[ $rc -eq 0 ] && [ -e "$d/tg/dangerous.count" ] && ok || bad "resume with --keyring: $rc $out"
+cp "$d/k2.pem.pub" "$d/ring/"
+[ "$(jq -r .key_id "$tlog" | sort -u | wc -l)" -eq 2 ] &&
+	rb audit verify --keyring "$d/ring" --state-dir "$ts" "$tid" >/dev/null && ok ||
+	bad "the run signed by two keys verifies with both"
+
+# The snapshot's signature checks with stock tools, as docs/state.md shows.
+snapf="$ts/runs/$tid/snapshot.json"
+sed 's/,"sig":"[^"]*"}$/}/' "$snapf" | tr -d '\n' >"$d/snap.signed"
+sed 's/.*,"sig":"\([^"]*\)"}$/\1/' "$snapf" | base64 -d >"$d/snap.sig"
+kid=$(jq -r .key_id "$snapf")
+kpub="$d/k.pem.pub"; [ "$kid" = "$id1" ] || kpub="$d/k2.pem.pub"
+openssl pkeyutl -verify -pubin -inkey "$kpub" -rawin -in "$d/snap.signed" -sigfile "$d/snap.sig" >/dev/null &&
+	ok || bad "openssl verifies the snapshot"
+
 echo "audit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

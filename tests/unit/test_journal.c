@@ -406,7 +406,7 @@ static void t_roundtrip(const char *base)
 	      strstr(err, "already exists"), "create twice: %s", err ? err : "(no error)");
 	free(err);
 	err = NULL;
-	CHECK(rb_journal_open(dir, id, tkey, &j2, &err) == -1 && err && strstr(err, "another"),
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j2, &err) == -1 && err && strstr(err, "another"),
 	      "open while open: %s", err ? err : "(no error)");
 	free(err);
 	err = NULL;
@@ -488,7 +488,7 @@ static void t_roundtrip(const char *base)
 	rb_journal_close(j);
 
 	/* Resume: numbering continues, nothing is replayed into the handle. */
-	CHECK(rb_journal_open(dir, id, tkey, &j, &err) == 0, "open: %s", err ? err : "");
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0, "open: %s", err ? err : "");
 	if (j) {
 		rb_journal_stats(j, &st);
 		CHECK(st.last_seq == 5 && st.synced_seq == 5 && st.journal_records == 5 &&
@@ -507,7 +507,7 @@ static void t_roundtrip(const char *base)
 	json_decref(recs);
 
 	/* The next session goes on from the durable head. */
-	CHECK(rb_journal_open(dir, id, tkey, &j, &err) == 0, "open: %s", err ? err : "");
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0, "open: %s", err ? err : "");
 	if (j) {
 		CHECK(add(j, rec_step(6, "succeeded")) == 0 && rb_journal_sync(j) == 0, "sync 6");
 		rb_journal_close(j);
@@ -645,7 +645,7 @@ static void t_compact(const char *base)
 	      "the compacted run's log verifies whole, with its head: %s", vr.reason);
 
 	/* Resume after a compaction; compact twice with nothing in between. */
-	CHECK(rb_journal_open(dir, "c", tkey, &j, &err) == 0, "open: %s", err ? err : "");
+	CHECK(rb_journal_open(dir, "c", tkey, NULL, &j, &err) == 0, "open: %s", err ? err : "");
 	if (j) {
 		rb_journal_stats(j, &st);
 		CHECK(st.last_seq == 60 && st.snapshot_seq == 50 && st.journal_records == 10,
@@ -834,7 +834,7 @@ static void check_repair(const char *dir, const char *id, uint64_t nrec, long lo
 	CHECK(verify_run(dir, id, tkey, NULL, &vr) == -1 && vr.torn && vr.bad_line == nrec + 1,
 	      "%s: the torn log does not verify: %s", what, vr.reason);
 	char *before = line_at(jpath, nrec, NULL);
-	CHECK(rb_journal_open(dir, id, tkey, &j, &err) == 0, "%s: open torn: %s", what,
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0, "%s: open torn: %s", what,
 	      err ? err : "");
 	if (!j)
 		goto out;
@@ -956,7 +956,7 @@ static void t_torn(const char *base)
 	      err ? err : "");
 	free(err);
 	err = NULL;
-	CHECK(rb_journal_open(dir, "mid", tkey, &j, &err) == -1 && !j && err && strstr(err, ":3:"),
+	CHECK(rb_journal_open(dir, "mid", tkey, NULL, &j, &err) == -1 && !j && err && strstr(err, ":3:"),
 	      "open refuses a corrupt journal: %s", err ? err : "");
 	CHECK(file_size(jpath) == size, "and leaves it as it was");
 	free(err);
@@ -996,7 +996,7 @@ static void t_torn(const char *base)
 		      strstr(err, want) && !recs, "edit %zu: load: %s", e, err ? err : "");
 		free(err);
 		err = NULL;
-		CHECK(rb_journal_open(dir, id, tkey, &j, &err) == -1 && !j && err && strstr(err, want),
+		CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == -1 && !j && err && strstr(err, want),
 		      "edit %zu: open refuses it: %s", e, err ? err : "");
 		CHECK(file_size(jpath) == size, "edit %zu: and leaves it as it was", e);
 		free(err);
@@ -1021,7 +1021,7 @@ static void t_torn(const char *base)
 	      "a junk last line loads as torn: %s", err ? err : "");
 	json_decref(recs);
 	json_decref(torn);
-	CHECK(rb_journal_open(dir, "junk", tkey, &j, &err) == -1 && !j && err &&
+	CHECK(rb_journal_open(dir, "junk", tkey, NULL, &j, &err) == -1 && !j && err &&
 	      strstr(err, "does not read") && file_size(jpath) == size,
 	      "open refuses a junk last line: %s", err ? err : "(no error)");
 	free(err);
@@ -1042,7 +1042,7 @@ static void t_torn(const char *base)
 	      strstr(err, "seq 4 where 3"), "seq gap: %s", err ? err : "");
 	free(err);
 	err = NULL;
-	CHECK(rb_journal_open(dir, "gap", tkey, &j, &err) == -1 && !j && err &&
+	CHECK(rb_journal_open(dir, "gap", tkey, NULL, &j, &err) == -1 && !j && err &&
 	      strstr(err, "seq 4 where 3"), "open refuses a gap: %s", err ? err : "");
 	free(err);
 	err = NULL;
@@ -1060,7 +1060,7 @@ static void t_torn(const char *base)
 	 */
 	dir = make_run(state, "cut", 5);
 	jpath = join(dir, RB_RUN_JOURNAL);
-	CHECK(rb_journal_open(dir, "cut", tkey, &j, &err) == 0, "open: %s", err ? err : "");
+	CHECK(rb_journal_open(dir, "cut", tkey, NULL, &j, &err) == 0, "open: %s", err ? err : "");
 	if (j) {
 		json_t *st5 = json_object();
 		CHECK(rb_journal_compact(j, st5) == 0, "compact at 5: %s", rb_journal_error(j));
@@ -1079,7 +1079,7 @@ static void t_torn(const char *base)
 	free(err);
 	err = NULL;
 	j = NULL;
-	CHECK(rb_journal_open(dir, "cut", tkey, &j, &err) == -1 && !j && err &&
+	CHECK(rb_journal_open(dir, "cut", tkey, NULL, &j, &err) == -1 && !j && err &&
 	      strstr(err, "missing"), "open refuses it: %s", err ? err : "(no error)");
 	if (j)
 		rb_journal_close(j);
@@ -1104,11 +1104,11 @@ static void t_torn(const char *base)
 	err = NULL;
 	jpath = join(dir, RB_RUN_JOURNAL);
 	unlink(jpath);
-	CHECK(rb_journal_open(dir, "badsnap", tkey, &j, &err) == -1 && err &&
+	CHECK(rb_journal_open(dir, "badsnap", tkey, NULL, &j, &err) == -1 && err &&
 	      strstr(err, "not a run"), "no journal: %s", err ? err : "");
 	free(err);
 	err = NULL;
-	CHECK(rb_journal_open("/nonexistent/run", "x", tkey, &j, &err) == -1 && err &&
+	CHECK(rb_journal_open("/nonexistent/run", "x", tkey, NULL, &j, &err) == -1 && err &&
 	      strstr(err, "No such file"), "missing run: %s", err ? err : "");
 	free(jpath);
 	free(dir);
@@ -1124,6 +1124,160 @@ out:
  * (a snapshot newer than the log read before it) has a narrow window: it
  * failed here reliably only with a delay put between the two reads.
  */
+/* --- what a resume trusts: rb_journal_open with a keyring ------------------------------- */
+
+/* A run with 3 records, a compaction, and 1 record after it; returns its directory. */
+static char *make_compacted(const char *state, const char *id)
+{
+	struct rb_journal *j;
+	char *err = NULL;
+	if (rb_journal_create(state, id, tkey, &j, &err) < 0) {
+		CHECK(0, "create %s: %s", id, err);
+		free(err);
+		return NULL;
+	}
+	add(j, rec_type("run_started"));
+	add(j, rec_step(2, "succeeded"));
+	add(j, rec_step(3, "failed"));
+	json_t *snap = json_pack("{s:{s:s,s:s}}", "steps", "s2", "succeeded", "s3", "failed");
+	CHECK(rb_journal_compact(j, snap) == 0, "compact %s: %s", id, rb_journal_error(j));
+	json_decref(snap);
+	add(j, rec_step(4, "succeeded"));
+	CHECK(rb_journal_sync(j) == 0, "sync %s", id);
+	rb_journal_close(j);
+	return rb_run_dir(state, id);
+}
+
+/*
+ * Replace the first from in path with to (same length), or with to NULL cut
+ * the file there and close the object ("}\n"); 1 if from was there.
+ */
+static int edit_file(const char *path, const char *from, const char *to)
+{
+	size_t len;
+	char *buf = slurp(path, &len), *at = buf ? strstr(buf, from) : NULL;
+	if (at) {
+		if (to)
+			memcpy(at, to, strlen(to));
+		else
+			len = (size_t)(stpcpy(at, "}\n") - buf);
+		FILE *f = fopen(path, "w");
+		if (!f || fwrite(buf, 1, len, f) != len)
+			at = NULL;
+		if (f)
+			fclose(f);
+	}
+	free(buf);
+	return at != NULL;
+}
+
+static void t_trust(const char *base)
+{
+	char *state = join(base, "trust"), *err = NULL;
+	struct rb_audit_keyring *mine = rb_audit_keyring_new(), *theirs = rb_audit_keyring_new();
+	struct rb_journal *j = NULL;
+	CHECK(rb_audit_keyring_add(mine, tkey, "tkey", &err) == 0 &&
+	      rb_audit_keyring_add(theirs, other_key, "other", &err) == 0, "keyrings: %s",
+	      err ? err : "");
+
+	/* A run as the journal wrote it opens with its key trusted, again and again. */
+	char *dir = make_compacted(state, "good");
+	char *spath = join(dir, RB_RUN_SNAPSHOT), *jpath = join(dir, RB_RUN_JOURNAL);
+	char *snap = slurp(spath, NULL);
+	CHECK(snap && strstr(snap, "\"version\":2") && strstr(snap, "\"key_id\":\"") &&
+	      strstr(snap, "\"}\n") && strstr(snap, ",\"sig\":\""), "the snapshot is signed: %s",
+	      snap ? snap : "");
+	free(snap);
+	for (int k = 0; k < 2; k++) {
+		CHECK(rb_journal_open(dir, "good", tkey, mine, &j, &err) == 0, "open %d with trust: %s",
+		      k, err ? err : "");
+		free(err);
+		err = NULL;
+		if (j)
+			rb_journal_compact(j, json_pack("{s:{}}", "steps"));
+		rb_journal_close(j);
+		j = NULL;
+	}
+	/* Signed by a key not trusted: refused, unless the keyring holds it. */
+	long long size = file_size(jpath);
+	CHECK(rb_journal_open(dir, "good", other_key, theirs, &j, &err) == -1 && !j && err &&
+	      strstr(err, "the run's last record does not verify: signed by key") &&
+	      strstr(err, "not in the keyring"), "another key is not trusted: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	CHECK(file_size(jpath) == size, "and the log is as it was");
+	CHECK(rb_audit_keyring_add(theirs, tkey, "tkey", &err) == 0 &&
+	      rb_journal_open(dir, "good", other_key, theirs, &j, &err) == 0,
+	      "trusted by --keyring, another key resumes: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	rb_journal_close(j);
+	j = NULL;
+	free(spath);
+	free(jpath);
+	free(dir);
+
+	/* Changes no chain shows: the last record, the snapshot's state, its head, no sig. */
+	static const struct {
+		const char *file, *from, *to, *want;
+	} edits[] = {
+		{ RB_RUN_JOURNAL, "\"step\":\"s4\"", "\"step\":\"s5\"",
+		  "the run's last record does not verify: the signature does not verify" },
+		{ RB_RUN_SNAPSHOT, "\"s3\":\"failed\"", "\"s3\":\"faile!\"",
+		  "the snapshot does not verify: the signature does not verify" },
+		{ RB_RUN_SNAPSHOT, "\"head\":{\"seq\":3,\"sha256\":\"", "\"head\":{\"seq\":3,\"sha256\":\"0",
+		  "the snapshot does not verify" },
+		{ RB_RUN_SNAPSHOT, ",\"sig\":\"", NULL, "the snapshot does not verify: not signed" },
+	};
+	for (size_t e = 0; e < sizeof(edits) / sizeof(*edits); e++) {
+		char id[16];
+		snprintf(id, sizeof(id), "edit%zu", e);
+		dir = make_compacted(state, id);
+		char *path = join(dir, edits[e].file);
+		jpath = join(dir, RB_RUN_JOURNAL);
+		CHECK(edit_file(path, edits[e].from, edits[e].to), "edit %zu: '%s' in %s", e,
+		      edits[e].from, edits[e].file);
+		size = file_size(jpath);
+		CHECK(rb_journal_open(dir, id, tkey, mine, &j, &err) == -1 && !j && err &&
+		      strstr(err, edits[e].want), "edit %zu refused: %s", e, err ? err : "");
+		free(err);
+		err = NULL;
+		CHECK(file_size(jpath) == size, "edit %zu: the log is as it was", e);
+		/* Without a keyring the journal opens it: the check is the resume's. */
+		CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0,
+		      "edit %zu: opens without trust: %s", e, err ? err : "");
+		free(err);
+		err = NULL;
+		rb_journal_close(j);
+		j = NULL;
+		free(path);
+		free(jpath);
+		free(dir);
+	}
+
+	/* A snapshot signed, but of another run of the same key: its head is not this log's. */
+	char *a = make_compacted(state, "runa"), *b = make_compacted(state, "runb");
+	char *sa = join(a, RB_RUN_SNAPSHOT), *sb = join(b, RB_RUN_SNAPSHOT);
+	size_t n;
+	char *bytes = slurp(sa, &n);
+	FILE *f = fopen(sb, "w");
+	CHECK(bytes && f && fwrite(bytes, 1, n, f) == n, "copy a snapshot");
+	if (f)
+		fclose(f);
+	CHECK(rb_journal_open(b, "runb", tkey, mine, &j, &err) == -1 && !j && err &&
+	      strstr(err, "the snapshot's head is not the log's record at seq 3"),
+	      "another run's snapshot refused: %s", err ? err : "");
+	free(err);
+	free(bytes);
+	free(sa);
+	free(sb);
+	free(a);
+	free(b);
+	rb_audit_keyring_free(mine);
+	rb_audit_keyring_free(theirs);
+	free(state);
+}
+
 static void t_concurrent_load(const char *base)
 {
 	char *state = join(base, "conc"), *err = NULL;
@@ -1134,7 +1288,7 @@ static void t_concurrent_load(const char *base)
 	pid_t pid = fork();
 	if (pid == 0) {
 		struct rb_journal *j;
-		if (rb_journal_open(dir, "c", tkey, &j, NULL) < 0)
+		if (rb_journal_open(dir, "c", tkey, NULL, &j, NULL) < 0)
 			_exit(3);
 		json_t *steps = json_object();
 		for (uint64_t i = 2; i <= 400; i++) {
@@ -1198,7 +1352,7 @@ static void t_write_failure(const char *base)
 
 	/* write(2) fails at once with ENOSPC. */
 	char *dir = make_run(state, "enospc", 3);
-	if (!dir || rb_journal_open(dir, "enospc", tkey, &j, &err) < 0) {
+	if (!dir || rb_journal_open(dir, "enospc", tkey, NULL, &j, &err) < 0) {
 		CHECK(0, "open: %s", err ? err : "");
 		goto out;
 	}
@@ -1227,7 +1381,7 @@ static void t_write_failure(const char *base)
 
 	/* A short write, then ENOSPC: half a group on disk, a torn tail. */
 	dir = make_run(state, "short", 3);
-	if (!dir || rb_journal_open(dir, "short", tkey, &j, &err) < 0) {
+	if (!dir || rb_journal_open(dir, "short", tkey, NULL, &j, &err) < 0) {
 		CHECK(0, "open: %s", err ? err : "");
 		goto out;
 	}
@@ -1259,7 +1413,7 @@ static void t_write_failure(const char *base)
 
 	/* fdatasync fails: not durable, and never again trusted. */
 	dir = make_run(state, "eio", 1);
-	if (!dir || rb_journal_open(dir, "eio", tkey, &j, &err) < 0) {
+	if (!dir || rb_journal_open(dir, "eio", tkey, NULL, &j, &err) < 0) {
 		CHECK(0, "open: %s", err ? err : "");
 		goto out;
 	}
@@ -1281,14 +1435,14 @@ static void t_write_failure(const char *base)
 	 * a resume's open makes it durable (or, had the kernel lost it, would not
 	 * find it); either way the run goes on from what loads.
 	 */
-	CHECK(rb_journal_open(dir, "eio", tkey, &j, &err) == 0 && last_seq(j) == 2 &&
+	CHECK(rb_journal_open(dir, "eio", tkey, NULL, &j, &err) == 0 && last_seq(j) == 2 &&
 	      !rb_journal_torn(j), "open after the failed fdatasync: %s", err ? err : "");
 	rb_journal_close(j);
 	free(dir);
 
 	/* Short writes everywhere (journal and snapshot) still give whole files. */
 	dir = make_run(state, "tiny", 0);
-	if (!dir || rb_journal_open(dir, "tiny", tkey, &j, &err) < 0) {
+	if (!dir || rb_journal_open(dir, "tiny", tkey, NULL, &j, &err) < 0) {
 		CHECK(0, "open: %s", err ? err : "");
 		goto out;
 	}
@@ -1385,7 +1539,7 @@ static int crash_env_child(const char *dir, const char *id, const char *spec, ui
 	if (pid == 0) {
 		struct rb_journal *j;
 		setenv("RUNBOOK_TEST_CRASH", spec, 1);
-		if (rb_journal_open(dir, id, tkey, &j, NULL) < 0)
+		if (rb_journal_open(dir, id, tkey, NULL, &j, NULL) < 0)
 			_exit(3);
 		if (add(j, rec_step(step, "succeeded")) < 0 || rb_journal_sync(j) < 0)
 			_exit(4);
@@ -1434,7 +1588,7 @@ static void t_crash_env(const char *base)
 	rb_journal_close(j);
 	j = NULL;
 	setenv("RUNBOOK_TEST_CRASH", "after-write:0", 1);
-	CHECK(rb_journal_open(dir, id, tkey, &j, &err) == -1 && !j && err &&
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == -1 && !j && err &&
 	      strstr(err, "after-write:0"), "open refuses a bad value too: %s",
 	      err ? err : "(no error)");
 	free(err);
@@ -1461,7 +1615,7 @@ static void t_crash_env(const char *base)
 
 	/* The first after-write would kill, but a hook set by the caller replaces it. */
 	setenv("RUNBOOK_TEST_CRASH", "after-write:1", 1);
-	CHECK(rb_journal_open(dir, id, tkey, &j, &err) == 0, "open: %s", err ? err : "");
+	CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0, "open: %s", err ? err : "");
 	if (!j)
 		goto out;
 	struct hookctx h;
@@ -1540,7 +1694,7 @@ static void crash_child(const char *state, const char *id, int create, struct ho
 		steps = replay(snap, recs, &dups);
 		json_decref(snap);
 		json_decref(recs);
-		if (rb_journal_open(dir, id, tkey, &j, &err) < 0)
+		if (rb_journal_open(dir, id, tkey, NULL, &j, &err) < 0)
 			die("open", err, 3);
 		free(dir);
 		if (strcmp(rb_journal_last_type(j), "run_finished"))
@@ -2005,6 +2159,7 @@ int main(int argc, char **argv)
 		t_compact(tmpl);
 		t_compact_failures(tmpl);
 		t_torn(tmpl);
+		t_trust(tmpl);
 		t_concurrent_load(tmpl);
 		t_write_failure(tmpl);
 		t_durable_files(tmpl);
