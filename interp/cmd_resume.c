@@ -99,14 +99,22 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
 	size_t len;
 	const char *file = json_string_value(json_object_get(st, "file"));
 	const char *sha = json_string_value(json_object_get(st, "sha256"));
+	char hex[65];
 	if (rb_run_load_runbook(run_dir, &buf, &len, &err) < 0) {
 		fprintf(stderr, "runbook: error: %s\n", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
+	/* The copy must be what run_started recorded (signed), not only what runbook.sha256 says. */
+	if (sha && rb_sha256_hex(buf, len, hex) == 0 && strcmp(hex, sha)) {
+		fprintf(stderr, "runbook: error: %s/%s is not the runbook the run started with (its "
+			"SHA-256 is not the one the run's log recorded): the run directory was "
+			"changed\n", run_dir, RB_RUN_RUNBOOK);
+		free(buf);
+		return RB_EXIT_FAILED;
+	}
 	char *now = NULL;
 	size_t nowlen = 0;
-	char hex[65];
 	if (file && sha && rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
 	    rb_sha256_hex(now, nowlen, hex) == 0 && strcmp(hex, sha)) {
 		if (!force) {

@@ -292,6 +292,17 @@ cp "$d/k2.pem.pub" "$d/ring/"
 	rb audit verify --keyring "$d/ring" --state-dir "$ts" "$tid" >/dev/null && ok ||
 	bad "the run signed by two keys verifies with both"
 
+# The run's copy of its runbook must be the one run_started recorded, even with its .sha256.
+rcopy="$ts/runs/$tid/runbook.yaml"
+cp "$rcopy" "$d/copy.before"
+printf '  - id: extra\n    run: "true"\n' >>"$rcopy"
+sha256sum "$rcopy" | cut -d' ' -f1 >"$ts/runs/$tid/runbook.sha256"
+out=$(rb resume --state-dir "$ts" --audit-key "$d/k.pem" --keyring "$d/ring" --from before "$tid" </dev/null 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "runbook.yaml is not the runbook the run started with" <<<"$out" && ok ||
+	bad "resume with a changed copy of the runbook: $rc $out"
+cp "$d/copy.before" "$rcopy"
+sha256sum "$rcopy" | cut -d' ' -f1 >"$ts/runs/$tid/runbook.sha256"
+
 # The snapshot's signature checks with stock tools, as docs/state.md shows.
 snapf="$ts/runs/$tid/snapshot.json"
 sed 's/,"sig":"[^"]*"}$/}/' "$snapf" | tr -d '\n' >"$d/snap.signed"
