@@ -786,6 +786,29 @@ static void t_compact_failures(const char *base)
 
 /* --- torn tails and corruption ------------------------------------------------------ */
 
+/*
+ * Replace the first from in path with to (same length), or with to NULL cut
+ * the file there and close the object ("}\n"); 1 if from was there.
+ */
+static int edit_file(const char *path, const char *from, const char *to)
+{
+	size_t len;
+	char *buf = slurp(path, &len), *at = buf ? strstr(buf, from) : NULL;
+	if (at) {
+		if (to)
+			memcpy(at, to, strlen(to));
+		else
+			len = (size_t)(stpcpy(at, "}\n") - buf);
+		FILE *f = fopen(path, "w");
+		if (!f || fwrite(buf, 1, len, f) != len)
+			at = NULL;
+		if (f)
+			fclose(f);
+	}
+	free(buf);
+	return at != NULL;
+}
+
 /* A run with records 1..n synced (1 is run_started, then steps); returns its directory. */
 static char *make_run(const char *state, const char *id, uint64_t n)
 {
@@ -979,15 +1002,8 @@ static void t_torn(const char *base)
 		snprintf(id, sizeof(id), "edited%zu", e);
 		dir = make_run(state, id, 3);
 		jpath = join(dir, RB_RUN_JOURNAL);
-		size_t flen;
-		char *buf = slurp(jpath, &flen), *at = buf ? strstr(buf, edits[e][0]) : NULL;
-		CHECK(at != NULL, "edit %zu: '%s' is in the log", e, edits[e][0]);
-		if (at) {
-			memcpy(at, edits[e][1], strlen(edits[e][1]));
-			FILE *f = fopen(jpath, "w");
-			fwrite(buf, 1, flen, f);
-			fclose(f);
-		}
+		CHECK(edit_file(jpath, edits[e][0], edits[e][1]), "edit %zu: '%s' is in the log", e,
+		      edits[e][0]);
 		size = file_size(jpath);
 		recs = NULL;
 		const char *want = e == 0 ? ":3: prev is not the SHA-256 of line 2: the journal was changed"
@@ -1001,7 +1017,6 @@ static void t_torn(const char *base)
 		CHECK(file_size(jpath) == size, "edit %zu: and leaves it as it was", e);
 		free(err);
 		err = NULL;
-		free(buf);
 		free(jpath);
 		free(dir);
 	}
@@ -1146,29 +1161,6 @@ static char *make_compacted(const char *state, const char *id)
 	CHECK(rb_journal_sync(j) == 0, "sync %s", id);
 	rb_journal_close(j);
 	return rb_run_dir(state, id);
-}
-
-/*
- * Replace the first from in path with to (same length), or with to NULL cut
- * the file there and close the object ("}\n"); 1 if from was there.
- */
-static int edit_file(const char *path, const char *from, const char *to)
-{
-	size_t len;
-	char *buf = slurp(path, &len), *at = buf ? strstr(buf, from) : NULL;
-	if (at) {
-		if (to)
-			memcpy(at, to, strlen(to));
-		else
-			len = (size_t)(stpcpy(at, "}\n") - buf);
-		FILE *f = fopen(path, "w");
-		if (!f || fwrite(buf, 1, len, f) != len)
-			at = NULL;
-		if (f)
-			fclose(f);
-	}
-	free(buf);
-	return at != NULL;
 }
 
 static void t_trust(const char *base)
