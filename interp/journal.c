@@ -1049,7 +1049,7 @@ static int check_signed(const struct scan *s, const char *dir,
 			       sizeof(why)) < 0)
 		return rb_fail(err, "%s/%s: the snapshot does not verify: %s", dir, RB_RUN_SNAPSHOT,
 			       why);
-	if (strcmp(s->snap_head, s->log_at_snap))
+	if (s->snap_seq > 0 && strcmp(s->snap_head, s->log_at_snap))
 		return rb_fail(err, "%s/%s: the snapshot's head is not the log's record at seq %"
 			       PRIu64 ": they are not of one run", dir, RB_RUN_SNAPSHOT, s->snap_seq);
 	return 0;
