@@ -1218,8 +1218,8 @@ static void t_trust(const char *base)
 		  "the run's last record does not verify: the signature does not verify" },
 		{ RB_RUN_SNAPSHOT, "\"s3\":\"failed\"", "\"s3\":\"faile!\"",
 		  "the snapshot does not verify: the signature does not verify" },
-		{ RB_RUN_SNAPSHOT, "\"head\":{\"seq\":3,\"sha256\":\"", "\"head\":{\"seq\":3,\"sha256\":\"0",
-		  "the snapshot does not verify" },
+		{ RB_RUN_SNAPSHOT, "\"head\":{\"seq\":3", "\"head\":{\"seq\":2",
+		  "the snapshot does not verify: the signature does not verify" },
 		{ RB_RUN_SNAPSHOT, ",\"sig\":\"", NULL, "the snapshot does not verify: not signed" },
 	};
 	for (size_t e = 0; e < sizeof(edits) / sizeof(*edits); e++) {
@@ -1235,6 +1235,8 @@ static void t_trust(const char *base)
 		      strstr(err, edits[e].want), "edit %zu refused: %s", e, err ? err : "");
 		free(err);
 		err = NULL;
+		rb_journal_close(j);    /* (when the check above failed) */
+		j = NULL;
 		CHECK(file_size(jpath) == size, "edit %zu: the log is as it was", e);
 		/* Without a keyring the journal opens it: the check is the resume's. */
 		CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0,
