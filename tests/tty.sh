@@ -10,17 +10,24 @@ bin=$(cd "$(dirname "$RUNBOOK")" && pwd)/$(basename "$RUNBOOK")
 pass=0 fail=0
 trap 'for i in $(seq 0 "$n"); do tmux -L "$sock-$i" kill-server 2>/dev/null; done' EXIT
 
-# run_in_tmux ENV COMMAND: the screen, with escape sequences, after it ran
+# run_in_tmux ENV COMMAND: the screen, with escape sequences, after it ran.  A tmux
+# server that did not come up (a busy machine) is tried again, up to three times.
 run_in_tmux() {
-	n=$((n + 1))
-	tmux -L "$sock-$n" new-session -d -x 200 -y 50 \
-		"env -u NO_COLOR $1 $2; echo __done__; sleep 30" 2>/dev/null
-	for _ in $(seq 300); do
-		tmux -L "$sock-$n" capture-pane -p 2>/dev/null | grep -q __done__ && break
-		sleep 0.1
+	local try screen
+	for try in 1 2 3; do
+		n=$((n + 1))
+		tmux -L "$sock-$n" new-session -d -x 200 -y 50 \
+			"env -u NO_COLOR $1 $2; echo __done__; sleep 30" 2>/dev/null
+		for _ in $(seq 300); do
+			tmux -L "$sock-$n" capture-pane -p 2>/dev/null | grep -q __done__ && break
+			sleep 0.1
+		done
+		screen=$(tmux -L "$sock-$n" capture-pane -p -e 2>/dev/null)
+		tmux -L "$sock-$n" kill-server 2>/dev/null
+		grep -q __done__ <<<"$screen" && break
+		echo "tty: no screen from tmux (try $try), again" >&2
 	done
-	tmux -L "$sock-$n" capture-pane -p -e 2>/dev/null
-	tmux -L "$sock-$n" kill-server 2>/dev/null
+	printf '%s\n' "$screen"
 }
 
 check() {                 # check NAME yes|no SCREEN
