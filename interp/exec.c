@@ -646,7 +646,11 @@ static int setup(struct exec *ex)
 		rb_audit_keyring_free(trust);
 		if (r < 0) {
 			if (err)
-				rb_error_pos(ex->d, 0, 0, "cannot open the run: %s", err);
+				rb_error_pos(ex->d, 0, 0, "cannot open the run: %s%s", err,
+					     strstr(err, "not in the keyring")
+						     ? " (resume with the key that signed it, "
+						       "--audit-key FILE, or trust its public key with "
+						       "--keyring DIR)" : "");
 			free(err);
 			return -2;
 		}

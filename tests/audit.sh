@@ -273,7 +273,7 @@ rb keygen --out "$d/k2.pem" >/dev/null 2>&1
 id1=$(jq -r .key_id "$tlog" | head -n 1)
 cp "$tlog" "$d/trust.before"
 out=$(rb resume --state-dir "$ts" --audit-key "$d/k2.pem" --approve dangerous "$tid" </dev/null 2>&1); rc=$?
-[ $rc -eq 1 ] && grep -qF "the run's last record does not verify: signed by key $id1, which is not in the keyring" <<<"$out" &&
+[ $rc -eq 1 ] && grep -qF "the run's last record does not verify: signed by key $id1, which is not in the keyring (resume with the key that signed it, --audit-key FILE, or trust its public key with --keyring DIR)" <<<"$out" &&
 	ok || bad "resume with another key: $rc $out"
 cmp -s "$tlog" "$d/trust.before" && [ ! -e "$d/tg/dangerous.count" ] && ok ||
 	bad "the refused resume changed the log or ran a step"
