@@ -43,30 +43,23 @@ static double now_us(void)
 	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-/* Runs argv with stdout on /dev/null; 0 if it exits 0. */
-static int spawn(char **argv)
+/* Runs argv (quiet: with stdout on /dev/null) and waits; 0 if it exits 0. */
+static int spawn(char **argv, int quiet)
 {
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
 	int st, ok;
 
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (quiet)
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	ok = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0 &&
 	     waitpid(pid, &st, 0) == pid && st == 0;
 	posix_spawn_file_actions_destroy(&fa);
 	return ok ? 0 : -1;
 }
 
-static int spawn_true(void)
-{
-	char *av[] = { "/bin/true", NULL };
-	pid_t pid;
-	int st;
-
-	return posix_spawn(&pid, av[0], NULL, NULL, av, environ) == 0 &&
-	       waitpid(pid, &st, 0) == pid && st == 0 ? 0 : -1;
-}
+static char *true_argv[] = { "/bin/true", NULL };
 
 /* -s N PROG1 PROG2 [ARG]: the mean start of each, in alternating rounds. */
 static int starts(int argc, char **argv)
@@ -84,12 +77,12 @@ static int starts(int argc, char **argv)
 		double t0 = now_us();
 
 		for (int i = 0; i < n / rounds; i++)
-			if (spawn(a) < 0)
+			if (spawn(a, 1) < 0)
 				return 1;
 		ta += now_us() - t0;
 		t0 = now_us();
 		for (int i = 0; i < n / rounds; i++)
-			if (spawn(b) < 0)
+			if (spawn(b, 1) < 0)
 				return 1;
 		tb += now_us() - t0;
 	}
@@ -143,12 +136,12 @@ int main(int argc, char **argv)
 		double t0 = now_us();
 
 		for (int i = 0; i < n / rounds; i++)
-			if (spawn_true() < 0)
+			if (spawn(true_argv, 0) < 0)
 				return 1;
 		t[0] += now_us() - t0;
 		t0 = now_us();
 		for (int i = 0; i < n / rounds; i++)
-			if (records(key, fd, 4) < 0 || spawn_true() < 0)
+			if (records(key, fd, 4) < 0 || spawn(true_argv, 0) < 0)
 				return 1;
 		t[1] += now_us() - t0;
 		t0 = now_us();
