@@ -1380,17 +1380,6 @@ undo:
 
 /* --- the runbook's copy ---------------------------------------------------------- */
 
-int rb_sha256_hex(const void *buf, size_t len, char hex[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-		return -1;
-	for (unsigned i = 0; i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return 0;
-}
-
 int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err)
 {
 	char hex[65], line[128];

@@ -169,8 +169,6 @@ int rb_write_durable(const char *dir, const char *name, const void *buf, size_t 
 /* mkdir -p, mode 0700, each new directory's entry synced into its parent. */
 int rb_mkdir_durable(const char *path, char **err);
 
-/* SHA-256 of buf as 64 lower-case hex digits and a NUL. */
-int rb_sha256_hex(const void *buf, size_t len, char hex[65]);
 /* Keep the runbook's bytes in the run (runbook.yaml) and their SHA-256 (runbook.sha256). */
 int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err);
 /* Read the run's copy of the runbook back, checking it against its SHA-256. */

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,16 +183,6 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 }
 
 /* --- the plan ---------------------------------------------------------------- */
-
-static void sha256_hex(const char *buf, size_t len, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < n && i < 32; i++)
-		sprintf(out + 2 * i, "%02x", md[i]);
-	out[64] = '\0';
-}
 
 static json_t *duration_json(int64_t ms)
 {
@@ -370,7 +359,7 @@ fail:
 static json_t *header_json(struct rb_runbook *rb)
 {
 	char hex[65];
-	sha256_hex(rb->src, rb->srclen, hex);
+	rb_sha256_hex(rb->src, rb->srclen, hex);
 	json_t *h = json_pack("{s:s, s:s, s:I, s:s}", "name", rb->name, "file", rb->file,
 			      "version", (json_int_t)rb->version, "sha256", hex);
 	if (rb->description)

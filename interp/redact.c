@@ -516,10 +516,6 @@ int rb_hmac_hex(const void *key, size_t keylen, const void *msg, size_t len, cha
 		out[0] = 0;
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof(mac); i++) {
-		out[2 * i] = "0123456789abcdef"[mac[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[mac[i] & 15];
-	}
-	out[64] = 0;
+	rb_hex(mac, sizeof(mac), out);
 	return 0;
 }

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "audit.h"
-#include "journal.h"
 #include "runstate.h"
 #include "util.h"
 

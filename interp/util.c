@@ -1,6 +1,7 @@
 /*
  * Checked allocation, the document arena, string buffers and the
- * "did you mean" distance.  Pure helpers: no I/O except rb_read_file.
+ * "did you mean" distance, hex and SHA-256.  Pure helpers: no I/O except
+ * rb_read_file.
  */
 #include "util.h"
 
@@ -12,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 static void oom(void)
 {
@@ -402,4 +405,26 @@ int rb_fail(char **err, const char *fmt, ...)
 	}
 	errno = saved;
 	return -1;
+}
+
+void rb_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char digit[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digit[b[i] >> 4];
+		out[2 * i + 1] = digit[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int rb_sha256_hex(const void *buf, size_t len, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (!EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL) || n != 32) {
+		hex[0] = '\0';
+		return -1;
+	}
+	rb_hex(md, 32, hex);
+	return 0;
 }

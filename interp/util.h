@@ -19,6 +19,11 @@ char *rb_xstrndup(const char *s, size_t n);
 char *rb_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *rb_xvasprintf(const char *fmt, va_list ap);
 
+/* n bytes as 2n lower-case hex digits and a NUL. */
+void rb_hex(const unsigned char *b, size_t n, char *out);
+/* SHA-256 of buf as 64 lower-case hex digits and a NUL; -1 if OpenSSL fails. */
+int rb_sha256_hex(const void *buf, size_t len, char hex[65]);
+
 /* Grow a vector *v of *cap elements of size sz so that it holds need. */
 void rb_grow(void *v, size_t *cap, size_t need, size_t sz);
 

@@ -22,6 +22,7 @@
 #include "runbook.h"
 #include "runstate.h"
 #include "simulate.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

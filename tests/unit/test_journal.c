@@ -1487,6 +1487,12 @@ static void t_durable_files(const char *base)
 	CHECK(rb_sha256_hex("abc", 3, hex) == 0 &&
 	      !strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
 	      "sha256(abc) = %s", hex);
+	CHECK(rb_sha256_hex("", 0, hex) == 0 &&
+	      !strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+	      "sha256('') = %s", hex);
+	static const unsigned char bytes[] = {0x00, 0x09, 0x0a, 0x7f, 0x80, 0xf0, 0xff};
+	rb_hex(bytes, sizeof(bytes), hex);
+	CHECK(!strcmp(hex, "00090a7f80f0ff"), "hex: %s", hex);
 	CHECK(rb_write_durable(dir, "params.json", "one", 3, 0600, &err) == 0, "write: %s",
 	      err ? err : "");
 	CHECK(rb_write_durable(dir, "params.json", "second", 6, 0600, &err) == 0, "overwrite");

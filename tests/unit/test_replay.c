@@ -16,6 +16,7 @@
 
 #include "journal.h"
 #include "replay.h"
+#include "util.h"
 
 #include "check.h"
 
