@@ -328,7 +328,7 @@ static void step_record(struct model *m, const char *id, const char *type, const
 	} else if (!strcmp(type, "step_finished")) {
 		const char *status = str(rec, "status");
 		static const char *const keys[] = {"error", "output", "outputs", "duration_ms",
-						   "end_offset_ms", "taken_as_done"};
+						   "end_offset_ms", "taken_as_done", "continued"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
 			json_object_del(s, keys[i]);
 		json_object_set_new(s, "status", json_string(status ? status : "unknown"));
@@ -342,6 +342,7 @@ static void step_record(struct model *m, const char *id, const char *type, const
 				json_object_set_new(s, text[i], v);
 		}
 		copy(s, "taken_as_done", rec, NULL);
+		copy(s, "continued", rec, NULL);
 		json_t *a = json_object_get(m->open, id);
 		if (a && !json_object_get(a, "for_each") &&
 		    json_array_size(json_object_get(a, "calls")) == 1)

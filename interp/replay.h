@@ -59,8 +59,9 @@
  *     "end_offset_ms"?, "duration_ms"?: the last step_finished and the
  *       duration it gives (from the step's start in that session, or from its
  *       approval; none for a skipped step),
- *     "error"?, "output"?, "outputs"?, "taken_as_done"?: of the last
- *       step_finished (taken_as_done: resume --skip took it as done),
+ *     "error"?, "output"?, "outputs"?, "taken_as_done"?, "continued"?: of the
+ *       last step_finished (taken_as_done: resume --skip took it as done;
+ *       continued: it failed and, by continue_on_error, the run went on),
  *     "attempts": [{                  every step_started, in order
  *       "attempt": N, the engine's number (a resume that runs again a step
  *         that was in flight starts again at the number it had: an attempt

@@ -272,6 +272,10 @@ static void put_details(struct out *o, const json_t *s)
 		rb_buf_puts(&o->b, is(status, "skipped") ? "skipped: " : "error: ");
 		put_str(o, str(s, "error"), ERROR_MAX);
 	}
+	if (json_is_true(json_object_get(s, "continued"))) {
+		sep(o, &first, "; ");
+		rb_buf_puts(&o->b, "the run went on (continue_on_error)");
+	}
 	put_key_outputs(o, s, &first);
 }
 
@@ -618,6 +622,9 @@ static void put_failures(struct out *o, const json_t *steps)
 			}
 			if (json_is_true(json_object_get(a, "retried")))
 				rb_buf_puts(&o->b, " (retried)");
+			else if (k + 1 == json_array_size(json_object_get(s, "attempts")) &&
+				 json_is_true(json_object_get(s, "continued")))
+				rb_buf_puts(&o->b, " (the run went on: continue_on_error)");
 			rb_buf_putc(&o->b, '\n');
 			any++;
 			size_t ci;

@@ -108,6 +108,16 @@ check "not through its command line" has 'RUNBOOK_SECRET_0'
 check "the secret is nowhere on disk" bash -c "! grep -rq s3cr3t-XY '$state'"
 check "the secret is never printed" bash -c "! grep -q s3cr3t-XY <<<'$out'"
 check "exit status" has '"step":"exit_three","status":"failed".*"error":"exit status 3"'
+check "a failure the run goes on past says so" has '"step":"exit_three","status":"failed".*"continued":true'
+check "a failure ends with the last line of stderr" \
+	has '"step":"says_why","status":"failed".*"error":"exit status 7: ERROR: connection refused"'
+check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
+check "its control characters become spaces" \
+	grep -qF '"error":"exit status 5: bad thing  [31mred [0m"' <<<"$(journal)"
+check "a sensitive step's stderr stays out of its error" \
+	has '"step":"keeps_quiet","status":"failed".*"error":"exit status 4",'
+check "and out of everything printed" bash -c "! grep -q hush-81 <<<'$out'"
+check "and out of the run's files" bash -c "! grep -rq hush-81 '$state'"
 check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out after 300ms"'
 check "command not found" has "cannot run 'no-such-command-runbook': command not found"
 

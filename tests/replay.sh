@@ -76,7 +76,10 @@ rb replay "$fx/gate/audit.jsonl" "${ring[@]}" >"$d/out" 2>&1 && cmp -s "$d/out" 
 # --- the model: what a simulation will look up ------------------------------------
 j() { rb replay "$fx/$1" -f json "${ring[@]}" | jq -c "$2"; }
 [ "$(j plain '.steps[] | select(.step == "flaky") | [.attempts[] | [.attempt, .status, .retried, .calls[0].exit_code, .error]]')" = \
-  '[[1,"failed",true,7,"exit status 7"],[2,"succeeded",null,0,null]]' ] && ok || bad "plain: flaky's attempts"
+  '[[1,"failed",true,7,"exit status 7: connection refused"],[2,"succeeded",null,0,null]]' ] && ok || bad "plain: flaky's attempts"
+# A failure the run went on past (continue_on_error) says so.
+[ "$(j plain '[.steps[] | select(.status == "failed") | [.step, .continued, .error]]')" = \
+  '[["optional_cleanup",true,"exit status 3: no such table: tmp_sessions"]]' ] && ok || bad "plain: continued"
 [ "$(j plain '.steps[] | select(.step == "backup") | .attempts[0] | [.for_each, (.calls | length), .calls[1].args.command, .calls[1].output.stdout]')" = \
   '[true,3,"echo \"backed up db2\"","backed up db2\n"]' ] && ok || bad "plain: backup's calls"
 [ "$(j plain '.steps[] | select(.step == "backup") | [.items[] | .index]')" = '[0,1,2]' ] && ok || bad "plain: backup's items"
