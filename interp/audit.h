@@ -85,6 +85,9 @@ int rb_audit_keyring_add(struct rb_audit_keyring *kr, const struct rb_audit_key 
 size_t rb_audit_keyring_count(const struct rb_audit_keyring *kr);
 /* The id of the i-th key, in the order they were added. */
 const char *rb_audit_keyring_id(const struct rb_audit_keyring *kr, size_t i);
+/* The key with this id, or NULL. */
+const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
+						  const char *id);
 void rb_audit_keyring_free(struct rb_audit_keyring *kr);
 
 /*

@@ -31,10 +31,6 @@ struct rb_audit_key {
 int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, size_t *from,
 			size_t *to, char **err);
 
-/* The key with this id, or NULL. */
-const struct rb_audit_key *rb_audit_keyring_find(const struct rb_audit_keyring *kr,
-						  const char *id);
-
 /* Ed25519 over msg; ctx is a scratch context the caller keeps (one per thread). */
 int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
 			size_t len, unsigned char sig[SIG_LEN]);

@@ -317,7 +317,7 @@ int cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	dir = rb_run_dir(rb_state_dir(o.state_dir), id);
-	if (!(st = rb_run_state(dir, &err))) {
+	if (!(st = rb_run_state(dir, NULL, NULL, &err))) {
 		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
 		rc = RB_EXIT_FAILED;
 		goto out;

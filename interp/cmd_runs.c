@@ -1,11 +1,14 @@
 /*
- * runbook runs [--state-dir DIR] and runbook status RUN_ID [--state-dir DIR]
- * [--format text|json]: the runs kept in the state directory, newest first,
- * and one run's steps.
+ * runbook runs [--state-dir DIR] [--keyring DIR] and runbook status RUN_ID
+ * [--state-dir DIR] [--format text|json] [--keyring DIR]: the runs kept in the
+ * state directory, newest first, and one run's steps, each checked against
+ * its signatures as a resume would check it.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "journal.h"
 #include "runstate.h"
@@ -28,11 +31,42 @@ static void count(const json_t *st, size_t n[N_COUNT])
 	}
 }
 
+/*
+ * The keys a run's signatures are checked with: --keyring's, and the audit key
+ * a run here would sign with (RUNBOOK_AUDIT_KEY, else the state directory's
+ * host key if there is one: looking never creates it).  NULL after a message.
+ */
+static struct rb_audit_keyring *trusted(const char *keyring, const char *state)
+{
+	struct rb_audit_keyring *kr = NULL;
+	struct rb_audit_key *k = NULL;
+	char *err = NULL, *host = rb_xasprintf("%s/%s", state, RB_AUDIT_HOST_KEY);
+	const char *env = getenv("RUNBOOK_AUDIT_KEY");
+	const char *key = env && *env ? env : access(host, F_OK) == 0 ? host : NULL;
+	if (keyring ? rb_audit_keyring_load(keyring, &kr, &err) < 0
+		    : !(kr = rb_audit_keyring_new()))
+		;
+	else if (key && (rb_audit_key_load(key, &k, &err) < 0 ||
+			 rb_audit_keyring_add(kr, k, key, &err) < 0))
+		;
+	else
+		err = NULL;
+	rb_audit_key_free(k);
+	free(host);
+	if (err || !kr) {
+		fprintf(stderr, "runbook: error: %s\n", err ? err : "out of memory");
+		free(err);
+		rb_audit_keyring_free(kr);
+		return NULL;
+	}
+	return kr;
+}
+
 int cmd_runs(int argc, char **argv)
 {
-	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {0, NULL, 0}};
+	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {0, "keyring", 1}, {0, NULL, 0}};
 	struct rb_optparse p;
-	const char *state_opt = NULL;
+	const char *state_opt = NULL, *keyring = NULL;
 	int k;
 	rb_opt_init(&p, "runs", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
@@ -44,19 +78,27 @@ int cmd_runs(int argc, char **argv)
 		}
 		if (k == RB_OPT_ARG)
 			return rb_usage_error("runs: unexpected argument '%s'", p.val);
-		state_opt = p.val;
+		if (k == 0)
+			state_opt = p.val;
+		else
+			keyring = p.val;
 	}
 	const char *state = rb_state_dir(state_opt);
-	char **ids, *err = NULL;
-	size_t n;
+	char **ids, *err = NULL, *first_unverified = NULL;
+	size_t n, nunverified = 0;
 	if (rb_runs_list(state, &ids, &n, &err) < 0) {
 		fprintf(stderr, "runbook: error: %s\n", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
+	struct rb_audit_keyring *trust = trusted(keyring, state);
+	if (!trust) {
+		rb_runs_free(ids, n);
+		return RB_EXIT_FAILED;
+	}
 	for (size_t i = 0; i < n; i++) {
-		char *dir = rb_run_dir(state, ids[i]);
-		json_t *st = rb_run_state(dir, &err);
+		char *dir = rb_run_dir(state, ids[i]), *unverified = NULL;
+		json_t *st = rb_run_state(dir, trust, &unverified, &err);
 		if (!st) {
 			printf("%-22s %-12s (%s)\n", ids[i], "unreadable", err);
 			free(err);
@@ -68,24 +110,37 @@ int cmd_runs(int argc, char **argv)
 			if (c[N_INTERRUPTED])
 				snprintf(interrupted, sizeof(interrupted), ", %zu interrupted",
 					 c[N_INTERRUPTED]);
-			printf("%-22s %-12s %-24s %zu succeeded, %zu failed%s, %zu skipped, %zu other\n",
+			printf("%-22s %-12s %-24s %zu succeeded, %zu failed%s, %zu skipped, %zu other%s\n",
 			       ids[i], json_string_value(json_object_get(st, "status")),
 			       json_string_value(json_object_get(st, "runbook"))
 				       ? json_string_value(json_object_get(st, "runbook")) : "?",
-			       c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED], c[N_OTHER]);
+			       c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED], c[N_OTHER],
+			       unverified ? " (not verified)" : "");
 			json_decref(st);
 		}
+		if (unverified && !nunverified++)
+			first_unverified = unverified;
+		else
+			free(unverified);
 		free(dir);
 	}
+	if (nunverified)
+		fprintf(stderr, "runbook: warning: %zu run%s not verified, as %s (trust the key "
+			"that signed %s with --keyring DIR)\n", nunverified,
+			nunverified == 1 ? " is" : "s are", first_unverified,
+			nunverified == 1 ? "it" : "them");
+	free(first_unverified);
+	rb_audit_keyring_free(trust);
 	rb_runs_free(ids, n);
 	return RB_EXIT_OK;
 }
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {'f', "format", 1}, {0, NULL, 0}};
+	static const struct rb_opt opts[] = {{0, "state-dir", 1}, {'f', "format", 1},
+					     {0, "keyring", 1}, {0, NULL, 0}};
 	struct rb_optparse p;
-	const char *state_opt = NULL, *id = NULL, *format = "text";
+	const char *state_opt = NULL, *id = NULL, *format = "text", *keyring = NULL;
 	int k;
 	rb_opt_init(&p, "status", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
@@ -101,8 +156,10 @@ int cmd_status(int argc, char **argv)
 			id = p.val;
 		} else if (k == 0) {
 			state_opt = p.val;
-		} else {
+		} else if (k == 1) {
 			format = p.val;
+		} else {
+			keyring = p.val;
 		}
 	}
 	if (!id)
@@ -111,13 +168,24 @@ int cmd_status(int argc, char **argv)
 		return rb_usage_error("status: unknown format '%s' (expected text or json)", format);
 	if (strchr(id, '/') || id[0] == '.')
 		return rb_usage_error("status: '%s' is not a run id", id);
-	char *dir = rb_run_dir(rb_state_dir(state_opt), id), *err = NULL;
-	json_t *st = rb_run_state(dir, &err);
+	struct rb_audit_keyring *trust = trusted(keyring, rb_state_dir(state_opt));
+	if (!trust)
+		return RB_EXIT_FAILED;
+	char *dir = rb_run_dir(rb_state_dir(state_opt), id), *err = NULL, *unverified = NULL;
+	json_t *st = rb_run_state(dir, trust, &unverified, &err);
 	free(dir);
+	rb_audit_keyring_free(trust);
 	if (!st) {
 		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
 		free(err);
 		return RB_EXIT_FAILED;
+	}
+	json_object_set_new(st, "verified", json_boolean(!unverified));
+	if (unverified) {
+		json_object_set_new(st, "not_verified", json_string(unverified));
+		fprintf(stderr, "runbook: warning: run %s is not verified, as %s (trust the key that "
+			"signed it with --keyring DIR)\n", id, unverified);
+		free(unverified);
 	}
 	if (!strcmp(format, "json")) {
 		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -768,36 +768,6 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 	return r;
 }
 
-int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
-		    json_t **torn_info, char **err)
-{
-	struct scan s;
-	if (snapshot)
-		*snapshot = NULL;
-	*records = NULL;
-	if (torn_info)
-		*torn_info = NULL;
-	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
-	int r = scan_run(dfd, run_dir, &s, err);
-	close(dfd);
-	if (r < 0)
-		return -1;
-	if (snapshot) {
-		*snapshot = s.state;
-		s.state = NULL;
-	}
-	*records = s.records;
-	s.records = NULL;
-	if (torn_info) {
-		*torn_info = s.torn;
-		s.torn = NULL;
-	}
-	scan_release(&s);
-	return 0;
-}
-
 /* --- the crash hook of the tests ----------------------------------------------- */
 
 /*
@@ -1053,6 +1023,82 @@ static int check_signed(const struct scan *s, const char *dir,
 		return rb_fail(err, "%s/%s: the snapshot's head is not the log's record at seq %"
 			       PRIu64 ": they are not of one run", dir, RB_RUN_SNAPSHOT, s->snap_seq);
 	return 0;
+}
+
+/*
+ * Why the signatures of a run cannot be checked with trust, or NULL: the key
+ * of its last record, or of its snapshot, is not in it, or the snapshot is of
+ * version 1 (unsigned).
+ */
+static char *unverifiable(const struct scan *s, const char *dir,
+			  const struct rb_audit_keyring *trust)
+{
+	char *why = NULL;
+	if (s->last_line) {
+		json_t *rec = json_loadb(s->last_line, s->last_len, 0, NULL);
+		const char *kid = json_string_value(json_object_get(rec, "key_id"));
+		if (kid && !rb_audit_keyring_find(trust, kid))
+			why = rb_xasprintf("%s/%s:%zu: signed by key %s, which is not in the keyring",
+					   dir, RB_RUN_JOURNAL, s->last_lineno, kid);
+		json_decref(rec);
+	}
+	if (!why && s->snap_text && !s->snap_key_id)
+		why = rb_xasprintf("%s/%s: the snapshot is of version 1, which is not signed", dir,
+				   RB_RUN_SNAPSHOT);
+	else if (!why && s->snap_text && !rb_audit_keyring_find(trust, s->snap_key_id))
+		why = rb_xasprintf("%s/%s: signed by key %s, which is not in the keyring", dir,
+				   RB_RUN_SNAPSHOT, s->snap_key_id);
+	return why;
+}
+
+int rb_journal_load_trusted(const char *run_dir, const struct rb_audit_keyring *trust,
+			    json_t **snapshot, json_t **records, json_t **torn_info,
+			    char **unverified, char **err)
+{
+	struct scan s;
+	if (snapshot)
+		*snapshot = NULL;
+	*records = NULL;
+	if (torn_info)
+		*torn_info = NULL;
+	if (unverified)
+		*unverified = NULL;
+	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	int r = scan_run(dfd, run_dir, &s, err);
+	close(dfd);
+	if (r < 0)
+		return -1;
+	if (trust) {
+		char *why = unverifiable(&s, run_dir, trust);
+		if (why && unverified)
+			*unverified = why;
+		else
+			free(why);
+		if (!why && check_signed(&s, run_dir, trust, err) < 0) {
+			scan_release(&s);
+			return -1;
+		}
+	}
+	if (snapshot) {
+		*snapshot = s.state;
+		s.state = NULL;
+	}
+	*records = s.records;
+	s.records = NULL;
+	if (torn_info) {
+		*torn_info = s.torn;
+		s.torn = NULL;
+	}
+	scan_release(&s);
+	return 0;
+}
+
+int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
+		    json_t **torn_info, char **err)
+{
+	return rb_journal_load_trusted(run_dir, NULL, snapshot, records, torn_info, NULL, err);
 }
 
 int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,

@@ -148,6 +148,17 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 		    json_t **torn_info, char **err);
 
 /*
+ * rb_journal_load, then the signatures that rb_journal_open checks with a
+ * trust keyring: the log's last record, the snapshot, the snapshot's head.
+ * One that does not verify is an error.  When they cannot be checked with
+ * trust (a key it does not hold, an unsigned version 1 snapshot), the run is
+ * loaded all the same and *unverified says why (free it).
+ */
+int rb_journal_load_trusted(const char *run_dir, const struct rb_audit_keyring *trust,
+			    json_t **snapshot, json_t **records, json_t **torn_info,
+			    char **unverified, char **err);
+
+/*
  * The head of the run's log that its snapshot keeps (the seq and SHA-256 of
  * the last record when it was written): 1 when there is one, 0 when there is
  * no snapshot yet, -1 with *err when it does not read.

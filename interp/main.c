@@ -86,15 +86,17 @@ const struct rb_command rb_commands[] = {
 	 "      --keyring DIR        public keys trusted to have signed the run so far,\n"
 	 "                           besides the audit key (a run begun with another key)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
-	 "usage: runbook runs [--state-dir DIR]\n"
+	 "usage: runbook runs [--state-dir DIR] [--keyring DIR]\n"
 	 "\n"
 	 "One line per run: its id, status (succeeded, failed, interrupted, paused, or\n"
-	 "unfinished: crashed or still running), runbook and step counts.\n"},
+	 "unfinished: crashed or still running), runbook and step counts.  Each run's\n"
+	 "signatures are checked with the audit key and --keyring's public keys.\n"},
 	{"status", cmd_status, "show the steps of a run",
-	 "usage: runbook status RUN_ID [--state-dir DIR] [--format text|json]\n"
+	 "usage: runbook status RUN_ID [--state-dir DIR] [--format text|json] [--keyring DIR]\n"
 	 "\n"
 	 "Each step of the run as its journal tells it: status, attempts, duration and\n"
-	 "why it failed or was skipped.\n"},
+	 "why it failed or was skipped.  The run's signatures are checked with the audit\n"
+	 "key and --keyring's public keys.\n"},
 	{"audit", cmd_audit, "verify, show and print the head of signed audit logs",
 	 "usage: runbook audit verify LOG|RUN_DIR|RUN_ID... [--keyring DIR] [--head SEQ:SHA256]\n"
 	 "                            [--shared]\n"

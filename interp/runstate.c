@@ -108,10 +108,11 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 	}
 }
 
-json_t *rb_run_state(const char *run_dir, char **err)
+json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
+		     char **unverified, char **err)
 {
 	json_t *snap = NULL, *records = NULL, *torn = NULL;
-	if (rb_journal_load(run_dir, &snap, &records, &torn, err) < 0)
+	if (rb_journal_load_trusted(run_dir, trust, &snap, &records, &torn, unverified, err) < 0)
 		return NULL;
 	json_t *st = json_pack("{s:s, s:n, s:s, s:b, s:[]}", "run", "", "runbook", "status",
 			       "unfinished", "torn", torn != NULL, "steps");

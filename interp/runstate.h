@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+struct rb_audit_keyring;
+
 /*
  * {"run", "runbook", "file", "sha256", "params", "status" (succeeded,
  * failed, interrupted, or unfinished when the journal has no end), "torn"
@@ -15,8 +17,12 @@
  * "duration_ms", "error", "output", "outputs", "items" (for_each items that
  * succeeded: {"K": {"sha256", "output"}})}] in the order they were first
  * journalled}.  Outputs are as journalled: secrets redacted.  NULL with *err.
+ * With trust, the run's signatures are checked too (rb_journal_load_trusted):
+ * one that does not verify is an error, one that cannot be checked with trust
+ * is said in *unverified (free it).
  */
-json_t *rb_run_state(const char *run_dir, char **err);
+json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
+		     char **unverified, char **err);
 
 /*
  * The keys of journal records that hold a user's value (an output, params,

@@ -277,12 +277,40 @@ out=$(rb resume --state-dir "$ts" --audit-key "$d/k2.pem" --approve dangerous "$
 	ok || bad "resume with another key: $rc $out"
 cmp -s "$tlog" "$d/trust.before" && [ ! -e "$d/tg/dangerous.count" ] && ok ||
 	bad "the refused resume changed the log or ran a step"
+# status and runs check the same signatures: with no key of the run's (no host key in $ts,
+# no RUNBOOK_AUDIT_KEY) they show it with a warning; with its key they verify it.
+tlast=$(wc -l <"$tlog")
+out=$(rb status --state-dir "$ts" "$tid" --format json 2>"$d/err"); rc=$?
+[ $rc -eq 0 ] && [ "$(jq -c '[.status, .verified]' <<<"$out")" = '["paused",false]' ] &&
+	grep -qxF "runbook: warning: run $tid is not verified, as $tlog:$tlast: signed by key $id1, which is not in the keyring (trust the key that signed it with --keyring DIR)" "$d/err" &&
+	ok || bad "status of a run signed by a key it does not hold: $rc $out $(cat "$d/err")"
+out=$(rb runs --state-dir "$ts" 2>"$d/err"); rc=$?
+[ $rc -eq 0 ] && grep -q "^$tid  *paused .*(not verified)$" <<<"$out" &&
+	grep -qF "runbook: warning: 1 run is not verified, as $tlog:$tlast: signed by key $id1" "$d/err" &&
+	ok || bad "runs of a run signed by a key it does not hold: $rc $out $(cat "$d/err")"
+for how in "--keyring $d/k.pem.pub" "RUNBOOK_AUDIT_KEY=$d/k.pem"; do
+	if [ "${how%%=*}" = RUNBOOK_AUDIT_KEY ]; then
+		out=$(RUNBOOK_AUDIT_KEY="${how#*=}" rb status --state-dir "$ts" "$tid" -f json 2>"$d/err")
+		runs=$(RUNBOOK_AUDIT_KEY="${how#*=}" rb runs --state-dir "$ts" 2>>"$d/err")
+	else
+		out=$(rb status --state-dir "$ts" "$tid" -f json $how 2>"$d/err")
+		runs=$(rb runs --state-dir "$ts" $how 2>>"$d/err")
+	fi
+	[ "$(jq -c '[.verified, .not_verified]' <<<"$out")" = '[true,null]' ] && [ ! -s "$d/err" ] &&
+		! grep -q "not verified" <<<"$runs" && ok || bad "status and runs with $how: $out $runs $(cat "$d/err")"
+done
 # The snapshot edited (the gate's step taken as done): refused, with the right key too.
 cp "$ts/runs/$tid/snapshot.json" "$d/snap.before"
 sed -i 's/"awaiting_approval"/"succeeded"        /' "$ts/runs/$tid/snapshot.json"
 out=$(rb resume --state-dir "$ts" --audit-key "$d/k.pem" "$tid" </dev/null 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -qF "snapshot.json: the snapshot does not verify: the signature does not verify with key $id1" <<<"$out" &&
 	ok || bad "resume of an edited snapshot: $rc $out"
+out=$(rb status --state-dir "$ts" --keyring "$d/k.pem.pub" "$tid" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qxF "runbook: error: run $tid: $ts/runs/$tid/snapshot.json: the snapshot does not verify: the signature does not verify with key $id1" <<<"$out" &&
+	ok || bad "status of an edited snapshot: $rc $out"
+out=$(rb runs --state-dir "$ts" --keyring "$d/k.pem.pub" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^$tid  *unreadable  *(.*snapshot.json: the snapshot does not verify" <<<"$out" &&
+	ok || bad "runs of an edited snapshot: $rc $out"
 cp "$d/snap.before" "$ts/runs/$tid/snapshot.json"
 mkdir -p "$d/ring" && cp "$d/k.pem.pub" "$d/ring/"
 out=$(rb resume --state-dir "$ts" --audit-key "$d/k2.pem" --keyring "$d/ring" --approve dangerous "$tid" </dev/null 2>&1); rc=$?

@@ -337,14 +337,16 @@ check "--force runs the file as it is now" [ $? -eq 0 ]
 check "and the fixed step passes" grep -q 'boom: succeeded' <<<"$out"
 check "steps the rollback undid run again" grep -q 'running again.* first (undone)' <<<"$out"
 
-# runs and status read the runs back.
-out=$("$RUNBOOK" runs --state-dir "$state")
+# runs and status read the runs back, verified with the state dir's host key.
+out=$("$RUNBOOK" runs --state-dir "$state" 2>"$state/runs.err")
 check "runs lists every run" [ "$(grep -c '^20' <<<"$out")" -eq "$(ls "$state/runs" | wc -l)" ]
+check "each verified with the host key" bash -c "[ ! -s '$state/runs.err' ] && ! grep -q 'not verified' <<<'$out'"
 check "runs shows a failed run" grep -q ' failed  *exec-failure ' <<<"$out"
 id=$(basename "$(dirname "$(grep -l '"runbook":"exec-basics"' "$state"/runs/*/audit.jsonl | head -n 1)")")
 out=$("$RUNBOOK" status --state-dir "$state" "$id")
 check "status names the run" grep -q "^run $id: exec-basics, succeeded" <<<"$out"
 check "status lists the steps" grep -q '^  flaky  *failed  *3 attempts' <<<"$out"
+check "status verifies it" [ "$("$RUNBOOK" status --state-dir "$state" "$id" -f json 2>&1 | jq .verified)" = true ]
 check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
 
 # A long run compacts its journal: a snapshot, and records continuing after it.

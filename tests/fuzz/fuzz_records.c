@@ -131,8 +131,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_decref(torn);
 	free(err);
 	err = NULL;
-	json_t *st = rb_run_state(dir, &err);
+	/* As status and runs read it: with the signatures checked. */
+	char *unverified = NULL;
+	json_t *st = rb_run_state(dir, kr, &unverified, &err);
 	json_decref(st);
+	free(unverified);
 	free(err);
 	err = NULL;
 	uint64_t seq;

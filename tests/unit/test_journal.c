@@ -1206,6 +1206,41 @@ static void t_trust(const char *base)
 	err = NULL;
 	rb_journal_close(j);
 	j = NULL;
+
+	/* status and runs load it with the same checks; a key they lack is said, not refused. */
+	struct rb_audit_keyring *stranger = rb_audit_keyring_new();
+	CHECK(rb_audit_keyring_add(stranger, other_key, "other", &err) == 0, "stranger's keyring");
+	json_t *recs = NULL;
+	char *unverified = NULL;
+	CHECK(rb_journal_load_trusted(dir, mine, NULL, &recs, NULL, &unverified, &err) == 0 &&
+	      recs && !unverified, "load with its key: verified (%s)", unverified ? unverified : "");
+	json_decref(recs);
+	recs = NULL;
+	CHECK(rb_journal_load_trusted(dir, stranger, NULL, &recs, NULL, &unverified, &err) == 0 &&
+	      recs && unverified && strstr(unverified, RB_RUN_JOURNAL ":") &&
+	      strstr(unverified, "which is not in the keyring"),
+	      "load without its key: shown, not verified: %s", unverified ? unverified : "");
+	json_decref(recs);
+	recs = NULL;
+	free(unverified);
+	unverified = NULL;
+	/* A version 1 snapshot (unsigned) cannot be checked: said when loading, refused on open. */
+	json_t *v2 = json_load_file(spath, 0, NULL);
+	json_object_set_new(v2, "version", json_integer(1));
+	json_object_del(v2, "key_id");
+	json_object_del(v2, "sig");
+	CHECK(v2 && json_dump_file(v2, spath, JSON_COMPACT) == 0, "a version 1 snapshot");
+	json_decref(v2);
+	CHECK(rb_journal_load_trusted(dir, mine, NULL, &recs, NULL, &unverified, &err) == 0 &&
+	      unverified && strstr(unverified, "the snapshot is of version 1, which is not signed"),
+	      "load of a version 1 snapshot: not verified: %s", unverified ? unverified : "");
+	json_decref(recs);
+	free(unverified);
+	CHECK(rb_journal_open(dir, "good", tkey, mine, &j, &err) == -1 && !j && err &&
+	      strstr(err, "the snapshot does not verify"), "resume refuses it: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	rb_audit_keyring_free(stranger);
 	free(spath);
 	free(jpath);
 	free(dir);
@@ -1238,6 +1273,12 @@ static void t_trust(const char *base)
 		rb_journal_close(j);    /* (when the check above failed) */
 		j = NULL;
 		CHECK(file_size(jpath) == size, "edit %zu: the log is as it was", e);
+		recs = NULL;
+		CHECK(rb_journal_load_trusted(dir, mine, NULL, &recs, NULL, NULL, &err) == -1 && !recs &&
+		      err && strstr(err, edits[e].want), "edit %zu: status refuses it: %s", e,
+		      err ? err : "");
+		free(err);
+		err = NULL;
 		/* Without a keyring the journal opens it: the check is the resume's. */
 		CHECK(rb_journal_open(dir, id, tkey, NULL, &j, &err) == 0,
 		      "edit %zu: opens without trust: %s", e, err ? err : "");
