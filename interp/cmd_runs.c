@@ -43,17 +43,14 @@ static struct rb_audit_keyring *trusted(const char *keyring, const char *state)
 	char *err = NULL, *host = rb_xasprintf("%s/%s", state, RB_AUDIT_HOST_KEY);
 	const char *env = getenv("RUNBOOK_AUDIT_KEY");
 	const char *key = env && *env ? env : access(host, F_OK) == 0 ? host : NULL;
-	if (keyring ? rb_audit_keyring_load(keyring, &kr, &err) < 0
-		    : !(kr = rb_audit_keyring_new()))
-		;
-	else if (key && (rb_audit_key_load(key, &k, &err) < 0 ||
-			 rb_audit_keyring_add(kr, k, key, &err) < 0))
-		;
-	else
-		err = NULL;
+	int ok = keyring ? rb_audit_keyring_load(keyring, &kr, &err) == 0
+			 : (kr = rb_audit_keyring_new()) != NULL;
+	if (ok && key)
+		ok = rb_audit_key_load(key, &k, &err) == 0 &&
+		     rb_audit_keyring_add(kr, k, key, &err) == 0;
 	rb_audit_key_free(k);
 	free(host);
-	if (err || !kr) {
+	if (!ok) {
 		fprintf(stderr, "runbook: error: %s\n", err ? err : "out of memory");
 		free(err);
 		rb_audit_keyring_free(kr);

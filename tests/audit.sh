@@ -288,6 +288,9 @@ out=$(rb runs --state-dir "$ts" 2>"$d/err"); rc=$?
 [ $rc -eq 0 ] && grep -q "^$tid  *paused .*(not verified)$" <<<"$out" &&
 	grep -qF "runbook: warning: 1 run is not verified, as $tlog:$tlast: signed by key $id1" "$d/err" &&
 	ok || bad "runs of a run signed by a key it does not hold: $rc $out $(cat "$d/err")"
+out=$(rb status --state-dir "$ts" "$tid" --keyring "$d/no-such-ring" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qF "runbook: error: cannot read keyring $d/no-such-ring" <<<"$out" && ok ||
+	bad "status with a keyring that is not there: $rc $out"
 for how in "--keyring $d/k.pem.pub" "RUNBOOK_AUDIT_KEY=$d/k.pem"; do
 	if [ "${how%%=*}" = RUNBOOK_AUDIT_KEY ]; then
 		out=$(RUNBOOK_AUDIT_KEY="${how#*=}" rb status --state-dir "$ts" "$tid" -f json 2>"$d/err")
