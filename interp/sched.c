@@ -53,41 +53,6 @@ static char *spill_filter(void *ud, const char *d, size_t n, size_t *outn)
 
 /* --- workers --------------------------------------------------------------------------- */
 
-/* How much of a failed command's last stderr line its error message takes. */
-#define STDERR_LINE_MAX 200
-
-/*
- * A failed command's message ends with the last line it wrote to stderr: why it failed, in
- * its own words ("exit status 7: connection refused"), on the console, in the audit log and
- * in replay.  Control characters become spaces; a long line is cut at a character boundary.
- */
-static char *with_stderr_line(char *error, const json_t *output)
-{
-	const json_t *e = json_object_get(output, "stderr");
-	if (!error || !json_is_string(e))
-		return error;
-	const char *s = json_string_value(e);
-	size_t end = json_string_length(e);
-	while (end > 0 && strchr(" \t\r\n", s[end - 1]))
-		end--;
-	size_t start = end;
-	while (start > 0 && s[start - 1] != '\n')
-		start--;
-	while (start < end && strchr(" \t\r", s[start]))
-		start++;
-	if (start == end)
-		return error;
-	size_t n = end - start, cut = n > STDERR_LINE_MAX ? STDERR_LINE_MAX : n;
-	while (cut < n && cut > 0 && ((unsigned char)s[start + cut] & 0xc0) == 0x80)
-		cut--;          /* not inside a UTF-8 sequence */
-	char *r = rb_xasprintf("%s: %.*s%s", error, (int)cut, s + start, cut < n ? "..." : "");
-	for (char *p = r + strlen(error); *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	free(error);
-	return r;
-}
-
 static void run_unit(struct unit *u)
 {
 	struct job *jb = u->jb;
@@ -120,6 +85,7 @@ static void run_unit(struct unit *u)
 		.filter = spill_filter,
 		.box = ex->box,
 		.scope = ex->scope,
+		.sensitive = ex->rb->steps[jb->step]->sensitive,
 	};
 	struct rb_result res = {0};
 	if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
@@ -134,8 +100,6 @@ static void run_unit(struct unit *u)
 	} else {
 		jb->action->run(&call, &res);
 	}
-	if (res.failed && !ex->rb->steps[jb->step]->sensitive)
-		res.error = with_stderr_line(res.error, res.output);
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
 	if (check && !res.failed && (!res.output || json_is_null(res.output) ||
 				     json_is_false(res.output))) {

@@ -60,6 +60,7 @@ struct rb_call {
 	void *ud;
 	struct rb_luabox *box;          /* inline actions only */
 	int scope;                      /* inline actions only: the Lua scope's index */
+	int sensitive;                  /* the output is a secret: keep it out of the error */
 };
 
 struct rb_result {

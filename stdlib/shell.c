@@ -151,8 +151,49 @@ static int parse_output(const char *how, const struct rb_proc_result *r, json_t 
 	return 0;
 }
 
-static char *failure(const struct rb_proc_result *r)
+/* How much of a failed command's last line of stderr its message takes. */
+#define STDERR_LINE_MAX 200
+
+/*
+ * why, then ": " and the last line of s that is not blank, control characters as spaces,
+ * cut at STDERR_LINE_MAX bytes on a character boundary.
+ */
+static char *with_last_line(char *why, const char *s, size_t end)
 {
+	while (end > 0 && strchr(" \t\r\n", s[end - 1]))
+		end--;
+	size_t start = end;
+	while (start > 0 && s[start - 1] != '\n')
+		start--;
+	while (start < end && strchr(" \t\r", s[start]))
+		start++;
+	if (start == end)
+		return why;
+	size_t n;
+	char *line = rb_utf8_lossy(s + start, end - start, &n), *cut = "";
+	if (n > STDERR_LINE_MAX) {
+		n = STDERR_LINE_MAX;
+		while (n > 0 && ((unsigned char)line[n] & 0xc0) == 0x80)
+			n--;            /* not inside a UTF-8 sequence */
+		cut = "...";
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = ' ';
+	char *r = rb_xasprintf("%s: %.*s%s", why, (int)n, line, cut);
+	free(line);
+	free(why);
+	return r;
+}
+
+/*
+ * Why a command failed: its exit status or signal, and the last line it wrote to stderr,
+ * in its own words ("exit status 7: connection refused"); not when its output is a secret,
+ * nor when stderr was too long to keep whole (its last line is in the spill file).
+ */
+static char *failure(const struct rb_proc_result *r, int sensitive)
+{
+	char *why;
 	if (r->error)
 		return rb_xstrdup(r->error);
 	if (r->timed_out)
@@ -160,8 +201,12 @@ static char *failure(const struct rb_proc_result *r)
 	if (r->killed)
 		return rb_xstrdup("stopped");
 	if (r->signal > 0)
-		return rb_xasprintf("killed by signal %d", r->signal);
-	return rb_xasprintf("exit status %d", r->exit_code);
+		why = rb_xasprintf("killed by signal %d", r->signal);
+	else
+		why = rb_xasprintf("exit status %d", r->exit_code);
+	if (sensitive || r->err_total != r->err_len)
+		return why;
+	return with_last_line(why, r->err, r->err_len);
 }
 
 static int shell_run(const struct rb_call *c, struct rb_result *res)
@@ -234,7 +279,7 @@ static int shell_run(const struct rb_call *c, struct rb_result *res)
 	res->timed_out = r->timed_out;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;
-		res->error = failure(r);
+		res->error = failure(r, c->sensitive);
 	} else {
 		json_t *how = json_object_get(a, "parse");
 		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,

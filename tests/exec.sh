@@ -114,12 +114,18 @@ check "a failure ends with the last line of stderr" \
 check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
 check "its control characters become spaces" \
 	grep -qF '"error":"exit status 5: bad thing  [31mred [0m"' <<<"$(journal)"
+check "a long line is cut at 200 bytes, between characters" \
+	has '"step":"says_a_lot","status":"failed".*"error":"exit status 8: a\(é\)\{99\}\.\.\.",'
 check "a sensitive step's stderr stays out of its error" \
 	has '"step":"keeps_quiet","status":"failed".*"error":"exit status 4",'
 check "and out of everything printed" bash -c "! grep -q hush-81 <<<'$out'"
 check "and out of the run's files" bash -c "! grep -rq hush-81 '$state'"
 check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out after 300ms"'
 check "command not found" has "cannot run 'no-such-command-runbook': command not found"
+run tests/exec/long_stderr.yaml >/dev/null 2>&1
+check "not when stderr was too long to keep whole (its last line is in the spill file)" \
+	has '"step":"says_too_much","status":"failed".*"error":"exit status 6",'
+check "which has it" grep -q '^the real reason$' "$state/runs/$(ls -t "$state/runs" | head -n 1)/output/says_too_much.stderr"
 
 # A step that ignores SIGTERM and leaves a daemon still ends within
 # timeout + grace + 1 s, leaving no process behind.
