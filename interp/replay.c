@@ -294,6 +294,9 @@ static void step_record(struct model *m, const char *id, const char *type, const
 						   "output_sha256", "error"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
 			copy(c, keys[i], rec, NULL);
+		json_t *out = rb_record_value(rec, "output");   /* a failed call's */
+		if (out)
+			json_object_set_new(c, "output", out);
 		set_int(c, "offset_ms", off);
 	} else if (!strcmp(type, "item_finished")) {
 		json_t *k = json_object_get(rec, "index");

@@ -619,11 +619,15 @@ static void result(struct exec *ex, const struct unit *u)
 	json_t *code = json_object_get(u->output, "exit_code");
 	if (json_is_integer(code))
 		json_object_set(rec, "exit_code", code);
-	if (!u->failed) {
+	if (!u->failed || u->output) {
 		char hex[65];
 		ex_output_sha256(ex, st, u->output, hex);
 		json_object_set_new(rec, "output_sha256", json_string(hex));
 	}
+	/* A failed call's output (its stderr, say) is nowhere else in the log. */
+	if (u->failed && u->output)
+		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
+							     : json_incref(u->output));
 	if (u->error)
 		json_object_set_new(rec, "error", json_string(u->error));
 	ex_journal(ex, rec);

@@ -428,3 +428,30 @@ int rb_sha256_hex(const void *buf, size_t len, char hex[65])
 	rb_hex(md, 32, hex);
 	return 0;
 }
+
+int rb_sha256_file(const char *path, char hex[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char buf[65536], d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	ssize_t got = 0;
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while (ok && (got = read(fd, buf, sizeof(buf))) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		ok = got > 0 && EVP_DigestUpdate(md, buf, (size_t)got);
+	}
+	int e = errno;
+	ok = ok && EVP_DigestFinal_ex(md, d, &n) && n == 32;
+	EVP_MD_CTX_free(md);
+	close(fd);
+	if (!ok) {
+		errno = got < 0 ? e : EIO;
+		return -1;
+	}
+	rb_hex(d, 32, hex);
+	return 0;
+}

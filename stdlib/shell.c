@@ -209,6 +209,33 @@ static char *failure(const struct rb_proc_result *r, int sensitive)
 	return with_last_line(why, r->err, r->err_len);
 }
 
+/*
+ * A stream longer than the step keeps in memory: where the rest went (the file in the run's
+ * directory, "output/STEP.stdout"), how many bytes and their SHA-256, or how many were lost
+ * (the file could not be written).  In the output, so that the audit log binds the file too.
+ */
+static void add_overflow(json_t *out, const char *key, const char *spill_path, const char *suffix,
+			 size_t total, size_t kept, size_t spilled)
+{
+	if (total == kept)
+		return;
+	json_t *o = json_pack("{s:I}", "bytes", (json_int_t)(total - kept));
+	if (spilled) {
+		char *path = rb_xasprintf("%s%s", spill_path, suffix), hex[65];
+		/* Its name in the run's directory: the last two parts of the path. */
+		const char *name = path + strlen(path);
+		for (int parts = 0; name > path && parts < 2; parts += *name == '/')
+			name--;
+		json_object_set_new(o, "file", json_string(name + (*name == '/')));
+		if (rb_sha256_file(path, hex) == 0)
+			json_object_set_new(o, "sha256", json_string(hex));
+		free(path);
+	}
+	if (total - kept > spilled)
+		json_object_set_new(o, "lost", json_integer((json_int_t)(total - kept - spilled)));
+	json_object_set_new(out, key, o);
+}
+
 static int shell_run(const struct rb_call *c, struct rb_result *res)
 {
 	struct rb_strv argv = {0}, env = {0};
@@ -276,6 +303,10 @@ static int shell_run(const struct rb_call *c, struct rb_result *res)
 	const struct rb_proc_result *r = rb_proc_result(p);
 	res->output = json_pack("{s:o, s:o, s:i}", "stdout", text_json(r->out, r->out_len),
 				"stderr", text_json(r->err, r->err_len), "exit_code", r->exit_code);
+	add_overflow(res->output, "stdout_rest", c->spill_path, ".stdout", r->out_total, r->out_len,
+		     r->out_spilled);
+	add_overflow(res->output, "stderr_rest", c->spill_path, ".stderr", r->err_total, r->err_len,
+		     r->err_spilled);
 	res->timed_out = r->timed_out;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;

@@ -112,6 +112,11 @@ check "a failure the run goes on past says so" has '"step":"exit_three","status"
 check "a failure ends with the last line of stderr" \
 	has '"step":"says_why","status":"failed".*"error":"exit status 7: ERROR: connection refused"'
 check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
+# The failed call's output is in its action_result, bound by its SHA-256.
+ar=$(jq -c 'select(.type == "action_result" and .step == "says_why")' "$state/runs/$(ls -t "$state/runs" | head -n 1)/audit.jsonl")
+check "a failed call's output is in its action_result" \
+	[ "$(jq -r '.output | fromjson | .stderr' <<<"$ar")" = "$(printf 'starting\nERROR: connection refused\n\n')" ]
+check "bound by its output_sha256" [ "$(jq -j .output <<<"$ar" | sha256sum | cut -d' ' -f1)" = "$(jq -r .output_sha256 <<<"$ar")" ]
 check "its control characters become spaces" \
 	grep -qF '"error":"exit status 5: bad thing  [31mred [0m"' <<<"$(journal)"
 check "a long line is cut at 200 bytes, between characters" \
@@ -125,7 +130,20 @@ check "command not found" has "cannot run 'no-such-command-runbook': command not
 run tests/exec/long_stderr.yaml >/dev/null 2>&1
 check "not when stderr was too long to keep whole (its last line is in the spill file)" \
 	has '"step":"says_too_much","status":"failed".*"error":"exit status 6",'
-check "which has it" grep -q '^the real reason$' "$state/runs/$(ls -t "$state/runs" | head -n 1)/output/says_too_much.stderr"
+lrun="$state/runs/$(ls -t "$state/runs" | head -n 1)"
+check "which has it" grep -q '^the real reason$' "$lrun/output/says_too_much.stderr"
+# The output names each file with the length and SHA-256 of what it holds: the log binds it.
+rest() { jq -r --arg s "$1" --arg k "$2" 'select(.type == "step_finished" and .step == $s) |
+	.output | fromjson | .[$k] | "\(.file) \(.bytes) \(.sha256)"' "$lrun/audit.jsonl"; }
+for sk in "long_output stdout_rest" "long_output stderr_rest"; do
+	read -r file bytes sha <<<"$(rest $sk)"
+	check "$sk: names its file, its length and its SHA-256" \
+		bash -c "[ -f '$lrun/$file' ] && [ \$(stat -c %s '$lrun/$file') = '$bytes' ] &&
+			 [ \$(sha256sum <'$lrun/$file' | cut -d' ' -f1) = '$sha' ]"
+done
+check "the first MiB stays in the output" \
+	[ "$(jq -r 'select(.type == "step_finished" and .step == "long_output") | .output | fromjson |
+		.stdout | length' "$lrun/audit.jsonl")" = 1048576 ]
 
 # A step that ignores SIGTERM and leaves a daemon still ends within
 # timeout + grace + 1 s, leaving no process behind.

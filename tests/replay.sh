@@ -77,6 +77,8 @@ rb replay "$fx/gate/audit.jsonl" "${ring[@]}" >"$d/out" 2>&1 && cmp -s "$d/out" 
 j() { rb replay "$fx/$1" -f json "${ring[@]}" | jq -c "$2"; }
 [ "$(j plain '.steps[] | select(.step == "flaky") | [.attempts[] | [.attempt, .status, .retried, .calls[0].exit_code, .error]]')" = \
   '[[1,"failed",true,7,"exit status 7: connection refused"],[2,"succeeded",null,0,null]]' ] && ok || bad "plain: flaky's attempts"
+[ "$(j plain '.steps[] | select(.step == "flaky") | .attempts[0].calls[0].output.stderr')" = '"connection refused\n"' ] &&
+	ok || bad "plain: a failed call's output"
 # A failure the run went on past (continue_on_error) says so.
 [ "$(j plain '[.steps[] | select(.status == "failed") | [.step, .continued, .error]]')" = \
   '[["optional_cleanup",true,"exit status 3: no such table: tmp_sessions"]]' ] && ok || bad "plain: continued"
