@@ -3,6 +3,7 @@
  * to publish, and show a log as a timeline.  Exit 0 when all is well, 1 when
  * a log does not verify or cannot be read, 2 for a bad command line.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "cli.h"
 #include "journal.h"
 #include "redact.h"
+#include "runstate.h"
 #include "util.h"
 
 /* After rb_opt_next gave HELP or ERROR (which it printed). */
@@ -24,6 +26,78 @@ static int help_or_error(int k)
 		return RB_EXIT_OK;
 	}
 	return RB_EXIT_INVALID;
+}
+
+/* Each file out (a command's output, or a list of them) says it holds; -1 after a message. */
+static int check_files(const char *dir, const char *log, size_t line, const json_t *out,
+		       json_t *seen)
+{
+	static const char *const keys[] = {"stdout_rest", "stderr_rest"};
+	int rc = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach(out, i, v)
+		rc |= check_files(dir, log, line, v, seen);
+	for (size_t k = 0; k < 2; k++) {
+		const json_t *rest = json_object_get(out, keys[k]);
+		const char *file = json_string_value(json_object_get(rest, "file"));
+		const char *sha = json_string_value(json_object_get(rest, "sha256"));
+		if (!file || !sha || json_object_get(seen, file))
+			continue;       /* a for_each item's is in two records */
+		json_object_set_new(seen, file, json_true());
+		char hex[65], *path = rb_xasprintf("%s/%s", dir, file);
+		/* output/NAME, nothing else: the log does not send a verifier elsewhere. */
+		const char *name = strncmp(file, RB_RUN_OUTPUT "/", sizeof(RB_RUN_OUTPUT)) ? NULL
+				   : file + sizeof(RB_RUN_OUTPUT);
+		if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+			fprintf(stderr, "%s:%zu: error: names the file '%s', which is not in the run's "
+				"%s directory\n", log, line, file, RB_RUN_OUTPUT);
+			rc = -1;
+		} else if (rb_sha256_file(path, hex) < 0) {
+			fprintf(stderr, "%s: error: %s, and %s:%zu binds it\n", path, strerror(errno),
+				log, line);
+			rc = -1;
+		} else if (strcmp(hex, sha)) {
+			fprintf(stderr, "%s: error: its SHA-256 is not the one %s:%zu records: the file "
+				"was changed\n", path, log, line);
+			rc = -1;
+		}
+		free(path);
+	}
+	return rc;
+}
+
+/*
+ * The files of a run's directory that its log binds (the output a command wrote past what a
+ * step keeps: stdout_rest, stderr_rest) hold what it says.  -1 after a message.
+ */
+static int verify_files(const char *log, size_t *nfiles)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return 0;       /* rb_audit_verify read it: it said so */
+	char *dir = rb_xstrdup(log), *slash = strrchr(dir, '/'), *buf = NULL;
+	size_t cap = 0, line = 0;
+	ssize_t n;
+	int rc = 0;
+	json_t *seen = json_object();
+	if (slash)
+		*slash = '\0';
+	while ((n = getline(&buf, &cap, f)) > 0) {
+		line++;
+		json_t *rec = json_loadb(buf, (size_t)n, 0, NULL);
+		json_t *out = rb_record_value(rec, "output");
+		if (out)
+			rc |= check_files(slash ? dir : ".", log, line, out, seen);
+		json_decref(out);
+		json_decref(rec);
+	}
+	*nfiles = json_object_size(seen);
+	json_decref(seen);
+	free(buf);
+	free(dir);
+	fclose(f);
+	return rc;
 }
 
 static int verify(int argc, char **argv)
@@ -82,15 +156,21 @@ static int verify(int argc, char **argv)
 			o.expected_head = &kept;
 		int v = rb_audit_verify(path, &o, &r);
 		o.expected_head = given;
+		size_t nfiles = 0;
 		if (v < 0) {
 			rc = RB_EXIT_FAILED;
 			rb_cli_verify_error(path, &r);
+		} else if (strcmp(path, logs[i]) && verify_files(path, &nfiles) < 0) {
+			rc = RB_EXIT_FAILED;    /* a run directory: its files too */
 		} else {
 			printf("%s: ok: %" PRIu64 " record%s, %" PRIu64 " run%s", path, r.records,
 			       r.records == 1 ? "" : "s", r.runs, r.runs == 1 ? "" : "s");
 			if (r.open_runs)
 				printf(" (%" PRIu64 " not closed)", r.open_runs);
-			printf(", head %" PRIu64 ":%s\n", r.head.seq, r.head.sha256);
+			printf(", head %" PRIu64 ":%s", r.head.seq, r.head.sha256);
+			if (nfiles)
+				printf(", %zu output file%s", nfiles, nfiles == 1 ? "" : "s");
+			putchar('\n');
 		}
 		free(path);
 	}

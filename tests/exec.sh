@@ -141,6 +141,19 @@ for sk in "long_output stdout_rest" "long_output stderr_rest"; do
 		bash -c "[ -f '$lrun/$file' ] && [ \$(stat -c %s '$lrun/$file') = '$bytes' ] &&
 			 [ \$(sha256sum <'$lrun/$file' | cut -d' ' -f1) = '$sha' ]"
 done
+lid=$(basename "$lrun")
+check "audit verify of the run checks those files" \
+	bash -c "'$RUNBOOK' audit verify --state-dir '$state' $lid | grep -q ', 3 output files$'"
+cp "$lrun/output/long_output.stdout" "$state/kept.stdout"
+printf 'changed' | dd of="$lrun/output/long_output.stdout" bs=1 seek=100 conv=notrunc 2>/dev/null
+out2=$("$RUNBOOK" audit verify --state-dir "$state" "$lid" 2>&1)
+check "a file changed since the run fails it, named" \
+	bash -c "[ $? -eq 1 ] && grep -qF '$lrun/output/long_output.stdout: error: its SHA-256 is not the one $lrun/audit.jsonl:' <<<'$out2'"
+rm "$lrun/output/long_output.stdout"
+out2=$("$RUNBOOK" audit verify --state-dir "$state" "$lid" 2>&1)
+check "so does a file removed" \
+	bash -c "[ $? -eq 1 ] && grep -qF '$lrun/output/long_output.stdout: error: No such file or directory, and $lrun/audit.jsonl:' <<<'$out2'"
+mv "$state/kept.stdout" "$lrun/output/long_output.stdout"
 check "the first MiB stays in the output" \
 	[ "$(jq -r 'select(.type == "step_finished" and .step == "long_output") | .output | fromjson |
 		.stdout | length' "$lrun/audit.jsonl")" = 1048576 ]
