@@ -1,7 +1,7 @@
 /*
  * Checked allocation, the document arena, string buffers and the
  * "did you mean" distance, hex and SHA-256.  Pure helpers: no I/O except
- * rb_read_file.
+ * rb_read_file and rb_sha256_file.
  */
 #include "util.h"
 
