@@ -817,10 +817,11 @@ static int unit_done(struct exec *ex, struct unit *u)
 	result(ex, u);
 	if (jb->items && jb->what->kind != RB_CHECK)
 		item_finished(ex, jb, u);
+	/* A failed call's output is its step's output too (on_failure steps read it). */
+	json_array_set_new(jb->outs, u->k, u->output ? u->output : json_null());
 	if (!u->failed) {
 		jb->ok[u->k] = 1;
 		jb->ndone++;
-		json_array_set_new(jb->outs, u->k, u->output ? u->output : json_null());
 	} else {
 		if (!jb->failed) {
 			jb->failed = 1;
@@ -833,7 +834,6 @@ static int unit_done(struct exec *ex, struct unit *u)
 		} else {
 			free(u->error);
 		}
-		json_decref(u->output);
 	}
 	free(u);
 	if (jb->running || (!jb->failed && jb->ndone < jb->n))

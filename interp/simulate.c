@@ -85,6 +85,9 @@ static void index_records(struct recorded *r, const json_t *records)
 			json_t *res = json_pack("{s:b}", "ok", ok);
 			if (json_object_get(rec, "error"))
 				json_object_set(res, "error", json_object_get(rec, "error"));
+			json_t *out = ok ? NULL : rb_record_value(rec, "output");
+			if (out)        /* a failed call's output, which later steps may read */
+				json_object_set_new(res, "output", out);
 			json_object_set_new(r->results, k, res);
 			free(k);
 		} else if (!strcmp(type, "item_finished")) {
@@ -112,11 +115,10 @@ static int lookup(void *ud, const char *step, int attempt, size_t index, int che
 	free(k);
 	if (!res)
 		return -1;
-	if (json_is_true(json_object_get(res, "ok"))) {
-		json_t *out = json_object_get(res, "output");
-		*output = out ? json_deep_copy(out) : json_null();
+	json_t *out = json_object_get(res, "output");
+	*output = out ? json_deep_copy(out) : json_null();
+	if (json_is_true(json_object_get(res, "ok")))
 		return 1;
-	}
 	const char *e = json_string_value(json_object_get(res, "error"));
 	*error = rb_xstrdup(e ? e : "failed");
 	return 0;
@@ -126,6 +128,12 @@ static int ran(const char *status)
 {
 	return status && strcmp(status, "skipped") && strcmp(status, "pending") &&
 	       strcmp(status, "not_probed");
+}
+
+/* A status that says how a step that ran came out. */
+static int decided(const char *status)
+{
+	return status && (!strcmp(status, "succeeded") || !strcmp(status, "failed"));
 }
 
 /* v as one short line of JSON, for a difference. */
@@ -208,6 +216,11 @@ static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
 			add(diffs, "condition", id, rb_xasprintf("%s: was %s then; now it would run",
 								 id, st));
 		} else if (ran(st)) {
+			if (decided(st) && decided(sn) && strcmp(st, sn)) {
+				const char *why = json_string_value(json_object_get(now, "error"));
+				add(diffs, "outcome", id, rb_xasprintf("%s: %s then; now it would have "
+					"%s%s%s", id, st, sn, why ? ": " : "", why ? why : ""));
+			}
 			json_t *ct = json_object_get(then, "calls");
 			json_t *cn = json_array_get(json_object_get(now, "calls"), 0);
 			if (ct && cn)

@@ -111,6 +111,11 @@ check "exit status" has '"step":"exit_three","status":"failed".*"error":"exit st
 check "a failure the run goes on past says so" has '"step":"exit_three","status":"failed".*"continued":true'
 check "a failure ends with the last line of stderr" \
 	has '"step":"says_why","status":"failed".*"error":"exit status 7: ERROR: connection refused"'
+check "a failed step's output is there for the steps after it" \
+	has '"step":"reads_why","status":"succeeded","attempt":1,"output":"failed 7 ERROR: connection refused"'
+check "a failed item's too, in the list of its step's items" \
+	has '"step":"reads_items","status":"succeeded","attempt":1,"output":\[0,2\]'
+check "the failed step's record has it" has '"event":"step_finished","step":"says_why","status":"failed","attempt":1,"output":{"exit_code":7,'
 check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
 # The failed call's output is in its action_result, bound by its SHA-256.
 ar=$(jq -c 'select(.type == "action_result" and .step == "says_why")' "$state/runs/$(ls -t "$state/runs" | head -n 1)/audit.jsonl")

@@ -151,6 +151,19 @@ grep -q '^  removed    optional_cleanup: failed then' "$d/sim" && ok || bad "a r
 rb replay "$fx/plain" --simulate --runbook "$dir/simulate-changed.yaml" --format json "${ring[@]}" >"$d/sim.json"
 [ "$(jq -r '[.same_path, (.differences | length), (.differences | map(.kind) | unique | join(","))] | @tsv' "$d/sim.json")" = "$(printf 'false\t8\tadded,argument,condition,removed')" ] &&
 	ok || bad "simulate --format json: $(head -c 300 "$d/sim.json")"
+# A failed call's recorded output stands in for it too: a step that reads it takes the same
+# path; a step that fails now where it succeeded then is a difference of outcome.
+sed 's/backed_up = #steps.backup.output}/backed_up = #steps.backup.output, cleanup = steps.optional_cleanup.output.exit_code}/' \
+	"$dir/plain.yaml" >"$d/reads-failed.yaml"
+rb replay "$fx/plain" --simulate --runbook "$d/reads-failed.yaml" "${ring[@]}" >"$d/out" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q '^the same path: ' "$d/out" && ok || bad "a failed call's output in a simulation: $rc $(head -c 300 "$d/out")"
+sed 's/backed_up = #steps.backup.output}/backed_up = #steps.backup.output, oops = steps.optional_cleanup.output.exit_code.x}/' \
+	"$dir/plain.yaml" >"$d/fails-now.yaml"
+rb replay "$fx/plain" --simulate --runbook "$d/fails-now.yaml" "${ring[@]}" >"$d/out" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q '^  outcome    report: succeeded then; now it would have failed: .*attempt to index a number value' "$d/out" &&
+	ok || bad "a step that fails now: $rc $(head -c 400 "$d/out")"
 # Nothing ran: the commands of the fixture would have written here.
 rb replay "$fx/crash" --simulate "${ring[@]}" --format markdown | grep -q '^### Simulation of run ' && ok || bad "simulate --format markdown"
 # The recorded params must fit the runbook as it is now.
