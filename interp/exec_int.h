@@ -60,7 +60,7 @@ struct unit {
 	int64_t started_ms;
 	json_t *output;
 	int failed, timed_out;
-	char *error;
+	char *error, *warning;
 	struct unit *next;
 };
 

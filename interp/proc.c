@@ -149,7 +149,7 @@ struct stream {
 	size_t mem_len, mem_cap;
 	size_t total, spilled;
 	int spill_fd;           /* -1 until the first byte past mem_limit */
-	int spill_failed;
+	int spill_errno;        /* why the spill file failed, or 0 */
 	char *hold;             /* with a filter: spilled bytes after the last newline */
 	size_t hold_len;
 	char *line;             /* the unterminated line so far */
@@ -237,7 +237,7 @@ static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size
 	}
 	if (s->spill_fd < 0 || write_all(s->spill_fd, d, n) < 0) {
 		/* ENOSPC and friends: drop the rest, the counters tell how much. */
-		s->spill_failed = 1;
+		s->spill_errno = errno ? errno : EIO;
 		close_fd(&s->spill_fd);
 		return;
 	}
@@ -259,7 +259,7 @@ static void spill_filtered(struct rb_proc *p, struct stream *s, const char *d, s
  */
 static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 {
-	if (!p->spill_path || s->spill_failed)
+	if (!p->spill_path || s->spill_errno)
 		return;
 	if (!p->filter) {
 		spill_write(p, s, d, n);
@@ -320,12 +320,14 @@ static void sync_result(struct rb_proc *p)
 	r->err_total = p->err.total;
 	r->out_spilled = p->out.spilled;
 	r->err_spilled = p->err.spilled;
+	r->out_spill_errno = p->out.spill_errno;
+	r->err_spill_errno = p->err.spill_errno;
 }
 
 static void stream_eof(struct rb_proc *p, struct stream *s)
 {
 	close_fd(&s->fd);
-	if (s->hold_len && !s->spill_failed)
+	if (s->hold_len && !s->spill_errno)
 		spill_filtered(p, s, s->hold, s->hold_len);
 	s->hold_len = 0;
 	close_fd(&s->spill_fd);

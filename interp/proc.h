@@ -139,6 +139,7 @@ struct rb_proc_result {
 	size_t out_total, err_total;    /* bytes produced, including spilled and dropped ones */
 	size_t out_spilled, err_spilled; /* bytes in the spill files; the rest past out_len was
 					   dropped (no spill_path, or the file could not be written) */
+	int out_spill_errno, err_spill_errno; /* why a spill file could not be written, or 0 */
 };
 
 struct rb_proc;

@@ -114,6 +114,7 @@ static void run_unit(struct unit *u)
 	u->failed = res.failed;
 	u->timed_out = res.timed_out;
 	u->error = res.error;
+	u->warning = res.warning;
 	u->output = res.output;
 }
 
@@ -815,6 +816,12 @@ static int unit_done(struct exec *ex, struct unit *u)
 	struct job *jb = u->jb;
 	jb->running--;
 	result(ex, u);
+	if (u->warning) {
+		const char *id = ex->rb->steps[jb->step]->id;
+		ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "warning", "step", id, "message",
+				       u->warning), "%s: warning: %s", id, u->warning);
+		free(u->warning);
+	}
 	if (jb->items && jb->what->kind != RB_CHECK)
 		item_finished(ex, jb, u);
 	/* A failed call's output is its step's output too (on_failure steps read it). */

@@ -68,6 +68,8 @@ struct rb_result {
 	int failed;                     /* the action did not succeed */
 	int timed_out;                  /* it was stopped at its deadline */
 	char *error;                    /* why it failed (malloc'd), or NULL */
+	char *warning;                  /* what the user must know all the same (output that
+					   could not be kept; malloc'd), or NULL */
 };
 
 struct rb_action {

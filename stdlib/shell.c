@@ -212,28 +212,46 @@ static char *failure(const struct rb_proc_result *r, int sensitive)
 /*
  * A stream longer than the step keeps in memory: where the rest went (the file in the run's
  * directory, "output/STEP.stdout"), how many bytes and their SHA-256, or how many were lost
- * (the file could not be written).  In the output, so that the audit log binds the file too.
+ * and why (the file could not be written; the user is warned too).  In the output, so that
+ * the audit log binds the file too.
  */
-static void add_overflow(json_t *out, const char *key, const char *spill_path, const char *suffix,
-			 size_t total, size_t kept, size_t spilled)
+static void add_overflow(const struct rb_call *c, const struct rb_proc_result *r, int fd,
+			 struct rb_result *res)
 {
+	const char *stream = fd == 1 ? "stdout" : "stderr";
+	size_t total = fd == 1 ? r->out_total : r->err_total;
+	size_t kept = fd == 1 ? r->out_len : r->err_len;
+	size_t spilled = fd == 1 ? r->out_spilled : r->err_spilled;
+	int why = fd == 1 ? r->out_spill_errno : r->err_spill_errno;
 	if (total == kept)
 		return;
 	json_t *o = json_pack("{s:I}", "bytes", (json_int_t)(total - kept));
+	char *path = c->spill_path ? rb_xasprintf("%s.%s", c->spill_path, stream) : NULL;
+	/* Its name in the run's directory: the last two parts of the path. */
+	const char *name = path ? path + strlen(path) : "";
+	for (int parts = 0; path && name > path && parts < 2; parts += *name == '/')
+		name--;
+	name += *name == '/';
 	if (spilled) {
-		char *path = rb_xasprintf("%s%s", spill_path, suffix), hex[65];
-		/* Its name in the run's directory: the last two parts of the path. */
-		const char *name = path + strlen(path);
-		for (int parts = 0; name > path && parts < 2; parts += *name == '/')
-			name--;
-		json_object_set_new(o, "file", json_string(name + (*name == '/')));
+		char hex[65];
+		json_object_set_new(o, "file", json_string(name));
 		if (rb_sha256_file(path, hex) == 0)
 			json_object_set_new(o, "sha256", json_string(hex));
-		free(path);
 	}
-	if (total - kept > spilled)
+	if (total - kept > spilled) {
 		json_object_set_new(o, "lost", json_integer((json_int_t)(total - kept - spilled)));
-	json_object_set_new(out, key, o);
+		if (why) {
+			json_object_set_new(o, "error", json_string(strerror(why)));
+			char *w = rb_xasprintf("%s%s%zu bytes of %s could not be written to %s (%s): "
+					       "they are lost", res->warning ? res->warning : "",
+					       res->warning ? "; " : "", total - kept - spilled,
+					       stream, name, strerror(why));
+			free(res->warning);
+			res->warning = w;
+		}
+	}
+	json_object_set_new(res->output, fd == 1 ? "stdout_rest" : "stderr_rest", o);
+	free(path);
 }
 
 static int shell_run(const struct rb_call *c, struct rb_result *res)
@@ -303,10 +321,8 @@ static int shell_run(const struct rb_call *c, struct rb_result *res)
 	const struct rb_proc_result *r = rb_proc_result(p);
 	res->output = json_pack("{s:o, s:o, s:i}", "stdout", text_json(r->out, r->out_len),
 				"stderr", text_json(r->err, r->err_len), "exit_code", r->exit_code);
-	add_overflow(res->output, "stdout_rest", c->spill_path, ".stdout", r->out_total, r->out_len,
-		     r->out_spilled);
-	add_overflow(res->output, "stderr_rest", c->spill_path, ".stderr", r->err_total, r->err_len,
-		     r->err_spilled);
+	add_overflow(c, r, 1, res);
+	add_overflow(c, r, 2, res);
 	res->timed_out = r->timed_out;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;

@@ -132,7 +132,10 @@ check "and out of everything printed" bash -c "! grep -q hush-81 <<<'$out'"
 check "and out of the run's files" bash -c "! grep -rq hush-81 '$state'"
 check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out after 300ms"'
 check "command not found" has "cannot run 'no-such-command-runbook': command not found"
-run tests/exec/long_stderr.yaml >/dev/null 2>&1
+out=$(EXEC_TEST_STATE=$state run tests/exec/long_stderr.yaml 2>&1)
+check "output that cannot be written out is counted as lost, with why" \
+	has '"step":"drowned","status":"succeeded",.*"stdout_rest":{"bytes":940319,"error":"No space left on device","lost":940319}'
+check "and the console warns of it" grep -qF 'drowned: warning: 940319 bytes of stdout could not be written to output/drowned.stdout (No space left on device): they are lost' <<<"$out"
 check "not when stderr was too long to keep whole (its last line is in the spill file)" \
 	has '"step":"says_too_much","status":"failed".*"error":"exit status 6",'
 lrun="$state/runs/$(ls -t "$state/runs" | head -n 1)"
