@@ -625,7 +625,7 @@ static void result(struct exec *ex, const struct unit *u)
 		ex_output_sha256(ex, st, u->output, hex);
 		json_object_set_new(rec, "output_sha256", json_string(hex));
 	}
-	/* A failed call's output (its stderr, say) is nowhere else in the log. */
+	/* A failed call's output (its stderr, say): step_finished has only its last attempt's. */
 	if (u->failed && u->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 							     : json_incref(u->output));
