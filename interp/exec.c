@@ -191,8 +191,10 @@ static json_t *snapshot(struct exec *ex)
 		if (sr->status == S_PENDING && sr->attempts == 0 && was) {
 			json_t *w = json_pack("{s:O, s:O}", "status", json_object_get(was, "status"),
 					      "attempts", json_object_get(was, "attempts"));
-			if (json_object_get(was, "items"))
-				json_object_set(w, "items", json_object_get(was, "items"));
+			static const char *const kept[] = {"items", "error", "duration_ms"};
+			for (size_t k = 0; k < sizeof(kept) / sizeof(*kept); k++)
+				if (json_object_get(was, kept[k]))
+					json_object_set(w, kept[k], json_object_get(was, kept[k]));
 			json_object_set_new(steps, st->id, w);
 			continue;
 		}
@@ -206,6 +208,13 @@ static json_t *snapshot(struct exec *ex)
 								      : ex_redact_json(ex, sr->outputs));
 		if (sr->items_done)     /* journalled redacted already */
 			json_object_set(v, "items", sr->items_done);
+		if (sr->error) {        /* why it failed or was skipped, for runbook status */
+			char *e = ex_redact(ex, sr->error, strlen(sr->error), NULL);
+			json_object_set_new(v, "error", json_string(e));
+			free(e);
+		}
+		if (sr->duration_ms >= 0)
+			json_object_set_new(v, "duration_ms", json_integer(sr->duration_ms));
 		json_object_set_new(steps, st->id, v);
 	}
 	/* What run_started (and run_finished) said, redacted as there. */
@@ -533,6 +542,10 @@ static void restore(struct exec *ex)
 		sr->attempts = (int)json_integer_value(json_object_get(k, "attempts"));
 		sr->output = json_incref(json_object_get(k, "output"));
 		sr->outputs = json_incref(json_object_get(k, "outputs"));
+		const char *e = json_string_value(json_object_get(k, "error"));
+		sr->error = e ? rb_xstrdup(e) : NULL;   /* why it was skipped */
+		json_t *ms = json_object_get(k, "duration_ms");
+		sr->duration_ms = json_is_integer(ms) ? json_integer_value(ms) : -1;
 		sr->completed = ++ex->completed;
 		ex_publish(ex, i);
 		for (size_t j = 0; j < sr->nsucc; j++) {
@@ -601,6 +614,7 @@ static int setup(struct exec *ex)
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		const struct rb_step *st = rb->steps[i];
 		ex->s[i].waiting = st->ndeps;
+		ex->s[i].duration_ms = -1;
 		for (size_t k = 0; k < st->ndeps; k++) {
 			struct srun *d = &ex->s[st->deps[k]];
 			d->succ = rb_xrealloc(d->succ, (d->nsucc + 1) * sizeof(*d->succ));

@@ -70,6 +70,7 @@ struct srun {
 	json_t *output, *outputs;
 	char *error;
 	int64_t started_ms;
+	int64_t duration_ms;            /* once it has finished (not skipped), else -1 */
 	int64_t retry_at;               /* waiting to be retried at this time, or 0 */
 	size_t waiting;                 /* dependencies not finished yet */
 	int dep_skipped;

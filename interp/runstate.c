@@ -132,8 +132,10 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 			json_object_set(s, "attempts", json_object_get(v, "attempts"));
 			if (json_object_get(v, "output"))
 				json_object_set(s, "output", json_object_get(v, "output"));
-			if (json_object_get(v, "outputs"))
-				json_object_set(s, "outputs", json_object_get(v, "outputs"));
+			static const char *const keys[] = {"outputs", "error", "duration_ms"};
+			for (size_t k = 0; k < sizeof(keys) / sizeof(*keys); k++)
+				if (json_object_get(v, keys[k]))
+					json_object_set(s, keys[k], json_object_get(v, keys[k]));
 			if (json_object_get(v, "items"))
 				json_object_set_new(s, "items",
 						    json_deep_copy(json_object_get(v, "items")));

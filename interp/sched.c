@@ -309,9 +309,9 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		json_object_set_new(rec, "error", json_string(sr->error));
 	if (status == S_FAILED && st->continue_on_error)
 		json_object_set_new(rec, "continued", json_true());
-	if (status != S_SKIPPED)
-		json_object_set_new(rec, "duration_ms",
-				    json_integer(rb_now_ms() - sr->started_ms));
+	sr->duration_ms = status == S_SKIPPED ? -1 : rb_now_ms() - sr->started_ms;
+	if (sr->duration_ms >= 0)
+		json_object_set_new(rec, "duration_ms", json_integer(sr->duration_ms));
 	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 

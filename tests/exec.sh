@@ -365,7 +365,9 @@ out=$("$RUNBOOK" resume --state-dir "$state" --skip slow "$rid" 2>&1)
 check "resume --skip finishes the run" [ $? -eq 0 ]
 check "the idempotent step ran again by itself" grep -q 'running again.*idem (interrupted)' <<<"$out"
 check "the skipped step is journalled as kept" has '"event":"run_resumed"'
-check "the run is finished" grep -q "^run $rid: exec-resume, succeeded" <<<"$("$RUNBOOK" status --state-dir "$state" "$rid")"
+out=$("$RUNBOOK" status --state-dir "$state" "$rid")
+check "the run is finished" grep -q "^run $rid: exec-resume, succeeded" <<<"$out"
+check "a step kept from before the resume keeps its time" grep -q '^  first  *succeeded  *1 attempt  *[0-9]*\.[0-9]s$' <<<"$out"
 check "finished steps never ran twice" [ "$(wc -l <"$rdir/first.count")" -eq 1 ]
 check "resuming a finished run does nothing" grep -q 'nothing to resume' <<<"$("$RUNBOOK" resume --state-dir "$state" "$rid")"
 rm -rf "$rdir"
@@ -391,6 +393,9 @@ id=$(basename "$(dirname "$(grep -l '"runbook":"exec-basics"' "$state"/runs/*/au
 out=$("$RUNBOOK" status --state-dir "$state" "$id")
 check "status names the run" grep -q "^run $id: exec-basics, succeeded" <<<"$out"
 check "status lists the steps" grep -q '^  flaky  *failed  *3 attempts' <<<"$out"
+check "status says why a step failed and how long it took" \
+	grep -q '^  flaky  *failed  *3 attempts  *[0-9]*\.[0-9]s  line 1 of the chunk: flaky step fails$' <<<"$out"
+check "and why a step was skipped" grep -q '^  big  *skipped  *0 attempts  its condition is false$' <<<"$out"
 check "status verifies it" [ "$("$RUNBOOK" status --state-dir "$state" "$id" -f json 2>&1 | jq .verified)" = true ]
 check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
 
