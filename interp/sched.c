@@ -53,6 +53,33 @@ static char *spill_filter(void *ud, const char *d, size_t n, size_t *outn)
 
 /* --- workers --------------------------------------------------------------------------- */
 
+/*
+ * An error at line n of a Lua chunk as a compiler says it, FILE:LINE:COL: at that line's
+ * first character in the runbook, when the chunk is a lua: text as written there.
+ */
+static char *chunk_error(struct exec *ex, const struct rb_step *what, const char *code, int n,
+			 char *err)
+{
+	const struct rb_node *node = what->lua ? what->lua
+				     : what->with ? rb_map_get(what->with, "code") : NULL;
+	char *e;
+	if (!node || node->type != RB_SCALAR || !code || strlen(code) != node->len ||
+	    memcmp(code, node->str, node->len)) {
+		e = rb_xasprintf("line %d of the chunk: %s", n, err);
+	} else {
+		size_t off = 0;
+		for (int line = 1; line < n && code[off]; off++)
+			line += code[off] == '\n';
+		while (code[off] == ' ' || code[off] == '\t')
+			off++;
+		int line, col;
+		rb_runbook_pos(ex->rb, node, off, &line, &col);
+		e = rb_xasprintf("%s:%d:%d: %s", ex->rb->file, line, col, err);
+	}
+	free(err);
+	return e;
+}
+
 static void run_unit(struct unit *u)
 {
 	struct job *jb = u->jb;
@@ -99,6 +126,10 @@ static void run_unit(struct unit *u)
 		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
 	} else {
 		jb->action->run(&call, &res);
+		/* Inline, so on the engine's thread: the runbook's positions are its. */
+		if (res.chunk_line && (jb->action->flags & RB_ACT_INLINE))
+			res.error = chunk_error(ex, jb->what, json_string_value(
+				json_object_get(call.args, "code")), res.chunk_line, res.error);
 	}
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
 	if (check && !res.failed && (!res.output || json_is_null(res.output) ||

@@ -70,6 +70,7 @@ struct rb_result {
 	char *error;                    /* why it failed (malloc'd), or NULL */
 	char *warning;                  /* what the user must know all the same (output that
 					   could not be kept; malloc'd), or NULL */
+	int chunk_line;                 /* lua: the line of its chunk that failed, or 0 */
 };
 
 struct rb_action {

@@ -33,9 +33,8 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	if (rb_luabox_eval(c->box, c->scope, code, strlen(code), 0, ms, &err, &line) < 0) {
 		res->failed = 1;
 		res->timed_out = strstr(err, "time limit of") != NULL;
-		res->error = line ? rb_xasprintf("line %d of the chunk: %s", line, err)
-				  : rb_xstrdup(err);
-		free(err);
+		res->error = err;       /* the engine puts the position in front of it */
+		res->chunk_line = line;
 		return -1;
 	}
 	lua_State *L = rb_luabox_state(c->box);

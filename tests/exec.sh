@@ -94,6 +94,15 @@ check "runs counts it the same way" \
 	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
 	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
+# A failing Lua chunk names its place in the runbook.
+out=$(run tests/exec/lua_errors.yaml 2>&1)
+check "a block chunk's error names its line and column" \
+	grep -q "block: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:11:7: attempt to index a nil value (local 'y')" <<<"$out"
+check "a quoted one's" grep -q 'quoted: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:14:11: attempt to perform arithmetic on a nil value' <<<"$out"
+check "action: lua's code" grep -q 'via_action: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:21:9: nope' <<<"$out"
+check "a check's" grep -q 'checked: not in place yet (check: tests/exec/lua_errors.yaml:25:9: attempt to concatenate a nil value)' <<<"$out"
+check "in the audit log too" has '"step":"block","status":"failed",.*"error":"tests/exec/lua_errors.yaml:11:7: attempt to index'
+
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
 out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
 check "shell runbook exits 0" [ $? -eq 0 ]
@@ -394,7 +403,7 @@ out=$("$RUNBOOK" status --state-dir "$state" "$id")
 check "status names the run" grep -q "^run $id: exec-basics, succeeded" <<<"$out"
 check "status lists the steps" grep -q '^  flaky  *failed  *3 attempts' <<<"$out"
 check "status says why a step failed and how long it took" \
-	grep -q '^  flaky  *failed  *3 attempts  *[0-9]*\.[0-9]s  line 1 of the chunk: flaky step fails$' <<<"$out"
+	grep -q '^  flaky  *failed  *3 attempts  *[0-9]*\.[0-9]s  tests/exec/basics.yaml:37:10: flaky step fails$' <<<"$out"
 check "and why a step was skipped" grep -q '^  big  *skipped  *0 attempts  its condition is false$' <<<"$out"
 check "status verifies it" [ "$("$RUNBOOK" status --state-dir "$state" "$id" -f json 2>&1 | jq .verified)" = true ]
 check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
