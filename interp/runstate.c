@@ -130,9 +130,8 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 			json_t *s = step_entry(json_object_get(st, "steps"), index, id);
 			json_object_set(s, "status", json_object_get(v, "status"));
 			json_object_set(s, "attempts", json_object_get(v, "attempts"));
-			if (json_object_get(v, "output"))
-				json_object_set(s, "output", json_object_get(v, "output"));
-			static const char *const keys[] = {"outputs", "error", "duration_ms"};
+			static const char *const keys[] = {"output", "outputs", "error",
+							   "duration_ms"};
 			for (size_t k = 0; k < sizeof(keys) / sizeof(*keys); k++)
 				if (json_object_get(v, keys[k]))
 					json_object_set(s, keys[k], json_object_get(v, keys[k]));
