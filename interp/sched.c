@@ -68,8 +68,8 @@ static char *chunk_error(struct exec *ex, const struct rb_step *what, const char
 		e = rb_xasprintf("line %d of the chunk: %s", n, err);
 	} else {
 		size_t off = 0;
-		for (int line = 1; line < n && code[off]; off++)
-			line += code[off] == '\n';
+		for (int at = 1; at < n && code[off]; off++)   /* to the start of line n */
+			at += code[off] == '\n';
 		while (code[off] == ' ' || code[off] == '\t')
 			off++;
 		int line, col;
