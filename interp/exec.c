@@ -734,6 +734,8 @@ static void teardown(struct exec *ex)
 	free(ex->retrying);
 	free(ex->gates);
 	free(ex->active);
+	free(ex->polled);
+	free(ex->pfds);
 	if (ex->journal)
 		rb_journal_close(ex->journal);
 	rb_audit_close(ex->shared);

@@ -53,11 +53,17 @@ struct job {
 	volatile sig_atomic_t cancel;
 };
 
-/* One call of a job, run by a worker (or inline). */
+/* One call of a job: run by a worker, inline, or stepped in the scheduler's poll loop. */
 struct unit {
 	struct job *jb;
 	size_t k;                       /* which call */
 	int64_t started_ms;
+	struct rb_call call;
+	char *spill;                    /* call.spill_path */
+	void *state;                    /* the action's start() and step(): the call under way */
+	struct pollfd fds[RB_ACTION_MAX_FDS];   /* ... the fds it waits for */
+	int nfds;
+	int64_t wake_at;                /* ... and when it must be stepped at the latest, or -1 */
 	json_t *output;
 	int failed, timed_out;
 	char *error, *warning;
@@ -115,6 +121,10 @@ struct exec {
 	struct unit *queue, *done;
 	struct job **active;            /* jobs with calls still to hand out or running */
 	size_t nactive, activecap;
+	struct unit **polled;           /* the calls under way in the poll loop, oldest first */
+	size_t npolled, polledcap;
+	struct pollfd *pfds;            /* the poll loop's fds */
+	size_t pfdcap;
 	int quit;
 	int wake[2];                    /* a worker writes a byte when a job is done */
 	pthread_mutex_t out_mu;         /* one event line at a time */

@@ -85,11 +85,10 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* fd was just made: no status flag of it is set that F_SETFL would clear. */
 static int set_nonblock(int fd)
 {
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 static int write_all(int fd, const char *p, size_t n)

@@ -200,9 +200,9 @@ void rb_proc_free(struct rb_proc *p);
 
 /*
  * Reaps the runner's exited children: the runner is a subreaper, so
- * processes whose own supervisor died end up here.  Cheap; call it once per
- * turn of the event loop.  It reaps any child, so the runner must start its
- * processes through this module only.
+ * processes whose own supervisor died end up here.  Cheap; call it after
+ * each command (the zombies wait until then).  It reaps any child, so the
+ * runner must start its processes through this module only.
  */
 void rb_proc_reap(void);
 

@@ -80,33 +80,33 @@ static char *chunk_error(struct exec *ex, const struct rb_step *what, const char
 	return e;
 }
 
-static void run_unit(struct unit *u)
+/* The call a unit makes: its arguments, where its output spills, whom it tells. */
+static void unit_call(struct unit *u)
 {
 	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
 	const char *id = ex->rb->steps[jb->step]->id;
-	int check = jb->what->kind == RB_CHECK;
-	char spill[4096];
+	const char *check = jb->what->kind == RB_CHECK ? ".check" : "";
 	if (!ex->run_dir)               /* a probe keeps nothing */
-		spill[0] = '\0';
+		u->spill = NULL;
 	else if (jb->items)
-		snprintf(spill, sizeof(spill), "%s/%s/%s%s.%zu", ex->run_dir, RB_RUN_OUTPUT, id,
-			 check ? ".check" : "", u->k + 1);
+		u->spill = rb_xasprintf("%s/%s/%s%s.%zu", ex->run_dir, RB_RUN_OUTPUT, id, check,
+					u->k + 1);
 	else
-		snprintf(spill, sizeof(spill), "%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id,
-			 check ? ".check" : "");
+		u->spill = rb_xasprintf("%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id, check);
 	/* An inline action reads item at run time (it is its Lua), on this thread. */
-	int inline_item = jb->items && (jb->action->flags & RB_ACT_INLINE);
-	lua_State *L = rb_luabox_state(ex->box);
-	if (inline_item && rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
-		rb_luabox_set(L, ex->scope, "item");
-	struct rb_call call = {
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
+		lua_State *L = rb_luabox_state(ex->box);
+		if (rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
+			rb_luabox_set(L, ex->scope, "item");
+	}
+	u->call = (struct rb_call){
 		.step = id,
 		.args = json_array_get(jb->calls, u->k),
 		.env = (const char *const *)jb->env.v,
 		.deadline_ms = jb->deadline_ms,
 		.cancel = &jb->cancel,
-		.spill_path = spill[0] ? spill : NULL,
+		.spill_path = u->spill,
 		.on_line = on_line,
 		.ud = u,
 		.filter = spill_filter,
@@ -114,39 +114,60 @@ static void run_unit(struct unit *u)
 		.scope = ex->scope,
 		.sensitive = ex->rb->steps[jb->step]->sensitive,
 	};
+}
+
+/* What a unit's call came to, as its step takes it. */
+static void unit_result(struct unit *u, struct rb_result *res)
+{
+	struct job *jb = u->jb;
+	struct exec *ex = jb->ex;
+	int check = jb->what->kind == RB_CHECK;
+	/* Inline, so on the engine's thread: the runbook's positions are its. */
+	if (res->chunk_line && (jb->action->flags & RB_ACT_INLINE))
+		res->error = chunk_error(ex, jb->what, json_string_value(
+			json_object_get(u->call.args, "code")), res->chunk_line, res->error);
+	/* A check says "in place" by succeeding with a result that is not nil or false. */
+	if (check && !res->failed && (!res->output || json_is_null(res->output) ||
+				      json_is_false(res->output))) {
+		res->failed = 1;
+		res->error = rb_xasprintf("it returned %s",
+					  res->output && json_is_false(res->output) ? "false"
+										    : "nil");
+	}
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
+		lua_State *L = rb_luabox_state(ex->box);
+		lua_pushnil(L);
+		rb_luabox_set(L, ex->scope, "item");
+	}
+	free(u->spill);
+	u->spill = NULL;
+	u->failed = res->failed;
+	u->timed_out = res->timed_out;
+	u->error = res->error;
+	u->warning = res->warning;
+	u->output = res->output;
+}
+
+/* A unit's call with run(), from start to end: on a worker, or inline. */
+static void run_unit(struct unit *u)
+{
+	struct job *jb = u->jb;
+	struct exec *ex = jb->ex;
 	struct rb_result res = {0};
+	unit_call(u);
 	if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
 		/* replay --simulate: what the run recorded stands in for the action. */
-		int r = ex->o->recorded(ex->o->recorded_ud, id, ex->s[jb->step].attempts, u->k, check,
-					&res.output, &res.error);
+		int r = ex->o->recorded(ex->o->recorded_ud, u->call.step, ex->s[jb->step].attempts,
+					u->k, jb->what->kind == RB_CHECK, &res.output, &res.error);
 		/* A call the run never made is taken as done, so the path goes on. */
 		res.failed = r == 0;
 	} else if (!jb->action->run) {
 		res.failed = 1;
 		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
 	} else {
-		jb->action->run(&call, &res);
-		/* Inline, so on the engine's thread: the runbook's positions are its. */
-		if (res.chunk_line && (jb->action->flags & RB_ACT_INLINE))
-			res.error = chunk_error(ex, jb->what, json_string_value(
-				json_object_get(call.args, "code")), res.chunk_line, res.error);
+		jb->action->run(&u->call, &res);
 	}
-	/* A check says "in place" by succeeding with a result that is not nil or false. */
-	if (check && !res.failed && (!res.output || json_is_null(res.output) ||
-				     json_is_false(res.output))) {
-		res.failed = 1;
-		res.error = rb_xasprintf("it returned %s",
-					 res.output && json_is_false(res.output) ? "false" : "nil");
-	}
-	if (inline_item) {
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
-	}
-	u->failed = res.failed;
-	u->timed_out = res.timed_out;
-	u->error = res.error;
-	u->warning = res.warning;
-	u->output = res.output;
+	unit_result(u, &res);
 }
 
 static void *worker(void *arg)
@@ -880,6 +901,56 @@ static int unit_done(struct exec *ex, struct unit *u)
 	return 1;
 }
 
+/* Step a polled unit's call.  Returns 1 when it is over: out of the poll loop, its result in u. */
+static int step_unit(struct exec *ex, struct unit *u)
+{
+	struct rb_result res = {0};
+	long t = -1;
+	if (!u->jb->action->step(u->state, u->fds, &u->nfds, &t, &res)) {
+		u->wake_at = t < 0 ? -1 : rb_now_ms() + t;
+		return 0;
+	}
+	for (size_t k = 0; k < ex->npolled; k++)
+		if (ex->polled[k] == u) {
+			memmove(ex->polled + k, ex->polled + k + 1,
+				(ex->npolled - k - 1) * sizeof(*ex->polled));
+			ex->npolled--;
+			break;
+		}
+	ex->running--;
+	unit_result(u, &res);
+	return 1;
+}
+
+/* Start a unit whose action is stepped in the poll loop.  Returns 1 when that completed its job. */
+static int start_polled(struct exec *ex, struct unit *u)
+{
+	struct rb_result res = {0};
+	unit_call(u);
+	u->state = u->jb->action->start(&u->call, &res);
+	if (!u->state) {
+		ex->running--;
+		unit_result(u, &res);
+		return unit_done(ex, u);
+	}
+	rb_grow(&ex->polled, &ex->polledcap, ex->npolled + 1, sizeof(*ex->polled));
+	ex->polled[ex->npolled++] = u;
+	u->nfds = 0;
+	return step_unit(ex, u) ? unit_done(ex, u) : 0;
+}
+
+/* Step every polled call: what its fds said, a cancel, its time. */
+static void step_polled(struct exec *ex)
+{
+	for (size_t k = 0; k < ex->npolled;) {
+		struct unit *u = ex->polled[k];
+		if (step_unit(ex, u))
+			unit_done(ex, u);
+		else
+			k++;
+	}
+}
+
 /*
  * Hand out a job's next calls, up to its concurrency and the run's --jobs;
  * inline ones run here and now.  A cancelled job hands out nothing more.
@@ -916,6 +987,11 @@ static int dispatch(struct exec *ex, struct job *jb)
 			continue;
 		}
 		ex->running++;
+		if (jb->action->start) {
+			if (start_polled(ex, u))
+				return 1;
+			continue;
+		}
 		pthread_mutex_lock(&ex->mu);
 		struct unit **tail = &ex->queue;
 		while (*tail)
@@ -1028,6 +1104,7 @@ void ex_run_phase(struct exec *ex)
 	for (;;) {
 		check_signals(ex, &seen);
 		check_deadline(ex);
+		step_polled(ex);
 		/*
 		 * schedule() makes what was journalled durable before it starts
 		 * anything, so the finish of one step and the start of the next
@@ -1067,12 +1144,32 @@ void ex_run_phase(struct exec *ex)
 			continue;
 		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
 			next = ex->deadline_ms;
+		size_t nfds = 1;
+		for (size_t k = 0; k < ex->npolled; k++) {
+			const struct unit *u = ex->polled[k];
+			nfds += (size_t)u->nfds;
+			if (u->wake_at >= 0 && (next < 0 || u->wake_at < next))
+				next = u->wake_at;
+		}
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		ex_journal_sync(ex);
 		ex_flush(ex);
-		struct pollfd pfd = {ex->wake[0], POLLIN, 0};
-		poll(&pfd, 1, timeout < 0 ? 0 : timeout);
+		rb_grow(&ex->pfds, &ex->pfdcap, nfds, sizeof(*ex->pfds));
+		ex->pfds[0] = (struct pollfd){ex->wake[0], POLLIN, 0};
+		nfds = 1;
+		for (size_t k = 0; k < ex->npolled; k++) {
+			const struct unit *u = ex->polled[k];
+			memcpy(ex->pfds + nfds, u->fds, (size_t)u->nfds * sizeof(*u->fds));
+			nfds += (size_t)u->nfds;
+		}
+		poll(ex->pfds, nfds, timeout < 0 ? 0 : timeout);
+		nfds = 1;
+		for (size_t k = 0; k < ex->npolled; k++) {
+			struct unit *u = ex->polled[k];
+			memcpy(u->fds, ex->pfds + nfds, (size_t)u->nfds * sizeof(*u->fds));
+			nfds += (size_t)u->nfds;
+		}
 		live_tick(ex);
 		char buf[256];
 		while (read(ex->wake[0], buf, sizeof(buf)) > 0)

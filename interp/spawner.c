@@ -469,6 +469,12 @@ static int find_program(int dir, const char *name, char *const *envp, char *out,
 	return saw_eacces ? EACCES : ENOENT;
 }
 
+/* What a vforked child says of its exec, written into the supervisor's memory. */
+struct exec_report {
+	int shared;             /* set first: the child runs in our memory (not a fork) */
+	int32_t phase, err;     /* where and why the exec failed; err 0: it did not */
+};
+
 /*
  * The command's side of vfork(): the step's cwd, its own session (so its
  * own process group, and no controlling terminal to stop it on), all
@@ -477,11 +483,13 @@ static int find_program(int dir, const char *name, char *const *envp, char *out,
  * fds, and under valgrind it is a fork whose fds are checked at exit.
  */
 static void __attribute__((noreturn, noinline))
-exec_child(const char *prog, char **argv, char **envp, int errfd, const struct sup *x)
+exec_child(const char *prog, char **argv, char **envp, int errfd, const struct sup *x,
+	   volatile struct exec_report *rep)
 {
 	int32_t r[2] = { PHASE_CHDIR, 0 };
 	sigset_t none;
 
+	rep->shared = 1;
 	setsid();
 	if (x->dir < 0 || fchdir(x->dir) == 0) {
 		sigemptyset(&none);
@@ -490,6 +498,8 @@ exec_child(const char *prog, char **argv, char **envp, int errfd, const struct s
 		r[0] = PHASE_EXEC;
 	}
 	r[1] = errno;
+	rep->phase = r[0];
+	rep->err = r[1];
 	if (write(errfd, r, sizeof r) < 0) {
 		/* the supervisor then sees EOF and reports exit status 127 */
 	}
@@ -505,25 +515,36 @@ exec_child(const char *prog, char **argv, char **envp, int errfd, const struct s
 }
 
 /*
- * Starts the command.  vfork+execve rather than posix_spawn: the error pipe
- * reports failures (which phase, which errno) exactly, even under valgrind,
- * which turns vfork into fork.  Returns 0, or an errno value and *phase.
+ * Starts the command.  vfork+execve rather than posix_spawn: failures are
+ * reported exactly (which phase, which errno), also under valgrind, which
+ * turns vfork into fork.  A real vfork returns once the child has exec'd or
+ * exited, and the child wrote any failure into our memory (rep), as glibc's
+ * posix_spawn does: nothing to wait for.  A fork (rep.shared still 0) says it
+ * through the error pipe, which reaches EOF at the exec.  Returns 0, or an
+ * errno value and *phase.
  */
 static int start_command(struct sup *x, const char *prog, char **argv, char **envp, int *phase)
 {
 	int ep[2];
 	int32_t r[2] = { PHASE_EXEC, 0 };
+	volatile struct exec_report rep = { 0, PHASE_EXEC, 0 };
 	ssize_t n;
 
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		return *phase = PHASE_EXEC, errno;
 	x->cmd = vfork();
 	if (x->cmd == 0)
-		exec_child(prog, argv, envp, ep[1], x);
+		exec_child(prog, argv, envp, ep[1], x, &rep);
 	if (x->cmd < 0)
 		r[1] = errno;
 	close(ep[1]);
-	if (x->cmd > 0) {
+	if (x->cmd > 0 && rep.shared) {
+		r[0] = rep.phase;
+		r[1] = rep.err;
+		if (r[1])
+			while (waitpid(x->cmd, NULL, 0) < 0 && errno == EINTR)
+				;
+	} else if (x->cmd > 0) {
 		do
 			n = read(ep[0], r, sizeof r);
 		while (n < 0 && errno == EINTR);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,11 +418,33 @@ void rb_hex(const unsigned char *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/* SHA-256 fetched once: with EVP_sha256(), each digest would fetch it again (a lookup and locks). */
+static EVP_MD *sha256_md;
+
+static void sha256_free(void)
+{
+	EVP_MD_free(sha256_md);
+}
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (sha256_md)
+		atexit(sha256_free);
+}
+
+static const EVP_MD *sha256(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sha256_fetch);
+	return sha256_md ? sha256_md : EVP_sha256();
+}
+
 int rb_sha256_hex(const void *buf, size_t len, char hex[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
-	if (!EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL) || n != 32) {
+	if (!EVP_Digest(buf, len, md, &n, sha256(), NULL) || n != 32) {
 		hex[0] = '\0';
 		return -1;
 	}
@@ -438,7 +461,7 @@ int rb_sha256_file(const char *path, char hex[65])
 	unsigned char buf[65536], d[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 	ssize_t got = 0;
-	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	int ok = md && EVP_DigestInit_ex(md, sha256(), NULL);
 	while (ok && (got = read(fd, buf, sizeof(buf))) != 0) {
 		if (got < 0 && errno == EINTR)
 			continue;

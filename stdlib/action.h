@@ -8,6 +8,7 @@
 #define RB_ACTION_H
 
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,10 +43,15 @@ enum {
 struct rb_luabox;
 
 /*
- * One execution of an action.  Most actions run on a worker thread and may
- * block; they must return soon after *cancel becomes set or the deadline
- * passes.  Inline actions run on the engine's thread with the run's Lua
- * sandbox and must not block.
+ * One execution of an action.  An action runs in one of three ways:
+ * - run() on a worker thread: it may block, and must return soon after
+ *   *cancel becomes set or the deadline passes;
+ * - run() on the engine's thread (RB_ACT_INLINE), with the run's Lua sandbox:
+ *   it must not block;
+ * - start() and step() in the engine's poll loop, when all the call does is
+ *   wait for file descriptors and time (a process, a timer): it holds no
+ *   thread, and its wake-ups are the engine's, with no hand-off between
+ *   threads on the way.
  */
 struct rb_call {
 	const char *step;               /* the step's id, for messages */
@@ -79,7 +85,24 @@ struct rb_action {
 	const struct rb_arg *args;      /* terminated by a NULL name */
 	unsigned flags;
 	int (*run)(const struct rb_call *call, struct rb_result *res);
+	/*
+	 * Or, instead of run(): start() begins a call (call lives until the call is over)
+	 * and returns its state, or NULL with res filled in when it is over already.
+	 * step() advances it, on the engine's thread: it reads the revents of the fds it
+	 * asked for last time (*nfds of them; none on the first call), acts on *cancel and
+	 * the deadline, and returns 1 when the call is over (res filled in, state freed),
+	 * or 0 with the fds to poll next in fds (at most RB_ACTION_MAX_FDS), their number in
+	 * *nfds, and in *timeout_ms the longest the engine may wait before the next step()
+	 * (-1: until an fd is ready).  The engine calls step() after each of its wake-ups and
+	 * right after it sets *cancel.
+	 */
+	void *(*start)(const struct rb_call *call, struct rb_result *res);
+	int (*step)(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
+		    struct rb_result *res);
 };
+
+/* The most fds one call of an action polls at once (start and step). */
+#define RB_ACTION_MAX_FDS	8
 
 /* Milliseconds of CLOCK_MONOTONIC, the engine's clock. */
 int64_t rb_now_ms(void);

@@ -5,7 +5,6 @@
  * dying with the runner) is the job of interp/proc.c and interp/spawner.c.
  */
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +15,6 @@
 enum {
 	SHELL_MEM_LIMIT = 1024 * 1024,  /* bytes of each stream kept in memory */
 	SHELL_GRACE_MS = 5000,          /* SIGTERM, then SIGKILL this much later */
-	SHELL_TICK_MS = 100,            /* how often a cancel is noticed */
 };
 
 static const char *const parse_choices[] = {"json", "lines", NULL};
@@ -31,9 +29,6 @@ static const struct rb_arg shell_args[] = {
 	 "decode standard output: json, or lines (a list of lines)"},
 	{NULL, 0, 0, NULL, NULL},
 };
-
-/* proc.c's module state (the spawner) is shared: workers start one at a time. */
-static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* A scalar argument as text: strings as they are, numbers and booleans written out. */
 static char *text_of(const json_t *v)
@@ -254,71 +249,88 @@ static void add_overflow(const struct rb_call *c, const struct rb_proc_result *r
 	free(path);
 }
 
-static int shell_run(const struct rb_call *c, struct rb_result *res)
+/* A command under way: the engine's poll loop steps it. */
+struct shell {
+	const struct rb_call *c;
+	struct rb_proc *p;
+	int stopping;                   /* the *cancel acted on */
+};
+
+_Static_assert(RB_PROC_MAX_FDS <= RB_ACTION_MAX_FDS, "a process polls more fds than an action");
+
+static void *shell_start(const struct rb_call *c, struct rb_result *res)
 {
 	struct rb_strv argv = {0}, env = {0};
 	char *err = NULL;
 	const json_t *a = c->args;
-	if (build_argv(json_object_get(a, "command"), &argv, &err) < 0)
-		goto fail;
-	for (const char *const *e = c->env; e && *e; e++)
-		rb_strv_push(&env, rb_xstrdup(*e));
-	const char *k;
-	json_t *v;
-	json_object_foreach(json_object_get(a, "env"), k, v) {
-		char *t = text_of(v);
-		rb_strv_push(&env, rb_xasprintf("%s=%s", k, t));
-		free(t);
-	}
-	json_t *in = json_object_get(a, "stdin");
-	char *stdin_text = in ? text_of(in) : NULL;
-	json_t *cwd = json_object_get(a, "cwd");
-	long timeout = 0;
-	if (c->deadline_ms) {
-		timeout = (long)(c->deadline_ms - rb_now_ms());
-		if (timeout < 1)
-			timeout = 1;
-	}
-	struct rb_proc_spec spec = {
-		.argv = (const char *const *)rb_strv_terminated(&argv),
-		.env = (const char *const *)rb_strv_terminated(&env),
-		.cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
-		.stdin_data = stdin_text,
-		.stdin_len = stdin_text ? strlen(stdin_text) : 0,
-		.spill_path = c->spill_path,
-		.mem_limit = SHELL_MEM_LIMIT,
-		.timeout_ms = timeout,
-		.grace_ms = SHELL_GRACE_MS,
-		.on_line = c->on_line,
-		.ud = c->ud,
-		.filter = c->filter,
-	};
-	pthread_mutex_lock(&start_mu);
-	struct rb_proc *p = rb_proc_start(&spec, &err);
-	pthread_mutex_unlock(&start_mu);
-	free(stdin_text);
-	if (!p)
-		goto fail;
-
-	int stopping = 0;
-	while (!rb_proc_done(p)) {
-		struct pollfd fds[RB_PROC_MAX_FDS];
-		int n = rb_proc_pollfds(p, fds, RB_PROC_MAX_FDS);
-		long t = rb_proc_timeout_ms(p);
-		if (t < 0 || t > SHELL_TICK_MS)
-			t = SHELL_TICK_MS;
-		poll(fds, (nfds_t)n, (int)t);
-		rb_proc_handle(p, fds, n);
-		/* A cancel asks politely; a second one (cancel 2) kills at once. */
-		if (*c->cancel > stopping) {
-			stopping = *c->cancel;
-			rb_proc_terminate(p, stopping > 1 ? 0 : SHELL_GRACE_MS);
+	struct rb_proc *p = NULL;
+	if (build_argv(json_object_get(a, "command"), &argv, &err) == 0) {
+		for (const char *const *e = c->env; e && *e; e++)
+			rb_strv_push(&env, rb_xstrdup(*e));
+		const char *k;
+		json_t *v;
+		json_object_foreach(json_object_get(a, "env"), k, v) {
+			char *t = text_of(v);
+			rb_strv_push(&env, rb_xasprintf("%s=%s", k, t));
+			free(t);
 		}
-		pthread_mutex_lock(&start_mu);
-		rb_proc_reap();
-		pthread_mutex_unlock(&start_mu);
+		json_t *in = json_object_get(a, "stdin");
+		char *stdin_text = in ? text_of(in) : NULL;
+		json_t *cwd = json_object_get(a, "cwd");
+		long timeout = 0;
+		if (c->deadline_ms) {
+			timeout = (long)(c->deadline_ms - rb_now_ms());
+			if (timeout < 1)
+				timeout = 1;
+		}
+		struct rb_proc_spec spec = {
+			.argv = (const char *const *)rb_strv_terminated(&argv),
+			.env = (const char *const *)rb_strv_terminated(&env),
+			.cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
+			.stdin_data = stdin_text,
+			.stdin_len = stdin_text ? strlen(stdin_text) : 0,
+			.spill_path = c->spill_path,
+			.mem_limit = SHELL_MEM_LIMIT,
+			.timeout_ms = timeout,
+			.grace_ms = SHELL_GRACE_MS,
+			.on_line = c->on_line,
+			.ud = c->ud,
+			.filter = c->filter,
+		};
+		p = rb_proc_start(&spec, &err);
+		free(stdin_text);
 	}
-	const struct rb_proc_result *r = rb_proc_result(p);
+	rb_strv_release(&argv);
+	rb_strv_release(&env);
+	if (!p) {
+		res->failed = 1;
+		res->error = err ? err : rb_xstrdup("cannot start the command");
+		return NULL;
+	}
+	struct shell *sh = rb_xcalloc(1, sizeof(*sh));
+	sh->c = c;
+	sh->p = p;
+	return sh;
+}
+
+static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
+		      struct rb_result *res)
+{
+	struct shell *sh = state;
+	const struct rb_call *c = sh->c;
+	rb_proc_handle(sh->p, fds, *nfds);
+	/* A cancel asks politely; a second one (cancel 2) kills at once. */
+	if (*c->cancel > sh->stopping) {
+		sh->stopping = *c->cancel;
+		rb_proc_terminate(sh->p, sh->stopping > 1 ? 0 : SHELL_GRACE_MS);
+	}
+	if (!rb_proc_done(sh->p)) {
+		*nfds = rb_proc_pollfds(sh->p, fds, RB_ACTION_MAX_FDS);
+		*timeout_ms = rb_proc_timeout_ms(sh->p);
+		return 0;
+	}
+	rb_proc_reap();
+	const struct rb_proc_result *r = rb_proc_result(sh->p);
 	res->output = json_pack("{s:o, s:o, s:i}", "stdout", text_json(r->out, r->out_len),
 				"stderr", text_json(r->err, r->err_len), "exit_code", r->exit_code);
 	add_overflow(c, r, 1, res);
@@ -328,21 +340,14 @@ static int shell_run(const struct rb_call *c, struct rb_result *res)
 		res->failed = 1;
 		res->error = failure(r, c->sensitive);
 	} else {
-		json_t *how = json_object_get(a, "parse");
+		json_t *how = json_object_get(c->args, "parse");
 		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,
 							&res->error) < 0)
 			res->failed = 1;
 	}
-	rb_proc_free(p);
-	rb_strv_release(&argv);
-	rb_strv_release(&env);
-	return res->failed ? -1 : 0;
-fail:
-	res->failed = 1;
-	res->error = err ? err : rb_xstrdup("cannot start the command");
-	rb_strv_release(&argv);
-	rb_strv_release(&env);
-	return -1;
+	rb_proc_free(sh->p);
+	free(sh);
+	return 1;
 }
 
 const struct rb_action act_shell = {
@@ -350,5 +355,6 @@ const struct rb_action act_shell = {
 	.summary = "run a command and capture its output and exit code",
 	.args = shell_args,
 	.flags = RB_ACT_SIDE_EFFECTS,
-	.run = shell_run,
+	.start = shell_start,
+	.step = shell_step,
 };

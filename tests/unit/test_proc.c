@@ -618,6 +618,42 @@ static void t_not_found(void)
 		      r->error ? r->error : "(none)");
 		rb_proc_free(p);
 	}
+	/*
+	 * Found and executable, but execve itself fails, in the child: its report comes
+	 * through the supervisor's memory (vfork) or the error pipe (valgrind's fork).
+	 */
+	static const struct {
+		const char *text;
+		int code;
+		const char *msg;
+	} bad_exec[] = {
+		{ "\x01\x02 not a program\n", 126, "Exec format error" },
+	};
+	for (size_t i = 0; i < sizeof bad_exec / sizeof bad_exec[0]; i++) {
+		char path[] = "/tmp/rb-test-exec-XXXXXX";
+		int fd = mkstemp(path);
+
+		if (fd < 0 || write(fd, bad_exec[i].text, strlen(bad_exec[i].text)) < 0 ||
+		    fchmod(fd, 0755) < 0) {
+			CHECK(0, "cannot make %s: %s", path, strerror(errno));
+			continue;
+		}
+		close(fd);
+		const char *av[] = { path, NULL };
+		struct rb_proc_spec s = { .argv = av };
+		struct rb_proc *p = run(&s, 5);
+
+		if (p) {
+			const struct rb_proc_result *r = rb_proc_result(p);
+
+			CHECK(r->exit_code == bad_exec[i].code && r->error &&
+			      strstr(r->error, bad_exec[i].msg) && strstr(r->error, path),
+			      "'%s': exit %d, error '%s'", bad_exec[i].text, r->exit_code,
+			      r->error ? r->error : "(none)");
+			rb_proc_free(p);
+		}
+		unlink(path);
+	}
 }
 
 static void t_many(void)
