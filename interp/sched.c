@@ -1171,9 +1171,11 @@ void ex_run_phase(struct exec *ex)
 			nfds += (size_t)u->nfds;
 		}
 		live_tick(ex);
-		char buf[256];
-		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
-			;
+		if (ex->pfds[0].revents) {
+			char buf[256];
+			while (read(ex->wake[0], buf, sizeof(buf)) > 0)
+				;
+		}
 		pthread_mutex_lock(&ex->mu);
 		struct unit *done = ex->done;
 		ex->done = NULL;

@@ -94,6 +94,23 @@ check "runs counts it the same way" \
 	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
 	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
+# A command in the scheduler's poll loop that ignores SIGTERM: the first SIGINT asks it to
+# stop (SIGTERM, then 5 s of grace), a second kills it at once, and nothing of it is left.
+"$RUNBOOK" run --state-dir "$state" tests/exec/stubborn.yaml >"$state/int2.out" 2>&1 &
+pid=$!
+for _ in $(seq 50); do grep -q 'stubborn| ready' "$state/int2.out" && break; sleep 0.1; done
+kill -INT $pid
+sleep 1
+check "a first SIGINT leaves a command that ignores SIGTERM its grace" kill -0 $pid
+t0=$(date +%s%N)
+kill -INT $pid
+wait $pid
+rc=$?
+t1=$(date +%s%N)
+check "a second SIGINT ends the run at once (exit 130)" [ $rc -eq 130 -a $(( (t1 - t0) / 1000000 )) -lt 2000 ]
+check "the command is killed" bash -c "! pgrep -f 'sleep 31[.]7'"
+check "the step is interrupted" grep -q 'stubborn: interrupted' "$state/int2.out"
+
 # A failing Lua chunk names its place in the runbook.
 out=$(run tests/exec/lua_errors.yaml 2>&1)
 check "a block chunk's error names its line and column" \
