@@ -30,9 +30,9 @@ struct exec;
 
 /*
  * An attempt of a step (or its check): its rendered calls, one per for_each
- * item (one without for_each), run as units on the workers, up to the step's
- * concurrency at once.  Only the scheduling thread touches a job, except
- * cancel; workers see their unit and what the job holds read-only.
+ * item (one without for_each), run as units, up to the step's concurrency at
+ * once.  Only the scheduling thread touches a job, except cancel; workers see
+ * their unit and what the job holds read-only.
  */
 struct job {
 	struct exec *ex;

@@ -1,10 +1,11 @@
 /*
  * The scheduler: one thread (the run's) takes each ready step through its
  * condition, its check, its gate and its attempts, renders its calls, hands
- * them out as units (one per for_each item) to worker threads up to the
- * step's concurrency and the run's --jobs (inline actions, with Lua, run on
- * this thread), and journals what happened before anything that depends on
- * it starts.
+ * them out as units (one per for_each item), up to the step's concurrency and
+ * the run's --jobs, and journals what happened before anything that depends
+ * on it starts.  A unit runs where its action says: stepped in this thread's
+ * poll loop (start and step: commands), on this thread at once (inline
+ * actions, with Lua), or on a worker thread (run).
  */
 #include "exec_int.h"
 
@@ -1097,6 +1098,37 @@ static void live_tick(struct exec *ex)
 	pthread_mutex_unlock(&ex->out_mu);
 }
 
+/*
+ * Wait, at most timeout ms, for a worker's wake-up or the fds of the polled calls; their
+ * revents go back to the calls, for their next step.
+ */
+static void poll_all(struct exec *ex, int timeout)
+{
+	size_t n = 1;
+	for (size_t k = 0; k < ex->npolled; k++)
+		n += (size_t)ex->polled[k]->nfds;
+	rb_grow(&ex->pfds, &ex->pfdcap, n, sizeof(*ex->pfds));
+	ex->pfds[0] = (struct pollfd){ex->wake[0], POLLIN, 0};
+	n = 1;
+	for (size_t k = 0; k < ex->npolled; k++) {
+		const struct unit *u = ex->polled[k];
+		memcpy(ex->pfds + n, u->fds, (size_t)u->nfds * sizeof(*u->fds));
+		n += (size_t)u->nfds;
+	}
+	poll(ex->pfds, n, timeout);
+	n = 1;
+	for (size_t k = 0; k < ex->npolled; k++) {
+		struct unit *u = ex->polled[k];
+		memcpy(u->fds, ex->pfds + n, (size_t)u->nfds * sizeof(*u->fds));
+		n += (size_t)u->nfds;
+	}
+	if (ex->pfds[0].revents) {
+		char buf[256];
+		while (read(ex->wake[0], buf, sizeof(buf)) > 0)
+			;
+	}
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 void ex_run_phase(struct exec *ex)
 {
@@ -1144,38 +1176,17 @@ void ex_run_phase(struct exec *ex)
 			continue;
 		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
 			next = ex->deadline_ms;
-		size_t nfds = 1;
 		for (size_t k = 0; k < ex->npolled; k++) {
-			const struct unit *u = ex->polled[k];
-			nfds += (size_t)u->nfds;
-			if (u->wake_at >= 0 && (next < 0 || u->wake_at < next))
-				next = u->wake_at;
+			int64_t at = ex->polled[k]->wake_at;
+			if (at >= 0 && (next < 0 || at < next))
+				next = at;
 		}
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		ex_journal_sync(ex);
 		ex_flush(ex);
-		rb_grow(&ex->pfds, &ex->pfdcap, nfds, sizeof(*ex->pfds));
-		ex->pfds[0] = (struct pollfd){ex->wake[0], POLLIN, 0};
-		nfds = 1;
-		for (size_t k = 0; k < ex->npolled; k++) {
-			const struct unit *u = ex->polled[k];
-			memcpy(ex->pfds + nfds, u->fds, (size_t)u->nfds * sizeof(*u->fds));
-			nfds += (size_t)u->nfds;
-		}
-		poll(ex->pfds, nfds, timeout < 0 ? 0 : timeout);
-		nfds = 1;
-		for (size_t k = 0; k < ex->npolled; k++) {
-			struct unit *u = ex->polled[k];
-			memcpy(u->fds, ex->pfds + nfds, (size_t)u->nfds * sizeof(*u->fds));
-			nfds += (size_t)u->nfds;
-		}
+		poll_all(ex, timeout < 0 ? 0 : timeout);
 		live_tick(ex);
-		if (ex->pfds[0].revents) {
-			char buf[256];
-			while (read(ex->wake[0], buf, sizeof(buf)) > 0)
-				;
-		}
 		pthread_mutex_lock(&ex->mu);
 		struct unit *done = ex->done;
 		ex->done = NULL;

@@ -3,6 +3,8 @@
  * its output captured and streamed.  Its side effects are unknown, so it is
  * never assumed read-only.  Process lifetime (process groups, descendants,
  * dying with the runner) is the job of interp/proc.c and interp/spawner.c.
+ * It runs in the scheduler's poll loop (start and step): a command holds no
+ * thread, and its wake-ups reach the scheduler with no hand-off on the way.
  */
 #include <poll.h>
 #include <stdlib.h>
