@@ -849,17 +849,26 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 		ex_event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
 }
 
+/* Takes p out of the array of n pointers at v, keeping the order of the others. */
+static void remove_ptr(void *v, size_t *n, const void *p)
+{
+	char *a = v;
+	for (size_t k = 0; k < *n; k++) {
+		const void *x;
+		memcpy(&x, a + k * sizeof(x), sizeof(x));
+		if (x == p) {
+			memmove(a + k * sizeof(x), a + (k + 1) * sizeof(x), (*n - k - 1) * sizeof(x));
+			(*n)--;
+			return;
+		}
+	}
+}
+
 /* Every call of a job is done (or it stopped): its step's attempt is over. */
 static void complete(struct exec *ex, struct job *jb)
 {
 	jb->output = jb->items ? json_incref(jb->outs) : json_incref(json_array_get(jb->outs, 0));
-	for (size_t k = 0; k < ex->nactive; k++)
-		if (ex->active[k] == jb) {
-			memmove(ex->active + k, ex->active + k + 1,
-				(ex->nactive - k - 1) * sizeof(*ex->active));
-			ex->nactive--;
-			break;
-		}
+	remove_ptr(ex->active, &ex->nactive, jb);
 	job_done(ex, jb);
 }
 
@@ -911,13 +920,7 @@ static int step_unit(struct exec *ex, struct unit *u)
 		u->wake_at = t < 0 ? -1 : rb_now_ms() + t;
 		return 0;
 	}
-	for (size_t k = 0; k < ex->npolled; k++)
-		if (ex->polled[k] == u) {
-			memmove(ex->polled + k, ex->polled + k + 1,
-				(ex->npolled - k - 1) * sizeof(*ex->polled));
-			ex->npolled--;
-			break;
-		}
+	remove_ptr(ex->polled, &ex->npolled, u);
 	ex->running--;
 	unit_result(u, &res);
 	return 1;
