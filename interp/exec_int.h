@@ -49,6 +49,7 @@ struct job {
 	unsigned char *ok;              /* each call: it succeeded (in this or an earlier attempt) */
 	json_t *output;                 /* the result: one output, or the list */
 	int failed, timed_out;
+	int broken;                     /* the failure was a check's broken code (unit's broken) */
 	char *error;
 	volatile sig_atomic_t cancel;
 };
@@ -66,6 +67,7 @@ struct unit {
 	int64_t wake_at;                /* ... and when it must be stepped at the latest, or -1 */
 	json_t *output;
 	int failed, timed_out;
+	int broken;                     /* a check whose code failed: it gave no answer */
 	char *error, *warning;
 	struct unit *next;
 };

@@ -127,6 +127,12 @@ static void unit_result(struct unit *u, struct rb_result *res)
 	if (res->chunk_line && (jb->action->flags & RB_ACT_INLINE))
 		res->error = chunk_error(ex, jb->what, json_string_value(
 			json_object_get(u->call.args, "code")), res->chunk_line, res->error);
+	/*
+	 * A check's Lua chunk that fails (an error, not a timeout: returning false is how it
+	 * says "not in place") gave no answer.  That is a bug in the runbook, as a check
+	 * argument that cannot be rendered is, and the step must not run on it.
+	 */
+	u->broken = check && res->failed && !res->timed_out && jb->action == &act_lua;
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
 	if (check && !res->failed && (!res->output || json_is_null(res->output) ||
 				      json_is_false(res->output))) {
@@ -766,6 +772,9 @@ static void job_done(struct exec *ex, struct job *jb)
 		} else if (ex->interrupted && jb->cancel) {
 			finish(ex, i, S_INTERRUPTED, jb->output, rb_xasprintf("check: %s", jb->error));
 			free(jb->error);
+		} else if (jb->broken) {
+			finish(ex, i, S_FAILED, jb->output, rb_xasprintf("check: %s", jb->error));
+			free(jb->error);
 		} else {
 			ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "check", "step", st->id,
 					       "error", jb->error ? jb->error : "failed"),
@@ -895,6 +904,7 @@ static int unit_done(struct exec *ex, struct unit *u)
 		if (!jb->failed) {
 			jb->failed = 1;
 			jb->timed_out = u->timed_out;
+			jb->broken = u->broken;
 			jb->error = !jb->items ? u->error
 				    : rb_xasprintf("item %zu of %zu: %s", u->k + 1, jb->n,
 						   u->error ? u->error : "failed");

@@ -117,7 +117,10 @@ check "a block chunk's error names its line and column" \
 	grep -q "block: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:11:7: attempt to index a nil value (local 'y')" <<<"$out"
 check "a quoted one's" grep -q 'quoted: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:14:11: attempt to perform arithmetic on a nil value' <<<"$out"
 check "action: lua's code" grep -q 'via_action: failed (continuing) in [0-9.]*s: tests/exec/lua_errors.yaml:21:9: nope' <<<"$out"
-check "a check's" grep -q 'checked: not in place yet (check: tests/exec/lua_errors.yaml:25:9: attempt to concatenate a nil value)' <<<"$out"
+check "a check's" grep -q 'checked: failed (continuing) in [0-9.]*s: check: tests/exec/lua_errors.yaml:26:9: attempt to concatenate a nil value' <<<"$out"
+check "a broken check fails its step, which does not run" bash -c "! grep -q '\"step\":\"checked\",\"attempt\"' <<<'$(journal)'"
+check "a check that raises error() with no position is broken too" \
+	grep -q 'checked_bare: failed in [0-9.]*s: check: no position' <<<"$out"
 check "in the audit log too" has '"step":"block","status":"failed",.*"error":"tests/exec/lua_errors.yaml:11:7: attempt to index'
 
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
