@@ -260,50 +260,58 @@ struct shell {
 
 _Static_assert(RB_PROC_MAX_FDS <= RB_ACTION_MAX_FDS, "a process polls more fds than an action");
 
-static void *shell_start(const struct rb_call *c, struct rb_result *res)
+/* The call's command, started; NULL with *err when it cannot be. */
+static struct rb_proc *start_command(const struct rb_call *c, char **err)
 {
 	struct rb_strv argv = {0}, env = {0};
-	char *err = NULL;
 	const json_t *a = c->args;
-	struct rb_proc *p = NULL;
-	if (build_argv(json_object_get(a, "command"), &argv, &err) == 0) {
-		for (const char *const *e = c->env; e && *e; e++)
-			rb_strv_push(&env, rb_xstrdup(*e));
-		const char *k;
-		json_t *v;
-		json_object_foreach(json_object_get(a, "env"), k, v) {
-			char *t = text_of(v);
-			rb_strv_push(&env, rb_xasprintf("%s=%s", k, t));
-			free(t);
-		}
-		json_t *in = json_object_get(a, "stdin");
-		char *stdin_text = in ? text_of(in) : NULL;
-		json_t *cwd = json_object_get(a, "cwd");
-		long timeout = 0;
-		if (c->deadline_ms) {
-			timeout = (long)(c->deadline_ms - rb_now_ms());
-			if (timeout < 1)
-				timeout = 1;
-		}
-		struct rb_proc_spec spec = {
-			.argv = (const char *const *)rb_strv_terminated(&argv),
-			.env = (const char *const *)rb_strv_terminated(&env),
-			.cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
-			.stdin_data = stdin_text,
-			.stdin_len = stdin_text ? strlen(stdin_text) : 0,
-			.spill_path = c->spill_path,
-			.mem_limit = SHELL_MEM_LIMIT,
-			.timeout_ms = timeout,
-			.grace_ms = SHELL_GRACE_MS,
-			.on_line = c->on_line,
-			.ud = c->ud,
-			.filter = c->filter,
-		};
-		p = rb_proc_start(&spec, &err);
-		free(stdin_text);
+	if (build_argv(json_object_get(a, "command"), &argv, err) < 0) {
+		rb_strv_release(&argv);
+		return NULL;
 	}
+	for (const char *const *e = c->env; e && *e; e++)
+		rb_strv_push(&env, rb_xstrdup(*e));
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(a, "env"), k, v) {
+		char *t = text_of(v);
+		rb_strv_push(&env, rb_xasprintf("%s=%s", k, t));
+		free(t);
+	}
+	json_t *in = json_object_get(a, "stdin");
+	char *stdin_text = in ? text_of(in) : NULL;
+	json_t *cwd = json_object_get(a, "cwd");
+	long timeout = 0;
+	if (c->deadline_ms) {
+		timeout = (long)(c->deadline_ms - rb_now_ms());
+		if (timeout < 1)
+			timeout = 1;
+	}
+	struct rb_proc_spec spec = {
+		.argv = (const char *const *)rb_strv_terminated(&argv),
+		.env = (const char *const *)rb_strv_terminated(&env),
+		.cwd = json_is_string(cwd) ? json_string_value(cwd) : NULL,
+		.stdin_data = stdin_text,
+		.stdin_len = stdin_text ? strlen(stdin_text) : 0,
+		.spill_path = c->spill_path,
+		.mem_limit = SHELL_MEM_LIMIT,
+		.timeout_ms = timeout,
+		.grace_ms = SHELL_GRACE_MS,
+		.on_line = c->on_line,
+		.ud = c->ud,
+		.filter = c->filter,
+	};
+	struct rb_proc *p = rb_proc_start(&spec, err);
+	free(stdin_text);
 	rb_strv_release(&argv);
 	rb_strv_release(&env);
+	return p;
+}
+
+static void *shell_start(const struct rb_call *c, struct rb_result *res)
+{
+	char *err = NULL;
+	struct rb_proc *p = start_command(c, &err);
 	if (!p) {
 		res->failed = 1;
 		res->error = err ? err : rb_xstrdup("cannot start the command");
