@@ -111,6 +111,20 @@ check "a second SIGINT ends the run at once (exit 130)" [ $rc -eq 130 -a $(( (t1
 check "the command is killed" bash -c "! pgrep -f 'sleep 31[.]7'"
 check "the step is interrupted" grep -q 'stubborn: interrupted' "$state/int2.out"
 
+# Commands at once in the poll loop: each timeout fires at its own time (the loop wakes for
+# the nearest, not at its 1 s tick), while another command streams its lines.
+out=$(run --jobs 4 tests/exec/timeouts.yaml 2>&1)
+for t in 300 600 900; do
+	ms=$(jq -r "select(.type == \"step_finished\" and .step == \"t$t\") | .duration_ms" \
+		"$state"/runs/"$(ls -t "$state"/runs | head -n 1)"/audit.jsonl)
+	check "a ${t}ms timeout among others stops its command in time ($ms ms)" \
+		[ -n "$ms" -a "$ms" -ge $t -a "$ms" -lt $((t + 500)) ]
+	check "and says so" has "\"step\":\"t$t\",\"status\":\"failed\".*\"error\":\"timed out after ${t}ms\""
+done
+check "the command beside them streams all its lines" \
+	bash -c "[ \$(grep -c '^[0-9:]* talk| line [123]\$' <<<'$out') -eq 3 ]"
+check "and succeeds" has '"step":"talk","status":"succeeded"'
+
 # A failing Lua chunk names its place in the runbook.
 out=$(run tests/exec/lua_errors.yaml 2>&1)
 check "a block chunk's error names its line and column" \
