@@ -128,11 +128,11 @@ static void unit_result(struct unit *u, struct rb_result *res)
 		res->error = chunk_error(ex, jb->what, json_string_value(
 			json_object_get(u->call.args, "code")), res->chunk_line, res->error);
 	/*
-	 * A check's Lua chunk that fails (an error, not a timeout: returning false is how it
-	 * says "not in place") gave no answer.  That is a bug in the runbook, as a check
-	 * argument that cannot be rendered is, and the step must not run on it.
+	 * A check whose code fails (a Lua error: returning false is how it says "not in
+	 * place") gave no answer.  That is a bug in the runbook, as a check argument that
+	 * cannot be rendered is, and the step must not run on it.
 	 */
-	u->broken = check && res->failed && !res->timed_out && jb->action == &act_lua;
+	u->broken = check && res->failed && res->broken;
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
 	if (check && !res->failed && (!res->output || json_is_null(res->output) ||
 				      json_is_false(res->output))) {

@@ -77,6 +77,8 @@ struct rb_result {
 	char *warning;                  /* what the user must know all the same (output that
 					   could not be kept; malloc'd), or NULL */
 	int chunk_line;                 /* lua: the line of its chunk that failed, or 0 */
+	int broken;                     /* its own code failed (not a timeout): it gave no answer,
+					   where failed alone can be a check's "no" */
 };
 
 struct rb_action {

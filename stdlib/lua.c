@@ -33,6 +33,7 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	if (rb_luabox_eval(c->box, c->scope, code, strlen(code), 0, ms, &err, &line) < 0) {
 		res->failed = 1;
 		res->timed_out = strstr(err, "time limit of") != NULL;
+		res->broken = !res->timed_out;
 		res->error = err;       /* the engine puts the position in front of it */
 		res->chunk_line = line;
 		return -1;
@@ -42,6 +43,7 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	lua_pop(L, 1);
 	if (!res->output) {
 		res->failed = 1;
+		res->broken = 1;
 		res->error = rb_xasprintf("the chunk's return value: %s", err);
 		free(err);
 		return -1;
