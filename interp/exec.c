@@ -245,6 +245,8 @@ static void set_compact_at(struct exec *ex)
 static void compact(struct exec *ex, int force)
 {
 	struct rb_journal_stats st;
+	if (!ex->journal || ex->journal_failed)
+		return;
 	rb_journal_stats(ex->journal, &st);
 	if (!force && st.journal_records < ex->compact_at)
 		return;
@@ -252,6 +254,11 @@ static void compact(struct exec *ex, int force)
 	/* A failed snapshot costs a longer replay on resume, nothing else. */
 	rb_journal_compact(ex->journal, snap);
 	json_decref(snap);
+}
+
+void ex_compact(struct exec *ex)
+{
+	compact(ex, 0);
 }
 
 /* Make what was journalled durable; a failure stops the run. */
@@ -265,10 +272,8 @@ int ex_journal_sync(struct exec *ex)
 		journal_broken(ex, rb_journal_error(ex->journal));
 	else if (ex->shared && rb_audit_sync(ex->shared) < 0)
 		journal_broken(ex, rb_audit_error(ex->shared));
-	else {
-		compact(ex, 0);
+	else
 		return 0;
-	}
 	ex->failed = 1;
 	if (!ex->journal_said) {
 		ex->journal_said = 1;

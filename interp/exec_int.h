@@ -164,6 +164,12 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 		      char hex[65]);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
+/*
+ * Replace the journal's replay by a snapshot when enough records came since the
+ * last one.  Called once the steps that could start have started: the snapshot's
+ * milliseconds then pass while they run, not before they start.
+ */
+void ex_compact(struct exec *ex);
 struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
 /* steps[id] in the Lua scope, from the step's state. */
 void ex_publish(struct exec *ex, size_t i);

@@ -1156,6 +1156,7 @@ void ex_run_phase(struct exec *ex)
 		 * share one fdatasync; what is left is synced before waiting.
 		 */
 		schedule(ex);
+		ex_compact(ex);
 		int64_t now = rb_now_ms(), next = -1;
 		for (size_t k = 0; k < ex->nretrying;) {
 			size_t i = ex->retrying[k];
