@@ -338,13 +338,10 @@ static void widen(const unsigned char *p, size_t len, struct span *sp)
 	}
 }
 
-/* Under the read lock. */
-static char *redact_locked(const struct rb_redactor *r, const char *s, size_t len, size_t *outlen)
+/* Under the read lock: what of s must go, in *sp (sp->n is 0 when nothing). */
+static void find_spans(const struct rb_redactor *r, const char *s, size_t len, struct spans *sp)
 {
-	struct spans sp = {0};
-	struct sink k = {.sp = &sp};
-	if (!s)
-		s = "", len = 0;
+	struct sink k = {.sp = sp};
 	if (r->acm)
 		rb_acm_scan(r->acm, s, len, on_hit, &k);
 	if (r->ws)
@@ -374,7 +371,12 @@ static char *redact_locked(const struct rb_redactor *r, const char *s, size_t le
 		free(map);
 		rb_buf_release(&dec);
 	}
+}
 
+/* s with the spans (freed here) replaced by their labels or the mask, malloc'd. */
+static char *apply_spans(const struct rb_redactor *r, const char *s, size_t len, struct spans sp,
+			 size_t *outlen)
+{
 	for (size_t i = 0; i < sp.n; i++)
 		widen((const unsigned char *)s, len, &sp.v[i]);
 	if (sp.n > 1)
@@ -405,6 +407,16 @@ static char *redact_locked(const struct rb_redactor *r, const char *s, size_t le
 	return rb_buf_detach(&out);
 }
 
+/* Under the read lock. */
+static char *redact_locked(const struct rb_redactor *r, const char *s, size_t len, size_t *outlen)
+{
+	struct spans sp = {0};
+	if (!s)
+		s = "", len = 0;
+	find_spans(r, s, len, &sp);
+	return apply_spans(r, s, len, sp, outlen);
+}
+
 char *rb_redact(const struct rb_redactor *cr, const char *s, size_t len, size_t *outlen)
 {
 	struct rb_redactor *r = lock_built(cr);
@@ -428,29 +440,46 @@ static json_t *string_from(const char *s, size_t n)
 	return j ? j : json_string(RB_REDACT_MASK);
 }
 
+/*
+ * The string of s redacted, or NULL when nothing of it goes: then the caller
+ * shares the value it came from (jansson's scalars are not changed in place
+ * here), which saves a copy of nearly every value.
+ */
+static json_t *redacted(const struct rb_redactor *r, const char *s, size_t n)
+{
+	struct spans sp = {0};
+	find_spans(r, s, n, &sp);
+	if (!sp.n) {
+		free(sp.v);
+		return NULL;
+	}
+	size_t rn;
+	char *t = apply_spans(r, s, n, sp, &rn);
+	json_t *j = string_from(t, rn);
+	free(t);
+	return j;
+}
+
 /* A number as its text, redacted: the number itself, or the redacted text. */
 static json_t *redact_number(const struct rb_redactor *r, const json_t *v)
 {
-	char *text = json_dumps(v, JSON_ENCODE_ANY);
-	if (!text)
+	char buf[32], *text = buf;
+	if (json_is_integer(v))
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (!(text = json_dumps(v, JSON_ENCODE_ANY)))
 		return json_deep_copy(v);
-	size_t n = strlen(text), rn;
-	char *red = redact_locked(r, text, n, &rn);
-	json_t *j = rn == n && !memcmp(red, text, n) ? json_deep_copy(v) : string_from(red, rn);
-	free(red);
-	free(text);
-	return j;
+	json_t *j = redacted(r, text, strlen(text));
+	if (text != buf)
+		free(text);
+	return j ? j : json_incref((json_t *)v);
 }
 
 static json_t *redact_json(const struct rb_redactor *r, const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_STRING: {
-		size_t n;
-		char *s = redact_locked(r, json_string_value(v), json_string_length(v), &n);
-		json_t *j = string_from(s, n);
-		free(s);
-		return j;
+		json_t *j = redacted(r, json_string_value(v), json_string_length(v));
+		return j ? j : json_incref((json_t *)v);
 	}
 	case JSON_INTEGER:
 	case JSON_REAL:
@@ -469,10 +498,13 @@ static json_t *redact_json(const struct rb_redactor *r, const json_t *v)
 		size_t klen;
 		json_t *x;
 		json_object_keylen_foreach((json_t *)v, key, klen, x) {
-			size_t n;
-			char *k = redact_locked(r, key, klen, &n);
-			json_t *ks = string_from(k, n);         /* a valid UTF-8 key */
-			free(k);
+			json_t *ks = redacted(r, key, klen);    /* a valid UTF-8 key */
+			if (!ks && !json_object_getn(o, key, klen)) {
+				json_object_setn_new(o, key, klen, redact_json(r, x));
+				continue;
+			}
+			if (!ks)
+				ks = json_stringn(key, klen);
 			struct rb_buf b;
 			rb_buf_init(&b);
 			rb_buf_add(&b, json_string_value(ks), json_string_length(ks));
