@@ -43,6 +43,7 @@ struct rb_audit_log {
 	struct rb_buf out;              /* signed lines being written */
 	struct rb_buf msg;              /* the bytes a signature is over */
 	struct rb_audit_head head;      /* as of the last sync */
+	int unsynced;                   /* written since the last fdatasync */
 
 	char *broken;                   /* a write or sync failed: nothing may be trusted */
 	char *errmsg;
@@ -586,10 +587,9 @@ int rb_audit_append(struct rb_audit_log *a, const json_t *rec)
 	return 0;
 }
 
-int rb_audit_sync(struct rb_audit_log *a)
+/* Sign the pending records and write them, without fdatasync; -1 breaks the log. */
+static int write_pending(struct rb_audit_log *a)
 {
-	if (a->broken)
-		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
 	size_t n = json_array_size(a->pending);
 	if (n == 0)
 		return 0;
@@ -614,25 +614,46 @@ int rb_audit_sync(struct rb_audit_log *a)
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = sign_record(a, json_array_get(a->pending, i), &a->out);
 	if (r == 0 && (rb_write_hooked(a->fd, a->out.s, a->out.len, a->hook, a->hook_arg) < 0 ||
-		       rb_hook_inject(a->hook, a->hook_arg, RB_JP_AFTER_WRITE) < 0 ||
-		       datasync(a->fd) < 0)) {
+		       rb_hook_inject(a->hook, a->hook_arg, RB_JP_AFTER_WRITE) < 0)) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));
 		r = -1;
 	}
 	if (r == 0) {
-		if (a->hook)
-			a->hook(a->hook_arg, RB_JP_AFTER_FDATASYNC, NULL);
 		a->size += a->out.len;
 		a->records += n;
-		a->syncs++;
-		a->head.seq = a->seq;
-		memcpy(a->head.sha256, a->prev, 65);
+		a->unsynced = 1;
 		json_array_clear(a->pending);
 	}
 	if (shared)
 		lock(a->fd, LOCK_UN);
 	/* Whatever failed, the chain in memory may be ahead of the file now. */
 	return r < 0 ? abreak(a) : 0;
+}
+
+int rb_audit_write(struct rb_audit_log *a)
+{
+	if (a->broken)
+		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
+	return write_pending(a);
+}
+
+int rb_audit_sync(struct rb_audit_log *a)
+{
+	if (rb_audit_write(a) < 0)
+		return -1;
+	if (!a->unsynced)
+		return 0;
+	if (datasync(a->fd) < 0) {
+		afail(a, "cannot write %s: %s", a->path, strerror(errno));
+		return abreak(a);
+	}
+	if (a->hook)
+		a->hook(a->hook_arg, RB_JP_AFTER_FDATASYNC, NULL);
+	a->unsynced = 0;
+	a->syncs++;
+	a->head.seq = a->seq;
+	memcpy(a->head.sha256, a->prev, 65);
+	return 0;
 }
 
 void rb_audit_log_head(const struct rb_audit_log *a, struct rb_audit_head *h)

@@ -187,6 +187,11 @@ int rb_audit_append(struct rb_audit_log *a, const json_t *rec);
  * tail the failure may have left.
  */
 int rb_audit_sync(struct rb_audit_log *a);
+/*
+ * The same without the fdatasync: written, durable at the next rb_audit_sync,
+ * or once whoever the caller hands a descriptor of the file has synced it.
+ */
+int rb_audit_write(struct rb_audit_log *a);
 /* The head as of the last sync (what the engine keeps in its checkpoint). */
 void rb_audit_log_head(const struct rb_audit_log *a, struct rb_audit_head *h);
 /* Time source for ts, in ms since the epoch (default: CLOCK_REALTIME); for tests. */

@@ -261,19 +261,9 @@ void ex_compact(struct exec *ex)
 	compact(ex, 0);
 }
 
-/* Make what was journalled durable; a failure stops the run. */
-int ex_journal_sync(struct exec *ex)
+void ex_journal_failed(struct exec *ex, const char *why)
 {
-	if (!ex->journal)
-		return 0;
-	if (ex->journal_failed)
-		;
-	else if (rb_journal_sync(ex->journal) < 0)
-		journal_broken(ex, rb_journal_error(ex->journal));
-	else if (ex->shared && rb_audit_sync(ex->shared) < 0)
-		journal_broken(ex, rb_audit_error(ex->shared));
-	else
-		return 0;
+	journal_broken(ex, why);
 	ex->failed = 1;
 	if (!ex->journal_said) {
 		ex->journal_said = 1;
@@ -282,7 +272,32 @@ int ex_journal_sync(struct exec *ex)
 			 "error: cannot write the audit log: %s; stopping the run",
 			 ex->journal_error);
 	}
+}
+
+/* Write what was journalled and, with sync, make it durable; a failure stops the run. */
+static int flush_journal(struct exec *ex, int sync)
+{
+	if (!ex->journal)
+		return 0;
+	if (ex->journal_failed)
+		ex_journal_failed(ex, ex->journal_error);
+	else if ((sync ? rb_journal_sync : rb_journal_write)(ex->journal) < 0)
+		ex_journal_failed(ex, rb_journal_error(ex->journal));
+	else if (ex->shared && (sync ? rb_audit_sync : rb_audit_write)(ex->shared) < 0)
+		ex_journal_failed(ex, rb_audit_error(ex->shared));
+	else
+		return 0;
 	return -1;
+}
+
+int ex_journal_sync(struct exec *ex)
+{
+	return flush_journal(ex, 1);
+}
+
+int ex_journal_write(struct exec *ex)
+{
+	return flush_journal(ex, 0);
 }
 
 /* --- Lua state of the run ------------------------------------------------------------ */
@@ -837,8 +852,8 @@ static void redact_diags(struct exec *ex, size_t n0)
 int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_diags *d,
 		enum rb_run_status *status, char *run_id)
 {
-	struct exec ex = {.rb = rb, .o = o, .d = d, .wake = {-1, -1}, .stop_on_failure = 1,
-			  .lock_fd = -1};
+	struct exec ex = {.rb = rb, .o = o, .d = d, .wake = {-1, -1}, .gate_fd = -1,
+			  .stop_on_failure = 1, .lock_fd = -1};
 	pthread_mutex_init(&ex.mu, NULL);
 	pthread_cond_init(&ex.cv, NULL);
 	pthread_mutex_init(&ex.out_mu, NULL);

@@ -135,6 +135,13 @@ struct exec {
 	int journal_failed;
 	char *journal_error;            /* why, once it failed */
 	int journal_said;               /* and the run was told */
+	/*
+	 * A batch of one command: its records are written, and its supervisor syncs them
+	 * right before the exec (schedule()).  gate_fd is the journal's descriptor for that
+	 * while the unit is being started, else -1; gated is the unit until its end.
+	 */
+	int gate_fd;
+	const struct unit *gated;
 	struct rb_audit_key *key;       /* signs the run's log */
 	struct rb_audit_log *shared;    /* --audit-log, or NULL */
 	json_t *secret_hmacs;           /* {"NAME": {"hmac_sha256"}} for run_started */
@@ -164,6 +171,10 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 		      char hex[65]);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
+/* Only write it: durable at the next ex_journal_sync, or by a command's supervisor. */
+int ex_journal_write(struct exec *ex);
+/* The log cannot be kept (why): nothing more is recorded or runs, and the run is told once. */
+void ex_journal_failed(struct exec *ex, const char *why);
 /*
  * Replace the journal's replay by a snapshot when enough records came since the
  * last one.  Called once the steps that could start have started: the snapshot's

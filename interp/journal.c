@@ -42,7 +42,9 @@ struct rb_journal {
 	uint64_t next_seq;
 	uint64_t synced_seq;
 	uint64_t snapshot_seq;
-	uint64_t pending;       /* appended, not yet synced */
+	uint64_t pending;       /* appended, not yet written */
+	int unsynced;           /* written, not yet synced */
+	int gate[2];            /* rb_journal_gate_fd's descriptor, and a pipe's other end */
 	uint64_t jrecords;      /* synced records after the snapshot */
 	uint64_t compactions;
 
@@ -838,6 +840,7 @@ static struct rb_journal *journal_new(const char *dir)
 	if (!j)
 		return NULL;
 	j->dirfd = -1;
+	j->gate[0] = j->gate[1] = -1;
 	j->dir = strdup(dir);
 	if (!j->dir || asprintf(&j->path, "%s/%s", dir, RB_RUN_JOURNAL) < 0) {
 		j->path = NULL;
@@ -1178,20 +1181,56 @@ int rb_journal_append(struct rb_journal *j, json_t *rec)
 	return 0;
 }
 
-int rb_journal_sync(struct rb_journal *j)
+int rb_journal_write(struct rb_journal *j)
 {
 	if (check_broken(j) < 0)
 		return -1;
 	if (j->pending == 0)
+		return 0;
+	if (rb_audit_write(j->log) < 0) {
+		jfail(j, "%s", rb_audit_error(j->log));
+		return jbreak(j);
+	}
+	j->jrecords += j->pending;
+	j->pending = 0;
+	j->unsynced = 1;
+	return 0;
+}
+
+int rb_journal_sync(struct rb_journal *j)
+{
+	if (rb_journal_write(j) < 0)
+		return -1;
+	if (!j->unsynced)
 		return 0;
 	if (rb_audit_sync(j->log) < 0) {
 		jfail(j, "%s", rb_audit_error(j->log));
 		return jbreak(j);
 	}
 	j->synced_seq = j->next_seq - 1;
-	j->jrecords += j->pending;
-	j->pending = 0;
+	j->unsynced = 0;
 	return 0;
+}
+
+static void close_gate(struct rb_journal *j)
+{
+	for (int i = 0; i < 2; i++) {
+		if (j->gate[i] >= 0)
+			close(j->gate[i]);
+		j->gate[i] = -1;
+	}
+}
+
+int rb_journal_gate_fd(struct rb_journal *j)
+{
+	if (inject(j, RB_JP_BEFORE_GATE) < 0 && j->gate[1] < 0) {
+		close_gate(j);
+		if (pipe2(j->gate, O_CLOEXEC) < 0)
+			j->gate[0] = j->gate[1] = -1;
+	} else if (j->gate[0] < 0) {
+		j->gate[0] = open(j->path, O_RDONLY | O_CLOEXEC);
+	}
+	return j->gate[0];
 }
 
 struct membuf {
@@ -1281,6 +1320,7 @@ void rb_journal_close(struct rb_journal *j)
 	if (!j)
 		return;
 	rb_audit_close(j->log);
+	close_gate(j);
 	/* Closing the directory releases the run's lock. */
 	if (j->dirfd >= 0)
 		close(j->dirfd);
@@ -1345,6 +1385,7 @@ const char *rb_journal_point_name(enum rb_journal_point p)
 		[RB_JP_AFTER_TEMP_FSYNC] = "after-temp-fsync",
 		[RB_JP_AFTER_RENAME] = "after-rename",
 		[RB_JP_AFTER_DIR_FSYNC] = "after-dir-fsync",
+		[RB_JP_BEFORE_GATE] = "before-gate",
 	};
 	return (unsigned)p < RB_JP_COUNT ? names[p] : "?";
 }

@@ -99,6 +99,23 @@ int rb_journal_append(struct rb_journal *j, json_t *rec);
 int rb_journal_sync(struct rb_journal *j);
 
 /*
+ * The same without the fdatasync, for a caller that hands rb_journal_gate_fd()
+ * to whoever must see the records durable before it acts (a command's
+ * supervisor syncs it right before the exec: proc.h).  The records are durable
+ * at the next rb_journal_sync, which syncs even with nothing pending.
+ */
+int rb_journal_write(struct rb_journal *j);
+
+/*
+ * A descriptor of the journal's file for that sync, an open file description
+ * of its own (a write-back error is reported once per description, so the
+ * journal's own sync still sees it); opened on first use, closed with j, -1 if
+ * it cannot be opened.  RB_JP_BEFORE_GATE is visited here: an injected failure
+ * gives a pipe instead, whose fdatasync fails for real (EINVAL).
+ */
+int rb_journal_gate_fd(struct rb_journal *j);
+
+/*
  * Compaction: sync, then write snapshot (the caller's state, borrowed; it must
  * include the effect of every record appended so far) as the run's snapshot
  * (temp file, fsync, rename, fsync of the directory) with the seq and hash of
@@ -122,7 +139,7 @@ struct rb_journal_stats {
 	uint64_t last_seq;      /* seq of the last appended record (0: none in this run) */
 	uint64_t synced_seq;    /* every record up to this one is durable */
 	uint64_t snapshot_seq;  /* the snapshot covers records up to this one (0: none) */
-	uint64_t pending;       /* appended, not yet synced */
+	uint64_t pending;       /* appended, not yet written (nor synced) */
 	uint64_t journal_records;  /* records after the snapshot, synced or pending */
 	uint64_t syncs;         /* fdatasync calls on the journal through this handle */
 	uint64_t compactions;   /* completed through this handle */
@@ -202,6 +219,8 @@ enum rb_journal_point {
 	RB_JP_AFTER_TEMP_FSYNC,   /* next: rename over snapshot.json */
 	RB_JP_AFTER_RENAME,       /* next: fsync of the run directory */
 	RB_JP_AFTER_DIR_FSYNC,    /* the compaction is complete */
+	RB_JP_BEFORE_GATE,        /* written, not synced; next: rb_journal_gate_fd's descriptor
+				     goes to a command's supervisor, which syncs it */
 	RB_JP_COUNT
 };
 typedef int rb_journal_hook(void *arg, enum rb_journal_point p, size_t *len);

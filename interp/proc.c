@@ -409,6 +409,10 @@ static void finish(struct rb_proc *p)
 	r->signal = -1;
 	if (p->failed_phase == PHASE_CANCEL) {
 		p->error = xasprintf("'%s' was cancelled before it started", p->argv0);
+	} else if (p->failed_phase == PHASE_SYNC) {
+		r->sync_errno = p->failed_err;
+		p->error = xasprintf("'%s' was not started: fdatasync before it failed: %s",
+				     p->argv0, strerror(p->failed_err));
 	} else if (p->failed_phase) {
 		int e = p->failed_err;
 
@@ -670,13 +674,16 @@ struct rb_proc *rb_proc_start(const struct rb_proc_spec *s, char **err)
 		goto fail;
 	}
 	payload = build_payload(s, &h);
-	h.flags = (s->cwd ? REQ_CWD : 0) | (in[0] >= 0 ? REQ_STDIN : 0);
+	h.flags = (s->cwd ? REQ_CWD : 0) | (in[0] >= 0 ? REQ_STDIN : 0) | (s->sync ? REQ_SYNC : 0);
 	h.grace_ms = s->grace_ms;
-	h.nfds = in[0] >= 0 ? 4 : 3;
+	h.nfds = 3;
 	fds[0] = sp[1];
 	fds[1] = out[1];
 	fds[2] = errp[1];
-	fds[3] = in[0];
+	if (in[0] >= 0)
+		fds[h.nfds++] = in[0];
+	if (s->sync)
+		fds[h.nfds++] = s->sync_fd;
 	/*
 	 * The spawner can be killed like any process.  Its idle supervisors
 	 * would still take a request or two, but nobody would replace them:

@@ -117,6 +117,16 @@ struct rb_proc_spec {
 	 * length in *outn (the engine redacts secrets).  May be NULL.
 	 */
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
+	/*
+	 * With sync set, the supervisor fdatasync()s sync_fd right before it
+	 * starts the command, and does not start it if that fails (sync_errno):
+	 * the caller's records written to that file are durable before the
+	 * command runs, and the request to the supervisor travels while the disk
+	 * works.  Give a descriptor of the file of its own (an open() of it, not a
+	 * dup()): a write-back error is reported once per open file description.
+	 */
+	int sync;
+	int sync_fd;
 };
 
 struct rb_proc_result {
@@ -132,6 +142,7 @@ struct rb_proc_result {
 	 * could not be run (not executable, bad cwd, ...).
 	 */
 	const char *error;
+	int sync_errno;                 /* the fdatasync of spec->sync_fd failed: not started */
 	const char *out;                /* the first mem_limit bytes of stdout, NUL-terminated */
 	size_t out_len;
 	const char *err;                /* the same for stderr */

@@ -16,7 +16,7 @@
 
 /* Supervisor -> runner, one SOCK_SEQPACKET message each. */
 enum { MSG_STARTED = 1, MSG_EXITED, MSG_FAILED };
-enum { PHASE_FORK = 1, PHASE_CHDIR, PHASE_FIND, PHASE_EXEC, PHASE_CANCEL };
+enum { PHASE_FORK = 1, PHASE_CHDIR, PHASE_FIND, PHASE_EXEC, PHASE_CANCEL, PHASE_SYNC };
 struct msg {
 	int32_t type;
 	int32_t pid;            /* STARTED: the command's PID */
@@ -34,12 +34,13 @@ struct msg {
  * Runner -> an idle supervisor, one SOCK_SEQPACKET message: this header,
  * then len bytes of NUL-terminated strings (argv, the whole environment,
  * the cwd), with the step's fds attached: status socket, stdout, stderr,
- * then stdin (REQ_STDIN; else /dev/null), then a memfd holding the strings
- * when they do not fit in a message (REQ_MEMFD).
+ * then stdin (REQ_STDIN; else /dev/null), then the file to fdatasync before
+ * the exec (REQ_SYNC), then a memfd holding the strings when they do not fit
+ * in a message (REQ_MEMFD).
  */
 #define REQ_MAGIC	0x72627032u
 #define REQ_INLINE_MAX	(64 * 1024)
-enum { REQ_STDIN = 1, REQ_MEMFD = 2, REQ_CWD = 4 };
+enum { REQ_STDIN = 1, REQ_MEMFD = 2, REQ_CWD = 4, REQ_SYNC = 8 };
 struct req {
 	uint32_t magic;
 	uint32_t len;
@@ -48,7 +49,7 @@ struct req {
 	uint32_t nfds;
 	int64_t grace_ms;
 };
-#define REQ_MAX_FDS	5
+#define REQ_MAX_FDS	6
 
 /*
  * The spawner's whole life, in the child of the runner's fork(): ctl is its

@@ -115,6 +115,12 @@ static void unit_call(struct unit *u)
 		.scope = ex->scope,
 		.sensitive = ex->rb->steps[jb->step]->sensitive,
 	};
+	if (ex->gate_fd >= 0 && (jb->action->flags & RB_ACT_SYNC_FIRST)) {
+		u->call.sync = 1;
+		u->call.sync_fd = ex->gate_fd;
+		ex->gate_fd = -1;
+		ex->gated = u;
+	}
 }
 
 /* What a unit's call came to, as its step takes it. */
@@ -133,6 +139,16 @@ static void unit_result(struct unit *u, struct rb_result *res)
 	 * cannot be rendered is, and the step must not run on it.
 	 */
 	u->broken = check && res->failed && res->broken;
+	if (ex->gated == u)
+		ex->gated = NULL;
+	if (res->sync_errno) {
+		char *why = rb_xasprintf("cannot sync %s/%s before '%s' starts: %s", ex->run_dir,
+					 RB_RUN_JOURNAL, u->call.step, strerror(res->sync_errno));
+		ex_journal_failed(ex, why);
+		free(why);
+		free(res->error);
+		res->error = rb_xstrdup("not started: the audit log cannot be made durable");
+	}
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
 	if (check && !res->failed && (!res->output || json_is_null(res->output) ||
 				      json_is_false(res->output))) {
@@ -1017,6 +1033,18 @@ static int dispatch(struct exec *ex, struct job *jb)
 	}
 }
 
+/*
+ * Whether the batch of job alone can leave the sync of its records to the supervisor
+ * of its command (proc.h): the request then travels to it while the disk syncs, instead
+ * of after.  One command and one supervisor syncing at a time: a write-back error is
+ * reported once per open file, and all supervisors share the journal's descriptor.
+ */
+static int can_gate(const struct exec *ex, const struct job *jb)
+{
+	return ex->journal && !ex->shared && !ex->gated && !ex->journal_failed &&
+	       !ex->o->recorded && (jb->action->flags & RB_ACT_SYNC_FIRST) && jb->n == 1;
+}
+
 /* Start what can start: group the journal records, sync once, dispatch. */
 static void schedule(struct exec *ex)
 {
@@ -1032,7 +1060,17 @@ static void schedule(struct exec *ex)
 		start(ex, ex->ready[ex->rhead++], batch, &nbatch);
 	if (ex->rhead == ex->nready)
 		ex->rhead = ex->nready = 0;
-	if (ex_journal_sync(ex) < 0) {
+	if (nbatch == 0) {              /* what was journalled is synced before the next wait */
+		free(batch);
+		return;
+	}
+	int r, gate = nbatch == 1 && can_gate(ex, batch[0]);
+	if (!gate)
+		r = ex_journal_sync(ex);
+	else if ((r = ex_journal_write(ex)) == 0 &&
+		 (ex->gate_fd = rb_journal_gate_fd(ex->journal)) < 0)
+		r = ex_journal_sync(ex);
+	if (r < 0) {
 		for (size_t k = 0; k < nbatch; k++) {
 			struct job *jb = batch[k];
 			ex->s[jb->step].job = NULL;
@@ -1058,6 +1096,11 @@ static void schedule(struct exec *ex)
 		dispatch(ex, jb);
 	}
 	free(batch);
+	/* The command did not start (cancelled, say): nobody synced for it. */
+	if (ex->gate_fd >= 0) {
+		ex->gate_fd = -1;
+		ex_journal_sync(ex);
+	}
 }
 
 /* Ask every running step to stop: 1 politely, 2 at once. */
@@ -1142,6 +1185,22 @@ static void poll_all(struct exec *ex, int timeout)
 	}
 }
 
+/*
+ * What was journalled is durable before a wait, but for the records of a batch whose
+ * command's supervisor syncs them (schedule()): syncing them here too would only
+ * double the disk's work.  While a command is gated, every other write is a sync.
+ */
+static void sync_before_wait(struct exec *ex)
+{
+	struct rb_journal_stats st;
+	if (ex->gated && ex->journal) {
+		rb_journal_stats(ex->journal, &st);
+		if (st.pending == 0)
+			return;
+	}
+	ex_journal_sync(ex);
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 void ex_run_phase(struct exec *ex)
 {
@@ -1197,7 +1256,7 @@ void ex_run_phase(struct exec *ex)
 		}
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
-		ex_journal_sync(ex);
+		sync_before_wait(ex);
 		ex_flush(ex);
 		poll_all(ex, timeout < 0 ? 0 : timeout);
 		live_tick(ex);

@@ -599,7 +599,7 @@ static ssize_t recv_request(int ctl, char *buf, int *fds, int *nfds, int flags)
 /* A well-formed request: the strings are where the header says, and NUL-terminated. */
 static char *request_strings(const struct req *h, ssize_t n, char *buf, const int *fds, int nfds)
 {
-	int want = 3 + !!(h->flags & REQ_STDIN) + !!(h->flags & REQ_MEMFD);
+	int want = 3 + !!(h->flags & REQ_STDIN) + !!(h->flags & REQ_SYNC) + !!(h->flags & REQ_MEMFD);
 	char *s;
 
 	if (n < (ssize_t)sizeof *h || h->magic != REQ_MAGIC || nfds != want ||
@@ -677,9 +677,21 @@ static int sup_step(struct sup *x, char *buf, ssize_t n, int *fds, int nfds)
 		sup_fail(x, PHASE_FIND, e);
 		goto out;
 	}
+	/* The runner's records the command must follow are durable first (proc.h). */
+	if (h.flags & REQ_SYNC) {
+		int fd = fds[3 + !!(h.flags & REQ_STDIN)];
+
+		while ((e = fdatasync(fd) < 0 ? errno : 0) == EINTR)
+			;
+		if (e) {
+			sup_fail(x, PHASE_SYNC, e);
+			goto out;
+		}
+	}
 	/*
 	 * The request may have waited for a supervisor while the runner gave
-	 * up on it: do not start what was cancelled already.
+	 * up on it, or the runner may have died while the disk synced: do not
+	 * start what was cancelled already.
 	 */
 	if (recv(x->st, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) {
 		sup_fail(x, PHASE_CANCEL, ECANCELED);

@@ -38,6 +38,8 @@ enum {
 	RB_ACT_SIDE_EFFECTS = 1 << 0,   /* changes something outside runbook */
 	RB_ACT_IDEMPOTENT = 1 << 1,     /* safe to re-run after a crash */
 	RB_ACT_INLINE = 1 << 2,         /* runs on the engine's thread, with Lua */
+	RB_ACT_SYNC_FIRST = 1 << 3,     /* can make the engine's records durable itself, right
+					   before its side effect (rb_call.sync) */
 };
 
 struct rb_luabox;
@@ -67,6 +69,13 @@ struct rb_call {
 	struct rb_luabox *box;          /* inline actions only */
 	int scope;                      /* inline actions only: the Lua scope's index */
 	int sensitive;                  /* the output is a secret: keep it out of the error */
+	/*
+	 * RB_ACT_SYNC_FIRST actions: with sync set, the engine's records of this call
+	 * are written to sync_fd's file but not yet durable.  fdatasync(sync_fd) right
+	 * before the side effect; if that fails, do nothing and set res->sync_errno.
+	 */
+	int sync;
+	int sync_fd;
 };
 
 struct rb_result {
@@ -79,6 +88,7 @@ struct rb_result {
 	int chunk_line;                 /* lua: the line of its chunk that failed, or 0 */
 	int broken;                     /* its own code failed (not a timeout): it gave no answer,
 					   where failed alone can be a check's "no" */
+	int sync_errno;                 /* call->sync: the fdatasync failed, nothing was done */
 };
 
 struct rb_action {

@@ -300,6 +300,8 @@ static struct rb_proc *start_command(const struct rb_call *c, char **err)
 		.on_line = c->on_line,
 		.ud = c->ud,
 		.filter = c->filter,
+		.sync = c->sync,
+		.sync_fd = c->sync_fd,
 	};
 	struct rb_proc *p = rb_proc_start(&spec, err);
 	free(stdin_text);
@@ -346,6 +348,7 @@ static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 	add_overflow(c, r, 1, res);
 	add_overflow(c, r, 2, res);
 	res->timed_out = r->timed_out;
+	res->sync_errno = r->sync_errno;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;
 		res->error = failure(r, c->sensitive);
@@ -364,7 +367,7 @@ const struct rb_action act_shell = {
 	.name = "shell",
 	.summary = "run a command and capture its output and exit code",
 	.args = shell_args,
-	.flags = RB_ACT_SIDE_EFFECTS,
+	.flags = RB_ACT_SIDE_EFFECTS | RB_ACT_SYNC_FIRST,
 	.start = shell_start,
 	.step = shell_step,
 };

@@ -495,9 +495,46 @@ check "a resume that takes it as done runs the second" [ $? -eq 0 ]
 check "which ran now" [ -e "$fdir/second" ]
 check "the resumed run verifies, closed" "$RUNBOOK" audit verify --state-dir "$fstate" "$fid"
 check "a crash marker separates the sessions" grep -q '"type":"run_crashed"' "$fstate/runs/$fid/audit.jsonl"
+# The same when the fdatasync that a command's supervisor makes before the exec fails
+# (injected: the second step's supervisor gets a pipe, whose fdatasync fails for real).
+rm -rf "$fstate" "$fdir"/*
+out=$(RUNBOOK_TEST_FAIL=before-gate:2 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
+	--output text tests/exec/failclosed.yaml 2>&1)
+check "a log its supervisor cannot sync fails the run" [ $? -eq 1 ]
+check "it says why" grep -q "error: cannot write the audit log: cannot sync .*/audit.jsonl before 'second' starts: Invalid argument; stopping the run" <<<"$out"
+check "the step before it ran" [ -e "$fdir/first" ]
+check "the command whose intent was not durable never started" [ ! -e "$fdir/second" ]
+check "and is failed as such" grep -q 'second: failed in .*: not started: the audit log cannot be made durable' <<<"$out"
+fid=$(ls "$fstate/runs")
+check "the log verifies" "$RUNBOOK" audit verify --allow-open --state-dir "$fstate" "$fid"
+out=$("$RUNBOOK" resume --state-dir "$fstate" "$fid" 2>&1)
+check "its intent has no result: resume asks" grep -q 'not idempotent.*: second$' <<<"$out"
+out=$("$RUNBOOK" resume --state-dir "$fstate" --rerun second "$fid" 2>&1)
+check "a resume that reruns it runs it" [ -e "$fdir/second" ]
 out=$(RUNBOOK_TEST_FAIL=nowhere:1 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" tests/exec/failclosed.yaml 2>&1)
 check "a bad RUNBOOK_TEST_FAIL is refused" grep -q "RUNBOOK_TEST_FAIL='nowhere:1': expected POINT:N" <<<"$out"
 rm -rf "$fdir" "$fstate"
+
+# Each command's records are durable before it runs, seen in the system calls: a step
+# alone is synced by its supervisor right before the exec (docs/state.md), a batch of
+# steps by the runner, once, before any of them.
+dstate=$(mktemp -d)
+durable() {                 # durable JOBS: how the fdatasyncs and execs of a run interleave
+	rm -rf "$dstate/s"
+	strace -f -qq -e trace=fdatasync,execve -o "$dstate/trace" \
+		${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$dstate/s" --jobs "$1" \
+		tests/exec/durable.yaml >/dev/null 2>&1 || return 1
+	# "S" for a completed fdatasync by the runner, "s" by another process, "x" an exec
+	awk 'NR == 1 { runner = $1 }
+	     /fdatasync\(.*= 0$/ || /<\.\.\. fdatasync resumed>.*= 0$/ { printf "%s", $1 == runner ? "S" : "s" }
+	     /execve\("\/bin\/true"/ { printf "x" }' "$dstate/trace"
+}
+seq1=$(durable 1)
+check "--jobs 1: each command's own sync by its supervisor comes right before it ($seq1)" \
+	grep -Eq '^S+(sx){3}S+$' <<<"$seq1"
+seq4=$(durable 4)
+check "--jobs 4: one sync by the runner before all three ($seq4)" grep -Eq '^S+xxxS+$' <<<"$seq4"
+rm -rf "$dstate"
 
 # A param the log holds redacted is given again on resume, never run as "<email>".
 pdir=$(mktemp -d)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Crash tests of the binary: a 50-step run with parallel branches
 # (tests/kill/run.yaml) is killed with SIGKILL, at random moments and at the
-# journal's points between write, fdatasync, rename and directory fsync
+# journal's points between write, fdatasync, the hand-over of a sync to a supervisor,
+# rename and directory fsync
 # (RUNBOOK_TEST_CRASH, docs/state.md), then resumed, and its resumes killed
 # again, until it completes.  After every kill: no process of the run is left,
 # the state reads (`runbook status`, `runbook runs`), no step ran without its
@@ -30,7 +31,7 @@ KILLS=${KILLS:-0}
 budget=${KILL_BUDGET:-60}
 rng=${KILL_SEED:-$((($$ * 7919 + $(date +%s)) % 32768))}
 RANDOM=$rng
-points=(before-write after-write after-fdatasync before-temp-write after-temp-write
+points=(before-write after-write after-fdatasync before-gate before-temp-write after-temp-write
 	after-temp-fsync after-rename after-dir-fsync)
 compact=7                       # RUNBOOK_TEST_COMPACT_RECORDS: a dozen compactions a run
 
@@ -318,7 +319,7 @@ scenario() {
 		delay=$r
 		scen="#$scenarios random ${delay}ms jobs=$jobs${compact_env:+ compact=$compact}"
 	else
-		case $point in before-write | after-write | after-fdatasync) ;; *)
+		case $point in before-write | after-write | after-fdatasync | before-gate) ;; *)
 			compact_env="RUNBOOK_TEST_COMPACT_RECORDS=$compact" ;;
 		esac
 		rnd "${cap[$point]}"
@@ -451,7 +452,7 @@ for s in "${!st[@]}"; do
 done
 for s in "${shell_steps[@]}"; do ref_count[$s]=$(count "$s"); done
 for p in "${points[@]}"; do
-	case $p in *write | after-fdatasync) cap[$p]=60 ;; *) cap[$p]=16 ;; esac
+	case $p in *write | after-fdatasync | before-gate) cap[$p]=60 ;; *) cap[$p]=16 ;; esac
 done
 echo "reference run: ${ref_ms} ms, ${#all_steps[@]} steps (${#shell_steps[@]} shell, ${#nonidem[@]} not idempotent); seed $rng"
 

@@ -560,6 +560,60 @@ out:
 	free(state);
 }
 
+/*
+ * rb_journal_write: the group is written, not synced, for a command's supervisor to sync
+ * through rb_journal_gate_fd(), a description of the log's file of its own; the next
+ * rb_journal_sync syncs it even with nothing pending.  An injected failure at before-gate
+ * gives a pipe, whose fdatasync fails.
+ */
+static void t_write_then_gate(const char *base)
+{
+	char *state = join(base, "gate"), *err = NULL;
+	struct rb_journal *j;
+	struct hookctx h;
+	struct rb_journal_stats st;
+	struct stat a, b;
+
+	if (rb_journal_create(state, "w", tkey, &j, &err) < 0) {
+		CHECK(0, "create: %s", err);
+		goto out;
+	}
+	hookctx_init(&h);
+	rb_journal_set_hook(j, test_hook, &h);
+	for (uint64_t i = 1; i <= 3; i++)
+		add(j, rec_step(i, "succeeded"));
+	CHECK(rb_journal_write(j) == 0, "write: %s", rb_journal_error(j));
+	rb_journal_stats(j, &st);
+	CHECK(st.pending == 0 && st.syncs == 0 && st.synced_seq < st.last_seq &&
+	      h.count[RB_JP_AFTER_WRITE] == 1 && h.count[RB_JP_AFTER_FDATASYNC] == 0,
+	      "written, not synced (pending %" PRIu64 ", syncs %" PRIu64 ")", st.pending, st.syncs);
+	int g = rb_journal_gate_fd(j);
+	char *dir = rb_run_dir(state, "w"), *path = rb_xasprintf("%s/%s", dir, RB_RUN_JOURNAL);
+	CHECK(g >= 0 && rb_journal_gate_fd(j) == g && h.count[RB_JP_BEFORE_GATE] == 2,
+	      "one descriptor, the point visited each time");
+	CHECK(g >= 0 && fstat(g, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+	      (fcntl(g, F_GETFL) & O_ACCMODE) == O_RDONLY && (fcntl(g, F_GETFD) & FD_CLOEXEC) &&
+	      fdatasync(g) == 0, "the gate is the log, read-only, close-on-exec, and syncs");
+	CHECK(rb_journal_sync(j) == 0, "sync: %s", rb_journal_error(j));
+	rb_journal_stats(j, &st);
+	CHECK(st.syncs == 1 && st.synced_seq == st.last_seq,
+	      "the next sync syncs what was written (syncs %" PRIu64 ")", st.syncs);
+	CHECK(rb_journal_sync(j) == 0 && (rb_journal_stats(j, &st), st.syncs == 1),
+	      "and only once");
+	h.fail_point = RB_JP_BEFORE_GATE;
+	h.fail_from = 1;
+	h.fail_errno = EIO;
+	g = rb_journal_gate_fd(j);
+	CHECK(g >= 0 && fstat(g, &a) == 0 && S_ISFIFO(a.st_mode) && fdatasync(g) < 0 &&
+	      errno == EINVAL && rb_journal_gate_fd(j) == g, "an injected failure gives a pipe");
+	rb_journal_close(j);
+	free(path);
+	free(dir);
+out:
+	free(err);
+	free(state);
+}
+
 /* --- compaction ------------------------------------------------------------------ */
 
 static void t_compact(const char *base)
@@ -2198,6 +2252,7 @@ int main(int argc, char **argv)
 		t_runs_list(tmpl);
 		t_roundtrip(tmpl);
 		t_group_commit(tmpl);
+		t_write_then_gate(tmpl);
 		t_compact(tmpl);
 		t_compact_failures(tmpl);
 		t_torn(tmpl);

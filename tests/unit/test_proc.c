@@ -390,6 +390,62 @@ static void t_cwd(void)
 }
 
 /*
+ * spec.sync: the supervisor fdatasyncs the file right before the command, and
+ * does not start it when that fails.  A pipe's fdatasync fails for real
+ * (EINVAL); the command would have created a file.  With stdin data too, so
+ * that the descriptor is found after it in the request.
+ */
+static void t_sync_first(void)
+{
+	char dir[] = "/tmp/rb-test-sync-XXXXXX", log[64], mark[64];
+	const char *av[] = { "sh", "-c", "cat >/dev/null; touch \"$0\"", mark, NULL };
+	int pfd[2], fd;
+
+	if (!mkdtemp(dir) || pipe2(pfd, O_CLOEXEC) < 0) {
+		CHECK(0, "sync: setup: %s", strerror(errno));
+		return;
+	}
+	snprintf(log, sizeof log, "%s/log", dir);
+	snprintf(mark, sizeof mark, "%s/ran", dir);
+	fd = open(log, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, "x\n", 2) == 2, "sync: log: %s", strerror(errno));
+	for (int stdin_too = 0; stdin_too < 2; stdin_too++) {
+		struct rb_proc_spec s = { .argv = av, .sync = 1, .sync_fd = pfd[0],
+					  .stdin_data = stdin_too ? "in\n" : NULL,
+					  .stdin_len = stdin_too ? 3 : 0 };
+		struct rb_proc *p = run(&s, 5);
+		const struct rb_proc_result *r;
+
+		if (p) {
+			r = rb_proc_result(p);
+			CHECK(r->sync_errno == EINVAL && r->error &&
+			      strstr(r->error, "fdatasync before it failed") && !r->pid,
+			      "sync fails (stdin %d): errno %d, pid %d, '%s'", stdin_too,
+			      r->sync_errno, r->pid, r->error ? r->error : "(none)");
+			CHECK(access(mark, F_OK) < 0, "sync fails (stdin %d): the command ran",
+			      stdin_too);
+			rb_proc_free(p);
+		}
+		s.sync_fd = fd;
+		p = run(&s, 5);
+		if (p) {
+			r = rb_proc_result(p);
+			CHECK(!r->sync_errno && !r->error && r->exit_code == 0 &&
+			      access(mark, F_OK) == 0,
+			      "sync succeeds (stdin %d): errno %d, exit %d, '%s'", stdin_too,
+			      r->sync_errno, r->exit_code, r->error ? r->error : "(none)");
+			rb_proc_free(p);
+		}
+		unlink(mark);
+	}
+	close(fd);
+	close(pfd[0]);
+	close(pfd[1]);
+	unlink(log);
+	rmdir(dir);
+}
+
+/*
  * Supervisors serve step after step: nothing of one step (cwd, environment,
  * fds, a pending SIGTERM) may reach the next.  Also a relative command is
  * found from the step's cwd, and a request too big for one message (argv
@@ -1024,6 +1080,7 @@ int main(int argc, char **argv)
 	t_spill();
 	t_exit_and_signal();
 	t_not_found();
+	t_sync_first();
 	t_many();
 	t_cancel();
 	t_cancel_burst();
