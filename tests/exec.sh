@@ -479,15 +479,21 @@ rm -rf "$rstate"
 # resume once there is room again runs it.
 fdir=$(mktemp -d)
 fstate=$(mktemp -d)
-out=$(RUNBOOK_TEST_FAIL=before-write:3 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
-	--output text tests/exec/failclosed.yaml 2>&1)
-check "a log that cannot be written fails the run" [ $? -eq 1 ]
-check "it says why" grep -q 'error: cannot write the audit log: .*audit.jsonl: No space left on device; stopping the run' <<<"$out"
-check "the step before it ran" [ -e "$fdir/first" ]
-check "the step whose intent was not durable never started" [ ! -e "$fdir/second" ]
-check "and is failed as such" grep -q 'second: failed in .*: not started: the audit log cannot be written' <<<"$out"
-fid=$(ls "$fstate/runs")
-check "the log verifies up to the failure" "$RUNBOOK" audit verify --allow-open --state-dir "$fstate" "$fid"
+fail_closed() {             # fail_closed POINT:N ERROR STEP_ERROR: the run stops, saying ERROR
+	rm -rf "$fstate" "$fdir"/*
+	out=$(RUNBOOK_TEST_FAIL=$1 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
+		--output text tests/exec/failclosed.yaml 2>&1)
+	check "$1: a log that cannot be made durable fails the run" [ $? -eq 1 ]
+	check "$1: it says why" grep -q "error: cannot write the audit log: $2; stopping the run" <<<"$out"
+	check "$1: the step before it ran" [ -e "$fdir/first" ]
+	check "$1: the step whose intent was not durable never started" [ ! -e "$fdir/second" ]
+	check "$1: and is failed as such" grep -q "second: failed in .*: not started: $3" <<<"$out"
+	fid=$(ls "$fstate/runs")
+	check "$1: the log verifies up to the failure" \
+		"$RUNBOOK" audit verify --allow-open --state-dir "$fstate" "$fid"
+}
+fail_closed before-write:3 '.*audit.jsonl: No space left on device' \
+	'the audit log cannot be written'
 out=$("$RUNBOOK" resume --state-dir "$fstate" "$fid" 2>&1)
 check "the first step's end was never recorded: resume asks" grep -q 'not idempotent.*: first$' <<<"$out"
 out=$("$RUNBOOK" resume --state-dir "$fstate" --skip first "$fid" 2>&1)
@@ -497,16 +503,8 @@ check "the resumed run verifies, closed" "$RUNBOOK" audit verify --state-dir "$f
 check "a crash marker separates the sessions" grep -q '"type":"run_crashed"' "$fstate/runs/$fid/audit.jsonl"
 # The same when the fdatasync that a command's supervisor makes before the exec fails
 # (injected: the second step's supervisor gets a pipe, whose fdatasync fails for real).
-rm -rf "$fstate" "$fdir"/*
-out=$(RUNBOOK_TEST_FAIL=before-gate:2 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
-	--output text tests/exec/failclosed.yaml 2>&1)
-check "a log its supervisor cannot sync fails the run" [ $? -eq 1 ]
-check "it says why" grep -q "error: cannot write the audit log: cannot sync .*/audit.jsonl before 'second' starts: Invalid argument; stopping the run" <<<"$out"
-check "the step before it ran" [ -e "$fdir/first" ]
-check "the command whose intent was not durable never started" [ ! -e "$fdir/second" ]
-check "and is failed as such" grep -q 'second: failed in .*: not started: the audit log cannot be made durable' <<<"$out"
-fid=$(ls "$fstate/runs")
-check "the log verifies" "$RUNBOOK" audit verify --allow-open --state-dir "$fstate" "$fid"
+fail_closed before-gate:2 "cannot sync .*/audit.jsonl before 'second' starts: Invalid argument" \
+	'the audit log cannot be made durable'
 out=$("$RUNBOOK" resume --state-dir "$fstate" "$fid" 2>&1)
 check "its intent has no result: resume asks" grep -q 'not idempotent.*: second$' <<<"$out"
 out=$("$RUNBOOK" resume --state-dir "$fstate" --rerun second "$fid" 2>&1)
