@@ -634,12 +634,19 @@ int rb_audit_write(struct rb_audit_log *a)
 {
 	if (a->broken)
 		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
-	return write_pending(a);
+	if (write_pending(a) < 0)
+		return -1;
+	/* Only a start: errors of the write-back go to whoever syncs (each descriptor's). */
+	if (a->unsynced)
+		sync_file_range(a->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return 0;
 }
 
 int rb_audit_sync(struct rb_audit_log *a)
 {
-	if (rb_audit_write(a) < 0)
+	if (a->broken)
+		return afail(a, "%s is broken since an earlier failure (%s)", a->path, a->broken);
+	if (write_pending(a) < 0)
 		return -1;
 	if (!a->unsynced)
 		return 0;

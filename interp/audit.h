@@ -188,8 +188,10 @@ int rb_audit_append(struct rb_audit_log *a, const json_t *rec);
  */
 int rb_audit_sync(struct rb_audit_log *a);
 /*
- * The same without the fdatasync: written, durable at the next rb_audit_sync,
- * or once whoever the caller hands a descriptor of the file has synced it.
+ * The same without the fdatasync: written, with the write-back started
+ * (sync_file_range), durable at the next rb_audit_sync, or once whoever the
+ * caller hands a descriptor of the file has synced it: that sync then finds
+ * the data on its way to the disk.
  */
 int rb_audit_write(struct rb_audit_log *a);
 /* The head as of the last sync (what the engine keeps in its checkpoint). */

@@ -1181,35 +1181,33 @@ int rb_journal_append(struct rb_journal *j, json_t *rec)
 	return 0;
 }
 
-int rb_journal_write(struct rb_journal *j)
+/* rb_audit_write (sync 0) or rb_audit_sync of what was appended, or written before. */
+static int flush(struct rb_journal *j, int sync)
 {
 	if (check_broken(j) < 0)
 		return -1;
-	if (j->pending == 0)
+	if (j->pending == 0 && (!sync || !j->unsynced))
 		return 0;
-	if (rb_audit_write(j->log) < 0) {
+	if ((sync ? rb_audit_sync : rb_audit_write)(j->log) < 0) {
 		jfail(j, "%s", rb_audit_error(j->log));
 		return jbreak(j);
 	}
 	j->jrecords += j->pending;
 	j->pending = 0;
-	j->unsynced = 1;
+	j->unsynced = !sync;
+	if (sync)
+		j->synced_seq = j->next_seq - 1;
 	return 0;
+}
+
+int rb_journal_write(struct rb_journal *j)
+{
+	return flush(j, 0);
 }
 
 int rb_journal_sync(struct rb_journal *j)
 {
-	if (rb_journal_write(j) < 0)
-		return -1;
-	if (!j->unsynced)
-		return 0;
-	if (rb_audit_sync(j->log) < 0) {
-		jfail(j, "%s", rb_audit_error(j->log));
-		return jbreak(j);
-	}
-	j->synced_seq = j->next_seq - 1;
-	j->unsynced = 0;
-	return 0;
+	return flush(j, 1);
 }
 
 static void close_gate(struct rb_journal *j)
