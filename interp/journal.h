@@ -90,7 +90,8 @@ int rb_journal_append(struct rb_journal *j, json_t *rec);
 /*
  * Write everything appended since the last sync (retrying EINTR and short
  * writes) and fdatasync once.  Returns 0 only when it is all durable; with
- * nothing pending it returns 0 at once.  After a failed write or fdatasync the
+ * nothing pending and nothing written since the last sync (rb_journal_write)
+ * it returns 0 at once.  After a failed write or fdatasync the
  * journal is broken for good: every later append, sync and compaction fails,
  * because after a failed fdatasync the kernel may have dropped the pages and
  * a retry could report success for data that is gone.  Resume with
@@ -99,10 +100,11 @@ int rb_journal_append(struct rb_journal *j, json_t *rec);
 int rb_journal_sync(struct rb_journal *j);
 
 /*
- * The same without the fdatasync, for a caller that hands rb_journal_gate_fd()
- * to whoever must see the records durable before it acts (a command's
- * supervisor syncs it right before the exec: proc.h).  The records are durable
- * at the next rb_journal_sync, which syncs even with nothing pending.
+ * The same without the fdatasync (the write-back is only started: audit.h), for
+ * a caller that hands rb_journal_gate_fd() to whoever must see the records
+ * durable before it acts (a command's supervisor syncs it right before the
+ * exec: proc.h).  The records are durable at the next rb_journal_sync, which
+ * syncs even with nothing pending.
  */
 int rb_journal_write(struct rb_journal *j);
 
