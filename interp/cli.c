@@ -126,15 +126,21 @@ int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts)
 	return k;
 }
 
-int rb_cli_write_redacted(const struct rb_runbook *rb, const char *buf, size_t len, FILE *f)
+int rb_cli_write_redacted(const struct rb_runbook *rb, const struct rb_redactor *with,
+			  const char *buf, size_t len, FILE *f)
 {
-	struct rb_redactor *r = rb_redactor_new();
+	struct rb_redactor *own = NULL;
 	char *clean = NULL;
-	if (rb_runbook_add_patterns(rb, r))
-		buf = clean = rb_redact(r, buf, len, &len);
+	if (!with) {
+		own = rb_redactor_new();
+		if (rb_runbook_add_patterns(rb, own))
+			with = own;
+	}
+	if (with)
+		buf = clean = rb_redact(with, buf, len, &len);
 	int rc = fwrite(buf, 1, len, f) == len && fflush(f) == 0 ? 0 : -1;
 	free(clean);
-	rb_redactor_free(r);
+	rb_redactor_free(own);
 	return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 struct rb_runbook;
+struct rb_redactor;
 
 /* The exit statuses, documented in docs/cli.md. */
 enum rb_exit {
@@ -56,11 +57,13 @@ void rb_print_usage(const char *cmd, FILE *f);
  */
 int rb_cli_load(const char *path, struct rb_runbook **out);
 /*
- * Write buf[0, len) (a rendered plan) to f with the runbook's redact:
- * patterns applied (e-mail addresses and phone numbers unless pii: false),
+ * Write buf[0, len) (a rendered plan) to f redacted by with (a probe's
+ * redactor, which knows the secrets), or when with is NULL by the runbook's
+ * redact: patterns (e-mail addresses and phone numbers unless pii: false),
  * as a run applies them to what it prints.  0, or -1 when f fails.
  */
-int rb_cli_write_redacted(const struct rb_runbook *rb, const char *buf, size_t len, FILE *f);
+int rb_cli_write_redacted(const struct rb_runbook *rb, const struct rb_redactor *with,
+			  const char *buf, size_t len, FILE *f);
 
 
 

@@ -80,7 +80,7 @@ int cmd_plan(int argc, char **argv)
 		rc = RB_EXIT_FAILED;
 	} else if (!ok) {
 		rc = RB_EXIT_INVALID;
-	} else if (rb_cli_write_redacted(rb, buf, len, stdout) < 0) {
+	} else if (rb_cli_write_redacted(rb, NULL, buf, len, stdout) < 0) {
 		fprintf(stderr, "runbook: error: cannot write the plan\n");
 		rc = RB_EXIT_FAILED;
 	}

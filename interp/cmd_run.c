@@ -194,16 +194,19 @@ static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o
 		   int probe, struct rb_diags *d)
 {
 	json_t *probed = NULL;
+	struct rb_redactor *secrets = NULL;
 	if (probe) {
 		o->params = params;
 		o->probe = 1;
 		o->probed = probed = json_object();
+		o->redactor_out = &secrets;
 		o->out = stderr;
 		o->lines = 1;
 		o->json_events = 0;
 		int rc = rb_cli_execute(rb, o, d);
 		if (rc != RB_EXIT_OK && rc != RB_EXIT_FAILED) {  /* invalid, or interrupted */
 			json_decref(probed);
+			rb_redactor_free(secrets);
 			return rc;
 		}
 	}
@@ -213,6 +216,7 @@ static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o
 	FILE *mem = open_memstream(&buf, &len);
 	if (!mem) {
 		json_decref(probed);
+		rb_redactor_free(secrets);
 		fprintf(stderr, "runbook: error: out of memory\n");
 		return RB_EXIT_FAILED;
 	}
@@ -220,12 +224,13 @@ static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o
 	int rc = rb_plan_write_probed(rb, params, probed, &rb_plan_text, &po, d) < 0
 		 ? RB_EXIT_INVALID : RB_EXIT_OK;
 	fclose(mem);
-	if (rb_cli_write_redacted(rb, buf, len, stdout) < 0) {
+	if (rb_cli_write_redacted(rb, secrets, buf, len, stdout) < 0) {
 		fprintf(stderr, "runbook: error: cannot write the plan\n");
 		rc = RB_EXIT_FAILED;
 	}
 	free(buf);
 	json_decref(probed);
+	rb_redactor_free(secrets);
 	return rc;
 }
 

@@ -766,6 +766,10 @@ static void teardown(struct exec *ex)
 		close(ex->lock_fd);
 	free(ex->run_dir);
 	rb_luabox_free(ex->box);
+	if (ex->o->redactor_out) {
+		*ex->o->redactor_out = ex->redactor;
+		ex->redactor = NULL;
+	}
 	rb_redactor_free(ex->redactor);
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->cv);

@@ -16,6 +16,7 @@
 
 #include "diag.h"
 #include "live.h"
+#include "redact.h"
 #include "runbook.h"
 
 enum rb_run_status {
@@ -46,6 +47,13 @@ struct rb_exec_opts {
 	 */
 	int probe;
 	json_t *probed;
+	/*
+	 * --probe: receives the run's redactor (its secrets, sensitive outputs
+	 * and patterns) for the plan that shows what the probe found, which may
+	 * quote a secret that reached a step another way (env.X, a param); the
+	 * caller frees it.
+	 */
+	struct rb_redactor **redactor_out;
 	/*
 	 * replay --simulate: nothing runs.  Each call of an action gets the
 	 * result the run recorded for it (inline actions, pure Lua, do run):

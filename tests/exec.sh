@@ -329,7 +329,7 @@ rm -rf "$fdir"
 # values and decided conditions; nothing with side effects runs, and a step
 # that reads one that did not run is shown, not failed.
 pdir=$(mktemp -d)
-out=$(PROBE_TOKEN=probe-Secret-81z "$RUNBOOK" run --state-dir "$pdir/state" --dry-run --probe -p dir="$pdir" tests/exec/probe.yaml 2>"$pdir/err")
+out=$(PROBE_TOKEN=probe-Secret-81z "$RUNBOOK" run --state-dir "$pdir/state" --dry-run --probe -p dir="$pdir" -p note=probe-Secret-81z tests/exec/probe.yaml 2>"$pdir/err")
 check "a probe exits 0" [ $? -eq 0 ]
 check "nothing with side effects ran" [ -z "$(ls "$pdir" | grep -- -ran)" ]
 check "no run directory was made" [ ! -e "$pdir/state" ]
@@ -346,6 +346,8 @@ check "the probe's events go to stderr" grep -q 'changed: not probed (it has sid
 check "a probe reads secrets, and shows them as ***" grep -q '"stdout":"token is \*\*\*\\n"' <<<"$out"
 printf '%s' "$out" >"$pdir/out"
 check "and never prints them" bash -c "! grep -q probe-Secret-81z '$pdir/out' '$pdir/err'"
+check "nor when they reach a step through env.X or a param" grep -q '^      command: echo "env \*\*\* note \*\*\*"$' <<<"$out"
+check "the params line hides it too" grep -q '^  params: dir=".*" note="\*\*\*"$' <<<"$out"
 out=$("$RUNBOOK" run --probe tests/exec/probe.yaml -p dir="$pdir" 2>&1)
 check "--probe without --dry-run is refused" [ $? -eq 2 ]
 check "saying so" grep -q 'probe goes with --dry-run' <<<"$out"
