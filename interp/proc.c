@@ -149,10 +149,11 @@ struct stream {
 	size_t total, spilled;
 	int spill_fd;           /* -1 until the first byte past mem_limit */
 	int spill_errno;        /* why the spill file failed, or 0 */
+	int mem_full;           /* mem was closed: the rest goes to the spill */
 	char *hold;             /* with a filter: spilled bytes after the last newline */
 	size_t hold_len;
 	char *line;             /* the unterminated line so far */
-	size_t line_len;
+	size_t line_len, line_cap;
 	int cont;               /* part of this line was handed over already */
 };
 
@@ -167,6 +168,7 @@ struct rb_proc {
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
 	void *ud;
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
+	size_t (*cut)(void *ud, const char *d, size_t n);
 	long grace_ms;
 	long long deadline, kill_at, abandon_at;        /* ms, 0: not armed */
 	int term_sent, failed_phase, failed_err, got_status, status, abandoned, done;
@@ -180,22 +182,38 @@ static void emit(struct rb_proc *p, struct stream *s, const char *line, size_t l
 		p->on_line(p->ud, s->no, line, len);
 }
 
+/*
+ * How much of d[0, n), the start of a line that goes on, to hand over as a piece: nothing
+ * below RB_PROC_LINE_MAX; past it, where the cut callback finds that no secret is split
+ * between this piece and the next, or where it must (RB_PROC_PIECE_MAX).
+ */
+static size_t piece_len(const struct rb_proc *p, const char *d, size_t n)
+{
+	if (n < RB_PROC_LINE_MAX)
+		return 0;
+	if (!p->cut)
+		return RB_PROC_LINE_MAX;
+	size_t k = p->cut(p->ud, d, n);
+	if (!k && n >= RB_PROC_PIECE_MAX)
+		k = n - RB_PROC_LINE_MAX;
+	return k;
+}
+
 static void line_add(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 {
-	while (n) {
-		size_t room = RB_PROC_LINE_MAX - s->line_len, k = n < room ? n : room;
+	size_t k;
 
-		if (!s->line)
-			s->line = xrealloc(NULL, RB_PROC_LINE_MAX);
-		memcpy(s->line + s->line_len, d, k);
-		s->line_len += k;
-		d += k;
-		n -= k;
-		if (s->line_len == RB_PROC_LINE_MAX) {
-			emit(p, s, s->line, s->line_len);
-			s->line_len = 0;
-			s->cont = 1;
-		}
+	if (s->line_len + n > s->line_cap) {
+		s->line_cap = s->line_len + n > RB_PROC_LINE_MAX ? s->line_len + n : RB_PROC_LINE_MAX;
+		s->line = xrealloc(s->line, s->line_cap);
+	}
+	memcpy(s->line + s->line_len, d, n);
+	s->line_len += n;
+	while ((k = piece_len(p, s->line, s->line_len)) > 0) {
+		emit(p, s, s->line, k);
+		memmove(s->line, s->line + k, s->line_len - k);
+		s->line_len -= k;
+		s->cont = 1;
 	}
 }
 
@@ -226,7 +244,8 @@ static void feed_lines(struct rb_proc *p, struct stream *s, const char *d, size_
 	}
 }
 
-static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size_t n)
+/* Writes d[0, n), which stands for raw bytes of output (n of them unless filtered). */
+static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size_t n, size_t raw)
 {
 	if (s->spill_fd < 0) {
 		char *path = xasprintf("%s%s", p->spill_path, s->no == 1 ? ".stdout" : ".stderr");
@@ -240,7 +259,7 @@ static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size
 		close_fd(&s->spill_fd);
 		return;
 	}
-	s->spilled += n;
+	s->spilled += raw;
 }
 
 /* Filter d and write it out: never a byte of it unfiltered to the disk. */
@@ -248,7 +267,7 @@ static void spill_filtered(struct rb_proc *p, struct stream *s, const char *d, s
 {
 	size_t m;
 	char *f = p->filter(p->ud, d, n, &m);
-	spill_write(p, s, f, m);
+	spill_write(p, s, f, m, n);
 	free(f);
 }
 
@@ -261,7 +280,7 @@ static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 	if (!p->spill_path || s->spill_errno)
 		return;
 	if (!p->filter) {
-		spill_write(p, s, d, n);
+		spill_write(p, s, d, n, n);
 		return;
 	}
 	s->hold = xrealloc(s->hold, s->hold_len + n);
@@ -269,8 +288,8 @@ static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 	s->hold_len += n;
 	const char *nl = memrchr(s->hold, '\n', s->hold_len);
 	size_t done = nl ? (size_t)(nl - s->hold) + 1 : 0;
-	if (!done && s->hold_len >= RB_PROC_LINE_MAX)
-		done = s->hold_len;             /* no end of line in sight: a piece at a time */
+	if (!done)                              /* no end of line in sight: a piece at a time */
+		done = piece_len(p, s->hold, s->hold_len);
 	if (!done)
 		return;
 	spill_filtered(p, s, s->hold, done);
@@ -278,9 +297,26 @@ static void spill(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 	s->hold_len -= done;
 }
 
+/*
+ * Where what a stream keeps in memory ends, once more comes than it keeps: with a filter,
+ * after its last whole line, so that no line (and no secret on it) is cut between the
+ * memory and the spill file, which are redacted apart; in a line longer than
+ * RB_PROC_LINE_MAX, where the cut callback says.  The rest is spilled.
+ */
+static size_t mem_end(const struct rb_proc *p, const struct stream *s)
+{
+	if (!p->filter)
+		return s->mem_len;
+	const char *nl = memrchr(s->mem, '\n', s->mem_len);
+	size_t b = nl ? (size_t)(nl - s->mem) + 1 : 0;
+	if (s->mem_len - b >= RB_PROC_LINE_MAX && p->cut)
+		b += p->cut(p->ud, s->mem + b, s->mem_len - b);
+	return b;
+}
+
 static void feed(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 {
-	size_t keep = p->mem_limit - s->mem_len;
+	size_t keep = s->mem_full ? 0 : p->mem_limit - s->mem_len;
 
 	s->total += n;
 	if (keep > n)
@@ -300,8 +336,18 @@ static void feed(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 		s->mem_len += keep;
 		s->mem[s->mem_len] = 0;
 	}
-	if (keep < n)
+	if (keep < n) {
+		if (!s->mem_full) {
+			size_t b = mem_end(p, s);
+
+			s->mem_full = 1;
+			spill(p, s, s->mem + b, s->mem_len - b);
+			s->mem_len = b;
+			if (s->mem)
+				s->mem[b] = 0;
+		}
 		spill(p, s, d + keep, n - keep);
+	}
 	if (p->on_line)
 		feed_lines(p, s, d, n);
 }
@@ -652,7 +698,7 @@ struct rb_proc *rb_proc_start(const struct rb_proc_spec *s, char **err)
 	/* Bounded so that mem_limit + 1 cannot wrap. */
 	*p = (struct rb_proc){ .st = -1, .in = -1,
 			       .mem_limit = s->mem_limit < SIZE_MAX / 4 ? s->mem_limit : SIZE_MAX / 4,
-			       .on_line = s->on_line, .ud = s->ud, .filter = s->filter,
+			       .on_line = s->on_line, .ud = s->ud, .filter = s->filter, .cut = s->cut,
 			       .grace_ms = s->grace_ms };
 	p->out = (struct stream){ .fd = -1, .no = 1, .spill_fd = -1 };
 	p->err = (struct stream){ .fd = -1, .no = 2, .spill_fd = -1 };

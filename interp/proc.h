@@ -84,8 +84,13 @@
 
 /* The most pollfds one process needs (status socket, stdout, stderr, stdin). */
 #define RB_PROC_MAX_FDS		4
-/* A line longer than this is handed to on_line in pieces of this size. */
+/*
+ * A line longer than this is handed to on_line (and to filter) in pieces of
+ * about this size, cut where the cut callback says; a piece is cut where it
+ * must when its line is RB_PROC_PIECE_MAX long.
+ */
 #define RB_PROC_LINE_MAX	65536
+#define RB_PROC_PIECE_MAX	(4 * 1024 * 1024)
 /* After SIGKILL, how long to wait for the processes before giving up on them. */
 #define RB_PROC_ABANDON_MS	500
 
@@ -112,11 +117,19 @@ struct rb_proc_spec {
 	void *ud;
 	/*
 	 * What goes to a spill file passes through filter first, whole lines
-	 * at a time (a line longer than RB_PROC_LINE_MAX in pieces of that
-	 * size): it returns a malloc'd replacement of its n bytes and its
+	 * at a time (a line longer than RB_PROC_LINE_MAX in pieces, see cut):
+	 * it returns a malloc'd replacement of its n bytes and its
 	 * length in *outn (the engine redacts secrets).  May be NULL.
 	 */
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
+	/*
+	 * Where a piece of output may be cut so that filter and on_line never
+	 * see a secret in two parts: how many leading bytes of d[0, n), the
+	 * start of a line that goes on, can be handed over alone; 0 for none
+	 * yet (rb_redact_cut).  With a filter, what is kept in memory also
+	 * ends on a whole line, or at such a cut.  NULL: anywhere.
+	 */
+	size_t (*cut)(void *ud, const char *d, size_t n);
 	/*
 	 * With sync set, the supervisor fdatasync()s sync_fd right before it
 	 * starts the command, and does not start it if that fails (sync_errno):

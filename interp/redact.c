@@ -34,6 +34,7 @@ struct rb_redactor {
 	struct pattern *pats;
 	size_t npats, patcap;
 	int stale;                      /* added to since the matchers were built */
+	size_t reach;                   /* rb_redact_cut's margin, set by build() */
 	struct rb_acm *acm;
 	struct rb_winset *ws;
 };
@@ -130,6 +131,17 @@ static void build(struct rb_redactor *r)
 	r->acm = r->lits.n ? rb_acm_new((const char *const *)r->lits.s, r->lits.len, r->lits.n) : NULL;
 	r->ws = r->frags.n ? rb_winset_new(RB_REDACT_FRAG, (const char *const *)r->frags.s,
 					   r->frags.len, r->frags.n) : NULL;
+	/*
+	 * How far a match can reach past a cut: the longest literal form, three
+	 * times over for its percent-encoding; a fragment; a pattern's guess.
+	 */
+	size_t reach = r->frags.n ? RB_REDACT_FRAG : 0;
+	for (size_t i = 0; i < r->lits.n; i++)
+		if (r->lits.len[i] > reach / 3)
+			reach = 3 * r->lits.len[i];
+	if (r->npats && reach < RB_REDACT_PATTERN_REACH)
+		reach = RB_REDACT_PATTERN_REACH;
+	r->reach = reach < RB_REDACT_REACH_MAX ? reach : RB_REDACT_REACH_MAX;
 	r->stale = 0;
 }
 
@@ -423,6 +435,30 @@ char *rb_redact(const struct rb_redactor *cr, const char *s, size_t len, size_t 
 	char *out = redact_locked(r, s, len, outlen);
 	pthread_rwlock_unlock(&r->lock);
 	return out;
+}
+
+size_t rb_redact_cut(const struct rb_redactor *cr, const char *s, size_t len)
+{
+	struct rb_redactor *r = lock_built(cr);
+	size_t c = len > r->reach ? len - r->reach : 0;
+	if (c) {
+		struct spans sp = {0};
+		find_spans(r, s, len, &sp);
+		for (size_t i = 0; i < sp.n; i++)
+			widen((const unsigned char *)s, len, &sp.v[i]);
+		if (sp.n > 1)
+			qsort(sp.v, sp.n, sizeof(*sp.v), cmp_span);
+		/* Latest start first: a span that holds c moves it to its start, before the others. */
+		for (size_t i = sp.n; i-- > 0;)
+			if (sp.v[i].s < c && c < sp.v[i].e)
+				c = sp.v[i].s;
+		free(sp.v);
+	}
+	pthread_rwlock_unlock(&r->lock);
+	/* Spans end on character boundaries, so the character c is in is outside them all. */
+	while (c > 0 && ((unsigned char)s[c] & 0xC0) == 0x80)
+		c--;
+	return c;
 }
 
 /* --- JSON ------------------------------------------------------------------------- */

@@ -76,7 +76,15 @@
  *   The engine redacts command output line by line.  A secret cannot span
  *   two calls, except a multi-line one, whose lines are registered one by
  *   one for this reason; a single-line secret split over two calls (a
- *   partial write) is not found.
+ *   partial write) is not found.  So text that must be cut (a line too
+ *   long to hold, the end of what a step keeps in memory) is cut where
+ *   rb_redact_cut says: never inside a match, with room after the cut for
+ *   the longest match that could start before it.  That room is the
+ *   longest literal form (three times over: percent-encoded), at least
+ *   RB_REDACT_PATTERN_REACH when there are patterns, at most
+ *   RB_REDACT_REACH_MAX: a pattern's match longer than the first, or a
+ *   value whose forms are longer than the last (a huge sensitive output),
+ *   can still be cut in two where a line is longer than that.
  *
  * Threads
  *   Every function may be called from any thread at any time.  After the
@@ -102,6 +110,9 @@
 #define RB_REDACT_BIG           65536
 /* Hex and base64 forms are found by any piece this long. */
 #define RB_REDACT_FRAG          12
+/* What rb_redact_cut leaves after a cut for a pattern's match, and at most for any. */
+#define RB_REDACT_PATTERN_REACH 4096
+#define RB_REDACT_REACH_MAX     (1024 * 1024)
 /* A pattern's name: 1 to this many of [a-z0-9_-]. */
 #define RB_REDACT_NAME_MAX      32
 
@@ -153,6 +164,15 @@ void rb_redactor_seal(struct rb_redactor *r);
  * its length in *outlen when outlen is not NULL.  Never NULL.
  */
 char *rb_redact(const struct rb_redactor *r, const char *s, size_t len, size_t *outlen);
+
+/*
+ * Where s[0, len), the start of a text that goes on, can be cut: the
+ * largest c, at least the redactor's reach (above) before len, that is
+ * inside no match and no UTF-8 character, so that s[0, c) redacted alone
+ * hides every secret in it whole, whatever follows.  0 when there is none
+ * yet: give more of the text.
+ */
+size_t rb_redact_cut(const struct rb_redactor *r, const char *s, size_t len);
 
 /*
  * A deep copy of v (NULL gives null) with every string and object key

@@ -52,6 +52,13 @@ static char *spill_filter(void *ud, const char *d, size_t n, size_t *outn)
 	return ex_redact(u->jb->ex, d, n, outn);
 }
 
+/* Output that must be cut (a long line, the end of what is kept) is cut between secrets. */
+static size_t output_cut(void *ud, const char *d, size_t n)
+{
+	struct unit *u = ud;
+	return rb_redact_cut(u->jb->ex->redactor, d, n);
+}
+
 /* --- workers --------------------------------------------------------------------------- */
 
 /*
@@ -111,6 +118,7 @@ static void unit_call(struct unit *u)
 		.on_line = on_line,
 		.ud = u,
 		.filter = spill_filter,
+		.cut = output_cut,
 		.box = ex->box,
 		.scope = ex->scope,
 		.sensitive = ex->rb->steps[jb->step]->sensitive,

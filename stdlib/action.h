@@ -64,6 +64,8 @@ struct rb_call {
 	const char *spill_path;         /* prefix for output files, or NULL */
 	/* What goes to those files passes through it (redaction; rb_proc_spec's filter), or NULL. */
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
+	/* Where output may be cut without splitting a secret (rb_proc_spec's cut), or NULL. */
+	size_t (*cut)(void *ud, const char *d, size_t n);
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
 	void *ud;
 	struct rb_luabox *box;          /* inline actions only */

@@ -153,9 +153,10 @@ static int parse_output(const char *how, const struct rb_proc_result *r, json_t 
 
 /*
  * why, then ": " and the last line of s that is not blank, control characters as spaces,
- * cut at STDERR_LINE_MAX bytes on a character boundary.
+ * redacted by c's filter and only then cut at STDERR_LINE_MAX bytes on a character
+ * boundary: a secret at the cut is never left in part.
  */
-static char *with_last_line(char *why, const char *s, size_t end)
+static char *with_last_line(const struct rb_call *c, char *why, const char *s, size_t end)
 {
 	while (end > 0 && strchr(" \t\r\n", s[end - 1]))
 		end--;
@@ -168,6 +169,11 @@ static char *with_last_line(char *why, const char *s, size_t end)
 		return why;
 	size_t n;
 	char *line = rb_utf8_lossy(s + start, end - start, &n), *cut = "";
+	if (c->filter) {
+		char *clean = c->filter(c->ud, line, n, &n);
+		free(line);
+		line = clean;
+	}
 	if (n > STDERR_LINE_MAX) {
 		n = STDERR_LINE_MAX;
 		while (n > 0 && ((unsigned char)line[n] & 0xc0) == 0x80)
@@ -188,7 +194,7 @@ static char *with_last_line(char *why, const char *s, size_t end)
  * in its own words ("exit status 7: connection refused"); not when its output is a secret,
  * nor when stderr was too long to keep whole (its last line is in the spill file).
  */
-static char *failure(const struct rb_proc_result *r, int sensitive)
+static char *failure(const struct rb_call *c, const struct rb_proc_result *r)
 {
 	char *why;
 	if (r->error)
@@ -201,9 +207,9 @@ static char *failure(const struct rb_proc_result *r, int sensitive)
 		why = rb_xasprintf("killed by signal %d", r->signal);
 	else
 		why = rb_xasprintf("exit status %d", r->exit_code);
-	if (sensitive || r->err_total != r->err_len)
+	if (c->sensitive || r->err_total != r->err_len)
 		return why;
-	return with_last_line(why, r->err, r->err_len);
+	return with_last_line(c, why, r->err, r->err_len);
 }
 
 /*
@@ -300,6 +306,7 @@ static struct rb_proc *start_command(const struct rb_call *c, char **err)
 		.on_line = c->on_line,
 		.ud = c->ud,
 		.filter = c->filter,
+		.cut = c->cut,
 		.sync = c->sync,
 		.sync_fd = c->sync_fd,
 	};
@@ -351,7 +358,7 @@ static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 	res->sync_errno = r->sync_errno;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;
-		res->error = failure(r, c->sensitive);
+		res->error = failure(c, r);
 	} else {
 		json_t *how = json_object_get(c->args, "parse");
 		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,

@@ -95,6 +95,19 @@ check "resume after the fix succeeds" [ $? -eq 0 ]
 check "the resumed run used the key" grep -q '"step":"after","status":"succeeded"' <<<"$(records "$fid")"
 rb resume --state-dir "$state" --output json "$fid" >"$out/fail-resume-again.txt" 2>&1
 
+rb run --state-dir "$state" "$src/cuts.yaml" >"$out/cuts.txt" 2>&1
+check "cuts.yaml runs (its failing step continues on error)" [ $? -eq 0 ]
+cid=$(run_id "$out/cuts.txt")
+check "the cut output is masked on the console" grep -q '^.* pieces| \*\*\* \*\*\* ' "$out/cuts.txt"
+check "and the message of the failed command" grep -q 'message: failed.*: 0*\*\*\*$' "$out/cuts.txt"
+# What is kept and what is spilled add up to all the command wrote: nothing
+# was lost at the cuts (lengths of the raw output, before the masks).
+check "nothing lost where the output was cut" grep -q \
+	'"step":"sizes","status":"succeeded","attempt":1,"output":\[1048637,1048599,1444001\]' \
+	<<<"$(records "$cid")"
+rb run --state-dir "$state" --output json "$src/cuts.yaml" >"$out/cuts-json.txt" 2>&1
+check "cuts.yaml with json events" [ $? -eq 0 ]
+
 rb run --state-dir "$state" "$src/refused.yaml" >"$out/refused.txt" 2>&1
 check "a var that fails refuses the run (exit 2)" [ $? -eq 2 ]
 check "its message is there, the value masked" grep -q 'error: expression failed: cannot use \*\*\*' "$out/refused.txt"
@@ -109,7 +122,7 @@ for r in "$state"/runs/*/; do
 	rb status --state-dir "$state" --output json "$r" >"$out/status-json-$r.txt" 2>&1
 done
 rb runs --state-dir "$state" >"$out/runs.txt" 2>&1
-check "runs lists the runs" [ "$(grep -c canary- "$out/runs.txt")" -eq 3 ]
+check "runs lists the runs" [ "$(grep -c canary- "$out/runs.txt")" -eq 5 ]
 # The signed audit logs, whatever their names: each one is shown.
 while IFS= read -r -d '' log; do
 	rb audit show "$log" >"$out/audit-$(echo "$log" | md5sum | cut -c1-8).txt" 2>&1

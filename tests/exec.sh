@@ -177,8 +177,8 @@ check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out aft
 check "command not found" has "cannot run 'no-such-command-runbook': command not found"
 out=$(EXEC_TEST_STATE=$state run tests/exec/long_stderr.yaml 2>&1)
 check "output that cannot be written out is counted as lost, with why" \
-	has '"step":"drowned","status":"succeeded",.*"stdout_rest":{"bytes":940319,"error":"No space left on device","lost":940319}'
-check "and the console warns of it" grep -qF 'drowned: warning: 940319 bytes of stdout could not be written to output/drowned.stdout (No space left on device): they are lost' <<<"$out"
+	has '"step":"drowned","status":"succeeded",.*"stdout_rest":{"bytes":940324,"error":"No space left on device","lost":940324}'
+check "and the console warns of it" grep -qF 'drowned: warning: 940324 bytes of stdout could not be written to output/drowned.stdout (No space left on device): they are lost' <<<"$out"
 check "not when stderr was too long to keep whole (its last line is in the spill file)" \
 	has '"step":"says_too_much","status":"failed".*"error":"exit status 6",'
 lrun="$state/runs/$(ls -t "$state/runs" | head -n 1)"
@@ -205,9 +205,12 @@ out2=$("$RUNBOOK" audit verify --state-dir "$state" "$lid" 2>&1)
 check "so does a file removed" \
 	bash -c "[ $? -eq 1 ] && grep -qF '$lrun/output/long_output.stdout: error: No such file or directory, and $lrun/audit.jsonl:' <<<'$out2'"
 mv "$state/kept.stdout" "$lrun/output/long_output.stdout"
-check "the first MiB stays in the output" \
+# Up to its last whole line: a line (and a secret on it) is not cut between the two.
+check "the first MiB stays in the output, up to its last whole line" \
 	[ "$(jq -r 'select(.type == "step_finished" and .step == "long_output") | .output | fromjson |
-		.stdout | length' "$lrun/audit.jsonl")" = 1048576 ]
+		.stdout | length' "$lrun/audit.jsonl")" = "$(seq 1 300000 | head -c 1048576 | sed '$d' | wc -c)" ]
+check "the file starts with the line the first MiB ends in" \
+	[ "$(head -n 1 "$lrun/output/long_output.stdout")" = "$(seq 1 300000 | head -c 1048576 | wc -l | xargs -I{} expr {} + 1)" ]
 
 # A step that ignores SIGTERM and leaves a daemon still ends within
 # timeout + grace + 1 s, leaving no process behind.

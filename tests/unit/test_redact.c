@@ -950,6 +950,65 @@ static void t_adversarial(void)
 	rb_redactor_free(r);
 }
 
+/* Whether any 6 bytes of the secret sec stand in s[0, n). */
+static int has_part(const char *s, size_t n, const char *sec)
+{
+	size_t k = strlen(sec);
+	for (size_t i = 0; i + 6 <= k; i++)
+		if (memmem(s, n, sec + i, 6))
+			return 1;
+	return 0;
+}
+
+/*
+ * rb_redact_cut: a secret or an address laid across every place near the cut is never
+ * split, each side redacted alone hides it whole, and the cut is on a character.
+ */
+static void t_cut(void)
+{
+	struct rb_redactor *r = rb_redactor_new();
+	const char *sec = "Zq81xTokenPartVw3Lm9";
+	rb_redactor_add_secret(r, sec, strlen(sec));
+	rb_redactor_add_default_patterns(r);
+	size_t n = 3 * RB_REDACT_PATTERN_REACH;
+	char *s = rb_xcalloc(1, n + 1);
+	CHECK(rb_redact_cut(r, "short", 5) == 0, "a text within the reach has no cut yet");
+	int split = 0, uncut = 0;
+	for (size_t at = n - RB_REDACT_PATTERN_REACH - 40; at < n - RB_REDACT_PATTERN_REACH + 8; at++) {
+		memset(s, 'x', n);
+		memset(s, ' ', 64);
+		memcpy(s + at, sec, strlen(sec));
+		size_t c = rb_redact_cut(r, s, n);
+		uncut += c == 0;
+		if (c > at && c < at + strlen(sec))
+			split++;
+		size_t la, lb;
+		char *a = rb_redact(r, s, c, &la), *b = rb_redact(r, s + c, n - c, &lb);
+		if (has_part(a, la, sec) || has_part(b, lb, sec))
+			split++;
+		free(a);
+		free(b);
+	}
+	CHECK(!split && !uncut, "a secret was split by a cut (%d), or no cut was found (%d)", split, uncut);
+	/* An e-mail address: a pattern's match is not cut either. */
+	const char *mail = "someone.on.call@example.com";
+	split = 0;
+	for (size_t at = n - RB_REDACT_PATTERN_REACH - 40; at < n - RB_REDACT_PATTERN_REACH + 8; at++) {
+		memset(s, ' ', n);
+		memcpy(s + at, mail, strlen(mail));
+		size_t c = rb_redact_cut(r, s, n);
+		split += c > at && c < at + strlen(mail);
+	}
+	CHECK(!split, "an address was split by a cut (%d)", split);
+	/* Two-byte characters: never cut inside one. */
+	for (size_t i = 0; i + 1 < n; i += 2)
+		memcpy(s + i, "\xc3\xa9", 2);
+	size_t c = rb_redact_cut(r, s, n);
+	CHECK(c > 0 && c % 2 == 0, "a cut inside a character (%zu)", c);
+	free(s);
+	rb_redactor_free(r);
+}
+
 int main(void)
 {
 	t_refuse_short();
@@ -973,6 +1032,7 @@ int main(void)
 	t_hmac();
 	t_threads();
 	t_adversarial();
+	t_cut();
 	printf("redact: %d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
 }
