@@ -94,6 +94,36 @@ check "runs counts it the same way" \
 	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
 	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
+# SIGHUP (a dropped SSH session) is an interruption too, not a crash: exit 129, the run
+# journalled as interrupted, and a resume goes on without a run_crashed.  Under nohup
+# (SIGHUP ignored) the run goes on.
+hdir=$(mktemp -d)
+"$RUNBOOK" run --state-dir "$state" -p dir="$hdir" tests/exec/hangup.yaml >"$hdir/out" 2>&1 &
+pid=$!
+for _ in $(seq 50); do grep -q 'hold: started' "$hdir/out" && break; sleep 0.1; done
+kill -HUP $pid
+wait $pid
+check "SIGHUP exits 129" [ $? -eq 129 ]
+check "the running step is interrupted by SIGHUP" has '"step":"hold","status":"interrupted"'
+check "the hung-up run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+hid=$(ls -t "$state"/runs | head -n 1)
+touch "$hdir/go"
+out=$("$RUNBOOK" resume --state-dir "$state" "$hid" </dev/null 2>&1)
+check "a hung-up run resumes" [ $? -eq 0 ]
+check "and says it was not a crash" bash -c "! grep -q run_crashed '$state/runs/$hid/audit.jsonl'"
+check "but resumed" grep -q run_resumed "$state/runs/$hid/audit.jsonl"
+check "the step after it ran once" [ "$(cat "$hdir/after.count")" = after ]
+rm -f "$hdir/go"
+(trap '' HUP; exec "$RUNBOOK" run --state-dir "$state" -p dir="$hdir" tests/exec/hangup.yaml) \
+	>"$hdir/out" 2>&1 &
+pid=$!
+for _ in $(seq 50); do grep -q 'hold: started' "$hdir/out" && break; sleep 0.1; done
+kill -HUP $pid
+touch "$hdir/go"
+wait $pid
+check "under nohup SIGHUP is ignored" [ $? -eq 0 ]
+rm -rf "$hdir"
+
 # A command in the scheduler's poll loop that ignores SIGTERM: the first SIGINT asks it to
 # stop (SIGTERM, then 5 s of grace), a second kills it at once, and nothing of it is left.
 "$RUNBOOK" run --state-dir "$state" tests/exec/stubborn.yaml >"$state/int2.out" 2>&1 &
