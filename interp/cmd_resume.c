@@ -90,7 +90,9 @@ static int redacted_params(const struct rb_runbook *rb, const json_t *recorded, 
 
 /*
  * The runbook to resume: the run's own copy, unless the file it came from
- * has changed since, which is refused without --force (and then used).
+ * has changed since, which is refused without --force (and then used).  A
+ * run started from standard input (file "-") has no file but its copy: the
+ * resume's own standard input is not that runbook, and is never read.
  */
 static int load_runbook(const char *run_dir, const json_t *st, int force,
 			struct rb_runbook **out)
@@ -115,7 +117,8 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
 	}
 	char *now = NULL;
 	size_t nowlen = 0;
-	if (file && sha && rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
+	if (file && strcmp(file, "-") && sha &&
+	    rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
 	    rb_sha256_hex(now, nowlen, hex) == 0 && strcmp(hex, sha)) {
 		if (!force) {
 			fprintf(stderr, "runbook: error: %s has changed since the run started; "

@@ -414,6 +414,21 @@ check "the running step is stopped" grep -q '"step":"slow","status":"failed"' <<
 check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' '$dir/audit.jsonl'"
 check "on_failure runs after a timeout" grep -q '"output":"cleaned up after failed"' <<<"$records"
 
+# A run started from standard input (run -) resumes from its own copy of the runbook; the
+# resume's standard input (another runbook here) is not read.
+sdir=$(mktemp -d)
+run -p dir="$sdir" - <tests/exec/gate.yaml >/dev/null 2>&1
+check "run - pauses at its gate" [ $? -eq 3 ]
+sid=$(basename "$(dirname "$(grep -l '"file":"-".*"runbook":"exec-gate"' "$state"/runs/*/audit.jsonl)")")
+out=$("$RUNBOOK" resume --state-dir "$state" --approve dangerous "$sid" <tests/exec/basics.yaml 2>&1)
+check "a run from standard input resumes" [ $? -eq 0 ]
+check "past its gate" grep -q 'dangerous: succeeded' <<<"$out"
+for c in before independent dangerous after; do
+	check "$c ran once" [ "$(cat "$sdir/$c.count")" = "$c" ]
+done
+check "its copy of the runbook is the one it ran" cmp -s tests/exec/gate.yaml "$state/runs/$sid/runbook.yaml"
+rm -rf "$sdir"
+
 # resume: a failed run goes on where it stopped once the cause is fixed;
 # finished steps are not run again.
 rdir=$(mktemp -d)
