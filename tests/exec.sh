@@ -623,6 +623,29 @@ RUNBOOK_AUDIT_KEY="$kstate/env.pem" "$RUNBOOK" run --state-dir "$kstate" --audit
 check "--audit-key wins" [ "$(last_kid)" = "$oid" ]
 out=$("$RUNBOOK" run --state-dir "$kstate" --audit-key "$kstate/opt.pem.pub" tests/exec/foreach.yaml 2>&1)
 check "a public key cannot sign: refused before the run" [ $? -ne 0 ] && grep -q "a public key cannot sign" <<<"$out"
+# A private key that group or others may read, or that another user owns, is refused (as
+# ssh refuses an unprotected private key file), wherever it comes from; no run is made.
+# (foreach.yaml fails by design: exit 1 either way; the message and the runs tell.)
+nruns=$(ls "$kstate/runs" | wc -l)
+chmod 644 "$kstate/opt.pem"
+out=$("$RUNBOOK" run --state-dir "$kstate" --audit-key "$kstate/opt.pem" tests/exec/foreach.yaml 2>&1)
+check "a world-readable private key is refused" [ $? -eq 1 ]
+check "saying why and how to fix it" grep -qF "audit key: $kstate/opt.pem: permissions 0644 are too open for a private key (group or others have access to it); refusing to use it: chmod 600 $kstate/opt.pem" <<<"$out"
+chmod 640 "$kstate/keys/host.pem"
+out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1)
+check "a group-readable host key is refused" [ $? -eq 1 ]
+check "naming it" grep -qF "audit key: $kstate/keys/host.pem: permissions 0640 are too open" <<<"$out"
+chmod 600 "$kstate/keys/host.pem"
+chown nobody "$kstate/env.pem"
+out=$(RUNBOOK_AUDIT_KEY="$kstate/env.pem" "$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1)
+check "a private key another user owns is refused" [ $? -eq 1 ]
+check "naming its owner" grep -qF "audit key: $kstate/env.pem: the private key is owned by uid $(id -u nobody), not by you (uid $(id -u)): another user may know or replace it; refusing to use it" <<<"$out"
+check "no run was made with them" [ "$(ls "$kstate/runs" | wc -l)" -eq "$nruns" ]
+"$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml >/dev/null 2>&1
+check "the host key signs again once it is 0600" [ "$(last_kid)" = "$hid" ]
+check "its public half is readable by all" [ "$(stat -c %a "$kstate/keys/host.pem.pub")" = 644 ]
+check "and verifies the log" "$RUNBOOK" audit verify --keyring "$kstate/keys/host.pem.pub" \
+	"$kstate/runs/$(ls -t "$kstate/runs" | head -n 1)"
 rm -rf "$kstate"
 
 # Output spilled to the run directory is redacted before it reaches the disk.
