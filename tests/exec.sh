@@ -4,7 +4,10 @@
 set -uo pipefail
 : "${RUNBOOK:?}"
 state=$(mktemp -d)
-trap 'rm -rf "$state"' EXIT
+# Runbook locks are machine-wide: this suite's are its own, apart from any other run's.
+export RUNBOOK_LOCK_DIR
+RUNBOOK_LOCK_DIR=$(mktemp -d)/locks
+trap 'rm -rf "$state" "${RUNBOOK_LOCK_DIR%/locks}"' EXIT
 pass=0 fail=0
 check() {                 # check DESCRIPTION COMMAND...
 	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
@@ -413,6 +416,56 @@ records=$(jq -c -f tests/records.jq "$dir/audit.jsonl")
 check "the running step is stopped" grep -q '"step":"slow","status":"failed"' <<<"$records"
 check "nothing after it starts" bash -c "! grep -q '\"step\":\"never\"' '$dir/audit.jsonl'"
 check "on_failure runs after a timeout" grep -q '"output":"cleaned up after failed"' <<<"$records"
+
+# A lock is machine-wide, not per state directory: a run in another state directory (another
+# working directory) holding it keeps this one out, and is named by its PID.
+lstate=$(mktemp -d)
+"$RUNBOOK" run --state-dir "$lstate" tests/exec/locked.yaml >"$lstate/out" 2>&1 &
+holder=$!
+for _ in $(seq 50); do grep -q 'hold: started' "$lstate/out" && break; sleep 0.1; done
+out=$(run tests/exec/limits.yaml 2>&1)
+check "a lock held from another state directory exits 1" [ $? -eq 1 ]
+check "naming the lock, its holder and its file" grep -qF "lock 'exec-limits-test' is held by another run (PID $holder, $RUNBOOK_LOCK_DIR/exec-limits-test.lock)" <<<"$out"
+check "the lock directory is made like /tmp" [ "$(stat -c %a:%U "$RUNBOOK_LOCK_DIR")" = 1777:$(id -un) ]
+check "the lock file readable by all, so other users can lock it too" \
+	[ "$(stat -c %a "$RUNBOOK_LOCK_DIR/exec-limits-test.lock")" = 644 ]
+kill -INT $holder
+wait $holder
+# A lock file or directory planted by someone else is refused, never followed or trusted.
+printf 'runbook: exec-planted\nversion: 1\nlock: planted\nsteps:\n  - id: a\n    lua: return 1\n' \
+	>"$lstate/planted.yaml"
+planted() {               # planted DESCRIPTION MESSAGE: the run is refused, saying MESSAGE
+	local out rc
+	out=$(run "$lstate/planted.yaml" 2>&1); rc=$?
+	check "$1: refused" [ $rc -eq 1 ]
+	check "$1: says why" grep -qF -- "$2" <<<"$out"
+	check "$1: nothing ran" bash -c "! grep -q exec-planted '$state'/runs/*/audit.jsonl"
+}
+echo keep >"$lstate/target"
+ln -s "$lstate/target" "$RUNBOOK_LOCK_DIR/planted.lock"
+planted "a symbolic link" "the lock file $RUNBOOK_LOCK_DIR/planted.lock is a symbolic link: refusing to follow it"
+check "its target is untouched" [ "$(cat "$lstate/target")" = keep ]
+rm "$RUNBOOK_LOCK_DIR/planted.lock"
+touch "$RUNBOOK_LOCK_DIR/planted.lock" && chown nobody "$RUNBOOK_LOCK_DIR/planted.lock"
+planted "a lock file of another user" "the lock file $RUNBOOK_LOCK_DIR/planted.lock is unsafe: it is owned by uid $(id -u nobody), not by you or root"
+rm "$RUNBOOK_LOCK_DIR/planted.lock"
+ln "$lstate/target" "$RUNBOOK_LOCK_DIR/planted.lock"
+planted "a hard link" "the lock file $RUNBOOK_LOCK_DIR/planted.lock is unsafe: it has 2 links"
+rm "$RUNBOOK_LOCK_DIR/planted.lock"
+mkfifo "$RUNBOOK_LOCK_DIR/planted.lock"
+planted "a FIFO" "the lock file $RUNBOOK_LOCK_DIR/planted.lock is unsafe: it is not a regular file"
+rm "$RUNBOOK_LOCK_DIR/planted.lock"
+chmod 777 "$RUNBOOK_LOCK_DIR"
+planted "a directory others may write, not sticky" "the lock directory $RUNBOOK_LOCK_DIR may be written by others and is not sticky (mode 0777)"
+chmod 1777 "$RUNBOOK_LOCK_DIR" && chown nobody "$RUNBOOK_LOCK_DIR"
+planted "a directory of another user" "the lock directory $RUNBOOK_LOCK_DIR is owned by uid $(id -u nobody), not by you or root"
+chown "$(id -u)" "$RUNBOOK_LOCK_DIR"
+mv "$RUNBOOK_LOCK_DIR" "$RUNBOOK_LOCK_DIR.real" && ln -s "$RUNBOOK_LOCK_DIR.real" "$RUNBOOK_LOCK_DIR"
+planted "a directory that is a link" "the lock directory $RUNBOOK_LOCK_DIR is not a directory (a symbolic link or a file): refusing it"
+rm "$RUNBOOK_LOCK_DIR" && mv "$RUNBOOK_LOCK_DIR.real" "$RUNBOOK_LOCK_DIR"
+out=$(run "$lstate/planted.yaml" 2>&1)
+check "once they are gone the run takes the lock" [ $? -eq 0 ]
+rm -rf "$lstate"
 
 # A run started from standard input (run -) resumes from its own copy of the runbook; the
 # resume's standard input (another runbook here) is not read.
