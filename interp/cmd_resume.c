@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "diag.h"
@@ -271,6 +272,7 @@ int cmd_resume(int argc, char **argv)
 	json_t *st = NULL, *kept = NULL, *items = NULL, *before = NULL, *params = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
+	int hold = -1;
 
 	rb_opt_init(&p, "resume", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
@@ -320,6 +322,17 @@ int cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	dir = rb_run_dir(rb_state_dir(o.state_dir), id);
+	/*
+	 * The run's hold first: what is decided below is read under it, so that
+	 * another resume of the run (or the run itself, still going) cannot change
+	 * it before this one acts on it.  The engine opens the journal under it.
+	 */
+	if ((hold = rb_journal_hold(dir, &err)) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		rc = RB_EXIT_FAILED;
+		goto out;
+	}
+	o.hold = &hold;
 	if (!(st = rb_run_state(dir, NULL, NULL, &err))) {
 		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
 		rc = RB_EXIT_FAILED;
@@ -364,6 +377,8 @@ int cmd_resume(int argc, char **argv)
 	rb_diags_release(&d);
 	json_decref(note);
 out:
+	if (hold >= 0)
+		close(hold);
 	free(err);
 	free(dir);
 	json_decref(st);

@@ -671,8 +671,15 @@ static int setup(struct exec *ex)
 	}
 	if (ex->o->resume_id) {
 		struct rb_audit_keyring *trust = trusted_keys(ex);
-		int r = trust ? rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
-						&err) : -1;
+		int r = -1, hold = ex->o->hold ? *ex->o->hold : -1;
+		if (trust && hold >= 0) {
+			*ex->o->hold = -1;      /* the journal's now */
+			r = rb_journal_open_held(hold, ex->run_dir, ex->run_id, ex->key, trust,
+						 &ex->journal, &err);
+		} else if (trust) {
+			r = rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
+					    &err);
+		}
 		rb_audit_keyring_free(trust);
 		if (r < 0) {
 			if (err)

@@ -482,6 +482,40 @@ done
 check "its copy of the runbook is the one it ran" cmp -s tests/exec/gate.yaml "$state/runs/$sid/runbook.yaml"
 rm -rf "$sdir"
 
+# Two operators resume one paused run while another run holds its lock: the first resume
+# takes the run's hold before it reads the run and decides, so the second fails at once,
+# naming the first's PID, and the gated step that is not idempotent runs once.
+tdir=$(mktemp -d)
+run -p dir="$tdir" tests/exec/resume_locked.yaml </dev/null >/dev/null 2>&1
+check "the locked run pauses at its gate" [ $? -eq 3 ]
+lrid=$(basename "$(dirname "$(grep -l '"runbook":"exec-resume-locked"' "$state"/runs/*/audit.jsonl)")")
+run -p dir="$tdir" tests/exec/lock_holder.yaml </dev/null >"$tdir/holder.out" 2>&1 &
+holder=$!
+for _ in $(seq 100); do grep -q 'hold: started' "$tdir/holder.out" && break; sleep 0.1; done
+"$RUNBOOK" resume --state-dir "$state" --lock-timeout 60s --approve dangerous "$lrid" \
+	</dev/null >"$tdir/a.out" 2>&1 &
+ra=$!
+for _ in $(seq 100); do grep -q 'waiting for lock' "$tdir/a.out" && break; sleep 0.1; done
+"$RUNBOOK" resume --state-dir "$state" --lock-timeout 60s --approve dangerous "$lrid" \
+	</dev/null >"$tdir/b.out" 2>&1 &
+rb=$!
+# The second either gives up at once (as it must) or waits for the lock too (as it did).
+for _ in $(seq 100); do kill -0 $rb 2>/dev/null || break; grep -q 'waiting for lock' "$tdir/b.out" && break; sleep 0.1; done
+touch "$tdir/go"
+wait $holder
+wait $ra
+rca=$?
+wait $rb
+rcb=$?
+check "the first resume runs the gated step" [ $rca -eq 0 ]
+check "the second resume of the run fails" [ $rcb -eq 1 ]
+check "saying the run is held, by the first's PID" grep -qF "run $state/runs/$lrid is open in another runbook process (PID $ra): it is being run or resumed" "$tdir/b.out"
+check "before deciding anything" bash -c "! grep -q '^resume:' '$tdir/b.out'"
+check "the step that must run once ran once" [ "$(cat "$tdir/dangerous.count")" = dangerous ]
+check "the step before it was kept" [ "$(cat "$tdir/before.count")" = before ]
+check "the journal has one resume" [ "$(grep -c '"type":"run_resumed"' "$state/runs/$lrid/audit.jsonl")" -eq 1 ]
+rm -rf "$tdir"
+
 # resume: a failed run goes on where it stopped once the cause is fixed;
 # finished steps are not run again.
 rdir=$(mktemp -d)
