@@ -90,16 +90,78 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
+/* The file at path ("-": standard input) and its fstat, from one descriptor. */
+static int read_key_file(const char *path, char **out, size_t *len, struct stat *st, char **err)
+{
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : 0;
+	if (fd < 0)
+		return rb_fail(err, "cannot open '%s': %s", path, strerror(errno));
+	struct rb_buf b;
+	rb_buf_init(&b);
+	int r = -1;
+	if (fstat(fd, st) < 0) {
+		rb_fail(err, "cannot stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st->st_mode)) {
+		rb_fail(err, "'%s' is a directory", path);
+		goto out;
+	}
+	char chunk[4096];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rb_fail(err, "cannot read '%s': %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (b.len + (size_t)n > KEY_FILE_MAX) {
+			rb_fail(err, "%s: larger than %d bytes: not a key", path, KEY_FILE_MAX);
+			goto out;
+		}
+		rb_buf_add(&b, chunk, (size_t)n);
+	}
+	*len = b.len;
+	*out = rb_buf_detach(&b);
+	r = 0;
+out:
+	if (fd != 0)
+		close(fd);
+	if (b.s)
+		OPENSSL_cleanse(b.s, b.len);
+	rb_buf_release(&b);
+	return r;
+}
+
+/*
+ * A private key that another user owns (who may know it, or replace it) or
+ * that group or others may read is refused, as ssh refuses an unprotected
+ * private key file: what it signs would prove nothing.
+ */
+static int private_key_safe(const char *path, const struct stat *st, char **err)
+{
+	if (st->st_uid != geteuid())
+		return rb_fail(err, "%s: the private key is owned by uid %u, not by you (uid %u): "
+			       "another user may know or replace it; refusing to use it", path,
+			       (unsigned)st->st_uid, (unsigned)geteuid());
+	if (st->st_mode & 077)
+		return rb_fail(err, "%s: permissions %04o are too open for a private key (group or "
+			       "others have access to it); refusing to use it: chmod 600 %s", path,
+			       (unsigned)(st->st_mode & 07777), path);
+	return 0;
+}
+
 int rb_audit_key_load(const char *path, struct rb_audit_key **out, char **err)
 {
 	char *text = NULL, *e = NULL;
 	size_t len;
+	struct stat st;
 	*out = NULL;
-	if (rb_read_file(path, KEY_FILE_MAX, &text, &len, &e) < 0) {
-		rb_fail(err, "%s", e);
-		free(e);
+	if (read_key_file(path, &text, &len, &st, err) < 0)
 		return -1;
-	}
 	int can_sign = 1;
 	BIO *bio = BIO_new_mem_buf(text, (int)len);
 	EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
@@ -112,7 +174,12 @@ int rb_audit_key_load(const char *path, struct rb_audit_key **out, char **err)
 	}
 	BIO_free(bio);
 	int encrypted = strstr(text, "ENCRYPTED") != NULL;
+	OPENSSL_cleanse(text, len);
 	free(text);
+	if (pkey && can_sign && private_key_safe(path, &st, err) < 0) {
+		EVP_PKEY_free(pkey);
+		return -1;
+	}
 	if (!pkey) {
 		ossl_reason();
 		if (encrypted)

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "diag.h"
@@ -90,7 +91,9 @@ static int redacted_params(const struct rb_runbook *rb, const json_t *recorded, 
 
 /*
  * The runbook to resume: the run's own copy, unless the file it came from
- * has changed since, which is refused without --force (and then used).
+ * has changed since, which is refused without --force (and then used).  A
+ * run started from standard input (file "-") has no file but its copy: the
+ * resume's own standard input is not that runbook, and is never read.
  */
 static int load_runbook(const char *run_dir, const json_t *st, int force,
 			struct rb_runbook **out)
@@ -115,7 +118,8 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
 	}
 	char *now = NULL;
 	size_t nowlen = 0;
-	if (file && sha && rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
+	if (file && strcmp(file, "-") && sha &&
+	    rb_read_file(file, RB_MAX_INPUT, &now, &nowlen, &err) == 0 &&
 	    rb_sha256_hex(now, nowlen, hex) == 0 && strcmp(hex, sha)) {
 		if (!force) {
 			fprintf(stderr, "runbook: error: %s has changed since the run started; "
@@ -268,6 +272,7 @@ int cmd_resume(int argc, char **argv)
 	json_t *st = NULL, *kept = NULL, *items = NULL, *before = NULL, *params = NULL;
 	struct rb_runbook *rb = NULL;
 	char *dir = NULL, *err = NULL;
+	int hold = -1;
 
 	rb_opt_init(&p, "resume", argc, argv);
 	while ((k = rb_opt_next(&p, opts)) != RB_OPT_END) {
@@ -317,6 +322,17 @@ int cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	dir = rb_run_dir(rb_state_dir(o.state_dir), id);
+	/*
+	 * The run's hold first: what is decided below is read under it, so that
+	 * another resume of the run (or the run itself, still going) cannot change
+	 * it before this one acts on it.  The engine opens the journal under it.
+	 */
+	if ((hold = rb_journal_hold(dir, &err)) < 0) {
+		fprintf(stderr, "runbook: error: %s\n", err);
+		rc = RB_EXIT_FAILED;
+		goto out;
+	}
+	o.hold = &hold;
 	if (!(st = rb_run_state(dir, NULL, NULL, &err))) {
 		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
 		rc = RB_EXIT_FAILED;
@@ -361,6 +377,8 @@ int cmd_resume(int argc, char **argv)
 	rb_diags_release(&d);
 	json_decref(note);
 out:
+	if (hold >= 0)
+		close(hold);
 	free(err);
 	free(dir);
 	json_decref(st);

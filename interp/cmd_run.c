@@ -1,7 +1,7 @@
 /*
  * runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run] [--state-dir DIR]
  * [--output text|json]: execute a runbook.  Maps the run's outcome to the
- * exit status and turns SIGINT/SIGTERM into a clean stop.
+ * exit status and turns SIGINT, SIGTERM and SIGHUP into a clean stop.
  */
 #include <poll.h>
 #include <pwd.h>
@@ -25,6 +25,12 @@ static volatile sig_atomic_t signals_seen, last_signal;
 
 static void on_signal(int sig)
 {
+	/*
+	 * A hangup comes twice (from the shell and from the kernel when the
+	 * session leader goes): only a second SIGINT or SIGTERM kills at once.
+	 */
+	if (sig == SIGHUP && signals_seen && last_signal == SIGHUP)
+		return;
 	signals_seen++;
 	last_signal = sig;
 }
@@ -37,6 +43,13 @@ static void catch_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);          /* no SA_RESTART: poll returns at once */
 	sigaction(SIGTERM, &sa, NULL);
+	/*
+	 * A dropped SSH session is an interruption, not a crash; but a run
+	 * started under nohup (SIGHUP ignored) is meant to outlive it.
+	 */
+	struct sigaction old;
+	if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+		sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -179,7 +192,8 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	else if (st == RB_RUN_PAUSED)
 		rc = RB_EXIT_PAUSED;
 	else
-		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : RB_EXIT_SIGINT;
+		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : last_signal == SIGHUP
+		     ? RB_EXIT_SIGHUP : RB_EXIT_SIGINT;
 	rb_proc_shutdown();
 	rb_live_free(o->live);
 	o->live = NULL;

@@ -22,6 +22,7 @@
 
 #include "audit.h"
 #include "expr.h"
+#include "lock.h"
 #include "redact.h"
 #include "runstate.h"
 
@@ -493,50 +494,45 @@ static void rollback(struct exec *ex)
 }
 
 /*
- * lock: NAME: an flock on STATE_DIR/locks/NAME.lock, held until the run
- * ends (the kernel drops it however the process dies).  Waits up to the
- * lock timeout, then gives up with the holder's path.
+ * lock: NAME: an flock on LOCK_DIR/NAME.lock, machine-wide whatever the
+ * state directory (lock.h), held until the run ends (the kernel drops it
+ * however the process dies).  Waits up to the lock timeout, then gives up
+ * naming the holder.
  */
-static int take_lock(struct exec *ex, const char *state)
+static int take_lock(struct exec *ex)
 {
-	char *dir = rb_xasprintf("%s/locks", state);
-	char *path = rb_xasprintf("%s/%s.lock", dir, ex->rb->lock);
-	int rc = -1;
-	if ((mkdir(state, 0700) < 0 && errno != EEXIST) || (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
-		rb_error_pos(ex->d, 0, 0, "cannot create %s: %s", dir, strerror(errno));
-		goto out;
-	}
-	ex->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (ex->lock_fd < 0) {
-		rb_error_pos(ex->d, 0, 0, "cannot open the lock %s: %s", path, strerror(errno));
-		goto out;
-	}
+	char *path = NULL, *err = NULL;
 	int64_t give_up = rb_now_ms() + ex->o->lock_timeout_ms;
-	int said = 0;
-	while (flock(ex->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK && errno != EINTR) {
-			rb_error_pos(ex->d, 0, 0, "cannot lock %s: %s", path, strerror(errno));
+	int said = 0, rc = -1;
+	for (;;) {
+		pid_t holder;
+		free(path);
+		int r = rb_lock_try(ex->rb->lock, &ex->lock_fd, &path, &holder, &err);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			rb_error_pos(ex->d, 0, 0, "lock '%s': %s", ex->rb->lock, err);
 			goto out;
 		}
+		char by[48] = "";
+		if (holder > 0)
+			snprintf(by, sizeof(by), "PID %d, ", (int)holder);
 		if (rb_now_ms() >= give_up || (ex->o->signals && *ex->o->signals)) {
 			char d[32];
 			rb_duration_format(ex->o->lock_timeout_ms, d, sizeof(d));
-			rb_error_pos(ex->d, 0, 0, "lock '%s' is held by another run (%s); gave up "
-				     "after %s (--lock-timeout)", ex->rb->lock, path, d);
+			rb_error_pos(ex->d, 0, 0, "lock '%s' is held by another run (%s%s); gave up "
+				     "after %s (--lock-timeout)", ex->rb->lock, by, path, d);
 			goto out;
 		}
 		if (!said++)
-			fprintf(stderr, "runbook: waiting for lock '%s' (%s)\n", ex->rb->lock, path);
+			fprintf(stderr, "runbook: waiting for lock '%s' (%s%s)\n", ex->rb->lock, by,
+				path);
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	rc = 0;
 out:
-	if (rc < 0 && ex->lock_fd >= 0) {
-		close(ex->lock_fd);
-		ex->lock_fd = -1;
-	}
-	free(dir);
+	free(err);
 	free(path);
 	return rc;
 }
@@ -663,7 +659,7 @@ static int setup(struct exec *ex)
 		return ex_start_workers(ex) < 0 ? -2 : 0;
 	char *err = NULL;
 	/* From here on a failure is not the input's fault: -2. */
-	if (rb->lock && take_lock(ex, state) < 0)
+	if (rb->lock && take_lock(ex) < 0)
 		return -2;
 	ex->run_dir = rb_run_dir(state, ex->run_id);
 	if (ex->o->audit_log &&
@@ -675,8 +671,15 @@ static int setup(struct exec *ex)
 	}
 	if (ex->o->resume_id) {
 		struct rb_audit_keyring *trust = trusted_keys(ex);
-		int r = trust ? rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
-						&err) : -1;
+		int r = -1, hold = ex->o->hold ? *ex->o->hold : -1;
+		if (trust && hold >= 0) {
+			*ex->o->hold = -1;      /* the journal's now */
+			r = rb_journal_open_held(hold, ex->run_dir, ex->run_id, ex->key, trust,
+						 &ex->journal, &err);
+		} else if (trust) {
+			r = rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
+					    &err);
+		}
 		rb_audit_keyring_free(trust);
 		if (r < 0) {
 			if (err)

@@ -81,6 +81,12 @@ struct rb_exec_opts {
 	 * are not run again (succeeded or skipped ones); NULL for a new run.
 	 */
 	const char *resume_id;
+	/*
+	 * Resume: the run's hold (rb_journal_hold), taken before the state that
+	 * kept and items come from was read; the engine opens the journal under
+	 * it and sets *hold to -1 (the journal closes it).  NULL: none yet.
+	 */
+	int *hold;
 	json_t *kept;
 	/* The for_each items that steps run again finished before: {"ID": {"K": {"sha256", "output"}}} */
 	json_t *items;

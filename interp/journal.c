@@ -7,6 +7,7 @@
  */
 #include "journal.h"
 #include "audit.h"
+#include "lock.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -364,8 +365,15 @@ static int lock_run(int dirfd, const char *dir, char **err)
 {
 	if (flock(dirfd, LOCK_EX | LOCK_NB) == 0)
 		return 0;
-	if (errno == EWOULDBLOCK)
-		return rb_fail(err, "run %s is open in another runbook process", dir);
+	if (errno == EWOULDBLOCK) {
+		pid_t pid = rb_flock_holder(dirfd);
+		char by[32] = "";
+		if (pid > 0)
+			snprintf(by, sizeof(by), " (PID %d)", (int)pid);
+		errno = EWOULDBLOCK;
+		return rb_fail(err, "run %s is open in another runbook process%s: it is being run "
+			       "or resumed", dir, by);
+	}
 	return rb_fail(err, "cannot lock run %s: %s", dir, strerror(errno));
 }
 
@@ -1104,8 +1112,33 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 	return rb_journal_load_trusted(run_dir, NULL, snapshot, records, torn_info, NULL, err);
 }
 
+int rb_journal_hold(const char *run_dir, char **err)
+{
+	int fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	if (lock_run(fd, run_dir, err) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_audit_key *key,
 		    const struct rb_audit_keyring *trust, struct rb_journal **out, char **err)
+{
+	*out = NULL;
+	int hold = rb_journal_hold(run_dir, err);
+	if (hold < 0)
+		return -1;
+	return rb_journal_open_held(hold, run_dir, run_id, key, trust, out, err);
+}
+
+int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
+			 const struct rb_audit_key *key, const struct rb_audit_keyring *trust,
+			 struct rb_journal **out, char **err)
 {
 	struct scan s = {0};
 	struct rb_journal *j;
@@ -1113,17 +1146,12 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	*out = NULL;
 	j = journal_new(run_dir);
 	if (!j) {
+		close(hold);
 		errno = ENOMEM;
 		return rb_fail(err, "out of memory");
 	}
+	j->dirfd = hold;        /* closed with j: the hold ends with the journal */
 	if (crash_from_env(j, err) < 0)
-		goto undo;
-	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (j->dirfd < 0) {
-		rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
-		goto undo;
-	}
-	if (lock_run(j->dirfd, run_dir, err) < 0)
 		goto undo;
 	remove_temps(j->dirfd);
 	if (scan_run(j->dirfd, run_dir, &s, err) < 0)

@@ -79,6 +79,21 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 		    const struct rb_audit_keyring *trust, struct rb_journal **out, char **err);
 
 /*
+ * The run's hold: the exclusive flock on its directory that an open journal
+ * keeps.  A resume takes it before it reads the run's state, so that what it
+ * decides on cannot change before it acts (another resume of the run fails
+ * here), then opens the journal under it with rb_journal_open_held.  Returns
+ * the directory's descriptor (O_CLOEXEC), or -1 with *err: "run DIR is open
+ * in another runbook process (PID N): it is being run or resumed" (errno
+ * EWOULDBLOCK; the PID when /proc/locks tells it), or why it cannot open it.
+ */
+int rb_journal_hold(const char *run_dir, char **err);
+/* rb_journal_open under hold (from rb_journal_hold), which it takes: closed with the journal, or on failure. */
+int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
+			 const struct rb_audit_key *key, const struct rb_audit_keyring *trust,
+			 struct rb_journal **out, char **err);
+
+/*
  * Add one record: rec (borrowed) is an audit record (audit.h: an object with
  * a "type", without the keys the log sets); it is copied now (later changes
  * to rec are not journalled) and gets the next seq (1, 2, ... over the whole

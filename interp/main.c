@@ -63,7 +63,7 @@ const struct rb_command rb_commands[] = {
 	 "pauses there (exit 3) and prints the resume command.\n"
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 3 paused at a\n"
-	 "gate, 130/143 interrupted by SIGINT/SIGTERM.\n"},
+	 "gate, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n"},
 	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
 	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--from STEP] [--force]\n"
 	 "                       [--jobs N]\n"

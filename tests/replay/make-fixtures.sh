@@ -16,10 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${RUNBOOK:=build/runbook}"
 here=tests/replay
-key=$here/key.pem
 # A fixed directory, so that the params the goldens show do not change.
 work=/tmp/runbook-replay-fixtures
 rm -rf "$work" && mkdir -p "$work"
+# A private key must be 0600 to sign (git checks it out 0644).
+key=$work/key.pem
+install -m 600 $here/key.pem "$key"
 state=$work/state
 rb() { "$RUNBOOK" "$@" --state-dir "$state" --audit-key "$key" --output text </dev/null; }
 newest() { ls -t "$state/runs" | head -n 1; }
