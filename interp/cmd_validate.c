@@ -7,8 +7,23 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "render.h"
 #include "runbook.h"
 #include "util.h"
+
+/* Where a command splices shell text (shell.raw): warnings, for review. */
+static void print_splices(struct rb_runbook *rb)
+{
+	struct rb_diags d;
+	rb_diags_init(&d, rb->file, rb->src, rb->srclen);
+	for (size_t i = 0; i < rb->nsteps; i++) {
+		rb_render_check_args(rb, rb->steps[i], &d, 1);
+		if (rb->steps[i]->check)
+			rb_render_check_args(rb, rb->steps[i]->check, &d, 1);
+	}
+	rb_diags_print(&d, stderr, rb_use_color(stderr));
+	rb_diags_release(&d);
+}
 
 int cmd_validate(int argc, char **argv)
 {
@@ -42,6 +57,7 @@ int cmd_validate(int argc, char **argv)
 		struct rb_runbook *rb;
 		int rc = rb_cli_load(files[i], &rb);
 		if (rc == RB_EXIT_OK) {
+			print_splices(rb);
 			if (!quiet)
 				printf("%s: ok (%zu step%s)\n", files[i], rb->nsteps,
 				       rb->nsteps == 1 ? "" : "s");

@@ -62,6 +62,14 @@ int rb_error_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
 	return -1;
 }
 
+void rb_warning_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add(d, RB_WARNING, line, col, fmt, ap);
+	va_end(ap);
+}
+
 void rb_note_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
 {
 	va_list ap;

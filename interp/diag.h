@@ -37,6 +37,8 @@ int rb_error_at(struct rb_diags *d, const struct rb_node *n, const char *fmt, ..
 	__attribute__((format(printf, 3, 4)));
 int rb_error_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+void rb_warning_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 void rb_note_pos(struct rb_diags *d, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "lpattern.h"
+#include "luaquote.h"
 #include "util.h"
 
 extern char **environ;
@@ -522,6 +523,7 @@ static void build_base(struct rb_luabox *b)
 	luaL_newlib(L, time_lib);
 	rb_luabox_readonly(L);
 	lua_setfield(L, base, "time");
+	rb_luaquote_open(L, base, rb_luabox_readonly);
 	lua_getfield(L, base, "string");
 	lua_getfield(L, -1, "format");
 	lua_setfield(L, base, "fmt");

@@ -244,17 +244,6 @@ static json_t *render(struct planner *pl, const struct rb_node *n)
 	return rb_render_node(&pl->r, n);       /* nothing known but params and vars */
 }
 
-static json_t *args_json(struct planner *pl, const struct rb_step *s)
-{
-	if (s->run) {
-		json_t *c = render(pl, s->run);
-		return c ? json_pack("{s:o}", "command", c) : NULL;
-	}
-	if (s->lua)
-		return json_pack("{s:s%}", "code", s->lua->str, s->lua->len);
-	return s->with ? render(pl, s->with) : json_object();
-}
-
 static json_t *step_json(struct planner *pl, const struct rb_step *s)
 {
 	struct rb_runbook *rb = pl->rb;
@@ -277,7 +266,7 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 		json_object_set_new(j, "after", ids_json(rb, s->deps, s->ndeps));
 	}
 
-	json_t *args = args_json(pl, s);
+	json_t *args = rb_render_args(&pl->r, s);
 	if (!args)
 		goto fail;
 	json_object_set_new(j, "with", args);

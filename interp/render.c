@@ -6,11 +6,15 @@
  */
 #include "render.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "expr.h"
+#include "luaquote.h"
+#include "redact.h"
+#include "shscan.h"
 #include "util.h"
 
 json_t *rb_node_to_json(const struct rb_node *n)
@@ -166,8 +170,7 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 {
 	const struct rb_tmpl *t = n->tmpl;
 	lua_State *L = rb_luabox_state(r->box);
-	/* A run: command is always text, its secrets moved out (render.h). */
-	if (t->whole && !r->secret_env) {
+	if (t->whole) {
 		const struct rb_tmpl_part *p = &t->parts[0];
 		char *ph = placeholder(r, t, 0, (size_t)-1);
 		if (ph) {
@@ -208,13 +211,7 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 			rb_buf_release(&b);
 			return NULL;
 		}
-		if (r->secret_env && range_reads_secret(r->rb, t, p->off, p->off + p->len)) {
-			size_t k = r->secret_env->n;
-			rb_strv_push(r->secret_env, rb_xasprintf("RUNBOOK_SECRET_%zu=%s", k, s));
-			rb_buf_printf(&b, "${RUNBOOK_SECRET_%zu}", k);
-		} else {
-			rb_buf_add(&b, s, len);
-		}
+		rb_buf_add(&b, s, len);
 		free(s);
 	}
 	json_t *j = json_stringn(b.s ? b.s : "", b.len);
@@ -274,4 +271,277 @@ json_t *rb_render_node(struct rb_render *r, const struct rb_node *n)
 	default:
 		return n->tmpl ? render_scalar(r, n) : rb_node_to_json(n);
 	}
+}
+
+/* --- commands: values as data ------------------------------------------------------- */
+
+static int check_command(struct rb_runbook *rb, const struct rb_node *n, struct rb_diags *d,
+			 int splices);
+
+/* Where part p of n's template starts ("${{"), for a message. */
+static int part_error(struct rb_render *r, const struct rb_node *n, const struct rb_tmpl_part *p,
+		      struct rb_diags *d, const char *fmt, const char *what)
+{
+	int l, c;
+	rb_runbook_pos(r->rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
+	return rb_error_pos(d, l, c, fmt, what);
+}
+
+/*
+ * The variable that carries a value: RUNBOOK_PARAMS_NAMESPACE for
+ * ${{ params.namespace }}, so that the command reads well; RUNBOOK_EXPR_N for
+ * other expressions, and for a name taken by another value.
+ */
+static char *env_name(const struct rb_tmpl_part *p, const json_t *env, const char *value,
+		      size_t *nexpr)
+{
+	const char *a = p->text, *e = p->text + p->len;
+	while (a < e && isspace((unsigned char)*a))
+		a++;
+	while (e > a && isspace((unsigned char)e[-1]))
+		e--;
+	int path = a < e && e - a <= 48 && (isalpha((unsigned char)*a) || *a == '_');
+	for (const char *q = a; path && q < e; q++)
+		path = isalnum((unsigned char)*q) || *q == '_' || (*q == '.' && q + 1 < e && q[1] != '.');
+	if (path) {
+		char *name = rb_xasprintf("RUNBOOK_%.*s", (int)(e - a), a);
+		for (char *q = name; *q; q++)
+			*q = *q == '.' ? '_' : (char)toupper((unsigned char)*q);
+		const json_t *was = json_object_get(env, name);
+		if (!was || !strcmp(json_string_value(was), value))
+			return name;
+		free(name);
+	}
+	return rb_xasprintf("RUNBOOK_EXPR_%zu", ++*nexpr);
+}
+
+/* A reference to variable name that the shell reads as one word of data where it stands. */
+static void put_ref(struct rb_buf *b, struct rb_shscan *sc, enum rb_sh_place at, const char *name)
+{
+	size_t from = b->len;
+	if (at == RB_SH_PLAIN)
+		rb_buf_printf(b, "\"${%s}\"", name);
+	else if (at == RB_SH_SQUOTE)
+		rb_buf_printf(b, "'\"${%s}\"'", name);
+	else
+		rb_buf_printf(b, "${%s}", name);
+	rb_shscan_feed(sc, b->s + from, b->len - from);
+}
+
+/* Whether the redactor finds a secret (or a sensitive output) in s. */
+static int holds_secret(const struct rb_render *r, const char *s, size_t len)
+{
+	if (!r->redactor)
+		return 0;
+	size_t m;
+	char *red = rb_redact(r->redactor, s, len, &m);
+	int differs = m != len || memcmp(red, s, len);
+	free(red);
+	return differs;
+}
+
+json_t *rb_render_command(struct rb_render *r, const struct rb_node *n)
+{
+	const struct rb_tmpl *t = n->tmpl;
+	if (!t)
+		return json_pack("{s:s%}", "command", n->str, n->len);
+	lua_State *L = rb_luabox_state(r->box);
+	struct rb_strv plan_secrets = {0};
+	struct rb_strv *senv = r->secret_env ? r->secret_env : &plan_secrets;
+	struct rb_shscan sc;
+	struct rb_buf b;
+	json_t *env = json_object();
+	size_t nexpr = 0;
+	int rc = 0;
+	rb_shscan_init(&sc);
+	rb_buf_init(&b);
+	for (size_t i = 0; rc == 0 && i < t->nparts; i++) {
+		const struct rb_tmpl_part *p = &t->parts[i];
+		if (!p->is_expr) {
+			rb_buf_add(&b, p->text, p->len);
+			rb_shscan_feed(&sc, p->text, p->len);
+			continue;
+		}
+		const char *why;
+		enum rb_sh_place at = rb_shscan_place(&sc, &why);
+		if (at == RB_SH_REFUSED) {
+			rc = part_error(r, n, p, r->d, "a ${{ }} value cannot stand here, %s", why);
+			break;
+		}
+		int secret = range_reads_secret(r->rb, t, p->off, p->off + p->len);
+		char *ph = placeholder(r, t, p->off, p->off + p->len), *s = NULL, *name;
+		size_t len = 0;
+		if (ph) {
+			s = ph;
+			len = strlen(s);
+		} else {
+			if (eval_part(r, n, t, p) < 0) {
+				rc = -1;
+				break;
+			}
+			const char *raw = rb_luaquote_raw(L, -1, &len);
+			if (raw) {      /* shell.raw(): spliced as shell text, as asked */
+				size_t from = b.len;
+				rb_buf_add(&b, raw, len);
+				rb_shscan_feed(&sc, b.s + from, len);
+				lua_pop(L, 1);
+				continue;
+			}
+			char *err = NULL;
+			s = rb_luabox_tostring(r->box, -1, &len, &err);
+			lua_pop(L, 1);
+			if (!s) {
+				rc = part_error(r, n, p, r->d, "expression failed: %s", err);
+				free(err);
+				break;
+			}
+			if (memchr(s, 0, len)) {
+				free(s);
+				rc = part_error(r, n, p, r->d, "%s", "the value holds a NUL byte, which "
+						"no command can be given");
+				break;
+			}
+			secret |= holds_secret(r, s, len);
+		}
+		if (secret) {
+			name = rb_xasprintf("RUNBOOK_SECRET_%zu", senv->n);
+			rb_strv_push(senv, rb_xasprintf("%s=%s", name, s));
+		} else {
+			name = env_name(p, env, s, &nexpr);
+			json_object_set_new(env, name, json_stringn(s, len));
+		}
+		put_ref(&b, &sc, at, name);
+		free(name);
+		free(s);
+	}
+	rb_strv_release(&plan_secrets);
+	json_t *cmd = rc == 0 ? json_stringn(b.s ? b.s : "", b.len) : NULL;
+	rb_buf_release(&b);
+	if (rc == 0 && !cmd)
+		rb_error_at(r->d, n, "the command is not valid UTF-8");
+	if (!cmd) {
+		json_decref(env);
+		return NULL;
+	}
+	json_t *o = json_pack("{s:o}", "command", cmd);
+	if (json_object_size(env))
+		json_object_set_new(o, "env", env);
+	else
+		json_decref(env);
+	return o;
+}
+
+/* A shell action's command: a string is a command as run: is; a list is argv. */
+static const struct rb_node *shell_command(const struct rb_step *s)
+{
+	if (!s->action || strcmp(s->action->name, "shell") || !s->with || s->run || s->lua)
+		return NULL;
+	return rb_map_get(s->with, "command");
+}
+
+static const char secret_arg[] = "a secret would be in the arguments of the command, which "
+				 "every user can read (/proc/PID/cmdline): pass it in env: or stdin:";
+
+json_t *rb_render_args(struct rb_render *r, const struct rb_step *s)
+{
+	if (s->run)
+		return rb_render_command(r, s->run);
+	if (s->lua)
+		return json_pack("{s:s%}", "code", s->lua->str, s->lua->len);
+	if (!s->with)
+		return json_object();
+	const struct rb_node *cmd = shell_command(s);
+	json_t *o = json_object(), *cmd_env = NULL;
+	for (size_t i = 0; i < s->with->n; i++) {
+		const struct rb_node *k = s->with->items[2 * i], *v = s->with->items[2 * i + 1];
+		if (k->type != RB_SCALAR)
+			continue;
+		if (v == cmd && v->type == RB_SCALAR) {
+			json_t *c = rb_render_command(r, v);
+			if (!c)
+				goto fail;
+			json_object_set(o, "command", json_object_get(c, "command"));
+			cmd_env = json_incref(json_object_get(c, "env"));
+			json_decref(c);
+			continue;
+		}
+		json_t *x = rb_render_node(r, v);
+		if (!x)
+			goto fail;
+		json_object_set_new(o, k->str, x);
+		if (v != cmd || v->type != RB_SEQ)
+			continue;
+		for (size_t j = 0; j < json_array_size(x); j++) {
+			json_t *a = json_array_get(x, j);
+			if (json_is_string(a) && holds_secret(r, json_string_value(a), json_string_length(a))) {
+				rb_error_at(r->d, v->items[j < v->n ? j : 0], "%s", secret_arg);
+				goto fail;
+			}
+		}
+	}
+	if (cmd_env) {  /* the command's variables win: its text refers to them */
+		json_t *env = json_object_get(o, "env");
+		if (json_is_object(env))
+			json_object_update(env, cmd_env);
+		else
+			json_object_set(o, "env", cmd_env);
+		json_decref(cmd_env);
+	}
+	return o;
+fail:
+	json_decref(cmd_env);
+	json_decref(o);
+	return NULL;
+}
+
+int rb_render_check_args(struct rb_runbook *rb, const struct rb_step *s, struct rb_diags *d,
+			 int splices)
+{
+	const struct rb_node *cmd = s->run ? s->run : shell_command(s);
+	if (cmd && cmd->type == RB_SEQ && !splices) {
+		int rc = 0;
+		for (size_t j = 0; j < cmd->n; j++)
+			if (cmd->items[j]->tmpl && rb_tmpl_reads_secret(rb, cmd->items[j]->tmpl))
+				rc = rb_error_at(d, cmd->items[j], "%s", secret_arg);
+		return rc;
+	}
+	return cmd && cmd->type == RB_SCALAR ? check_command(rb, cmd, d, splices) : 0;
+}
+
+static int check_command(struct rb_runbook *rb, const struct rb_node *n, struct rb_diags *d,
+			 int splices)
+{
+	const struct rb_tmpl *t = n->tmpl;
+	struct rb_shscan sc;
+	int rc = 0;
+	if (!t)
+		return 0;
+	rb_shscan_init(&sc);
+	for (size_t i = 0; i < t->nparts; i++) {
+		const struct rb_tmpl_part *p = &t->parts[i];
+		int l, c;
+		rb_runbook_pos(rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
+		if (!p->is_expr) {
+			rb_shscan_feed(&sc, p->text, p->len);
+			continue;
+		}
+		const char *why;
+		enum rb_sh_place at = rb_shscan_place(&sc, &why);
+		if (at == RB_SH_REFUSED) {
+			if (!splices)
+				rc = rb_error_pos(d, l, c, "a ${{ }} value cannot stand here, %s", why);
+			continue;
+		}
+		/* A splice is shell text of unknown shape: what follows is read as it is. */
+		if (memmem(p->text, p->len, "shell.raw", 9)) {
+			if (splices)
+				rb_warning_pos(d, l, c, "shell.raw splices a value into the command as "
+					       "shell code: make sure it can only hold what you trust "
+					       "(words made by shell.quote or shell.join)");
+			continue;
+		}
+		rb_shscan_feed(&sc, at == RB_SH_PLAIN ? "\"${V}\"" : at == RB_SH_SQUOTE ?
+			       "'\"${V}\"'" : "${V}", at == RB_SH_PLAIN ? 6 : at == RB_SH_SQUOTE ? 8 : 4);
+	}
+	return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "diag.h"
 #include "luabox.h"
+#include "redact.h"
 #include "runbook.h"
 
 struct rb_render {
@@ -25,15 +26,45 @@ struct rb_render {
 	long ms;                        /* deadline of one expression */
 	struct rb_diags *d;
 	/*
-	 * For run: commands: an expression that reads a secret is not
-	 * interpolated.  Its value goes to secret_env as RUNBOOK_SECRET_N=value
-	 * and the text gets "${RUNBOOK_SECRET_N}", which the shell expands, so
-	 * that a secret never reaches a command line.  NULL: interpolate.
+	 * For rb_render_command, in a run: the values that hold a secret go to
+	 * secret_env as RUNBOOK_SECRET_N=value (kept out of every record), those
+	 * that read a secret and those in which redactor finds one (a
+	 * sensitive output, a value made from a secret).  NULL in a plan.
 	 */
 	struct rb_strv *secret_env;
+	const struct rb_redactor *redactor;
 };
 
 #define RB_SECRET_MASK "***"
+
+/*
+ * A shell command (a run:, a shell action's command string) as
+ * {"command": TEXT, "env": {NAME: VALUE}}: each ${{ }} value reaches the shell
+ * as data, never as shell syntax.  The text gets a reference to an
+ * environment variable that holds the value, quoted for where it stands
+ * ("${RUNBOOK_PARAMS_X}" unquoted, ${...} inside double quotes, '"${...}"'
+ * inside single quotes); a secret's variable is RUNBOOK_SECRET_N, in
+ * secret_env, not in env.  A shell.raw() value is spliced as shell text.
+ * The text and env are exactly what runs.  NULL with an error in r->d.
+ */
+json_t *rb_render_command(struct rb_render *r, const struct rb_node *n);
+
+/*
+ * A step's (or check's) call arguments: run: as a command, lua: as its code,
+ * with: rendered, a shell action's command string as a command too (its
+ * variables added to env).  In a shell action's command list, an argument
+ * that holds a secret is an error: argv is readable by every user.
+ */
+json_t *rb_render_args(struct rb_render *r, const struct rb_step *s);
+
+/*
+ * At load, for a step or check: errors where a ${{ }} value cannot stand in
+ * a command (after a backslash, inside $(( )), in a here-document that does
+ * not expand) and where a command list reads a secret; -1 when there were.
+ * With splices (runbook validate): only a warning at each shell.raw splice.
+ */
+int rb_render_check_args(struct rb_runbook *rb, const struct rb_step *s, struct rb_diags *d,
+			 int splices);
 
 /* NULL with an error in r->d when an expression fails. */
 json_t *rb_render_node(struct rb_render *r, const struct rb_node *n);

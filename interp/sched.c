@@ -495,17 +495,11 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 			rb_lua_push_json(L, json_array_get(items, k));
 			rb_luabox_set(L, ex->scope, "item");
 		}
-		json_t *args;
-		if (what->run) {
-			r.secret_env = &jb->env;
-			json_t *cmd = rb_render_node(&r, what->run);
-			r.secret_env = NULL;
-			args = cmd ? json_pack("{s:o}", "command", cmd) : NULL;
-		} else if (what->lua) {
-			args = json_pack("{s:s%}", "code", what->lua->str, what->lua->len);
-		} else {
-			args = what->with ? rb_render_node(&r, what->with) : json_object();
-		}
+		r.secret_env = &jb->env;
+		r.redactor = ex->redactor;
+		json_t *args = rb_render_args(&r, what);
+		r.secret_env = NULL;
+		r.redactor = NULL;
 		if (!args)
 			goto fail;
 		json_array_append_new(jb->calls, args);

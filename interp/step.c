@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "load.h"
+#include "render.h"
 #include "util.h"
 
 /* Step keys; an undo step takes the first UNDO_KEYS of them. */
@@ -772,6 +773,7 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_chunk(l, s->lua, &sr);
 	if (s->action && !s->run && !s->lua)
 		check_with(l, s);
+	rb_render_check_args(l->rb, s, l->d, 0);
 
 	struct rb_step *c = s->check;
 	sr.where = "in check";
@@ -783,6 +785,8 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_chunk(l, c->lua, &sr);
 	if (c && c->action && !c->run && !c->lua)
 		check_with(l, c);
+	if (c)
+		rb_render_check_args(l->rb, c, l->d, 0);
 
 	sr.allowed &= ~(1u << RB_SC_ITEM);
 	sr.allowed |= 1u << RB_SC_OUTPUT;

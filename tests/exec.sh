@@ -46,6 +46,21 @@ check "its dependents see the real value" has '"step":"uses_private","status":"s
 check "the value is nowhere in the journal" bash -c "! grep -rq --exclude=runbook.yaml private-Value-3k9 '$state'"
 check "every step started before it finished" order '"event":"step_started","step":"tens"' '"step":"tens","status"'
 
+# A ${{ }} value reaches the shell as data wherever it stands (issue: values
+# pasted into sh -c as code); a secret inside single quotes is expanded.
+hostile='x; echo INJECTED $(id -un) `id` '"'"'q'"'"' "d" \'
+out=$(EXEC_TEST_TOKEN=tok-Zq81x run tests/exec/shell_data.yaml -p "v=$hostile" 2>&1)
+check "values as data: the run succeeds" [ $? -eq 0 ]
+check "nothing injected ran" bash -c "! grep -q 'INJECTED root' <<<'${out//\'/}'"
+n=$(grep -cF "[x; echo INJECTED \$(id -un) \`id\` 'q' \"d\" \\]" <<<"$out")
+check "unquoted, in \$( ), in a shell action's command and spliced quoted: the value as it is" [ "$n" -eq 4 ]
+for w in "in dq " "in sq " "doc "; do
+	check "and [$w...] too" grep -qF "[${w}x; echo INJECTED \$(id -un) \`id\` 'q' \"d\" \\]" <<<"$out"
+done
+check "a secret inside single quotes reaches the command" grep -q 'secret_in_sq| 16$' <<<"$out"
+check "the intent signs the command and its variables" has '"event":"action_intent","step":"places".*"RUNBOOK_PARAMS_V":"x; echo INJECTED'
+check "and never the secret's value" bash -c "! grep -rq tok-Zq81x '$state'"
+
 # failure, rollback, on_failure
 run tests/exec/failure.yaml >/dev/null 2>&1
 check "a failed run exits 1" [ $? -eq 1 ]
@@ -382,7 +397,7 @@ check "the probe's events go to stderr" grep -q 'changed: not probed (it has sid
 check "a probe reads secrets, and shows them as ***" grep -q '"stdout":"token is \*\*\*\\n"' <<<"$out"
 printf '%s' "$out" >"$pdir/out"
 check "and never prints them" bash -c "! grep -q probe-Secret-81z '$pdir/out' '$pdir/err'"
-check "nor when they reach a step through env.X or a param" grep -q '^      command: echo "env \*\*\* note \*\*\*"$' <<<"$out"
+check "nor when they reach a step through env.X or a param" grep -q '^      env: {"RUNBOOK_ENV_PROBE_TOKEN":"\*\*\*","RUNBOOK_PARAMS_NOTE":"\*\*\*"}$' <<<"$out"
 check "the params line hides it too" grep -q '^  params: dir=".*" note="\*\*\*"$' <<<"$out"
 out=$("$RUNBOOK" run --probe tests/exec/probe.yaml -p dir="$pdir" 2>&1)
 check "--probe without --dry-run is refused" [ $? -eq 2 ]
