@@ -41,7 +41,24 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 		json_object_set_new(ev, "index", json_integer((json_int_t)u->k));
 		snprintf(at, sizeof(at), "[%zu]", u->k + 1);
 	}
-	ex_event(ex, ev, "%s%s%s %.*s", id, at, stream == 2 ? "!" : "|", (int)n, clean);
+	/*
+	 * The text is a C string: a NUL in the line is shown as \0 (util.h), not
+	 * its end.  A CR that ends the line (CRLF) hides nothing: dropped there.
+	 */
+	struct rb_buf t;
+	rb_buf_init(&t);
+	size_t tn = n;
+	while (tn && clean[tn - 1] == '\r')
+		tn--;
+	for (const char *p = clean, *z; p < clean + tn; p = z + 1) {
+		z = memchr(p, '\0', (size_t)(clean + tn - p));
+		z = z ? z : clean + tn;
+		rb_buf_add(&t, p, (size_t)(z - p));
+		if (z < clean + tn)
+			rb_buf_puts(&t, "\\0");
+	}
+	ex_event(ex, ev, "%s%s%s %s", id, at, stream == 2 ? "!" : "|", t.s ? t.s : "");
+	rb_buf_release(&t);
 	free(clean);
 }
 

@@ -62,6 +62,14 @@ check "json events parse" node -e '
 	for (const l of lines) { const e = JSON.parse(l); if (!e.event || !e.run || !e.time) process.exit(1); }
 	if (JSON.parse(lines[lines.length - 1]).event !== "run_finished") process.exit(1);' <<<"$out"
 
+# What steps print is shown, not obeyed: control characters as \e, \r, \0 in text lines
+out=$(run -p dir="$state" tests/exec/forged.yaml 2>&1)
+check "a gate without a terminal pauses" [ $? -eq 3 ]
+check "a step's escape sequences are shown in its line" grep -qF 'target| prod-db?\r\e[2K\e[1A\e]0;pwned\aharmless-db' <<<"$out"
+check "and in the gate's prompt" grep -qF 'drop: waiting for approval: DROP DATABASE prod-db?\r\e[2K\e[1A\e]0;pwned\aharmless-db\n' <<<"$out"
+check "a NUL is shown, not the line's end; a CR that ends it is dropped" grep -q 'nul| before\\0after$' <<<"$out"
+check "no control character reaches the output" bash -c '! tr -d "\n\t" | LC_ALL=C grep -q "[[:cntrl:]]"' <<<"$out"
+
 # bad input
 out=$(run tests/exec/basics.yaml 2>&1)
 check "a missing secret exits 2" [ $? -eq 2 ]
