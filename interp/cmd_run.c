@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,6 +103,13 @@ static int ask_tty(void *ud, const char *step, const char *prompt, int64_t timeo
 			rb_buf_puts(&b, "\n  ");
 	}
 	free(text);
+	/*
+	 * Keys typed before the question (a "y" meant for something else) are no
+	 * answer to it: the terminal's input queue is dropped right before it is
+	 * shown.  The answer is read with read(2), never through stdio, so no
+	 * buffer of ours holds earlier keys either.
+	 */
+	tcflush(STDIN_FILENO, TCIFLUSH);
 	fprintf(stderr, "\n%s\napprove? [y/n] ", b.s);
 	rb_buf_release(&b);
 	for (;;) {

@@ -174,5 +174,23 @@ tmux -L "$sock-$n" send-keys "n" Enter
 expect "rejected again" "__rc=1__"
 tmux -L "$sock-$n" kill-server
 
+# Keys typed before a gate's question are no answer to it.
+start_tmux "$forged -p delay=2"
+expect "the step before the gate runs" "target"
+tmux -L "$sock-$n" send-keys "y" Enter
+expect "the gate asks after it" "approve? [y/n]"
+sleep 1.5
+if screen_now | grep -qE 'approved by|__rc='; then
+	fail=$((fail + 1)); echo "FAIL a y typed before the question approved the gate"
+	screen_now | grep -v '^$' | tail -n 8
+else
+	pass=$((pass + 1))
+fi
+tmux -L "$sock-$n" send-keys "n" Enter
+expect "the answer given after the question counts" "__rc=1__"
+[ ! -e "$tmp/drop.count" ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the gated step did not run"; }
+tmux -L "$sock-$n" kill-server
+
 echo "tty: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
