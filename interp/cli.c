@@ -19,13 +19,28 @@
 #include "runbook.h"
 #include "util.h"
 
+static void verror(const char *fmt, va_list ap)
+{
+	char *m = rb_xvasprintf(fmt, ap);
+	char *shown = rb_visible(m, strlen(m), RB_VIS_TAB);
+	fprintf(stderr, "runbook: error: %s\n", shown);
+	free(shown);
+	free(m);
+}
+
+void rb_cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verror(fmt, ap);
+	va_end(ap);
+}
+
 int rb_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("runbook: error: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	verror(fmt, ap);
 	va_end(ap);
 	return RB_EXIT_INVALID;
 }
@@ -177,7 +192,7 @@ int rb_cli_run_log(const char *arg, const char *state, char **path, struct rb_au
 	char *err = NULL;
 	int r = rb_run_head(dir, &kept->seq, kept->sha256, &err);
 	if (r < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		free(*path);
 	}

@@ -47,7 +47,12 @@ int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 
-/* Print "runbook: error: ..." and return RB_EXIT_INVALID (usage errors). */
+/*
+ * Print "runbook: error: ..." on stderr, its control characters shown, not
+ * obeyed (util.h: messages quote values).
+ */
+void rb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, and return RB_EXIT_INVALID (usage errors). */
 int rb_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the usage text of a command to f (main.c has the table). */
 void rb_print_usage(const char *cmd, FILE *f);

@@ -199,7 +199,7 @@ static int head(int argc, char **argv)
 	struct rb_audit_torn torn;
 	char *err = NULL;
 	if (rb_audit_head(log, &h, &torn, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}

@@ -58,7 +58,7 @@ static int run_tests(struct evaluator *e, const char *path)
 	char *buf, *err = NULL;
 	size_t len;
 	if (rb_read_file(path, 1 << 24, &buf, &len, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
@@ -205,7 +205,7 @@ int cmd_eval(int argc, char **argv)
 		puts(v);
 		free(v);
 	} else {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		rc = RB_EXIT_FAILED;
 	}

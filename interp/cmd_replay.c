@@ -148,7 +148,7 @@ static int replay(const struct replay_opts *o)
 		goto out;
 	}
 	if (rb_read_file(path, SIZE_MAX - 1, &buf, &len, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		goto out;
 	}
 	/* Which run: the only one, or --run's. */
@@ -191,7 +191,7 @@ static int replay(const struct replay_opts *o)
 		goto out;
 	}
 	if (rb_replay_render(model, o->format, stdout, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		goto out;
 	}
 	rc = RB_EXIT_OK;

@@ -104,7 +104,7 @@ static int load_runbook(const char *run_dir, const json_t *st, int force,
 	const char *sha = json_string_value(json_object_get(st, "sha256"));
 	char hex[65];
 	if (rb_run_load_runbook(run_dir, &buf, &len, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
@@ -334,7 +334,7 @@ int cmd_resume(int argc, char **argv)
 	}
 	o.hold = &hold;
 	if (!(st = rb_run_state(dir, NULL, NULL, &err))) {
-		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
+		rb_cli_error("run %s: %s", id, err);
 		rc = RB_EXIT_FAILED;
 		goto out;
 	}

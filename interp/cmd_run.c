@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,7 +99,32 @@ static int ask_tty(void *ud, const char *step, const char *prompt, int64_t timeo
 	int64_t until = timeout_ms >= 0 ? rb_now_ms() + timeout_ms : -1;
 	char line[64];
 	size_t n = 0;
-	fprintf(stderr, "\n%s needs approval: %s\napprove? [y/n] ", step, prompt);
+	/*
+	 * The prompt comes from the runbook and from steps' output: its control
+	 * characters are shown, not obeyed, and its lines after the first are
+	 * indented, so that it can neither erase nor imitate what is asked.
+	 */
+	struct rb_buf b;
+	rb_buf_init(&b);
+	rb_visible_add(&b, step, strlen(step), 0);
+	rb_buf_puts(&b, " needs approval: ");
+	char *text = rb_visible(prompt, strlen(prompt), RB_VIS_TAB | RB_VIS_NL);
+	for (const char *p = text, *nl; *p; p = nl ? nl + 1 : p + strlen(p)) {
+		nl = strchr(p, '\n');
+		rb_buf_add(&b, p, nl ? (size_t)(nl - p) : strlen(p));
+		if (nl)
+			rb_buf_puts(&b, "\n  ");
+	}
+	free(text);
+	/*
+	 * Keys typed before the question (a "y" meant for something else) are no
+	 * answer to it: the terminal's input queue is dropped right before it is
+	 * shown.  The answer is read with read(2), never through stdio, so no
+	 * buffer of ours holds earlier keys either.
+	 */
+	tcflush(STDIN_FILENO, TCIFLUSH);
+	fprintf(stderr, "\n%s\napprove? [y/n] ", b.s);
+	rb_buf_release(&b);
 	for (;;) {
 		fflush(stderr);
 		int64_t now = rb_now_ms();
@@ -174,7 +200,7 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	catch_signals();
 	/* Before any thread: the process spawner must outlive only this one. */
 	if (rb_proc_init(&err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}

@@ -51,7 +51,7 @@ static struct rb_audit_keyring *trusted(const char *keyring, const char *state)
 	rb_audit_key_free(k);
 	free(host);
 	if (!ok) {
-		fprintf(stderr, "runbook: error: %s\n", err ? err : "out of memory");
+		rb_cli_error("%s", err ? err : "out of memory");
 		free(err);
 		rb_audit_keyring_free(kr);
 		return NULL;
@@ -84,7 +84,7 @@ int cmd_runs(int argc, char **argv)
 	char **ids, *err = NULL, *first_unverified = NULL;
 	size_t n, nunverified = 0;
 	if (rb_runs_list(state, &ids, &n, &err) < 0) {
-		fprintf(stderr, "runbook: error: %s\n", err);
+		rb_cli_error("%s", err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
@@ -173,7 +173,7 @@ int cmd_status(int argc, char **argv)
 	free(dir);
 	rb_audit_keyring_free(trust);
 	if (!st) {
-		fprintf(stderr, "runbook: error: run %s: %s\n", id, err);
+		rb_cli_error("run %s: %s", id, err);
 		free(err);
 		return RB_EXIT_FAILED;
 	}
@@ -204,8 +204,11 @@ int cmd_status(int argc, char **argv)
 			       json_integer_value(json_object_get(s, "attempts")) == 1 ? " " : "s");
 			if (ms)
 				printf(" %8.1fs", (double)json_integer_value(ms) / 1000.0);
-			if (e)
-				printf("  %s", e);
+			if (e) {        /* it may quote values: shown, not obeyed */
+				char *shown = rb_visible(e, strlen(e), RB_VIS_TAB);
+				printf("  %s", shown);
+				free(shown);
+			}
 			putchar('\n');
 		}
 	}

@@ -111,26 +111,25 @@ static void print_caret(struct rb_diags *d, FILE *f, int line, int col, int colo
 		len--;
 	if (len > 400)
 		return;         /* a minified line helps nobody */
-	/* The line may be what was wrong (bad UTF-8): print it safely. */
-	fprintf(f, " %5d | ", line);
-	for (size_t i = 0; i < len;) {
-		size_t ok = rb_utf8_check(p + i, len - i);
-		fwrite(p + i, 1, ok, f);
-		i += ok;
-		if (i < len) {
-			fputc('?', f);
-			i++;
-		}
-	}
-	fputs("\n       | ", f);
-	/* Columns count characters; keep tabs so the caret lines up. */
+	/*
+	 * The line may be what was wrong (bad UTF-8, a control character): it is
+	 * shown as util.h makes text visible, and the caret counts the columns of
+	 * what is shown.  Columns count characters; tabs are kept so that it lines up.
+	 */
 	const char *q = p;
 	for (int c = 1; c < col && q < p + len; c++) {
-		fputc(*q == '\t' ? '\t' : ' ', f);
 		q++;
 		while (q < p + len && (*q & 0xC0) == 0x80)
 			q++;
 	}
+	char *before = rb_visible(p, (size_t)(q - p), RB_VIS_TAB);
+	char *rest = rb_visible(q, len - (size_t)(q - p), RB_VIS_TAB);
+	fprintf(f, " %5d | %s%s\n       | ", line, before, rest);
+	for (const char *b = before; *b; b++)
+		if ((*b & 0xC0) != 0x80)
+			fputc(*b == '\t' ? '\t' : ' ', f);
+	free(before);
+	free(rest);
 	fputs(color ? "\033[1;32m^\033[0m\n" : "^\n", f);
 }
 
@@ -162,11 +161,14 @@ void rb_diags_print(struct rb_diags *d, FILE *f, int color)
 			fprintf(f, "%s:%d:%d: ", d->file, orig->line, orig->col);
 		else
 			fprintf(f, "%s: ", d->file);
+		/* Messages quote values: their control characters are shown, not obeyed. */
+		char *msg = rb_visible(g->msg, strlen(g->msg), RB_VIS_TAB);
 		if (color)
 			fprintf(f, "%s%s:\033[0m\033[1m %s\033[0m\n", colors[g->sev],
-				names[g->sev], g->msg);
+				names[g->sev], msg);
 		else
-			fprintf(f, "%s: %s\n", names[g->sev], g->msg);
+			fprintf(f, "%s: %s\n", names[g->sev], msg);
+		free(msg);
 		if (orig->line > 0)
 			print_caret(d, f, orig->line, orig->col, color);
 	}

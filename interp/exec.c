@@ -99,8 +99,11 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 			rb_live_event(ex->o->live, cev, clean, rb_now_ms());
 			json_decref(cev);
 		} else {
+			/* One event, one line: its control characters shown, not obeyed. */
+			char *line = rb_visible(clean, strlen(clean), RB_VIS_TAB);
 			clock_text(ts, sizeof(ts));
-			fprintf(f, "%s %s\n", ts, clean);
+			fprintf(f, "%s %s\n", ts, line);
+			free(line);
 		}
 		free(clean);
 		free(msg);

@@ -202,76 +202,36 @@ static size_t utf8_char(const unsigned char *p, size_t len, uint32_t *cp)
 }
 
 /*
- * Past the escape sequence at p[i] (an ESC): CSI (ESC [ params final), a
- * string (OSC, DCS, SOS, PM, APC) up to BEL or ESC \, or ESC with its
- * intermediates and final byte.  Dropped whole, so that a command's colours
- * or cursor moves neither reach the terminal nor leave debris.
- */
-static size_t skip_escape(const unsigned char *p, size_t len, size_t i)
-{
-	size_t j = i + 1;
-	if (j >= len)
-		return len;
-	unsigned c = p[j];
-	if (c == '[') {
-		for (j++; j < len && p[j] >= 0x20 && p[j] <= 0x3f; j++)
-			;
-		return j < len && p[j] >= 0x40 && p[j] <= 0x7e ? j + 1 : j;
-	}
-	if (c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_') {
-		for (j++; j < len; j++) {
-			if (p[j] == 0x07)
-				return j + 1;
-			if (p[j] == 0x1b)
-				return j + 1 < len && p[j + 1] == '\\' ? j + 2 : j;
-		}
-		return len;
-	}
-	for (; j < len && p[j] >= 0x20 && p[j] <= 0x2f; j++)
-		;
-	return j < len && p[j] >= 0x30 && p[j] <= 0x7e ? j + 1 : j;
-}
-
-/*
- * Text made harmless: escape sequences dropped, other controls (C0 but tab,
- * DEL, C1) as '?', invalid UTF-8 as U+FFFD.
+ * Text made harmless (util.h): control characters shown, not obeyed (ESC as
+ * \e, CR as \r), so that a command's output can neither move the cursor,
+ * erase, recolour nor retitle; in a footer row, tabs and newlines as spaces.
  */
 static void put_text(struct sink *k, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	while (i < len && !k->cut) {
+	char *v = rb_visible(s, len, RB_VIS_TAB | RB_VIS_NL);
+	const unsigned char *p = (const unsigned char *)v;
+	size_t i = 0, n = strlen(v);
+	while (i < n && !k->cut) {
 		unsigned c = p[i];
 		uint32_t cp;
-		size_t n;
-		if (c == 0x1b) {
-			i = skip_escape(p, len, i);
-		} else if ((c == '\t' || c == '\n') && k->footer) {
+		size_t u;
+		if ((c == '\t' || c == '\n') && k->footer) {
 			emit(k, " ", 1, 1);
-			i++;
-		} else if (c == '\t') {
-			emit(k, "\t", 1, 1);
 			i++;
 		} else if (c == '\n') {
 			emit(k, "\n    ", 5, 4);  /* a message's next line, indented */
 			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			emit(k, "?", 1, 1);
-			i++;
 		} else if (c < 0x80) {
-			emit(k, s + i, 1, 1);
+			emit(k, v + i, 1, 1);   /* a tab too: where it ends is the terminal's */
 			i++;
-		} else if (!(n = utf8_char(p + i, len - i, &cp))) {
-			emit(k, "\ufffd", 3, 1);
-			i++;
-		} else if (cp < 0xa0) {
-			emit(k, "?", 1, 1);     /* C1: U+009B is a CSI to some terminals */
-			i += n;
+		} else if ((u = utf8_char(p + i, n - i, &cp))) {
+			emit(k, v + i, u, cp_width(cp));
+			i += u;
 		} else {
-			emit(k, s + i, n, cp_width(cp));
-			i += n;
+			i++;                    /* not reached: v is valid UTF-8 */
 		}
 	}
+	free(v);
 }
 
 static void put_str(struct sink *k, const char *s)
@@ -318,7 +278,8 @@ static int text_cols(const char *s)
 
 /*
  * What a terminal would leave of a line with carriage returns (a progress
- * bar): the text after the last one that is not at the end.
+ * bar): the text after the last one that is not at the end.  For the footer
+ * only, which shows a step's state; the permanent line shows all of it.
  */
 static void visible_part(const char **s, size_t *len)
 {
@@ -670,10 +631,14 @@ static void on_output(struct rb_live *lv, const json_t *ev)
 	json_t *jl = json_object_get(ev, "line");
 	const char *line = json_is_string(jl) ? json_string_value(jl) : "";
 	size_t len = json_is_string(jl) ? json_string_length(jl) : 0;
-	visible_part(&line, &len);
+	const char *last = line;
+	size_t lastlen = len;
+	visible_part(&last, &lastlen);
 	struct lstep *s = find_step(lv, id);
 	if (s)
-		set_last(s, line, len);
+		set_last(s, last, lastlen);
+	while (len && line[len - 1] == '\r')
+		len--;          /* CRLF: a CR that ends the line hides nothing */
 	line_sgr(lv, C_DIM);
 	line_str(lv, id);
 	line_str(lv, !strcmp(get_str(ev, "stream", ""), "stderr") ? "! " : "| ");

@@ -1,7 +1,9 @@
 /*
  * Renders the plan document for people: text for the terminal (colour only
  * when asked) and markdown for pull-request comments.  Reads only the JSON
- * that plan.c built, so all three formats say the same thing.
+ * that plan.c built, so all three formats say the same thing.  What comes
+ * from the runbook is shown with its control characters visible (util.h),
+ * and in markdown it cannot leave its code span or fence, nor format.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,23 @@
 struct out {
 	FILE *f;
 	int color;
+	struct rb_strv shown;   /* what vis() made, freed by out_release */
 };
+
+static void out_release(struct out *o)
+{
+	rb_strv_release(&o->shown);
+}
+
+/* s (NULL: NULL) on one line with its control characters visible, until out_release. */
+static const char *vis(struct out *o, const char *s)
+{
+	if (!s)
+		return NULL;
+	char *v = rb_visible(s, strlen(s), RB_VIS_TAB);
+	rb_strv_push(&o->shown, v);
+	return v;
+}
 
 static const char *c(const struct out *o, const char *code)
 {
@@ -25,19 +43,31 @@ static const char *c(const struct out *o, const char *code)
 #define CYAN "\033[36m"
 #define RESET "\033[0m"
 
-/* A value on one line: strings as they are, the rest as compact JSON. */
-static char *inline_value(const json_t *v)
+/* v as compact JSON, with what JSON leaves (C1, bidirectional controls) visible; malloc'd. */
+static char *json_text(const json_t *v, size_t flags)
 {
-	if (json_is_string(v))
-		return rb_xstrdup(json_string_value(v));
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-	return s ? s : rb_xstrdup("?");
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | flags);
+	char *shown = rb_visible(s ? s : "?", s ? strlen(s) : 1, 0);
+	free(s);
+	return shown;
 }
 
-static void print_value(const struct out *o, const char *indent, const char *key,
+/*
+ * A value: strings as they are, the rest as compact JSON; control characters
+ * visible (a NUL too), newlines kept when keep has RB_VIS_NL.  malloc'd.
+ */
+static char *inline_value(const json_t *v, unsigned keep)
+{
+	if (json_is_string(v))
+		return rb_visible(json_string_value(v), json_string_length(v), RB_VIS_TAB | keep);
+	return json_text(v, JSON_PRESERVE_ORDER);
+}
+
+static void print_value(struct out *o, const char *indent, const char *key,
 			const json_t *v)
 {
-	char *s = inline_value(v);
+	key = vis(o, key);
+	char *s = inline_value(v, RB_VIS_NL);
 	const char *nl = strchr(s, '\n');
 	const char *col = strstr(s, "<known after") ? CYAN : "";
 	if (!nl) {
@@ -74,7 +104,7 @@ static void retry_text(const json_t *r, char *buf, size_t size)
 		 str(r, "backoff"), delay ? delay : "0s", max ? " up to " : "", max ? max : "");
 }
 
-static void step_text(const struct out *o, const json_t *s, const char *indent)
+static void step_text(struct out *o, const json_t *s, const char *indent)
 {
 	FILE *f = o->f;
 	int side = json_is_true(json_object_get(s, "side_effects"));
@@ -93,7 +123,7 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 	char in2[64];
 	snprintf(in2, sizeof(in2), "%s    ", indent);
 	if (str(s, "name"))
-		fprintf(f, "%s%s%s%s\n", in2, c(o, DIM), str(s, "name"), c(o, RESET));
+		fprintf(f, "%s%s%s%s\n", in2, c(o, DIM), vis(o, str(s, "name")), c(o, RESET));
 	json_t *after = json_object_get(s, "after");
 	if (json_array_size(after)) {
 		fprintf(f, "%safter: ", in2);
@@ -105,8 +135,8 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 	}
 	json_t *cond = json_object_get(s, "if");
 	if (cond) {
-		char *v = inline_value(json_object_get(cond, "value"));
-		fprintf(f, "%sif: %s  => %s\n", in2, str(cond, "expression"), v);
+		char *v = inline_value(json_object_get(cond, "value"), 0);
+		fprintf(f, "%sif: %s  => %s\n", in2, vis(o, str(cond, "expression")), v);
 		free(v);
 	}
 	json_t *probe = json_object_get(s, "probe");
@@ -129,7 +159,7 @@ static void step_text(const struct out *o, const json_t *s, const char *indent)
 	if (appr) {
 		print_value(o, in2, "approve", json_object_get(appr, "prompt"));
 		if (str(appr, "timeout"))
-			fprintf(f, "%s  (times out after %s)\n", in2, str(appr, "timeout"));
+			fprintf(f, "%s  (times out after %s)\n", in2, vis(o, str(appr, "timeout")));
 	}
 	const char *k;
 	json_t *v;
@@ -184,56 +214,57 @@ static void count(struct rb_plan_out *o, const json_t *s)
 static void text_begin(void *ctx, const json_t *plan)
 {
 	struct rb_plan_out *po = ctx;
-	struct out o = {po->f, po->color};
+	struct out o = {po->f, po->color, {0}};
 	FILE *f = po->f;
 	po->header = plan;
 	po->stages = json_object_get(plan, "stages");
 	const json_t *h = json_object_get(plan, "runbook");
-	fprintf(f, "%sPlan: %s%s (%s)\n", c(&o, BOLD), str(h, "name"), c(&o, RESET),
-		str(h, "file"));
+	fprintf(f, "%sPlan: %s%s (%s)\n", c(&o, BOLD), vis(&o, str(h, "name")), c(&o, RESET),
+		vis(&o, str(h, "file")));
 	if (str(h, "description"))
-		fprintf(f, "  %s\n", str(h, "description"));
+		fprintf(f, "  %s\n", vis(&o, str(h, "description")));
 	const char *k;
 	json_t *v;
 	if (json_object_size(json_object_get(plan, "params"))) {
 		fputs("  params:", f);
 		json_object_foreach(json_object_get(plan, "params"), k, v) {
-			char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-			fprintf(f, " %s=%s", k, s);
+			char *s = json_text(v, 0);
+			fprintf(f, " %s=%s", vis(&o, k), s);
 			free(s);
 		}
 		fputc('\n', f);
 	}
 	json_object_foreach(json_object_get(plan, "vars"), k, v) {
-		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		fprintf(f, "  var %s = %s\n", k, s);
+		char *s = json_text(v, 0);
+		fprintf(f, "  var %s = %s\n", vis(&o, k), s);
 		free(s);
 	}
 	size_t i;
 	json_array_foreach(json_object_get(plan, "secrets"), i, v)
-		fprintf(f, "  secret %s from %s %s\n", str(v, "name"), str(v, "from"),
-			str(v, "source"));
+		fprintf(f, "  secret %s from %s %s\n", vis(&o, str(v, "name")), str(v, "from"),
+			vis(&o, str(v, "source")));
 	if (str(h, "lock"))
-		fprintf(f, "  lock: %s\n", str(h, "lock"));
+		fprintf(f, "  lock: %s\n", vis(&o, str(h, "lock")));
 	if (str(h, "schedule"))
-		fprintf(f, "  schedule: %s\n", str(h, "schedule"));
+		fprintf(f, "  schedule: %s\n", vis(&o, str(h, "schedule")));
 	json_t *w = json_object_get(h, "window");
 	if (json_is_object(w)) {
-		char *days = json_dumps(json_object_get(w, "days"), JSON_COMPACT);
-		fprintf(f, "  window: %s-%s %s on %s\n", str(w, "start"), str(w, "end"),
-			str(w, "timezone"), days);
+		char *days = json_text(json_object_get(w, "days"), 0);
+		fprintf(f, "  window: %s-%s %s on %s\n", vis(&o, str(w, "start")),
+			vis(&o, str(w, "end")), vis(&o, str(w, "timezone")), days);
 		free(days);
 	}
 	if (str(h, "timeout"))
-		fprintf(f, "  timeout: %s\n", str(h, "timeout"));
+		fprintf(f, "  timeout: %s\n", vis(&o, str(h, "timeout")));
 	if (json_is_true(json_object_get(h, "rollback")))
 		fputs("  rollback: undo finished steps if the run fails\n", f);
+	out_release(&o);
 }
 
 static void text_step(void *ctx, const json_t *s, int first)
 {
 	struct rb_plan_out *po = ctx;
-	struct out o = {po->f, po->color};
+	struct out o = {po->f, po->color, {0}};
 	if (first) {
 		po->stage = (size_t)json_integer_value(json_object_get(s, "stage"));
 		size_t n = json_array_size(json_array_get(po->stages, po->stage - 1));
@@ -243,13 +274,14 @@ static void text_step(void *ctx, const json_t *s, int first)
 		fputc('\n', po->f);
 	}
 	step_text(&o, s, "  ");
+	out_release(&o);
 	count(po, s);
 }
 
 static void text_section(void *ctx, const json_t *stages)
 {
 	struct rb_plan_out *po = ctx;
-	struct out o = {po->f, po->color};
+	struct out o = {po->f, po->color, {0}};
 	po->in_failure = 1;
 	po->stages = stages;
 	if (json_array_size(stages))
@@ -271,8 +303,8 @@ const struct rb_plan_renderer rb_plan_text = {text_begin, text_step, text_sectio
 
 /* --- markdown -------------------------------------------------------------------- */
 
-/* Inline code that survives backticks inside it. */
-static void md_code(FILE *f, const char *s)
+/* The longest run of backticks in s. */
+static int max_ticks(const char *s)
 {
 	int ticks = 0, run = 0;
 	for (const char *p = s; *p; p++) {
@@ -280,14 +312,52 @@ static void md_code(FILE *f, const char *s)
 		if (run > ticks)
 			ticks = run;
 	}
+	return ticks;
+}
+
+/*
+ * Inline code that its text cannot leave: delimited by more backticks than
+ * any run inside it, on one line, control characters visible.  In a table
+ * cell (cell), a '|' would end the cell even there: GFM takes "\|".
+ */
+static void md_code_in(FILE *f, const char *s, int cell)
+{
+	char *v = rb_visible(s, strlen(s), RB_VIS_TAB);
+	int ticks = max_ticks(v);
 	for (int i = 0; i <= ticks; i++)
 		fputc('`', f);
 	fputs(ticks ? " " : "", f);
-	for (const char *p = s; *p; p++)
-		fputc(*p == '\n' ? ' ' : *p, f);
+	for (const char *p = v; *p; p++) {
+		if (*p == '|' && cell)
+			fputc('\\', f);
+		fputc(*p, f);
+	}
 	fputs(ticks ? " " : "", f);
 	for (int i = 0; i <= ticks; i++)
 		fputc('`', f);
+	free(v);
+}
+
+static void md_code(FILE *f, const char *s)
+{
+	md_code_in(f, s, 0);
+}
+
+/*
+ * Text from the runbook as markdown prose: control characters visible, on
+ * one line unless keep has RB_VIS_NL, and every character that formats
+ * escaped, so that it cannot open a code span, a link, an HTML comment or
+ * tag (which would hide what follows), a heading or a table cell.
+ */
+static void md_text(FILE *f, const char *s, unsigned keep)
+{
+	char *v = rb_visible(s, strlen(s), RB_VIS_TAB | keep);
+	for (const char *p = v; *p; p++) {
+		if (strchr("\\`*_[]<>|#&~!", *p))
+			fputc('\\', f);
+		fputc(*p, f);
+	}
+	free(v);
 }
 
 /* A step; sub names a step that hangs off another ("check", "undo"), or is NULL. */
@@ -303,8 +373,10 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 		fputs("** ", f);
 	}
 	fputs(str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"), f);
-	if (str(s, "name"))
-		fprintf(f, ": %s", str(s, "name"));
+	if (str(s, "name")) {
+		fputs(": ", f);
+		md_text(f, str(s, "name"), 0);
+	}
 	if (json_is_true(json_object_get(s, "side_effects")))
 		fputs(" · **side effects**", f);
 	if (json_object_get(s, "approve"))
@@ -329,15 +401,17 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 	}
 	json_t *cond = json_object_get(s, "if");
 	if (cond) {
-		char *v = inline_value(json_object_get(cond, "value"));
+		char *v = inline_value(json_object_get(cond, "value"), 0);
 		fprintf(f, "%s- if ", ind);
 		md_code(f, str(cond, "expression"));
-		fprintf(f, " → %s\n", v);
+		fputs(" → ", f);
+		md_text(f, v, 0);
+		fputc('\n', f);
 		free(v);
 	}
 	json_t *probe = json_object_get(s, "probe");
 	if (probe) {
-		char *out = inline_value(json_object_get(probe, "output"));
+		char *out = inline_value(json_object_get(probe, "output"), 0);
 		fprintf(f, "%s- probed: **%s**", ind, str(probe, "status"));
 		if (json_object_get(probe, "output")) {
 			fputs(" → ", f);
@@ -348,19 +422,26 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 	}
 	json_t *appr = json_object_get(s, "approve");
 	if (appr) {
-		char *p = inline_value(json_object_get(appr, "prompt"));
-		fprintf(f, "%s- approval: %s\n", ind, p);
+		char *p = inline_value(json_object_get(appr, "prompt"), 0);
+		fprintf(f, "%s- approval: ", ind);
+		md_text(f, p, 0);
+		fputc('\n', f);
 		free(p);
 	}
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(s, "with"), k, v) {
-		char *val = inline_value(v);
+		char *val = inline_value(v, RB_VIS_NL);
 		fprintf(f, "%s- ", ind);
 		md_code(f, k);
 		if (strchr(val, '\n')) {
-			int fence = strstr(val, "```") ? 4 : 3;
-			fprintf(f, ":\n\n%s  %.*s\n", ind, fence, "````");
+			/* A fence longer than any run of backticks inside: none closes it. */
+			int fence = max_ticks(val) + 1;
+			fence = fence < 3 ? 3 : fence;
+			fprintf(f, ":\n\n%s  ", ind);
+			for (int i = 0; i < fence; i++)
+				fputc('`', f);
+			fputc('\n', f);
 			const char *p = val;
 			while (*p) {
 				const char *e = strchr(p, '\n');
@@ -368,7 +449,10 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 				fprintf(f, "%s  %.*s\n", ind, (int)len, p);
 				p += len + (e ? 1 : 0);
 			}
-			fprintf(f, "%s  %.*s\n\n", ind, fence, "````");
+			fprintf(f, "%s  ", ind);
+			for (int i = 0; i < fence; i++)
+				fputc('`', f);
+			fputs("\n\n", f);
 		} else {
 			fputs(": ", f);
 			md_code(f, val);
@@ -404,28 +488,40 @@ static void md_begin(void *ctx, const json_t *plan)
 	fputs("## Plan: ", f);
 	md_code(f, str(h, "name"));
 	fputc('\n', f);
-	if (str(h, "description"))
-		fprintf(f, "\n%s\n", str(h, "description"));
+	if (str(h, "description")) {
+		fputc('\n', f);
+		md_text(f, str(h, "description"), RB_VIS_NL);
+		fputc('\n', f);
+	}
 	fputs("\n| | |\n| --- | --- |\n| file | ", f);
-	md_code(f, str(h, "file"));
+	md_code_in(f, str(h, "file"), 1);
 	fprintf(f, " (sha256 `%.12s`) |\n", str(h, "sha256"));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(plan, "params"), k, v) {
 		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 		fputs("| param ", f);
-		md_code(f, k);
+		md_code_in(f, k, 1);
 		fputs(" | ", f);
-		md_code(f, s);
+		md_code_in(f, s, 1);
 		fputs(" |\n", f);
 		free(s);
 	}
-	if (str(h, "lock"))
-		fprintf(f, "| lock | `%s` |\n", str(h, "lock"));
-	if (str(h, "schedule"))
-		fprintf(f, "| schedule | `%s` |\n", str(h, "schedule"));
-	if (str(h, "timeout"))
-		fprintf(f, "| timeout | %s |\n", str(h, "timeout"));
+	if (str(h, "lock")) {
+		fputs("| lock | ", f);
+		md_code_in(f, str(h, "lock"), 1);
+		fputs(" |\n", f);
+	}
+	if (str(h, "schedule")) {
+		fputs("| schedule | ", f);
+		md_code_in(f, str(h, "schedule"), 1);
+		fputs(" |\n", f);
+	}
+	if (str(h, "timeout")) {
+		fputs("| timeout | ", f);
+		md_text(f, str(h, "timeout"), 0);
+		fputs(" |\n", f);
+	}
 	if (json_is_true(json_object_get(h, "rollback")))
 		fputs("| rollback | on |\n", f);
 }

@@ -397,8 +397,8 @@ json_t *rb_render_command(struct rb_render *r, const struct rb_node *n)
 			}
 			if (memchr(s, 0, len)) {
 				free(s);
-				rc = part_error(r, n, p, r->d, "%s", "the value holds a NUL byte, which "
-						"no command can be given");
+				rc = part_error(r, n, p, r->d, "%s", "NUL character (\\0) from an "
+						"expression in the command, which would end there");
 				break;
 			}
 			secret |= holds_secret(r, s, len);

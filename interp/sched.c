@@ -41,7 +41,24 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 		json_object_set_new(ev, "index", json_integer((json_int_t)u->k));
 		snprintf(at, sizeof(at), "[%zu]", u->k + 1);
 	}
-	ex_event(ex, ev, "%s%s%s %.*s", id, at, stream == 2 ? "!" : "|", (int)n, clean);
+	/*
+	 * The text is a C string: a NUL in the line is shown as \0 (util.h), not
+	 * its end.  A CR that ends the line (CRLF) hides nothing: dropped there.
+	 */
+	struct rb_buf t;
+	rb_buf_init(&t);
+	size_t tn = n;
+	while (tn && clean[tn - 1] == '\r')
+		tn--;
+	for (const char *p = clean, *z; p < clean + tn; p = z + 1) {
+		z = memchr(p, '\0', (size_t)(clean + tn - p));
+		z = z ? z : clean + tn;
+		rb_buf_add(&t, p, (size_t)(z - p));
+		if (z < clean + tn)
+			rb_buf_puts(&t, "\\0");
+	}
+	ex_event(ex, ev, "%s%s%s %s", id, at, stream == 2 ? "!" : "|", t.s ? t.s : "");
+	rb_buf_release(&t);
 	free(clean);
 }
 
@@ -460,6 +477,42 @@ static void keep_items(struct exec *ex, struct job *jb)
 }
 
 /*
+ * The key of v (or "" for v itself) whose string, or a string inside, holds a
+ * NUL, or NULL when none does (keys are C strings already).  An expression's value can (Lua's
+ * "\0"), but what it reaches is a C string (argv, env, a prompt): what runs
+ * or shows would end at the NUL while the signed record holds the rest.
+ */
+static const char *nul_at(json_t *v)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return memchr(json_string_value(v), '\0', json_string_length(v)) ? "" : NULL;
+	case JSON_ARRAY:
+		json_array_foreach(v, i, x)
+			if (nul_at(x))
+				return "";
+		return NULL;
+	case JSON_OBJECT:
+		json_object_foreach(v, k, x)
+			if (nul_at(x))
+				return k;
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* "FILE:LINE:COL: NUL character ... in what" at node n, for *err. */
+static char *nul_error(const struct exec *ex, const struct rb_node *n, const char *what)
+{
+	return rb_xasprintf("%s:%d:%d: NUL character (\\0) from an expression in %s, which "
+			    "would end there", ex->rb->file, n->line, n->col, what);
+}
+
+/*
  * Render what the action of step i, or of its check, needs; NULL with *err
  * when an expression fails.
  */
@@ -502,6 +555,16 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 		r.redactor = NULL;
 		if (!args)
 			goto fail;
+		const char *nk = nul_at(args);
+		if (nk) {       /* refused before it is signed: the record is what runs */
+			const struct rb_node *at = what->run ? what->run
+						   : rb_map_get(what->with, nk);
+			char *w = what->run ? rb_xstrdup("the command") : rb_xasprintf("'%s'", nk);
+			*err = nul_error(ex, at ? at : what->with ? what->with : st->node, w);
+			free(w);
+			json_decref(args);
+			goto fail_err;
+		}
 		json_array_append_new(jb->calls, args);
 	}
 	if (items) {
@@ -521,12 +584,17 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 		keep_items(ex, jb);
 	return jb;
 fail:
+	/* A compiler's FILE:LINE:COL where the diagnostic has one. */
+	if (d.n && d.v[0].line > 0)
+		*err = rb_xasprintf("%s:%d:%d: %s", ex->rb->file, d.v[0].line, d.v[0].col, d.v[0].msg);
+	else
+		*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
+fail_err:
 	if (items) {
 		lua_pushnil(L);
 		rb_luabox_set(L, ex->scope, "item");
 	}
 	json_decref(items);
-	*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
 	rb_diags_release(&d);
 	free_job(jb);
 	return NULL;
@@ -589,6 +657,11 @@ static int reach_gate(struct exec *ex, size_t i)
 	}
 	char *err = NULL;
 	json_t *p = render(ex, st->approve, "approve", &err);
+	if (p && nul_at(p)) {   /* the prompt is a C string: it would end there */
+		json_decref(p);
+		p = NULL;
+		err = nul_error(ex, st->approve, "the prompt");
+	}
 	if (!p) {
 		finish(ex, i, S_FAILED, NULL, err);
 		return 0;

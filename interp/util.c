@@ -379,6 +379,66 @@ char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen)
 	return rb_buf_detach(&b);
 }
 
+/* The length of the valid UTF-8 character at p (n bytes left), or 0. */
+static size_t utf8_one(const unsigned char *p, size_t n)
+{
+	size_t k = (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+		 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+	return k && k <= n && rb_utf8_check((const char *)p, k) == k ? k : 0;
+}
+
+void rb_visible_add(struct rb_buf *b, const char *s, size_t len, unsigned keep)
+{
+	static const char named[] = "0......abtnvfr";     /* \0, \a to \r by their code */
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		size_t j = i;
+		uint32_t cp;
+		size_t u;
+		/* The run that needs nothing, written at once. */
+		while (j < len && p[j] >= 0x20 && p[j] < 0x7f)
+			j++;
+		rb_buf_add(b, s + i, j - i);
+		if ((i = j) == len)
+			break;
+		unsigned c = p[i];
+		if ((c == '\t' && (keep & RB_VIS_TAB)) || (c == '\n' && (keep & RB_VIS_NL))) {
+			rb_buf_putc(b, (char)c);
+			i++;
+		} else if (c == 0x1b) {
+			rb_buf_puts(b, "\\e");
+			i++;
+		} else if (c < sizeof(named) - 1 && named[c] != '.') {
+			rb_buf_putc(b, '\\');
+			rb_buf_putc(b, named[c]);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			rb_buf_printf(b, "\\x%02x", c);
+			i++;
+		} else if ((u = utf8_one(p + i, len - i))) {
+			if (rb_utf8_unsafe(p + i, u, &cp))
+				rb_buf_printf(b, "\\u%04x", (unsigned)cp);
+			else
+				rb_buf_add(b, s + i, u);
+			i += u;
+		} else {
+			rb_buf_printf(b, "\\x%02x", c);
+			i++;
+		}
+	}
+	if (!b->s)
+		rb_buf_add(b, "", 0);
+}
+
+char *rb_visible(const char *s, size_t len, unsigned keep)
+{
+	struct rb_buf b;
+	rb_buf_init(&b);
+	rb_visible_add(&b, s, len, keep);
+	return rb_buf_detach(&b);
+}
+
 int rb_write_all(int fd, const void *buf, size_t n)
 {
 	const char *p = buf;

@@ -86,6 +86,19 @@ size_t rb_utf8_unsafe(const unsigned char *s, size_t n, uint32_t *cp);
 /* s with every byte that is not valid UTF-8 replaced by U+FFFD; malloc'd. */
 char *rb_utf8_lossy(const char *s, size_t len, size_t *outlen);
 
+/*
+ * Text from a runbook, a value or a command's output made visible for a
+ * terminal, so that it can neither move the cursor, erase, recolour nor
+ * retitle: NUL as \0, ESC as \e, CR as \r (and \a \b \v \f), the other C0
+ * controls and DEL as \xNN, C1 and bidirectional controls and line
+ * separators as \uNNNN, bytes that are not UTF-8 as \xNN.  Tab and newline
+ * are kept when keep says so, else \t and \n.  A backslash stays as it is.
+ * Every text printed to the terminal goes through this (docs/cli.md).
+ */
+enum { RB_VIS_TAB = 1, RB_VIS_NL = 2 };
+void rb_visible_add(struct rb_buf *b, const char *s, size_t len, unsigned keep);
+char *rb_visible(const char *s, size_t len, unsigned keep);     /* malloc'd */
+
 int rb_read_file(const char *path, size_t max, char **out, size_t *len, char **err);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * libyaml events -> node tree.  Checks what YAML itself cannot: one document,
- * valid UTF-8, bounded depth, duplicate keys, and aliases that would expand
- * the document far past its written size (the billion-laughs attack).
+ * valid UTF-8, bounded depth, duplicate keys, control characters made by
+ * escapes, and aliases that would expand the document far past its written
+ * size (the billion-laughs attack).
  * Aliased nodes are shared, not copied; the arena frees them all at once.
  */
 #include "yaml_doc.h"
@@ -202,8 +203,35 @@ static int on_alias(struct builder *b, const yaml_event_t *e)
 	return 0;
 }
 
+/*
+ * libyaml refuses raw control characters, but a double-quoted scalar's
+ * escapes ("\e", "\r", "\0", "\x9b") make them: refused the same way, at
+ * the scalar, since a value that reaches a terminal or a command must hold
+ * what it shows, and a NUL would end a command's C string where the signed
+ * text goes on.  Tab and newline are text.  rb_doc_load fails when any was.
+ */
+static void check_controls(struct builder *b, const yaml_event_t *e)
+{
+	const unsigned char *p = e->data.scalar.value;
+	size_t len = e->data.scalar.length;
+	for (size_t i = 0; i < len; i++) {
+		size_t n = p[i] < 0x20 || p[i] == 0x7f ? 1
+			   : p[i] == 0xc2 && i + 1 < len && p[i + 1] < 0xa0 ? 2 : 0;
+		if (!n || p[i] == '\t' || p[i] == '\n')
+			continue;
+		char *shown = rb_visible((const char *)p + i, n, 0);
+		yaml_mark_t m = e->start_mark;
+		rb_error_pos(b->d, (int)m.line + 1, (int)m.column + 1,
+			     "%s characters are not allowed (%s, from an escape in this string)",
+			     p[i] ? "control" : "NUL", shown);
+		free(shown);
+		return;         /* one message a string; the document goes on */
+	}
+}
+
 static int on_scalar(struct builder *b, const yaml_event_t *e)
 {
+	check_controls(b, e);
 	struct rb_node *n = new_node(b, RB_SCALAR, e->start_mark);
 	int t = check_tag(b, e->data.scalar.tag, "tag:yaml.org,2002:str", e->start_mark);
 	if (t < 0)

@@ -80,6 +80,27 @@ check "json events parse" node -e '
 	for (const l of lines) { const e = JSON.parse(l); if (!e.event || !e.run || !e.time) process.exit(1); }
 	if (JSON.parse(lines[lines.length - 1]).event !== "run_finished") process.exit(1);' <<<"$out"
 
+# What steps print is shown, not obeyed: control characters as \e, \r, \0 in text lines
+out=$(run -p dir="$state" tests/exec/forged.yaml 2>&1)
+check "a gate without a terminal pauses" [ $? -eq 3 ]
+check "a step's escape sequences are shown in its line" grep -qF 'target| prod-db?\r\e[2K\e[1A\e]0;pwned\aharmless-db' <<<"$out"
+check "and in the gate's prompt" grep -qF 'drop: waiting for approval: DROP DATABASE prod-db?\r\e[2K\e[1A\e]0;pwned\aharmless-db\n' <<<"$out"
+check "a NUL is shown, not the line's end; a CR that ends it is dropped" grep -q 'nul| before\\0after$' <<<"$out"
+check "no control character reaches the output" bash -c '! tr -d "\n\t" | LC_ALL=C grep -q "[[:cntrl:]]"' <<<"$out"
+
+# A NUL from an expression is refused at run time, before anything is signed
+no_intent() { ! grep -q "\"event\":\"action_intent\",\"step\":\"$1\"" <<<"$(journal)"; }
+for w in "command:16:19:from an expression in the command" "arg:22:12:from an expression in 'env'" \
+	"prompt:25:14:from an expression in the prompt" \
+	"secret:29:15:from an expression in the command"; do
+	IFS=: read -r step line col what <<<"$w"
+	out=$(EXEC_NUL_TOKEN=tok-nul-9 run -p dir="$state" -p what="$step" tests/exec/nul.yaml 2>&1)
+	check "a NUL in $step fails the run" [ $? -eq 1 ]
+	check "at its position" grep -qF ": tests/exec/nul.yaml:$line:$col: NUL character (\0) $what, which would end there" <<<"$out"
+	check "nothing of $step is signed" no_intent "$step"
+	check "nor run" [ ! -e "$state/$step.ran" ]
+done
+
 # bad input
 out=$(run tests/exec/basics.yaml 2>&1)
 check "a missing secret exits 2" [ $? -eq 2 ]

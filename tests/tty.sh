@@ -151,5 +151,46 @@ else
 fi
 tmux -L "$sock-$n" kill-server
 
+# What an approver sees cannot be forged: a step's output with escape sequences
+# (CR, erase the line, go up, retitle) in a gate's prompt, the live view and
+# --output text lines is shown as \r, \e, \a, not obeyed.
+forged="$bin run --state-dir $tmp/state -p dir=$tmp tests/exec/forged.yaml"
+shown='prod-db?\r\e[2K\e[1A\e]0;pwned\aharmless-db'
+start_tmux "$forged"
+expect "a step's escape sequences in a gate's prompt are shown" "drop needs approval: DROP DATABASE $shown"
+expect "and in the live view's lines" "target| $shown"
+expect "the question follows" "approve? [y/n]"
+title=$(tmux -L "$sock-$n" display-message -p '#{pane_title}')
+[ "$title" != pwned ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL a step's output retitled the terminal"; }
+tmux -L "$sock-$n" send-keys "n" Enter
+expect "the forged gate is rejected" "__rc=1__"
+tmux -L "$sock-$n" kill-server
+
+start_tmux "$forged --output text"
+expect "--output text lines show the escape sequences" "target| $shown"
+expect "and the gate's prompt too" "drop needs approval: DROP DATABASE $shown"
+tmux -L "$sock-$n" send-keys "n" Enter
+expect "rejected again" "__rc=1__"
+tmux -L "$sock-$n" kill-server
+
+# Keys typed before a gate's question are no answer to it.
+start_tmux "$forged -p delay=2"
+expect "the step before the gate runs" "target"
+tmux -L "$sock-$n" send-keys "y" Enter
+expect "the gate asks after it" "approve? [y/n]"
+sleep 1.5
+if screen_now | grep -qE 'approved by|__rc='; then
+	fail=$((fail + 1)); echo "FAIL a y typed before the question approved the gate"
+	screen_now | grep -v '^$' | tail -n 8
+else
+	pass=$((pass + 1))
+fi
+tmux -L "$sock-$n" send-keys "n" Enter
+expect "the answer given after the question counts" "__rc=1__"
+[ ! -e "$tmp/drop.count" ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the gated step did not run"; }
+tmux -L "$sock-$n" kill-server
+
 echo "tty: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

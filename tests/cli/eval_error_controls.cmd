@@ -1,0 +1,1 @@
+eval "error(\"erased\\27[2K\\rforged\")"

@@ -1,0 +1,1 @@
+plan tests/cli/data/forged.yaml -p $'target=prod-db\r\e[2Kstaging-db|x'
