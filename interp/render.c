@@ -442,10 +442,30 @@ static const struct rb_node *shell_command(const struct rb_step *s)
 static const char secret_arg[] = "a secret would be in the arguments of the command, which "
 				 "every user can read (/proc/PID/cmdline): pass it in env: or stdin:";
 
+/* run: with its env: (the command's own variables win) and its shell:. */
+static json_t *run_args(struct rb_render *r, const struct rb_step *s)
+{
+	json_t *o = rb_render_command(r, s->run);
+	if (o && s->env) {
+		json_t *env = rb_render_node(r, s->env);
+		if (!env) {
+			json_decref(o);
+			return NULL;
+		}
+		json_t *cmd_env = json_object_get(o, "env");
+		if (cmd_env)
+			json_object_update(env, cmd_env);
+		json_object_set_new(o, "env", env);
+	}
+	if (o && s->shell && strcmp(s->shell, "bash"))
+		json_object_set_new(o, "shell", json_string(s->shell));
+	return o;
+}
+
 json_t *rb_render_args(struct rb_render *r, const struct rb_step *s)
 {
 	if (s->run)
-		return rb_render_command(r, s->run);
+		return run_args(r, s);
 	if (s->lua)
 		return json_pack("{s:s%}", "code", s->lua->str, s->lua->len);
 	if (!s->with)

@@ -57,6 +57,8 @@ struct rb_step {
 	const struct rb_action *action;
 	const struct rb_node *with;     /* action arguments (a mapping), or NULL */
 	const struct rb_node *run;      /* run: shorthand, or NULL */
+	const struct rb_node *env;      /* run:'s env: a mapping, or NULL */
+	const char *shell;              /* run:'s shell: "bash" (the default) or "sh" */
 	const struct rb_node *lua;      /* lua: shorthand, or NULL */
 	const struct rb_node *cond;     /* if, or NULL */
 	const struct rb_node *for_each;

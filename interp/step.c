@@ -14,18 +14,21 @@
 /* Step keys; an undo step takes the first UNDO_KEYS of them. */
 enum {
 	K_ID, K_NAME, K_DESCRIPTION, K_ACTION, K_WITH, K_RUN, K_LUA, K_IF, K_RETRY, K_TIMEOUT,
+	K_ENV, K_SHELL,
 	UNDO_KEYS,
 	K_NEEDS = UNDO_KEYS, K_FOR_EACH, K_CONTINUE_ON_ERROR, K_UNDO, K_APPROVE, K_IDEMPOTENT,
 	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_CONCURRENCY, K_COUNT
 };
 static const char *const step_keys[K_COUNT + 1] = {
 	"id", "name", "description", "action", "with", "run", "lua", "if", "retry", "timeout",
-	"needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
+	"env", "shell", "needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
 	"sensitive", "check", "side_effects", "concurrency", NULL,
 };
 /* The keys of a check, and where they go among a step's. */
-static const char *const check_keys[] = {"action", "with", "run", "lua", "timeout", NULL};
-static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT};
+static const char *const check_keys[] = {"action", "with", "run", "lua", "timeout", "env", "shell",
+					 NULL};
+static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT, K_ENV, K_SHELL};
+static const char *const shells[] = {"bash", "sh", NULL};
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
 static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
 static const char *const run_fields[] = {"id", "dry_run", "started_at", NULL};
@@ -36,6 +39,47 @@ static const char *const kind_names[] = {"step", "on_failure step", "undo step",
 
 static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 				 enum rb_step_kind kind, struct rb_step *parent);
+
+/* env: and shell: of a run: command (an action takes its own in with:). */
+static void load_run_options(struct loader *l, struct rb_step *s, const struct rb_node *run,
+			     const struct rb_node *env, const struct rb_node *shell)
+{
+	const struct rb_node *k = env ? env : shell;
+	if (k && !run) {
+		rb_error_at(l->d, k, "'%s' goes only with 'run' (an action takes its own in 'with')",
+			    k == env ? "env" : "shell");
+		return;
+	}
+	if (env && env->type != RB_MAP)
+		rb_error_at(l->d, env, "env must be a mapping of variable names to values, not %s",
+			    rb_node_kind_name(env));
+	else if (env)
+		for (size_t i = 0; i < env->n; i++) {
+			const struct rb_node *name = env->items[2 * i], *v = env->items[2 * i + 1];
+			const char *p = name->type == RB_SCALAR ? name->str : "";
+			int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_';
+			for (; ok && *p; p++)
+				ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+				     (*p >= '0' && *p <= '9');
+			if (!ok)
+				rb_error_at(l->d, name, "env: '%s' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
+					    name->type == RB_SCALAR ? name->str : "");
+			else if (v->type != RB_SCALAR)
+				rb_error_at(l->d, v, "env: the value of '%s' must be a string, not %s",
+					    name->str, rb_node_kind_name(v));
+		}
+	s->env = env && env->type == RB_MAP ? env : NULL;
+	s->shell = "bash";
+	if (shell) {
+		size_t i;
+		for (i = 0; shells[i] && (shell->type != RB_SCALAR || strcmp(shell->str, shells[i])); i++)
+			;
+		if (!shells[i])
+			rb_error_at(l->d, shell, "shell must be bash or sh");
+		else
+			s->shell = shells[i];
+	}
+}
 
 static void add_step(struct loader *l, struct rb_step *s)
 {
@@ -141,7 +185,7 @@ static struct rb_step *load_check(struct loader *l, const struct rb_node *n,
 	}
 	const struct rb_node *v[K_COUNT] = {NULL};
 	for (size_t i = 0; i < n->n; i++) {
-		int k = rb_load_key(l, n->items[2 * i], check_keys, 5, "check");
+		int k = rb_load_key(l, n->items[2 * i], check_keys, 7, "check");
 		if (k >= 0)
 			v[check_key_index[k]] = n->items[2 * i + 1];
 	}
@@ -216,6 +260,7 @@ static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node 
 			    "'action', 'run' and 'lua': give one", kind_names[s->kind], s->id);
 	if (v[K_WITH] && !v[K_ACTION])
 		rb_error_at(l->d, v[K_WITH], "'with' goes only with 'action'");
+	load_run_options(l, s, v[K_RUN], v[K_ENV], v[K_SHELL]);
 	if (v[K_RUN])
 		s->action = &act_shell;
 	else if (v[K_LUA])
@@ -768,6 +813,9 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	sr.where = "in run";
 	if (s->run)
 		rb_load_value(l, s->run, &sr);
+	sr.where = "in env";
+	if (s->env)
+		rb_load_value(l, s->env, &sr);
 	sr.where = "in lua";
 	if (s->lua)
 		rb_load_chunk(l, s->lua, &sr);
@@ -781,6 +829,8 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_value(l, c->with, &sr);
 	if (c && c->run)
 		rb_load_value(l, c->run, &sr);
+	if (c && c->env)
+		rb_load_value(l, c->env, &sr);
 	if (c && c->lua)
 		rb_load_chunk(l, c->lua, &sr);
 	if (c && c->action && !c->run && !c->lua)

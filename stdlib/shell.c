@@ -20,6 +20,7 @@ enum {
 };
 
 static const char *const parse_choices[] = {"json", "lines", NULL};
+static const char *const shell_choices[] = {"bash", "sh", NULL};
 
 static const struct rb_arg shell_args[] = {
 	{"command", RB_T_COMMAND, RB_ARG_REQUIRED, NULL,
@@ -29,6 +30,8 @@ static const struct rb_arg shell_args[] = {
 	{"stdin", RB_T_STRING, 0, NULL, "text written to the command's standard input"},
 	{"parse", RB_T_STRING, 0, parse_choices,
 	 "decode standard output: json, or lines (a list of lines)"},
+	{"shell", RB_T_STRING, 0, shell_choices,
+	 "what runs a command string: bash (the default, with -e and -o pipefail) or sh (-e)"},
 	{NULL, 0, 0, NULL, NULL},
 };
 
@@ -86,13 +89,21 @@ static int split_simple(const char *cmd, struct rb_strv *argv)
 	return 1;
 }
 
-static int build_argv(const json_t *cmd, struct rb_strv *argv, char **err)
+/*
+ * A command string runs as GitHub Actions runs `shell: bash`: a failure stops the script
+ * (-e) and a pipeline fails when any of its commands does (pipefail); `shell: sh` is
+ * POSIX sh with -e (dash has no pipefail).
+ */
+static int build_argv(const json_t *cmd, const char *shell, struct rb_strv *argv, char **err)
 {
+	static const char *const bash[] = {"/bin/bash", "--noprofile", "--norc", "-eo", "pipefail",
+					   "-c", NULL};
+	static const char *const sh[] = {"/bin/sh", "-e", "-c", NULL};
 	if (json_is_string(cmd) && split_simple(json_string_value(cmd), argv))
 		return 0;
 	if (json_is_string(cmd)) {
-		rb_strv_push(argv, rb_xstrdup("/bin/sh"));
-		rb_strv_push(argv, rb_xstrdup("-c"));
+		for (const char *const *w = shell && !strcmp(shell, "sh") ? sh : bash; *w; w++)
+			rb_strv_push(argv, rb_xstrdup(*w));
 		rb_strv_push(argv, rb_xstrdup(json_string_value(cmd)));
 		return 0;
 	}
@@ -271,7 +282,8 @@ static struct rb_proc *start_command(const struct rb_call *c, char **err)
 {
 	struct rb_strv argv = {0}, env = {0};
 	const json_t *a = c->args;
-	if (build_argv(json_object_get(a, "command"), &argv, err) < 0) {
+	if (build_argv(json_object_get(a, "command"), json_string_value(json_object_get(a, "shell")),
+		       &argv, err) < 0) {
 		rb_strv_release(&argv);
 		return NULL;
 	}

@@ -61,6 +61,18 @@ check "a secret inside single quotes reaches the command" grep -q 'secret_in_sq|
 check "the intent signs the command and its variables" has '"event":"action_intent","step":"places".*"RUNBOOK_PARAMS_V":"x; echo INJECTED'
 check "and never the secret's value" bash -c "! grep -rq tok-Zq81x '$state'"
 
+# run: commands run in bash -eo pipefail (sh -e with shell: sh), with the step's env:
+out=$(run tests/exec/shell_options.yaml 2>&1)
+check "shell options: the run goes on" [ $? -eq 0 ]
+check "a failure inside a pipeline fails the step" has '"step":"pipeline","status":"failed"'
+check "a failure in the middle of a script stops it" has '"step":"middle","status":"failed"'
+check "and what comes after does not run" bash -c "! grep -q 'not reached' <<<'$out'"
+check "shell: sh keeps POSIX sh's pipelines" has '"step":"posix","status":"succeeded"'
+check "so does the shell action's shell: sh" has '"step":"action_sh","status":"succeeded"'
+check "a step's env: reaches its command" grep -q 'with_env| hello, a b$' <<<"$out"
+out=$(printf 'runbook: x\nversion: 1\nsteps:\n  - id: a\n    lua: return 1\n    env: {A: b}\n' | "$RUNBOOK" validate - 2>&1)
+check "env: goes only with run:" grep -q "^-:6:10: error: 'env' goes only with 'run'" <<<"$out"
+
 # failure, rollback, on_failure
 run tests/exec/failure.yaml >/dev/null 2>&1
 check "a failed run exits 1" [ $? -eq 1 ]
