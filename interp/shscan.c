@@ -39,6 +39,10 @@ void rb_shscan_init(struct rb_shscan *s)
 static int delim_char(struct rb_shscan *s, char c)
 {
 	if (!s->in_word) {
+		if (c == '<' && s->prev == '<' && !s->word_tabs) {
+			s->after_lt = 0;        /* bash's here-string, <<< word */
+			return 1;
+		}
 		if (c == '-' && s->prev == '<' && !s->word_tabs) {
 			s->word_tabs = 1;
 			return 1;
@@ -68,7 +72,7 @@ static int delim_char(struct rb_shscan *s, char c)
 		return 1;
 	}
 	/* The word ended: its here-document's body starts on the next line. */
-	if (s->ndoc < RB_SHSCAN_HEREDOCS) {
+	if (s->ndoc < RB_SHSCAN_HEREDOCS && s->word_len) {
 		memcpy(s->doc[s->ndoc].delim, s->word, s->word_len);
 		s->doc[s->ndoc].delim[s->word_len] = 0;
 		s->doc[s->ndoc].literal = s->word_quoted;
