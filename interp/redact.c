@@ -455,9 +455,19 @@ size_t rb_redact_cut(const struct rb_redactor *cr, const char *s, size_t len)
 		free(sp.v);
 	}
 	pthread_rwlock_unlock(&r->lock);
-	/* Spans end on character boundaries, so the character c is in is outside them all. */
-	while (c > 0 && ((unsigned char)s[c] & 0xC0) == 0x80)
-		c--;
+	/*
+	 * Not inside a character: back to its first byte.  Spans are widened to whole
+	 * characters, so a character c is inside is outside them all; bytes that are
+	 * not UTF-8 (a stray continuation byte) are no character, and c stays.
+	 */
+	const unsigned char *u = (const unsigned char *)s;
+	size_t k = c;
+	while (k > 0 && c - k < 3 && (u[k] & 0xC0) == 0x80)
+		k--;
+	size_t n = u[k] >= 0xF0 && u[k] < 0xF5 ? 4 : u[k] >= 0xE0 && u[k] < 0xF0 ? 3
+		 : u[k] >= 0xC2 && u[k] < 0xE0 ? 2 : 1;      /* 1: no lead byte */
+	if (k < c && n > 1 && k + n > c)
+		c = k;
 	return c;
 }
 

@@ -3,7 +3,8 @@
  * the input, put back into the text in one of its encodings.  Whatever the
  * bytes, no form of the secret may survive, the output must stay valid
  * UTF-8 when the input was, be no longer than the input when only secrets
- * are replaced, and redacting it again must change nothing.
+ * are replaced, and redacting it again must change nothing; cut where
+ * rb_redact_cut says, the two pieces redacted alone must hide it too.
  *
  * Input: byte 0 chooses (bit 0: default patterns; bits 1-3: the encoding;
  * bits 4-7 and byte 1: where it goes), byte 2 the secret's length (4 to 67),
@@ -149,6 +150,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rb_buf_add(&in, (const char *)text + at, tlen - at);
 	out = rb_redact(r, in.s, in.len, &outlen);
 	must_not_hold(out, outlen, form.s ? form.s : "", form.len);
+	/* Cut where rb_redact_cut says, each piece redacted alone: the form is not split. */
+	size_t c = rb_redact_cut(r, in.s ? in.s : "", in.len);
+	if (c > in.len)
+		abort();
+	if (c) {
+		size_t la, lb;
+		char *a = rb_redact(r, in.s, c, &la), *b = rb_redact(r, in.s + c, in.len - c, &lb);
+		struct rb_buf both;
+		rb_buf_init(&both);
+		rb_buf_add(&both, a, la);
+		rb_buf_add(&both, b, lb);
+		must_not_hold(both.s, both.len, form.s ? form.s : "", form.len);
+		rb_buf_release(&both);
+		free(a);
+		free(b);
+	}
 	if (how == 7 && enc.len) {
 		/* a line on its own, as the engine redacts output */
 		char *line = rb_redact(r, enc.s, enc.len, &outlen);

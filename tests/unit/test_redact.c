@@ -1005,6 +1005,12 @@ static void t_cut(void)
 		memcpy(s + i, "\xc3\xa9", 2);
 	size_t c = rb_redact_cut(r, s, n);
 	CHECK(c > 0 && c % 2 == 0, "a cut inside a character (%zu)", c);
+	/* Stray continuation bytes after a secret (not UTF-8): the cut stays out of it. */
+	memset(s, 0x91, n);
+	memcpy(s + n - RB_REDACT_PATTERN_REACH - 10, sec, strlen(sec));
+	c = rb_redact_cut(r, s, n);
+	CHECK(c <= n - RB_REDACT_PATTERN_REACH - 10 || c >= n - RB_REDACT_PATTERN_REACH - 10 + strlen(sec),
+	      "a cut inside a secret followed by bytes that are not UTF-8 (%zu)", c);
 	free(s);
 	rb_redactor_free(r);
 }
