@@ -89,6 +89,8 @@ struct srun {
 	int checked;                    /* its check said the effect is not in place */
 	int approved;                   /* its gate is passed */
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
+	int capped;                     /* the Lua memory limit kept item from being set: it
+					   fails, and the run with it */
 	/* for_each: {"K": {"sha256", "output"}} for the items done, kept across attempts */
 	json_t *items_done;
 	struct job *job;
@@ -182,8 +184,12 @@ void ex_journal_failed(struct exec *ex, const char *why);
  */
 void ex_compact(struct exec *ex);
 struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
-/* steps[id] in the Lua scope, from the step's state. */
-void ex_publish(struct exec *ex, size_t i);
+/*
+ * steps[id] in the Lua scope, from the step's state; -1 at the Lua memory limit
+ * (then ex_publish_failed: the step failed, "while recording step 'ID'" and what).
+ */
+int ex_publish(struct exec *ex, size_t i);
+void ex_publish_failed(struct exec *ex, size_t i, const char *what);
 
 /* sched.c */
 int ex_start_workers(struct exec *ex);

@@ -23,6 +23,7 @@ extern char **environ;
 struct rb_luabox {
 	lua_State *L;
 	size_t used, cap;
+	size_t spare;           /* what the engine's record of a failure may take past cap */
 	struct timespec deadline;
 	int has_deadline;
 	int expired;            /* the deadline passed: every instruction errors */
@@ -48,7 +49,7 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		b->used -= old;
 		return NULL;
 	}
-	if (nsize > old && b->used + (nsize - old) > b->cap)
+	if (nsize > old && b->used + (nsize - old) > b->cap + b->spare)
 		return NULL;
 	void *p = realloc(ptr, nsize);
 	if (!p)
@@ -641,6 +642,101 @@ void rb_luabox_set(lua_State *L, int scope, const char *name)
 	lua_rotate(L, -3, -1);                  /* the value to the top */
 	lua_setfield(L, -2, name);
 	lua_pop(L, 2);
+}
+
+/*
+ * The engine's writes into the state.  Each allocates (the value, a table, a
+ * key), so each runs protected: reaching the memory limit there is an error
+ * the engine reports, never a panic, and never a value that silently stays
+ * what it was.
+ */
+enum store_kind { STORE_VALUE, STORE_VIEW, STORE_TABLE };
+
+struct store {
+	enum store_kind kind;
+	const char *name;
+	const json_t *v;        /* STORE_VALUE, STORE_VIEW: the value, or NULL for nil */
+	int in_scope;           /* the target (argument 2) is a scope: its fields table */
+	int ref;                /* STORE_TABLE: the new table's registry ref */
+};
+
+static int store_protected(lua_State *L)
+{
+	struct store *s = lua_touserdata(L, 1);
+	if (s->in_scope) {                      /* the scope's hidden fields */
+		lua_getmetatable(L, 2);
+		lua_getfield(L, -1, "__index");
+		lua_replace(L, 2);
+	}
+	lua_settop(L, 2);
+	if (s->kind == STORE_TABLE) {
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		rb_luabox_readonly(L);
+	} else if (s->v) {
+		push_json(L, s->v);
+		if (s->kind == STORE_VIEW)
+			rb_luabox_readonly(L);
+	} else {
+		lua_pushnil(L);
+	}
+	lua_setfield(L, 2, s->name);
+	return 0;
+}
+
+/* target[name] = what s says, target the value at idx; -1 at the memory limit. */
+static int store(struct rb_luabox *b, int idx, struct store *s)
+{
+	lua_State *L = b->L;
+	idx = lua_absindex(L, idx);
+	if (!lua_checkstack(L, 4))
+		return -1;
+	lua_pushcfunction(L, store_protected);
+	lua_pushlightuserdata(L, s);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+int rb_luabox_set_json(struct rb_luabox *b, int scope, const char *name, const json_t *v,
+		       int view)
+{
+	struct store s = {view ? STORE_VIEW : STORE_VALUE, name, v, 1, LUA_NOREF};
+	return store(b, scope, &s);
+}
+
+int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *ref)
+{
+	struct store s = {STORE_TABLE, name, NULL, 1, LUA_NOREF};
+	if (store(b, scope, &s) < 0)
+		return -1;
+	*ref = s.ref;
+	return 0;
+}
+
+int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
+			   int spare)
+{
+	struct store s = {STORE_VALUE, name, v, 0, LUA_NOREF};
+	lua_rawgeti(b->L, LUA_REGISTRYINDEX, ref);
+	if (spare) {
+		/* What freeing can give back first: the failed write's garbage. */
+		lua_gc(b->L, LUA_GCCOLLECT);
+		b->spare = RB_LUA_MEM_SPARE;
+	}
+	int r = store(b, -1, &s);
+	b->spare = 0;
+	lua_pop(b->L, 1);
+	return r;
+}
+
+size_t rb_luabox_mem_mib(const struct rb_luabox *b)
+{
+	return b->cap / (1024 * 1024);
 }
 
 /* "name:LINE: message" -> message, *line = LINE. */

@@ -14,6 +14,7 @@
 enum {
 	RB_LUA_MEM_DEFAULT = 64 * 1024 * 1024,
 	RB_EXPR_MS_DEFAULT = 1000,
+	RB_LUA_MEM_SPARE = 64 * 1024,   /* rb_luabox_ref_set_json's spare */
 };
 
 struct rb_luabox;
@@ -40,6 +41,26 @@ void rb_luabox_push_scope(struct rb_luabox *b);
 /* Pop the value at the top of the stack into scope[name], bypassing the
    scope's guard against new globals. */
 void rb_luabox_set(lua_State *L, int scope, const char *name);
+
+/*
+ * The engine's writes into the state, protected: each returns -1 when it
+ * would pass the memory limit, with target[name] unchanged, else 0.
+ * rb_luabox_set_json: scope[name] = v (nil when v is NULL), a read-only view
+ * of it when view.
+ */
+int rb_luabox_set_json(struct rb_luabox *b, int scope, const char *name, const json_t *v,
+		       int view);
+/* scope[name] = a read-only view of a new empty table, whose registry ref is *ref. */
+int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *ref);
+/*
+ * t[name] = v (nil when v is NULL), t the table that registry ref holds.  With
+ * spare, after a full collection, the write may pass the limit by
+ * RB_LUA_MEM_SPARE: for the small record that says the limit was reached.
+ */
+int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
+			   int spare);
+/* The memory limit in MiB, for messages. */
+size_t rb_luabox_mem_mib(const struct rb_luabox *b);
 
 /* Replace the table at the top of the stack with a read-only view of it. */
 void rb_luabox_readonly(lua_State *L);

@@ -81,8 +81,27 @@ static char *chunk_error(struct exec *ex, const struct rb_step *what, const char
 	return e;
 }
 
-/* The call a unit makes: its arguments, where its output spills, whom it tells. */
-static void unit_call(struct unit *u)
+/*
+ * The Lua memory limit keeps item k of n from being set (or cleared) for step i:
+ * -1 with *err saying so at the step's for_each, and the run fails.
+ */
+static int item_capped(struct exec *ex, size_t i, size_t k, size_t n, char **err)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	const struct rb_node *at = st->for_each ? st->for_each : st->node;
+	*err = rb_xasprintf("%s:%d:%d: memory limit of %zu MiB exceeded while setting item %zu "
+			    "of %zu for step '%s'", ex->rb->file, at->line, at->col,
+			    rb_luabox_mem_mib(ex->box), k + 1, n, st->id);
+	ex->s[i].capped = 1;
+	return -1;
+}
+
+/*
+ * The call a unit makes: its arguments, where its output spills, whom it tells.
+ * Returns -1 with *err when item cannot be set for an inline action (the Lua
+ * memory limit): the call must not run.
+ */
+static int unit_call(struct unit *u, char **err)
 {
 	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
@@ -96,11 +115,10 @@ static void unit_call(struct unit *u)
 	else
 		u->spill = rb_xasprintf("%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id, check);
 	/* An inline action reads item at run time (it is its Lua), on this thread. */
-	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
-		lua_State *L = rb_luabox_state(ex->box);
-		if (rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
-			rb_luabox_set(L, ex->scope, "item");
-	}
+	int rc = 0;
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE) &&
+	    rb_luabox_set_json(ex->box, ex->scope, "item", json_array_get(jb->items, u->k), 0) < 0)
+		rc = item_capped(ex, jb->step, u->k, jb->n, err);
 	u->call = (struct rb_call){
 		.step = id,
 		.args = json_array_get(jb->calls, u->k),
@@ -121,6 +139,7 @@ static void unit_call(struct unit *u)
 		ex->gate_fd = -1;
 		ex->gated = u;
 	}
+	return rc;
 }
 
 /* What a unit's call came to, as its step takes it. */
@@ -157,10 +176,14 @@ static void unit_result(struct unit *u, struct rb_result *res)
 					  res->output && json_is_false(res->output) ? "false"
 										    : "nil");
 	}
-	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
-		lua_State *L = rb_luabox_state(ex->box);
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
+	char *err = NULL;
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE) &&
+	    rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0 &&
+	    item_capped(ex, jb->step, u->k, jb->n, &err) < 0) {
+		res->failed = 1;
+		res->broken = 1;
+		free(res->error);
+		res->error = err;
 	}
 	free(u->spill);
 	u->spill = NULL;
@@ -177,8 +200,10 @@ static void run_unit(struct unit *u)
 	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
 	struct rb_result res = {0};
-	unit_call(u);
-	if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
+	if (unit_call(u, &res.error) < 0) {
+		res.failed = 1;
+		res.broken = 1;
+	} else if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
 		/* replay --simulate: what the run recorded stands in for the action. */
 		int r = ex->o->recorded(ex->o->recorded_ud, u->call.step, ex->s[jb->step].attempts,
 					u->k, jb->what->kind == RB_CHECK, &res.output, &res.error);
@@ -286,18 +311,22 @@ static json_t *render(struct exec *ex, const struct rb_node *n, const char *what
 	return v;
 }
 
+/* NULL with *err when an expression fails, or with *capped at the Lua memory limit. */
 static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t *output,
-			       char **err)
+			       char **err, int *capped)
 {
-	lua_State *L = rb_luabox_state(ex->box);
-	if (rb_lua_push_json(L, output ? output : json_null()) < 0) {
-		*err = rb_xstrdup("outputs: the output does not fit in the Lua memory limit");
+	if (rb_luabox_set_json(ex->box, ex->scope, "output", output ? output : json_null(), 0) < 0) {
+		*capped = 1;
 		return NULL;
 	}
-	rb_luabox_set(L, ex->scope, "output");
 	json_t *v = render(ex, st->outputs, "outputs", err);
-	lua_pushnil(L);
-	rb_luabox_set(L, ex->scope, "output");
+	if (rb_luabox_set_json(ex->box, ex->scope, "output", NULL, 0) < 0) {
+		json_decref(v);
+		free(*err);
+		*err = NULL;
+		*capped = 1;
+		return NULL;
+	}
 	return v;
 }
 
@@ -357,10 +386,11 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		json_decref(sr->items_done);
 		sr->items_done = NULL;
 	}
+	int capped = 0;
 	if (status == S_SUCCEEDED && st->outputs) {
 		char *err = NULL;
-		sr->outputs = compute_outputs(ex, st, output, &err);
-		if (!sr->outputs) {
+		sr->outputs = compute_outputs(ex, st, output, &err, &capped);
+		if (!sr->outputs && !capped) {
 			sr->status = status = S_FAILED;
 			ex->counts[S_SUCCEEDED]--;
 			ex->counts[S_FAILED]++;
@@ -370,7 +400,13 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		if (st->sensitive && sr->outputs)
 			add_sensitive(ex, sr->outputs);
 	}
-	ex_publish(ex, i);
+	/* Reaching the Lua memory limit fails the step and the run, loudly (ex_publish_failed). */
+	if (capped || ex_publish(ex, i) < 0) {
+		ex_publish_failed(ex, i, capped ? "(its output, for its outputs)" : NULL);
+		status = S_FAILED;
+		capped = 1;
+	}
+	int continued = status == S_FAILED && st->continue_on_error && !capped && !sr->capped;
 
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
@@ -382,7 +418,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 							      : json_incref(sr->outputs));
 	if (sr->error)
 		json_object_set_new(rec, "error", json_string(sr->error));
-	if (status == S_FAILED && st->continue_on_error)
+	if (continued)
 		json_object_set_new(rec, "continued", json_true());
 	sr->duration_ms = status == S_SKIPPED ? -1 : rb_now_ms() - sr->started_ms;
 	if (sr->duration_ms >= 0)
@@ -402,10 +438,10 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
 		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-			 st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
+			 continued ? " (continuing)" : "", ex_secs_since(sr->started_ms),
 			 sr->error ? sr->error : "failed");
 
-	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
+	if (status == S_FAILED && !continued && ex->stop_on_failure)
 		ex->failed = 1;
 	for (size_t k = 0; k < sr->nsucc; k++) {
 		struct srun *t = &ex->s[sr->succ[k]];
@@ -467,7 +503,7 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	jb->what = what;
 	jb->action = what->action;
 	jb->calls = json_array();
-	lua_State *L = rb_luabox_state(ex->box);
+	char *capped = NULL;            /* item could not be set: the Lua memory limit */
 
 	json_t *items = NULL;
 	if (st->for_each) {
@@ -483,9 +519,10 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	}
 	size_t n = items ? json_array_size(items) : 1;
 	for (size_t k = 0; k < n; k++) {
-		if (items) {
-			rb_lua_push_json(L, json_array_get(items, k));
-			rb_luabox_set(L, ex->scope, "item");
+		if (items && rb_luabox_set_json(ex->box, ex->scope, "item",
+						json_array_get(items, k), 0) < 0) {
+			item_capped(ex, i, k, n, &capped);
+			goto fail;
 		}
 		json_t *args;
 		if (what->run) {
@@ -502,9 +539,9 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 			goto fail;
 		json_array_append_new(jb->calls, args);
 	}
-	if (items) {
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
+	if (items && rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0) {
+		item_capped(ex, i, n - 1, n, &capped);
+		goto fail;
 	}
 	jb->items = items;
 	rb_diags_release(&d);
@@ -519,12 +556,10 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 		keep_items(ex, jb);
 	return jb;
 fail:
-	if (items) {
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
-	}
+	if (items && !capped && rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0)
+		item_capped(ex, i, n - 1, n, &capped);
 	json_decref(items);
-	*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
+	*err = capped ? capped : rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
 	rb_diags_release(&d);
 	free_job(jb);
 	return NULL;
@@ -802,7 +837,8 @@ static void job_done(struct exec *ex, struct job *jb)
 			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
 			ex->ready[ex->nready++] = i;
 		}
-	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
+	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted &&
+		   !sr->capped) {
 		int64_t delay = retry_delay(&st->retry, sr->attempts);
 		char d[32];
 		rb_duration_format(delay, d, sizeof(d));
@@ -956,7 +992,9 @@ static int step_unit(struct exec *ex, struct unit *u)
 static int start_polled(struct exec *ex, struct unit *u)
 {
 	struct rb_result res = {0};
-	unit_call(u);
+	char *err = NULL;
+	unit_call(u, &err);             /* not inline: it sets no item */
+	free(err);
 	u->state = u->jb->action->start(&u->call, &res);
 	if (!u->state) {
 		ex->running--;

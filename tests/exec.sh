@@ -137,6 +137,32 @@ check "a check that raises error() with no position is broken too" \
 	grep -q 'checked_bare: failed in [0-9.]*s: check: no position' <<<"$out"
 check "in the audit log too" has '"step":"block","status":"failed",.*"error":"tests/exec/lua_errors.yaml:11:7: attempt to index'
 
+# The Lua memory limit reached while the engine records a step's result: that step fails,
+# naming the limit, the step and its position; the run fails (continue_on_error or not), and
+# steps.ID never keeps what it was before (on_failure's report reads what was journalled).
+out=$(run tests/exec/memcap.yaml 2>&1)
+check "reaching the memory limit fails the run (exit 1)" [ $? -eq 1 ]
+mc=$(journal | jq -r 'select(.event == "step_finished" and .status == "failed") | .step' | head -n 1)
+mline=$(grep -n "id: $mc," tests/exec/memcap.yaml | cut -d: -f1)
+check "a step fails as the limit is reached ($mc)" [ -n "$mc" -a "$mc" != s1 ]
+check "its error names the limit, the step and its position" \
+	grep -q "$mc: failed in [0-9.]*s: tests/exec/memcap.yaml:$mline:5: memory limit of 64 MiB exceeded while recording step '$mc'\$" <<<"$out"
+check "in the audit log too" has "\"step\":\"$mc\",\"status\":\"failed\",.*\"error\":\"tests/exec/memcap.yaml:$mline:5: memory limit of 64 MiB"
+check "the steps before it succeeded" [ "$(journal | jq -r 'select(.event == "step_finished" and .status == "succeeded") | .step' | grep -c '^s')" -eq $((${mc#s} - 1)) ]
+started=$(journal | jq -r 'select(.event == "step_started" and (.step | test("^s[0-9]"))) | .step' | tr '\n' ' ')
+check "nothing starts after it" [ "$started" = "$(seq -f 's%g' -s ' ' 1 "${mc#s}") " ]
+check "steps.ID says what the journal says, for every step" bash -c '[ -n "$1" ] && [ "$1" = "$2" ]' _ \
+	"$(journal | jq -Sc 'select(.event == "step_finished" and .step == "report") | .output | with_entries(select(.value != "pending"))')" \
+	"$(journal | jq -Ssc 'map(select(.event == "step_finished" and .step != "report") | {(.step): .status}) | add')"
+out=$(run tests/exec/memcap_item.yaml 2>&1)
+check "an item that does not fit fails the run" [ $? -eq 1 ]
+check "... and its step, naming the limit, the item and the step at its for_each" \
+	grep -q "each: failed in [0-9.]*s: tests/exec/memcap_item.yaml:24:15: memory limit of 64 MiB exceeded while setting item 1 of 2 for step 'each'\$" <<<"$out"
+out=$(run tests/exec/memcap_vars.yaml 2>&1)
+check "a var that does not fit refuses the run (exit 2)" [ $? -eq 2 ]
+check "... naming the limit and the var at its value" \
+	grep -q "^tests/exec/memcap_vars.yaml:[0-9]*:8: error: memory limit of 64 MiB exceeded while setting var 'v[0-9]*'\$" <<<"$out"
+
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
 out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
 check "shell runbook exits 0" [ $? -eq 0 ]
