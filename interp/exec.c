@@ -691,6 +691,7 @@ static int setup(struct exec *ex)
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
+	ex_lua_serve(ex);
 	const char *state = rb_state_dir(ex->o->state_dir);
 	int keeps_nothing = ex->o->probe || ex->o->recorded;
 	if (!keeps_nothing && load_key(ex, state) < 0)
@@ -794,6 +795,7 @@ static void teardown(struct exec *ex)
 	free(ex->gates);
 	free(ex->active);
 	free(ex->polled);
+	free(ex->ended);
 	free(ex->pfds);
 	if (ex->journal)
 		rb_journal_close(ex->journal);

@@ -26,14 +26,25 @@ struct rb_luabox {
 	size_t spare;           /* what the engine's record of a failure may take past cap */
 	struct timespec deadline;
 	int has_deadline;
-	int expired;            /* the deadline passed: every instruction errors */
+	const char *stop;       /* why the code is being stopped: every instruction errors */
+	char why[64];           /* the time limit's message */
 	long limit_ms;
+	const char *(*poll)(void *ud);  /* rb_luabox_set_poll */
+	void *poll_ud;
+	int64_t next_poll;      /* CLOCK_MONOTONIC_COARSE ms */
 	int base_ref;           /* registry ref of the read-only base environment */
 	int cache_ref;          /* registry ref of compiled expressions by text */
 	size_t cached;
 };
 
-enum { HOOK_COUNT = 1000, CACHE_MAX = 4096 };
+/*
+ * The hook runs every HOOK_COUNT instructions and at every call: a call of a
+ * C function (a sort, a string of megabytes, a collection at the memory cap)
+ * can take milliseconds, and a loop of them would otherwise run 1,000 of
+ * them between two looks at the clock.  The coarse clock (a few ms of
+ * resolution) costs a few ns.
+ */
+enum { HOOK_COUNT = 1000, HOOK_MASK = LUA_MASKCOUNT | LUA_MASKCALL, CACHE_MAX = 4096 };
 
 static struct rb_luabox *box_of(lua_State *L)
 {
@@ -58,43 +69,63 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-static int past_deadline(struct rb_luabox *b)
+static int64_t coarse_ms(struct timespec *now)
 {
-	if (!b->has_deadline)
-		return 0;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > b->deadline.tv_sec ||
-	       (now.tv_sec == b->deadline.tv_sec && now.tv_nsec >= b->deadline.tv_nsec);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, now);
+	return (int64_t)now->tv_sec * 1000 + now->tv_nsec / 1000000;
 }
 
-static void raise_timeout(lua_State *L, struct rb_luabox *b)
+static int past(const struct timespec *now, const struct timespec *t)
+{
+	return now->tv_sec > t->tv_sec || (now->tv_sec == t->tv_sec && now->tv_nsec >= t->tv_nsec);
+}
+
+static void raise_stop(lua_State *L, struct rb_luabox *b)
 {
 	/*
-	 * Once expired, fire on every instruction: a pcall in a loop can catch
+	 * Once stopping, fire on every instruction: a pcall in a loop can catch
 	 * one error, but the loop's next instruction raises again, so the error
 	 * climbs out of every pcall to the top.
 	 */
-	if (!b->expired) {
-		b->expired = 1;
-		lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+	lua_sethook(L, lua_gethook(L), HOOK_MASK, 1);
+	luaL_error(L, "%s", b->stop);
+}
+
+/* The hook's and the pattern matcher's look: the deadline, and the engine's poll. */
+static void tick(lua_State *L)
+{
+	struct rb_luabox *b = box_of(L);
+	struct timespec now;
+	if (b->stop)
+		raise_stop(L, b);
+	int64_t ms = coarse_ms(&now);
+	if (b->has_deadline && past(&now, &b->deadline)) {
+		snprintf(b->why, sizeof(b->why), "time limit of %ld ms exceeded", b->limit_ms);
+		b->stop = b->why;
+		raise_stop(L, b);
 	}
-	luaL_error(L, "time limit of %d ms exceeded", (int)b->limit_ms);
+	if (b->poll && ms >= b->next_poll) {
+		b->next_poll = ms + RB_LUABOX_POLL_MS;
+		if ((b->stop = b->poll(b->poll_ud)) != NULL)
+			raise_stop(L, b);
+	}
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
-	struct rb_luabox *b = box_of(L);
-	if (b->expired || past_deadline(b))
-		raise_timeout(L, b);
+	tick(L);
 }
 
 static void pattern_tick(lua_State *L)
 {
-	struct rb_luabox *b = box_of(L);
-	if (b->expired || past_deadline(b))
-		raise_timeout(L, b);
+	tick(L);
+}
+
+void rb_luabox_set_poll(struct rb_luabox *b, const char *(*poll)(void *ud), void *ud)
+{
+	b->poll = poll;
+	b->poll_ud = ud;
 }
 
 /* --- guarded library functions ------------------------------------------ */
@@ -900,6 +931,8 @@ static char *error_text(lua_State *L, int st, struct rb_luabox *b, int is_expr, 
 
 static void arm_deadline(struct rb_luabox *b, long ms)
 {
+	struct timespec now;
+	b->next_poll = coarse_ms(&now) + RB_LUABOX_POLL_MS;
 	clock_gettime(CLOCK_MONOTONIC, &b->deadline);
 	b->deadline.tv_sec += ms / 1000;
 	b->deadline.tv_nsec += (ms % 1000) * 1000000L;
@@ -908,16 +941,16 @@ static void arm_deadline(struct rb_luabox *b, long ms)
 		b->deadline.tv_nsec -= 1000000000L;
 	}
 	b->has_deadline = 1;
-	b->expired = 0;
+	b->stop = NULL;
 	b->limit_ms = ms;
-	lua_sethook(b->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+	lua_sethook(b->L, count_hook, HOOK_MASK, HOOK_COUNT);
 }
 
 static void disarm_deadline(struct rb_luabox *b)
 {
 	lua_sethook(b->L, NULL, 0, 0);
 	b->has_deadline = 0;
-	b->expired = 0;
+	b->stop = NULL;
 }
 
 int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,

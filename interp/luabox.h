@@ -15,6 +15,7 @@ enum {
 	RB_LUA_MEM_DEFAULT = 64 * 1024 * 1024,
 	RB_EXPR_MS_DEFAULT = 1000,
 	RB_LUA_MEM_SPARE = 64 * 1024,   /* rb_luabox_ref_set_json's spare */
+	RB_LUABOX_POLL_MS = 10,         /* rb_luabox_set_poll's period */
 };
 
 struct rb_luabox;
@@ -22,6 +23,16 @@ struct rb_luabox;
 struct rb_luabox *rb_luabox_new(size_t mem_cap);
 void rb_luabox_free(struct rb_luabox *b);
 lua_State *rb_luabox_state(struct rb_luabox *b);
+
+/*
+ * While runbook code runs (rb_luabox_eval, rb_luabox_tostring) for longer than
+ * RB_LUABOX_POLL_MS, call poll(ud) every RB_LUABOX_POLL_MS or so, from the
+ * hook (or the pattern matcher), on the thread that runs it: the engine, whose
+ * thread Lua holds, acts on signals and steps its other calls there.  poll must
+ * not touch the Lua state.  A message returned stops the code with that error
+ * (as its deadline does: no pcall catches it).
+ */
+void rb_luabox_set_poll(struct rb_luabox *b, const char *(*poll)(void *ud), void *ud);
 
 /*
  * Compile without running: code is an expression (is_expr) or a chunk.

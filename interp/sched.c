@@ -367,6 +367,12 @@ static void add_sensitive(struct exec *ex, const json_t *v)
 	}
 }
 
+/* When what is being finished ended: now, or when a polled call ended while Lua ran. */
+static int64_t ended_ms(const struct exec *ex)
+{
+	return ex->ended_ms ? ex->ended_ms : rb_now_ms();
+}
+
 static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *output, char *error)
 {
 	struct srun *sr = &ex->s[i];
@@ -420,16 +426,18 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		json_object_set_new(rec, "error", json_string(sr->error));
 	if (continued)
 		json_object_set_new(rec, "continued", json_true());
-	sr->duration_ms = status == S_SKIPPED ? -1 : rb_now_ms() - sr->started_ms;
+	int64_t end = ended_ms(ex);
+	sr->duration_ms = status == S_SKIPPED ? -1 : end - sr->started_ms;
 	if (sr->duration_ms >= 0)
 		json_object_set_new(rec, "duration_ms", json_integer(sr->duration_ms));
 	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 
 	if (status == S_SUCCEEDED)
-		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, (end - sr->started_ms) / 1000.0);
 	else if (status == S_INTERRUPTED)
-		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id,
+			 (end - sr->started_ms) / 1000.0);
 	else if (status == S_SKIPPED)
 		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
 	else if (status == S_UNPROBED)
@@ -438,7 +446,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
 		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-			 continued ? " (continuing)" : "", ex_secs_since(sr->started_ms),
+			 continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
 			 sr->error ? sr->error : "failed");
 
 	if (status == S_FAILED && !continued && ex->stop_on_failure)
@@ -722,7 +730,7 @@ static void result(struct exec *ex, const struct unit *u)
 				"attempt", ex->s[jb->step].attempts, "status",
 				!u->failed ? "succeeded" : u->timed_out ? "timed_out"
 				: jb->cancel ? "interrupted" : "failed", "duration_ms",
-				(json_int_t)(rb_now_ms() - u->started_ms));
+				(json_int_t)(ended_ms(ex) - u->started_ms));
 	if (jb->what->kind == RB_CHECK)
 		json_object_set_new(rec, "check", json_true());
 	if (jb->items)
@@ -764,6 +772,12 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 			return;
 		}
 		int go = should_run(ex, i, &why);
+		if (go < 0 && ex->interrupted) {
+			/* An interrupt stopped its condition (lua_poll): undecided, it is not run. */
+			sr->decided = 0;
+			free(why);
+			return;
+		}
 		if (go <= 0) {
 			finish(ex, i, go == 0 ? S_SKIPPED : S_FAILED, NULL, why);
 			return;
@@ -778,6 +792,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
 	struct job *jb = prepare(ex, i, check, &why);
+	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */
+		free(why);
+		return;
+	}
 	if (!jb) {
 		finish(ex, i, S_FAILED, NULL, check ? rb_xasprintf("check: %s", why) : why);
 		if (check)
@@ -1007,9 +1025,22 @@ static int start_polled(struct exec *ex, struct unit *u)
 	return step_unit(ex, u) ? unit_done(ex, u) : 0;
 }
 
+/* The polled calls that ended while Lua ran (ex_lua_poll), finished now that it has returned. */
+static void finish_ended(struct exec *ex)
+{
+	while (ex->nended) {
+		struct unit *u = ex->ended[0];
+		memmove(ex->ended, ex->ended + 1, --ex->nended * sizeof(*ex->ended));
+		ex->ended_ms = u->ended_ms;     /* its durations end then, not now */
+		unit_done(ex, u);
+		ex->ended_ms = 0;
+	}
+}
+
 /* Step every polled call: what its fds said, a cancel, its time. */
 static void step_polled(struct exec *ex)
 {
+	finish_ended(ex);
 	for (size_t k = 0; k < ex->npolled;) {
 		struct unit *u = ex->polled[k];
 		if (step_unit(ex, u))
@@ -1049,7 +1080,9 @@ static int dispatch(struct exec *ex, struct job *jb)
 		jb->running++;
 		/* A simulation reads the recorded results on this thread too. */
 		if ((jb->action->flags & RB_ACT_INLINE) || ex->o->recorded) {
+			ex->lua_job = jb;       /* ex_lua_poll stops it when it is cancelled */
 			run_unit(u);
+			ex->lua_job = NULL;
 			if (unit_done(ex, u))
 				return 1;
 			continue;
@@ -1193,16 +1226,16 @@ static void live_tick(struct exec *ex)
 }
 
 /*
- * Wait, at most timeout ms, for a worker's wake-up or the fds of the polled calls; their
- * revents go back to the calls, for their next step.
+ * Wait, at most timeout ms, for a worker's wake-up (with wake) or the fds of the polled
+ * calls; their revents go back to the calls, for their next step.
  */
-static void poll_all(struct exec *ex, int timeout)
+static void poll_all(struct exec *ex, int timeout, int wake)
 {
 	size_t n = 1;
 	for (size_t k = 0; k < ex->npolled; k++)
 		n += (size_t)ex->polled[k]->nfds;
 	rb_grow(&ex->pfds, &ex->pfdcap, n, sizeof(*ex->pfds));
-	ex->pfds[0] = (struct pollfd){ex->wake[0], POLLIN, 0};
+	ex->pfds[0] = (struct pollfd){wake ? ex->wake[0] : -1, POLLIN, 0};
 	n = 1;
 	for (size_t k = 0; k < ex->npolled; k++) {
 		const struct unit *u = ex->polled[k];
@@ -1239,12 +1272,60 @@ static void sync_before_wait(struct exec *ex)
 	ex_journal_sync(ex);
 }
 
+/*
+ * Lua runs on this thread, the engine's, which owns the run's Lua state: a lua:
+ * step or check, and every expression.  While it runs, the count hook calls this
+ * every RB_LUABOX_POLL_MS (rb_luabox_set_poll), so that what the poll loop does
+ * goes on: signals and the run's timeout are acted on, and the polled calls are
+ * stepped (their output streams, their timeouts and cancels act).  Nothing here
+ * touches Lua or the steps' state: a call that ends waits in ex->ended until Lua
+ * has returned, and the loop finishes it (finish_ended).  That keeps the Lua state
+ * on one thread and every step's end in one place, where running Lua on a worker
+ * would have the engine wait for the state before each expression, each end of a
+ * step and each for_each item.  Returns why the Lua code must stop (its job was
+ * cancelled; an expression, by an interrupt), or NULL.
+ */
+static const char *lua_poll(void *ud)
+{
+	struct exec *ex = ud;
+	if (!ex->in_phase)              /* setup: vars; no signal is acted on yet */
+		return NULL;
+	if (!ex->serving) {
+		ex->serving = 1;
+		check_signals(ex, &ex->seen);
+		check_deadline(ex);
+		poll_all(ex, 0, 0);
+		for (size_t k = 0; k < ex->npolled;) {
+			struct unit *u = ex->polled[k];
+			if (!step_unit(ex, u)) {
+				k++;
+				continue;
+			}
+			u->ended_ms = rb_now_ms();
+			rb_grow(&ex->ended, &ex->endedcap, ex->nended + 1, sizeof(*ex->ended));
+			ex->ended[ex->nended++] = u;
+		}
+		live_tick(ex);
+		ex_flush(ex);
+		ex->serving = 0;
+	}
+	if (ex->lua_job)
+		return !ex->lua_job->cancel ? NULL : ex->interrupted ? "interrupted" : "cancelled";
+	return ex->interrupted ? "interrupted" : NULL;
+}
+
+void ex_lua_serve(struct exec *ex)
+{
+	rb_luabox_set_poll(ex->box, lua_poll, ex);
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 void ex_run_phase(struct exec *ex)
 {
-	int seen = ex->o->signals ? *ex->o->signals : 0;
+	ex->seen = ex->o->signals ? *ex->o->signals : 0;
+	ex->in_phase = 1;
 	for (;;) {
-		check_signals(ex, &seen);
+		check_signals(ex, &ex->seen);
 		check_deadline(ex);
 		step_polled(ex);
 		/*
@@ -1274,11 +1355,13 @@ void ex_run_phase(struct exec *ex)
 			}
 			ex->retrying[k] = ex->retrying[--ex->nretrying];
 		}
+		if (ex->nended)         /* calls that ended while Lua ran: finish them first */
+			continue;
 		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
 		if (!ex->running && !ex->nretrying && !can_start) {
 			if (ask_gates(ex))
 				continue;
-			check_signals(ex, &seen);
+			check_signals(ex, &ex->seen);
 			ex_journal_sync(ex);
 			ex_flush(ex);
 			break;
@@ -1296,7 +1379,7 @@ void ex_run_phase(struct exec *ex)
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		sync_before_wait(ex);
 		ex_flush(ex);
-		poll_all(ex, timeout < 0 ? 0 : timeout);
+		poll_all(ex, timeout < 0 ? 0 : timeout, 1);
 		live_tick(ex);
 		pthread_mutex_lock(&ex->mu);
 		struct unit *done = ex->done;
@@ -1309,6 +1392,7 @@ void ex_run_phase(struct exec *ex)
 			done = nx;
 		}
 	}
+	ex->in_phase = 0;
 }
 
 /* Queue the steps of a kind that need nothing. */
