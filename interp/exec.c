@@ -323,21 +323,53 @@ struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d)
 	return r;
 }
 
-/* steps[id] = {status, attempts, output, outputs} in the engine's table. */
-void ex_publish(struct exec *ex, size_t i)
+/*
+ * steps[id] = {status, attempts, output, outputs} in the engine's table; -1 when
+ * that would pass the Lua memory limit (steps[id] is unchanged then: the caller
+ * fails the step and records that with ex_publish_failed).
+ */
+int ex_publish(struct exec *ex, size_t i)
 {
 	struct srun *sr = &ex->s[i];
-	lua_State *L = rb_luabox_state(ex->box);
 	json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 			      sr->attempts);
 	if (sr->output)
 		json_object_set(v, "output", sr->output);
 	if (sr->outputs)
 		json_object_set(v, "outputs", sr->outputs);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, ex->steps_ref);
-	if (rb_lua_push_json(L, v) == 0)
-		lua_setfield(L, -2, ex->rb->steps[i]->id);
-	lua_pop(L, 1);
+	int r = rb_luabox_ref_set_json(ex->box, ex->steps_ref, ex->rb->steps[i]->id, v, 0);
+	json_decref(v);
+	return r;
+}
+
+/*
+ * The memory limit was reached while recording step i (what: which part, or
+ * NULL): it failed, and its error says so at its position.  steps[id] says
+ * failed, without its output: the record is small and may take the box's
+ * spare, so that no expression reads what the step was before.  The caller
+ * fails the run, whatever continue_on_error says.
+ */
+void ex_publish_failed(struct exec *ex, size_t i, const char *what)
+{
+	struct srun *sr = &ex->s[i];
+	const struct rb_step *st = ex->rb->steps[i];
+	char *e = rb_xasprintf("%s:%d:%d: memory limit of %zu MiB exceeded while recording step "
+			       "'%s'%s%s", ex->rb->file, st->node->line, st->node->col,
+			       rb_luabox_mem_mib(ex->box), st->id, what ? " " : "", what ? what : "");
+	if (sr->error) {
+		char *both = rb_xasprintf("%s (and before that: %s)", e, sr->error);
+		free(e);
+		e = both;
+	}
+	free(sr->error);
+	sr->error = e;
+	ex->counts[sr->status]--;
+	sr->status = S_FAILED;
+	ex->counts[S_FAILED]++;
+	json_decref(sr->outputs);
+	sr->outputs = NULL;
+	json_t *v = json_pack("{s:s, s:i}", "status", "failed", "attempts", sr->attempts);
+	rb_luabox_ref_set_json(ex->box, ex->steps_ref, st->id, v, 1);
 	json_decref(v);
 }
 
@@ -423,33 +455,33 @@ static int build_scope(struct exec *ex)
 	}
 	rb_luabox_push_scope(ex->box);
 	ex->scope = lua_gettop(L);
-	rb_lua_push_json(L, ex->o->params);
-	rb_luabox_readonly(L);
-	rb_luabox_set(L, ex->scope, "params");
-	rb_lua_push_json(L, secrets);
-	rb_luabox_readonly(L);
-	rb_luabox_set(L, ex->scope, "secrets");
-	json_decref(secrets);
+	size_t mib = rb_luabox_mem_mib(ex->box);
 	json_t *run = json_pack("{s:s, s:b, s:I}", "id", ex->run_id, "dry_run", 0, "started_at",
 				(json_int_t)ex->o->now);
-	rb_lua_push_json(L, run);
+	int secrets_ref, vars_ref;
+	if (rb_luabox_set_json(ex->box, ex->scope, "params", ex->o->params, 1) < 0)
+		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
+				  "params", mib);
+	else if (rb_luabox_set_json(ex->box, ex->scope, "run", run, 1) < 0 ||
+		 rb_luabox_set_table(ex->box, ex->scope, "secrets", &secrets_ref) < 0 ||
+		 rb_luabox_set_table(ex->box, ex->scope, "steps", &ex->steps_ref) < 0 ||
+		 rb_luabox_set_table(ex->box, ex->scope, "vars", &vars_ref) < 0)
+		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
+				  "up the run's scope", mib);
 	json_decref(run);
-	rb_luabox_readonly(L);
-	rb_luabox_set(L, ex->scope, "run");
+	for (size_t i = 0; i < rb->nsecrets && rc == 0; i++)
+		if (rb_luabox_ref_set_json(ex->box, secrets_ref, rb->secrets[i].name,
+					   json_object_get(secrets, rb->secrets[i].name), 0) < 0)
+			rc = rb_error_at(ex->d, rb->secrets[i].key, "memory limit of %zu MiB exceeded "
+					 "while setting secret '%s'", mib, rb->secrets[i].name);
+	json_decref(secrets);
+	for (size_t i = 0; i < rb->nsteps && rc == 0; i++)
+		if (ex_publish(ex, i) < 0)
+			rc = rb_error_at(ex->d, rb->steps[i]->node, "memory limit of %zu MiB exceeded "
+					 "while recording step '%s'", mib, rb->steps[i]->id);
+	if (rc < 0)
+		return -1;
 
-	lua_newtable(L);
-	lua_pushvalue(L, -1);
-	ex->steps_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	rb_luabox_readonly(L);
-	rb_luabox_set(L, ex->scope, "steps");
-	for (size_t i = 0; i < rb->nsteps; i++)
-		ex_publish(ex, i);
-
-	lua_newtable(L);
-	int vars = lua_gettop(L);
-	lua_pushvalue(L, vars);
-	rb_luabox_readonly(L);
-	rb_luabox_set(L, ex->scope, "vars");
 	struct rb_render r = ex_renderer(ex, ex->d);
 	for (size_t i = 0; i < rb->nvars; i++) {
 		json_t *x = rb_render_node(&r, rb->vars[i].value);
@@ -461,9 +493,11 @@ static int build_scope(struct exec *ex)
 		if (rb->vars[i].secret && json_is_string(x))
 			ex->nsecrets += rb_redactor_add_secret(ex->redactor, json_string_value(x),
 							       json_string_length(x)) == 0;
-		rb_lua_push_json(L, x);
-		lua_setfield(L, vars, rb->vars[i].name);
+		int r2 = rb_luabox_ref_set_json(ex->box, vars_ref, rb->vars[i].name, x, 0);
 		json_decref(x);
+		if (r2 < 0)
+			return rb_error_at(ex->d, rb->vars[i].value, "memory limit of %zu MiB "
+					   "exceeded while setting var '%s'", mib, rb->vars[i].name);
 	}
 	lua_settop(L, ex->scope);
 	return 0;
@@ -544,7 +578,7 @@ out:
  * Resume: the kept steps take their state from before, without running,
  * and what depends on them becomes ready as if they had just finished.
  */
-static void restore(struct exec *ex)
+static int restore(struct exec *ex)
 {
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct rb_step *st = ex->rb->steps[i];
@@ -566,13 +600,17 @@ static void restore(struct exec *ex)
 		json_t *ms = json_object_get(k, "duration_ms");
 		sr->duration_ms = json_is_integer(ms) ? json_integer_value(ms) : -1;
 		sr->completed = ++ex->completed;
-		ex_publish(ex, i);
+		if (ex_publish(ex, i) < 0)
+			return rb_error_at(ex->d, st->node, "memory limit of %zu MiB exceeded while "
+					   "recording step '%s' (kept from before the resume)",
+					   rb_luabox_mem_mib(ex->box), st->id);
 		for (size_t j = 0; j < sr->nsucc; j++) {
 			struct srun *t = &ex->s[sr->succ[j]];
 			t->dep_skipped |= sr->status == S_SKIPPED;
 			t->waiting--;
 		}
 	}
+	return 0;
 }
 
 /*
@@ -652,6 +690,7 @@ static int setup(struct exec *ex)
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
+	ex_lua_serve(ex);
 	const char *state = rb_state_dir(ex->o->state_dir);
 	int keeps_nothing = ex->o->probe || ex->o->recorded;
 	if (!keeps_nothing && load_key(ex, state) < 0)
@@ -694,7 +733,8 @@ static int setup(struct exec *ex)
 			free(err);
 			return -2;
 		}
-		restore(ex);
+		if (restore(ex) < 0)
+			return -1;
 	} else if (rb_journal_create(state, ex->run_id, ex->key, &ex->journal, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot create the run: %s", err);
 		free(err);
@@ -761,6 +801,7 @@ static void teardown(struct exec *ex)
 	free(ex->gates);
 	free(ex->active);
 	free(ex->polled);
+	free(ex->ended);
 	free(ex->pfds);
 	if (ex->journal)
 		rb_journal_close(ex->journal);

@@ -59,6 +59,7 @@ struct unit {
 	struct job *jb;
 	size_t k;                       /* which call */
 	int64_t started_ms;
+	int64_t ended_ms;               /* it ended while Lua ran (sched.c: lua_poll), or 0 */
 	struct rb_call call;
 	char *spill;                    /* call.spill_path */
 	void *state;                    /* the action's start() and step(): the call under way */
@@ -89,6 +90,8 @@ struct srun {
 	int checked;                    /* its check said the effect is not in place */
 	int approved;                   /* its gate is passed */
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
+	int capped;                     /* the Lua memory limit kept item from being set: it
+					   fails, and the run with it */
 	/* for_each: {"K": {"sha256", "output"}} for the items done, kept across attempts */
 	json_t *items_done;
 	struct job *job;
@@ -125,6 +128,13 @@ struct exec {
 	size_t nactive, activecap;
 	struct unit **polled;           /* the calls under way in the poll loop, oldest first */
 	size_t npolled, polledcap;
+	struct unit **ended;            /* polled calls that ended while Lua ran, to finish */
+	size_t nended, endedcap;
+	struct job *lua_job;            /* the job whose inline call runs now, or NULL */
+	int in_phase;                   /* in ex_run_phase: signals are acted on */
+	int serving;                    /* in lua_poll */
+	int seen;                       /* the signals acted on (o->signals) */
+	int64_t ended_ms;               /* finish_ended: when the call being finished ended */
 	struct pollfd *pfds;            /* the poll loop's fds */
 	size_t pfdcap;
 	int quit;
@@ -182,8 +192,12 @@ void ex_journal_failed(struct exec *ex, const char *why);
  */
 void ex_compact(struct exec *ex);
 struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
-/* steps[id] in the Lua scope, from the step's state. */
-void ex_publish(struct exec *ex, size_t i);
+/*
+ * steps[id] in the Lua scope, from the step's state; -1 at the Lua memory limit
+ * (then ex_publish_failed: the step failed, "while recording step 'ID'" and what).
+ */
+int ex_publish(struct exec *ex, size_t i);
+void ex_publish_failed(struct exec *ex, size_t i, const char *what);
 
 /* sched.c */
 int ex_start_workers(struct exec *ex);
@@ -192,6 +206,8 @@ void ex_stop_workers(struct exec *ex);
 void ex_seed(struct exec *ex, enum rb_step_kind kind);
 /* Run the ready steps and everything they unlock, until nothing can run. */
 void ex_run_phase(struct exec *ex);
+/* Keep signals, timeouts and the polled calls going while Lua runs (sched.c: lua_poll). */
+void ex_lua_serve(struct exec *ex);
 
 static inline double ex_secs_since(int64_t t)
 {

@@ -24,16 +24,28 @@ extern char **environ;
 struct rb_luabox {
 	lua_State *L;
 	size_t used, cap;
+	size_t spare;           /* what the engine's record of a failure may take past cap */
 	struct timespec deadline;
 	int has_deadline;
-	int expired;            /* the deadline passed: every instruction errors */
+	const char *stop;       /* why the code is being stopped: every instruction errors */
+	char why[64];           /* the time limit's message */
 	long limit_ms;
+	const char *(*poll)(void *ud);  /* rb_luabox_set_poll */
+	void *poll_ud;
+	int64_t next_poll;      /* CLOCK_MONOTONIC_COARSE ms */
 	int base_ref;           /* registry ref of the read-only base environment */
 	int cache_ref;          /* registry ref of compiled expressions by text */
 	size_t cached;
 };
 
-enum { HOOK_COUNT = 1000, CACHE_MAX = 4096 };
+/*
+ * The hook runs every HOOK_COUNT instructions and at every call: a call of a
+ * C function (a sort, a string of megabytes, a collection at the memory cap)
+ * can take milliseconds, and a loop of them would otherwise run 1,000 of
+ * them between two looks at the clock.  The coarse clock (a few ms of
+ * resolution) costs a few ns.
+ */
+enum { HOOK_COUNT = 1000, HOOK_MASK = LUA_MASKCOUNT | LUA_MASKCALL, CACHE_MAX = 4096 };
 
 static struct rb_luabox *box_of(lua_State *L)
 {
@@ -49,7 +61,7 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		b->used -= old;
 		return NULL;
 	}
-	if (nsize > old && b->used + (nsize - old) > b->cap)
+	if (nsize > old && b->used + (nsize - old) > b->cap + b->spare)
 		return NULL;
 	void *p = realloc(ptr, nsize);
 	if (!p)
@@ -58,43 +70,63 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-static int past_deadline(struct rb_luabox *b)
+static int64_t coarse_ms(struct timespec *now)
 {
-	if (!b->has_deadline)
-		return 0;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > b->deadline.tv_sec ||
-	       (now.tv_sec == b->deadline.tv_sec && now.tv_nsec >= b->deadline.tv_nsec);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, now);
+	return (int64_t)now->tv_sec * 1000 + now->tv_nsec / 1000000;
 }
 
-static void raise_timeout(lua_State *L, struct rb_luabox *b)
+static int past(const struct timespec *now, const struct timespec *t)
+{
+	return now->tv_sec > t->tv_sec || (now->tv_sec == t->tv_sec && now->tv_nsec >= t->tv_nsec);
+}
+
+static void raise_stop(lua_State *L, struct rb_luabox *b)
 {
 	/*
-	 * Once expired, fire on every instruction: a pcall in a loop can catch
+	 * Once stopping, fire on every instruction: a pcall in a loop can catch
 	 * one error, but the loop's next instruction raises again, so the error
 	 * climbs out of every pcall to the top.
 	 */
-	if (!b->expired) {
-		b->expired = 1;
-		lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+	lua_sethook(L, lua_gethook(L), HOOK_MASK, 1);
+	luaL_error(L, "%s", b->stop);
+}
+
+/* The hook's and the pattern matcher's look: the deadline, and the engine's poll. */
+static void tick(lua_State *L)
+{
+	struct rb_luabox *b = box_of(L);
+	struct timespec now;
+	if (b->stop)
+		raise_stop(L, b);
+	int64_t ms = coarse_ms(&now);
+	if (b->has_deadline && past(&now, &b->deadline)) {
+		snprintf(b->why, sizeof(b->why), "time limit of %ld ms exceeded", b->limit_ms);
+		b->stop = b->why;
+		raise_stop(L, b);
 	}
-	luaL_error(L, "time limit of %d ms exceeded", (int)b->limit_ms);
+	if (b->poll && ms >= b->next_poll) {
+		b->next_poll = ms + RB_LUABOX_POLL_MS;
+		if ((b->stop = b->poll(b->poll_ud)) != NULL)
+			raise_stop(L, b);
+	}
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
-	struct rb_luabox *b = box_of(L);
-	if (b->expired || past_deadline(b))
-		raise_timeout(L, b);
+	tick(L);
 }
 
 static void pattern_tick(lua_State *L)
 {
-	struct rb_luabox *b = box_of(L);
-	if (b->expired || past_deadline(b))
-		raise_timeout(L, b);
+	tick(L);
+}
+
+void rb_luabox_set_poll(struct rb_luabox *b, const char *(*poll)(void *ud), void *ud)
+{
+	b->poll = poll;
+	b->poll_ud = ud;
 }
 
 /* --- guarded library functions ------------------------------------------ */
@@ -645,6 +677,101 @@ void rb_luabox_set(lua_State *L, int scope, const char *name)
 	lua_pop(L, 2);
 }
 
+/*
+ * The engine's writes into the state.  Each allocates (the value, a table, a
+ * key), so each runs protected: reaching the memory limit there is an error
+ * the engine reports, never a panic, and never a value that silently stays
+ * what it was.
+ */
+enum store_kind { STORE_VALUE, STORE_VIEW, STORE_TABLE };
+
+struct store {
+	enum store_kind kind;
+	const char *name;
+	const json_t *v;        /* STORE_VALUE, STORE_VIEW: the value, or NULL for nil */
+	int in_scope;           /* the target (argument 2) is a scope: its fields table */
+	int ref;                /* STORE_TABLE: the new table's registry ref */
+};
+
+static int store_protected(lua_State *L)
+{
+	struct store *s = lua_touserdata(L, 1);
+	if (s->in_scope) {                      /* the scope's hidden fields */
+		lua_getmetatable(L, 2);
+		lua_getfield(L, -1, "__index");
+		lua_replace(L, 2);
+	}
+	lua_settop(L, 2);
+	if (s->kind == STORE_TABLE) {
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		rb_luabox_readonly(L);
+	} else if (s->v) {
+		push_json(L, s->v);
+		if (s->kind == STORE_VIEW)
+			rb_luabox_readonly(L);
+	} else {
+		lua_pushnil(L);
+	}
+	lua_setfield(L, 2, s->name);
+	return 0;
+}
+
+/* target[name] = what s says, target the value at idx; -1 at the memory limit. */
+static int store(struct rb_luabox *b, int idx, struct store *s)
+{
+	lua_State *L = b->L;
+	idx = lua_absindex(L, idx);
+	if (!lua_checkstack(L, 4))
+		return -1;
+	lua_pushcfunction(L, store_protected);
+	lua_pushlightuserdata(L, s);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+int rb_luabox_set_json(struct rb_luabox *b, int scope, const char *name, const json_t *v,
+		       int view)
+{
+	struct store s = {view ? STORE_VIEW : STORE_VALUE, name, v, 1, LUA_NOREF};
+	return store(b, scope, &s);
+}
+
+int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *ref)
+{
+	struct store s = {STORE_TABLE, name, NULL, 1, LUA_NOREF};
+	if (store(b, scope, &s) < 0)
+		return -1;
+	*ref = s.ref;
+	return 0;
+}
+
+int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
+			   int spare)
+{
+	struct store s = {STORE_VALUE, name, v, 0, LUA_NOREF};
+	lua_rawgeti(b->L, LUA_REGISTRYINDEX, ref);
+	if (spare) {
+		/* What freeing can give back first: the failed write's garbage. */
+		lua_gc(b->L, LUA_GCCOLLECT);
+		b->spare = RB_LUA_MEM_SPARE;
+	}
+	int r = store(b, -1, &s);
+	b->spare = 0;
+	lua_pop(b->L, 1);
+	return r;
+}
+
+size_t rb_luabox_mem_mib(const struct rb_luabox *b)
+{
+	return b->cap / (1024 * 1024);
+}
+
 /* "name:LINE: message" -> message, *line = LINE. */
 static char *strip_chunk(const char *msg, const char *chunk, int *line)
 {
@@ -806,6 +933,8 @@ static char *error_text(lua_State *L, int st, struct rb_luabox *b, int is_expr, 
 
 static void arm_deadline(struct rb_luabox *b, long ms)
 {
+	struct timespec now;
+	b->next_poll = coarse_ms(&now) + RB_LUABOX_POLL_MS;
 	clock_gettime(CLOCK_MONOTONIC, &b->deadline);
 	b->deadline.tv_sec += ms / 1000;
 	b->deadline.tv_nsec += (ms % 1000) * 1000000L;
@@ -814,16 +943,16 @@ static void arm_deadline(struct rb_luabox *b, long ms)
 		b->deadline.tv_nsec -= 1000000000L;
 	}
 	b->has_deadline = 1;
-	b->expired = 0;
+	b->stop = NULL;
 	b->limit_ms = ms;
-	lua_sethook(b->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+	lua_sethook(b->L, count_hook, HOOK_MASK, HOOK_COUNT);
 }
 
 static void disarm_deadline(struct rb_luabox *b)
 {
 	lua_sethook(b->L, NULL, 0, 0);
 	b->has_deadline = 0;
-	b->expired = 0;
+	b->stop = NULL;
 }
 
 int rb_luabox_eval(struct rb_luabox *b, int scope, const char *code, size_t len,

@@ -14,6 +14,8 @@
 enum {
 	RB_LUA_MEM_DEFAULT = 64 * 1024 * 1024,
 	RB_EXPR_MS_DEFAULT = 1000,
+	RB_LUA_MEM_SPARE = 64 * 1024,   /* rb_luabox_ref_set_json's spare */
+	RB_LUABOX_POLL_MS = 10,         /* rb_luabox_set_poll's period */
 };
 
 struct rb_luabox;
@@ -21,6 +23,16 @@ struct rb_luabox;
 struct rb_luabox *rb_luabox_new(size_t mem_cap);
 void rb_luabox_free(struct rb_luabox *b);
 lua_State *rb_luabox_state(struct rb_luabox *b);
+
+/*
+ * While runbook code runs (rb_luabox_eval, rb_luabox_tostring) for longer than
+ * RB_LUABOX_POLL_MS, call poll(ud) every RB_LUABOX_POLL_MS or so, from the
+ * hook (or the pattern matcher), on the thread that runs it: the engine, whose
+ * thread Lua holds, acts on signals and steps its other calls there.  poll must
+ * not touch the Lua state.  A message returned stops the code with that error
+ * (as its deadline does: no pcall catches it).
+ */
+void rb_luabox_set_poll(struct rb_luabox *b, const char *(*poll)(void *ud), void *ud);
 
 /*
  * Compile without running: code is an expression (is_expr) or a chunk.
@@ -40,6 +52,26 @@ void rb_luabox_push_scope(struct rb_luabox *b);
 /* Pop the value at the top of the stack into scope[name], bypassing the
    scope's guard against new globals. */
 void rb_luabox_set(lua_State *L, int scope, const char *name);
+
+/*
+ * The engine's writes into the state, protected: each returns -1 when it
+ * would pass the memory limit, with target[name] unchanged, else 0.
+ * rb_luabox_set_json: scope[name] = v (nil when v is NULL), a read-only view
+ * of it when view.
+ */
+int rb_luabox_set_json(struct rb_luabox *b, int scope, const char *name, const json_t *v,
+		       int view);
+/* scope[name] = a read-only view of a new empty table, whose registry ref is *ref. */
+int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *ref);
+/*
+ * t[name] = v (nil when v is NULL), t the table that registry ref holds.  With
+ * spare, after a full collection, the write may pass the limit by
+ * RB_LUA_MEM_SPARE: for the small record that says the limit was reached.
+ */
+int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
+			   int spare);
+/* The memory limit in MiB, for messages. */
+size_t rb_luabox_mem_mib(const struct rb_luabox *b);
 
 /* Replace the table at the top of the stack with a read-only view of it. */
 void rb_luabox_readonly(lua_State *L);

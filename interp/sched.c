@@ -105,8 +105,27 @@ static char *chunk_error(struct exec *ex, const struct rb_step *what, const char
 	return e;
 }
 
-/* The call a unit makes: its arguments, where its output spills, whom it tells. */
-static void unit_call(struct unit *u)
+/*
+ * The Lua memory limit keeps item k of n from being set (or cleared) for step i:
+ * -1 with *err saying so at the step's for_each, and the run fails.
+ */
+static int item_capped(struct exec *ex, size_t i, size_t k, size_t n, char **err)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	const struct rb_node *at = st->for_each ? st->for_each : st->node;
+	*err = rb_xasprintf("%s:%d:%d: memory limit of %zu MiB exceeded while setting item %zu "
+			    "of %zu for step '%s'", ex->rb->file, at->line, at->col,
+			    rb_luabox_mem_mib(ex->box), k + 1, n, st->id);
+	ex->s[i].capped = 1;
+	return -1;
+}
+
+/*
+ * The call a unit makes: its arguments, where its output spills, whom it tells.
+ * Returns -1 with *err when item cannot be set for an inline action (the Lua
+ * memory limit): the call must not run.
+ */
+static int unit_call(struct unit *u, char **err)
 {
 	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
@@ -120,11 +139,10 @@ static void unit_call(struct unit *u)
 	else
 		u->spill = rb_xasprintf("%s/%s/%s%s", ex->run_dir, RB_RUN_OUTPUT, id, check);
 	/* An inline action reads item at run time (it is its Lua), on this thread. */
-	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
-		lua_State *L = rb_luabox_state(ex->box);
-		if (rb_lua_push_json(L, json_array_get(jb->items, u->k)) == 0)
-			rb_luabox_set(L, ex->scope, "item");
-	}
+	int rc = 0;
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE) &&
+	    rb_luabox_set_json(ex->box, ex->scope, "item", json_array_get(jb->items, u->k), 0) < 0)
+		rc = item_capped(ex, jb->step, u->k, jb->n, err);
 	u->call = (struct rb_call){
 		.step = id,
 		.args = json_array_get(jb->calls, u->k),
@@ -146,6 +164,7 @@ static void unit_call(struct unit *u)
 		ex->gate_fd = -1;
 		ex->gated = u;
 	}
+	return rc;
 }
 
 /* What a unit's call came to, as its step takes it. */
@@ -182,10 +201,14 @@ static void unit_result(struct unit *u, struct rb_result *res)
 					  res->output && json_is_false(res->output) ? "false"
 										    : "nil");
 	}
-	if (jb->items && (jb->action->flags & RB_ACT_INLINE)) {
-		lua_State *L = rb_luabox_state(ex->box);
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
+	char *err = NULL;
+	if (jb->items && (jb->action->flags & RB_ACT_INLINE) &&
+	    rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0 &&
+	    item_capped(ex, jb->step, u->k, jb->n, &err) < 0) {
+		res->failed = 1;
+		res->broken = 1;
+		free(res->error);
+		res->error = err;
 	}
 	free(u->spill);
 	u->spill = NULL;
@@ -202,8 +225,10 @@ static void run_unit(struct unit *u)
 	struct job *jb = u->jb;
 	struct exec *ex = jb->ex;
 	struct rb_result res = {0};
-	unit_call(u);
-	if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
+	if (unit_call(u, &res.error) < 0) {
+		res.failed = 1;
+		res.broken = 1;
+	} else if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
 		/* replay --simulate: what the run recorded stands in for the action. */
 		int r = ex->o->recorded(ex->o->recorded_ud, u->call.step, ex->s[jb->step].attempts,
 					u->k, jb->what->kind == RB_CHECK, &res.output, &res.error);
@@ -311,18 +336,22 @@ static json_t *render(struct exec *ex, const struct rb_node *n, const char *what
 	return v;
 }
 
+/* NULL with *err when an expression fails, or with *capped at the Lua memory limit. */
 static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t *output,
-			       char **err)
+			       char **err, int *capped)
 {
-	lua_State *L = rb_luabox_state(ex->box);
-	if (rb_lua_push_json(L, output ? output : json_null()) < 0) {
-		*err = rb_xstrdup("outputs: the output does not fit in the Lua memory limit");
+	if (rb_luabox_set_json(ex->box, ex->scope, "output", output ? output : json_null(), 0) < 0) {
+		*capped = 1;
 		return NULL;
 	}
-	rb_luabox_set(L, ex->scope, "output");
 	json_t *v = render(ex, st->outputs, "outputs", err);
-	lua_pushnil(L);
-	rb_luabox_set(L, ex->scope, "output");
+	if (rb_luabox_set_json(ex->box, ex->scope, "output", NULL, 0) < 0) {
+		json_decref(v);
+		free(*err);
+		*err = NULL;
+		*capped = 1;
+		return NULL;
+	}
 	return v;
 }
 
@@ -363,6 +392,12 @@ static void add_sensitive(struct exec *ex, const json_t *v)
 	}
 }
 
+/* When what is being finished ended: now, or when a polled call ended while Lua ran. */
+static int64_t ended_ms(const struct exec *ex)
+{
+	return ex->ended_ms ? ex->ended_ms : rb_now_ms();
+}
+
 static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *output, char *error)
 {
 	struct srun *sr = &ex->s[i];
@@ -382,10 +417,11 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		json_decref(sr->items_done);
 		sr->items_done = NULL;
 	}
+	int capped = 0;
 	if (status == S_SUCCEEDED && st->outputs) {
 		char *err = NULL;
-		sr->outputs = compute_outputs(ex, st, output, &err);
-		if (!sr->outputs) {
+		sr->outputs = compute_outputs(ex, st, output, &err, &capped);
+		if (!sr->outputs && !capped) {
 			sr->status = status = S_FAILED;
 			ex->counts[S_SUCCEEDED]--;
 			ex->counts[S_FAILED]++;
@@ -395,7 +431,13 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		if (st->sensitive && sr->outputs)
 			add_sensitive(ex, sr->outputs);
 	}
-	ex_publish(ex, i);
+	/* Reaching the Lua memory limit fails the step and the run, loudly (ex_publish_failed). */
+	if (capped || ex_publish(ex, i) < 0) {
+		ex_publish_failed(ex, i, capped ? "(its output, for its outputs)" : NULL);
+		status = S_FAILED;
+		capped = 1;
+	}
+	int continued = status == S_FAILED && st->continue_on_error && !capped && !sr->capped;
 
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
@@ -407,18 +449,20 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 							      : json_incref(sr->outputs));
 	if (sr->error)
 		json_object_set_new(rec, "error", json_string(sr->error));
-	if (status == S_FAILED && st->continue_on_error)
+	if (continued)
 		json_object_set_new(rec, "continued", json_true());
-	sr->duration_ms = status == S_SKIPPED ? -1 : rb_now_ms() - sr->started_ms;
+	int64_t end = ended_ms(ex);
+	sr->duration_ms = status == S_SKIPPED ? -1 : end - sr->started_ms;
 	if (sr->duration_ms >= 0)
 		json_object_set_new(rec, "duration_ms", json_integer(sr->duration_ms));
 	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 
 	if (status == S_SUCCEEDED)
-		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, (end - sr->started_ms) / 1000.0);
 	else if (status == S_INTERRUPTED)
-		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id,
+			 (end - sr->started_ms) / 1000.0);
 	else if (status == S_SKIPPED)
 		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
 	else if (status == S_UNPROBED)
@@ -427,10 +471,10 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
 	else
 		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-			 st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
+			 continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
 			 sr->error ? sr->error : "failed");
 
-	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
+	if (status == S_FAILED && !continued && ex->stop_on_failure)
 		ex->failed = 1;
 	for (size_t k = 0; k < sr->nsucc; k++) {
 		struct srun *t = &ex->s[sr->succ[k]];
@@ -528,7 +572,7 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	jb->what = what;
 	jb->action = what->action;
 	jb->calls = json_array();
-	lua_State *L = rb_luabox_state(ex->box);
+	char *capped = NULL;            /* item could not be set: the Lua memory limit */
 
 	json_t *items = NULL;
 	if (st->for_each) {
@@ -544,9 +588,10 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	}
 	size_t n = items ? json_array_size(items) : 1;
 	for (size_t k = 0; k < n; k++) {
-		if (items) {
-			rb_lua_push_json(L, json_array_get(items, k));
-			rb_luabox_set(L, ex->scope, "item");
+		if (items && rb_luabox_set_json(ex->box, ex->scope, "item",
+						json_array_get(items, k), 0) < 0) {
+			item_capped(ex, i, k, n, &capped);
+			goto fail;
 		}
 		r.secret_env = &jb->env;
 		r.redactor = ex->redactor;
@@ -567,9 +612,9 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 		}
 		json_array_append_new(jb->calls, args);
 	}
-	if (items) {
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
+	if (items && rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0) {
+		item_capped(ex, i, n - 1, n, &capped);
+		goto fail;
 	}
 	jb->items = items;
 	rb_diags_release(&d);
@@ -584,17 +629,19 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 		keep_items(ex, jb);
 	return jb;
 fail:
-	/* A compiler's FILE:LINE:COL where the diagnostic has one. */
-	if (d.n && d.v[0].line > 0)
+	*err = NULL;
+fail_err:
+	if (items && !capped && rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0)
+		item_capped(ex, i, n - 1, n, &capped);
+	json_decref(items);
+	if (*err)
+		free(capped);   /* the first reason stands */
+	else if (capped)
+		*err = capped;
+	else if (d.n && d.v[0].line > 0)   /* a compiler's FILE:LINE:COL where it has one */
 		*err = rb_xasprintf("%s:%d:%d: %s", ex->rb->file, d.v[0].line, d.v[0].col, d.v[0].msg);
 	else
 		*err = rb_xstrdup(d.n ? d.v[0].msg : "an expression failed");
-fail_err:
-	if (items) {
-		lua_pushnil(L);
-		rb_luabox_set(L, ex->scope, "item");
-	}
-	json_decref(items);
 	rb_diags_release(&d);
 	free_job(jb);
 	return NULL;
@@ -762,7 +809,7 @@ static void result(struct exec *ex, const struct unit *u)
 				"attempt", ex->s[jb->step].attempts, "status",
 				!u->failed ? "succeeded" : u->timed_out ? "timed_out"
 				: jb->cancel ? "interrupted" : "failed", "duration_ms",
-				(json_int_t)(rb_now_ms() - u->started_ms));
+				(json_int_t)(ended_ms(ex) - u->started_ms));
 	if (jb->what->kind == RB_CHECK)
 		json_object_set_new(rec, "check", json_true());
 	if (jb->items)
@@ -804,6 +851,12 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 			return;
 		}
 		int go = should_run(ex, i, &why);
+		if (go < 0 && ex->interrupted) {
+			/* An interrupt stopped its condition (lua_poll): undecided, it is not run. */
+			sr->decided = 0;
+			free(why);
+			return;
+		}
 		if (go <= 0) {
 			finish(ex, i, go == 0 ? S_SKIPPED : S_FAILED, NULL, why);
 			return;
@@ -818,6 +871,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
 	struct job *jb = prepare(ex, i, check, &why);
+	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */
+		free(why);
+		return;
+	}
 	if (!jb) {
 		finish(ex, i, S_FAILED, NULL, check ? rb_xasprintf("check: %s", why) : why);
 		if (check)
@@ -877,7 +934,8 @@ static void job_done(struct exec *ex, struct job *jb)
 			rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));
 			ex->ready[ex->nready++] = i;
 		}
-	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted) {
+	} else if (jb->failed && sr->attempts < st->retry.attempts && !ex->interrupted &&
+		   !sr->capped) {
 		int64_t delay = retry_delay(&st->retry, sr->attempts);
 		char d[32];
 		rb_duration_format(delay, d, sizeof(d));
@@ -1031,7 +1089,9 @@ static int step_unit(struct exec *ex, struct unit *u)
 static int start_polled(struct exec *ex, struct unit *u)
 {
 	struct rb_result res = {0};
-	unit_call(u);
+	char *err = NULL;
+	unit_call(u, &err);             /* not inline: it sets no item */
+	free(err);
 	u->state = u->jb->action->start(&u->call, &res);
 	if (!u->state) {
 		ex->running--;
@@ -1044,9 +1104,22 @@ static int start_polled(struct exec *ex, struct unit *u)
 	return step_unit(ex, u) ? unit_done(ex, u) : 0;
 }
 
+/* The polled calls that ended while Lua ran (ex_lua_poll), finished now that it has returned. */
+static void finish_ended(struct exec *ex)
+{
+	while (ex->nended) {
+		struct unit *u = ex->ended[0];
+		memmove(ex->ended, ex->ended + 1, --ex->nended * sizeof(*ex->ended));
+		ex->ended_ms = u->ended_ms;     /* its durations end then, not now */
+		unit_done(ex, u);
+		ex->ended_ms = 0;
+	}
+}
+
 /* Step every polled call: what its fds said, a cancel, its time. */
 static void step_polled(struct exec *ex)
 {
+	finish_ended(ex);
 	for (size_t k = 0; k < ex->npolled;) {
 		struct unit *u = ex->polled[k];
 		if (step_unit(ex, u))
@@ -1086,7 +1159,9 @@ static int dispatch(struct exec *ex, struct job *jb)
 		jb->running++;
 		/* A simulation reads the recorded results on this thread too. */
 		if ((jb->action->flags & RB_ACT_INLINE) || ex->o->recorded) {
+			ex->lua_job = jb;       /* ex_lua_poll stops it when it is cancelled */
 			run_unit(u);
+			ex->lua_job = NULL;
 			if (unit_done(ex, u))
 				return 1;
 			continue;
@@ -1230,16 +1305,16 @@ static void live_tick(struct exec *ex)
 }
 
 /*
- * Wait, at most timeout ms, for a worker's wake-up or the fds of the polled calls; their
- * revents go back to the calls, for their next step.
+ * Wait, at most timeout ms, for a worker's wake-up (with wake) or the fds of the polled
+ * calls; their revents go back to the calls, for their next step.
  */
-static void poll_all(struct exec *ex, int timeout)
+static void poll_all(struct exec *ex, int timeout, int wake)
 {
 	size_t n = 1;
 	for (size_t k = 0; k < ex->npolled; k++)
 		n += (size_t)ex->polled[k]->nfds;
 	rb_grow(&ex->pfds, &ex->pfdcap, n, sizeof(*ex->pfds));
-	ex->pfds[0] = (struct pollfd){ex->wake[0], POLLIN, 0};
+	ex->pfds[0] = (struct pollfd){wake ? ex->wake[0] : -1, POLLIN, 0};
 	n = 1;
 	for (size_t k = 0; k < ex->npolled; k++) {
 		const struct unit *u = ex->polled[k];
@@ -1276,12 +1351,60 @@ static void sync_before_wait(struct exec *ex)
 	ex_journal_sync(ex);
 }
 
+/*
+ * Lua runs on this thread, the engine's, which owns the run's Lua state: a lua:
+ * step or check, and every expression.  While it runs, the count hook calls this
+ * every RB_LUABOX_POLL_MS (rb_luabox_set_poll), so that what the poll loop does
+ * goes on: signals and the run's timeout are acted on, and the polled calls are
+ * stepped (their output streams, their timeouts and cancels act).  Nothing here
+ * touches Lua or the steps' state: a call that ends waits in ex->ended until Lua
+ * has returned, and the loop finishes it (finish_ended).  That keeps the Lua state
+ * on one thread and every step's end in one place, where running Lua on a worker
+ * would have the engine wait for the state before each expression, each end of a
+ * step and each for_each item.  Returns why the Lua code must stop (its job was
+ * cancelled; an expression, by an interrupt), or NULL.
+ */
+static const char *lua_poll(void *ud)
+{
+	struct exec *ex = ud;
+	if (!ex->in_phase)              /* setup: vars; no signal is acted on yet */
+		return NULL;
+	if (!ex->serving) {
+		ex->serving = 1;
+		check_signals(ex, &ex->seen);
+		check_deadline(ex);
+		poll_all(ex, 0, 0);
+		for (size_t k = 0; k < ex->npolled;) {
+			struct unit *u = ex->polled[k];
+			if (!step_unit(ex, u)) {
+				k++;
+				continue;
+			}
+			u->ended_ms = rb_now_ms();
+			rb_grow(&ex->ended, &ex->endedcap, ex->nended + 1, sizeof(*ex->ended));
+			ex->ended[ex->nended++] = u;
+		}
+		live_tick(ex);
+		ex_flush(ex);
+		ex->serving = 0;
+	}
+	if (ex->lua_job)
+		return !ex->lua_job->cancel ? NULL : ex->interrupted ? "interrupted" : "cancelled";
+	return ex->interrupted ? "interrupted" : NULL;
+}
+
+void ex_lua_serve(struct exec *ex)
+{
+	rb_luabox_set_poll(ex->box, lua_poll, ex);
+}
+
 /* Run the ready steps and everything they unlock, until nothing can run. */
 void ex_run_phase(struct exec *ex)
 {
-	int seen = ex->o->signals ? *ex->o->signals : 0;
+	ex->seen = ex->o->signals ? *ex->o->signals : 0;
+	ex->in_phase = 1;
 	for (;;) {
-		check_signals(ex, &seen);
+		check_signals(ex, &ex->seen);
 		check_deadline(ex);
 		step_polled(ex);
 		/*
@@ -1311,11 +1434,13 @@ void ex_run_phase(struct exec *ex)
 			}
 			ex->retrying[k] = ex->retrying[--ex->nretrying];
 		}
+		if (ex->nended)         /* calls that ended while Lua ran: finish them first */
+			continue;
 		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
 		if (!ex->running && !ex->nretrying && !can_start) {
 			if (ask_gates(ex))
 				continue;
-			check_signals(ex, &seen);
+			check_signals(ex, &ex->seen);
 			ex_journal_sync(ex);
 			ex_flush(ex);
 			break;
@@ -1333,7 +1458,7 @@ void ex_run_phase(struct exec *ex)
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
 		sync_before_wait(ex);
 		ex_flush(ex);
-		poll_all(ex, timeout < 0 ? 0 : timeout);
+		poll_all(ex, timeout < 0 ? 0 : timeout, 1);
 		live_tick(ex);
 		pthread_mutex_lock(&ex->mu);
 		struct unit *done = ex->done;
@@ -1346,6 +1471,7 @@ void ex_run_phase(struct exec *ex)
 			done = nx;
 		}
 	}
+	ex->in_phase = 0;
 }
 
 /* Queue the steps of a kind that need nothing. */

@@ -1,7 +1,9 @@
 /*
  * lua: run a chunk in the run's sandbox; its return value is the output.
  * The sandbox has no I/O, so the action has no side effects.  It runs inline,
- * on the engine's thread, because the run has one Lua state.
+ * on the engine's thread, because the run has one Lua state; the engine keeps
+ * its signals, timeouts and other steps going meanwhile from the sandbox's hook
+ * (sched.c: lua_poll), which stops the chunk when the step is cancelled.
  */
 #include <lua.h>
 #include <stdlib.h>
@@ -33,7 +35,8 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	if (rb_luabox_eval(c->box, c->scope, code, strlen(code), 0, ms, &err, &line) < 0) {
 		res->failed = 1;
 		res->timed_out = strstr(err, "time limit of") != NULL;
-		res->broken = !res->timed_out;
+		/* Stopped (a signal, the run's timeout: the engine's poll), it did not fail. */
+		res->broken = !res->timed_out && !*c->cancel;
 		res->error = err;       /* the engine puts the position in front of it */
 		res->chunk_line = line;
 		return -1;

@@ -218,6 +218,103 @@ check "a check that raises error() with no position is broken too" \
 	grep -q 'checked_bare: failed in [0-9.]*s: check: no position' <<<"$out"
 check "in the audit log too" has '"step":"block","status":"failed",.*"error":"tests/exec/lua_errors.yaml:11:7: attempt to index'
 
+# The Lua memory limit reached while the engine records a step's result: that step fails,
+# naming the limit, the step and its position; the run fails (continue_on_error or not), and
+# steps.ID never keeps what it was before (on_failure's report reads what was journalled).
+out=$(run tests/exec/memcap.yaml 2>&1)
+check "reaching the memory limit fails the run (exit 1)" [ $? -eq 1 ]
+mc=$(journal | jq -r 'select(.event == "step_finished" and .status == "failed") | .step' | head -n 1)
+mline=$(grep -n "id: $mc," tests/exec/memcap.yaml | cut -d: -f1)
+check "a step fails as the limit is reached ($mc)" [ -n "$mc" -a "$mc" != s1 ]
+check "its error names the limit, the step and its position" \
+	grep -q "$mc: failed in [0-9.]*s: tests/exec/memcap.yaml:$mline:5: memory limit of 64 MiB exceeded while recording step '$mc'\$" <<<"$out"
+check "in the audit log too" has "\"step\":\"$mc\",\"status\":\"failed\",.*\"error\":\"tests/exec/memcap.yaml:$mline:5: memory limit of 64 MiB"
+check "the steps before it succeeded" [ "$(journal | jq -r 'select(.event == "step_finished" and .status == "succeeded") | .step' | grep -c '^s')" -eq $((${mc#s} - 1)) ]
+started=$(journal | jq -r 'select(.event == "step_started" and (.step | test("^s[0-9]"))) | .step' | tr '\n' ' ')
+check "nothing starts after it" [ "$started" = "$(seq -f 's%g' -s ' ' 1 "${mc#s}") " ]
+check "steps.ID says what the journal says, for every step" bash -c '[ -n "$1" ] && [ "$1" = "$2" ]' _ \
+	"$(journal | jq -Sc 'select(.event == "step_finished" and .step == "report") | .output | with_entries(select(.value != "pending"))')" \
+	"$(journal | jq -Ssc 'map(select(.event == "step_finished" and .step != "report") | {(.step): .status}) | add')"
+out=$(run tests/exec/memcap_item.yaml 2>&1)
+check "an item that does not fit fails the run" [ $? -eq 1 ]
+check "... and its step, naming the limit, the item and the step at its for_each" \
+	grep -q "each: failed in [0-9.]*s: tests/exec/memcap_item.yaml:24:15: memory limit of 64 MiB exceeded while setting item 1 of 2 for step 'each'\$" <<<"$out"
+out=$(run tests/exec/memcap_vars.yaml 2>&1)
+check "a var that does not fit refuses the run (exit 2)" [ $? -eq 2 ]
+check "... naming the limit and the var at its value" \
+	grep -q "^tests/exec/memcap_vars.yaml:[0-9]*:8: error: memory limit of 64 MiB exceeded while setting var 'v[0-9]*'\$" <<<"$out"
+
+# Lua runs on the engine's thread; while it loops the engine acts on timeouts and signals
+# and streams the other steps' output.  Each event line is stamped as it arrives (us).
+stamp() { while IFS= read -r l; do printf '%s %s\n' "${EPOCHREALTIME/./}" "$l"; done; }
+t0=$(date +%s%N)
+run --output json tests/exec/lua_timeout.yaml 2>/dev/null | stamp >"$state/spin.json"
+t1=$(date +%s%N)
+check "a looping lua: step with timeout: 1s times out" \
+	grep -q '"step":"spin","status":"failed",.*"error":"timed out after 1s"' "$state/spin.json"
+check "so does a loop of costly C calls (a sort)" \
+	grep -q '"step":"sorts","status":"failed",.*"error":"timed out after 1s"' "$state/spin.json"
+check "and a check, after which its step runs" \
+	grep -q '"step":"checked","status":"succeeded"' "$state/spin.json"
+check "all within a generous bound (< 8 s for 3 s of timeouts)" [ $(( (t1 - t0) / 1000000 )) -lt 8000 ]
+# talk prints a line every 0.1 s for 1 s, beside spin's 1 s loop.
+at() { grep -m 1 -- "$1" "$state/spin.json" | cut -d' ' -f1; }     # at PATTERN: its arrival (us)
+before=$(sed -n '/"step":"spin","status"/q;/"event":"output","step":"talk"/p' "$state/spin.json")
+n=$(grep -c . <<<"$before")
+check "a command's lines arrive while a lua: step loops ($n of 10)" [ "$n" -ge 4 ]
+spread=$(( ($(tail -n 1 <<<"$before" | cut -d' ' -f1) + 0 - $(head -n 1 <<<"$before" | cut -d' ' -f1) - 0) / 1000 ))
+check "... as they are printed, not at once when it ends (over $spread ms)" [ "$spread" -ge 250 ]
+before=$(sed -n '/"event":"check","step":"checked"/q;/"event":"output","step":"talk"/p' "$state/spin.json")
+check "and while a check loops" [ "$(grep -c . <<<"$before")" -eq 10 ]
+# It ended while the check looped: its duration is until then, not until its end was recorded.
+took=$(cut -d' ' -f2- "$state/spin.json" | jq -r 'select(.step == "talk" and .event == "step_finished") | .duration_ms')
+lines=$(( ($(at '"line":"line 10"') + 0 - $(at '"event":"step_started","step":"talk"') - 0) / 1000 ))
+check "a command that ended while Lua ran has its own duration ($took ms, its lines over $lines ms)" \
+	[ -n "$took" -a "${took:-0}" -lt $((lines + 500)) ]
+
+# ... and while an expression loops (spin's condition, for the 1 s an expression may take).
+RB_SPIN=expr run --output json tests/exec/lua_spin.yaml 2>/dev/null | stamp >"$state/spin.json"
+check "an expression that loops stops at its limit" \
+	grep -q '"step":"spin","status":"failed",.*"error":"if: expression failed: time limit of 1000 ms exceeded"' "$state/spin.json"
+before=$(sed -n '/"step":"spin","status"/q;/"event":"output","step":"talk"/p' "$state/spin.json")
+spread=$(( ($(tail -n 1 <<<"$before" | cut -d' ' -f1) + 0 - $(head -n 1 <<<"$before" | cut -d' ' -f1) - 0) / 1000 ))
+check "a command's lines arrive as they are printed meanwhile ($(grep -c . <<<"$before") over $spread ms)" \
+	[ "$spread" -ge 250 ]
+
+t0=$(date +%s%N)
+out=$(run tests/exec/lua_run_timeout.yaml 2>&1)
+rc=$?
+t1=$(date +%s%N)
+check "the run's timeout cancels a looping lua: step ($(( (t1 - t0) / 1000000 )) ms for 1 s)" \
+	[ $rc -eq 1 -a $(( (t1 - t0) / 1000000 )) -lt 5000 ]
+check "... which fails as cancelled" has '"step":"spin","status":"failed",.*"error":"cancelled"'
+
+# A signal while Lua loops (RB_SPIN: in a step, its check, its condition) stops the run at
+# once, journalled as interrupted; the resumed run (nothing loops) finishes.
+spin_signal() {           # spin_signal WHERE SIGNAL STATUS
+	RB_SPIN=$1 "$RUNBOOK" run --state-dir "$state" tests/exec/lua_spin.yaml >"$state/sig.out" 2>&1 &
+	local pid=$! rc t0 t1
+	for _ in $(seq 100); do grep -q 'talk| line 2' "$state/sig.out" && break; sleep 0.05; done
+	t0=$(date +%s%N)
+	kill -"$2" $pid
+	wait $pid
+	rc=$?
+	t1=$(date +%s%N)
+	check "SIG$2 while Lua loops in its $1: the run stops at once ($(( (t1 - t0) / 1000000 )) ms)" \
+		[ $rc -eq "$3" -a $(( (t1 - t0) / 1000000 )) -lt 4000 ]
+	check "... journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+}
+spin_signal step TERM 143
+check "the lua: step is interrupted" has '"step":"spin","status":"interrupted"'
+out=$("$RUNBOOK" resume "$(ls -t "$state"/runs | head -n 1)" --state-dir "$state" 2>&1)
+check "resumed, the run succeeds" [ $? -eq 0 ]
+check "... the lua: step runs again" has '"step":"spin","status":"succeeded","attempt":1,"output":"done"'
+spin_signal check INT 130
+check "the step whose check loops is interrupted" has '"step":"spin","status":"interrupted"'
+spin_signal expr TERM 143
+lacks() { ! has "$1"; }
+check "the step whose condition loops is not run (nor failed)" lacks '"step":"spin"'
+
 # shell: forms, env, cwd, stdin, parse, exit codes, timeouts, secrets
 out=$(EXEC_TEST_TOKEN=s3cr3t-XY EXPECTED=s3cr3t-XY run tests/exec/shell.yaml 2>&1)
 check "shell runbook exits 0" [ $? -eq 0 ]
