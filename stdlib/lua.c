@@ -35,8 +35,9 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	if (rb_luabox_eval(c->box, c->scope, code, strlen(code), 0, ms, &err, &line) < 0) {
 		res->failed = 1;
 		res->timed_out = strstr(err, "time limit of") != NULL;
-		/* Stopped (a signal, the run's timeout: the engine's poll), it did not fail. */
-		res->broken = !res->timed_out && !*c->cancel;
+		/* Stopped (a signal, the run's timeout: the engine's poll), it did not fail; out of
+		   time, it gave no answer. */
+		res->broken = !*c->cancel;
 		res->error = err;       /* the engine puts the position in front of it */
 		res->chunk_line = line;
 		return -1;

@@ -371,6 +371,11 @@ static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
 		res->failed = 1;
 		res->error = failure(c, r);
+		/*
+		 * As a check, exit status 1 says "no" (test, grep, diff); anything else gave no
+		 * answer: it could not start, was killed, timed out, or failed otherwise.
+		 */
+		res->broken = !*c->cancel && r->exit_code != 1;
 	} else {
 		json_t *how = json_object_get(c->args, "parse");
 		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,

@@ -165,10 +165,12 @@ check "and says it was not a crash" bash -c "! grep -q run_crashed '$state/runs/
 check "but resumed" grep -q run_resumed "$state/runs/$hid/audit.jsonl"
 check "the step after it ran once" [ "$(cat "$hdir/after.count")" = after ]
 rm -f "$hdir/go"
+# A file of its own: the first run's "hold: started" must not be taken for this one's (a
+# SIGHUP before the subshell's trap would run the suite's EXIT trap there).
 (trap '' HUP; exec "$RUNBOOK" run --state-dir "$state" -p dir="$hdir" tests/exec/hangup.yaml) \
-	>"$hdir/out" 2>&1 &
+	>"$hdir/out.nohup" 2>&1 &
 pid=$!
-for _ in $(seq 50); do grep -q 'hold: started' "$hdir/out" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q 'hold: started' "$hdir/out.nohup" && break; sleep 0.1; done
 kill -HUP $pid
 touch "$hdir/go"
 wait $pid
@@ -254,8 +256,8 @@ check "a looping lua: step with timeout: 1s times out" \
 	grep -q '"step":"spin","status":"failed",.*"error":"timed out after 1s"' "$state/spin.json"
 check "so does a loop of costly C calls (a sort)" \
 	grep -q '"step":"sorts","status":"failed",.*"error":"timed out after 1s"' "$state/spin.json"
-check "and a check, after which its step runs" \
-	grep -q '"step":"checked","status":"succeeded"' "$state/spin.json"
+check "and a check, which gave no answer: its step fails without running" \
+	grep -q '"step":"checked","status":"failed",.*"error":"check: ' "$state/spin.json"
 check "all within a generous bound (< 8 s for 3 s of timeouts)" [ $(( (t1 - t0) / 1000000 )) -lt 8000 ]
 # talk prints a line every 0.1 s for 1 s, beside spin's 1 s loop.
 at() { grep -m 1 -- "$1" "$state/spin.json" | cut -d' ' -f1; }     # at PATTERN: its arrival (us)
@@ -480,6 +482,15 @@ check "resume of a crashed step with a check needs no --rerun" [ $? -eq 0 ]
 check "it says the check decides" grep -q 'running again slow (running; its check decides)' <<<"$out"
 check "the check found it done" grep -q 'slow: satisfied' <<<"$out"
 check "the step did not run twice" [ "$(wc -l <"$cdir/slow.count")" -eq 1 ]
+# A check that cannot answer stops its step; exit 1 is a "no".
+out=$(run -p dir="$cdir" tests/exec/check_noanswer.yaml 2>&1)
+check "checks without an answer: the run goes on (continue_on_error)" [ $? -eq 0 ]
+check "exit 1 says no: the step ran" [ -e "$cdir/says_no.ran" ]
+for s in not_found unreachable hangs lua_hangs; do
+	check "$s: the check gave no answer, the step did not run" [ ! -e "$cdir/$s.ran" ]
+	check "$s: it failed, saying why" has "\"step\":\"$s\",\"status\":\"failed\".*\"error\":\"check: "
+done
+check "with the check's own message" grep -q 'unreachable: failed.*check: exit status 2: could not connect to server' <<<"$out"
 rm -rf "$cdir"
 
 # for_each items are units: at most `concurrency` at once, each journalled,
