@@ -161,6 +161,17 @@ enum {
  */
 int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *run_id,
 		  unsigned flags, struct rb_audit_log **out, char **err);
+/*
+ * The same, completing an interrupted repair only when PATH.repair's record
+ * verifies with a key of trust (copied; NULL or empty: key's public half): it
+ * is canonical and signed, a log_repaired of run_id (any run in a shared log),
+ * follows the log's last record (seq, prev, offset) and accounts for every
+ * byte after it.  Otherwise open (or a shared log's sync) fails, naming the
+ * file, and the log is left as it is.  rb_audit_open trusts key alone.
+ */
+int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
+			  const struct rb_audit_keyring *trust, const char *run_id,
+			  unsigned flags, struct rb_audit_log **out, char **err);
 /* The torn tail open found and no repair has removed, or NULL; borrowed. */
 const struct rb_audit_torn *rb_audit_torn(const struct rb_audit_log *a);
 /*

@@ -666,17 +666,20 @@ static int setup(struct exec *ex)
 	if (rb->lock && take_lock(ex, state) < 0)
 		return -2;
 	ex->run_dir = rb_run_dir(state, ex->run_id);
+	/* Whom a resume trusts; a new run, its own key only (an interrupted repair's signer). */
+	struct rb_audit_keyring *trust = ex->o->resume_id ? trusted_keys(ex) : NULL;
+	if (ex->o->resume_id && !trust)
+		return -2;
 	if (ex->o->audit_log &&
-	    rb_audit_open(ex->o->audit_log, ex->key, ex->run_id, RB_AUDIT_SHARED, &ex->shared,
-			  &err) < 0) {
+	    rb_audit_open_trusted(ex->o->audit_log, ex->key, trust, ex->run_id, RB_AUDIT_SHARED,
+				  &ex->shared, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot open the audit log: %s", err);
 		free(err);
+		rb_audit_keyring_free(trust);
 		return -2;
 	}
 	if (ex->o->resume_id) {
-		struct rb_audit_keyring *trust = trusted_keys(ex);
-		int r = trust ? rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal,
-						&err) : -1;
+		int r = rb_journal_open(ex->run_dir, ex->run_id, ex->key, trust, &ex->journal, &err);
 		rb_audit_keyring_free(trust);
 		if (r < 0) {
 			if (err)

@@ -877,11 +877,14 @@ static int rename_new(const char *from, const char *to)
 	return rename(from, to);
 }
 
-/* Open the run's log (it exists) for j, signing with key, and continue its seq. */
-static int open_log(struct rb_journal *j, const struct rb_audit_key *key, const char *run_id,
-		    char **err)
+/*
+ * Open the run's log (it exists) for j, signing with key, and continue its
+ * seq; an interrupted repair is completed only when trust (NULL: key) signed it.
+ */
+static int open_log(struct rb_journal *j, const struct rb_audit_key *key,
+		    const struct rb_audit_keyring *trust, const char *run_id, char **err)
 {
-	if (rb_audit_open(j->path, key, run_id, 0, &j->log, err) < 0)
+	if (rb_audit_open_trusted(j->path, key, trust, run_id, 0, &j->log, err) < 0)
 		return -1;
 	rb_audit_set_hook(j->log, j->hook, j->hook_arg);
 	j->key = key;
@@ -977,7 +980,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		rb_fail(err, "cannot sync %s: %s", runs, strerror(errno));
 		goto undo;
 	}
-	if (open_log(j, key, run_id, err) < 0)
+	if (open_log(j, key, NULL, run_id, err) < 0)
 		goto undo;
 	take_head(j);
 	free(runs);
@@ -1144,7 +1147,7 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 		rb_fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
-	if (open_log(j, key, run_id, err) < 0)
+	if (open_log(j, key, trust, run_id, err) < 0)
 		goto undo;
 	j->last_type = strdup(rb_audit_last_type(j->log));
 	/* Appending after a torn line would glue the next record to it: cut it, on the record. */

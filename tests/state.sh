@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The state directory as someone else may leave it (docs/state.md): files
+# planted or forged in a run's directory, symlinks, hostile names and bytes.
+# What the engine cannot verify it refuses, saying why, and changes nothing.
+set -uo pipefail
+: "${RUNBOOK:?}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() {                 # check DESCRIPTION COMMAND...
+	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
+}
+rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
+sha() { sha256sum | cut -c 1-64; }
+
+# A forged audit.jsonl.repair, as if a crash had left a torn tail's repair half
+# done: its record follows the log's last (seq, prev, offset, the torn bytes)
+# but its signature is not the key's.  Resume refuses it, naming the file, and
+# the run is as it was: nothing merged, nothing chained over it.
+st="$tmp/forged"
+rb run --state-dir "$st" -p dir=/nonexistent tests/exec/failclosed.yaml >/dev/null 2>&1
+id=$(ls "$st/runs")
+d="$st/runs/$id"
+torn='{"key_id":"ab'
+printf '%s' "$torn" >>"$d/audit.jsonl"
+size=$(stat -c %s "$d/audit.jsonl")
+off=$((size - ${#torn}))
+last=$(head -c "$off" "$d/audit.jsonl" | tail -n 1)
+jq -cjS -n --argjson seq "$(($(jq .seq <<<"$last") + 1))" --arg prev "$(printf '%s' "$last" | sha)" \
+	--arg kid "$(jq -r .key_id <<<"$last")" --arg run "$id" --argjson off "$off" \
+	--argjson len "${#torn}" --arg tsha "$(printf '%s' "$torn" | sha)" \
+	--arg data "$(printf '%s' "$torn" | base64)" --arg sig "$(printf '%086d==' 0 | tr 0 A)" \
+	'{type: "log_repaired", offset: $off, length: $len, sha256: $tsha, data: $data, seq: $seq,
+	  prev: $prev, key_id: $kid, run_id: $run, ts: "2026-01-01T00:00:00.000Z", sig: $sig}' \
+	>"$d/audit.jsonl.repair"
+echo >>"$d/audit.jsonl.repair"
+cp -a "$d" "$tmp/forged.before"
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "resume refuses a forged repair file" [ $? -ne 0 ]
+check "it names the file and why" grep -qF "$d/audit.jsonl.repair: its record does not verify" <<<"$out"
+check "the run is unchanged" diff -r "$tmp/forged.before" "$d"
+check "the log still ends in its torn tail" bash -c "tail -c ${#torn} '$d/audit.jsonl' | grep -qxF '$torn'"
+
+echo "state: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
