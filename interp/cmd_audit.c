@@ -85,7 +85,7 @@ static int verify_files(const char *log, size_t *nfiles)
 		*slash = '\0';
 	while ((n = getline(&buf, &cap, f)) > 0) {
 		line++;
-		json_t *rec = json_loadb(buf, (size_t)n, 0, NULL);
+		json_t *rec = json_loadb(buf, (size_t)n, JSON_ALLOW_NUL, NULL);
 		json_t *out = rb_record_value(rec, "output");
 		if (out)
 			rc |= check_files(slash ? dir : ".", log, line, out, seen);

@@ -31,7 +31,7 @@ static json_t *run_ids(const char *buf, size_t len)
 	for (size_t at = 0; at < len;) {
 		const char *nl = memchr(buf + at, '\n', len - at);
 		size_t n = nl ? (size_t)(nl - (buf + at)) : len - at;
-		json_t *rec = json_loadb(buf + at, n, 0, NULL);
+		json_t *rec = json_loadb(buf + at, n, JSON_ALLOW_NUL, NULL);
 		const char *id = json_string_value(json_object_get(rec, "run_id"));
 		if (id && !json_object_get(seen, id)) {
 			json_object_set_new(seen, id, json_true());

@@ -750,7 +750,8 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 	if (r < 0)
 		return errno == ENOENT ? 0 : rb_fail(err, "cannot read %s/%s: %s", run_dir,
 						  RB_RUN_SNAPSHOT, strerror(errno));
-	json_t *snap = json_loadb(buf, len, 0, NULL);
+	/* The state may hold NUL (a step's output): the encoder writes \u0000. */
+	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, NULL);
 	free(buf);
 	json_t *h = json_object_get(snap, "head");
 	json_t *s = json_object_get(h, "seq");
@@ -1041,7 +1042,7 @@ static char *unverifiable(const struct scan *s, const char *dir,
 {
 	char *why = NULL;
 	if (s->last_line) {
-		json_t *rec = json_loadb(s->last_line, s->last_len, 0, NULL);
+		json_t *rec = json_loadb(s->last_line, s->last_len, JSON_ALLOW_NUL, NULL);
 		const char *kid = json_string_value(json_object_get(rec, "key_id"));
 		if (kid && !rb_audit_keyring_find(trust, kid))
 			why = rb_xasprintf("%s/%s:%zu: signed by key %s, which is not in the keyring",

@@ -41,7 +41,18 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 		json_object_set_new(ev, "index", json_integer((json_int_t)u->k));
 		snprintf(at, sizeof(at), "[%zu]", u->k + 1);
 	}
-	ex_event(ex, ev, "%s%s%s %.*s", id, at, stream == 2 ? "!" : "|", (int)n, clean);
+	/* A NUL would end the text line there (`printf 'a\0b'`): shown as JSON shows it. */
+	struct rb_buf text;
+	rb_buf_init(&text);
+	for (size_t i = 0; i < n; i++) {
+		if (clean[i])
+			rb_buf_putc(&text, clean[i]);
+		else
+			rb_buf_puts(&text, "\\u0000");
+	}
+	rb_buf_putc(&text, '\0');
+	ex_event(ex, ev, "%s%s%s %s", id, at, stream == 2 ? "!" : "|", text.s);
+	rb_buf_release(&text);
 	free(clean);
 }
 

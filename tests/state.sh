@@ -41,5 +41,27 @@ check "it names the file and why" grep -qF "$d/audit.jsonl.repair: its record do
 check "the run is unchanged" diff -r "$tmp/forged.before" "$d"
 check "the log still ends in its torn tail" bash -c "tail -c ${#torn} '$d/audit.jsonl' | grep -qxF '$torn'"
 
+# NUL bytes in a step's output: JSON writes them as \u0000, and every reader of
+# what the engine wrote takes them back (run, status, resume, audit verify with
+# the output file past 1 MiB, replay).
+st="$tmp/nul"
+mkdir -p "$tmp/nuldir"
+out=$(rb run --state-dir "$st" -p dir="$tmp/nuldir" tests/state/nul.yaml 2>&1)
+check "a run whose output holds NUL runs (and fails at its gate)" [ $? -eq 1 ]
+check "the console shows the NUL, not a cut line" grep -qF 'list| p\u0000q\u0000' <<<"$out"
+id=$(ls "$st/runs")
+d="$st/runs/$id"
+check "the output file keeps the bytes past 1 MiB" cmp "$d/output/big.stdout" <(printf 'z\0z')
+check "status reads it" rb status --state-dir "$st" "$id"
+check "audit verify checks it, with its output file" bash -c "'$RUNBOOK' audit verify --state-dir '$st' '$id' | grep -q '1 output file'"
+check "replay shows it" bash -c "'$RUNBOOK' replay --state-dir '$st' '$id' | grep -qF 'stdout: p\u0000q\u0000'"
+touch "$tmp/nuldir/go"
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "resume reads it back" [ $? -eq 0 ]
+check "with its NUL bytes, in Lua" bash -c "jq -r 'select(.type==\"step_finished\" and .step==\"count\") | .output' '$d/audit.jsonl' | grep -qxF '{\"n\":4,\"second\":0}'"
+check "audit verify after the resume" rb audit verify --state-dir "$st" "$id"
+check "replay after the resume" rb replay --state-dir "$st" "$id"
+check "the output file is unchanged" cmp "$d/output/big.stdout" <(printf 'z\0z')
+
 echo "state: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
