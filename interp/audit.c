@@ -625,7 +625,8 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (a->fd < 0 && errno == EEXIST) {
 		created = 0;
-		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC |
+			     (flags & RB_AUDIT_NOFOLLOW ? O_NOFOLLOW : 0));
 	}
 	int r = 0;
 	if (!a->ctx || !a->tmpl || rb_audit_sign_setup(key, a->tmpl) < 0) {
@@ -633,7 +634,8 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 		goto out;
 	}
 	if (a->fd < 0) {
-		r = rb_fail(err, "cannot open %s: %s", path, strerror(errno));
+		r = rb_fail(err, "cannot open %s: %s", path, errno == ELOOP
+			    ? "a symbolic link, not followed" : strerror(errno));
 		goto out;
 	}
 	/* A new file's entry must be durable too, or a power loss loses the whole log. */

@@ -149,6 +149,12 @@ enum {
 	 * fails if the file changed since the last.
 	 */
 	RB_AUDIT_SHARED = 1,
+	/*
+	 * The log is in a run's directory, the engine's own: a symbolic link
+	 * in its place is not followed (open fails), where a log the user
+	 * names (--audit-log) may be one.
+	 */
+	RB_AUDIT_NOFOLLOW = 2,
 };
 
 /*

@@ -54,8 +54,9 @@ static int check_files(const char *dir, const char *log, size_t line, const json
 				"%s directory\n", log, line, file, RB_RUN_OUTPUT);
 			rc = -1;
 		} else if (rb_sha256_file(path, hex) < 0) {
-			fprintf(stderr, "%s: error: %s, and %s:%zu binds it\n", path, strerror(errno),
-				log, line);
+			fprintf(stderr, "%s: error: %s, and %s:%zu binds it\n", path,
+				errno == ELOOP ? "a symbolic link (not followed)" : errno == EINVAL
+				? "not a regular file" : strerror(errno), log, line);
 			rc = -1;
 		} else if (strcmp(hex, sha)) {
 			fprintf(stderr, "%s: error: its SHA-256 is not the one %s:%zu records: the file "

@@ -506,11 +506,22 @@ static int take_lock(struct exec *ex, const char *state)
 		rb_error_pos(ex->d, 0, 0, "cannot create %s: %s", dir, strerror(errno));
 		goto out;
 	}
-	ex->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* The engine's file: a symbolic link planted in its place, or of locks/, is not followed. */
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat lst;
+	if (dfd < 0 && errno == ENOTDIR && lstat(dir, &lst) == 0 && S_ISLNK(lst.st_mode))
+		errno = ELOOP;
+	ex->lock_fd = dfd < 0 ? -1 : openat(dfd, strrchr(path, '/') + 1,
+					    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (ex->lock_fd < 0) {
-		rb_error_pos(ex->d, 0, 0, "cannot open the lock %s: %s", path, strerror(errno));
+		rb_error_pos(ex->d, 0, 0, "cannot open the lock %s: %s", path, errno == ELOOP
+			     ? "a symbolic link is in its place, or of its directory: not followed"
+			     : strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		goto out;
 	}
+	close(dfd);
 	int64_t give_up = rb_now_ms() + ex->o->lock_timeout_ms;
 	int said = 0;
 	while (flock(ex->lock_fd, LOCK_EX | LOCK_NB) < 0) {

@@ -188,17 +188,29 @@ static int sync_parent(const char *path)
 	return r;
 }
 
-/* Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing). */
+/*
+ * Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing).
+ * The run's files are the engine's: a symbolic link there is not followed
+ * (ELOOP), and what is not a regular file (a FIFO, a device) is not read
+ * (EINVAL): either could send a reader elsewhere, or read forever.
+ */
 static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	struct stat st;
 	size_t cap = 4096, len = 0;
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
+	char *buf = NULL;
+	if (fstat(fd, &st) < 0)
+		goto bad;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto bad;
+	}
+	if (st.st_size > 0)
 		cap = (size_t)st.st_size + 1;
-	char *buf = malloc(cap);
+	buf = malloc(cap);
 	if (!buf)
 		goto bad;
 	for (;;) {
@@ -230,6 +242,13 @@ bad:;
 	close(fd);
 	errno = saved;
 	return -1;
+}
+
+/* Why read_at failed, for a message. */
+static const char *read_why(int e)
+{
+	return e == ELOOP ? "a symbolic link, not followed"
+	       : e == EINVAL ? "not a regular file" : strerror(e);
 }
 
 /*
@@ -651,7 +670,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		goto oom;
 
 	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
-		rb_fail(err, "cannot read %s: %s", spath, strerror(errno));
+		rb_fail(err, "cannot read %s: %s", spath, read_why(errno));
 		goto out;
 	}
 	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
@@ -663,7 +682,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		if (errno == ENOENT)
 			rb_fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
 		else
-			rb_fail(err, "cannot read %s: %s", jpath, strerror(errno));
+			rb_fail(err, "cannot read %s: %s", jpath, read_why(errno));
 		goto out;
 	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
@@ -749,7 +768,7 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 	close(dfd);
 	if (r < 0)
 		return errno == ENOENT ? 0 : rb_fail(err, "cannot read %s/%s: %s", run_dir,
-						  RB_RUN_SNAPSHOT, strerror(errno));
+						  RB_RUN_SNAPSHOT, read_why(errno));
 	/* The state may hold NUL (a step's output): the encoder writes \u0000. */
 	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, NULL);
 	free(buf);
@@ -851,10 +870,16 @@ static struct rb_journal *journal_new(const char *dir)
 	return j;
 }
 
-/* Removes what rb_journal_create puts in a run directory that is not yet renamed. */
+/*
+ * Removes what rb_journal_create puts in a run directory that is not yet
+ * renamed; a symbolic link planted in its place is removed itself, never
+ * followed (the files of its target are not the run's).
+ */
 static int remove_new_run(const char *dir)
 {
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return unlink(dir);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -1;
 	unlinkat(dfd, RB_RUN_JOURNAL, 0);
@@ -885,7 +910,8 @@ static int rename_new(const char *from, const char *to)
 static int open_log(struct rb_journal *j, const struct rb_audit_key *key,
 		    const struct rb_audit_keyring *trust, const char *run_id, char **err)
 {
-	if (rb_audit_open_trusted(j->path, key, trust, run_id, 0, &j->log, err) < 0)
+	if (rb_audit_open_trusted(j->path, key, trust, run_id, RB_AUDIT_NOFOLLOW, &j->log,
+				  err) < 0)
 		return -1;
 	rb_audit_set_hook(j->log, j->hook, j->hook_arg);
 	j->key = key;
@@ -946,7 +972,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		goto undo;
 	}
 	made = 1;
-	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (j->dirfd < 0) {
 		rb_fail(err, "cannot open directory %s: %s", tmp, strerror(errno));
 		goto undo;
@@ -1122,9 +1148,14 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	}
 	if (crash_from_env(j, err) < 0)
 		goto undo;
-	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* The run's directory is the engine's: a symbolic link in its place is not followed. */
+	j->dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (j->dirfd < 0) {
-		rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+		struct stat lst;
+		int linked = errno == ELOOP || (errno == ENOTDIR && lstat(run_dir, &lst) == 0 &&
+						S_ISLNK(lst.st_mode));
+		rb_fail(err, "cannot open run %s: %s", run_dir, linked
+			? "it is a symbolic link, not followed" : strerror(errno));
 		goto undo;
 	}
 	if (lock_run(j->dirfd, run_dir, err) < 0)
@@ -1140,7 +1171,7 @@ int rb_journal_open(const char *run_dir, const char *run_id, const struct rb_aud
 	 * engine, which will act on them), the rename of a compaction cut off
 	 * before its directory fsync, the entry of a run in runs/.
 	 */
-	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_CLOEXEC);
+	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	int synced = fd >= 0 && sync_fd(fd, 1) == 0;
 	if (fd >= 0)
 		close(fd);
@@ -1230,7 +1261,7 @@ int rb_journal_gate_fd(struct rb_journal *j)
 		if (pipe2(j->gate, O_CLOEXEC) < 0)
 			j->gate[0] = j->gate[1] = -1;
 	} else if (j->gate[0] < 0) {
-		j->gate[0] = open(j->path, O_RDONLY | O_CLOEXEC);
+		j->gate[0] = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	}
 	return j->gate[0];
 }
@@ -1494,11 +1525,11 @@ int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err
 	if (dfd < 0)
 		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	if (read_at(dfd, RB_RUN_RUNBOOK_SHA, &sum, &sumlen) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, read_why(errno));
 		goto out;
 	}
 	if (read_at(dfd, RB_RUN_RUNBOOK, buf, len) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, read_why(errno));
 		goto out;
 	}
 	if (rb_sha256_hex(*buf, *len, hex) < 0) {

@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,6 +150,7 @@ struct stream {
 	size_t total, spilled;
 	int spill_fd;           /* -1 until the first byte past mem_limit */
 	int spill_errno;        /* why the spill file failed, or 0 */
+	char *spill_file;       /* its path, as created */
 	char *hold;             /* with a filter: spilled bytes after the last newline */
 	size_t hold_len;
 	char *line;             /* the unterminated line so far */
@@ -226,13 +228,59 @@ static void feed_lines(struct rb_proc *p, struct stream *s, const char *d, size_
 	}
 }
 
+/*
+ * Creates the spill file prefix + suffix for this call alone (O_EXCL): never
+ * through a symbolic link in its place or in place of its directory (someone
+ * else's file would be written: ELOOP), and never over a file that is there:
+ * an earlier attempt's, or a session's before a resume, which a record of the
+ * audit log binds.  Its name is then taken: ".2", ".3", ... are tried after
+ * it.  Returns the descriptor and the path in *path, or -1 with errno.
+ */
+static int spill_open(const char *prefix, const char *suffix, char **path)
+{
+	const char *slash = strrchr(prefix, '/');
+	char *dir = slash ? xasprintf("%.*s", (int)(slash - prefix + (slash == prefix)), prefix)
+		    : NULL;
+	int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : AT_FDCWD;
+	int fd = -1;
+	struct stat st;
+	/* O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a link: say it is one. */
+	if (dfd == -1 && errno == ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	*path = NULL;
+	for (int k = 1; dfd != -1 && k <= RB_PROC_SPILL_NAMES; k++) {
+		free(*path);
+		*path = k == 1 ? xasprintf("%s%s", prefix, suffix)
+			       : xasprintf("%s%s.%d", prefix, suffix, k);
+		const char *base = slash ? *path + (slash - prefix) + 1 : *path;
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			break;
+		if (!S_ISREG(st.st_mode)) {
+			errno = S_ISLNK(st.st_mode) ? ELOOP : EEXIST;
+			break;
+		}
+	}
+	int saved = errno;
+	if (dfd >= 0)
+		close(dfd);
+	free(dir);
+	if (fd < 0) {
+		free(*path);
+		*path = NULL;
+	}
+	errno = saved;
+	return fd;
+}
+
 static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size_t n)
 {
 	if (s->spill_fd < 0) {
-		char *path = xasprintf("%s%s", p->spill_path, s->no == 1 ? ".stdout" : ".stderr");
-
-		s->spill_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		free(path);
+		errno = 0;
+		s->spill_fd = spill_open(p->spill_path, s->no == 1 ? ".stdout" : ".stderr",
+					 &s->spill_file);
 	}
 	if (s->spill_fd < 0 || write_all(s->spill_fd, d, n) < 0) {
 		/* ENOSPC and friends: drop the rest, the counters tell how much. */
@@ -321,6 +369,8 @@ static void sync_result(struct rb_proc *p)
 	r->err_spilled = p->err.spilled;
 	r->out_spill_errno = p->out.spill_errno;
 	r->err_spill_errno = p->err.spill_errno;
+	r->out_spill_file = p->out.spill_file;
+	r->err_spill_file = p->err.spill_file;
 }
 
 static void stream_eof(struct rb_proc *p, struct stream *s)
@@ -847,6 +897,8 @@ void rb_proc_free(struct rb_proc *p)
 	free(p->out.hold);
 	free(p->err.hold);
 	free(p->spill_path);
+	free(p->out.spill_file);
+	free(p->err.spill_file);
 	free(p->argv0);
 	free(p->cwd);
 	free(p->error);

@@ -88,6 +88,8 @@
 #define RB_PROC_LINE_MAX	65536
 /* After SIGKILL, how long to wait for the processes before giving up on them. */
 #define RB_PROC_ABANDON_MS	500
+/* Names a spill file may take: spill_path.stdout, then .stdout.2 ... .stdout.N. */
+#define RB_PROC_SPILL_NAMES	1000
 
 struct rb_proc_spec {
 	const char *const *argv;        /* argv[0] searched in PATH (the child's); NULL-terminated */
@@ -97,7 +99,9 @@ struct rb_proc_spec {
 	const char *stdin_data;         /* NULL: /dev/null; copied, need not outlive the call */
 	size_t stdin_len;
 	const char *spill_path;         /* output past mem_limit goes to spill_path + ".stdout" /
-					   ".stderr" (created 0600 on first use), or NULL: dropped
+					   ".stderr" (created 0600 on first use, never through a
+					   symlink nor over a file there: then + ".2", ".3", ...;
+					   the result names it), or NULL: dropped
 					   (still counted) */
 	size_t mem_limit;               /* bytes of each stream kept in memory */
 	long timeout_ms;                /* > 0: terminate with grace_ms when it has run this long */
@@ -150,7 +154,9 @@ struct rb_proc_result {
 	size_t out_total, err_total;    /* bytes produced, including spilled and dropped ones */
 	size_t out_spilled, err_spilled; /* bytes in the spill files; the rest past out_len was
 					   dropped (no spill_path, or the file could not be written) */
-	int out_spill_errno, err_spill_errno; /* why a spill file could not be written, or 0 */
+	int out_spill_errno, err_spill_errno; /* why a spill file could not be written, or 0
+					   (ELOOP: a symbolic link in its place, not followed) */
+	const char *out_spill_file, *err_spill_file; /* the spill files as created, or NULL */
 };
 
 struct rb_proc;

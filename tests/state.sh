@@ -63,5 +63,61 @@ check "audit verify after the resume" rb audit verify --state-dir "$st" "$id"
 check "replay after the resume" rb replay --state-dir "$st" "$id"
 check "the output file is unchanged" cmp "$d/output/big.stdout" <(printf 'z\0z')
 
+# Files the engine creates in a run are created, never opened through a
+# symbolic link planted in their place or in place of output/: the link's
+# target is untouched and the run says why.  An earlier attempt's output file
+# is kept (the audit log binds it); the next attempt's takes the next name.
+spill_run() {             # spill_run NAME: a run of spill.yaml that failed once, in $st
+	st="$tmp/$1"
+	mkdir -p "$st.dir"
+	rb run --state-dir "$st" -p dir="$st.dir" tests/state/spill.yaml >/dev/null 2>&1
+	id=$(ls "$st/runs")
+	d="$st/runs/$id"
+	touch "$st.dir/go"
+}
+spill_run spill
+check "the first attempt's output file" cmp "$d/output/big.stdout" <(echo first)
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "a second attempt runs" [ $? -eq 0 ]
+check "the first attempt's file is kept" cmp "$d/output/big.stdout" <(echo first)
+check "the second's has the next name" cmp "$d/output/big.stdout.2" <(echo second)
+check "its record names it" grep -q '"file\\":\\"output/big.stdout.2\\"' "$d/audit.jsonl"
+check "the run verifies, both files bound" bash -c "'$RUNBOOK' audit verify --state-dir '$st' '$id' | grep -q '2 output files'"
+
+spill_run link
+echo theirs >"$tmp/victim"
+rm "$d/output/big.stdout"
+ln -s "$tmp/victim" "$d/output/big.stdout"
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "a symlink in place of the output file is not followed" cmp "$tmp/victim" <(echo theirs)
+check "the run says why" grep -q 'could not be written to output/big.stdout (a symbolic link is in its place' <<<"$out"
+check "verify does not follow it either" bash -c "'$RUNBOOK' audit verify --state-dir '$st' '$id' 2>&1 | grep -q 'big.stdout: error: a symbolic link (not followed)'"
+
+spill_run dirlink
+mkdir "$tmp/victimdir"
+mv "$d/output" "$d/output.moved"
+ln -s "$tmp/victimdir" "$d/output"
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "a symlink in place of output/ is not followed" [ -z "$(ls -A "$tmp/victimdir")" ]
+check "and the run says why" grep -q 'could not be written to output/big.stdout (a symbolic link is in its place, or in place of its directory' <<<"$out"
+
+spill_run loglink
+cp "$d/audit.jsonl" "$tmp/log.copy"
+cp "$d/audit.jsonl" "$tmp/log.before"
+rm "$d/audit.jsonl"
+ln -s "$tmp/log.copy" "$d/audit.jsonl"
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "resume refuses a symlink in place of the log" [ $? -ne 0 ]
+check "saying so" grep -qF "$d/audit.jsonl: a symbolic link, not followed" <<<"$out"
+check "the link's target is unchanged" cmp "$tmp/log.copy" "$tmp/log.before"
+
+st="$tmp/lock"
+mkdir -p "$st/locks"
+ln -s "$tmp/lock.victim" "$st/locks/state-test.lock"
+out=$(rb run --state-dir "$st" tests/state/lock.yaml 2>&1)
+check "a symlink in place of a lock file is refused" [ $? -ne 0 ]
+check "saying so" grep -q 'cannot open the lock .*state-test.lock: a symbolic link is in its place' <<<"$out"
+check "its target is not created" [ ! -e "$tmp/lock.victim" ]
+
 echo "state: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
