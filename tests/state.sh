@@ -119,5 +119,19 @@ check "a symlink in place of a lock file is refused" [ $? -ne 0 ]
 check "saying so" grep -q 'cannot open the lock .*state-test.lock: a symbolic link is in its place' <<<"$out"
 check "its target is not created" [ ! -e "$tmp/lock.victim" ]
 
+# What audit show and replay read is bounded: a line longer than any record
+# (/dev/zero has none) stops them with an error, and so does a log past the
+# 256 MiB replay keeps in memory; neither may take the memory there is.
+bounded() { ( ulimit -v 1000000; timeout 60 "$RUNBOOK" "$@" ); }
+out=$(bounded audit show /dev/zero 2>&1)
+check "audit show /dev/zero fails" [ $? -eq 1 ]
+check "saying the line is too long" grep -qx '/dev/zero: error: line 1 is longer than 16777216 bytes, which no audit log holds: stopped reading there' <<<"$out"
+out=$(bounded replay /dev/zero 2>&1)
+check "replay /dev/zero fails" [ $? -eq 1 ]
+check "saying where" grep -qx '/dev/zero:1: error: a line longer than 16777216 bytes, which no audit log holds: not read further' <<<"$out"
+out=$(yes '{}' | head -c 270000000 | "$RUNBOOK" replay - 2>&1)
+check "replay of a log past 256 MiB fails" [ $? -eq 1 ]
+check "saying so" grep -qx -- '-: error: larger than 256 MiB, the most replay reads (runbook audit verify reads any size)' <<<"$out"
+
 echo "state: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
