@@ -133,5 +133,20 @@ out=$(yes '{}' | head -c 270000000 | "$RUNBOOK" replay - 2>&1)
 check "replay of a log past 256 MiB fails" [ $? -eq 1 ]
 check "saying so" grep -qx -- '-: error: larger than 256 MiB, the most replay reads (runbook audit verify reads any size)' <<<"$out"
 
+# Names planted in runs/ and bytes planted in a run's files never reach the
+# terminal raw: runs skips a name that is not a run id, with a warning that
+# shows it escaped, and what it prints from a run's files is escaped too.
+st="$tmp/names"
+rb run --state-dir "$st" tests/state/lock.yaml >/dev/null 2>&1
+mkdir -p "$st/runs/"$'evil\e[31mred\nline' "$st/runs/20260101-000000-00bb"
+printf '\e]0;pwned\a\e[2J\n{"seq":1}\n' >"$st/runs/20260101-000000-00bb/audit.jsonl"
+out=$(rb runs --state-dir "$st" 2>&1)
+check "runs still lists the run" grep -q '^[0-9]\{8\}-[0-9]\{6\}-[0-9a-f]\{4\} *succeeded *state-lock ' <<<"$out"
+check "nothing it prints holds a control character" bash -c "! LC_ALL=C grep -q \$'[\\x01-\\x09\\x0b-\\x1f\\x7f]' <<<\"\$1\"" _ "$out"
+check "a name that is not a run id is skipped, shown escaped" grep -qF "$st/runs/evil\x1b[31mred\x0aline is not a run (its name is not a run id): skipped" <<<"$out"
+check "a run's bytes quoted in a reason are escaped" grep -qF "near '\x1b')" <<<"$out"
+out=$(rb status --state-dir "$st" 20260101-000000-00bb 2>&1)
+check "status escapes them too" bash -c "grep -qF \"near '\\x1b')\" <<<\"\$1\" && ! grep -q \$'\\x1b' <<<\"\$1\"" _ "$out"
+
 echo "state: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
