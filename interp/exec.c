@@ -342,11 +342,11 @@ void ex_publish(struct exec *ex, size_t i)
  * would be found inside ordinary words, and hiding those would garble what
  * the run writes.  So it is refused.
  */
-enum { SECRET_MIN_LEN = 4 };
+enum { SECRET_MIN_LEN = 4, SECRET_FILE_MAX = 1 << 20 };
 
-static int check_secret(struct exec *ex, const struct rb_secret *s, char **value)
+static int check_secret(struct exec *ex, const struct rb_secret *s, char **value, size_t len)
 {
-	if (strlen(*value) >= SECRET_MIN_LEN)
+	if (len >= SECRET_MIN_LEN)
 		return 0;
 	free(*value);
 	*value = NULL;
@@ -354,10 +354,17 @@ static int check_secret(struct exec *ex, const struct rb_secret *s, char **value
 			   "to be kept out of the output", s->name, SECRET_MIN_LEN);
 }
 
-static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
+/*
+ * A secret's value and its length.  A file's is kept whole, NUL bytes and all
+ * (redaction, the HMAC and Lua take its length), or refused: larger than
+ * SECRET_FILE_MAX, or not UTF-8 (a run's values are text; it would have no
+ * value at all).
+ */
+static int read_secret(struct exec *ex, const struct rb_secret *s, char **out, size_t *outlen)
 {
 	if (ex->o->recorded) {          /* a simulation sees what the log saw */
 		*out = rb_xstrdup(RB_SECRET_MASK);
+		*outlen = strlen(*out);
 		return 0;
 	}
 	if (s->env) {
@@ -366,29 +373,44 @@ static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 			return rb_error_at(ex->d, s->key, "secret '%s': environment variable %s "
 					   "is not set", s->name, s->env);
 		*out = rb_xstrdup(v);
-		return check_secret(ex, s, out);
+		*outlen = strlen(v);
+		return check_secret(ex, s, out, *outlen);
 	}
 	char *buf = NULL, *err = NULL;
-	size_t len;
-	if (rb_read_file(s->file, 1 << 20, &buf, &len, &err) < 0) {
+	size_t len, bad;
+	if (rb_read_file(s->file, SECRET_FILE_MAX, &buf, &len, &err) < 0) {
 		rb_error_at(ex->d, s->key, "secret '%s': %s", s->name, err);
 		free(err);
 		return -1;
 	}
+	if (len > SECRET_FILE_MAX) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+		return rb_error_at(ex->d, s->key, "secret '%s': %s is larger than %d MiB", s->name,
+				   s->file, SECRET_FILE_MAX >> 20);
+	}
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
+	if ((bad = rb_utf8_check(buf, len)) < len) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+		return rb_error_at(ex->d, s->key, "secret '%s': %s is not UTF-8 text (byte %zu is "
+				   "not): give a binary secret encoded, in base64 say", s->name,
+				   s->file, bad + 1);
+	}
 	*out = buf;
-	return check_secret(ex, s, out);
+	*outlen = len;
+	return check_secret(ex, s, out, len);
 }
 
 /* The audit proves which value a secret had by its HMAC (audit.h), never by the value. */
-static void secret_hmac(struct exec *ex, const char *name, const char *v)
+static void secret_hmac(struct exec *ex, const char *name, const char *v, size_t len)
 {
 	unsigned char k[32];
 	char hex[65];
 	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0)
 		return;
-	int ok = rb_hmac_hex(k, sizeof(k), v, strlen(v), hex) == 0;
+	int ok = rb_hmac_hex(k, sizeof(k), v, len, hex) == 0;
 	OPENSSL_cleanse(k, sizeof(k));
 	if (ok)
 		json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
@@ -403,14 +425,16 @@ static int build_scope(struct exec *ex)
 	int rc = 0;
 	for (size_t i = 0; i < rb->nsecrets; i++) {
 		char *v = NULL;
-		if (read_secret(ex, &rb->secrets[i], &v) < 0) {
+		size_t len = 0;
+		if (read_secret(ex, &rb->secrets[i], &v, &len) < 0) {
 			rc = -1;
 			continue;
 		}
-		json_object_set_new(secrets, rb->secrets[i].name, json_string(v));
-		secret_hmac(ex, rb->secrets[i].name, v);
-		rb_redactor_add_secret(ex->redactor, v, strlen(v));
+		json_object_set_new(secrets, rb->secrets[i].name, json_stringn(v, len));
+		secret_hmac(ex, rb->secrets[i].name, v, len);
+		rb_redactor_add_secret(ex->redactor, v, len);
 		ex->nsecrets++;
+		OPENSSL_cleanse(v, len);
 		free(v);
 	}
 	if (rc < 0) {

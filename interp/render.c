@@ -210,6 +210,16 @@ static json_t *render_scalar(struct rb_render *r, const struct rb_node *n)
 		}
 		if (r->secret_env && range_reads_secret(r->rb, t, p->off, p->off + p->len)) {
 			size_t k = r->secret_env->n;
+			/* An environment variable ends at a NUL: the command would get part of it. */
+			if (memchr(s, '\0', len)) {
+				int l, c;
+				rb_runbook_pos(r->rb, n, p->off >= 3 ? p->off - 3 : p->off, &l, &c);
+				rb_error_pos(r->d, l, c, "a secret value holding a NUL byte cannot reach "
+					     "a command (its environment would cut it there)");
+				free(s);
+				rb_buf_release(&b);
+				return NULL;
+			}
 			rb_strv_push(r->secret_env, rb_xasprintf("RUNBOOK_SECRET_%zu=%s", k, s));
 			rb_buf_printf(&b, "${RUNBOOK_SECRET_%zu}", k);
 		} else {

@@ -148,5 +148,33 @@ check "a run's bytes quoted in a reason are escaped" grep -qF "near '\x1b')" <<<
 out=$(rb status --state-dir "$st" 20260101-000000-00bb 2>&1)
 check "status escapes them too" bash -c "grep -qF \"near '\\x1b')\" <<<\"\$1\" && ! grep -q \$'\\x1b' <<<\"\$1\"" _ "$out"
 
+# A secret file is kept whole, NUL bytes and all: redacted whole, seen whole
+# by Lua and by its HMAC; refused where a NUL would cut it (a command's
+# environment), and refused when it cannot be a value (not UTF-8, too large).
+st="$tmp/secret"
+mkdir -p "$tmp/sec"
+printf 'abcd\0efgh-Zq9\n' >"$tmp/sec/bin.secret"
+here=$PWD
+runbook=$(realpath "$RUNBOOK")         # run from the secret's directory
+out=$(cd "$tmp/sec" && ${RUNBOOK_WRAP:-} "$runbook" run --state-dir "$st" "$here/tests/state/secret.yaml" 2>&1)
+check "a secret holding NUL runs" [ $? -eq 0 ]
+d="$st/runs/$(ls "$st/runs")"
+check "printed whole, it is redacted whole" bash -c "jq -r 'select(.type==\"step_finished\" and .step==\"show\") | .output | fromjson | .stdout' '$d/audit.jsonl' | grep -qx '\*\*\*'"
+check "no part of it is on disk" bash -c "! grep -raq efgh-Zq9 '$st'"
+check "nor printed" bash -c "! grep -q efgh-Zq9 <<<\"\$1\"" _ "$out"
+check "Lua sees all 13 bytes" bash -c "jq -r 'select(.type==\"step_finished\" and .step==\"len\") | .output' '$d/audit.jsonl' | grep -qx 13"
+check "its HMAC is of all of it" [ "$(jq -r 'select(.type=="run_started") | .secrets.bin.hmac_sha256' "$d/audit.jsonl")" = \
+	"$(printf 'abcd\0efgh-Zq9' | "$RUNBOOK" audit hmac --state-dir "$st")" ]
+out=$(cd "$tmp/sec" && ${RUNBOOK_WRAP:-} "$runbook" run --state-dir "$st" "$here/tests/state/secret_env.yaml" 2>&1)
+check "into a command's environment it is refused" [ $? -eq 1 ]
+check "saying why" grep -q 'env: failed in .*: a secret value holding a NUL byte cannot reach a command' <<<"$out"
+printf '\xff\xfesecret' >"$tmp/sec/bad.secret"
+out=$(cd "$tmp/sec" && ${RUNBOOK_WRAP:-} "$runbook" run --state-dir "$st" "$here/tests/state/secret_bad.yaml" 2>&1)
+check "a secret file that is not UTF-8 is refused" [ $? -eq 2 ]
+check "at its declaration, saying where" grep -qx "$here/tests/state/secret_bad.yaml:5:3: error: secret 'bad': bad.secret is not UTF-8 text (byte 1 is not): give a binary secret encoded, in base64 say" <<<"$out"
+head -c 1048577 /dev/zero | tr '\0' s >"$tmp/sec/bad.secret"
+out=$(cd "$tmp/sec" && ${RUNBOOK_WRAP:-} "$runbook" run --state-dir "$st" "$here/tests/state/secret_bad.yaml" 2>&1)
+check "a secret file larger than 1 MiB is refused, not cut" grep -qx "$here/tests/state/secret_bad.yaml:5:3: error: secret 'bad': bad.secret is larger than 1 MiB" <<<"$out"
+
 echo "state: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
