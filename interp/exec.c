@@ -69,11 +69,10 @@ static void clock_text(char *buf, size_t size)
 	strftime(buf, size, "%H:%M:%S", &tm);
 }
 
-/* One event: a line of text, or a JSON object with "event" set. */
-void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
+/* Print one event (ev taken, msg its text); the caller holds out_mu. */
+static void emit(struct exec *ex, json_t *ev, const char *msg)
 {
 	FILE *f = ex->o->out;
-	pthread_mutex_lock(&ex->out_mu);
 	if (ex->o->json_events) {
 		char ts[32];
 		time_t t = time(NULL);
@@ -88,10 +87,6 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		json_decref(clean);
 	} else {
 		char ts[16];
-		va_list ap;
-		va_start(ap, fmt);
-		char *msg = rb_xvasprintf(fmt, ap);
-		va_end(ap);
 		char *clean = ex_redact(ex, msg, strlen(msg), NULL);
 		if (ex->o->live) {
 			json_t *cev = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
@@ -102,13 +97,97 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 			fprintf(f, "%s %s\n", ts, clean);
 		}
 		free(clean);
-		free(msg);
 	}
 	/* The scheduling thread flushes before it waits (ex_flush); workers' lines go at once. */
 	if (!pthread_equal(pthread_self(), ex->sched))
 		fflush(f);
-	pthread_mutex_unlock(&ex->out_mu);
 	json_decref(ev);
+}
+
+/* Keep an event (ev and text taken) until ex_recorded; the caller holds out_mu. */
+static void hold(struct exec *ex, json_t *ev, char *text, int outcome, int status)
+{
+	rb_grow(&ex->held, &ex->heldcap, ex->nheld + 1, sizeof(*ex->held));
+	ex->held[ex->nheld++] = (struct held_event){ev, text, outcome, status};
+}
+
+/* One event: a line of text, or a JSON object with "event" set. */
+void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&ex->out_mu);
+	if (ex->nheld) {        /* after an outcome still waiting: in its turn */
+		hold(ex, ev, msg, 0, -1);
+		msg = NULL;
+	} else {
+		emit(ex, ev, msg);
+	}
+	pthread_mutex_unlock(&ex->out_mu);
+	free(msg);
+}
+
+void ex_recorded(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->out_mu);
+	for (size_t k = 0; k < ex->nheld; k++) {
+		emit(ex, ex->held[k].ev, ex->held[k].text);
+		free(ex->held[k].text);
+	}
+	ex->nheld = 0;
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
+/*
+ * The journal failed: what waited is shown, each outcome as not recorded (its
+ * record may be lost), and its step no longer counted as it ended.
+ */
+static void unrecorded(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->out_mu);
+	for (size_t k = 0; k < ex->nheld; k++) {
+		struct held_event *h = &ex->held[k];
+		if (!h->outcome) {
+			emit(ex, h->ev, h->text);
+			free(h->text);
+			continue;
+		}
+		json_t *ev = json_copy(h->ev);
+		json_object_set(ev, "record", json_object_get(h->ev, "event"));
+		json_object_set_new(ev, "event", json_string("not_recorded"));
+		json_decref(h->ev);
+		char *text = rb_xasprintf("%s (not recorded: the audit log cannot be written)",
+					  h->text);
+		emit(ex, ev, text);
+		free(text);
+		free(h->text);
+		if (h->status >= 0 && ex->counts[h->status] > 0)
+			ex->counts[h->status]--;
+		ex->unrecorded++;
+	}
+	ex->nheld = 0;
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
+void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&ex->out_mu);
+	if (ex->journal) {      /* a probe or a simulation records nothing: nothing to wait for */
+		hold(ex, ev, msg, 1, status);
+		msg = NULL;
+	} else {
+		emit(ex, ev, msg);
+	}
+	pthread_mutex_unlock(&ex->out_mu);
+	free(msg);
+	if (ex->journal && ex->journal_failed)
+		unrecorded(ex);
 }
 
 void ex_flush(struct exec *ex)
@@ -265,6 +344,7 @@ void ex_journal_failed(struct exec *ex, const char *why)
 {
 	journal_broken(ex, why);
 	ex->failed = 1;
+	unrecorded(ex);
 	if (!ex->journal_said) {
 		ex->journal_said = 1;
 		ex_event(ex, json_pack("{s:s, s:s}", "event", "error", "message",
@@ -285,8 +365,11 @@ static int flush_journal(struct exec *ex, int sync)
 		ex_journal_failed(ex, rb_journal_error(ex->journal));
 	else if (ex->shared && (sync ? rb_audit_sync : rb_audit_write)(ex->shared) < 0)
 		ex_journal_failed(ex, rb_audit_error(ex->shared));
-	else
+	else {
+		if (sync)
+			ex_recorded(ex);
 		return 0;
+	}
 	return -1;
 }
 
@@ -777,6 +860,10 @@ static void teardown(struct exec *ex)
 {
 	if (ex->threads)
 		ex_stop_workers(ex);
+	/* Never the case after a run's last sync; what no sync confirmed was not recorded. */
+	if (ex->nheld)
+		unrecorded(ex);
+	free(ex->held);
 	if (ex->s) {
 		for (size_t i = 0; i < ex->rb->nsteps; i++) {
 			json_decref(ex->s[i].output);
@@ -948,10 +1035,18 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	ex.outcome = outcome[*status];
 	ex_journal(&ex, json_pack("{s:s, s:s}", "type", "run_finished", "status", outcome[*status]));
 	/* The snapshot keeps the log's head: a tail cut from the log shows (audit verify). */
-	if (ex.journal && ex_journal_sync(&ex) == 0)
+	int recorded = !ex.journal || ex_journal_sync(&ex) == 0;
+	if (ex.journal && recorded)
 		compact(&ex, 1);
+	if (!recorded) {        /* the console says what the journal has, no more */
+		*status = RB_RUN_FAILED;
+		ex.outcome = outcome[*status];
+	}
 	if (o->simulated)
 		simulated(&ex);
+	/* Outcomes shown as not recorded are not counted as what they said. */
+	ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
+	bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
 			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
 			       "interrupted", (int)intr, "skipped", (int)skip, "not_run", (int)not_run,
@@ -959,12 +1054,19 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	char interrupted[48] = "";
+	char interrupted[48] = "", unrec[48] = "";
 	if (intr)
 		snprintf(interrupted, sizeof(interrupted), ", %zu interrupted", intr);
-	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run",
+	if (ex.unrecorded) {
+		json_object_set_new(ev, "not_recorded", json_integer((json_int_t)ex.unrecorded));
+		snprintf(unrec, sizeof(unrec), ", %zu not recorded", ex.unrecorded);
+	}
+	if (!recorded)
+		json_object_set_new(ev, "recorded", json_false());
+	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run%s%s",
 		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, interrupted, skip,
-		 not_run);
+		 not_run, unrec, recorded ? "" : " (its end is not recorded: the audit log cannot "
+		 "be written)");
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

@@ -167,6 +167,7 @@ struct rb_proc {
 	char *spill_path, *argv0, *cwd;
 	size_t mem_limit;
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	void (*on_started)(void *ud);
 	void *ud;
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 	long grace_ms;
@@ -520,6 +521,8 @@ static void status_read(struct rb_proc *p)
 		}
 		if (m.type == MSG_STARTED) {
 			p->res.pid = m.pid;
+			if (p->on_started)
+				p->on_started(p->ud);
 		} else if (m.type == MSG_EXITED) {
 			p->got_status = m.has_status;
 			p->status = m.status;
@@ -702,7 +705,8 @@ struct rb_proc *rb_proc_start(const struct rb_proc_spec *s, char **err)
 	/* Bounded so that mem_limit + 1 cannot wrap. */
 	*p = (struct rb_proc){ .st = -1, .in = -1,
 			       .mem_limit = s->mem_limit < SIZE_MAX / 4 ? s->mem_limit : SIZE_MAX / 4,
-			       .on_line = s->on_line, .ud = s->ud, .filter = s->filter,
+			       .on_line = s->on_line, .on_started = s->on_started, .ud = s->ud,
+			       .filter = s->filter,
 			       .grace_ms = s->grace_ms };
 	p->out = (struct stream){ .fd = -1, .no = 1, .spill_fd = -1 };
 	p->err = (struct stream){ .fd = -1, .no = 2, .spill_fd = -1 };

@@ -113,6 +113,12 @@ struct rb_proc_spec {
 	 * It must not free the proc.
 	 */
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	/*
+	 * Called once, from rb_proc_handle(), when the supervisor reports the
+	 * command started: with sync, its fdatasync of sync_fd returned 0 before.
+	 * May be NULL.
+	 */
+	void (*on_started)(void *ud);
 	void *ud;
 	/*
 	 * What goes to a spill file passes through filter first, whole lines

@@ -56,6 +56,18 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	free(clean);
 }
 
+/*
+ * A command has started.  When its supervisor synced the journal first (a gated
+ * batch), the records written for it are durable now: what waited for them is shown.
+ */
+static void on_started(void *ud)
+{
+	struct unit *u = ud;
+	struct exec *ex = u->jb->ex;
+	if (ex->gated == u)
+		ex_recorded(ex);
+}
+
 /* Output spilled to the run directory is redacted before it is written, from a worker thread. */
 static char *spill_filter(void *ud, const char *d, size_t n, size_t *outn)
 {
@@ -120,6 +132,7 @@ static void unit_call(struct unit *u)
 		.cancel = &jb->cancel,
 		.spill_path = u->spill,
 		.on_line = on_line,
+		.on_started = on_started,
 		.ud = u,
 		.filter = spill_filter,
 		.box = ex->box,
@@ -401,20 +414,24 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 
+	/* Shown once step_finished is durable: the console reports what the journal has. */
 	if (status == S_SUCCEEDED)
-		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_outcome(ex, ev, (int)status, "%s: succeeded in %.1fs", st->id,
+			   ex_secs_since(sr->started_ms));
 	else if (status == S_INTERRUPTED)
-		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id, ex_secs_since(sr->started_ms));
+		ex_outcome(ex, ev, (int)status, "%s: interrupted after %.1fs", st->id,
+			   ex_secs_since(sr->started_ms));
 	else if (status == S_SKIPPED)
-		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+		ex_outcome(ex, ev, (int)status, "%s: skipped (%s)", st->id, sr->error);
 	else if (status == S_UNPROBED)
-		ex_event(ex, ev, "%s: not probed (%s)", st->id, sr->error);
+		ex_outcome(ex, ev, (int)status, "%s: not probed (%s)", st->id, sr->error);
 	else if (status == S_SATISFIED)
-		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
+		ex_outcome(ex, ev, (int)status, "%s: satisfied: its check says it is in place, "
+			   "not running it", st->id);
 	else
-		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-			 st->continue_on_error ? " (continuing)" : "", ex_secs_since(sr->started_ms),
-			 sr->error ? sr->error : "failed");
+		ex_outcome(ex, ev, (int)status, "%s: failed%s in %.1fs: %s", st->id,
+			   st->continue_on_error ? " (continuing)" : "",
+			   ex_secs_since(sr->started_ms), sr->error ? sr->error : "failed");
 
 	if (status == S_FAILED && !st->continue_on_error && ex->stop_on_failure)
 		ex->failed = 1;
@@ -579,9 +596,8 @@ static void approve(struct exec *ex, size_t i, const char *via)
 	ex->s[i].started_ms = rb_now_ms();
 	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "type", "gate_approved", "step", id, "by",
 			      by, "via", via));
-	ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
-			       "via", via),
-		 "%s: approved by %s (%s)", id, by, via);
+	ex_outcome(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
+				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
 }
 
 /*
@@ -610,9 +626,9 @@ static int reach_gate(struct exec *ex, size_t i)
 	sr->status = S_WAITING;
 	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
 			      "prompt", sr->prompt));
-	ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
-			       sr->prompt),
-		 "%s: waiting for approval: %s", st->id, sr->prompt);
+	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
+				 "prompt", sr->prompt), -1, "%s: waiting for approval: %s", st->id,
+		   sr->prompt);
 	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
 	ex->gates[ex->ngates++] = i;
 	return 0;
@@ -820,10 +836,11 @@ static void job_done(struct exec *ex, struct job *jb)
 		ex_journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "type", "step_retry", "step", st->id,
 				      "attempt", sr->attempts, "error",
 				      jb->error ? jb->error : "failed"));
-		ex_event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
-				       "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
-			 "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
-			 st->retry.attempts, jb->error ? jb->error : "failed", d);
+		ex_outcome(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step",
+					 st->id, "attempt", sr->attempts, "delay_ms",
+					 (json_int_t)delay), -1,
+			   "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
+			   st->retry.attempts, jb->error ? jb->error : "failed", d);
 		json_decref(jb->output);
 		free(jb->error);
 		sr->status = S_PENDING;
@@ -879,10 +896,10 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 			       "index", (json_int_t)u->k, "status", u->failed ? "failed" : "succeeded");
 	ex_journal(ex, rec);
 	if (u->failed)
-		ex_event(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
-			 u->error ? u->error : "failed");
+		ex_outcome(ex, ev, -1, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
+			   u->error ? u->error : "failed");
 	else
-		ex_event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
+		ex_outcome(ex, ev, -1, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
 }
 
 /* Takes p out of the array of n pointers at v, keeping the order of the others. */

@@ -65,6 +65,8 @@ struct rb_call {
 	/* What goes to those files passes through it (redaction; rb_proc_spec's filter), or NULL. */
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	/* The side effect has started (with sync: after the fdatasync returned 0), or NULL. */
+	void (*on_started)(void *ud);
 	void *ud;
 	struct rb_luabox *box;          /* inline actions only */
 	int scope;                      /* inline actions only: the Lua scope's index */

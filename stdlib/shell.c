@@ -305,6 +305,7 @@ static struct rb_proc *start_command(const struct rb_call *c, char **err)
 		.timeout_ms = timeout,
 		.grace_ms = SHELL_GRACE_MS,
 		.on_line = c->on_line,
+		.on_started = c->on_started,
 		.ud = c->ud,
 		.filter = c->filter,
 		.sync = c->sync,
