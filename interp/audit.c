@@ -52,6 +52,7 @@ struct rb_audit_log {
 	rb_journal_hook *hook;          /* the tests' failure and crash injection */
 	void *hook_arg;
 	uint64_t records, syncs;
+	struct rb_audit_keyring *trust; /* who may have signed a PATH.repair to complete */
 };
 
 /* --- errors and system calls -------------------------------------------------------- */
@@ -343,33 +344,127 @@ static int cut_and_append(struct rb_audit_log *a, uint64_t end, const char *line
 }
 
 /*
+ * PATH.repair, whole: a regular file (never followed through a symlink) of
+ * at most one line.  0 and *buf, 1 when there is none, -1 after afail.
+ */
+static int read_repair(struct rb_audit_log *a, const char *rpath, char **buf, size_t *len)
+{
+	int fd = open(rpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 1;
+	struct stat st;
+	int r = 0;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		r = afail(a, "cannot open %s: %s", rpath, strerror(errno));
+	else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > (uint64_t)RB_AUDIT_LINE_MAX + 1)
+		r = afail(a, "%s: not a repair record (%s); check the log with 'runbook audit "
+			  "verify', then remove it", rpath, !S_ISREG(st.st_mode) ? "not a regular file"
+			  : "too long");
+	if (r == 0) {
+		*len = (size_t)st.st_size;
+		*buf = rb_xmalloc(*len + 1);
+		if (read_all_at(fd, *buf, *len, 0) < 0) {
+			r = afail(a, "cannot read %s: %s", rpath, strerror(errno));
+			free(*buf);
+			*buf = NULL;
+		} else {
+			(*buf)[*len] = '\0';
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * The bytes of the log from off to its end are what a log_repaired record
+ * says it removes (its length and SHA-256), or a prefix of the record's own
+ * line (the cut was made, the append cut short): then completing the repair
+ * removes nothing that the record does not account for.
+ */
+static int tail_fits(struct rb_audit_log *a, uint64_t off, uint64_t size, const json_t *rec,
+		     const char *line, size_t len)
+{
+	uint64_t n = size - off;
+	json_t *jl = json_object_get(rec, "length");
+	const char *sha = json_string_value(json_object_get(rec, "sha256"));
+	if (n < len) {
+		char *b = rb_xmalloc(n + 1);
+		int same = read_all_at(a->fd, b, n, off) == 0 && !memcmp(b, line, n);
+		free(b);
+		if (same)
+			return 1;
+	}
+	if (!json_is_integer(jl) || (uint64_t)json_integer_value(jl) != n || !sha)
+		return 0;
+	/* The torn bytes may be many: hash them a piece at a time. */
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dn = 0;
+	char hex[65], *piece = rb_xmalloc(TAIL_WINDOW);
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	for (uint64_t at = off; ok && at < size;) {
+		size_t k = size - at < TAIL_WINDOW ? (size_t)(size - at) : TAIL_WINDOW;
+		ok = read_all_at(a->fd, piece, k, at) == 0 && EVP_DigestUpdate(md, piece, k);
+		at += k;
+	}
+	ok = ok && EVP_DigestFinal_ex(md, d, &dn) && dn == 32;
+	EVP_MD_CTX_free(md);
+	free(piece);
+	if (ok)
+		rb_hex(d, 32, hex);
+	return ok && !strcmp(hex, sha);
+}
+
+/*
  * A repair a crash interrupted: PATH.repair holds its signed record, written
  * before anything was cut.  Whatever the log's end is now (the torn bytes,
  * cut, or part of the record), the record follows the log's last whole line;
- * put it there.
+ * put it there.  Only a record that verifies is put there: signed by a key of
+ * a->trust, a log_repaired of this log's run, chained to the log's last
+ * record, and accounting for every byte it takes the place of.  Anything else
+ * changes nothing and is an error naming the file, since a forged repair
+ * would be chained over by every record signed after it.
  */
 static int finish_repair(struct rb_audit_log *a)
 {
-	char *rpath = repair_path(a), *buf = NULL, *e = NULL;
-	size_t len;
-	int r = 0;
-	if (access(rpath, F_OK) < 0 && errno == ENOENT)
-		goto out;
-	if (rb_read_file(rpath, RB_AUDIT_LINE_MAX, &buf, &len, &e) < 0) {
-		r = afail(a, "%s", e);
+	char *rpath = repair_path(a), *buf = NULL, *e = NULL, why[256];
+	size_t len = 0;
+	json_t *rec = NULL;
+	struct rb_audit_tail t = {0};
+	int r = read_repair(a, rpath, &buf, &len);
+	if (r != 0) {
+		r = r > 0 ? 0 : -1;
 		goto out;
 	}
+	const char *fix = "check the log with 'runbook audit verify', then remove it";
 	uint64_t rseq;
-	json_t *rec = len > 1 && buf[len - 1] == '\n' ? json_loadb(buf, len - 1, 0, NULL) : NULL;
+	if (len > 1 && buf[len - 1] == '\n' && !memchr(buf, '\n', len - 1) &&
+	    !memchr(buf, 0, len))
+		rec = json_loadb(buf, len - 1, JSON_ALLOW_NUL, NULL);
 	const char *rprev = json_string_value(json_object_get(rec, "prev"));
-	if (!rprev || line_fields(buf, len - 1, &rseq, NULL) < 0) {
-		json_decref(rec);
-		r = afail(a, "%s: not a record; remove it after checking the log", rpath);
+	const char *rtype = json_string_value(json_object_get(rec, "type"));
+	const char *rrun = json_string_value(json_object_get(rec, "run_id"));
+	json_t *roff = json_object_get(rec, "offset");
+	if (!rprev || !rrun || line_fields(buf, len - 1, &rseq, NULL) < 0) {
+		r = afail(a, "%s: not a record; %s", rpath, fix);
 		goto out;
 	}
-	struct rb_audit_tail t;
+	if (rb_audit_check_line(buf, len - 1, a->trust, why, sizeof(why)) < 0) {
+		r = afail(a, "%s: its record does not verify (%s): not completing the repair; %s",
+			  rpath, why, fix);
+		goto out;
+	}
+	if (!rtype || strcmp(rtype, "log_repaired")) {
+		r = afail(a, "%s: a %s record, not a log_repaired; %s", rpath, rtype ? rtype : "?",
+			  fix);
+		goto out;
+	}
+	if (!(a->flags & RB_AUDIT_SHARED) && strcmp(rrun, a->run_id)) {
+		r = afail(a, "%s: a record of run %s, not of %s; %s", rpath, rrun, a->run_id, fix);
+		goto out;
+	}
 	if (rb_audit_read_tail(a->fd, a->path, &t, &e) < 0) {
-		json_decref(rec);
 		r = afail(a, "%s", e);
 		goto out;
 	}
@@ -382,18 +477,19 @@ static int finish_repair(struct rb_audit_log *a)
 	}
 	if (t.last && t.last_len == len - 1 && !memcmp(t.last, buf, len - 1)) {
 		/* The record made it: only the file is left to remove. */
-	} else if (!strcmp(rprev, ghash) && gseq != UINT64_MAX && rseq == gseq + 1) {
+	} else if (!strcmp(rprev, ghash) && gseq != UINT64_MAX && rseq == gseq + 1 &&
+		   json_is_integer(roff) && (uint64_t)json_integer_value(roff) == t.end &&
+		   tail_fits(a, t.end, t.size, rec, buf, len)) {
 		r = cut_and_append(a, t.end, buf, len);
 	} else {
-		r = afail(a, "%s (an interrupted repair) does not follow the last record of %s; "
-			  "check the log with 'runbook audit verify', then remove it", rpath,
-			  a->path);
+		r = afail(a, "%s (an interrupted repair) does not follow the last record of %s; %s",
+			  rpath, a->path, fix);
 	}
-	rb_audit_tail_release(&t);
-	json_decref(rec);
 	if (r == 0 && unlink(rpath) < 0)
 		r = afail(a, "cannot remove %s: %s", rpath, strerror(errno));
 out:
+	rb_audit_tail_release(&t);
+	json_decref(rec);
 	free(e);
 	free(buf);
 	free(rpath);
@@ -478,8 +574,31 @@ int rb_audit_repair(struct rb_audit_log *a)
 
 /* --- the log ----------------------------------------------------------------------- */
 
+/* A copy of trust, or a keyring of key alone when trust is NULL or empty. */
+static struct rb_audit_keyring *trust_copy(const struct rb_audit_key *key,
+					   const struct rb_audit_keyring *trust)
+{
+	struct rb_audit_keyring *kr = rb_audit_keyring_new();
+	size_t n = trust ? rb_audit_keyring_count(trust) : 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *id = rb_audit_keyring_id(trust, i);
+		/* From a keyring: no two keys share an id, so this cannot fail. */
+		rb_audit_keyring_add(kr, rb_audit_keyring_find(trust, id), id, NULL);
+	}
+	if (!n)
+		rb_audit_keyring_add(kr, key, "the signing key", NULL);
+	return kr;
+}
+
 int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *run_id,
 		  unsigned flags, struct rb_audit_log **out, char **err)
+{
+	return rb_audit_open_trusted(path, key, NULL, run_id, flags, out, err);
+}
+
+int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
+			  const struct rb_audit_keyring *trust, const char *run_id,
+			  unsigned flags, struct rb_audit_log **out, char **err)
 {
 	*out = NULL;
 	if (!key->can_sign)
@@ -487,6 +606,7 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 	if (!run_id || !*run_id)
 		return rb_fail(err, "no run id for the audit log");
 	struct rb_audit_log *a = rb_xcalloc(1, sizeof(*a));
+	a->trust = trust_copy(key, trust);
 	a->path = rb_xstrdup(path);
 	const char *slash = strrchr(path, '/');
 	a->dir = !slash ? rb_xstrdup(".") : slash == path ? rb_xstrdup("/")
@@ -505,7 +625,8 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (a->fd < 0 && errno == EEXIST) {
 		created = 0;
-		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+		a->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC |
+			     (flags & RB_AUDIT_NOFOLLOW ? O_NOFOLLOW : 0));
 	}
 	int r = 0;
 	if (!a->ctx || !a->tmpl || rb_audit_sign_setup(key, a->tmpl) < 0) {
@@ -513,7 +634,8 @@ int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *
 		goto out;
 	}
 	if (a->fd < 0) {
-		r = rb_fail(err, "cannot open %s: %s", path, strerror(errno));
+		r = rb_fail(err, "cannot open %s: %s", path, errno == ELOOP
+			    ? "a symbolic link, not followed" : strerror(errno));
 		goto out;
 	}
 	/* A new file's entry must be durable too, or a power loss loses the whole log. */
@@ -709,5 +831,6 @@ void rb_audit_close(struct rb_audit_log *a)
 	free(a->last_type);
 	free(a->broken);
 	free(a->errmsg);
+	rb_audit_keyring_free(a->trust);
 	free(a);
 }

@@ -149,6 +149,12 @@ enum {
 	 * fails if the file changed since the last.
 	 */
 	RB_AUDIT_SHARED = 1,
+	/*
+	 * The log is in a run's directory, the engine's own: a symbolic link
+	 * in its place is not followed (open fails), where a log the user
+	 * names (--audit-log) may be one.
+	 */
+	RB_AUDIT_NOFOLLOW = 2,
 };
 
 /*
@@ -161,6 +167,17 @@ enum {
  */
 int rb_audit_open(const char *path, const struct rb_audit_key *key, const char *run_id,
 		  unsigned flags, struct rb_audit_log **out, char **err);
+/*
+ * The same, completing an interrupted repair only when PATH.repair's record
+ * verifies with a key of trust (copied; NULL or empty: key's public half): it
+ * is canonical and signed, a log_repaired of run_id (any run in a shared log),
+ * follows the log's last record (seq, prev, offset) and accounts for every
+ * byte after it.  Otherwise open (or a shared log's sync) fails, naming the
+ * file, and the log is left as it is.  rb_audit_open trusts key alone.
+ */
+int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
+			  const struct rb_audit_keyring *trust, const char *run_id,
+			  unsigned flags, struct rb_audit_log **out, char **err);
 /* The torn tail open found and no repair has removed, or NULL; borrowed. */
 const struct rb_audit_torn *rb_audit_torn(const struct rb_audit_log *a);
 /*

@@ -245,6 +245,29 @@ static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, cons
 	free(why);
 }
 
+/*
+ * The next line of in with its newline, if any, in b: 1, 0 at the end, -1 on
+ * a read error or (errno EFBIG) a line longer than RB_AUDIT_LINE_MAX, which
+ * no log holds: what never ends a line (/dev/zero) is not read into memory.
+ */
+static int read_line(FILE *in, struct rb_buf *b)
+{
+	int c;
+	b->len = 0;
+	while ((c = getc_unlocked(in)) != EOF) {
+		if (b->len > RB_AUDIT_LINE_MAX) {
+			errno = EFBIG;
+			return -1;
+		}
+		rb_buf_putc(b, (char)c);
+		if (c == '\n')
+			break;
+	}
+	if (ferror(in))
+		return -1;
+	return b->len > 0;
+}
+
 int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 {
 	struct show s = {.out = out};
@@ -260,15 +283,16 @@ int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 					    format);
 		return -1;
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	struct rb_buf lb;
+	rb_buf_init(&lb);
+	int got;
 	uint64_t offset = 0;
 	if (s.fmt == JSON)
 		fputs("[\n", out);
-	while ((n = getline(&line, &cap, in)) > 0) {
+	while ((got = read_line(in, &lb)) > 0) {
 		s.line++;
-		size_t len = (size_t)n;
+		const char *line = lb.s;
+		size_t len = lb.len;
 		int term = line[len - 1] == '\n';
 		json_error_t je;
 		json_t *rec = NULL;
@@ -287,7 +311,13 @@ int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 		offset += len;
 	}
 	int rc = 0;
-	if (ferror(in)) {
+	if (got < 0 && errno == EFBIG) {
+		if (err)
+			*err = rb_xasprintf("line %" PRIu64 " is longer than %u bytes, which no "
+					    "audit log holds: stopped reading there", s.line + 1,
+					    RB_AUDIT_LINE_MAX);
+		rc = -1;
+	} else if (got < 0) {
 		if (err)
 			*err = rb_xasprintf("cannot read: %s", strerror(errno));
 		rc = -1;
@@ -299,7 +329,7 @@ int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 	}
 	if (s.fmt == JSON)
 		fputs(s.any ? "\n]\n" : "]\n", out);
-	free(line);
+	rb_buf_release(&lb);
 	free(s.run);
 	free(s.key);
 	return rc;

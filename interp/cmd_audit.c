@@ -54,8 +54,9 @@ static int check_files(const char *dir, const char *log, size_t line, const json
 				"%s directory\n", log, line, file, RB_RUN_OUTPUT);
 			rc = -1;
 		} else if (rb_sha256_file(path, hex) < 0) {
-			fprintf(stderr, "%s: error: %s, and %s:%zu binds it\n", path, strerror(errno),
-				log, line);
+			fprintf(stderr, "%s: error: %s, and %s:%zu binds it\n", path,
+				errno == ELOOP ? "a symbolic link (not followed)" : errno == EINVAL
+				? "not a regular file" : strerror(errno), log, line);
 			rc = -1;
 		} else if (strcmp(hex, sha)) {
 			fprintf(stderr, "%s: error: its SHA-256 is not the one %s:%zu records: the file "
@@ -85,7 +86,7 @@ static int verify_files(const char *log, size_t *nfiles)
 		*slash = '\0';
 	while ((n = getline(&buf, &cap, f)) > 0) {
 		line++;
-		json_t *rec = json_loadb(buf, (size_t)n, 0, NULL);
+		json_t *rec = json_loadb(buf, (size_t)n, JSON_ALLOW_NUL, NULL);
 		json_t *out = rb_record_value(rec, "output");
 		if (out)
 			rc |= check_files(slash ? dir : ".", log, line, out, seen);

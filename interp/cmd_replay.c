@@ -6,11 +6,13 @@
  * cannot be read (or the run is not in it), 2 for a bad command line.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "cli.h"
@@ -19,10 +21,74 @@
 #include "simulate.h"
 #include "util.h"
 
+/* The most of a log replay reads: it keeps the log in memory, to show what verified. */
+#define REPLAY_LOG_MAX  ((size_t)256 << 20)
+
 struct replay_opts {
 	const char *arg, *format, *ring, *state, *run, *runbook;
 	int simulate;
 };
+
+/*
+ * The log at path ("-": standard input) whole, as the verifier reads it: no
+ * line longer than RB_AUDIT_LINE_MAX and at most REPLAY_LOG_MAX bytes, so that
+ * what never ends (/dev/zero) or a huge file is an error, not all the memory.
+ * -1 after printing why.
+ */
+static int read_log(const char *path, char **out, size_t *outlen)
+{
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	if (fd < 0) {
+		rb_cli_error("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct rb_buf b;
+	rb_buf_init(&b);
+	size_t line_start = 0, scanned = 0, lines = 1;
+	int rc = 0;
+	for (;;) {
+		if (b.cap - b.len < 65536)
+			rb_grow(&b.s, &b.cap, b.len + 65536, 1);
+		ssize_t n = read(fd, b.s + b.len, b.cap - b.len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rb_cli_error("cannot read %s: %s", path, strerror(errno));
+			rc = -1;
+			break;
+		}
+		if (n == 0)
+			break;
+		b.len += (size_t)n;
+		for (const char *nl; (nl = memchr(b.s + scanned, '\n', b.len - scanned));) {
+			scanned = line_start = (size_t)(nl - b.s) + 1;
+			lines++;
+		}
+		scanned = b.len;
+		if (b.len - line_start > RB_AUDIT_LINE_MAX) {
+			fprintf(stderr, "%s:%zu: error: a line longer than %u bytes, which no audit log "
+				"holds: not read further\n", path, lines, RB_AUDIT_LINE_MAX);
+			rc = -1;
+			break;
+		}
+		if (b.len > REPLAY_LOG_MAX) {
+			fprintf(stderr, "%s: error: larger than %zu MiB, the most replay reads (runbook "
+				"audit verify reads any size)\n", path, REPLAY_LOG_MAX >> 20);
+			rc = -1;
+			break;
+		}
+	}
+	if (fd != 0)
+		close(fd);
+	if (rc < 0) {
+		rb_buf_release(&b);
+		return -1;
+	}
+	*outlen = b.len;
+	rb_buf_putc(&b, '\0');
+	*out = rb_buf_detach(&b);
+	return 0;
+}
 
 /* The run ids of the records in buf, first seen first (lines that do not read are skipped). */
 static json_t *run_ids(const char *buf, size_t len)
@@ -31,7 +97,7 @@ static json_t *run_ids(const char *buf, size_t len)
 	for (size_t at = 0; at < len;) {
 		const char *nl = memchr(buf + at, '\n', len - at);
 		size_t n = nl ? (size_t)(nl - (buf + at)) : len - at;
-		json_t *rec = json_loadb(buf + at, n, 0, NULL);
+		json_t *rec = json_loadb(buf + at, n, JSON_ALLOW_NUL, NULL);
 		const char *id = json_string_value(json_object_get(rec, "run_id"));
 		if (id && !json_object_get(seen, id)) {
 			json_object_set_new(seen, id, json_true());
@@ -117,7 +183,7 @@ static int verify(const char *path, const char *buf, size_t len, const struct re
 	FILE *f = len ? fmemopen((void *)buf, len, "r") : fopen("/dev/null", "re");
 	int rc = -1;
 	if (!f) {
-		fprintf(stderr, "runbook: error: cannot read %s: %s\n", path, strerror(errno));
+		rb_cli_error("cannot read %s: %s", path, strerror(errno));
 	} else if (rb_audit_verify_stream(f, &vo, r) < 0) {
 		rb_cli_verify_error(path, r);
 	} else {
@@ -147,10 +213,8 @@ static int replay(const struct replay_opts *o)
 			o->arg, rb_state_dir(o->state));
 		goto out;
 	}
-	if (rb_read_file(path, SIZE_MAX - 1, &buf, &len, &err) < 0) {
-		rb_cli_error("%s", err);
+	if (read_log(path, &buf, &len) < 0)
 		goto out;
-	}
 	/* Which run: the only one, or --run's. */
 	ids = run_ids(buf, len);
 	list = join_ids(ids);

@@ -4,6 +4,7 @@
  * state directory, newest first, and one run's steps, each checked against
  * its signatures as a resume would check it.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +30,31 @@ static void count(const json_t *st, size_t n[N_COUNT])
 		  : !strcmp(x, "failed") ? N_FAILED : !strcmp(x, "interrupted") ? N_INTERRUPTED
 		  : !strcmp(x, "skipped") ? N_SKIPPED : N_OTHER]++;
 	}
+}
+
+/*
+ * A run id as rb_run_id makes them, YYYYMMDD-HHMMSS-xxxx: the only names the
+ * engine gives a run's directory.  Anything else in runs/ was put there by
+ * someone else, and its name may hold escape sequences or newlines.
+ */
+static int is_run_id(const char *s)
+{
+	static const char form[] = "99999999-999999-xxxx";
+	for (size_t i = 0; i < sizeof(form) - 1; i++) {
+		char c = s[i];
+		if (form[i] == '9' ? c < '0' || c > '9'
+		    : form[i] == 'x' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+		    : c != form[i])
+			return 0;
+	}
+	return s[sizeof(form) - 1] == '\0';
+}
+
+/* s (NULL: "?") for a terminal, from files that someone else may have put in the state directory (rb_visible). */
+static char *printable(const char *s)
+{
+	s = s ? s : "?";
+	return rb_visible(s, strlen(s), 0);
 }
 
 /*
@@ -94,10 +120,21 @@ int cmd_runs(int argc, char **argv)
 		return RB_EXIT_FAILED;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (!is_run_id(ids[i])) {
+			char *name = printable(ids[i]), *where = printable(state);
+			fprintf(stderr, "runbook: warning: %s/runs/%s is not a run (its name is not a run "
+				"id): skipped\n", where, name);
+			free(name);
+			free(where);
+			continue;
+		}
 		char *dir = rb_run_dir(state, ids[i]), *unverified = NULL;
 		json_t *st = rb_run_state(dir, trust, &unverified, &err);
 		if (!st) {
-			printf("%-22s %-12s (%s)\n", ids[i], "unreadable", err);
+			/* The reason may quote the run's files (a parser's "near '...'"). */
+			char *why = printable(err);
+			printf("%-22s %-12s (%s)\n", ids[i], "unreadable", why);
+			free(why);
 			free(err);
 			err = NULL;
 		} else {
@@ -107,18 +144,18 @@ int cmd_runs(int argc, char **argv)
 			if (c[N_INTERRUPTED])
 				snprintf(interrupted, sizeof(interrupted), ", %zu interrupted",
 					 c[N_INTERRUPTED]);
+			char *status = printable(json_string_value(json_object_get(st, "status")));
+			char *name = printable(json_string_value(json_object_get(st, "runbook")));
 			printf("%-22s %-12s %-24s %zu succeeded, %zu failed%s, %zu skipped, %zu other%s\n",
-			       ids[i], json_string_value(json_object_get(st, "status")),
-			       json_string_value(json_object_get(st, "runbook"))
-				       ? json_string_value(json_object_get(st, "runbook")) : "?",
-			       c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED], c[N_OTHER],
-			       unverified ? " (not verified)" : "");
+			       ids[i], status, name, c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED],
+			       c[N_OTHER], unverified ? " (not verified)" : "");
+			free(status);
+			free(name);
 			json_decref(st);
 		}
 		if (unverified && !nunverified++)
-			first_unverified = unverified;
-		else
-			free(unverified);
+			first_unverified = printable(unverified);      /* it quotes a key id */
+		free(unverified);
 		free(dir);
 	}
 	if (nunverified)
@@ -180,28 +217,35 @@ int cmd_status(int argc, char **argv)
 	json_object_set_new(st, "verified", json_boolean(!unverified));
 	if (unverified) {
 		json_object_set_new(st, "not_verified", json_string(unverified));
+		char *why = printable(unverified);      /* it quotes a key id */
 		fprintf(stderr, "runbook: warning: run %s is not verified, as %s (trust the key that "
-			"signed it with --keyring DIR)\n", id, unverified);
+			"signed it with --keyring DIR)\n", id, why);
+		free(why);
 		free(unverified);
 	}
 	if (!strcmp(format, "json")) {
 		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 	} else {
-		printf("run %s: %s, %s%s\n", id,
-		       json_string_value(json_object_get(st, "runbook"))
-			       ? json_string_value(json_object_get(st, "runbook")) : "?",
-		       json_string_value(json_object_get(st, "status")),
+		/* What the run's files say, shown safely: they may not be the engine's. */
+		char *name = printable(json_string_value(json_object_get(st, "runbook")));
+		char *status = printable(json_string_value(json_object_get(st, "status")));
+		printf("run %s: %s, %s%s\n", id, name, status,
 		       json_is_true(json_object_get(st, "torn")) ? " (its journal ends torn)" : "");
+		free(name);
+		free(status);
 		size_t i;
 		json_t *s;
 		json_array_foreach(json_object_get(st, "steps"), i, s) {
 			const char *e = json_string_value(json_object_get(s, "error"));
 			json_t *ms = json_object_get(s, "duration_ms");
-			printf("  %-28s %-17s %2lld attempt%s", json_string_value(json_object_get(s, "step")),
-			       json_string_value(json_object_get(s, "status")),
+			char *step = printable(json_string_value(json_object_get(s, "step")));
+			char *sst = printable(json_string_value(json_object_get(s, "status")));
+			printf("  %-28s %-17s %2lld attempt%s", step, sst,
 			       (long long)json_integer_value(json_object_get(s, "attempts")),
 			       json_integer_value(json_object_get(s, "attempts")) == 1 ? " " : "s");
+			free(step);
+			free(sst);
 			if (ms)
 				printf(" %8.1fs", (double)json_integer_value(ms) / 1000.0);
 			if (e) {        /* it may quote values: shown, not obeyed */

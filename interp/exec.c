@@ -70,11 +70,10 @@ static void clock_text(char *buf, size_t size)
 	strftime(buf, size, "%H:%M:%S", &tm);
 }
 
-/* One event: a line of text, or a JSON object with "event" set. */
-void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
+/* Print one event (ev taken, msg its text); the caller holds out_mu. */
+static void emit(struct exec *ex, json_t *ev, const char *msg)
 {
 	FILE *f = ex->o->out;
-	pthread_mutex_lock(&ex->out_mu);
 	if (ex->o->json_events) {
 		char ts[32];
 		time_t t = time(NULL);
@@ -89,10 +88,6 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 		json_decref(clean);
 	} else {
 		char ts[16];
-		va_list ap;
-		va_start(ap, fmt);
-		char *msg = rb_xvasprintf(fmt, ap);
-		va_end(ap);
 		char *clean = ex_redact(ex, msg, strlen(msg), NULL);
 		if (ex->o->live) {
 			json_t *cev = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
@@ -106,13 +101,97 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 			free(line);
 		}
 		free(clean);
-		free(msg);
 	}
 	/* The scheduling thread flushes before it waits (ex_flush); workers' lines go at once. */
 	if (!pthread_equal(pthread_self(), ex->sched))
 		fflush(f);
-	pthread_mutex_unlock(&ex->out_mu);
 	json_decref(ev);
+}
+
+/* Keep an event (ev and text taken) until ex_recorded; the caller holds out_mu. */
+static void hold(struct exec *ex, json_t *ev, char *text, int outcome, int status)
+{
+	rb_grow(&ex->held, &ex->heldcap, ex->nheld + 1, sizeof(*ex->held));
+	ex->held[ex->nheld++] = (struct held_event){ev, text, outcome, status};
+}
+
+/* One event: a line of text, or a JSON object with "event" set. */
+void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&ex->out_mu);
+	if (ex->nheld) {        /* after an outcome still waiting: in its turn */
+		hold(ex, ev, msg, 0, -1);
+		msg = NULL;
+	} else {
+		emit(ex, ev, msg);
+	}
+	pthread_mutex_unlock(&ex->out_mu);
+	free(msg);
+}
+
+void ex_recorded(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->out_mu);
+	for (size_t k = 0; k < ex->nheld; k++) {
+		emit(ex, ex->held[k].ev, ex->held[k].text);
+		free(ex->held[k].text);
+	}
+	ex->nheld = 0;
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
+/*
+ * The journal failed: what waited is shown, each outcome as not recorded (its
+ * record may be lost), and its step no longer counted as it ended.
+ */
+static void unrecorded(struct exec *ex)
+{
+	pthread_mutex_lock(&ex->out_mu);
+	for (size_t k = 0; k < ex->nheld; k++) {
+		struct held_event *h = &ex->held[k];
+		if (!h->outcome) {
+			emit(ex, h->ev, h->text);
+			free(h->text);
+			continue;
+		}
+		json_t *ev = json_copy(h->ev);
+		json_object_set(ev, "record", json_object_get(h->ev, "event"));
+		json_object_set_new(ev, "event", json_string("not_recorded"));
+		json_decref(h->ev);
+		char *text = rb_xasprintf("%s (not recorded: the audit log cannot be written)",
+					  h->text);
+		emit(ex, ev, text);
+		free(text);
+		free(h->text);
+		if (h->status >= 0 && ex->counts[h->status] > 0)
+			ex->counts[h->status]--;
+		ex->unrecorded++;
+	}
+	ex->nheld = 0;
+	pthread_mutex_unlock(&ex->out_mu);
+}
+
+void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = rb_xvasprintf(fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&ex->out_mu);
+	if (ex->journal) {      /* a probe or a simulation records nothing: nothing to wait for */
+		hold(ex, ev, msg, 1, status);
+		msg = NULL;
+	} else {
+		emit(ex, ev, msg);
+	}
+	pthread_mutex_unlock(&ex->out_mu);
+	free(msg);
+	if (ex->journal && ex->journal_failed)
+		unrecorded(ex);
 }
 
 void ex_flush(struct exec *ex)
@@ -269,6 +348,7 @@ void ex_journal_failed(struct exec *ex, const char *why)
 {
 	journal_broken(ex, why);
 	ex->failed = 1;
+	unrecorded(ex);
 	if (!ex->journal_said) {
 		ex->journal_said = 1;
 		ex_event(ex, json_pack("{s:s, s:s}", "event", "error", "message",
@@ -289,8 +369,11 @@ static int flush_journal(struct exec *ex, int sync)
 		ex_journal_failed(ex, rb_journal_error(ex->journal));
 	else if (ex->shared && (sync ? rb_audit_sync : rb_audit_write)(ex->shared) < 0)
 		ex_journal_failed(ex, rb_audit_error(ex->shared));
-	else
+	else {
+		if (sync)
+			ex_recorded(ex);
 		return 0;
+	}
 	return -1;
 }
 
@@ -378,11 +461,11 @@ void ex_publish_failed(struct exec *ex, size_t i, const char *what)
  * would be found inside ordinary words, and hiding those would garble what
  * the run writes.  So it is refused.
  */
-enum { SECRET_MIN_LEN = 4 };
+enum { SECRET_MIN_LEN = 4, SECRET_FILE_MAX = 1 << 20 };
 
-static int check_secret(struct exec *ex, const struct rb_secret *s, char **value)
+static int check_secret(struct exec *ex, const struct rb_secret *s, char **value, size_t len)
 {
-	if (strlen(*value) >= SECRET_MIN_LEN)
+	if (len >= SECRET_MIN_LEN)
 		return 0;
 	free(*value);
 	*value = NULL;
@@ -390,10 +473,17 @@ static int check_secret(struct exec *ex, const struct rb_secret *s, char **value
 			   "to be kept out of the output", s->name, SECRET_MIN_LEN);
 }
 
-static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
+/*
+ * A secret's value and its length.  A file's is kept whole, NUL bytes and all
+ * (redaction, the HMAC and Lua take its length), or refused: larger than
+ * SECRET_FILE_MAX, or not UTF-8 (a run's values are text; it would have no
+ * value at all).
+ */
+static int read_secret(struct exec *ex, const struct rb_secret *s, char **out, size_t *outlen)
 {
 	if (ex->o->recorded) {          /* a simulation sees what the log saw */
 		*out = rb_xstrdup(RB_SECRET_MASK);
+		*outlen = strlen(*out);
 		return 0;
 	}
 	if (s->env) {
@@ -402,29 +492,44 @@ static int read_secret(struct exec *ex, const struct rb_secret *s, char **out)
 			return rb_error_at(ex->d, s->key, "secret '%s': environment variable %s "
 					   "is not set", s->name, s->env);
 		*out = rb_xstrdup(v);
-		return check_secret(ex, s, out);
+		*outlen = strlen(v);
+		return check_secret(ex, s, out, *outlen);
 	}
 	char *buf = NULL, *err = NULL;
-	size_t len;
-	if (rb_read_file(s->file, 1 << 20, &buf, &len, &err) < 0) {
+	size_t len, bad;
+	if (rb_read_file(s->file, SECRET_FILE_MAX, &buf, &len, &err) < 0) {
 		rb_error_at(ex->d, s->key, "secret '%s': %s", s->name, err);
 		free(err);
 		return -1;
 	}
+	if (len > SECRET_FILE_MAX) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+		return rb_error_at(ex->d, s->key, "secret '%s': %s is larger than %d MiB", s->name,
+				   s->file, SECRET_FILE_MAX >> 20);
+	}
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
+	if ((bad = rb_utf8_check(buf, len)) < len) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+		return rb_error_at(ex->d, s->key, "secret '%s': %s is not UTF-8 text (byte %zu is "
+				   "not): give a binary secret encoded, in base64 say", s->name,
+				   s->file, bad + 1);
+	}
 	*out = buf;
-	return check_secret(ex, s, out);
+	*outlen = len;
+	return check_secret(ex, s, out, len);
 }
 
 /* The audit proves which value a secret had by its HMAC (audit.h), never by the value. */
-static void secret_hmac(struct exec *ex, const char *name, const char *v)
+static void secret_hmac(struct exec *ex, const char *name, const char *v, size_t len)
 {
 	unsigned char k[32];
 	char hex[65];
 	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0)
 		return;
-	int ok = rb_hmac_hex(k, sizeof(k), v, strlen(v), hex) == 0;
+	int ok = rb_hmac_hex(k, sizeof(k), v, len, hex) == 0;
 	OPENSSL_cleanse(k, sizeof(k));
 	if (ok)
 		json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
@@ -439,14 +544,16 @@ static int build_scope(struct exec *ex)
 	int rc = 0;
 	for (size_t i = 0; i < rb->nsecrets; i++) {
 		char *v = NULL;
-		if (read_secret(ex, &rb->secrets[i], &v) < 0) {
+		size_t len = 0;
+		if (read_secret(ex, &rb->secrets[i], &v, &len) < 0) {
 			rc = -1;
 			continue;
 		}
-		json_object_set_new(secrets, rb->secrets[i].name, json_string(v));
-		secret_hmac(ex, rb->secrets[i].name, v);
-		rb_redactor_add_secret(ex->redactor, v, strlen(v));
+		json_object_set_new(secrets, rb->secrets[i].name, json_stringn(v, len));
+		secret_hmac(ex, rb->secrets[i].name, v, len);
+		rb_redactor_add_secret(ex->redactor, v, len);
 		ex->nsecrets++;
+		OPENSSL_cleanse(v, len);
 		free(v);
 	}
 	if (rc < 0) {
@@ -704,15 +811,19 @@ static int setup(struct exec *ex)
 	if (rb->lock && take_lock(ex) < 0)
 		return -2;
 	ex->run_dir = rb_run_dir(state, ex->run_id);
+	/* Whom a resume trusts; a new run, its own key only (an interrupted repair's signer). */
+	struct rb_audit_keyring *trust = ex->o->resume_id ? trusted_keys(ex) : NULL;
+	if (ex->o->resume_id && !trust)
+		return -2;
 	if (ex->o->audit_log &&
-	    rb_audit_open(ex->o->audit_log, ex->key, ex->run_id, RB_AUDIT_SHARED, &ex->shared,
-			  &err) < 0) {
+	    rb_audit_open_trusted(ex->o->audit_log, ex->key, trust, ex->run_id, RB_AUDIT_SHARED,
+				  &ex->shared, &err) < 0) {
 		rb_error_pos(ex->d, 0, 0, "cannot open the audit log: %s", err);
 		free(err);
+		rb_audit_keyring_free(trust);
 		return -2;
 	}
 	if (ex->o->resume_id) {
-		struct rb_audit_keyring *trust = trusted_keys(ex);
 		int r = -1, hold = ex->o->hold ? *ex->o->hold : -1;
 		if (trust && hold >= 0) {
 			*ex->o->hold = -1;      /* the journal's now */
@@ -785,6 +896,10 @@ static void teardown(struct exec *ex)
 {
 	if (ex->threads)
 		ex_stop_workers(ex);
+	/* Never the case after a run's last sync; what no sync confirmed was not recorded. */
+	if (ex->nheld)
+		unrecorded(ex);
+	free(ex->held);
 	if (ex->s) {
 		for (size_t i = 0; i < ex->rb->nsteps; i++) {
 			json_decref(ex->s[i].output);
@@ -961,10 +1076,18 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	ex.outcome = outcome[*status];
 	ex_journal(&ex, json_pack("{s:s, s:s}", "type", "run_finished", "status", outcome[*status]));
 	/* The snapshot keeps the log's head: a tail cut from the log shows (audit verify). */
-	if (ex.journal && ex_journal_sync(&ex) == 0)
+	int recorded = !ex.journal || ex_journal_sync(&ex) == 0;
+	if (ex.journal && recorded)
 		compact(&ex, 1);
+	if (!recorded) {        /* the console says what the journal has, no more */
+		*status = RB_RUN_FAILED;
+		ex.outcome = outcome[*status];
+	}
 	if (o->simulated)
 		simulated(&ex);
+	/* Outcomes shown as not recorded are not counted as what they said. */
+	ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
+	bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
 			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
 			       "interrupted", (int)intr, "skipped", (int)skip, "not_run", (int)not_run,
@@ -972,12 +1095,19 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	char interrupted[48] = "";
+	char interrupted[48] = "", unrec[48] = "";
 	if (intr)
 		snprintf(interrupted, sizeof(interrupted), ", %zu interrupted", intr);
-	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run",
+	if (ex.unrecorded) {
+		json_object_set_new(ev, "not_recorded", json_integer((json_int_t)ex.unrecorded));
+		snprintf(unrec, sizeof(unrec), ", %zu not recorded", ex.unrecorded);
+	}
+	if (!recorded)
+		json_object_set_new(ev, "recorded", json_false());
+	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run%s%s",
 		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, interrupted, skip,
-		 not_run);
+		 not_run, unrec, recorded ? "" : " (its end is not recorded: the audit log cannot "
+		 "be written)");
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

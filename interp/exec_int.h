@@ -97,6 +97,14 @@ struct srun {
 	struct job *job;
 };
 
+/* An event held until the journal has what it reports (ex_outcome). */
+struct held_event {
+	json_t *ev;
+	char *text;
+	int outcome;                    /* it reports a record; else it only keeps its place */
+	int status;                     /* the enum sstatus it counted in counts[], or -1 */
+};
+
 struct exec {
 	struct rb_runbook *rb;
 	const struct rb_exec_opts *o;
@@ -146,6 +154,14 @@ struct exec {
 	char *journal_error;            /* why, once it failed */
 	int journal_said;               /* and the run was told */
 	/*
+	 * Outcomes whose records are not durable yet (ex_outcome), and every event after
+	 * them, in order; under out_mu.  The console never reports what the journal does
+	 * not have: they are shown once it has them, or as not recorded.
+	 */
+	struct held_event *held;
+	size_t nheld, heldcap;
+	size_t unrecorded;              /* outcomes shown as not recorded */
+	/*
 	 * A batch of one command: its records are written, and its supervisor syncs them
 	 * right before the exec (schedule()).  gate_fd is the journal's descriptor for that
 	 * while the unit is being started, else -1; gated is the unit until its end.
@@ -166,6 +182,16 @@ json_t *ex_redact_json(const struct exec *ex, json_t *v);
 /* One event: a line of text, or a JSON object with "event" set (ev is taken). */
 void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * An event that reports records just journalled (a step's end, an item's, a retry, a
+ * gate's answer): shown once they are durable (ex_recorded), or, when the journal
+ * fails first, as not recorded ("not_recorded", its text saying so), its step given
+ * back from counts[status] (status -1: none).  Events after it wait with it.
+ */
+void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* What was journalled is durable (a sync, or a gated command's supervisor's): show what waited. */
+void ex_recorded(struct exec *ex);
 /* Write out the events printed so far (before waiting). */
 void ex_flush(struct exec *ex);
 /*

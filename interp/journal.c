@@ -189,17 +189,29 @@ static int sync_parent(const char *path)
 	return r;
 }
 
-/* Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing). */
+/*
+ * Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing).
+ * The run's files are the engine's: a symbolic link there is not followed
+ * (ELOOP), and what is not a regular file (a FIFO, a device) is not read
+ * (EINVAL): either could send a reader elsewhere, or read forever.
+ */
 static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	struct stat st;
 	size_t cap = 4096, len = 0;
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
+	char *buf = NULL;
+	if (fstat(fd, &st) < 0)
+		goto bad;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto bad;
+	}
+	if (st.st_size > 0)
 		cap = (size_t)st.st_size + 1;
-	char *buf = malloc(cap);
+	buf = malloc(cap);
 	if (!buf)
 		goto bad;
 	for (;;) {
@@ -231,6 +243,13 @@ bad:;
 	close(fd);
 	errno = saved;
 	return -1;
+}
+
+/* Why read_at failed, for a message. */
+static const char *read_why(int e)
+{
+	return e == ELOOP ? "a symbolic link, not followed"
+	       : e == EINVAL ? "not a regular file" : strerror(e);
 }
 
 /*
@@ -659,7 +678,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		goto oom;
 
 	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
-		rb_fail(err, "cannot read %s: %s", spath, strerror(errno));
+		rb_fail(err, "cannot read %s: %s", spath, read_why(errno));
 		goto out;
 	}
 	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
@@ -671,7 +690,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		if (errno == ENOENT)
 			rb_fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
 		else
-			rb_fail(err, "cannot read %s: %s", jpath, strerror(errno));
+			rb_fail(err, "cannot read %s: %s", jpath, read_why(errno));
 		goto out;
 	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
@@ -757,8 +776,9 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 	close(dfd);
 	if (r < 0)
 		return errno == ENOENT ? 0 : rb_fail(err, "cannot read %s/%s: %s", run_dir,
-						  RB_RUN_SNAPSHOT, strerror(errno));
-	json_t *snap = json_loadb(buf, len, 0, NULL);
+						  RB_RUN_SNAPSHOT, read_why(errno));
+	/* The state may hold NUL (a step's output): the encoder writes \u0000. */
+	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, NULL);
 	free(buf);
 	json_t *h = json_object_get(snap, "head");
 	json_t *s = json_object_get(h, "seq");
@@ -858,10 +878,16 @@ static struct rb_journal *journal_new(const char *dir)
 	return j;
 }
 
-/* Removes what rb_journal_create puts in a run directory that is not yet renamed. */
+/*
+ * Removes what rb_journal_create puts in a run directory that is not yet
+ * renamed; a symbolic link planted in its place is removed itself, never
+ * followed (the files of its target are not the run's).
+ */
 static int remove_new_run(const char *dir)
 {
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return unlink(dir);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -1;
 	unlinkat(dfd, RB_RUN_JOURNAL, 0);
@@ -885,11 +911,15 @@ static int rename_new(const char *from, const char *to)
 	return rename(from, to);
 }
 
-/* Open the run's log (it exists) for j, signing with key, and continue its seq. */
-static int open_log(struct rb_journal *j, const struct rb_audit_key *key, const char *run_id,
-		    char **err)
+/*
+ * Open the run's log (it exists) for j, signing with key, and continue its
+ * seq; an interrupted repair is completed only when trust (NULL: key) signed it.
+ */
+static int open_log(struct rb_journal *j, const struct rb_audit_key *key,
+		    const struct rb_audit_keyring *trust, const char *run_id, char **err)
 {
-	if (rb_audit_open(j->path, key, run_id, 0, &j->log, err) < 0)
+	if (rb_audit_open_trusted(j->path, key, trust, run_id, RB_AUDIT_NOFOLLOW, &j->log,
+				  err) < 0)
 		return -1;
 	rb_audit_set_hook(j->log, j->hook, j->hook_arg);
 	j->key = key;
@@ -950,7 +980,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		goto undo;
 	}
 	made = 1;
-	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	j->dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (j->dirfd < 0) {
 		rb_fail(err, "cannot open directory %s: %s", tmp, strerror(errno));
 		goto undo;
@@ -985,7 +1015,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		rb_fail(err, "cannot sync %s: %s", runs, strerror(errno));
 		goto undo;
 	}
-	if (open_log(j, key, run_id, err) < 0)
+	if (open_log(j, key, NULL, run_id, err) < 0)
 		goto undo;
 	take_head(j);
 	free(runs);
@@ -1046,7 +1076,7 @@ static char *unverifiable(const struct scan *s, const char *dir,
 {
 	char *why = NULL;
 	if (s->last_line) {
-		json_t *rec = json_loadb(s->last_line, s->last_len, 0, NULL);
+		json_t *rec = json_loadb(s->last_line, s->last_len, JSON_ALLOW_NUL, NULL);
 		const char *kid = json_string_value(json_object_get(rec, "key_id"));
 		if (kid && !rb_audit_keyring_find(trust, kid))
 			why = rb_xasprintf("%s/%s:%zu: signed by key %s, which is not in the keyring",
@@ -1114,9 +1144,15 @@ int rb_journal_load(const char *run_dir, json_t **snapshot, json_t **records,
 
 int rb_journal_hold(const char *run_dir, char **err)
 {
-	int fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
+	/* The run's directory is the engine's: a symbolic link in its place is not followed. */
+	int fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		struct stat lst;
+		int linked = errno == ELOOP || (errno == ENOTDIR && lstat(run_dir, &lst) == 0 &&
+						S_ISLNK(lst.st_mode));
+		return rb_fail(err, "cannot open run %s: %s", run_dir, linked
+			       ? "it is a symbolic link, not followed" : strerror(errno));
+	}
 	if (lock_run(fd, run_dir, err) < 0) {
 		int e = errno;
 		close(fd);
@@ -1164,7 +1200,7 @@ int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
 	 * engine, which will act on them), the rename of a compaction cut off
 	 * before its directory fsync, the entry of a run in runs/.
 	 */
-	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_CLOEXEC);
+	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	int synced = fd >= 0 && sync_fd(fd, 1) == 0;
 	if (fd >= 0)
 		close(fd);
@@ -1172,7 +1208,7 @@ int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
 		rb_fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
-	if (open_log(j, key, run_id, err) < 0)
+	if (open_log(j, key, trust, run_id, err) < 0)
 		goto undo;
 	j->last_type = strdup(rb_audit_last_type(j->log));
 	/* Appending after a torn line would glue the next record to it: cut it, on the record. */
@@ -1254,7 +1290,7 @@ int rb_journal_gate_fd(struct rb_journal *j)
 		if (pipe2(j->gate, O_CLOEXEC) < 0)
 			j->gate[0] = j->gate[1] = -1;
 	} else if (j->gate[0] < 0) {
-		j->gate[0] = open(j->path, O_RDONLY | O_CLOEXEC);
+		j->gate[0] = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	}
 	return j->gate[0];
 }
@@ -1518,11 +1554,11 @@ int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err
 	if (dfd < 0)
 		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	if (read_at(dfd, RB_RUN_RUNBOOK_SHA, &sum, &sumlen) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, read_why(errno));
 		goto out;
 	}
 	if (read_at(dfd, RB_RUN_RUNBOOK, buf, len) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, strerror(errno));
+		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, read_why(errno));
 		goto out;
 	}
 	if (rb_sha256_hex(*buf, *len, hex) < 0) {

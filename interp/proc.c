@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,6 +151,7 @@ struct stream {
 	int spill_fd;           /* -1 until the first byte past mem_limit */
 	int spill_errno;        /* why the spill file failed, or 0 */
 	int mem_full;           /* mem was closed: the rest goes to the spill */
+	char *spill_file;       /* its path, as created */
 	char *hold;             /* with a filter: spilled bytes after the last newline */
 	size_t hold_len;
 	char *line;             /* the unterminated line so far */
@@ -166,6 +168,7 @@ struct rb_proc {
 	char *spill_path, *argv0, *cwd;
 	size_t mem_limit;
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	void (*on_started)(void *ud);
 	void *ud;
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
 	size_t (*cut)(void *ud, const char *d, size_t n);
@@ -244,14 +247,60 @@ static void feed_lines(struct rb_proc *p, struct stream *s, const char *d, size_
 	}
 }
 
+/*
+ * Creates the spill file prefix + suffix for this call alone (O_EXCL): never
+ * through a symbolic link in its place or in place of its directory (someone
+ * else's file would be written: ELOOP), and never over a file that is there:
+ * an earlier attempt's, or a session's before a resume, which a record of the
+ * audit log binds.  Its name is then taken: ".2", ".3", ... are tried after
+ * it.  Returns the descriptor and the path in *path, or -1 with errno.
+ */
+static int spill_open(const char *prefix, const char *suffix, char **path)
+{
+	const char *slash = strrchr(prefix, '/');
+	char *dir = slash ? xasprintf("%.*s", (int)(slash - prefix + (slash == prefix)), prefix)
+		    : NULL;
+	int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : AT_FDCWD;
+	int fd = -1;
+	struct stat st;
+	/* O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a link: say it is one. */
+	if (dfd == -1 && errno == ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	*path = NULL;
+	for (int k = 1; dfd != -1 && k <= RB_PROC_SPILL_NAMES; k++) {
+		free(*path);
+		*path = k == 1 ? xasprintf("%s%s", prefix, suffix)
+			       : xasprintf("%s%s.%d", prefix, suffix, k);
+		const char *base = slash ? *path + (slash - prefix) + 1 : *path;
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			break;
+		if (!S_ISREG(st.st_mode)) {
+			errno = S_ISLNK(st.st_mode) ? ELOOP : EEXIST;
+			break;
+		}
+	}
+	int saved = errno;
+	if (dfd >= 0)
+		close(dfd);
+	free(dir);
+	if (fd < 0) {
+		free(*path);
+		*path = NULL;
+	}
+	errno = saved;
+	return fd;
+}
+
 /* Writes d[0, n), which stands for raw bytes of output (n of them unless filtered). */
 static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size_t n, size_t raw)
 {
 	if (s->spill_fd < 0) {
-		char *path = xasprintf("%s%s", p->spill_path, s->no == 1 ? ".stdout" : ".stderr");
-
-		s->spill_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		free(path);
+		errno = 0;
+		s->spill_fd = spill_open(p->spill_path, s->no == 1 ? ".stdout" : ".stderr",
+					 &s->spill_file);
 	}
 	if (s->spill_fd < 0 || write_all(s->spill_fd, d, n) < 0) {
 		/* ENOSPC and friends: drop the rest, the counters tell how much. */
@@ -367,6 +416,8 @@ static void sync_result(struct rb_proc *p)
 	r->err_spilled = p->err.spilled;
 	r->out_spill_errno = p->out.spill_errno;
 	r->err_spill_errno = p->err.spill_errno;
+	r->out_spill_file = p->out.spill_file;
+	r->err_spill_file = p->err.spill_file;
 }
 
 static void stream_eof(struct rb_proc *p, struct stream *s)
@@ -516,6 +567,8 @@ static void status_read(struct rb_proc *p)
 		}
 		if (m.type == MSG_STARTED) {
 			p->res.pid = m.pid;
+			if (p->on_started)
+				p->on_started(p->ud);
 		} else if (m.type == MSG_EXITED) {
 			p->got_status = m.has_status;
 			p->status = m.status;
@@ -698,7 +751,8 @@ struct rb_proc *rb_proc_start(const struct rb_proc_spec *s, char **err)
 	/* Bounded so that mem_limit + 1 cannot wrap. */
 	*p = (struct rb_proc){ .st = -1, .in = -1,
 			       .mem_limit = s->mem_limit < SIZE_MAX / 4 ? s->mem_limit : SIZE_MAX / 4,
-			       .on_line = s->on_line, .ud = s->ud, .filter = s->filter, .cut = s->cut,
+			       .on_line = s->on_line, .on_started = s->on_started, .ud = s->ud,
+			       .filter = s->filter, .cut = s->cut,
 			       .grace_ms = s->grace_ms };
 	p->out = (struct stream){ .fd = -1, .no = 1, .spill_fd = -1 };
 	p->err = (struct stream){ .fd = -1, .no = 2, .spill_fd = -1 };
@@ -893,6 +947,8 @@ void rb_proc_free(struct rb_proc *p)
 	free(p->out.hold);
 	free(p->err.hold);
 	free(p->spill_path);
+	free(p->out.spill_file);
+	free(p->err.spill_file);
 	free(p->argv0);
 	free(p->cwd);
 	free(p->error);

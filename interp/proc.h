@@ -93,6 +93,8 @@
 #define RB_PROC_PIECE_MAX	(4 * 1024 * 1024)
 /* After SIGKILL, how long to wait for the processes before giving up on them. */
 #define RB_PROC_ABANDON_MS	500
+/* Names a spill file may take: spill_path.stdout, then .stdout.2 ... .stdout.N. */
+#define RB_PROC_SPILL_NAMES	1000
 
 struct rb_proc_spec {
 	const char *const *argv;        /* argv[0] searched in PATH (the child's); NULL-terminated */
@@ -102,7 +104,9 @@ struct rb_proc_spec {
 	const char *stdin_data;         /* NULL: /dev/null; copied, need not outlive the call */
 	size_t stdin_len;
 	const char *spill_path;         /* output past mem_limit goes to spill_path + ".stdout" /
-					   ".stderr" (created 0600 on first use), or NULL: dropped
+					   ".stderr" (created 0600 on first use, never through a
+					   symlink nor over a file there: then + ".2", ".3", ...;
+					   the result names it), or NULL: dropped
 					   (still counted) */
 	size_t mem_limit;               /* bytes of each stream kept in memory */
 	long timeout_ms;                /* > 0: terminate with grace_ms when it has run this long */
@@ -114,6 +118,12 @@ struct rb_proc_spec {
 	 * It must not free the proc.
 	 */
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	/*
+	 * Called once, from rb_proc_handle(), when the supervisor reports the
+	 * command started: with sync, its fdatasync of sync_fd returned 0 before.
+	 * May be NULL.
+	 */
+	void (*on_started)(void *ud);
 	void *ud;
 	/*
 	 * What goes to a spill file passes through filter first, whole lines
@@ -163,7 +173,9 @@ struct rb_proc_result {
 	size_t out_total, err_total;    /* bytes produced, including spilled and dropped ones */
 	size_t out_spilled, err_spilled; /* bytes in the spill files; the rest past out_len was
 					   dropped (no spill_path, or the file could not be written) */
-	int out_spill_errno, err_spill_errno; /* why a spill file could not be written, or 0 */
+	int out_spill_errno, err_spill_errno; /* why a spill file could not be written, or 0
+					   (ELOOP: a symbolic link in its place, not followed) */
+	const char *out_spill_file, *err_spill_file; /* the spill files as created, or NULL */
 };
 
 struct rb_proc;

@@ -33,6 +33,11 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 		free(clean);
 		clean = rb_xstrdup(RB_SECRET_MASK);
 		n = strlen(clean);
+	} else if (memchr(clean, '\0', n)) {
+		/* Redacted before its NULs are shown as "\0" below, which no secret's form has. */
+		char *red = ex_redact(ex, clean, n, &n);
+		free(clean);
+		clean = red;
 	}
 	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%}", "event", "output", "step", id, "stream",
 			       stream == 2 ? "stderr" : "stdout", "line", clean, n);
@@ -60,6 +65,18 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	ex_event(ex, ev, "%s%s%s %s", id, at, stream == 2 ? "!" : "|", t.s ? t.s : "");
 	rb_buf_release(&t);
 	free(clean);
+}
+
+/*
+ * A command has started.  When its supervisor synced the journal first (a gated
+ * batch), the records written for it are durable now: what waited for them is shown.
+ */
+static void on_started(void *ud)
+{
+	struct unit *u = ud;
+	struct exec *ex = u->jb->ex;
+	if (ex->gated == u)
+		ex_recorded(ex);
 }
 
 /* Output spilled to the run directory is redacted before it is written, from a worker thread. */
@@ -151,6 +168,7 @@ static int unit_call(struct unit *u, char **err)
 		.cancel = &jb->cancel,
 		.spill_path = u->spill,
 		.on_line = on_line,
+		.on_started = on_started,
 		.ud = u,
 		.filter = spill_filter,
 		.cut = output_cut,
@@ -458,21 +476,24 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	json_t *ev = ex_record_event(rec);
 	ex_journal(ex, rec);
 
+	/* Shown once step_finished is durable: the console reports what the journal has. */
 	if (status == S_SUCCEEDED)
-		ex_event(ex, ev, "%s: succeeded in %.1fs", st->id, (end - sr->started_ms) / 1000.0);
+		ex_outcome(ex, ev, (int)status, "%s: succeeded in %.1fs", st->id,
+			   (end - sr->started_ms) / 1000.0);
 	else if (status == S_INTERRUPTED)
-		ex_event(ex, ev, "%s: interrupted after %.1fs", st->id,
-			 (end - sr->started_ms) / 1000.0);
+		ex_outcome(ex, ev, (int)status, "%s: interrupted after %.1fs", st->id,
+			   (end - sr->started_ms) / 1000.0);
 	else if (status == S_SKIPPED)
-		ex_event(ex, ev, "%s: skipped (%s)", st->id, sr->error);
+		ex_outcome(ex, ev, (int)status, "%s: skipped (%s)", st->id, sr->error);
 	else if (status == S_UNPROBED)
-		ex_event(ex, ev, "%s: not probed (%s)", st->id, sr->error);
+		ex_outcome(ex, ev, (int)status, "%s: not probed (%s)", st->id, sr->error);
 	else if (status == S_SATISFIED)
-		ex_event(ex, ev, "%s: satisfied: its check says it is in place, not running it", st->id);
+		ex_outcome(ex, ev, (int)status, "%s: satisfied: its check says it is in place, "
+			   "not running it", st->id);
 	else
-		ex_event(ex, ev, "%s: failed%s in %.1fs: %s", st->id,
-			 continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
-			 sr->error ? sr->error : "failed");
+		ex_outcome(ex, ev, (int)status, "%s: failed%s in %.1fs: %s", st->id,
+			   continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
+			   sr->error ? sr->error : "failed");
 
 	if (status == S_FAILED && !continued && ex->stop_on_failure)
 		ex->failed = 1;
@@ -685,9 +706,8 @@ static void approve(struct exec *ex, size_t i, const char *via)
 	ex->s[i].started_ms = rb_now_ms();
 	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "type", "gate_approved", "step", id, "by",
 			      by, "via", via));
-	ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by", by,
-			       "via", via),
-		 "%s: approved by %s (%s)", id, by, via);
+	ex_outcome(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
+				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
 }
 
 /*
@@ -721,9 +741,9 @@ static int reach_gate(struct exec *ex, size_t i)
 	sr->status = S_WAITING;
 	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
 			      "prompt", sr->prompt));
-	ex_event(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id, "prompt",
-			       sr->prompt),
-		 "%s: waiting for approval: %s", st->id, sr->prompt);
+	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
+				 "prompt", sr->prompt), -1, "%s: waiting for approval: %s", st->id,
+		   sr->prompt);
 	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
 	ex->gates[ex->ngates++] = i;
 	return 0;
@@ -942,10 +962,11 @@ static void job_done(struct exec *ex, struct job *jb)
 		ex_journal(ex, json_pack("{s:s, s:s, s:i, s:s}", "type", "step_retry", "step", st->id,
 				      "attempt", sr->attempts, "error",
 				      jb->error ? jb->error : "failed"));
-		ex_event(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step", st->id,
-				       "attempt", sr->attempts, "delay_ms", (json_int_t)delay),
-			 "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
-			 st->retry.attempts, jb->error ? jb->error : "failed", d);
+		ex_outcome(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step",
+					 st->id, "attempt", sr->attempts, "delay_ms",
+					 (json_int_t)delay), -1,
+			   "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
+			   st->retry.attempts, jb->error ? jb->error : "failed", d);
 		json_decref(jb->output);
 		free(jb->error);
 		sr->status = S_PENDING;
@@ -1001,10 +1022,10 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 			       "index", (json_int_t)u->k, "status", u->failed ? "failed" : "succeeded");
 	ex_journal(ex, rec);
 	if (u->failed)
-		ex_event(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
-			 u->error ? u->error : "failed");
+		ex_outcome(ex, ev, -1, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
+			   u->error ? u->error : "failed");
 	else
-		ex_event(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
+		ex_outcome(ex, ev, -1, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
 }
 
 /* Takes p out of the array of n pointers at v, keeping the order of the others. */
@@ -1384,6 +1405,13 @@ static const char *lua_poll(void *ud)
 			rb_grow(&ex->ended, &ex->endedcap, ex->nended + 1, sizeof(*ex->ended));
 			ex->ended[ex->nended++] = u;
 		}
+		/* Outcomes wait for their records to be durable, and every event after them
+		   (ex_outcome): sync them now rather than hold the other steps' lines. */
+		pthread_mutex_lock(&ex->out_mu);
+		size_t held = ex->nheld;
+		pthread_mutex_unlock(&ex->out_mu);
+		if (held)
+			ex_journal_sync(ex);
 		live_tick(ex);
 		ex_flush(ex);
 		ex->serving = 0;

@@ -514,9 +514,16 @@ int rb_sha256_hex(const void *buf, size_t len, char hex[65])
 
 int rb_sha256_file(const char *path, char hex[65])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
+	struct stat st;
+	int bad = fstat(fd, &st) < 0 ? errno : !S_ISREG(st.st_mode) ? EINVAL : 0;
+	if (bad) {
+		close(fd);
+		errno = bad;
+		return -1;
+	}
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned char buf[65536], d[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;

@@ -23,7 +23,11 @@ char *rb_xvasprintf(const char *fmt, va_list ap);
 void rb_hex(const unsigned char *b, size_t n, char *out);
 /* SHA-256 of buf as 64 lower-case hex digits and a NUL; -1 if OpenSSL fails. */
 int rb_sha256_hex(const void *buf, size_t len, char hex[65]);
-/* The same of a file's bytes, read a piece at a time; -1 with errno when it cannot be read. */
+/*
+ * The same of a file's bytes, read a piece at a time; -1 with errno when it
+ * cannot be read, ELOOP when path is a symbolic link (not followed), EINVAL
+ * when it is not a regular file (a FIFO or a device could be read forever).
+ */
 int rb_sha256_file(const char *path, char hex[65]);
 
 /* Grow a vector *v of *cap elements of size sz so that it holds need. */

@@ -67,6 +67,8 @@ struct rb_call {
 	/* Where output may be cut without splitting a secret (rb_proc_spec's cut), or NULL. */
 	size_t (*cut)(void *ud, const char *d, size_t n);
 	void (*on_line)(void *ud, int stream, const char *line, size_t len);
+	/* The side effect has started (with sync: after the fdatasync returned 0), or NULL. */
+	void (*on_started)(void *ud);
 	void *ud;
 	struct rb_luabox *box;          /* inline actions only */
 	int scope;                      /* inline actions only: the Lua scope's index */

@@ -6,6 +6,7 @@
  * It runs in the scheduler's poll loop (start and step): a command holds no
  * thread, and its wake-ups reach the scheduler with no hand-off on the way.
  */
+#include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,7 +241,10 @@ static void add_overflow(const struct rb_call *c, const struct rb_proc_result *r
 	if (total == kept)
 		return;
 	json_t *o = json_pack("{s:I}", "bytes", (json_int_t)(total - kept));
-	char *path = c->spill_path ? rb_xasprintf("%s.%s", c->spill_path, stream) : NULL;
+	/* The file as created: an earlier attempt's is never replaced (proc.h). */
+	const char *made = fd == 1 ? r->out_spill_file : r->err_spill_file;
+	char *path = made ? rb_xstrdup(made)
+		     : c->spill_path ? rb_xasprintf("%s.%s", c->spill_path, stream) : NULL;
 	/* Its name in the run's directory: the last two parts of the path. */
 	const char *name = path ? path + strlen(path) : "";
 	for (int parts = 0; path && name > path && parts < 2; parts += *name == '/')
@@ -255,11 +259,14 @@ static void add_overflow(const struct rb_call *c, const struct rb_proc_result *r
 	if (total - kept > spilled) {
 		json_object_set_new(o, "lost", json_integer((json_int_t)(total - kept - spilled)));
 		if (why) {
-			json_object_set_new(o, "error", json_string(strerror(why)));
+			/* A planted symlink: said plainly, not as "too many levels". */
+			const char *e = why == ELOOP ? "a symbolic link is in its place, or in "
+				"place of its directory: not followed" : strerror(why);
+			json_object_set_new(o, "error", json_string(e));
 			char *w = rb_xasprintf("%s%s%zu bytes of %s could not be written to %s (%s): "
 					       "they are lost", res->warning ? res->warning : "",
 					       res->warning ? "; " : "", total - kept - spilled,
-					       stream, name, strerror(why));
+					       stream, name, e);
 			free(res->warning);
 			res->warning = w;
 		}
@@ -316,6 +323,7 @@ static struct rb_proc *start_command(const struct rb_call *c, char **err)
 		.timeout_ms = timeout,
 		.grace_ms = SHELL_GRACE_MS,
 		.on_line = c->on_line,
+		.on_started = c->on_started,
 		.ud = c->ud,
 		.filter = c->filter,
 		.cut = c->cut,

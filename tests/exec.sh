@@ -357,8 +357,8 @@ check "timeout" has '"step":"too_slow","status":"failed".*"error":"timed out aft
 check "command not found" has "cannot run 'no-such-command-runbook': command not found"
 out=$(EXEC_TEST_STATE=$state run tests/exec/long_stderr.yaml 2>&1)
 check "output that cannot be written out is counted as lost, with why" \
-	has '"step":"drowned","status":"succeeded",.*"stdout_rest":{"bytes":940324,"error":"No space left on device","lost":940324}'
-check "and the console warns of it" grep -qF 'drowned: warning: 940324 bytes of stdout could not be written to output/drowned.stdout (No space left on device): they are lost' <<<"$out"
+	has '"step":"drowned","status":"succeeded",.*"stdout_rest":{"bytes":940324,"error":"a symbolic link is in its place, or in place of its directory: not followed","lost":940324}'
+check "and the console warns of it" grep -qF 'drowned: warning: 940324 bytes of stdout could not be written to output/drowned.stdout (a symbolic link is in its place, or in place of its directory: not followed): they are lost' <<<"$out"
 check "not when stderr was too long to keep whole (its last line is in the spill file)" \
 	has '"step":"says_too_much","status":"failed".*"error":"exit status 6",'
 lrun="$state/runs/$(ls -t "$state/runs" | head -n 1)"
@@ -804,6 +804,55 @@ out=$("$RUNBOOK" resume --state-dir "$fstate" --rerun second "$fid" 2>&1)
 check "a resume that reruns it runs it" [ -e "$fdir/second" ]
 out=$(RUNBOOK_TEST_FAIL=nowhere:1 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" tests/exec/failclosed.yaml 2>&1)
 check "a bad RUNBOOK_TEST_FAIL is refused" grep -q "RUNBOOK_TEST_FAIL='nowhere:1': expected POINT:N" <<<"$out"
+# The console reports no outcome that the journal does not have: wherever the disk
+# fills, a step's end (or the run's) whose record could not be made durable is shown
+# as not recorded, and the run exits 1.
+console_recorded() {      # console_recorded OUTPUT RUN_DIR
+	local line
+	while IFS= read -r line; do
+		[[ $line =~ ^[0-9:]+\ ([a-z_0-9]+):\ (succeeded|failed|skipped|interrupted)\  ]] || continue
+		[[ $line == *"(not recorded: the audit log cannot be written)" ]] && continue
+		jq -se --arg s "${BASH_REMATCH[1]}" --arg st "${BASH_REMATCH[2]}" \
+			'any(.[]; .type == "step_finished" and .step == $s and .status == $st)' \
+			"$2/audit.jsonl" >/dev/null || return 1
+	done <<<"$1"
+	grep -q '^[0-9:]* run .* in [0-9.]*s: .*(its end is not recorded' <<<"$1" ||
+		jq -se 'any(.[]; .type == "run_finished")' "$2/audit.jsonl" >/dev/null
+}
+for p in before-write:3 before-write:4 before-write:5 after-write:4 before-gate:2; do
+	rm -rf "$fstate" "$fdir"/*
+	out=$(RUNBOOK_TEST_FAIL=$p "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
+		--output text tests/exec/failclosed.yaml 2>&1)
+	check "$p: the run exits 1" [ $? -eq 1 ]
+	check "$p: the console reports only what the journal recorded" \
+		console_recorded "$out" "$fstate/runs/$(ls "$fstate/runs")"
+	check "$p: and says what it could not record" grep -q 'not recorded' <<<"$out"
+done
+check "a step's end not recorded is said so" grep -q '^[0-9:]* second: succeeded in [0-9.]*s (not recorded: the audit log cannot be written)$' \
+	<(rm -rf "$fstate" "$fdir"/*; RUNBOOK_TEST_FAIL=before-write:4 "$RUNBOOK" run --state-dir "$fstate" \
+	  -p dir="$fdir" --output text tests/exec/failclosed.yaml 2>&1)
+rm -rf "$fstate" "$fdir"/*
+out=$(RUNBOOK_TEST_FAIL=before-write:4 "$RUNBOOK" run --state-dir "$fstate" -p dir="$fdir" \
+	--output json tests/exec/failclosed.yaml 2>/dev/null)
+check "json: a not_recorded event in place of its step_finished" \
+	jq -se 'map(select(.step == "second" and (.event == "step_finished" or .event == "not_recorded")))
+		| length == 1 and .[0].event == "not_recorded" and .[0].record == "step_finished"
+		  and .[0].status == "succeeded"' <<<"$out"
+# An outcome waits for its record to be durable, not for the next command to end: its
+# supervisor's sync before the exec is enough (docs/state.md).
+qstate=$(mktemp -d)
+"$RUNBOOK" run --state-dir "$qstate" --output text tests/exec/quiet.yaml >"$qstate/out" 2>&1 &
+qpid=$!
+sleep 2
+check "a step's end shows while the next command runs" grep -q 'first: succeeded in' "$qstate/out"
+check "then the next step's start" bash -c "awk '/first: succeeded/ {a = NR} /quiet: started/ {b = NR} END {exit !(a && b && a < b)}' '$qstate/out'"
+check "and the command is still running" bash -c "! grep -q 'quiet: succeeded' '$qstate/out'"
+wait "$qpid"
+check "then it ends" grep -q 'quiet: succeeded in' "$qstate/out"
+rm -rf "$qstate"
+check "json: run_finished counts it apart" \
+	jq -se 'map(select(.event == "run_finished"))[0] | .status == "failed" and .succeeded == 1
+		and .not_recorded == 1 and .recorded == false' <<<"$out"
 rm -rf "$fdir" "$fstate"
 
 # Each command's records are durable before it runs, seen in the system calls: a step

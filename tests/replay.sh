@@ -82,8 +82,8 @@ j() { rb replay "$fx/$1" -f json "${ring[@]}" | jq -c "$2"; }
 # A failure the run went on past (continue_on_error) says so.
 [ "$(j plain '[.steps[] | select(.status == "failed") | [.step, .continued, .error]]')" = \
   '[["optional_cleanup",true,"exit status 3: no such table: tmp_sessions"]]' ] && ok || bad "plain: continued"
-[ "$(j plain '.steps[] | select(.step == "backup") | .attempts[0] | [.for_each, (.calls | length), .calls[1].args.command, .calls[1].output.stdout]')" = \
-  '[true,3,"echo \"backed up db2\"","backed up db2\n"]' ] && ok || bad "plain: backup's calls"
+[ "$(j plain '.steps[] | select(.step == "backup") | .attempts[0] | [.for_each, (.calls | length), .calls[1].args.command, .calls[1].args.env.RUNBOOK_ITEM, .calls[1].output.stdout]')" = \
+  '[true,3,"echo \"backed up ${RUNBOOK_ITEM}\"","db2","backed up db2\n"]' ] && ok || bad "plain: backup's calls"
 [ "$(j plain '.steps[] | select(.step == "backup") | [.items[] | .index]')" = '[0,1,2]' ] && ok || bad "plain: backup's items"
 [ "$(j plain '.steps[] | select(.step == "prod_only") | [.status, .error, (.attempts | length)]')" = \
   '["skipped","its condition is false",0]' ] && ok || bad "plain: the skipped step"
@@ -144,12 +144,13 @@ grep -q '^  condition  flaky: ran then (succeeded); now it would be skipped: its
 	ok || bad "a changed condition (ran then, skipped now)"
 grep -q '^  condition  prod_only: was skipped then; now it would run$' "$d/sim" && ok ||
 	bad "a changed condition (skipped then, runs now)"
-grep -q '^  argument   backup\[2\]: command was "echo \\"backed up db2\\"", now "echo \\"saved db2 to staging\\""$' "$d/sim" &&
+grep -q '^  argument   backup\[2\]: command was "echo \\"backed up ${RUNBOOK_ITEM}\\"", now "echo \\"saved ${RUNBOOK_ITEM} to ${RUNBOOK_PARAMS_ENV}\\""$' "$d/sim" &&
+	grep -q '^  argument   backup\[2\]: env was {"RUNBOOK_ITEM":"db2"}, now {"RUNBOOK_ITEM":"db2","RUNBOOK_PARAMS_ENV":"staging"}$' "$d/sim" &&
 	ok || bad "a changed argument"
 grep -q '^  added      notify: ' "$d/sim" && ok || bad "an added step"
 grep -q '^  removed    optional_cleanup: failed then' "$d/sim" && ok || bad "a removed step"
 rb replay "$fx/plain" --simulate --runbook "$dir/simulate-changed.yaml" --format json "${ring[@]}" >"$d/sim.json"
-[ "$(jq -r '[.same_path, (.differences | length), (.differences | map(.kind) | unique | join(","))] | @tsv' "$d/sim.json")" = "$(printf 'false\t8\tadded,argument,condition,removed')" ] &&
+[ "$(jq -r '[.same_path, (.differences | length), (.differences | map(.kind) | unique | join(","))] | @tsv' "$d/sim.json")" = "$(printf 'false\t11\tadded,argument,condition,removed')" ] &&
 	ok || bad "simulate --format json: $(head -c 300 "$d/sim.json")"
 # A failed call's recorded output stands in for it too: a step that reads it takes the same
 # path; a step that fails now where it succeeded then is a difference of outcome.

@@ -2,7 +2,8 @@
  * libFuzzer target: arbitrary bytes as an audit log, through everything that
  * reads one: the verifier (single-run and shared, with and without an
  * expected head), the timeline in its three formats, and the appender's
- * reading of a log's end (open, then append and sync after it).  Whatever
+ * reading of a log's end (open, then append and sync after it), and the
+ * bytes as the PATH.repair an open finds beside a torn log.  Whatever
  * the input, nothing may crash, leak, hang or read out of bounds.  The
  * keyring holds the unit test's two keys, so its logs in tests/fuzz/audit/
  * verify and the fuzzer starts from valid records.
@@ -20,6 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct rb_audit_key *key_a, *key_b;
 static struct rb_audit_keyring *ring;
+static char dir[] = "/tmp/fuzz-audit-XXXXXX";
+static char *base;                      /* a log of key_a's with a torn tail */
+static size_t base_len;
+
+static void remove_dir(void)
+{
+	rmdir(dir);
+}
 
 static void init(void)
 {
@@ -31,6 +40,27 @@ static void init(void)
 	ring = rb_audit_keyring_new();
 	rb_audit_keyring_add(ring, key_a, "a", NULL);
 	rb_audit_keyring_add(ring, key_b, "b", NULL);
+	if (!mkdtemp(dir))
+		abort();
+	atexit(remove_dir);
+	char path[64];
+	struct rb_audit_log *a;
+	snprintf(path, sizeof(path), "%s/base", dir);
+	if (rb_audit_open(path, key_a, "fuzz", 0, &a, NULL) < 0)
+		abort();
+	json_t *rec = json_pack("{s:s}", "type", "run_started");
+	rb_audit_append(a, rec);
+	rb_audit_sync(a);
+	rb_audit_close(a);
+	json_decref(rec);
+	FILE *f = fopen(path, "a+");
+	static const char torn[] = "{\"key_id\":\"ab";
+	base = malloc(4096);
+	if (!f || !base || fputs(torn, f) < 0 || fseek(f, 0, SEEK_SET) < 0)
+		abort();
+	base_len = fread(base, 1, 4096, f);
+	fclose(f);
+	unlink(path);
 }
 
 static void verify(const uint8_t *data, size_t size, const struct rb_audit_verify_opts *o)
@@ -83,6 +113,27 @@ static void append(const uint8_t *data, size_t size)
 	close(fd);
 }
 
+/* The bytes as PATH.repair beside a torn log: open completes the repair only if they verify. */
+static void repair(const uint8_t *data, size_t size)
+{
+	char log[64], rep[80], *err = NULL;
+	snprintf(log, sizeof(log), "%s/log", dir);
+	snprintf(rep, sizeof(rep), "%s.repair", log);
+	FILE *f = fopen(log, "w"), *g = fopen(rep, "w");
+	int ok = f && g && fwrite(base, 1, base_len, f) == base_len &&
+		 fwrite(data, 1, size, g) == size;
+	if (f)
+		fclose(f);
+	if (g)
+		fclose(g);
+	struct rb_audit_log *a;
+	if (ok && rb_audit_open(log, key_a, "fuzz", 0, &a, &err) == 0)
+		rb_audit_close(a);
+	free(err);
+	unlink(rep);
+	unlink(log);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!ring)
@@ -100,5 +151,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	show(data, size, "markdown");
 	show(data, size, "json");
 	append(data, size);
+	repair(data, size);
 	return 0;
 }

@@ -1136,6 +1136,137 @@ static void t_torn(const char *dir, const struct rb_audit_key *ka)
 	rb_audit_keyring_free(kr);
 }
 
+/*
+ * A PATH.repair that a crash did not leave: forged, signed by a key not
+ * trusted, of another type, or not accounting for the bytes it replaces.
+ * Open refuses each, naming the file, and changes nothing: the log keeps its
+ * bytes and the file stays, to be looked at.
+ */
+static void t_forged_repair(const char *dir, const struct rb_audit_key *ka,
+			    const struct rb_audit_key *kb)
+{
+	const char torn[] = "{\"key_id\":\"ab", other[] = "{\"key_id\":\"cd";
+	char *clean_path = join(dir, "fr_clean.jsonl"), *err = NULL;
+	write_open_run(clean_path, ka);
+	size_t len0;
+	char *clean = slurp(clean_path, &len0);
+	struct rb_audit_log *a;
+	struct rb_buf b;
+	/* Real repair records: one signed by ka, one by kb, of the same torn tail. */
+	char *lines[2];
+	size_t lens[2];
+	const struct rb_audit_key *keys[2] = {ka, kb};
+	for (int k = 0; k < 2; k++) {
+		char *p = rb_xasprintf("%s/fr_ref%d.jsonl", dir, k);
+		rb_buf_init(&b);
+		rb_buf_add(&b, clean, len0);
+		rb_buf_add(&b, torn, 13);
+		spit(p, b.s, b.len);
+		rb_buf_release(&b);
+		CHECK(rb_audit_open(p, keys[k], RUN_A, 0, &a, NULL) == 0 && rb_audit_repair(a) == 0,
+		      "repair with key %d", k);
+		rb_audit_close(a);
+		size_t n;
+		char *all = slurp(p, &n);
+		lens[k] = n - len0;
+		lines[k] = rb_xstrndup(all + len0, lens[k]);
+		free(all);
+		free(p);
+	}
+	/* The ka record with one byte changed (its length): the signature no longer holds. */
+	char *changed = rb_xstrdup(lines[0]);
+	char *at = strstr(changed, "\"length\":13");
+	CHECK(at != NULL, "the record has its length");
+	if (at)
+		at[10] = '2';
+	/* A record signed by ka, chained to the log's last, but not a repair. */
+	char *oth = join(dir, "fr_other.jsonl");
+	spit(oth, clean, len0);
+	json_t *fin = rec("run_finished", "status", "succeeded", NULL);
+	CHECK(rb_audit_open(oth, ka, RUN_A, 0, &a, NULL) == 0 && rb_audit_append(a, fin) == 0 &&
+	      rb_audit_sync(a) == 0, "a finished run");
+	json_decref(fin);
+	rb_audit_close(a);
+	size_t on;
+	char *oall = slurp(oth, &on);
+	char *not_repair = rb_xstrndup(oall + len0, on - len0);
+	free(oall);
+
+	struct {
+		const char *what, *repair, *tail, *why;
+	} cases[] = {
+		{"signed by a key not trusted", lines[1], torn, "does not verify"},
+		{"changed after it was signed", changed, torn, "does not verify"},
+		{"not a log_repaired", not_repair, torn, "not a log_repaired"},
+		{"other bytes than it removed", lines[0], other, "does not follow"},
+		{"not a record", "{\"seq\":4}\n", torn, "not a record"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		char *p = rb_xasprintf("%s/fr%zu.jsonl", dir, i), *ps = rb_xasprintf("%s.repair", p);
+		rb_buf_init(&b);
+		rb_buf_add(&b, clean, len0);
+		rb_buf_add(&b, cases[i].tail, 13);
+		spit(p, b.s, b.len);
+		spit(ps, cases[i].repair, strlen(cases[i].repair));
+		CHECK(rb_audit_open(p, ka, RUN_A, 0, &a, &err) < 0 && err && strstr(err, ps) &&
+		      strstr(err, cases[i].why), "%s: refused: %s", cases[i].what, err);
+		size_t n;
+		char *now = slurp(p, &n);
+		CHECK(n == b.len && !memcmp(now, b.s, n), "%s: the log is unchanged", cases[i].what);
+		free(now);
+		now = slurp(ps, &n);
+		CHECK(n == strlen(cases[i].repair) && !memcmp(now, cases[i].repair, n),
+		      "%s: the repair file stays", cases[i].what);
+		free(now);
+		free(err);
+		err = NULL;
+		rb_buf_release(&b);
+		free(ps);
+		free(p);
+	}
+	/* A planted symlink is not read through. */
+	char *p = join(dir, "fr_link.jsonl"), *ps = rb_xasprintf("%s.repair", p);
+	char *target = join(dir, "fr_link_target");
+	spit(target, lines[0], lens[0]);
+	rb_buf_init(&b);
+	rb_buf_add(&b, clean, len0);
+	rb_buf_add(&b, torn, 13);
+	spit(p, b.s, b.len);
+	CHECK(symlink(target, ps) == 0, "plant a symlink");
+	CHECK(rb_audit_open(p, ka, RUN_A, 0, &a, &err) < 0 && err && strstr(err, ps),
+	      "a symlinked repair file is refused: %s", err);
+	free(err);
+	err = NULL;
+	size_t n;
+	char *now = slurp(p, &n);
+	CHECK(n == b.len && !memcmp(now, b.s, n), "symlink: the log is unchanged");
+	free(now);
+	/* kb's record completes when kb is trusted. */
+	unlink(ps);
+	spit(ps, lines[1], lens[1]);
+	struct rb_audit_keyring *both = ring(ka, kb);
+	CHECK(rb_audit_open_trusted(p, ka, both, RUN_A, 0, &a, &err) == 0 && !rb_audit_torn(a) &&
+	      !strcmp(rb_audit_last_type(a), "log_repaired") && access(ps, F_OK) < 0,
+	      "a repair signed by a trusted key completes: %s", err);
+	CHECK(finish_run(a) == 0, "and the log goes on: %s", rb_audit_error(a));
+	rb_audit_close(a);
+	struct rb_audit_verify_opts o = {.keyring = both};
+	struct rb_audit_result r;
+	CHECK(rb_audit_verify(p, &o, &r) == 0 && r.records == 7, "it verifies: %s", r.reason);
+	rb_audit_keyring_free(both);
+	rb_buf_release(&b);
+	free(target);
+	free(ps);
+	free(p);
+	free(not_repair);
+	free(oth);
+	free(changed);
+	free(lines[0]);
+	free(lines[1]);
+	free(clean);
+	free(clean_path);
+}
+
 /* --- the shared log, writers and failures --------------------------------------------------- */
 
 static void t_shared(const char *dir, const struct rb_audit_key *ka,
@@ -1277,6 +1408,7 @@ int main(int argc, char **argv)
 	t_reasons(ka, kb);
 	t_closing(tmpl, ka, kb);
 	t_torn(tmpl, ka);
+	t_forged_repair(tmpl, ka, kb);
 	t_shared(tmpl, ka, kb);
 	rb_audit_key_free(ka);
 	rb_audit_key_free(kb);

@@ -1622,6 +1622,113 @@ out:
 	free(state);
 }
 
+/*
+ * Symbolic links planted in the state directory are not followed: not for a
+ * run's directory, its log or its snapshot (open and load fail, saying so, and
+ * the target is untouched), nor for the temp directory a create removes; and
+ * what is not a regular file (a FIFO) is not read, rather than waited on.
+ */
+static void t_planted_links(const char *base)
+{
+	char *state = join(base, "links"), *err = NULL, *elsewhere = join(base, "elsewhere");
+	struct rb_journal *j = NULL;
+	mkdir(elsewhere, 0700);
+	/* A temp directory of a create, planted as a link to someone's directory. */
+	char *victim = join(elsewhere, "victim"), *vj = join(victim, RB_RUN_JOURNAL);
+	char *vo = join(victim, RB_RUN_OUTPUT), *runs = join(state, "runs");
+	char *tmp = join(runs, ".20261123-150000-0001.tmp");
+	mkdir(victim, 0700);
+	mkdir(vo, 0700);
+	FILE *f = fopen(vj, "w");
+	if (f) {
+		fputs("theirs\n", f);
+		fclose(f);
+	}
+	CHECK(rb_mkdir_durable(runs, NULL) == 0 && symlink(victim, tmp) == 0, "plant the link");
+	CHECK(rb_journal_create(state, "20261123-150000-0001", tkey, &j, &err) == 0,
+	      "create over a planted temp link: %s", err ? err : "");
+	rb_journal_close(j);
+	j = NULL;
+	CHECK(file_size(vj) == 7 && file_size(vo) >= 0, "the link's target is untouched");
+
+	/* The log, the snapshot, the run's directory itself: links to a copy elsewhere. */
+	char *dir = make_run(state, "20261123-150000-0002", 3);
+	char *log = dir ? join(dir, RB_RUN_JOURNAL) : NULL, *copy = join(elsewhere, "log");
+	size_t len0 = 0;
+	char *bytes = log ? slurp(log, &len0) : NULL;
+	if (bytes && (f = fopen(copy, "w"))) {
+		fwrite(bytes, 1, len0, f);
+		fclose(f);
+	}
+	CHECK(bytes && unlink(log) == 0 && symlink(copy, log) == 0, "link the log");
+	json_t *recs = NULL;
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) < 0 && err &&
+	      strstr(err, "a symbolic link, not followed"), "load refuses a linked log: %s",
+	      err ? err : "");
+	free(err);
+	err = NULL;
+	CHECK(rb_journal_open(dir, "20261123-150000-0002", tkey, NULL, &j, &err) < 0 && err &&
+	      strstr(err, "a symbolic link, not followed"), "open refuses a linked log: %s",
+	      err ? err : "");
+	free(err);
+	err = NULL;
+	size_t len;
+	char *now = slurp(copy, &len);
+	CHECK(now && len == len0 && !memcmp(now, bytes, len), "the linked log is untouched");
+	free(now);
+	unlink(log);
+	if (bytes && (f = fopen(log, "w"))) {
+		fwrite(bytes, 1, len0, f);
+		fclose(f);
+	}
+	char *snap = dir ? join(dir, RB_RUN_SNAPSHOT) : NULL;
+	CHECK(snap && symlink(copy, snap) == 0, "link the snapshot");
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) < 0 && err &&
+	      strstr(err, "snapshot.json: a symbolic link, not followed"),
+	      "load refuses a linked snapshot: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	uint64_t hseq;
+	char hsha[65];
+	CHECK(rb_run_head(dir, &hseq, hsha, &err) < 0 && err && strstr(err, "symbolic link"),
+	      "the head is not read through a link: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	unlink(snap);
+	CHECK(mkfifo(snap, 0600) == 0, "a FIFO for a snapshot");
+	CHECK(rb_journal_load(dir, NULL, &recs, NULL, &err) < 0 && err &&
+	      strstr(err, "not a regular file"), "a FIFO is not read: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	unlink(snap);
+	char *moved = join(elsewhere, "run"), *linked = join(runs, "20261123-150000-0003");
+	CHECK(dir && rename(dir, moved) == 0 && symlink(moved, linked) == 0, "link the run");
+	CHECK(rb_journal_open(linked, "20261123-150000-0003", tkey, NULL, &j, &err) < 0 && err &&
+	      strstr(err, "symbolic link"), "open refuses a linked run: %s", err ? err : "");
+	free(err);
+	err = NULL;
+	char *mlog = join(moved, RB_RUN_JOURNAL);
+	now = slurp(mlog, &len);
+	CHECK(now && len == len0, "the linked run is untouched");
+	free(now);
+	free(mlog);
+	json_decref(recs);
+	free(linked);
+	free(moved);
+	free(snap);
+	free(bytes);
+	free(copy);
+	free(log);
+	free(dir);
+	free(tmp);
+	free(runs);
+	free(vo);
+	free(vj);
+	free(victim);
+	free(elsewhere);
+	free(state);
+}
+
 /* --- RUNBOOK_TEST_CRASH ------------------------------------------------------------- */
 
 /*
@@ -2260,6 +2367,7 @@ int main(int argc, char **argv)
 		t_concurrent_load(tmpl);
 		t_write_failure(tmpl);
 		t_durable_files(tmpl);
+		t_planted_links(tmpl);
 		t_crash_env(tmpl);
 		t_crash(tmpl, seed + d, kills);
 		rb_test_rm_rf(tmpl);

@@ -602,11 +602,43 @@ static void t_spill(void)
 		      "spill file: %d bytes, not the rest of the output", n);
 		CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600, "spill file mode %o",
 		      (unsigned)sb.st_mode & 0777);
-		unlink(path);
+		CHECK(r->out_spill_file && !strcmp(r->out_spill_file, path) && !r->err_spill_file,
+		      "the result names the spill file: %s", r->out_spill_file);
 		snprintf(path, sizeof path, "%s.stderr", prefix);
 		CHECK(access(path, F_OK) < 0, "an empty stream made a spill file");
 		rb_proc_free(p);
 	}
+	/* Again: the file there (an earlier attempt's) is kept, the next name is taken. */
+	p = run(&s, 5);
+	if (p) {
+		const struct rb_proc_result *r = rb_proc_result(p);
+		snprintf(path, sizeof path, "%s.stdout.2", prefix);
+		n = read_file(path, got, 32768);
+		CHECK(r->out_spill_file && !strcmp(r->out_spill_file, path) &&
+		      n == (int)(wlen - 1000) && !memcmp(got, want + 1000, wlen - 1000),
+		      "a second spill goes to %s: %s", path, r->out_spill_file);
+		snprintf(path, sizeof path, "%s.stdout", prefix);
+		n = read_file(path, got, 32768);
+		CHECK(n == (int)(wlen - 1000), "the first spill file is kept");
+		unlink(path);
+		snprintf(path, sizeof path, "%s.stdout.2", prefix);
+		unlink(path);
+		rb_proc_free(p);
+	}
+	/* A symbolic link in the file's place is not followed: nothing is written, ELOOP. */
+	char victim[80];
+	snprintf(victim, sizeof victim, "%s.victim", prefix);
+	snprintf(path, sizeof path, "%s.stdout", prefix);
+	CHECK(symlink(victim, path) == 0, "plant a symlink");
+	p = run(&s, 5);
+	if (p) {
+		const struct rb_proc_result *r = rb_proc_result(p);
+		CHECK(r->out_spilled == 0 && r->out_spill_errno == ELOOP && !r->out_spill_file &&
+		      access(victim, F_OK) < 0, "a planted symlink is not followed (errno %d)",
+		      r->out_spill_errno);
+		rb_proc_free(p);
+	}
+	unlink(path);
 	/* Without a spill path the rest is dropped, but counted. */
 	s.spill_path = NULL;
 	p = run(&s, 5);
