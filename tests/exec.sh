@@ -65,14 +65,36 @@ check "json events parse" node -e '
 	for (const l of lines) { const e = JSON.parse(l); if (!e.event || !e.run || !e.time) process.exit(1); }
 	if (JSON.parse(lines[lines.length - 1]).event !== "run_finished") process.exit(1);' <<<"$out"
 
-# bad input
-out=$(run tests/exec/basics.yaml 2>&1)
+# bad input: a secret that a var reads is read as the run starts
+out=$(run tests/exec/lazy_secrets.yaml 2>&1)
 check "a missing secret exits 2" [ $? -eq 2 ]
-check "a missing secret names its declaration" grep -q 'basics.yaml:8:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
-out=$(EXEC_TEST_TOKEN=abc run tests/exec/basics.yaml 2>&1)
+check "a missing secret names its declaration" grep -q 'lazy_secrets.yaml:11:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
+out=$(EXEC_TEST_TOKEN=abc run tests/exec/lazy_secrets.yaml 2>&1)
 check "a secret too short to redact exits 2" [ $? -eq 2 ]
 check "a refused run leaves no run directory" [ "$(ls "$state/runs" | wc -l)" -eq "$(grep -l run_started "$state"/runs/*/audit.jsonl | wc -l)" ]
-check "and says why" grep -q 'basics.yaml:8:3: error: secret .token. is shorter than 4 characters' <<<"$out"
+check "and says why" grep -q 'lazy_secrets.yaml:11:3: error: secret .token. is shorter than 4 characters' <<<"$out"
+# A step's secrets are read when it is about to run: a missing pager key that only
+# prod's steps use does not stop a dev run, and is never read there.
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml 2>&1)
+check "a secret only a skipped step needs is not needed" [ $? -eq 0 ]
+check "the var's secret is read as the run starts" has '"event":"run_started".*"secrets":{"token":{"hmac_sha256":"[0-9a-f]\{64\}"}}'
+check "no other secret is read" bash -c "! grep -q secret_read <<<'$(journal)'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p fail=true 2>&1)
+check "nor by a skipped on_failure step" has '"step":"page","status":"skipped"'
+check "a secret an if reads is read before it: the step fails, closed" \
+	has '"step":"page_extra","status":"failed",.*"error":"tests/exec/lazy_secrets.yaml:12:3: secret .extra.: environment variable EXEC_TEST_EXTRA is not set"'
+out=$(EXEC_TEST_TOKEN=tok-Lz93 EXEC_TEST_EXTRA=ext-Lz93-x run tests/exec/lazy_secrets.yaml -p fail=true 2>&1)
+check "read for the step that needs it, by its HMAC" has '"event":"secret_read","step":"page_extra","hmac_sha256":"[0-9a-f]\{64\}","secret":"extra"'
+check "before the step's if is decided" order '"event":"secret_read"' '"step":"page_extra","status":"succeeded"'
+check "the secret read late is redacted too" bash -c "! grep -rq ext-Lz93-x '$state'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p env=prod 2>&1)
+check "when the step runs, a missing secret fails it (exit 1)" [ $? -eq 1 ]
+check "with the secret's position" grep -q "prod_only: failed in [0-9.]*s: tests/exec/lazy_secrets.yaml:10:3: secret 'pager_key': cannot open '/nonexistent/runbook-test/pager_key': No such file or directory" <<<"$out"
+check "the step did not start" bash -c "! grep -q '\"step_started\",\"step\":\"prod_only\"' <<<'$(journal)'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 EXEC_TEST_EXTRA=ext-Lz93-y run tests/exec/lazy_secrets.yaml -p env=unnamed 2>&1)
+check "a secret reached without its name (_ENV) is read when reached" has '"step":"unnamed","status":"succeeded","attempt":1,"output":10'
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p env=unnamed 2>&1)
+check "or fails its step, never a silent nil" grep -q "unnamed: failed in [0-9.]*s: tests/exec/lazy_secrets.yaml:12:3: secret 'extra'" <<<"$out"
 check "--jobs 0 is refused" bash -c "! '$RUNBOOK' run --jobs 0 tests/exec/basics.yaml"
 before=$(ls "$state/runs" | wc -l)
 out=$(EXEC_TEST_TOKEN=tok-dry-1 run --dry-run tests/exec/basics.yaml 2>&1)
