@@ -215,6 +215,11 @@ check "a failed item's too, in the list of its step's items" \
 	has '"step":"reads_items","status":"succeeded","attempt":1,"output":\[0,2\]'
 check "the failed step's record has it" has '"event":"step_finished","step":"says_why","status":"failed","attempt":1,"output":{"exit_code":7,'
 check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
+check "psql's ERROR line is the reason, not its caret" \
+	grep -q 'says_why_psql: failed (continuing) in .*s: exit status 1: psql:/tmp/q.sql:3: ERROR:  relation "missing_table" does not exist$' <<<"$out"
+check "also with a HINT after it" has '"step":"says_why_hint","status":"failed",.*"error":"exit status 1: ERROR:  column \\"nme\\" does not exist"'
+check "else the last line that says something" has '"step":"says_why_last_words","status":"failed",.*"error":"exit status 2: connection reset by peer"'
+check "else the last line that is not blank" has '"step":"says_only_a_caret","status":"failed",.*"error":"exit status 3: \^"'
 # The failed call's output is in its action_result, bound by its SHA-256.
 ar=$(jq -c 'select(.type == "action_result" and .step == "says_why")' "$state/runs/$(ls -t "$state/runs" | head -n 1)/audit.jsonl")
 check "a failed call's output is in its action_result" \
