@@ -61,6 +61,12 @@ static const char *str(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* The plural's "s": "1 step", "2 steps". */
+static const char *plural(size_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static void retry_text(const json_t *r, char *buf, size_t size)
 {
 	json_int_t n = json_integer_value(json_object_get(r, "attempts"));
@@ -259,9 +265,10 @@ static void text_section(void *ctx, const json_t *stages)
 static void text_end(void *ctx)
 {
 	struct rb_plan_out *po = ctx;
-	fprintf(po->f, "\n%zu steps in %zu stages: %zu with side effects, %zu gates, %zu with "
-		"undo", po->steps, json_array_size(json_object_get(po->header, "stages")),
-		po->side, po->gates, po->undo);
+	size_t stages = json_array_size(json_object_get(po->header, "stages"));
+	fprintf(po->f, "\n%zu step%s in %zu stage%s: %zu with side effects, %zu gate%s, %zu with "
+		"undo", po->steps, plural(po->steps), stages, plural(stages), po->side, po->gates,
+		plural(po->gates), po->undo);
 	if (po->fail_steps)
 		fprintf(po->f, "; %zu on failure", po->fail_steps);
 	fputc('\n', po->f);
@@ -420,10 +427,39 @@ static void md_begin(void *ctx, const json_t *plan)
 		fputs(" |\n", f);
 		free(s);
 	}
+	/* The same rows as the text plan's header, in its order. */
+	json_object_foreach(json_object_get(plan, "vars"), k, v) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fputs("| var ", f);
+		md_code(f, k);
+		fputs(" | ", f);
+		md_code(f, s);
+		fputs(" |\n", f);
+		free(s);
+	}
+	size_t i;
+	json_array_foreach(json_object_get(plan, "secrets"), i, v) {
+		fputs("| secret ", f);
+		md_code(f, str(v, "name"));
+		fprintf(f, " | from %s ", str(v, "from"));
+		md_code(f, str(v, "source"));
+		fputs(" |\n", f);
+	}
 	if (str(h, "lock"))
 		fprintf(f, "| lock | `%s` |\n", str(h, "lock"));
 	if (str(h, "schedule"))
 		fprintf(f, "| schedule | `%s` |\n", str(h, "schedule"));
+	json_t *w = json_object_get(h, "window");
+	if (json_is_object(w)) {
+		char *days = json_dumps(json_object_get(w, "days"), JSON_COMPACT);
+		char *text = rb_xasprintf("%s-%s %s on %s", str(w, "start"), str(w, "end"),
+					  str(w, "timezone"), days);
+		fputs("| window | ", f);
+		md_code(f, text);
+		fputs(" |\n", f);
+		free(text);
+		free(days);
+	}
 	if (str(h, "timeout"))
 		fprintf(f, "| timeout | %s |\n", str(h, "timeout"));
 	if (json_is_true(json_object_get(h, "rollback")))
@@ -455,10 +491,13 @@ static void md_section(void *ctx, const json_t *stages)
 static void md_end(void *ctx)
 {
 	struct rb_plan_out *po = ctx;
-	fprintf(po->f, "\n**%zu steps in %zu stages**: %zu with side effects, %zu gates, %zu "
-		"with undo.\n", po->steps,
-		json_array_size(json_object_get(po->header, "stages")), po->side, po->gates,
-		po->undo);
+	size_t stages = json_array_size(json_object_get(po->header, "stages"));
+	fprintf(po->f, "\n**%zu step%s in %zu stage%s**: %zu with side effects, %zu gate%s, %zu "
+		"with undo", po->steps, plural(po->steps), stages, plural(stages), po->side,
+		po->gates, plural(po->gates), po->undo);
+	if (po->fail_steps)
+		fprintf(po->f, "; %zu on failure", po->fail_steps);
+	fputs(".\n", po->f);
 }
 
 const struct rb_plan_renderer rb_plan_markdown = {md_begin, md_step_cb, md_section, md_end};
