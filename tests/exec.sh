@@ -781,5 +781,32 @@ check "masks that are shorter than the secrets lose no bytes" [ "$(jq -r \
 	"$sstate"/runs/*/audit.jsonl)" = false ]
 rm -rf "$sstate"
 
+# The reference health check where everything fails (tests/exec/health_stubs: kubectl,
+# aws, openssl and curl that fail; a validator RPC that answers an error; Slack kept in a
+# file): each probe is a finding with its reason, in the report that goes out.
+hstate=$(mktemp -d)
+PATH="$PWD/tests/exec/health_stubs:$PATH" HEALTH_SLACK="$hstate/slack.json" \
+	SLACK_WEBHOOK_URL=https://hooks.example/T0-Wh7kQ "$RUNBOOK" run --state-dir "$hstate" \
+	runbooks/daily-health-check.yaml >"$hstate/out.txt" 2>&1
+check "the failing health check fails (exit 1)" [ $? -eq 1 ]
+report=$(jq -r .text "$hstate/slack.json" 2>/dev/null)
+check "evaluate reads the failed probes" grep -q '^[0-9:]* evaluate: succeeded' "$hstate/out.txt"
+check "its report goes out, not a generic alert" grep -q '^PersonaPass daily health check .*: 7 critical, 3 warnings$' <<<"$report"
+check "a failed pipeline is a finding (kubectl | sed)" \
+	grep -qF ':warning: kubectl top pods failed (metrics-server?): exit 1: error: You must be logged in to the server (Unauthorized)' <<<"$report"
+check "and (aws | tail)" grep -qF ':red_circle: cannot list s3://personapass-backups/: exit 1: An error occurred (AccessDenied)' <<<"$report"
+check "an RPC answer without a result is a finding" \
+	grep -qF ':red_circle: blockchain RPC http://localhost:26657 gave no sync_info: {"code":-32603,"message":"Internal error"}' <<<"$report"
+check "each /status probe that failed, by its URL" [ "$(grep -c '^:red_circle: http://.*/status failed: curl: (6) Could not resolve host' <<<"$report")" -eq 2 ]
+check "after one failed, the others are probed too" grep -q '^:red_circle: http://ai-engine/status failed' <<<"$report"
+check "and one that answers is no finding" [ "$(grep -c 'api/status' <<<"$report")" -eq 0 ]
+for f in 'kubectl get pods failed' 'database unreachable' 'TLS handshake with api.personapass.id failed' \
+	'kubectl top nodes failed (metrics-server?)' 'kubectl get cronjobs failed'; do
+	check "finding: $f" grep -qF "$f: exit 1: " <<<"$report"
+done
+check "the verdict fails on them" grep -q '^[0-9:]* verdict: failed in .*: critical: kubectl get pods failed' "$hstate/out.txt"
+check "the webhook is a secret" bash -c "! grep -rq Wh7kQ '$hstate/runs' '$hstate/out.txt'"
+rm -rf "$hstate"
+
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
