@@ -85,7 +85,7 @@ valgrind: deps
 
 # make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
 FUZZ_TIME ?= 60
-FUZZ      ?= load redact audit records
+FUZZ      ?= load redact audit records time
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -104,6 +104,8 @@ FUZZ_DICT_audit    := tests/fuzz/audit.dict
 FUZZ_SEEDS_audit   := tests/fuzz/audit
 FUZZ_DICT_records  := tests/fuzz/audit.dict
 FUZZ_SEEDS_records := tests/fuzz/records
+FUZZ_DICT_time     := tests/fuzz/time.dict
+FUZZ_SEEDS_time    := tests/fuzz/time_seeds
 
 fuzz: deps $(FUZZ:%=fuzz-%)
 

@@ -535,53 +535,155 @@ static void secret_hmac(struct exec *ex, const char *name, const char *v, size_t
 		json_object_set_new(ex->secret_hmacs, name, json_pack("{s:s}", "hmac_sha256", hex));
 }
 
-/* The run's scope: params, secrets, vars, run, steps. */
+struct secret_value {
+	int ref;
+	const char *name, *value;
+	size_t len;
+};
+
+/* secrets[name] = value in the table behind the scope's; protected: it allocates. */
+static int set_secret_protected(lua_State *L)
+{
+	const struct secret_value *sv = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sv->ref);
+	lua_pushlstring(L, sv->value, sv->len);
+	lua_setfield(L, -2, sv->name);
+	return 0;
+}
+
+/*
+ * Secret i, read now, once a run: its value is registered with the redactor
+ * before it reaches the scope, so that nothing holding it can be printed or
+ * journalled unredacted.  Its HMAC goes to run_started (or run_resumed) when
+ * it is read as the run starts, else to a secret_read record now.
+ */
+static int take_secret(struct exec *ex, size_t i, const char *step)
+{
+	const struct rb_secret *s = &ex->rb->secrets[i];
+	char *v = NULL;
+	size_t len = 0;
+	if (read_secret(ex, s, &v, &len) < 0)
+		return -1;
+	rb_redactor_add_secret(ex->redactor, v, len);
+	secret_hmac(ex, s->name, v, len);
+	lua_State *L = rb_luabox_state(ex->box);
+	struct secret_value sv = {ex->secrets_ref, s->name, v, len};
+	lua_pushcfunction(L, set_secret_protected);
+	lua_pushlightuserdata(L, &sv);
+	int rc = lua_pcall(L, 1, 0, 0) == LUA_OK ? 0 : -1;
+	OPENSSL_cleanse(v, len);
+	free(v);
+	if (rc < 0) {
+		lua_pop(L, 1);
+		return rb_error_at(ex->d, s->key, "memory limit of %zu MiB exceeded while setting "
+				   "secret '%s'", rb_luabox_mem_mib(ex->box), s->name);
+	}
+	ex->secret_read[i] = 1;
+	if (ex->journal) {
+		json_t *h = json_object_get(json_object_get(ex->secret_hmacs, s->name),
+					    "hmac_sha256");
+		json_t *rec = json_pack("{s:s, s:s, s:O?}", "type", "secret_read", "secret",
+					s->name, "hmac_sha256", h);
+		if (step)
+			json_object_set_new(rec, "step", json_string(step));
+		ex_journal(ex, rec);
+	}
+	return 0;
+}
+
+/*
+ * Read secret i for step (NULL: an expression that reached the secrets table
+ * without naming it); -1 with *err, "FILE:LINE:COL: secret ...", at its
+ * declaration, when it cannot be.
+ */
+static int take_secret_for(struct exec *ex, size_t i, const char *step, char **err)
+{
+	struct rb_diags d, *keep = ex->d;
+	rb_diags_init(&d, ex->rb->file, NULL, 0);
+	ex->d = &d;             /* read_secret reports to ex->d */
+	int rc = take_secret(ex, i, step);
+	ex->d = keep;
+	if (rc < 0) {
+		const struct rb_diag *e = d.n ? &d.v[0] : NULL;
+		*err = e ? rb_xasprintf("%s:%d:%d: %s", ex->rb->file, e->line, e->col, e->msg)
+			 : rb_xasprintf("secret '%s' cannot be read", ex->rb->secrets[i].name);
+	}
+	rb_diags_release(&d);
+	return rc;
+}
+
+int ex_read_secrets(struct exec *ex, size_t i, unsigned what, char **err)
+{
+	const struct rb_step *st = ex->rb->steps[i];
+	for (size_t k = 0; st->secrets && k < ex->rb->nsecrets; k++)
+		if ((st->secrets[k] & what) && !ex->secret_read[k] &&
+		    take_secret_for(ex, k, st->id, err) < 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * __index of the table behind the scope's read-only secrets: a declared
+ * secret that no expression names (_ENV.secrets.X) is read when it is
+ * reached, or the expression fails: never a silent nil.
+ */
+static int secrets_index(lua_State *L)
+{
+	struct exec *ex = lua_touserdata(L, lua_upvalueindex(1));
+	const char *name = lua_tostring(L, 2);
+	for (size_t k = 0; name && k < ex->rb->nsecrets; k++) {
+		if (strcmp(ex->rb->secrets[k].name, name) || ex->secret_read[k])
+			continue;
+		char *err = NULL;
+		if (take_secret_for(ex, k, NULL, &err) < 0) {
+			lua_pushstring(L, err);
+			free(err);
+			return lua_error(L);
+		}
+		lua_rawget(L, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* The run's scope: params, secrets (those vars read), vars, run, steps. */
 static int build_scope(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
 	lua_State *L = rb_luabox_state(ex->box);
-	json_t *secrets = json_object();
+	ex->secret_read = rb_xcalloc(rb->nsecrets ? rb->nsecrets : 1, 1);
+	lua_newtable(L);
+	lua_createtable(L, 0, 1);
+	lua_pushlightuserdata(L, ex);
+	lua_pushcclosure(L, secrets_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_setmetatable(L, -2);
+	ex->secrets_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	int rc = 0;
-	for (size_t i = 0; i < rb->nsecrets; i++) {
-		char *v = NULL;
-		size_t len = 0;
-		if (read_secret(ex, &rb->secrets[i], &v, &len) < 0) {
+	for (size_t i = 0; i < rb->nsecrets; i++)
+		if (rb->secrets[i].at_start && take_secret(ex, i, NULL) < 0)
 			rc = -1;
-			continue;
-		}
-		json_object_set_new(secrets, rb->secrets[i].name, json_stringn(v, len));
-		secret_hmac(ex, rb->secrets[i].name, v, len);
-		rb_redactor_add_secret(ex->redactor, v, len);
-		ex->nsecrets++;
-		OPENSSL_cleanse(v, len);
-		free(v);
-	}
-	if (rc < 0) {
-		json_decref(secrets);
+	if (rc < 0)
 		return -1;
-	}
 	rb_luabox_push_scope(ex->box);
 	ex->scope = lua_gettop(L);
 	size_t mib = rb_luabox_mem_mib(ex->box);
+	/* The secrets read so far, behind a read-only view (more are read as steps need them). */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ex->secrets_ref);
+	rb_luabox_readonly(L);
+	rb_luabox_set(L, ex->scope, "secrets");
 	json_t *run = json_pack("{s:s, s:b, s:I}", "id", ex->run_id, "dry_run", 0, "started_at",
 				(json_int_t)ex->o->now);
-	int secrets_ref, vars_ref;
+	int vars_ref;
 	if (rb_luabox_set_json(ex->box, ex->scope, "params", ex->o->params, 1) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
 				  "params", mib);
 	else if (rb_luabox_set_json(ex->box, ex->scope, "run", run, 1) < 0 ||
-		 rb_luabox_set_table(ex->box, ex->scope, "secrets", &secrets_ref) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "steps", &ex->steps_ref) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "vars", &vars_ref) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
 				  "up the run's scope", mib);
 	json_decref(run);
-	for (size_t i = 0; i < rb->nsecrets && rc == 0; i++)
-		if (rb_luabox_ref_set_json(ex->box, secrets_ref, rb->secrets[i].name,
-					   json_object_get(secrets, rb->secrets[i].name), 0) < 0)
-			rc = rb_error_at(ex->d, rb->secrets[i].key, "memory limit of %zu MiB exceeded "
-					 "while setting secret '%s'", mib, rb->secrets[i].name);
-	json_decref(secrets);
 	for (size_t i = 0; i < rb->nsteps && rc == 0; i++)
 		if (ex_publish(ex, i) < 0)
 			rc = rb_error_at(ex->d, rb->steps[i]->node, "memory limit of %zu MiB exceeded "
@@ -794,6 +896,7 @@ static int setup(struct exec *ex)
 	ex->nsecrets += rb_runbook_add_patterns(rb, ex->redactor);     /* redact: and PII */
 	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
 		ex->nsecrets += rb->steps[i]->sensitive;
+	ex->nsecrets += rb->nsecrets;                   /* and secrets as they are read */
 	ex->box = rb_luabox_new(0);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
@@ -923,6 +1026,7 @@ static void teardown(struct exec *ex)
 	rb_audit_close(ex->shared);
 	rb_audit_key_free(ex->key);
 	json_decref(ex->secret_hmacs);
+	free(ex->secret_read);
 	free(ex->journal_error);
 	if (ex->lock_fd >= 0)
 		close(ex->lock_fd);

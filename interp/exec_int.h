@@ -112,6 +112,8 @@ struct exec {
 	struct rb_luabox *box;
 	int scope;
 	int steps_ref;                  /* the table behind the scope's read-only steps */
+	int secrets_ref;                /* ... and secrets: those read so far */
+	unsigned char *secret_read;     /* per rb->secrets: it is read (read once, when needed) */
 	struct srun *s;
 	struct rb_journal *journal;
 	char run_id[RB_RUN_ID_MAX];
@@ -224,6 +226,12 @@ struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
  */
 int ex_publish(struct exec *ex, size_t i);
 void ex_publish_failed(struct exec *ex, size_t i, const char *what);
+/*
+ * Read the secrets that step i reads in what (RB_READS_IN_IF, RB_READS_IN_STEP)
+ * and that are not read yet.  -1 with *err (malloc'd) at the secret's
+ * declaration when one cannot be read: the step fails, it never runs without.
+ */
+int ex_read_secrets(struct exec *ex, size_t i, unsigned what, char **err);
 
 /* sched.c */
 int ex_start_workers(struct exec *ex);

@@ -27,6 +27,7 @@ struct scope_rules {
 	size_t **deps;          /* where implicit step dependencies go */
 	size_t *ndeps, *depcap;
 	int *uses_secret;       /* set when the value reads a secret */
+	unsigned secret_use;    /* a step's: the RB_READS_* its secrets get in step->secrets */
 };
 
 /* The index of key k in keys[0..nkeys), or -1 after reporting it as unknown. */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "isotime.h"
 #include "lpattern.h"
 #include "luaquote.h"
 #include "util.h"
@@ -384,11 +385,63 @@ static int time_duration(lua_State *L)
 static int time_iso8601(lua_State *L)
 {
 	double t = luaL_optnumber(L, 1, rb_now());
-	time_t tt = (time_t)t;
-	struct tm tm;
 	char buf[64];
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+	const char *why;
+	if (rb_isotime_format(t, NULL, buf, sizeof(buf), &why) < 0)
 		return luaL_error(L, "time.iso8601: time out of range");
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/*
+ * s as an error message quotes it: at most 64 bytes, control characters as
+ * '?'.  Pushed on L's stack, which keeps it until the error is raised.
+ */
+static const char *quoted(lua_State *L, const char *s, size_t len)
+{
+	char buf[72];
+	size_t n = len > 64 ? 64 : len;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	memcpy(buf + n, "...", len > n ? 4 : 1);
+	if (len <= n)
+		buf[n] = '\0';
+	return lua_pushstring(L, buf);
+}
+
+/* An ISO 8601 / RFC 3339 time (isotime.h) as seconds since the epoch. */
+static int time_parse(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	double t;
+	int whole;
+	const char *why;
+	if (rb_isotime_parse(s, len, &t, &whole, &why) < 0)
+		return luaL_error(L, "time.parse: invalid time '%s': %s", quoted(L, s, len), why);
+	if (whole)
+		lua_pushinteger(L, (lua_Integer)t);
+	else
+		lua_pushnumber(L, t);
+	return 1;
+}
+
+/* strftime in UTC: time.format(t, fmt); fmt defaults to time.iso8601's. */
+static int time_format(lua_State *L)
+{
+	double t = luaL_checknumber(L, 1);
+	size_t len;
+	const char *fmt = luaL_optlstring(L, 2, NULL, &len);
+	char buf[1024];
+	const char *why;
+	if (fmt && (len > 256 || strlen(fmt) != len))
+		return luaL_error(L, "time.format: the format must be text of at most 256 bytes");
+	int rc = rb_isotime_format(t, fmt, buf, sizeof(buf), &why);
+	if (rc == -2)
+		return luaL_error(L, "time.format: the time %s is %s", lua_tostring(L, 1), why);
+	if (rc < 0)
+		return luaL_error(L, "time.format: invalid format '%s': %s",
+				  fmt ? quoted(L, fmt, len) : "", why);
 	lua_pushstring(L, buf);
 	return 1;
 }
@@ -397,6 +450,8 @@ static const luaL_Reg time_lib[] = {
 	{"now", time_now},
 	{"duration", time_duration},
 	{"iso8601", time_iso8601},
+	{"parse", time_parse},
+	{"format", time_format},
 	{NULL, NULL},
 };
 

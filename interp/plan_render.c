@@ -91,6 +91,12 @@ static const char *str(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* The plural's "s": "1 step", "2 steps". */
+static const char *plural(size_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static void retry_text(const json_t *r, char *buf, size_t size)
 {
 	json_int_t n = json_integer_value(json_object_get(r, "attempts"));
@@ -291,9 +297,10 @@ static void text_section(void *ctx, const json_t *stages)
 static void text_end(void *ctx)
 {
 	struct rb_plan_out *po = ctx;
-	fprintf(po->f, "\n%zu steps in %zu stages: %zu with side effects, %zu gates, %zu with "
-		"undo", po->steps, json_array_size(json_object_get(po->header, "stages")),
-		po->side, po->gates, po->undo);
+	size_t stages = json_array_size(json_object_get(po->header, "stages"));
+	fprintf(po->f, "\n%zu step%s in %zu stage%s: %zu with side effects, %zu gate%s, %zu with "
+		"undo", po->steps, plural(po->steps), stages, plural(stages), po->side, po->gates,
+		plural(po->gates), po->undo);
 	if (po->fail_steps)
 		fprintf(po->f, "; %zu on failure", po->fail_steps);
 	fputc('\n', po->f);
@@ -507,6 +514,24 @@ static void md_begin(void *ctx, const json_t *plan)
 		fputs(" |\n", f);
 		free(s);
 	}
+	/* The same rows as the text plan's header, in its order. */
+	json_object_foreach(json_object_get(plan, "vars"), k, v) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fputs("| var ", f);
+		md_code_in(f, k, 1);
+		fputs(" | ", f);
+		md_code_in(f, s, 1);
+		fputs(" |\n", f);
+		free(s);
+	}
+	size_t i;
+	json_array_foreach(json_object_get(plan, "secrets"), i, v) {
+		fputs("| secret ", f);
+		md_code_in(f, str(v, "name"), 1);
+		fprintf(f, " | from %s ", str(v, "from"));
+		md_code_in(f, str(v, "source"), 1);
+		fputs(" |\n", f);
+	}
 	if (str(h, "lock")) {
 		fputs("| lock | ", f);
 		md_code_in(f, str(h, "lock"), 1);
@@ -516,6 +541,17 @@ static void md_begin(void *ctx, const json_t *plan)
 		fputs("| schedule | ", f);
 		md_code_in(f, str(h, "schedule"), 1);
 		fputs(" |\n", f);
+	}
+	json_t *w = json_object_get(h, "window");
+	if (json_is_object(w)) {
+		char *days = json_dumps(json_object_get(w, "days"), JSON_COMPACT);
+		char *text = rb_xasprintf("%s-%s %s on %s", str(w, "start"), str(w, "end"),
+					  str(w, "timezone"), days);
+		fputs("| window | ", f);
+		md_code_in(f, text, 1);
+		fputs(" |\n", f);
+		free(text);
+		free(days);
 	}
 	if (str(h, "timeout")) {
 		fputs("| timeout | ", f);
@@ -551,10 +587,13 @@ static void md_section(void *ctx, const json_t *stages)
 static void md_end(void *ctx)
 {
 	struct rb_plan_out *po = ctx;
-	fprintf(po->f, "\n**%zu steps in %zu stages**: %zu with side effects, %zu gates, %zu "
-		"with undo.\n", po->steps,
-		json_array_size(json_object_get(po->header, "stages")), po->side, po->gates,
-		po->undo);
+	size_t stages = json_array_size(json_object_get(po->header, "stages"));
+	fprintf(po->f, "\n**%zu step%s in %zu stage%s**: %zu with side effects, %zu gate%s, %zu "
+		"with undo", po->steps, plural(po->steps), stages, plural(stages), po->side,
+		po->gates, plural(po->gates), po->undo);
+	if (po->fail_steps)
+		fprintf(po->f, "; %zu on failure", po->fail_steps);
+	fputs(".\n", po->f);
 }
 
 const struct rb_plan_renderer rb_plan_markdown = {md_begin, md_step_cb, md_section, md_end};

@@ -189,6 +189,24 @@ static json_t *secret_names(const json_t *secrets)
 	return names;
 }
 
+/* A secret read when a step needed it (secret_read) joins the run's sorted names. */
+static void secret_read(struct model *m, const char *name)
+{
+	json_t *names = json_object_get(m->run, "secrets");
+	if (!names)
+		json_object_set_new(m->run, "secrets", names = json_array());
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n) {
+		int c = strcmp(json_string_value(n), name);
+		if (c == 0)
+			return;
+		if (c > 0)
+			break;
+	}
+	json_array_insert_new(names, i, json_string(name));
+}
+
 static void run_record(struct model *m, const char *type, const json_t *rec, int64_t off)
 {
 	if (!strcmp(type, "run_started")) {
@@ -437,6 +455,8 @@ json_t *rb_replay_model(const json_t *records, char **err)
 			json_array_append_new(keys, json_string(kid));
 		if (!strncmp(type, "run_", 4) || !strcmp(type, "log_repaired"))
 			run_record(&m, type, rec, off);
+		else if (!strcmp(type, "secret_read") && str(rec, "secret"))
+			secret_read(&m, str(rec, "secret"));
 		else if (id)
 			step_record(&m, id, type, rec, off);
 		if (strcmp(type, "run_crashed") && strcmp(type, "log_repaired")) {

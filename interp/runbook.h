@@ -31,6 +31,7 @@ struct rb_secret {
 	const char *name;
 	const struct rb_node *key;
 	const char *env, *file, *description;
+	int at_start;                   /* a var reads it: read as the run starts */
 };
 
 struct rb_var {
@@ -80,7 +81,14 @@ struct rb_step {
 	size_t *deps;                   /* explicit and implicit, sorted, unique */
 	size_t ndeps;
 	int stage;                      /* 0-based stage among its kind */
+	/*
+	 * Per rb_runbook.secrets, where its expressions read that secret (RB_READS_*),
+	 * or NULL when they read none: a run reads a secret only when a step needs it.
+	 */
+	unsigned char *secrets;
 };
+
+enum { RB_READS_IN_IF = 1, RB_READS_IN_STEP = 2 };     /* its if; the rest of the step */
 
 /* redact: patterns: NAME: ERE, checked by the loader. */
 struct rb_redact_pattern {

@@ -870,7 +870,9 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 			finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it needs a step that was not probed"));
 			return;
 		}
-		int go = should_run(ex, i, &why);
+		/* A secret is read when a step needs it: for its if, then to run it. */
+		int go = ex_read_secrets(ex, i, RB_READS_IN_IF, &why) < 0 ? -1
+			 : should_run(ex, i, &why);
 		if (go < 0 && ex->interrupted) {
 			/* An interrupt stopped its condition (lua_poll): undecided, it is not run. */
 			sr->decided = 0;
@@ -886,6 +888,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	if (!check && ex->o->probe && (st->side_effects || st->approve)) {
 		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup(st->approve ? "it has an approval gate"
 							   : "it has side effects"));
+		return;
+	}
+	if (ex_read_secrets(ex, i, RB_READS_IN_STEP, &why) < 0) {
+		finish(ex, i, S_FAILED, NULL, why);
 		return;
 	}
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))

@@ -441,6 +441,21 @@ static int check_step_ref(struct loader *l, const struct rb_node *n, const struc
 	return 0;
 }
 
+/* Secret i is read here: by a var (read as the run starts) or by a step (when it runs). */
+static void mark_secret(struct loader *l, const struct scope_rules *sr, size_t i)
+{
+	struct rb_runbook *rb = l->rb;
+	if (sr->uses_secret)
+		*sr->uses_secret = 1;
+	if (!sr->step) {
+		rb->secrets[i].at_start = 1;
+		return;
+	}
+	if (!sr->step->secrets)
+		sr->step->secrets = rb_arena_alloc(&rb->doc.arena, rb->nsecrets);
+	sr->step->secrets[i] |= sr->secret_use;
+}
+
 static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_ref *r,
 		     const struct scope_rules *sr)
 {
@@ -468,8 +483,12 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 		return ref_error(l, n, off, "'%s' must be indexed with a name, as "
 				    "%s.NAME or %s['NAME'], so that it can be checked before the "
 				    "run", scope, scope, scope);
-	if (!r->name)
+	if (!r->name) {
+		if (r->scope == RB_SC_SECRETS)  /* the whole table: every secret */
+			for (size_t i = 0; i < rb->nsecrets; i++)
+				mark_secret(l, sr, i);
 		return 0;
+	}
 	switch (r->scope) {
 	case RB_SC_PARAMS:
 		if (rb_runbook_param(rb, r->name))
@@ -479,8 +498,7 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 	case RB_SC_SECRETS:
 		for (size_t i = 0; i < rb->nsecrets; i++)
 			if (!strcmp(rb->secrets[i].name, r->name)) {
-				if (sr->uses_secret)
-					*sr->uses_secret = 1;
+				mark_secret(l, sr, i);
 				return 0;
 			}
 		return unknown(l, n, off, "secret", r->name,
@@ -786,8 +804,10 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		resolve_needs(l, s, &deps, &ndeps, &cap);
 
 	sr.where = "in if";
+	sr.secret_use = RB_READS_IN_IF;
 	if (s->cond)
 		rb_load_cond(l, s->cond, &sr);
+	sr.secret_use = RB_READS_IN_STEP;
 	sr.where = "in for_each";
 	if (s->for_each) {
 		const struct rb_node *f = s->for_each;

@@ -6,10 +6,12 @@
  * It runs in the scheduler's poll loop (start and step): a command holds no
  * thread, and its wake-ups reach the scheduler with no hand-off on the way.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../interp/proc.h"
 #include "../interp/util.h"
@@ -160,24 +162,85 @@ static int parse_output(const char *how, const struct rb_proc_result *r, json_t 
 	return 0;
 }
 
-/* How much of a failed command's last line of stderr its message takes. */
+/* How much of a failed command's line of stderr its message takes. */
 #define STDERR_LINE_MAX 200
+/* How many of stderr's last lines are searched for one that says "error" or "fatal". */
+#define STDERR_WHY_LINES 20
 
 /*
- * why, then ": " and the last line of s that is not blank, control characters as spaces,
- * redacted by c's filter and only then cut at STDERR_LINE_MAX bytes on a character
- * boundary: a secret at the cut is never left in part.
+ * A line that says nothing by itself: only punctuation (psql's caret under the
+ * statement, a rule of dashes), or psql's "LINE n:" quoting the statement.
+ */
+static int says_nothing(const char *p, size_t n)
+{
+	if (n > 5 && !memcmp(p, "LINE ", 5)) {
+		size_t i = 5;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		if (i > 5 && i < n && p[i] == ':')
+			return 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (isalnum((unsigned char)p[i]) || (unsigned char)p[i] >= 0x80)
+			return 0;
+	return 1;
+}
+
+/* A line that says why: "error" or "fatal" in it, in any case ("ERROR:  relation ..."). */
+static int says_why(const char *p, size_t n)
+{
+	static const char *const words[] = {"error", "fatal"};
+	for (size_t w = 0; w < 2; w++)
+		for (size_t i = 0; i + 5 <= n; i++)
+			if (!strncasecmp(p + i, words[w], 5))
+				return 1;
+	return 0;
+}
+
+/*
+ * The line of s[0..end) that says why a command failed, trimmed, in [*a, *b): among
+ * the last STDERR_WHY_LINES lines, the last that says "error" or "fatal"; else the
+ * last line that says something; else the last that is not blank.  0 when all are.
+ */
+static int why_line(const char *s, size_t end, size_t *a, size_t *b)
+{
+	int best = 0;
+	size_t e = end;
+	for (int seen = 0; seen < STDERR_WHY_LINES; e--) {
+		size_t st = e, x, y = e;
+		while (st > 0 && s[st - 1] != '\n')
+			st--;
+		for (x = st; x < y && strchr(" \t\r", s[x]); x++)
+			;
+		while (y > x && strchr(" \t\r", s[y - 1]))
+			y--;
+		if (x < y) {
+			int rank = says_why(s + x, y - x) ? 3 : says_nothing(s + x, y - x) ? 1 : 2;
+			if (rank > best) {
+				best = rank;
+				*a = x;
+				*b = y;
+			}
+			if (rank == 3)
+				break;
+			seen++;
+		}
+		if (st == 0)
+			break;
+		e = st;         /* the loop's e-- steps over the line's '\n' */
+	}
+	return best > 0;
+}
+
+/*
+ * why, then ": " and the line of s that says why (why_line), control characters as
+ * spaces, redacted by c's filter and only then cut at STDERR_LINE_MAX bytes on a
+ * character boundary: a secret at the cut is never left in part.
  */
 static char *with_last_line(const struct rb_call *c, char *why, const char *s, size_t end)
 {
-	while (end > 0 && strchr(" \t\r\n", s[end - 1]))
-		end--;
-	size_t start = end;
-	while (start > 0 && s[start - 1] != '\n')
-		start--;
-	while (start < end && strchr(" \t\r", s[start]))
-		start++;
-	if (start == end)
+	size_t start;
+	if (!why_line(s, end, &start, &end))
 		return why;
 	size_t n;
 	char *line = rb_utf8_lossy(s + start, end - start, &n), *cut = "";

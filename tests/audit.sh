@@ -237,7 +237,8 @@ out=$(rb audit verify --keyring "$d/k.pem.pub" "$d/cut" 2>&1); rc=$?
 # audit hmac proves which value a secret had, with the key only.
 out=$(EXEC_TEST_TOKEN=tok-Hm4c rb run --state-dir "$st" --audit-key "$d/k.pem" tests/exec/basics.yaml 2>&1)
 bid=$(ls -t "$st/runs" | head -n 1)
-rec=$(jq -r 'select(.type == "run_started") | .secrets.token.hmac_sha256' "$st/runs/$bid/audit.jsonl")
+# Its step reads it (a var's secret would be in run_started's secrets instead).
+rec=$(jq -r 'select(.type == "secret_read" and .secret == "token") | .hmac_sha256' "$st/runs/$bid/audit.jsonl")
 [ "$(printf 'tok-Hm4c\n' | rb audit hmac --audit-key "$d/k.pem")" = "$rec" ] && ok ||
 	bad "audit hmac of the secret: $rec"
 [ "$(printf 'tok-Hm4d' | rb audit hmac --audit-key "$d/k.pem")" != "$rec" ] && ok ||

@@ -113,14 +113,36 @@ for w in "command:16:19:from an expression in the command" "arg:22:12:from an ex
 	check "nor run" [ ! -e "$state/$step.ran" ]
 done
 
-# bad input
-out=$(run tests/exec/basics.yaml 2>&1)
+# bad input: a secret that a var reads is read as the run starts
+out=$(run tests/exec/lazy_secrets.yaml 2>&1)
 check "a missing secret exits 2" [ $? -eq 2 ]
-check "a missing secret names its declaration" grep -q 'basics.yaml:8:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
-out=$(EXEC_TEST_TOKEN=abc run tests/exec/basics.yaml 2>&1)
+check "a missing secret names its declaration" grep -q 'lazy_secrets.yaml:11:3: error: secret .token.: environment variable EXEC_TEST_TOKEN is not set' <<<"$out"
+out=$(EXEC_TEST_TOKEN=abc run tests/exec/lazy_secrets.yaml 2>&1)
 check "a secret too short to redact exits 2" [ $? -eq 2 ]
 check "a refused run leaves no run directory" [ "$(ls "$state/runs" | wc -l)" -eq "$(grep -l run_started "$state"/runs/*/audit.jsonl | wc -l)" ]
-check "and says why" grep -q 'basics.yaml:8:3: error: secret .token. is shorter than 4 characters' <<<"$out"
+check "and says why" grep -q 'lazy_secrets.yaml:11:3: error: secret .token. is shorter than 4 characters' <<<"$out"
+# A step's secrets are read when it is about to run: a missing pager key that only
+# prod's steps use does not stop a dev run, and is never read there.
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml 2>&1)
+check "a secret only a skipped step needs is not needed" [ $? -eq 0 ]
+check "the var's secret is read as the run starts" has '"event":"run_started".*"secrets":{"token":{"hmac_sha256":"[0-9a-f]\{64\}"}}'
+check "no other secret is read" bash -c "! grep -q secret_read <<<'$(journal)'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p fail=true 2>&1)
+check "nor by a skipped on_failure step" has '"step":"page","status":"skipped"'
+check "a secret an if reads is read before it: the step fails, closed" \
+	has '"step":"page_extra","status":"failed",.*"error":"tests/exec/lazy_secrets.yaml:12:3: secret .extra.: environment variable EXEC_TEST_EXTRA is not set"'
+out=$(EXEC_TEST_TOKEN=tok-Lz93 EXEC_TEST_EXTRA=ext-Lz93-x run tests/exec/lazy_secrets.yaml -p fail=true 2>&1)
+check "read for the step that needs it, by its HMAC" has '"event":"secret_read","step":"page_extra","hmac_sha256":"[0-9a-f]\{64\}","secret":"extra"'
+check "before the step's if is decided" order '"event":"secret_read"' '"step":"page_extra","status":"succeeded"'
+check "the secret read late is redacted too" bash -c "! grep -rq ext-Lz93-x '$state'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p env=prod 2>&1)
+check "when the step runs, a missing secret fails it (exit 1)" [ $? -eq 1 ]
+check "with the secret's position" grep -q "prod_only: failed in [0-9.]*s: tests/exec/lazy_secrets.yaml:10:3: secret 'pager_key': cannot open '/nonexistent/runbook-test/pager_key': No such file or directory" <<<"$out"
+check "the step did not start" bash -c "! grep -q '\"step_started\",\"step\":\"prod_only\"' <<<'$(journal)'"
+out=$(EXEC_TEST_TOKEN=tok-Lz93 EXEC_TEST_EXTRA=ext-Lz93-y run tests/exec/lazy_secrets.yaml -p env=unnamed 2>&1)
+check "a secret reached without its name (_ENV) is read when reached" has '"step":"unnamed","status":"succeeded","attempt":1,"output":10'
+out=$(EXEC_TEST_TOKEN=tok-Lz93 run tests/exec/lazy_secrets.yaml -p env=unnamed 2>&1)
+check "or fails its step, never a silent nil" grep -q "unnamed: failed in [0-9.]*s: tests/exec/lazy_secrets.yaml:12:3: secret 'extra'" <<<"$out"
 check "--jobs 0 is refused" bash -c "! '$RUNBOOK' run --jobs 0 tests/exec/basics.yaml"
 before=$(ls "$state/runs" | wc -l)
 out=$(EXEC_TEST_TOKEN=tok-dry-1 run --dry-run tests/exec/basics.yaml 2>&1)
@@ -340,6 +362,11 @@ check "a failed item's too, in the list of its step's items" \
 	has '"step":"reads_items","status":"succeeded","attempt":1,"output":\[0,2\]'
 check "the failed step's record has it" has '"event":"step_finished","step":"says_why","status":"failed","attempt":1,"output":{"exit_code":7,'
 check "on the console too" grep -q 'says_why: failed (continuing) in .*s: exit status 7: ERROR: connection refused$' <<<"$out"
+check "psql's ERROR line is the reason, not its caret" \
+	grep -q 'says_why_psql: failed (continuing) in .*s: exit status 1: psql:/tmp/q.sql:3: ERROR:  relation "missing_table" does not exist$' <<<"$out"
+check "also with a HINT after it" has '"step":"says_why_hint","status":"failed",.*"error":"exit status 1: ERROR:  column \\"nme\\" does not exist"'
+check "else the last line that says something" has '"step":"says_why_last_words","status":"failed",.*"error":"exit status 2: connection reset by peer"'
+check "else the last line that is not blank" has '"step":"says_only_a_caret","status":"failed",.*"error":"exit status 3: \^"'
 # The failed call's output is in its action_result, bound by its SHA-256.
 ar=$(jq -c 'select(.type == "action_result" and .step == "says_why")' "$state/runs/$(ls -t "$state/runs" | head -n 1)/audit.jsonl")
 check "a failed call's output is in its action_result" \
@@ -958,6 +985,33 @@ check "masks that are shorter than the secrets lose no bytes" [ "$(jq -r \
 	'select(.type == "step_finished") | .output | fromjson | .stdout_rest | has("lost")' \
 	"$sstate"/runs/*/audit.jsonl)" = false ]
 rm -rf "$sstate"
+
+# The reference health check where everything fails (tests/exec/health_stubs: kubectl,
+# aws, openssl and curl that fail; a validator RPC that answers an error; Slack kept in a
+# file): each probe is a finding with its reason, in the report that goes out.
+hstate=$(mktemp -d)
+PATH="$PWD/tests/exec/health_stubs:$PATH" HEALTH_SLACK="$hstate/slack.json" \
+	SLACK_WEBHOOK_URL=https://hooks.example/T0-Wh7kQ "$RUNBOOK" run --state-dir "$hstate" \
+	runbooks/daily-health-check.yaml >"$hstate/out.txt" 2>&1
+check "the failing health check fails (exit 1)" [ $? -eq 1 ]
+report=$(jq -r .text "$hstate/slack.json" 2>/dev/null)
+check "evaluate reads the failed probes" grep -q '^[0-9:]* evaluate: succeeded' "$hstate/out.txt"
+check "its report goes out, not a generic alert" grep -q '^PersonaPass daily health check .*: 7 critical, 3 warnings$' <<<"$report"
+check "a failed pipeline is a finding (kubectl | sed)" \
+	grep -qF ':warning: kubectl top pods failed (metrics-server?): exit 1: error: You must be logged in to the server (Unauthorized)' <<<"$report"
+check "and (aws | tail)" grep -qF ':red_circle: cannot list s3://personapass-backups/: exit 1: An error occurred (AccessDenied)' <<<"$report"
+check "an RPC answer without a result is a finding" \
+	grep -qF ':red_circle: blockchain RPC http://localhost:26657 gave no sync_info: {"code":-32603,"message":"Internal error"}' <<<"$report"
+check "each /status probe that failed, by its URL" [ "$(grep -c '^:red_circle: http://.*/status failed: curl: (6) Could not resolve host' <<<"$report")" -eq 2 ]
+check "after one failed, the others are probed too" grep -q '^:red_circle: http://ai-engine/status failed' <<<"$report"
+check "and one that answers is no finding" [ "$(grep -c 'api/status' <<<"$report")" -eq 0 ]
+for f in 'kubectl get pods failed' 'database unreachable' 'TLS handshake with api.personapass.id failed' \
+	'kubectl top nodes failed (metrics-server?)' 'kubectl get cronjobs failed'; do
+	check "finding: $f" grep -qF "$f: exit 1: " <<<"$report"
+done
+check "the verdict fails on them" grep -q '^[0-9:]* verdict: failed in .*: critical: kubectl get pods failed' "$hstate/out.txt"
+check "the webhook is a secret" bash -c "! grep -rq Wh7kQ '$hstate/runs' '$hstate/out.txt'"
+rm -rf "$hstate"
 
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

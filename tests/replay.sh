@@ -176,6 +176,11 @@ rc=$?
 expect 2 "^runbook: error: replay: --runbook goes with --simulate$" "$fx/plain" --runbook "$dir/plain.yaml"
 rb replay "$fx/plain" --simulate --runbook "$d/missing.yaml" "${ring[@]}" >"$d/out" 2>&1
 [ $? -eq 1 ] && grep -q "cannot open" "$d/out" && ok || bad "simulate with a missing runbook"
+# A secret read when a step needed it (a secret_read record) is among the run's secrets.
+EXEC_TEST_TOKEN=tok-Rp1x EXEC_TEST_EXTRA=ext-Rp1x rb run --state-dir "$d/st" tests/exec/lazy_secrets.yaml \
+	-p fail=true >/dev/null 2>&1
+rb replay --state-dir "$d/st" "$(ls "$d/st/runs")" >"$d/out" 2>&1
+grep -q '^  secrets    extra, token$' "$d/out" && ok || bad "secrets read late in replay: $(grep secrets "$d/out")"
 rb replay --help | grep -q '^usage: runbook replay ' && ok || bad "replay --help"
 rb --help | grep -q '^  replay ' && ok || bad "replay is not in runbook --help"
 

@@ -164,7 +164,7 @@ check "printed whole, it is redacted whole" bash -c "jq -r 'select(.type==\"step
 check "no part of it is on disk" bash -c "! grep -raq efgh-Zq9 '$st'"
 check "nor printed" bash -c "! grep -q efgh-Zq9 <<<\"\$1\"" _ "$out"
 check "Lua sees all 13 bytes" bash -c "jq -r 'select(.type==\"step_finished\" and .step==\"len\") | .output' '$d/audit.jsonl' | grep -qx 13"
-check "its HMAC is of all of it" [ "$(jq -r 'select(.type=="run_started") | .secrets.bin.hmac_sha256' "$d/audit.jsonl")" = \
+check "its HMAC is of all of it" [ "$(jq -r 'select(.type=="secret_read" and .secret=="bin") | .hmac_sha256' "$d/audit.jsonl")" = \
 	"$(printf 'abcd\0efgh-Zq9' | "$RUNBOOK" audit hmac --state-dir "$st")" ]
 out=$(cd "$tmp/sec" && ${RUNBOOK_WRAP:-} "$runbook" run --state-dir "$st" "$here/tests/state/secret_env.yaml" 2>&1)
 check "into a command's environment it is refused" [ $? -eq 1 ]
