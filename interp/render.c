@@ -328,6 +328,18 @@ static void put_ref(struct rb_buf *b, struct rb_shscan *sc, enum rb_sh_place at,
 	rb_shscan_feed(sc, b->s + from, b->len - from);
 }
 
+/* Whether s[0, len) is an integer: digits, with a sign before them or not. */
+static int is_integer(const char *s, size_t len)
+{
+	size_t i = len && (s[0] == '-' || s[0] == '+');
+	if (i == len)
+		return 0;
+	for (; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
 /* Whether the redactor finds a secret (or a sensitive output) in s. */
 static int holds_secret(const struct rb_render *r, const char *s, size_t len)
 {
@@ -402,6 +414,13 @@ json_t *rb_render_command(struct rb_render *r, const struct rb_node *n)
 				break;
 			}
 			secret |= holds_secret(r, s, len);
+			/* bash evaluates a value inside $(( )) as arithmetic, commands in it too */
+			if (at == RB_SH_ARITH && !is_integer(s, len)) {
+				free(s);
+				rc = part_error(r, n, p, r->d, "%s", "a value inside $(( )) must be an "
+						"integer, which this is not");
+				break;
+			}
 		}
 		if (secret) {
 			name = rb_xasprintf("RUNBOOK_SECRET_%zu", senv->n);

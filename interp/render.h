@@ -59,8 +59,7 @@ json_t *rb_render_args(struct rb_render *r, const struct rb_step *s);
 
 /*
  * At load, for a step or check: errors where a ${{ }} value cannot stand in
- * a command (after a backslash, inside $(( )), in a here-document that does
- * not expand) and where a command list reads a secret; -1 when there were.
+ * a command (after a backslash, in a here-document that does not expand) and where a command list reads a secret; -1 when there were.
  * With splices (runbook validate): only a warning at each shell.raw splice.
  */
 int rb_render_check_args(struct rb_runbook *rb, const struct rb_step *s, struct rb_diags *d,

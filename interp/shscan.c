@@ -232,9 +232,7 @@ enum rb_sh_place rb_shscan_place(const struct rb_shscan *s, const char **why)
 	case COMMENT:
 		return RB_SH_COMMENT;
 	case ARITH:
-		*why = "inside $(( )), where the shell would evaluate the value as arithmetic "
-		       "(bash runs commands found there): compute it in the expression";
-		return RB_SH_REFUSED;
+		return RB_SH_ARITH;
 	default:
 		return RB_SH_PLAIN;
 	}

@@ -6,8 +6,9 @@
  * quotes, '"${V}"' inside single quotes).  A value never becomes shell text,
  * so a mistaken guess here can garble a command but never run a value as
  * code.  Places where even a reference is wrong are refused: after a
- * backslash, inside $(( )), in the body of a here-document whose delimiter
- * is quoted (nothing expands there).
+ * backslash, in the body of a here-document whose delimiter is quoted
+ * (nothing expands there); inside $(( )) only an integer may stand (bash
+ * evaluates a value there as arithmetic, and runs commands found in it).
  */
 #ifndef RB_SHSCAN_H
 #define RB_SHSCAN_H
@@ -19,6 +20,7 @@ enum rb_sh_place {
 	RB_SH_DQUOTE,           /* inside "...", ${...} or an expanding here-document */
 	RB_SH_SQUOTE,           /* inside '...' */
 	RB_SH_COMMENT,          /* after # to the end of the line */
+	RB_SH_ARITH,            /* inside $(( )): only an integer may stand here */
 	RB_SH_REFUSED,          /* see rb_shscan_place's why */
 };
 

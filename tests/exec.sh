@@ -58,6 +58,9 @@ for w in "in dq " "in sq " "doc "; do
 	check "and [$w...] too" grep -qF "[${w}x; echo INJECTED \$(id -un) \`id\` 'q' \"d\" \\]" <<<"$out"
 done
 check "a secret inside single quotes reaches the command" grep -q 'secret_in_sq| 16$' <<<"$out"
+check "an integer inside \$(( )) is computed with" grep -q 'arith| 41$' <<<"$out"
+check "anything else there fails the step, at its position" \
+	grep -q 'arith_not_integer: failed.*shell_data.yaml:[0-9]*:[0-9]*: a value inside \$(( )) must be an integer' <<<"$out"
 check "the intent signs the command and its variables" has '"event":"action_intent","step":"places".*"RUNBOOK_PARAMS_V":"x; echo INJECTED'
 check "and never the secret's value" bash -c "! grep -rq tok-Zq81x '$state'"
 

@@ -33,7 +33,7 @@ static const struct {
 	{"echo \"$(date \"", RB_SH_DQUOTE},
 	{"echo \"$(date) ", RB_SH_DQUOTE},
 	{"echo ${X:-", RB_SH_DQUOTE},
-	{"echo $(( ", RB_SH_REFUSED},
+	{"echo $(( ", RB_SH_ARITH},
 	{"echo $(( 1 + 2 )) ", RB_SH_PLAIN},
 	{"echo `date ", RB_SH_PLAIN},
 	{"echo # a comment ", RB_SH_COMMENT},
