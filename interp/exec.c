@@ -872,6 +872,25 @@ static const char *host_name(void)
 	return host;
 }
 
+/*
+ * A new run's id: its start time (to the second) and 16 random bits.  Runs
+ * started in the same second (all of them, under a fixed RUNBOOK_NOW) may draw
+ * the same bits: the next ones are taken until the id is free.
+ */
+static void new_run_id(struct exec *ex, const char *state)
+{
+	unsigned r = ex->o->rand;
+	for (int tries = 0; tries < 0x10000; tries++, r = r * 1103515245u + 12345u) {
+		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, r >> (tries ? 16 : 0));
+		char *dir = rb_run_dir(state, ex->run_id);
+		struct stat st;
+		int taken = dir && lstat(dir, &st) == 0;
+		free(dir);
+		if (!taken)
+			return;
+	}
+}
+
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -888,10 +907,11 @@ static int setup(struct exec *ex)
 		}
 	}
 	/* Everything that can refuse the run comes before its directory exists. */
+	const char *state = rb_state_dir(ex->o->state_dir);
 	if (ex->o->resume_id)
 		snprintf(ex->run_id, sizeof(ex->run_id), "%s", ex->o->resume_id);
 	else
-		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+		new_run_id(ex, state);
 	ex->redactor = rb_redactor_new();
 	ex->nsecrets += rb_runbook_add_patterns(rb, ex->redactor);     /* redact: and PII */
 	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
@@ -901,7 +921,6 @@ static int setup(struct exec *ex)
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
 	ex_lua_serve(ex);
-	const char *state = rb_state_dir(ex->o->state_dir);
 	int keeps_nothing = ex->o->probe || ex->o->recorded;
 	if (!keeps_nothing && load_key(ex, state) < 0)
 		return -2;

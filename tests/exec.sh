@@ -475,6 +475,12 @@ rm -f "$gdir"/*.count
 run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
 check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
+# run.started_at and the run id's time are RUNBOOK_NOW's when it is set, as time.now() is.
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started.yaml </dev/null 2>&1)
+check "a run that starts at 23:59 pauses at its gate" [ $? -eq 3 ]
+sid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started.*/\1/p' <<<"$out")
+check "run.started_at is RUNBOOK_NOW" grep -q "^[0-9:]* archive| archive 2026-01-01 23:59 started 1767311940 id $sid\$" <<<"$out"
+check "and so is the run id's time" grep -q '^20260101-235900-[0-9a-f]\{4\}$' <<<"$sid"
 # resume --from STEP runs STEP and what depends on it again, even after success.
 gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/audit.jsonl) | head -n 1)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from dangerous --approve all </dev/null 2>&1)
