@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -251,6 +252,21 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 	return rc;
 }
 
+/*
+ * When the run started, as run.started_at: what its state recorded, or, for a
+ * run from before that was recorded, the time in its id (the same clock).
+ */
+static time_t started_at(const json_t *st, const char *id)
+{
+	json_t *t = json_object_get(st, "started_at");
+	if (json_is_integer(t))
+		return (time_t)json_integer_value(t);
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(id, "%Y%m%d-%H%M%S", &tm);
+	return end && *end == '-' ? timegm(&tm) : time(NULL);
+}
+
 int cmd_resume(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
@@ -362,6 +378,9 @@ int cmd_resume(int argc, char **argv)
 		json_object_set(before, json_string_value(json_object_get(s, "step")), s);
 	o.before = before;
 	o.resume_id = id;
+	/* Every session sees what the first one fixed: run.started_at and the vars. */
+	o.start = st;
+	o.now = started_at(st, id);
 	o.kept = kept;
 	o.items = items;
 	if ((rc = redacted_params(rb, json_object_get(st, "params"), given, ngiven, &params)) !=

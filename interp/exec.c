@@ -306,6 +306,11 @@ static json_t *snapshot(struct exec *ex)
 				 ex_redact_json(ex, ex->o->params), "steps", steps);
 	if (ex->outcome)
 		json_object_set_new(snap, "status", json_string(ex->outcome));
+	/* What the run fixed at its start, for the resumes after this snapshot. */
+	json_object_set_new(snap, "started_at", json_integer((json_int_t)ex->o->now));
+	json_object_set(snap, "vars", ex->vars);
+	json_object_set(snap, "vars_hmac", ex->vars_hmac);
+	json_object_set_new(snap, "vars_key", json_string(ex->vars_key));
 	return snap;
 }
 
@@ -646,6 +651,66 @@ static int secrets_index(lua_State *L)
 	return 0;
 }
 
+/*
+ * The HMAC of a value (its JSON text) under a key derived from the run's
+ * signing key, as for a secret (audit.h): what the log keeps of a var it must
+ * not hold.  NULL when there is no key (a probe, a simulation).
+ */
+static json_t *value_hmac(const struct exec *ex, const json_t *v)
+{
+	unsigned char k[32];
+	char hex[65];
+	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0)
+		return NULL;
+	char *t = rb_record_text(v);
+	int ok = rb_hmac_hex(k, sizeof(k), t, strlen(t), hex) == 0;
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(t, strlen(t));
+	free(t);
+	return ok ? json_pack("{s:s}", "hmac_sha256", hex) : NULL;
+}
+
+/*
+ * A var's value x, fixed for the run: kept in ex->vars for run_started and
+ * the snapshots, or, when the log must not hold it (it uses a secret, or
+ * redaction would change it), its HMAC in ex->vars_hmac.  A resume computes
+ * such a var again: its HMAC must be the one the run started with, or the run
+ * would go on with another value than it began with (-1, with an error).
+ */
+static int fix_var(struct exec *ex, const struct rb_var *var, json_t *x)
+{
+	if (!ex->key)           /* a probe or a simulation: nothing is kept */
+		return 0;
+	json_t *clean = var->secret ? NULL : ex_redact_json(ex, x);
+	int keep = clean && json_equal(clean, x);
+	json_decref(clean);
+	if (keep)
+		return json_object_set(ex->vars, var->name, x);
+	json_t *h = value_hmac(ex, x);
+	if (!h)
+		return rb_error_at(ex->d, var->key, "var '%s': cannot compute the HMAC the run "
+				   "keeps of it", var->name);
+	const json_t *start = ex->o->start;
+	json_t *then = json_object_get(json_object_get(start, "vars_hmac"), var->name);
+	const char *key = json_string_value(json_object_get(start, "vars_key"));
+	int rc = 0;
+	if (then && key && strcmp(key, rb_audit_key_id(ex->key)))
+		rc = rb_error_at(ex->d, var->key, "var '%s' is kept out of the run's log (it uses "
+				 "a secret, or is redacted), which holds only its HMAC under audit key "
+				 "%s; this resume signs with key %s and cannot check that the var "
+				 "has the value the run started with: resume with the run's key "
+				 "(--audit-key FILE)", var->name, key, rb_audit_key_id(ex->key));
+	else if (then && !json_equal(then, h))
+		rc = rb_error_at(ex->d, var->key, "var '%s' does not have the value the run started "
+				 "with: it is kept out of the run's log (it uses a secret, or is "
+				 "redacted), so it was computed again, and its HMAC differs (a secret "
+				 "or param it reads changed, or it depends on the time or the "
+				 "environment); resume refuses to go on with another value",
+				 var->name);
+	json_object_set_new(ex->vars_hmac, var->name, h);
+	return rc;
+}
+
 /* The run's scope: params, secrets (those vars read), vars, run, steps. */
 static int build_scope(struct exec *ex)
 {
@@ -692,17 +757,25 @@ static int build_scope(struct exec *ex)
 		return -1;
 
 	struct rb_render r = ex_renderer(ex, ex->d);
+	/* A resume's vars are the run's: those the log holds are not computed again. */
+	const json_t *was = json_object_get(ex->o->start, "vars");
 	for (size_t i = 0; i < rb->nvars; i++) {
-		json_t *x = rb_render_node(&r, rb->vars[i].value);
-		if (!x) {
+		const struct rb_var *var = &rb->vars[i];
+		json_t *x = var->secret ? NULL : json_incref(json_object_get(was, var->name));
+		if (!x && !(x = rb_render_node(&r, var->value))) {
 			lua_settop(L, ex->scope);
 			return -1;
 		}
 		/* A var made from a secret is as secret as it is. */
-		if (rb->vars[i].secret && json_is_string(x))
+		if (var->secret && json_is_string(x))
 			ex->nsecrets += rb_redactor_add_secret(ex->redactor, json_string_value(x),
 							       json_string_length(x)) == 0;
-		int r2 = rb_luabox_ref_set_json(ex->box, vars_ref, rb->vars[i].name, x, 0);
+		if (fix_var(ex, var, x) < 0) {
+			json_decref(x);
+			lua_settop(L, ex->scope);
+			return -1;
+		}
+		int r2 = rb_luabox_ref_set_json(ex->box, vars_ref, var->name, x, 0);
 		json_decref(x);
 		if (r2 < 0)
 			return rb_error_at(ex->d, rb->vars[i].value, "memory limit of %zu MiB "
@@ -841,6 +914,10 @@ static int load_key(struct exec *ex, const char *state)
 			rb_audit_key_id(ex->key), created);
 	free(created);
 	ex->secret_hmacs = json_object();
+	ex->vars = json_object();
+	ex->vars_hmac = json_object();
+	const char *was = json_string_value(json_object_get(ex->o->start, "vars_key"));
+	ex->vars_key = rb_xstrdup(was ? was : rb_audit_key_id(ex->key));
 	return 0;
 }
 
@@ -1002,9 +1079,11 @@ static int setup(struct exec *ex)
 							 json_object_get(k, "attempts"),
 							 "taken_as_done", 1));
 	} else {
-		json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O}", "type", "run_started",
-					"runbook", rb->name, "file", rb->file, "sha256", sha, "params",
-					ex->o->params, "secrets", ex->secret_hmacs);
+		json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:I, s:O, s:O}", "type",
+					"run_started", "runbook", rb->name, "file", rb->file, "sha256",
+					sha, "params", ex->o->params, "secrets", ex->secret_hmacs,
+					"started_at", (json_int_t)ex->o->now, "vars", ex->vars,
+					"vars_hmac", ex->vars_hmac);
 		json_object_update(rec, who);
 		ex_journal(ex, rec);
 	}
@@ -1046,6 +1125,9 @@ static void teardown(struct exec *ex)
 	rb_audit_key_free(ex->key);
 	json_decref(ex->secret_hmacs);
 	free(ex->secret_read);
+	json_decref(ex->vars);
+	json_decref(ex->vars_hmac);
+	free(ex->vars_key);
 	free(ex->journal_error);
 	if (ex->lock_fd >= 0)
 		close(ex->lock_fd);

@@ -82,6 +82,14 @@ struct rb_exec_opts {
 	 */
 	const char *resume_id;
 	/*
+	 * Resume: what the run's first session fixed at its start, from its state
+	 * (runstate.h): "vars" (the values it kept) and "vars_hmac" (the HMACs of
+	 * those it kept out of the log, under the key "key_id" names); now is its
+	 * "started_at".  The run's vars are those values; a var kept out is
+	 * computed again and must give the same HMAC.  NULL: computed.
+	 */
+	const json_t *start;
+	/*
 	 * Resume: the run's hold (rb_journal_hold), taken before the state that
 	 * kept and items come from was read; the engine opens the journal under
 	 * it and sets *hold to -1 (the journal closes it).  NULL: none yet.

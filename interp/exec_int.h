@@ -173,6 +173,14 @@ struct exec {
 	struct rb_audit_key *key;       /* signs the run's log */
 	struct rb_audit_log *shared;    /* --audit-log, or NULL */
 	json_t *secret_hmacs;           /* {"NAME": {"hmac_sha256"}} for run_started */
+	/*
+	 * The vars as the run's first session fixed them (run_started, and every
+	 * snapshot): their values, or for a var whose value the log cannot hold (it
+	 * uses a secret, or redaction would change it) its HMAC, under the key
+	 * vars_key names.
+	 */
+	json_t *vars, *vars_hmac;
+	char *vars_key;
 	char sha[65];                   /* of the runbook's bytes */
 	const char *outcome;            /* the run's status once run_finished is journalled */
 	size_t compact_at;              /* compact when the journal holds this many records */

@@ -66,6 +66,13 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_object_set(st, "file", json_object_get(rec, "file"));
 		json_object_set(st, "sha256", json_object_get(rec, "sha256"));
 		set_value(st, rec, "params");
+		/* What the run fixed at its start (absent from the runs before it was recorded). */
+		if (json_object_get(rec, "started_at")) {
+			json_object_set(st, "started_at", json_object_get(rec, "started_at"));
+			set_value(st, rec, "vars");
+			json_object_set(st, "vars_hmac", json_object_get(rec, "vars_hmac"));
+			json_object_set(st, "vars_key", json_object_get(rec, "key_id"));
+		}
 	} else if (!strcmp(ev, "run_resumed")) {
 		json_object_set_new(st, "status", json_string("unfinished"));
 	} else if (!strcmp(ev, "run_finished")) {
@@ -120,7 +127,8 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
 	if (snap) {
 		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params",
-						       "status"};
+						       "status", "started_at", "vars", "vars_hmac",
+						       "vars_key"};
 		for (size_t k = 0; k < sizeof(run_keys) / sizeof(*run_keys); k++)
 			if (json_object_get(snap, run_keys[k]))
 				json_object_set(st, run_keys[k], json_object_get(snap, run_keys[k]));

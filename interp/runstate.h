@@ -10,7 +10,10 @@
 struct rb_audit_keyring;
 
 /*
- * {"run", "runbook", "file", "sha256", "params", "status" (succeeded,
+ * {"run", "runbook", "file", "sha256", "params", "started_at", "vars",
+ * "vars_hmac", "vars_key" (what the run fixed at its start: run.started_at,
+ * its vars' values, the HMACs of those kept out of the log and the key they
+ * are under; absent in runs older than these), "status" (succeeded,
  * failed, interrupted, or unfinished when the journal has no end), "torn"
  * (true when a torn tail was found), "steps": [{"step", "status" (running or
  * retrying for a step in flight when the journal ends), "attempts",
@@ -29,7 +32,7 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
  * an action's arguments): recorded as its JSON text, since the audit log's
  * canonical form has no room for every JSON number (docs/audit-format.md).
  */
-#define RB_RECORD_TEXT_KEYS     {"output", "outputs", "params", "args", "calls"}
+#define RB_RECORD_TEXT_KEYS     {"output", "outputs", "params", "args", "calls", "vars"}
 /* v as that text: compact, keys sorted; malloc'd. */
 char *rb_record_text(const json_t *v);
 /* The value of rec's text key, decoded (a new reference), or NULL when absent or not text. */

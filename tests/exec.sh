@@ -481,6 +481,35 @@ check "a run that starts at 23:59 pauses at its gate" [ $? -eq 3 ]
 sid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started.*/\1/p' <<<"$out")
 check "run.started_at is RUNBOOK_NOW" grep -q "^[0-9:]* archive| archive 2026-01-01 23:59 started 1767311940 id $sid\$" <<<"$out"
 check "and so is the run id's time" grep -q '^20260101-235900-[0-9a-f]\{4\}$' <<<"$sid"
+# Every session of a run sees what its first one fixed: run.id, run.started_at and the vars,
+# though the gate is passed after midnight (the vars are in run_started and the snapshots).
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$sid" --approve purge </dev/null 2>&1)
+check "the resume after midnight succeeds" [ $? -eq 0 ]
+check "and sees the first session's vars, start and id" \
+	grep -q "^[0-9:]* purge| purge 2026-01-01 23:59 started 1767311940 id $sid\$" <<<"$out"
+check "run_started records the vars and the start" \
+	grep -q '"started_at":1767311940,.*"vars":"{\\"today\\":\\"2026-01-01 23:59\\"}"' "$state/runs/$sid/audit.jsonl"
+# A var made from a secret is kept out of the log (its HMAC only), computed again by a resume,
+# which refuses to go on when it is not the value the run started with.
+export EXEC_STARTED_TOKEN=tok-Started-7q
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started_secret.yaml </dev/null 2>&1)
+check "a run with a secret var pauses" [ $? -eq 3 ]
+ssid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started-secret.*/\1/p' <<<"$out")
+check "run_started holds the secret var's HMAC" \
+	grep -q '"vars":"{}","vars_hmac":{"auth":{"hmac_sha256":"[0-9a-f]\{64\}"}}' "$state/runs/$ssid/audit.jsonl"
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "a secret var computed again to the same value goes on" [ $? -eq 0 ]
+check "with its value hidden" grep -q '^[0-9:]* second| second with \*\*\*$' <<<"$out"
+check "which is never written" bash -c "! grep -rq --exclude=runbook.yaml tok-Started-7q '$state'"
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run -p stamp=true tests/exec/started_secret.yaml </dev/null 2>&1)
+ssid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started-secret.*/\1/p' <<<"$out")
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "a secret var that reads the time is refused on a later resume (exit 2)" [ $? -eq 2 ]
+check "at the var, saying why" grep -q "^tests/exec/started_secret.yaml:11:3: error: var 'auth' does not have the value the run started with: .*it depends on the time" <<<"$out"
+check "before anything ran" [ "$(grep -c '"step":"second"' "$state/runs/$ssid/audit.jsonl")" -eq 1 ]
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "the same value goes on" [ $? -eq 0 ]
+unset EXEC_STARTED_TOKEN
 # resume --from STEP runs STEP and what depends on it again, even after success.
 gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/audit.jsonl) | head -n 1)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from dangerous --approve all </dev/null 2>&1)
