@@ -162,13 +162,15 @@ static void unrecorded(struct exec *ex)
 		json_object_set(ev, "record", json_object_get(h->ev, "event"));
 		json_object_set_new(ev, "event", json_string("not_recorded"));
 		json_decref(h->ev);
+		const char *id = json_string_value(json_object_get(ev, "step"));
+		const struct rb_step *st = h->status >= 0 && id ? rb_runbook_step(ex->rb, id) : NULL;
+		if (st)                 /* not counted as it ended (count_steps) */
+			ex->s[st->index].unrecorded = 1;
 		char *text = rb_xasprintf("%s (not recorded: the audit log cannot be written)",
 					  h->text);
 		emit(ex, ev, text);
 		free(text);
 		free(h->text);
-		if (h->status >= 0 && ex->counts[h->status] > 0)
-			ex->counts[h->status]--;
 		ex->unrecorded++;
 	}
 	ex->nheld = 0;
@@ -259,6 +261,38 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 	json_decref(clean);
 }
 
+void ex_record_kind(json_t *rec, const struct rb_step *st)
+{
+	if (st->kind == RB_ON_FAILURE || st->kind == RB_UNDO)
+		json_object_set_new(rec, "kind", json_string(st->kind == RB_UNDO ? "undo"
+										  : "on_failure"));
+}
+
+/*
+ * A step's state from before a resume, when this session has not started it
+ * again: what the journal said stands (in the snapshot and in the counts).
+ */
+static json_t *kept_state(const struct exec *ex, size_t i)
+{
+	const struct srun *sr = &ex->s[i];
+	if (sr->status != S_PENDING || sr->attempts != 0)
+		return NULL;
+	return json_object_get(ex->o->before, ex->rb->steps[i]->id);
+}
+
+/* The run's main steps as the snapshot has them, counted: the run's last line. */
+static void count_steps(const struct exec *ex, struct rb_run_counts *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < ex->rb->nmain; i++) {
+		if (ex->s[i].unrecorded)
+			continue;
+		json_t *was = kept_state(ex, i);
+		rb_run_count(c, was ? json_string_value(json_object_get(was, "status"))
+				    : ex_status_names[ex->s[i].status]);
+	}
+}
+
 /*
  * The state a resume needs, for compaction: every step's status, attempts
  * and outputs (redacted, as in the journal).
@@ -269,11 +303,11 @@ static json_t *snapshot(struct exec *ex)
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct srun *sr = &ex->s[i];
 		const struct rb_step *st = ex->rb->steps[i];
-		/* A resumed run has not restarted this step yet: what the journal said stands. */
-		json_t *was = json_object_get(ex->o->before, st->id);
-		if (sr->status == S_PENDING && sr->attempts == 0 && was) {
+		json_t *was = kept_state(ex, i);
+		if (was) {
 			json_t *w = json_pack("{s:O, s:O}", "status", json_object_get(was, "status"),
 					      "attempts", json_object_get(was, "attempts"));
+			ex_record_kind(w, st);
 			static const char *const kept[] = {"items", "error", "duration_ms"};
 			for (size_t k = 0; k < sizeof(kept) / sizeof(*kept); k++)
 				if (json_object_get(was, kept[k]))
@@ -283,6 +317,7 @@ static json_t *snapshot(struct exec *ex)
 		}
 		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 				      sr->attempts);
+		ex_record_kind(v, st);
 		if (sr->output)
 			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 								     : ex_redact_json(ex, sr->output));
@@ -451,9 +486,7 @@ void ex_publish_failed(struct exec *ex, size_t i, const char *what)
 	}
 	free(sr->error);
 	sr->error = e;
-	ex->counts[sr->status]--;
 	sr->status = S_FAILED;
-	ex->counts[S_FAILED]++;
 	json_decref(sr->outputs);
 	sr->outputs = NULL;
 	json_t *v = json_pack("{s:s, s:i}", "status", "failed", "attempts", sr->attempts);
@@ -1257,11 +1290,6 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	ex_run_phase(&ex);
 	ex.deadline_ms = 0;             /* rollback and on_failure get their own time */
 	int failed = ex.failed || ex.journal_failed;
-	size_t not_run = 0;
-	for (size_t i = 0; i < rb->nmain; i++)
-		not_run += ex.s[i].status == S_PENDING || ex.s[i].status == S_WAITING;
-	size_t ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
-	size_t bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
 
 	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
 	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */
@@ -1290,29 +1318,32 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	}
 	if (o->simulated)
 		simulated(&ex);
-	/* Outcomes shown as not recorded are not counted as what they said. */
-	ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
-	bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
+	/*
+	 * The whole run's main steps, kept ones included, as runbook runs counts them;
+	 * outcomes shown as not recorded are not counted as what they said.
+	 */
+	struct rb_run_counts c;
+	count_steps(&ex, &c);
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
-			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
-			       "interrupted", (int)intr, "skipped", (int)skip, "not_run", (int)not_run,
-			       "duration_ms", (json_int_t)(rb_now_ms() - ex.t0));
+			       "status", outcome[*status], "succeeded", (int)c.succeeded, "failed",
+			       (int)c.failed, "interrupted", (int)c.interrupted, "skipped",
+			       (int)c.skipped, "not_run", (int)c.not_run, "duration_ms",
+			       (json_int_t)(rb_now_ms() - ex.t0));
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	char interrupted[48] = "", unrec[48] = "";
-	if (intr)
-		snprintf(interrupted, sizeof(interrupted), ", %zu interrupted", intr);
+	char *counted = rb_run_counts_text(&c);
+	char unrec[48] = "";
 	if (ex.unrecorded) {
 		json_object_set_new(ev, "not_recorded", json_integer((json_int_t)ex.unrecorded));
 		snprintf(unrec, sizeof(unrec), ", %zu not recorded", ex.unrecorded);
 	}
 	if (!recorded)
 		json_object_set_new(ev, "recorded", json_false());
-	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run%s%s",
-		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, interrupted, skip,
-		 not_run, unrec, recorded ? "" : " (its end is not recorded: the audit log cannot "
-		 "be written)");
+	ex_event(&ex, ev, "run %s %s in %.1fs: %s%s%s", ex.run_id, outcome[*status],
+		 ex_secs_since(ex.t0), counted, unrec, recorded ? "" : " (its end is not "
+		 "recorded: the audit log cannot be written)");
+	free(counted);
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

@@ -428,7 +428,6 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->output = output;
 	sr->error = error;
 	sr->completed = ++ex->completed;
-	ex->counts[status]++;
 	if (st->sensitive && output)
 		add_sensitive(ex, output);
 	if (status == S_SUCCEEDED) {    /* its items are in its output now */
@@ -441,8 +440,6 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		sr->outputs = compute_outputs(ex, st, output, &err, &capped);
 		if (!sr->outputs && !capped) {
 			sr->status = status = S_FAILED;
-			ex->counts[S_SUCCEEDED]--;
-			ex->counts[S_FAILED]++;
 			sr->error = err;
 			free(error);
 		}
@@ -459,6 +456,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
+	ex_record_kind(rec, st);
 	if (sr->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 							     : json_incref(sr->output));
@@ -739,8 +737,10 @@ static int reach_gate(struct exec *ex, size_t i)
 	sr->prompt = ex_redact(ex, text, strlen(text), NULL);
 	free(text);
 	sr->status = S_WAITING;
-	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
-			      "prompt", sr->prompt));
+	json_t *rec = json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
+				"prompt", sr->prompt);
+	ex_record_kind(rec, st);
+	ex_journal(ex, rec);
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
 				 "prompt", sr->prompt), -1, "%s: waiting for approval: %s", st->id,
 		   sr->prompt);
@@ -914,8 +914,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	sr->job = jb;
 	if (!check) {
 		sr->attempts++;
-		ex_journal(ex, json_pack("{s:s, s:s, s:i}", "type", "step_started", "step", st->id,
-				      "attempt", sr->attempts));
+		json_t *rec = json_pack("{s:s, s:s, s:i}", "type", "step_started", "step", st->id,
+					"attempt", sr->attempts);
+		ex_record_kind(rec, st);
+		ex_journal(ex, rec);
 	}
 	intent(ex, jb);
 	batch[(*nbatch)++] = jb;

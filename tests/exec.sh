@@ -167,7 +167,7 @@ check "its last line counts the step as interrupted, not failed" \
 	grep -q 'interrupted in .*s: 0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 not run$' "$state/sigint.out"
 sid=$(ls -t "$state"/runs | head -n 1)
 check "runs counts it the same way" \
-	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
+	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 not run$" \
 	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
 # SIGHUP (a dropped SSH session) is an interruption too, not a crash: exit 129, the run
@@ -799,6 +799,27 @@ check "status says why a step failed and how long it took" \
 check "and why a step was skipped" grep -q '^  big  *skipped  *0 attempts  its condition is false$' <<<"$out"
 check "status verifies it" [ "$("$RUNBOOK" status --state-dir "$state" "$id" -f json 2>&1 | jq .verified)" = true ]
 check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
+
+# runs and status count the steps exactly as the run's last line does, by one function: the
+# main steps of the whole run (those kept by a resume too), never on_failure or undo steps.
+cstate=$(mktemp -d)
+last() { sed -n "s/^[0-9:]* run [0-9a-f-]* $1 in [0-9.]*s: //p"; }
+line=$("$RUNBOOK" run --state-dir "$cstate" tests/exec/failure.yaml 2>&1 | last failed)
+check "a failed run's last line counts its main steps only" [ "$line" = "3 succeeded, 1 failed, 0 skipped, 1 not run" ]
+check "runs counts it the same, its on_failure steps left out" \
+	grep -q " failed  *exec-failure  *$line\$" <<<"$("$RUNBOOK" runs --state-dir "$cstate")"
+cid=$(ls "$cstate/runs")
+check "status too" grep -q "^run $cid: exec-failure, failed: $line\$" <<<"$("$RUNBOOK" status --state-dir "$cstate" "$cid")"
+check "status --format json has the counts" \
+	[ "$("$RUNBOOK" status --state-dir "$cstate" "$cid" -f json | jq -c .counts)" = '{"succeeded":3,"failed":1,"interrupted":0,"skipped":0,"not_run":1,"running":0}' ]
+rm -rf "$cstate/runs"
+"$RUNBOOK" run --state-dir "$cstate" tests/exec/counts.yaml </dev/null >/dev/null 2>&1
+cid=$(ls "$cstate/runs")
+line=$("$RUNBOOK" resume --state-dir "$cstate" "$cid" --approve two </dev/null 2>&1 | last succeeded)
+check "a resume's last line counts the whole run" [ "$line" = "2 succeeded, 0 failed, 0 skipped, 0 not run" ]
+check "runs counts a succeeded run the same (no 'other' for its on_failure step)" \
+	grep -q "^$cid  *succeeded  *exec-counts  *$line\$" <<<"$("$RUNBOOK" runs --state-dir "$cstate")"
+rm -rf "$cstate"
 
 # A long run compacts its journal: a snapshot, and records continuing after it.
 awk 'BEGIN { print "runbook: many\nversion: 1\nsteps:"
