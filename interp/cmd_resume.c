@@ -7,7 +7,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -15,6 +14,7 @@
 #include "exec.h"
 #include "graph.h"
 #include "journal.h"
+#include "luabox.h"
 #include "plan.h"
 #include "redact.h"
 #include "runbook.h"
@@ -252,21 +252,6 @@ static int decide(struct rb_runbook *rb, const json_t *st, const char *const *re
 	return rc;
 }
 
-/*
- * When the run started, as run.started_at: what its state recorded, or, for a
- * run from before that was recorded, the time in its id (the same clock).
- */
-static time_t started_at(const json_t *st, const char *id)
-{
-	json_t *t = json_object_get(st, "started_at");
-	if (json_is_integer(t))
-		return (time_t)json_integer_value(t);
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	const char *end = strptime(id, "%Y%m%d-%H%M%S", &tm);
-	return end && *end == '-' ? timegm(&tm) : time(NULL);
-}
-
 int cmd_resume(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
@@ -380,7 +365,9 @@ int cmd_resume(int argc, char **argv)
 	o.resume_id = id;
 	/* Every session sees what the first one fixed: run.started_at and the vars. */
 	o.start = st;
-	o.now = started_at(st, id);
+	o.now = rb_run_started_at(st, id);
+	if (o.now < 0)
+		o.now = (time_t)rb_now();
 	o.kept = kept;
 	o.items = items;
 	if ((rc = redacted_params(rb, json_object_get(st, "params"), given, ngiven, &params)) !=

@@ -72,13 +72,14 @@ struct rb_exec_opts {
 	int color;
 	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
 	volatile sig_atomic_t *signo;   /* the last one */
-	time_t now;                     /* for the run id */
+	time_t now;                     /* run.started_at, and the run id's time */
 	unsigned rand;
 	int64_t lock_timeout_ms;        /* how long to wait for the runbook's lock */
 	/*
-	 * Resume: the run's id and the state each step keeps from before, as
-	 * {"ID": {"status", "attempts", "output", "outputs"}} for the steps that
-	 * are not run again (succeeded or skipped ones); NULL for a new run.
+	 * Resume: the run's id (replay --simulate gives it too, for run.id) and
+	 * the state each step keeps from before, as {"ID": {"status",
+	 * "attempts", "output", "outputs"}} for the steps that are not run
+	 * again (succeeded or skipped ones); NULL for a new run.
 	 */
 	const char *resume_id;
 	/*
