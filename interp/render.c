@@ -59,6 +59,36 @@ json_t *rb_node_to_json(const struct rb_node *n)
 	}
 }
 
+int rb_approve_gate(const json_t *v, const char *id, char **prompt, const char **what)
+{
+	*prompt = NULL;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		if (!json_string_length(v)) {
+			*what = "an empty string";
+			return -1;
+		}
+		*prompt = rb_xstrdup(json_string_value(v));
+		return 1;
+	case JSON_TRUE:
+		*prompt = rb_xasprintf("Run step '%s'?", id);
+		return 1;
+	case JSON_FALSE:
+	case JSON_NULL:
+		return 0;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		*what = "a number";
+		return -1;
+	case JSON_ARRAY:
+		*what = "a list";
+		return -1;
+	default:
+		*what = "a table";
+		return -1;
+	}
+}
+
 int rb_tmpl_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t)
 {
 	for (size_t i = 0; i < t->nrefs; i++) {

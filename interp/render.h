@@ -71,6 +71,14 @@ json_t *rb_render_node(struct rb_render *r, const struct rb_node *n);
 /* The value of a literal node (expressions are kept as text). */
 json_t *rb_node_to_json(const struct rb_node *n);
 
+/*
+ * What a step's approve gives, rendered as v: 1 a gate, with *prompt (a
+ * string as it is, or for true "Run step 'ID'?"; malloc'd); 0 no gate (false
+ * or nil); -1 a value that is no prompt, *what naming it ("a number", "an
+ * empty string"), which must never silently become one (docs/language.md).
+ */
+int rb_approve_gate(const json_t *v, const char *id, char **prompt, const char **what);
+
 /* Whether a template reads a secret, directly or through a var. */
 int rb_tmpl_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t);
 

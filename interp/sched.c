@@ -708,32 +708,68 @@ static void approve(struct exec *ex, size_t i, const char *via)
 				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
 }
 
+/* approve gave what is no prompt: an error at its position, as the loader's are. */
+static char *approve_error(struct exec *ex, const struct rb_step *st, const char *what)
+{
+	return rb_xasprintf("%s:%d:%d: approve must give a prompt (a string), true, false or nil, "
+			    "not %s", ex->rb->file, st->approve->line, st->approve->col, what);
+}
+
 /*
- * Step i has reached its gate.  Returns 1 when it may run now (approved in
- * advance); 0 when it waits (or failed: its prompt did not render).
+ * Step i has reached its gate.  Returns 1 when it may run now (no gate: approve
+ * gave false or nil; or approved in advance); 0 when it waits (or failed: its
+ * approve did not render, or gave what is no prompt; or a probe stops there).
  */
 static int reach_gate(struct exec *ex, size_t i)
 {
 	const struct rb_step *st = ex->rb->steps[i];
 	struct srun *sr = &ex->s[i];
-	if (approved_in_advance(ex, st->id)) {
-		approve(ex, i, "--approve");
-		return 1;
-	}
-	char *err = NULL;
+	char *err = NULL, *text = NULL;
+	const char *what = NULL;
 	json_t *p = render(ex, st->approve, "approve", &err);
 	if (p && nul_at(p)) {   /* the prompt is a C string: it would end there */
 		json_decref(p);
 		p = NULL;
 		err = nul_error(ex, st->approve, "the prompt");
 	}
+	if (!p && ex->interrupted) {    /* an interrupt stopped it (lua_poll): not run */
+		free(err);
+		return 0;
+	}
 	if (!p) {
 		finish(ex, i, S_FAILED, NULL, err);
 		return 0;
 	}
-	char *text = json_is_string(p) ? rb_xstrdup(json_string_value(p))
-				       : json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+	int gate = rb_approve_gate(p, st->id, &text, &what);
+	if (gate < 0) {
+		json_decref(p);
+		finish(ex, i, S_FAILED, NULL, approve_error(ex, st, what));
+		return 0;
+	}
+	if (gate == 0) {        /* a gate for some cases only (prod, say): not this one */
+		const char *said = json_is_false(p) ? "false" : "nil";
+		json_t *rec = json_pack("{s:s, s:s, s:O}", "type", "gate_not_needed", "step",
+					st->id, "approve", p);
+		ex_record_kind(rec, st);
+		ex_journal(ex, rec);
+		ex_outcome(ex, json_pack("{s:s, s:s, s:O}", "event", "gate_not_needed", "step",
+					 st->id, "approve", p), -1,
+			   "%s: no approval needed (approve gave %s)", st->id, said);
+		json_decref(p);
+		sr->approved = 1;
+		return 1;
+	}
 	json_decref(p);
+	if (ex->o->probe) {
+		free(text);
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has an approval gate"));
+		return 0;
+	}
+	if (approved_in_advance(ex, st->id)) {
+		free(text);
+		approve(ex, i, "--approve");
+		return 1;
+	}
 	sr->prompt = ex_redact(ex, text, strlen(text), NULL);
 	free(text);
 	sr->status = S_WAITING;
@@ -885,9 +921,9 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 		}
 	}
 	int check = st->check && !sr->checked;
-	if (!check && ex->o->probe && (st->side_effects || st->approve)) {
-		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup(st->approve ? "it has an approval gate"
-							   : "it has side effects"));
+	/* A probe runs only what changes nothing; a gate first says whether there is one. */
+	if (!check && ex->o->probe && st->side_effects && !st->approve) {
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
 		return;
 	}
 	if (ex_read_secrets(ex, i, RB_READS_IN_STEP, &why) < 0) {
@@ -896,6 +932,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	}
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
+	if (!check && ex->o->probe && st->side_effects) {
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
+		return;
+	}
 	struct job *jb = prepare(ex, i, check, &why);
 	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */
 		free(why);

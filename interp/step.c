@@ -116,23 +116,38 @@ static void load_action(struct loader *l, struct rb_step *s, const struct rb_nod
 			    "docs/actions.md)", v->str);
 }
 
+/*
+ * approve: a prompt (a string, with expressions or not), true (a gate with the
+ * default prompt), false (no gate), or {prompt, timeout}.  An expression may
+ * give a string, true, false or nil (no gate), which is known at run time;
+ * anything else is an error, never a prompt.
+ */
 static void load_approve(struct loader *l, struct rb_step *s, const struct rb_node *v)
 {
-	if (v->type == RB_SCALAR && rb_scalar_kind(v) != RB_K_NULL) {
-		s->approve = v;
+	if (v->type == RB_SCALAR && (rb_scalar_kind(v) == RB_K_STRING ||
+				     rb_scalar_kind(v) == RB_K_BOOL)) {
+		if (rb_scalar_kind(v) == RB_K_STRING && v->len == 0)
+			rb_error_at(l->d, v, "approve has an empty prompt (give a question, true "
+				    "for the default one, or false for no gate)");
+		else
+			s->approve = v;
 		return;
 	}
 	if (v->type != RB_MAP) {
-		rb_error_at(l->d, v, "approve must be a prompt or a mapping with 'prompt' and "
-			    "'timeout', not %s", rb_node_kind_name(v));
+		rb_error_at(l->d, v, "approve must be a prompt, true, false or a mapping with "
+			    "'prompt' and 'timeout', not %s", rb_node_kind_name(v));
 		return;
 	}
 	rb_load_keys(l, v, approve_keys, "approve");
 	const struct rb_node *p = rb_map_get(v, "prompt"), *t = rb_map_get(v, "timeout");
-	const char *str;
 	if (!p)
 		rb_error_at(l->d, v, "approve has no 'prompt'");
-	else if (rb_load_string(l, p, &str) == 0)
+	else if (p->type != RB_SCALAR || rb_scalar_kind(p) != RB_K_STRING)
+		rb_error_at(l->d, p, "approve's prompt must be a string, not %s",
+			    rb_node_kind_name(p));
+	else if (!p->len)
+		rb_error_at(l->d, p, "approve has an empty prompt");
+	else
 		s->approve = p;
 	if (t)
 		rb_load_duration(l, t, &s->approve_timeout_ms);

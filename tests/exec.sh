@@ -475,6 +475,31 @@ rm -f "$gdir"/*.count
 run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
 check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
+# approve: false and an expression giving nil or false are no gate, journalled as such; true
+# is a gate with the default prompt; a value that is no prompt fails the step, even --approve'd.
+adir=$(mktemp -d)
+out=$(run -p dir="$adir" tests/exec/approve.yaml </dev/null 2>&1)
+check "conditional gates that do not apply let the run through" [ $? -eq 0 ]
+check "every step ran" [ "$(cat "$adir"/*.count | sort | tr '\n' ' ')" = "default never odd prod " ]
+check "approve: false is journalled as no gate" has '"event":"gate_not_needed","step":"never_gated","approve":false'
+check "an expression giving nil too" has '"event":"gate_not_needed","step":"prod_only","approve":null'
+check "and said" grep -q '^[0-9:]* prod_only: no approval needed (approve gave nil)$' <<<"$out"
+check "no gate waited" bash -c "! grep -q gate_waiting <<<'$(journal)'"
+rm -f "$adir"/*.count
+out=$(run -p dir="$adir" -p env=prod tests/exec/approve.yaml </dev/null 2>&1)
+check "in prod the gate applies (exit 3)" [ $? -eq 3 ]
+check "with the expression's prompt" has '"event":"gate_waiting","step":"prod_only","prompt":"Deploy to prod?"'
+check "the ungated steps ran" [ "$(cat "$adir"/*.count | sort | tr '\n' ' ')" = "never odd " ]
+aid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-approve.*/\1/p' <<<"$out")
+out=$("$RUNBOOK" resume --state-dir "$state" "$aid" --approve prod_only </dev/null 2>&1)
+check "approve: true pauses with the default prompt" grep -q "^[0-9:]* default_prompt: waiting for approval: Run step 'default_prompt'?\$" <<<"$out"
+rm -f "$adir"/*.count
+out=$(run -p dir="$adir" -p env=odd --approve odd tests/exec/approve.yaml </dev/null 2>&1)
+check "an approve that gives a number fails the run" [ $? -eq 1 ]
+check "at its position" grep -q "odd: failed in .*: tests/exec/approve.yaml:21:14: approve must give a prompt (a string), true, false or nil, not a number$" <<<"$out"
+check "and the step did not run" [ ! -e "$adir/odd.count" ]
+rm -rf "$adir"
+
 # run.started_at and the run id's time are RUNBOOK_NOW's when it is set, as time.now() is.
 out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started.yaml </dev/null 2>&1)
 check "a run that starts at 23:59 pauses at its gate" [ $? -eq 3 ]
