@@ -335,6 +335,13 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	}
 	add_step(l, s);
 	load_keys(l, s, v);
+	/*
+	 * defaults.retry is for what can fail for a passing reason (a command, the
+	 * network): a pure step (lua, assert) fails the same way again, so it is
+	 * retried only when it says so itself.
+	 */
+	if (!v[K_RETRY] && s->action && (s->action->flags & RB_ACT_PURE))
+		s->retry = (struct rb_retry){.attempts = 1};
 	if (s->side_effects < 0)
 		s->side_effects = s->run || (s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS));
 	/* A step that changes nothing may run again after a crash. */

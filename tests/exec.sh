@@ -500,6 +500,17 @@ check "at its position" grep -q "odd: failed in .*: tests/exec/approve.yaml:21:1
 check "and the step did not run" [ ! -e "$adir/odd.count" ]
 rm -rf "$adir"
 
+# defaults.retry retries a command, not a pure step (lua, assert) unless its own retry: says so.
+pdir=$(mktemp -d)
+run -p dir="$pdir" tests/exec/pure_retry.yaml >/dev/null 2>&1
+check "a command takes defaults.retry" has '"step":"command","status":"failed","attempt":3'
+check "a lua step does not" has '"step":"chunk","status":"failed","attempt":1,'
+check "nor an assert step" has '"step":"check","status":"failed","attempt":1,'
+check "its own retry: does" has '"step":"asks_for_it","status":"failed","attempt":2,'
+check "the plan shows it" [ "$("$RUNBOOK" plan -p dir="$pdir" tests/exec/pure_retry.yaml --format json |
+	jq -c '[.steps[] | .retry.attempts]')" = '[3,1,1,2]' ]
+rm -rf "$pdir"
+
 # run.started_at and the run id's time are RUNBOOK_NOW's when it is set, as time.now() is.
 out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started.yaml </dev/null 2>&1)
 check "a run that starts at 23:59 pauses at its gate" [ $? -eq 3 ]
