@@ -744,7 +744,18 @@ static int fix_var(struct exec *ex, const struct rb_var *var, json_t *x)
 	return rc;
 }
 
-/* The run's scope: params, secrets (those vars read), vars, run, steps. */
+/* Each member of v into the table that registry ref holds; -1 past the memory limit. */
+static int ref_set_all(struct rb_luabox *b, int ref, const json_t *v)
+{
+	const char *k;
+	json_t *x;
+	json_object_foreach((json_t *)v, k, x)
+		if (rb_luabox_ref_set_json(b, ref, k, x, 0) < 0)
+			return -1;
+	return 0;
+}
+
+/* The run's scope: params, secrets (those vars read), vars, run (its status changes), steps. */
 static int build_scope(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -770,13 +781,14 @@ static int build_scope(struct exec *ex)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ex->secrets_ref);
 	rb_luabox_readonly(L);
 	rb_luabox_set(L, ex->scope, "secrets");
-	json_t *run = json_pack("{s:s, s:b, s:I}", "id", ex->run_id, "dry_run", 0, "started_at",
-				(json_int_t)ex->o->now);
+	json_t *run = json_pack("{s:s, s:b, s:I, s:s}", "id", ex->run_id, "dry_run", 0,
+				"started_at", (json_int_t)ex->o->now, "status", "running");
 	int vars_ref;
 	if (rb_luabox_set_json(ex->box, ex->scope, "params", ex->o->params, 1) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
 				  "params", mib);
-	else if (rb_luabox_set_json(ex->box, ex->scope, "run", run, 1) < 0 ||
+	else if (rb_luabox_set_table(ex->box, ex->scope, "run", &ex->run_ref) < 0 ||
+		 ref_set_all(ex->box, ex->run_ref, run) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "steps", &ex->steps_ref) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "vars", &vars_ref) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
@@ -817,6 +829,24 @@ static int build_scope(struct exec *ex)
 	lua_settop(L, ex->scope);
 	return 0;
 }
+
+/* run.status, for the on_failure steps: failed, or interrupted (a small write: the spare). */
+static void set_run_status(struct exec *ex, const char *status)
+{
+	json_t *v = json_string(status);
+	rb_luabox_ref_set_json(ex->box, ex->run_ref, "status", v, 1);
+	json_decref(v);
+}
+
+/*
+ * How long the on_failure steps of an interrupted run may take, all together:
+ * the run was asked to stop, and whoever asked (a service manager) kills it
+ * if it does not.  With the main steps' 5 s from SIGTERM to SIGKILL before,
+ * and 5 s more to kill what is still running at the bound, a run ends within
+ * 25 s of the signal: inside Kubernetes' default grace of 30 s and systemd's
+ * 90 s (docs/language.md).
+ */
+enum { ON_FAILURE_AFTER_INTERRUPT_MS = 15000 };
 
 static int by_completion_desc(const void *a, const void *b, void *arg)
 {
@@ -1284,26 +1314,52 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		 "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
 		 rb->nmain == 1 ? "" : "s", where);
 
-	if (rb->timeout_ms >= 0)        /* counted from the first step, not from setup */
+	if (rb->timeout_ms >= 0) {      /* counted from the first step, not from setup */
 		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
+		ex.deadline_len_ms = rb->timeout_ms;
+	}
 	ex_seed(&ex, RB_MAIN);
 	ex_run_phase(&ex);
 	ex.deadline_ms = 0;             /* rollback and on_failure get their own time */
 	int failed = ex.failed || ex.journal_failed;
 
-	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
+	/*
+	 * A failed run undoes what it did (rollback: true), then runs on_failure.
+	 * An interrupted run runs on_failure too, so that on-call hears of a run
+	 * its service manager stopped, within a bound; a second signal skips them.
+	 * It is not rolled back: an interrupt says nothing about the work, and the
+	 * run resumes where it stopped, which an undo would destroy.
+	 */
+	int interrupted = ex.interrupted;
 	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */
-	if (failed && !ex.interrupted && !ex.journal_failed) {
+	if (failed && !interrupted && !ex.journal_failed) {
 		ex.failed = 0;
+		set_run_status(&ex, "failed");
 		if (rb->rollback)
 			rollback(&ex);
 		ex.stop_on_failure = 0;
 		ex.rhead = ex.nready = 0;
 		ex_seed(&ex, RB_ON_FAILURE);
 		ex_run_phase(&ex);
+	} else if (interrupted && rb->non_failure && !ex.journal_failed) {
+		if (o->signals && *o->signals > 1) {
+			ex_event(&ex, json_pack("{s:s}", "event", "on_failure_skipped"),
+				 "interrupted again: the on_failure steps do not run");
+		} else {
+			set_run_status(&ex, "interrupted");
+			ex.interrupted = ex.failed = ex.timed_out = 0;
+			ex.after_interrupt = 1;
+			ex.stop_on_failure = 0;
+			ex.deadline_len_ms = ON_FAILURE_AFTER_INTERRUPT_MS;
+			ex.deadline_ms = rb_now_ms() + ex.deadline_len_ms;
+			ex_seed(&ex, RB_ON_FAILURE);
+			ex_run_phase(&ex);
+			ex.deadline_ms = 0;
+			ex.interrupted = interrupted;
+		}
 	}
 
-	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
+	*status = interrupted || ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
 		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
 	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
 	ex.outcome = outcome[*status];

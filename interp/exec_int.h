@@ -115,6 +115,7 @@ struct exec {
 	int steps_ref;                  /* the table behind the scope's read-only steps */
 	int secrets_ref;                /* ... and secrets: those read so far */
 	unsigned char *secret_read;     /* per rb->secrets: it is read (read once, when needed) */
+	int run_ref;                    /* ... and behind run (run.status changes) */
 	struct srun *s;
 	struct rb_journal *journal;
 	char run_id[RB_RUN_ID_MAX];
@@ -127,7 +128,13 @@ struct exec {
 	size_t running, completed;
 	int failed, interrupted, stop_on_failure;
 	int64_t deadline_ms;            /* the run's timeout, while it applies; 0: none */
+	int64_t deadline_len_ms;        /* ... how long it was set for */
 	int timed_out;
+	/*
+	 * The on_failure steps of an interrupted run are running, within their bound
+	 * (deadline_ms): a new signal kills them at once and skips the rest.
+	 */
+	int after_interrupt;
 	int lock_fd;                    /* the runbook's lock, held for the run, or -1 */
 	pthread_t *threads;
 	int nthreads;

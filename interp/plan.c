@@ -249,7 +249,7 @@ static int placeholder(const struct rb_node *n, const json_t *v)
 {
 	const char *t = json_string_value(v);
 	return n->tmpl && n->tmpl->whole && t &&
-	       (!strncmp(t, "<known after ", 13) || !strcmp(t, RB_SECRET_MASK) ||
+	       (!strncmp(t, "<known ", 7) || !strcmp(t, RB_SECRET_MASK) ||
 		!strcmp(t, "<each item>") || !strcmp(t, "<output>"));
 }
 
@@ -284,7 +284,9 @@ static json_t *approve_json(struct planner *pl, const struct rb_step *s)
 	return a;
 }
 
-static json_t *step_json(struct planner *pl, const struct rb_step *s)
+static json_t *step_json(struct planner *pl, const struct rb_step *s);
+
+static json_t *step_json_of(struct planner *pl, const struct rb_step *s)
 {
 	struct rb_runbook *rb = pl->rb;
 	json_t *j = json_object();
@@ -383,6 +385,16 @@ fail:
 	return NULL;
 }
 
+/* A step as the plan shows it; run.status is known in main steps only ("running"). */
+static json_t *step_json(struct planner *pl, const struct rb_step *s)
+{
+	int was = pl->r.run_status_unknown;
+	pl->r.run_status_unknown |= s->kind == RB_ON_FAILURE || s->kind == RB_UNDO;
+	json_t *j = step_json_of(pl, s);
+	pl->r.run_status_unknown = was;
+	return j;
+}
+
 static json_t *header_json(struct rb_runbook *rb)
 {
 	char hex[65];
@@ -439,9 +451,11 @@ int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 	}
 	rb_luabox_readonly(L);
 	rb_luabox_set(L, scope, "params");
-	lua_createtable(L, 0, 3);
+	lua_createtable(L, 0, 4);
 	lua_pushliteral(L, "plan");
 	lua_setfield(L, -2, "id");
+	lua_pushliteral(L, "running");
+	lua_setfield(L, -2, "status");
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "dry_run");
 	lua_pushinteger(L, (lua_Integer)rb_now());

@@ -127,7 +127,7 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 {
 	struct rb_buf steps;
 	rb_buf_init(&steps);
-	int secret = 0, item = 0, output = 0;
+	int secret = 0, item = 0, output = 0, status = 0;
 	for (size_t i = 0; i < t->nrefs; i++) {
 		const struct rb_ref *ref = &t->refs[i];
 		if (ref->off < lo || ref->off >= hi)
@@ -162,6 +162,9 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 		case RB_SC_OUTPUT:
 			output |= !r->output_known;
 			break;
+		case RB_SC_RUN:
+			status |= r->run_status_unknown && ref->name && !strcmp(ref->name, "status");
+			break;
 		default:
 			break;
 		}
@@ -175,6 +178,8 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 		ph = rb_xstrdup("<output>");
 	else if (item)
 		ph = rb_xstrdup("<each item>");
+	else if (status)
+		ph = rb_xstrdup("<known during the run>");
 	rb_buf_release(&steps);
 	return ph;
 }

@@ -1,7 +1,8 @@
 /*
  * Rendering values: a YAML value with ${{ }} expressions becomes JSON, with
  * each expression evaluated in the sandbox when what it reads is known, and
- * a placeholder when not: <known after STEP>, *** for secrets, <each item>.
+ * a placeholder when not: <known after STEP>, *** for secrets, <each item>,
+ * <known during the run> for run.status where it is not "running".
  * Plan renders with nothing known; the engine with finished steps known.
  */
 #ifndef RB_RENDER_H
@@ -22,6 +23,11 @@ struct rb_render {
 	int item_known;                 /* else values reading item are <each item> */
 	int output_known;               /* else values reading output are <output> */
 	int (*step_known)(void *ud, size_t index);      /* NULL: none known */
+	/*
+	 * run.status is "running" but in on_failure and undo steps, where it says how
+	 * the run ended (failed, interrupted): for them, the plan's <known during the run>.
+	 */
+	int run_status_unknown;
 	void *ud;
 	long ms;                        /* deadline of one expression */
 	struct rb_diags *d;

@@ -1340,7 +1340,12 @@ static void check_signals(struct exec *ex, int *seen)
 	if (!ex->interrupted)
 		ex_event(ex, json_pack("{s:s, s:i}", "event", "interrupt", "signal",
 				       (int)*ex->o->signo),
-			 "interrupted: stopping the running steps (again to kill them at once)");
+			 ex->after_interrupt
+			 ? "interrupted again: killing the on_failure steps, skipping the rest"
+			 : ex->rb->non_failure && ex->stop_on_failure
+			 ? "interrupted: stopping the running steps, then the on_failure steps run "
+			   "(again to kill them at once and skip the on_failure steps)"
+			 : "interrupted: stopping the running steps (again to kill them at once)");
 	ex->interrupted = *seen;
 	cancel_running(ex, *seen > 1 ? 2 : 1);
 }
@@ -1351,12 +1356,18 @@ static void check_deadline(struct exec *ex)
 	if (!ex->deadline_ms || ex->timed_out || rb_now_ms() < ex->deadline_ms)
 		return;
 	char d[32];
-	rb_duration_format(ex->rb->timeout_ms, d, sizeof(d));
+	rb_duration_format(ex->deadline_len_ms, d, sizeof(d));
 	ex->timed_out = 1;
 	ex->failed = 1;
-	ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
-			       (json_int_t)ex->rb->timeout_ms),
-		 "the run's timeout of %s has passed: stopping the running steps", d);
+	if (ex->after_interrupt)
+		ex_event(ex, json_pack("{s:s, s:I}", "event", "on_failure_timeout", "timeout_ms",
+				       (json_int_t)ex->deadline_len_ms),
+			 "the on_failure steps of the interrupted run did not end within %s: "
+			 "stopping them", d);
+	else
+		ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
+				       (json_int_t)ex->deadline_len_ms),
+			 "the run's timeout of %s has passed: stopping the running steps", d);
 	cancel_running(ex, 1);
 }
 

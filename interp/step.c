@@ -31,7 +31,7 @@ static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT,
 static const char *const shells[] = {"bash", "sh", NULL};
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
 static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
-static const char *const run_fields[] = {"id", "dry_run", "started_at", NULL};
+static const char *const run_fields[] = {"id", "dry_run", "started_at", "status", NULL};
 
 static const char *const kind_names[] = {"step", "on_failure step", "undo step", "check of step"};
 
@@ -544,7 +544,7 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 		for (size_t i = 0; run_fields[i]; i++)
 			if (!strcmp(run_fields[i], r->name))
 				return 0;
-		return unknown(l, n, off, "run field", r->name, names_of(run_fields, 3, sizeof(*run_fields)), 3);
+		return unknown(l, n, off, "run field", r->name, names_of(run_fields, 4, sizeof(*run_fields)), 4);
 	case RB_SC_STEPS:
 		return check_step_ref(l, n, r, sr);
 	default:

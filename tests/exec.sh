@@ -202,6 +202,57 @@ wait $pid
 check "under nohup SIGHUP is ignored" [ $? -eq 0 ]
 rm -rf "$hdir"
 
+# SIGTERM (a service manager stopping a scheduled run): the on_failure steps run, and see that
+# the run was interrupted (run.status); no rollback; a second signal kills them and skips the
+# rest, or, before they start, skips them all; alone, they get 15 s.
+idir=$(mktemp -d)
+interrupt() {             # interrupt OUT [-p ...]: run interrupt.yaml, SIGTERM once it works
+	local out="$1"; shift
+	"$RUNBOOK" run --state-dir "$state" -p dir="$idir" "$@" tests/exec/interrupt.yaml >"$out" 2>&1 &
+	ipid=$!
+	for _ in $(seq 100); do grep -q 'work| working' "$out" && break; sleep 0.1; done
+	kill -TERM $ipid
+}
+interrupt "$idir/once"
+wait $ipid
+check "an interrupted run still exits 143" [ $? -eq 143 ]
+check "its on_failure step ran and saw the run interrupted" [ "$(cat "$idir/alert.out")" = "interrupted interrupted" ]
+check "and the on_failure steps after it" [ -e "$idir/after.out" ]
+check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+check "nothing was rolled back" [ ! -e "$idir/undo.out" ]
+rm -f "$idir"/*.out
+interrupt "$idir/twice" -p slow_alert=true
+for _ in $(seq 100); do grep -q 'alert| alerting' "$idir/twice" && break; sleep 0.1; done
+t0=$(date +%s%N)
+kill -TERM $ipid
+wait $ipid
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "a second SIGTERM stops the on_failure steps at once" [ $rc -eq 143 -a $ms -lt 3000 ]
+check "the running one is interrupted" has '"step":"alert","status":"interrupted"'
+check "the rest are skipped" [ ! -e "$idir/after.out" ]
+check "and it says so" grep -q 'interrupted again: killing the on_failure steps, skipping the rest' "$idir/twice"
+rm -f "$idir"/*.out
+interrupt "$idir/early" -p stubborn=true
+sleep 0.5
+kill -TERM $ipid
+wait $ipid
+rc=$?
+check "a second SIGTERM before the on_failure steps skips them" [ $rc -eq 143 -a ! -e "$idir/alert.out" ]
+check "saying so" grep -q 'interrupted again: the on_failure steps do not run' "$idir/early"
+rm -f "$idir"/*.out
+interrupt "$idir/bound" -p slow_alert=true
+t0=$(date +%s%N)
+wait $ipid
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "on_failure steps after an interrupt are stopped after 15 s" [ $rc -eq 143 -a $ms -ge 14000 -a $ms -lt 25000 ]
+check "saying why" grep -q 'the on_failure steps of the interrupted run did not end within 15s: stopping them' "$idir/bound"
+check "the plan shows run.status in on_failure steps as known during the run" \
+	grep -q '"RUNBOOK_RUN_STATUS":"<known during the run>"' \
+	<<<"$("$RUNBOOK" plan -p dir="$idir" tests/exec/interrupt.yaml)"
+rm -rf "$idir"
+
 # A command in the scheduler's poll loop that ignores SIGTERM: the first SIGINT asks it to
 # stop (SIGTERM, then 5 s of grace), a second kills it at once, and nothing of it is left.
 "$RUNBOOK" run --state-dir "$state" tests/exec/stubborn.yaml >"$state/int2.out" 2>&1 &
