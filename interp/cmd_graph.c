@@ -43,17 +43,25 @@ static const char *label_action(const struct rb_step *s)
 	return s->action ? s->action->name : "?";
 }
 
+/* A gate, or one its approve expression may make: approve: false is none. */
+static int gated(const struct rb_step *s)
+{
+	return s->approve && !(s->approve->type == RB_SCALAR &&
+			       rb_scalar_kind(s->approve) == RB_K_BOOL &&
+			       (s->approve->str[0] == 'f' || s->approve->str[0] == 'F'));
+}
+
 static void dot_node(const struct rb_step *s, const char *indent)
 {
 	char *label = rb_xasprintf("%s\n%s%s", s->id, label_action(s),
-				   s->approve ? " (gate)" : "");
+				   gated(s) ? " (gate)" : "");
 	printf("%s", indent);
 	dot_str(s->id);
 	fputs(" [label=", stdout);
 	dot_str(label);
 	if (s->kind == RB_UNDO)
 		fputs(", style=dashed", stdout);
-	else if (s->approve)
+	else if (gated(s))
 		fputs(", style=bold", stdout);
 	if (s->for_each)
 		fputs(", peripheries=2", stdout);
@@ -111,9 +119,9 @@ static void dot(const struct rb_runbook *rb)
 static void mermaid_node(const struct rb_step *s, const char *indent)
 {
 	printf("%ss_%s%s\"%s<br/>%s%s\"%s\n", indent, s->id,
-	       s->kind == RB_UNDO ? "[/" : s->approve ? "{{" : "[", s->id, label_action(s),
-	       s->approve ? " (gate)" : "",
-	       s->kind == RB_UNDO ? "/]" : s->approve ? "}}" : "]");
+	       s->kind == RB_UNDO ? "[/" : gated(s) ? "{{" : "[", s->id, label_action(s),
+	       gated(s) ? " (gate)" : "",
+	       s->kind == RB_UNDO ? "/]" : gated(s) ? "}}" : "]");
 }
 
 static void mermaid_edges(const struct rb_runbook *rb, const struct rb_step *s,

@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "graph.h"
 #include "journal.h"
+#include "luabox.h"
 #include "plan.h"
 #include "redact.h"
 #include "runbook.h"
@@ -362,6 +363,11 @@ int cmd_resume(int argc, char **argv)
 		json_object_set(before, json_string_value(json_object_get(s, "step")), s);
 	o.before = before;
 	o.resume_id = id;
+	/* Every session sees what the first one fixed: run.started_at and the vars. */
+	o.start = st;
+	o.now = rb_run_started_at(st, id);
+	if (o.now < 0)
+		o.now = (time_t)rb_now();
 	o.kept = kept;
 	o.items = items;
 	if ((rc = redacted_params(rb, json_object_get(st, "params"), given, ngiven, &params)) !=

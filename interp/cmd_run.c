@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "exec.h"
 #include "journal.h"
+#include "luabox.h"
 #include "plan.h"
 #include "proc.h"
 #include "types.h"
@@ -193,7 +194,9 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 		o->ask = ask_tty;
 	o->signals = &signals_seen;
 	o->signo = &last_signal;
-	o->now = time(NULL);
+	/* RUNBOOK_NOW when set, as for time.now(); a resume keeps the run's start (cmd_resume.c). */
+	if (!o->resume_id)
+		o->now = (time_t)rb_now();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	o->rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;

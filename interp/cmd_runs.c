@@ -15,23 +15,6 @@
 #include "runstate.h"
 #include "util.h"
 
-/* The steps by status, counted as the run's last line counts them. */
-enum { N_OK, N_FAILED, N_INTERRUPTED, N_SKIPPED, N_OTHER, N_COUNT };
-static void count(const json_t *st, size_t n[N_COUNT])
-{
-	size_t i;
-	json_t *s;
-	memset(n, 0, N_COUNT * sizeof(*n));
-	json_array_foreach(json_object_get(st, "steps"), i, s) {
-		const char *x = json_string_value(json_object_get(s, "status"));
-		if (!x)
-			x = "";
-		n[!strcmp(x, "succeeded") || !strcmp(x, "satisfied") ? N_OK
-		  : !strcmp(x, "failed") ? N_FAILED : !strcmp(x, "interrupted") ? N_INTERRUPTED
-		  : !strcmp(x, "skipped") ? N_SKIPPED : N_OTHER]++;
-	}
-}
-
 /*
  * A run id as rb_run_id makes them, YYYYMMDD-HHMMSS-xxxx: the only names the
  * engine gives a run's directory.  Anything else in runs/ was put there by
@@ -138,17 +121,15 @@ int cmd_runs(int argc, char **argv)
 			free(err);
 			err = NULL;
 		} else {
-			size_t c[N_COUNT];
-			char interrupted[48] = "";
-			count(st, c);
-			if (c[N_INTERRUPTED])
-				snprintf(interrupted, sizeof(interrupted), ", %zu interrupted",
-					 c[N_INTERRUPTED]);
+			/* Counted as the run's last line counts them (runstate.h). */
+			struct rb_run_counts c;
+			rb_run_state_counts(st, &c);
+			char *counted = rb_run_counts_text(&c);
 			char *status = printable(json_string_value(json_object_get(st, "status")));
 			char *name = printable(json_string_value(json_object_get(st, "runbook")));
-			printf("%-22s %-12s %-24s %zu succeeded, %zu failed%s, %zu skipped, %zu other%s\n",
-			       ids[i], status, name, c[N_OK], c[N_FAILED], interrupted, c[N_SKIPPED],
-			       c[N_OTHER], unverified ? " (not verified)" : "");
+			printf("%-22s %-12s %-24s %s%s\n", ids[i], status, name, counted,
+			       unverified ? " (not verified)" : "");
+			free(counted);
 			free(status);
 			free(name);
 			json_decref(st);
@@ -214,6 +195,11 @@ int cmd_status(int argc, char **argv)
 		free(err);
 		return RB_EXIT_FAILED;
 	}
+	struct rb_run_counts c;
+	rb_run_state_counts(st, &c);
+	json_object_set_new(st, "counts", json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "succeeded",
+		(int)c.succeeded, "failed", (int)c.failed, "interrupted", (int)c.interrupted,
+		"skipped", (int)c.skipped, "not_run", (int)c.not_run, "running", (int)c.running));
 	json_object_set_new(st, "verified", json_boolean(!unverified));
 	if (unverified) {
 		json_object_set_new(st, "not_verified", json_string(unverified));
@@ -230,8 +216,10 @@ int cmd_status(int argc, char **argv)
 		/* What the run's files say, shown safely: they may not be the engine's. */
 		char *name = printable(json_string_value(json_object_get(st, "runbook")));
 		char *status = printable(json_string_value(json_object_get(st, "status")));
-		printf("run %s: %s, %s%s\n", id, name, status,
+		char *counted = rb_run_counts_text(&c);
+		printf("run %s: %s, %s: %s%s\n", id, name, status, counted,
 		       json_is_true(json_object_get(st, "torn")) ? " (its journal ends torn)" : "");
+		free(counted);
 		free(name);
 		free(status);
 		size_t i;

@@ -162,13 +162,15 @@ static void unrecorded(struct exec *ex)
 		json_object_set(ev, "record", json_object_get(h->ev, "event"));
 		json_object_set_new(ev, "event", json_string("not_recorded"));
 		json_decref(h->ev);
+		const char *id = json_string_value(json_object_get(ev, "step"));
+		const struct rb_step *st = h->status >= 0 && id ? rb_runbook_step(ex->rb, id) : NULL;
+		if (st)                 /* not counted as it ended (count_steps) */
+			ex->s[st->index].unrecorded = 1;
 		char *text = rb_xasprintf("%s (not recorded: the audit log cannot be written)",
 					  h->text);
 		emit(ex, ev, text);
 		free(text);
 		free(h->text);
-		if (h->status >= 0 && ex->counts[h->status] > 0)
-			ex->counts[h->status]--;
 		ex->unrecorded++;
 	}
 	ex->nheld = 0;
@@ -259,6 +261,38 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 	json_decref(clean);
 }
 
+void ex_record_kind(json_t *rec, const struct rb_step *st)
+{
+	if (st->kind == RB_ON_FAILURE || st->kind == RB_UNDO)
+		json_object_set_new(rec, "kind", json_string(st->kind == RB_UNDO ? "undo"
+										  : "on_failure"));
+}
+
+/*
+ * A step's state from before a resume, when this session has not started it
+ * again: what the journal said stands (in the snapshot and in the counts).
+ */
+static json_t *kept_state(const struct exec *ex, size_t i)
+{
+	const struct srun *sr = &ex->s[i];
+	if (sr->status != S_PENDING || sr->attempts != 0)
+		return NULL;
+	return json_object_get(ex->o->before, ex->rb->steps[i]->id);
+}
+
+/* The run's main steps as the snapshot has them, counted: the run's last line. */
+static void count_steps(const struct exec *ex, struct rb_run_counts *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < ex->rb->nmain; i++) {
+		if (ex->s[i].unrecorded)
+			continue;
+		json_t *was = kept_state(ex, i);
+		rb_run_count(c, was ? json_string_value(json_object_get(was, "status"))
+				    : ex_status_names[ex->s[i].status]);
+	}
+}
+
 /*
  * The state a resume needs, for compaction: every step's status, attempts
  * and outputs (redacted, as in the journal).
@@ -269,11 +303,11 @@ static json_t *snapshot(struct exec *ex)
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct srun *sr = &ex->s[i];
 		const struct rb_step *st = ex->rb->steps[i];
-		/* A resumed run has not restarted this step yet: what the journal said stands. */
-		json_t *was = json_object_get(ex->o->before, st->id);
-		if (sr->status == S_PENDING && sr->attempts == 0 && was) {
+		json_t *was = kept_state(ex, i);
+		if (was) {
 			json_t *w = json_pack("{s:O, s:O}", "status", json_object_get(was, "status"),
 					      "attempts", json_object_get(was, "attempts"));
+			ex_record_kind(w, st);
 			static const char *const kept[] = {"items", "error", "duration_ms"};
 			for (size_t k = 0; k < sizeof(kept) / sizeof(*kept); k++)
 				if (json_object_get(was, kept[k]))
@@ -283,6 +317,7 @@ static json_t *snapshot(struct exec *ex)
 		}
 		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 				      sr->attempts);
+		ex_record_kind(v, st);
 		if (sr->output)
 			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 								     : ex_redact_json(ex, sr->output));
@@ -306,6 +341,11 @@ static json_t *snapshot(struct exec *ex)
 				 ex_redact_json(ex, ex->o->params), "steps", steps);
 	if (ex->outcome)
 		json_object_set_new(snap, "status", json_string(ex->outcome));
+	/* What the run fixed at its start, for the resumes after this snapshot. */
+	json_object_set_new(snap, "started_at", json_integer((json_int_t)ex->o->now));
+	json_object_set(snap, "vars", ex->vars);
+	json_object_set(snap, "vars_hmac", ex->vars_hmac);
+	json_object_set_new(snap, "vars_key", json_string(ex->vars_key));
 	return snap;
 }
 
@@ -446,9 +486,7 @@ void ex_publish_failed(struct exec *ex, size_t i, const char *what)
 	}
 	free(sr->error);
 	sr->error = e;
-	ex->counts[sr->status]--;
 	sr->status = S_FAILED;
-	ex->counts[S_FAILED]++;
 	json_decref(sr->outputs);
 	sr->outputs = NULL;
 	json_t *v = json_pack("{s:s, s:i}", "status", "failed", "attempts", sr->attempts);
@@ -646,7 +684,78 @@ static int secrets_index(lua_State *L)
 	return 0;
 }
 
-/* The run's scope: params, secrets (those vars read), vars, run, steps. */
+/*
+ * The HMAC of a value (its JSON text) under a key derived from the run's
+ * signing key, as for a secret (audit.h): what the log keeps of a var it must
+ * not hold.  NULL when there is no key (a probe, a simulation).
+ */
+static json_t *value_hmac(const struct exec *ex, const json_t *v)
+{
+	unsigned char k[32];
+	char hex[65];
+	if (!ex->key || rb_audit_key_hmac_key(ex->key, k) < 0)
+		return NULL;
+	char *t = rb_record_text(v);
+	int ok = rb_hmac_hex(k, sizeof(k), t, strlen(t), hex) == 0;
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(t, strlen(t));
+	free(t);
+	return ok ? json_pack("{s:s}", "hmac_sha256", hex) : NULL;
+}
+
+/*
+ * A var's value x, fixed for the run: kept in ex->vars for run_started and
+ * the snapshots, or, when the log must not hold it (it uses a secret, or
+ * redaction would change it), its HMAC in ex->vars_hmac.  A resume computes
+ * such a var again: its HMAC must be the one the run started with, or the run
+ * would go on with another value than it began with (-1, with an error).
+ */
+static int fix_var(struct exec *ex, const struct rb_var *var, json_t *x)
+{
+	if (!ex->key)           /* a probe or a simulation: nothing is kept */
+		return 0;
+	json_t *clean = var->secret ? NULL : ex_redact_json(ex, x);
+	int keep = clean && json_equal(clean, x);
+	json_decref(clean);
+	if (keep)
+		return json_object_set(ex->vars, var->name, x);
+	json_t *h = value_hmac(ex, x);
+	if (!h)
+		return rb_error_at(ex->d, var->key, "var '%s': cannot compute the HMAC the run "
+				   "keeps of it", var->name);
+	const json_t *start = ex->o->start;
+	json_t *then = json_object_get(json_object_get(start, "vars_hmac"), var->name);
+	const char *key = json_string_value(json_object_get(start, "vars_key"));
+	int rc = 0;
+	if (then && key && strcmp(key, rb_audit_key_id(ex->key)))
+		rc = rb_error_at(ex->d, var->key, "var '%s' is kept out of the run's log (it uses "
+				 "a secret, or is redacted), which holds only its HMAC under audit key "
+				 "%s; this resume signs with key %s and cannot check that the var "
+				 "has the value the run started with: resume with the run's key "
+				 "(--audit-key FILE)", var->name, key, rb_audit_key_id(ex->key));
+	else if (then && !json_equal(then, h))
+		rc = rb_error_at(ex->d, var->key, "var '%s' does not have the value the run started "
+				 "with: it is kept out of the run's log (it uses a secret, or is "
+				 "redacted), so it was computed again, and its HMAC differs (a secret "
+				 "or param it reads changed, or it depends on the time or the "
+				 "environment); resume refuses to go on with another value",
+				 var->name);
+	json_object_set_new(ex->vars_hmac, var->name, h);
+	return rc;
+}
+
+/* Each member of v into the table that registry ref holds; -1 past the memory limit. */
+static int ref_set_all(struct rb_luabox *b, int ref, const json_t *v)
+{
+	const char *k;
+	json_t *x;
+	json_object_foreach((json_t *)v, k, x)
+		if (rb_luabox_ref_set_json(b, ref, k, x, 0) < 0)
+			return -1;
+	return 0;
+}
+
+/* The run's scope: params, secrets (those vars read), vars, run (its status changes), steps. */
 static int build_scope(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -672,13 +781,14 @@ static int build_scope(struct exec *ex)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ex->secrets_ref);
 	rb_luabox_readonly(L);
 	rb_luabox_set(L, ex->scope, "secrets");
-	json_t *run = json_pack("{s:s, s:b, s:I}", "id", ex->run_id, "dry_run", 0, "started_at",
-				(json_int_t)ex->o->now);
+	json_t *run = json_pack("{s:s, s:b, s:I, s:s}", "id", ex->run_id, "dry_run", 0,
+				"started_at", (json_int_t)ex->o->now, "status", "running");
 	int vars_ref;
 	if (rb_luabox_set_json(ex->box, ex->scope, "params", ex->o->params, 1) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
 				  "params", mib);
-	else if (rb_luabox_set_json(ex->box, ex->scope, "run", run, 1) < 0 ||
+	else if (rb_luabox_set_table(ex->box, ex->scope, "run", &ex->run_ref) < 0 ||
+		 ref_set_all(ex->box, ex->run_ref, run) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "steps", &ex->steps_ref) < 0 ||
 		 rb_luabox_set_table(ex->box, ex->scope, "vars", &vars_ref) < 0)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
@@ -692,17 +802,25 @@ static int build_scope(struct exec *ex)
 		return -1;
 
 	struct rb_render r = ex_renderer(ex, ex->d);
+	/* A resume's vars are the run's: those the log holds are not computed again. */
+	const json_t *was = json_object_get(ex->o->start, "vars");
 	for (size_t i = 0; i < rb->nvars; i++) {
-		json_t *x = rb_render_node(&r, rb->vars[i].value);
-		if (!x) {
+		const struct rb_var *var = &rb->vars[i];
+		json_t *x = var->secret ? NULL : json_incref(json_object_get(was, var->name));
+		if (!x && !(x = rb_render_node(&r, var->value))) {
 			lua_settop(L, ex->scope);
 			return -1;
 		}
 		/* A var made from a secret is as secret as it is. */
-		if (rb->vars[i].secret && json_is_string(x))
+		if (var->secret && json_is_string(x))
 			ex->nsecrets += rb_redactor_add_secret(ex->redactor, json_string_value(x),
 							       json_string_length(x)) == 0;
-		int r2 = rb_luabox_ref_set_json(ex->box, vars_ref, rb->vars[i].name, x, 0);
+		if (fix_var(ex, var, x) < 0) {
+			json_decref(x);
+			lua_settop(L, ex->scope);
+			return -1;
+		}
+		int r2 = rb_luabox_ref_set_json(ex->box, vars_ref, var->name, x, 0);
 		json_decref(x);
 		if (r2 < 0)
 			return rb_error_at(ex->d, rb->vars[i].value, "memory limit of %zu MiB "
@@ -711,6 +829,24 @@ static int build_scope(struct exec *ex)
 	lua_settop(L, ex->scope);
 	return 0;
 }
+
+/* run.status, for the on_failure steps: failed, or interrupted (a small write: the spare). */
+static void set_run_status(struct exec *ex, const char *status)
+{
+	json_t *v = json_string(status);
+	rb_luabox_ref_set_json(ex->box, ex->run_ref, "status", v, 1);
+	json_decref(v);
+}
+
+/*
+ * How long the on_failure steps of an interrupted run may take, all together:
+ * the run was asked to stop, and whoever asked (a service manager) kills it
+ * if it does not.  With the main steps' 5 s from SIGTERM to SIGKILL before,
+ * and 5 s more to kill what is still running at the bound, a run ends within
+ * 25 s of the signal: inside Kubernetes' default grace of 30 s and systemd's
+ * 90 s (docs/language.md).
+ */
+enum { ON_FAILURE_AFTER_INTERRUPT_MS = 15000 };
 
 static int by_completion_desc(const void *a, const void *b, void *arg)
 {
@@ -841,6 +977,10 @@ static int load_key(struct exec *ex, const char *state)
 			rb_audit_key_id(ex->key), created);
 	free(created);
 	ex->secret_hmacs = json_object();
+	ex->vars = json_object();
+	ex->vars_hmac = json_object();
+	const char *was = json_string_value(json_object_get(ex->o->start, "vars_key"));
+	ex->vars_key = rb_xstrdup(was ? was : rb_audit_key_id(ex->key));
 	return 0;
 }
 
@@ -872,6 +1012,25 @@ static const char *host_name(void)
 	return host;
 }
 
+/*
+ * A new run's id: its start time (to the second) and 16 random bits.  Runs
+ * started in the same second (all of them, under a fixed RUNBOOK_NOW) may draw
+ * the same bits: the next ones are taken until the id is free.
+ */
+static void new_run_id(struct exec *ex, const char *state)
+{
+	unsigned r = ex->o->rand;
+	for (int tries = 0; tries < 0x10000; tries++, r = r * 1103515245u + 12345u) {
+		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, r >> (tries ? 16 : 0));
+		char *dir = rb_run_dir(state, ex->run_id);
+		struct stat st;
+		int taken = dir && lstat(dir, &st) == 0;
+		free(dir);
+		if (!taken)
+			return;
+	}
+}
+
 static int setup(struct exec *ex)
 {
 	struct rb_runbook *rb = ex->rb;
@@ -888,10 +1047,11 @@ static int setup(struct exec *ex)
 		}
 	}
 	/* Everything that can refuse the run comes before its directory exists. */
+	const char *state = rb_state_dir(ex->o->state_dir);
 	if (ex->o->resume_id)
 		snprintf(ex->run_id, sizeof(ex->run_id), "%s", ex->o->resume_id);
 	else
-		rb_run_id(ex->run_id, sizeof(ex->run_id), ex->o->now, ex->o->rand);
+		new_run_id(ex, state);
 	ex->redactor = rb_redactor_new();
 	ex->nsecrets += rb_runbook_add_patterns(rb, ex->redactor);     /* redact: and PII */
 	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
@@ -901,7 +1061,6 @@ static int setup(struct exec *ex)
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
 	ex_lua_serve(ex);
-	const char *state = rb_state_dir(ex->o->state_dir);
 	int keeps_nothing = ex->o->probe || ex->o->recorded;
 	if (!keeps_nothing && load_key(ex, state) < 0)
 		return -2;
@@ -983,9 +1142,11 @@ static int setup(struct exec *ex)
 							 json_object_get(k, "attempts"),
 							 "taken_as_done", 1));
 	} else {
-		json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O}", "type", "run_started",
-					"runbook", rb->name, "file", rb->file, "sha256", sha, "params",
-					ex->o->params, "secrets", ex->secret_hmacs);
+		json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:I, s:O, s:O}", "type",
+					"run_started", "runbook", rb->name, "file", rb->file, "sha256",
+					sha, "params", ex->o->params, "secrets", ex->secret_hmacs,
+					"started_at", (json_int_t)ex->o->now, "vars", ex->vars,
+					"vars_hmac", ex->vars_hmac);
 		json_object_update(rec, who);
 		ex_journal(ex, rec);
 	}
@@ -1027,6 +1188,9 @@ static void teardown(struct exec *ex)
 	rb_audit_key_free(ex->key);
 	json_decref(ex->secret_hmacs);
 	free(ex->secret_read);
+	json_decref(ex->vars);
+	json_decref(ex->vars_hmac);
+	free(ex->vars_key);
 	free(ex->journal_error);
 	if (ex->lock_fd >= 0)
 		close(ex->lock_fd);
@@ -1150,31 +1314,52 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		 "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
 		 rb->nmain == 1 ? "" : "s", where);
 
-	if (rb->timeout_ms >= 0)        /* counted from the first step, not from setup */
+	if (rb->timeout_ms >= 0) {      /* counted from the first step, not from setup */
 		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
+		ex.deadline_len_ms = rb->timeout_ms;
+	}
 	ex_seed(&ex, RB_MAIN);
 	ex_run_phase(&ex);
 	ex.deadline_ms = 0;             /* rollback and on_failure get their own time */
 	int failed = ex.failed || ex.journal_failed;
-	size_t not_run = 0;
-	for (size_t i = 0; i < rb->nmain; i++)
-		not_run += ex.s[i].status == S_PENDING || ex.s[i].status == S_WAITING;
-	size_t ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
-	size_t bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
 
-	/* A failed run undoes what it did (rollback: true), then runs on_failure. */
+	/*
+	 * A failed run undoes what it did (rollback: true), then runs on_failure.
+	 * An interrupted run runs on_failure too, so that on-call hears of a run
+	 * its service manager stopped, within a bound; a second signal skips them.
+	 * It is not rolled back: an interrupt says nothing about the work, and the
+	 * run resumes where it stopped, which an undo would destroy.
+	 */
+	int interrupted = ex.interrupted;
 	ex.rhead = ex.nready = 0;       /* what became ready after the failure never runs */
-	if (failed && !ex.interrupted && !ex.journal_failed) {
+	if (failed && !interrupted && !ex.journal_failed) {
 		ex.failed = 0;
+		set_run_status(&ex, "failed");
 		if (rb->rollback)
 			rollback(&ex);
 		ex.stop_on_failure = 0;
 		ex.rhead = ex.nready = 0;
 		ex_seed(&ex, RB_ON_FAILURE);
 		ex_run_phase(&ex);
+	} else if (interrupted && rb->non_failure && !ex.journal_failed) {
+		if (o->signals && *o->signals > 1) {
+			ex_event(&ex, json_pack("{s:s}", "event", "on_failure_skipped"),
+				 "interrupted again: the on_failure steps do not run");
+		} else {
+			set_run_status(&ex, "interrupted");
+			ex.interrupted = ex.failed = ex.timed_out = 0;
+			ex.after_interrupt = 1;
+			ex.stop_on_failure = 0;
+			ex.deadline_len_ms = ON_FAILURE_AFTER_INTERRUPT_MS;
+			ex.deadline_ms = rb_now_ms() + ex.deadline_len_ms;
+			ex_seed(&ex, RB_ON_FAILURE);
+			ex_run_phase(&ex);
+			ex.deadline_ms = 0;
+			ex.interrupted = interrupted;
+		}
 	}
 
-	*status = ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
+	*status = interrupted || ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
 		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
 	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
 	ex.outcome = outcome[*status];
@@ -1189,29 +1374,32 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	}
 	if (o->simulated)
 		simulated(&ex);
-	/* Outcomes shown as not recorded are not counted as what they said. */
-	ok = ex.counts[S_SUCCEEDED] + ex.counts[S_SATISFIED], skip = ex.counts[S_SKIPPED];
-	bad = ex.counts[S_FAILED], intr = ex.counts[S_INTERRUPTED];
+	/*
+	 * The whole run's main steps, kept ones included, as runbook runs counts them;
+	 * outcomes shown as not recorded are not counted as what they said.
+	 */
+	struct rb_run_counts c;
+	count_steps(&ex, &c);
 	json_t *ev = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "event", "run_finished",
-			       "status", outcome[*status], "succeeded", (int)ok, "failed", (int)bad,
-			       "interrupted", (int)intr, "skipped", (int)skip, "not_run", (int)not_run,
-			       "duration_ms", (json_int_t)(rb_now_ms() - ex.t0));
+			       "status", outcome[*status], "succeeded", (int)c.succeeded, "failed",
+			       (int)c.failed, "interrupted", (int)c.interrupted, "skipped",
+			       (int)c.skipped, "not_run", (int)c.not_run, "duration_ms",
+			       (json_int_t)(rb_now_ms() - ex.t0));
 	char *hint = *status == RB_RUN_SUCCEEDED ? NULL : resume_hint(&ex);
 	if (hint)
 		json_object_set_new(ev, "resume", json_string(hint));
-	char interrupted[48] = "", unrec[48] = "";
-	if (intr)
-		snprintf(interrupted, sizeof(interrupted), ", %zu interrupted", intr);
+	char *counted = rb_run_counts_text(&c);
+	char unrec[48] = "";
 	if (ex.unrecorded) {
 		json_object_set_new(ev, "not_recorded", json_integer((json_int_t)ex.unrecorded));
 		snprintf(unrec, sizeof(unrec), ", %zu not recorded", ex.unrecorded);
 	}
 	if (!recorded)
 		json_object_set_new(ev, "recorded", json_false());
-	ex_event(&ex, ev, "run %s %s in %.1fs: %zu succeeded, %zu failed%s, %zu skipped, %zu not run%s%s",
-		 ex.run_id, outcome[*status], ex_secs_since(ex.t0), ok, bad, interrupted, skip,
-		 not_run, unrec, recorded ? "" : " (its end is not recorded: the audit log cannot "
-		 "be written)");
+	ex_event(&ex, ev, "run %s %s in %.1fs: %s%s%s", ex.run_id, outcome[*status],
+		 ex_secs_since(ex.t0), counted, unrec, recorded ? "" : " (its end is not "
+		 "recorded: the audit log cannot be written)");
+	free(counted);
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

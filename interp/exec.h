@@ -72,15 +72,24 @@ struct rb_exec_opts {
 	int color;
 	volatile sig_atomic_t *signals; /* count of SIGINT/SIGTERM received */
 	volatile sig_atomic_t *signo;   /* the last one */
-	time_t now;                     /* for the run id */
+	time_t now;                     /* run.started_at, and the run id's time */
 	unsigned rand;
 	int64_t lock_timeout_ms;        /* how long to wait for the runbook's lock */
 	/*
-	 * Resume: the run's id and the state each step keeps from before, as
-	 * {"ID": {"status", "attempts", "output", "outputs"}} for the steps that
-	 * are not run again (succeeded or skipped ones); NULL for a new run.
+	 * Resume: the run's id (replay --simulate gives it too, for run.id) and
+	 * the state each step keeps from before, as {"ID": {"status",
+	 * "attempts", "output", "outputs"}} for the steps that are not run
+	 * again (succeeded or skipped ones); NULL for a new run.
 	 */
 	const char *resume_id;
+	/*
+	 * Resume: what the run's first session fixed at its start, from its state
+	 * (runstate.h): "vars" (the values it kept) and "vars_hmac" (the HMACs of
+	 * those it kept out of the log, under the key "key_id" names); now is its
+	 * "started_at".  The run's vars are those values; a var kept out is
+	 * computed again and must give the same HMAC.  NULL: computed.
+	 */
+	const json_t *start;
 	/*
 	 * Resume: the run's hold (rb_journal_hold), taken before the state that
 	 * kept and items come from was read; the engine opens the journal under

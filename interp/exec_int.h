@@ -87,6 +87,7 @@ struct srun {
 	size_t *succ, nsucc;            /* the steps that depend on this one */
 	size_t completed;               /* completion order, for rollback */
 	int decided;                    /* its condition said it runs */
+	int unrecorded;                 /* its end was shown as not recorded: not counted */
 	int checked;                    /* its check said the effect is not in place */
 	int approved;                   /* its gate is passed */
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
@@ -102,7 +103,7 @@ struct held_event {
 	json_t *ev;
 	char *text;
 	int outcome;                    /* it reports a record; else it only keeps its place */
-	int status;                     /* the enum sstatus it counted in counts[], or -1 */
+	int status;                     /* the enum sstatus of a step's end, or -1 */
 };
 
 struct exec {
@@ -114,6 +115,7 @@ struct exec {
 	int steps_ref;                  /* the table behind the scope's read-only steps */
 	int secrets_ref;                /* ... and secrets: those read so far */
 	unsigned char *secret_read;     /* per rb->secrets: it is read (read once, when needed) */
+	int run_ref;                    /* ... and behind run (run.status changes) */
 	struct srun *s;
 	struct rb_journal *journal;
 	char run_id[RB_RUN_ID_MAX];
@@ -126,9 +128,14 @@ struct exec {
 	size_t running, completed;
 	int failed, interrupted, stop_on_failure;
 	int64_t deadline_ms;            /* the run's timeout, while it applies; 0: none */
+	int64_t deadline_len_ms;        /* ... how long it was set for */
 	int timed_out;
+	/*
+	 * The on_failure steps of an interrupted run are running, within their bound
+	 * (deadline_ms): a new signal kills them at once and skips the rest.
+	 */
+	int after_interrupt;
 	int lock_fd;                    /* the runbook's lock, held for the run, or -1 */
-	size_t counts[S_COUNT];
 	pthread_t *threads;
 	int nthreads;
 	pthread_mutex_t mu;             /* guards queue, done and quit */
@@ -173,6 +180,14 @@ struct exec {
 	struct rb_audit_key *key;       /* signs the run's log */
 	struct rb_audit_log *shared;    /* --audit-log, or NULL */
 	json_t *secret_hmacs;           /* {"NAME": {"hmac_sha256"}} for run_started */
+	/*
+	 * The vars as the run's first session fixed them (run_started, and every
+	 * snapshot): their values, or for a var whose value the log cannot hold (it
+	 * uses a secret, or redaction would change it) its HMAC, under the key
+	 * vars_key names.
+	 */
+	json_t *vars, *vars_hmac;
+	char *vars_key;
 	char sha[65];                   /* of the runbook's bytes */
 	const char *outcome;            /* the run's status once run_finished is journalled */
 	size_t compact_at;              /* compact when the journal holds this many records */
@@ -187,8 +202,9 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 /*
  * An event that reports records just journalled (a step's end, an item's, a retry, a
  * gate's answer): shown once they are durable (ex_recorded), or, when the journal
- * fails first, as not recorded ("not_recorded", its text saying so), its step given
- * back from counts[status] (status -1: none).  Events after it wait with it.
+ * fails first, as not recorded ("not_recorded", its text saying so), its step then
+ * not counted as it ended (srun.unrecorded; status -1: none).  Events after it wait
+ * with it.
  */
 void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -207,6 +223,11 @@ json_t *ex_record_event(const json_t *rec);
 /* The SHA-256 of an output as the journal records it (step st's, redacted, as JSON text). */
 void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const json_t *out,
 		      char hex[65]);
+/*
+ * A record of an on_failure or undo step says so ("kind"), so that what reads
+ * the run (runstate.h) counts only the main steps, as the run's last line does.
+ */
+void ex_record_kind(json_t *rec, const struct rb_step *st);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
 /* Only write it: durable at the next ex_journal_sync, or by a command's supervisor. */

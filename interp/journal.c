@@ -344,6 +344,17 @@ void rb_run_id(char *buf, size_t size, time_t t, unsigned rand)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rand & 0xffffu);
 }
 
+time_t rb_run_started_at(const json_t *st, const char *id)
+{
+	json_t *t = json_object_get(st, "started_at");
+	if (json_is_integer(t))
+		return (time_t)json_integer_value(t);
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = id ? strptime(id, "%Y%m%d-%H%M%S", &tm) : NULL;
+	return end && *end == '-' ? timegm(&tm) : -1;
+}
+
 /* A run id becomes a directory name: nothing that could leave runs/. */
 static int valid_run_id(const char *id)
 {

@@ -48,6 +48,12 @@ char *rb_run_dir(const char *state_dir, const char *run_id);
  * size should be RB_RUN_ID_MAX; a smaller buffer gets a truncated id.
  */
 void rb_run_id(char *buf, size_t size, time_t t, unsigned rand);
+/*
+ * When a run started (run.started_at): the started_at of its state or
+ * run_started record, st (NULL: none), else, for a run from before that was
+ * recorded, the time in its id (the same clock); -1 when neither tells.
+ */
+time_t rb_run_started_at(const json_t *st, const char *id);
 
 /*
  * Create STATE_DIR/runs/RUN_ID (mode 0700, and the directories above it when

@@ -244,7 +244,49 @@ static json_t *render(struct planner *pl, const struct rb_node *n)
 	return rb_render_node(&pl->r, n);       /* nothing known but params and vars */
 }
 
-static json_t *step_json(struct planner *pl, const struct rb_step *s)
+/* A value the plan cannot know yet: what render gives for a whole expression that waits. */
+static int placeholder(const struct rb_node *n, const json_t *v)
+{
+	const char *t = json_string_value(v);
+	return n->tmpl && n->tmpl->whole && t &&
+	       (!strncmp(t, "<known ", 7) || !strcmp(t, RB_SECRET_MASK) ||
+		!strcmp(t, "<each item>") || !strcmp(t, "<output>"));
+}
+
+/*
+ * A step's gate: {"prompt", "timeout", "gate", "expression" (when approve is
+ * one expression)}.  gate is true
+ * (a prompt, or true), false (approve gives false or nil: no gate) or null: a
+ * conditional gate, whose approve is known only at run time (it reads a step,
+ * a secret); then prompt is the placeholder.  NULL after an error.
+ */
+static json_t *approve_json(struct planner *pl, const struct rb_step *s)
+{
+	json_t *v = render(pl, s->approve);
+	if (!v)
+		return NULL;
+	char *prompt = NULL;
+	const char *what = NULL;
+	int gate = placeholder(s->approve, v) ? 2 : rb_approve_gate(v, s->id, &prompt, &what);
+	json_t *a = NULL;
+	if (gate < 0)
+		rb_error_at(pl->r.d, s->approve, "approve must give a prompt (a string), true, false "
+			    "or nil, not %s", what);
+	else
+		a = json_pack("{s:o, s:o, s:o}", "prompt", gate == 2 ? json_incref(v)
+			      : prompt ? json_string(prompt) : json_null(), "timeout",
+			      duration_json(s->approve_timeout_ms), "gate",
+			      gate == 2 ? json_null() : json_boolean(gate));
+	if (a && s->approve->tmpl && s->approve->tmpl->whole)   /* it decides whether a gate */
+		json_object_set_new(a, "expression", expr_text(s->approve));
+	free(prompt);
+	json_decref(v);
+	return a;
+}
+
+static json_t *step_json(struct planner *pl, const struct rb_step *s);
+
+static json_t *step_json_of(struct planner *pl, const struct rb_step *s)
 {
 	struct rb_runbook *rb = pl->rb;
 	json_t *j = json_object();
@@ -314,12 +356,10 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 	json_object_set_new(j, "timeout", duration_json(s->timeout_ms));
 	json_object_set_new(j, "continue_on_error", json_boolean(s->continue_on_error));
 	if (s->approve) {
-		json_t *prompt = render(pl, s->approve);
-		if (!prompt)
+		json_t *a = approve_json(pl, s);
+		if (!a)
 			goto fail;
-		json_object_set_new(j, "approve", json_pack("{s:o, s:o}", "prompt", prompt,
-							    "timeout",
-							    duration_json(s->approve_timeout_ms)));
+		json_object_set_new(j, "approve", a);
 	}
 	if (s->outputs) {
 		json_t *o = json_object();
@@ -343,6 +383,16 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 fail:
 	json_decref(j);
 	return NULL;
+}
+
+/* A step as the plan shows it; run.status is known in main steps only ("running"). */
+static json_t *step_json(struct planner *pl, const struct rb_step *s)
+{
+	int was = pl->r.run_status_unknown;
+	pl->r.run_status_unknown |= s->kind == RB_ON_FAILURE || s->kind == RB_UNDO;
+	json_t *j = step_json_of(pl, s);
+	pl->r.run_status_unknown = was;
+	return j;
 }
 
 static json_t *header_json(struct rb_runbook *rb)
@@ -401,9 +451,11 @@ int rb_plan_scope(struct rb_runbook *rb, json_t *params, struct rb_luabox *box,
 	}
 	rb_luabox_readonly(L);
 	rb_luabox_set(L, scope, "params");
-	lua_createtable(L, 0, 3);
+	lua_createtable(L, 0, 4);
 	lua_pushliteral(L, "plan");
 	lua_setfield(L, -2, "id");
+	lua_pushliteral(L, "running");
+	lua_setfield(L, -2, "status");
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "dry_run");
 	lua_pushinteger(L, (lua_Integer)rb_now());

@@ -110,6 +110,15 @@ static void retry_text(const json_t *r, char *buf, size_t size)
 		 str(r, "backoff"), delay ? delay : "0s", max ? " up to " : "", max ? max : "");
 }
 
+/* A step's gate in the plan: none, one, or one that its approve decides at run time. */
+enum gate { GATE_NO, GATE_YES, GATE_MAYBE };
+static enum gate gate_of(const json_t *s)
+{
+	json_t *a = json_object_get(s, "approve");
+	json_t *g = json_object_get(a, "gate");
+	return !a || json_is_false(g) ? GATE_NO : json_is_null(g) ? GATE_MAYBE : GATE_YES;
+}
+
 static void step_text(struct out *o, const json_t *s, const char *indent)
 {
 	FILE *f = o->f;
@@ -119,8 +128,9 @@ static void step_text(struct out *o, const json_t *s, const char *indent)
 		c(o, RESET), str(s, "form")[0] == 'a' ? str(s, "action") : str(s, "form"));
 	if (side)
 		fprintf(f, "  %s[side effects]%s", c(o, YELLOW), c(o, RESET));
-	if (json_object_get(s, "approve"))
-		fprintf(f, "  %s[gate]%s", c(o, YELLOW), c(o, RESET));
+	if (gate_of(s) != GATE_NO)
+		fprintf(f, "  %s[%s]%s", c(o, YELLOW), gate_of(s) == GATE_YES ? "gate" : "gate?",
+			c(o, RESET));
 	if (json_object_get(s, "skipped"))
 		fprintf(f, "  %s[skipped: %s is false]%s", c(o, DIM),
 			str(json_object_get(s, "skipped"), "because_of"), c(o, RESET));
@@ -162,8 +172,17 @@ static void step_text(struct out *o, const json_t *s, const char *indent)
 			fprintf(f, "%s  (%lld at once)\n", in2, (long long)conc);
 	}
 	json_t *appr = json_object_get(s, "approve");
-	if (appr) {
+	if (appr && gate_of(s) == GATE_NO) {
+		if (str(appr, "expression"))
+			fprintf(f, "%sapprove: no gate (%s gives false or nil)\n", in2,
+				vis(o, str(appr, "expression")));
+		else
+			fprintf(f, "%sapprove: no gate (false)\n", in2);
+	} else if (appr) {
 		print_value(o, in2, "approve", json_object_get(appr, "prompt"));
+		if (gate_of(s) == GATE_MAYBE)
+			fprintf(f, "%s  (a gate only if %s gives a prompt or true)\n", in2,
+				vis(o, str(appr, "expression")));
 		if (str(appr, "timeout"))
 			fprintf(f, "%s  (times out after %s)\n", in2, vis(o, str(appr, "timeout")));
 	}
@@ -213,7 +232,7 @@ static void count(struct rb_plan_out *o, const json_t *s)
 	}
 	o->steps++;
 	o->side += json_is_true(json_object_get(s, "side_effects"));
-	o->gates += json_object_get(s, "approve") != NULL;
+	o->gates += gate_of(s) != GATE_NO;
 	o->undo += json_object_get(s, "undo") != NULL;
 }
 
@@ -386,8 +405,8 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 	}
 	if (json_is_true(json_object_get(s, "side_effects")))
 		fputs(" · **side effects**", f);
-	if (json_object_get(s, "approve"))
-		fputs(" · **gate**", f);
+	if (gate_of(s) != GATE_NO)
+		fputs(gate_of(s) == GATE_YES ? " · **gate**" : " · **gate?**", f);
 	if (json_object_get(s, "skipped")) {
 		fputs(" · skipped (", f);
 		md_code(f, str(json_object_get(s, "skipped"), "because_of"));
@@ -428,10 +447,22 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 		free(out);
 	}
 	json_t *appr = json_object_get(s, "approve");
-	if (appr) {
+	if (appr && gate_of(s) == GATE_NO) {
+		fprintf(f, "%s- approval: none (", ind);
+		if (str(appr, "expression"))
+			md_code(f, str(appr, "expression"));
+		else
+			fputs("false", f);
+		fputs(str(appr, "expression") ? " gives false or nil)\n" : ")\n", f);
+	} else if (appr) {
 		char *p = inline_value(json_object_get(appr, "prompt"), 0);
 		fprintf(f, "%s- approval: ", ind);
 		md_text(f, p, 0);
+		if (gate_of(s) == GATE_MAYBE) {
+			fputs(" (a gate only if ", f);
+			md_code(f, str(appr, "expression"));
+			fputs(" gives a prompt or true)", f);
+		}
 		fputc('\n', f);
 		free(p);
 	}

@@ -59,6 +59,36 @@ json_t *rb_node_to_json(const struct rb_node *n)
 	}
 }
 
+int rb_approve_gate(const json_t *v, const char *id, char **prompt, const char **what)
+{
+	*prompt = NULL;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		if (!json_string_length(v)) {
+			*what = "an empty string";
+			return -1;
+		}
+		*prompt = rb_xstrdup(json_string_value(v));
+		return 1;
+	case JSON_TRUE:
+		*prompt = rb_xasprintf("Run step '%s'?", id);
+		return 1;
+	case JSON_FALSE:
+	case JSON_NULL:
+		return 0;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		*what = "a number";
+		return -1;
+	case JSON_ARRAY:
+		*what = "a list";
+		return -1;
+	default:
+		*what = "a table";
+		return -1;
+	}
+}
+
 int rb_tmpl_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t)
 {
 	for (size_t i = 0; i < t->nrefs; i++) {
@@ -97,7 +127,7 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 {
 	struct rb_buf steps;
 	rb_buf_init(&steps);
-	int secret = 0, item = 0, output = 0;
+	int secret = 0, item = 0, output = 0, status = 0;
 	for (size_t i = 0; i < t->nrefs; i++) {
 		const struct rb_ref *ref = &t->refs[i];
 		if (ref->off < lo || ref->off >= hi)
@@ -132,6 +162,9 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 		case RB_SC_OUTPUT:
 			output |= !r->output_known;
 			break;
+		case RB_SC_RUN:
+			status |= r->run_status_unknown && ref->name && !strcmp(ref->name, "status");
+			break;
 		default:
 			break;
 		}
@@ -145,6 +178,8 @@ static char *placeholder(struct rb_render *r, const struct rb_tmpl *t, size_t lo
 		ph = rb_xstrdup("<output>");
 	else if (item)
 		ph = rb_xstrdup("<each item>");
+	else if (status)
+		ph = rb_xstrdup("<known during the run>");
 	rb_buf_release(&steps);
 	return ph;
 }

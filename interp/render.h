@@ -1,7 +1,8 @@
 /*
  * Rendering values: a YAML value with ${{ }} expressions becomes JSON, with
  * each expression evaluated in the sandbox when what it reads is known, and
- * a placeholder when not: <known after STEP>, *** for secrets, <each item>.
+ * a placeholder when not: <known after STEP>, *** for secrets, <each item>,
+ * <known during the run> for run.status where it is not "running".
  * Plan renders with nothing known; the engine with finished steps known.
  */
 #ifndef RB_RENDER_H
@@ -22,6 +23,11 @@ struct rb_render {
 	int item_known;                 /* else values reading item are <each item> */
 	int output_known;               /* else values reading output are <output> */
 	int (*step_known)(void *ud, size_t index);      /* NULL: none known */
+	/*
+	 * run.status is "running" but in on_failure and undo steps, where it says how
+	 * the run ended (failed, interrupted): for them, the plan's <known during the run>.
+	 */
+	int run_status_unknown;
 	void *ud;
 	long ms;                        /* deadline of one expression */
 	struct rb_diags *d;
@@ -70,6 +76,14 @@ json_t *rb_render_node(struct rb_render *r, const struct rb_node *n);
 
 /* The value of a literal node (expressions are kept as text). */
 json_t *rb_node_to_json(const struct rb_node *n);
+
+/*
+ * What a step's approve gives, rendered as v: 1 a gate, with *prompt (a
+ * string as it is, or for true "Run step 'ID'?"; malloc'd); 0 no gate (false
+ * or nil); -1 a value that is no prompt, *what naming it ("a number", "an
+ * empty string"), which must never silently become one (docs/language.md).
+ */
+int rb_approve_gate(const json_t *v, const char *id, char **prompt, const char **what);
 
 /* Whether a template reads a secret, directly or through a var. */
 int rb_tmpl_reads_secret(const struct rb_runbook *rb, const struct rb_tmpl *t);

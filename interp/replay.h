@@ -20,7 +20,7 @@
  * records as they are in the log, in seq order, all of one run_id; borrowed).
  * Every time is an offset in ms from the ts of records[0] ("offset_ms"); it
  * can be negative when the clock stepped back.  Values the log holds as JSON
- * text (params, args, calls, output, outputs: RB_RECORD_TEXT_KEYS) are
+ * text (params, vars, args, calls, output, outputs: RB_RECORD_TEXT_KEYS) are
  * decoded.  A key marked "?" is absent when the log does not say.
  *
  * {

@@ -53,6 +53,53 @@ static int is_string(const json_t *v, const char *s)
 	return json_is_string(v) && !strcmp(json_string_value(v), s);
 }
 
+void rb_run_count(struct rb_run_counts *c, const char *st)
+{
+	if (!st)
+		st = "";
+	if (!strcmp(st, "succeeded") || !strcmp(st, "satisfied"))
+		c->succeeded++;
+	else if (!strcmp(st, "failed"))
+		c->failed++;
+	else if (!strcmp(st, "interrupted"))
+		c->interrupted++;
+	else if (!strcmp(st, "skipped"))
+		c->skipped++;
+	else if (!strcmp(st, "running") || !strcmp(st, "retrying"))
+		c->running++;
+	else
+		c->not_run++;
+}
+
+void rb_run_state_counts(const json_t *state, struct rb_run_counts *c)
+{
+	size_t i;
+	json_t *s;
+	memset(c, 0, sizeof(*c));
+	json_array_foreach(json_object_get(state, "steps"), i, s)
+		if (!json_object_get(s, "kind"))
+			rb_run_count(c, json_string_value(json_object_get(s, "status")));
+}
+
+char *rb_run_counts_text(const struct rb_run_counts *c)
+{
+	char intr[48] = "", running[48] = "";
+	if (c->interrupted)
+		snprintf(intr, sizeof(intr), ", %zu interrupted", c->interrupted);
+	if (c->running)
+		snprintf(running, sizeof(running), ", %zu running", c->running);
+	return rb_xasprintf("%zu succeeded, %zu failed%s, %zu skipped, %zu not run%s",
+			    c->succeeded, c->failed, intr, c->skipped, c->not_run, running);
+}
+
+/* A record of an on_failure or undo step says so (exec.c): such steps are not counted. */
+static void set_kind(json_t *s, const json_t *rec)
+{
+	json_t *kind = json_object_get(rec, "kind");
+	if (json_is_string(kind))
+		json_object_set(s, "kind", kind);
+}
+
 static void apply(json_t *st, json_t *index, const json_t *rec)
 {
 	const char *ev = json_string_value(json_object_get(rec, "type"));
@@ -66,6 +113,13 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_object_set(st, "file", json_object_get(rec, "file"));
 		json_object_set(st, "sha256", json_object_get(rec, "sha256"));
 		set_value(st, rec, "params");
+		/* What the run fixed at its start (absent from the runs before it was recorded). */
+		if (json_object_get(rec, "started_at")) {
+			json_object_set(st, "started_at", json_object_get(rec, "started_at"));
+			set_value(st, rec, "vars");
+			json_object_set(st, "vars_hmac", json_object_get(rec, "vars_hmac"));
+			json_object_set(st, "vars_key", json_object_get(rec, "key_id"));
+		}
 	} else if (!strcmp(ev, "run_resumed")) {
 		json_object_set_new(st, "status", json_string("unfinished"));
 	} else if (!strcmp(ev, "run_finished")) {
@@ -74,6 +128,7 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("running"));
 		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
+		set_kind(s, rec);
 	} else if (id && !strcmp(ev, "step_retry")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("retrying"));
@@ -94,10 +149,12 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 	} else if (id && !strcmp(ev, "gate_waiting")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set_new(s, "status", json_string("awaiting_approval"));
+		set_kind(s, rec);
 	} else if (id && !strcmp(ev, "step_finished")) {
 		json_t *s = step_entry(steps, index, id);
 		json_object_set(s, "status", json_object_get(rec, "status"));
 		json_object_set(s, "attempts", json_object_get(rec, "attempt"));
+		set_kind(s, rec);
 		json_object_del(s, "error");
 		set_value(s, rec, "output");
 		set_value(s, rec, "outputs");
@@ -120,7 +177,8 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
 	if (snap) {
 		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params",
-						       "status"};
+						       "status", "started_at", "vars", "vars_hmac",
+						       "vars_key"};
 		for (size_t k = 0; k < sizeof(run_keys) / sizeof(*run_keys); k++)
 			if (json_object_get(snap, run_keys[k]))
 				json_object_set(st, run_keys[k], json_object_get(snap, run_keys[k]));
@@ -131,7 +189,7 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 			json_object_set(s, "status", json_object_get(v, "status"));
 			json_object_set(s, "attempts", json_object_get(v, "attempts"));
 			static const char *const keys[] = {"output", "outputs", "error",
-							   "duration_ms"};
+							   "duration_ms", "kind"};
 			for (size_t k = 0; k < sizeof(keys) / sizeof(*keys); k++)
 				if (json_object_get(v, keys[k]))
 					json_object_set(s, keys[k], json_object_get(v, keys[k]));

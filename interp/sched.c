@@ -428,7 +428,6 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->output = output;
 	sr->error = error;
 	sr->completed = ++ex->completed;
-	ex->counts[status]++;
 	if (st->sensitive && output)
 		add_sensitive(ex, output);
 	if (status == S_SUCCEEDED) {    /* its items are in its output now */
@@ -441,8 +440,6 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 		sr->outputs = compute_outputs(ex, st, output, &err, &capped);
 		if (!sr->outputs && !capped) {
 			sr->status = status = S_FAILED;
-			ex->counts[S_SUCCEEDED]--;
-			ex->counts[S_FAILED]++;
 			sr->error = err;
 			free(error);
 		}
@@ -459,6 +456,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
+	ex_record_kind(rec, st);
 	if (sr->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 							     : json_incref(sr->output));
@@ -710,37 +708,75 @@ static void approve(struct exec *ex, size_t i, const char *via)
 				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
 }
 
+/* approve gave what is no prompt: an error at its position, as the loader's are. */
+static char *approve_error(struct exec *ex, const struct rb_step *st, const char *what)
+{
+	return rb_xasprintf("%s:%d:%d: approve must give a prompt (a string), true, false or nil, "
+			    "not %s", ex->rb->file, st->approve->line, st->approve->col, what);
+}
+
 /*
- * Step i has reached its gate.  Returns 1 when it may run now (approved in
- * advance); 0 when it waits (or failed: its prompt did not render).
+ * Step i has reached its gate.  Returns 1 when it may run now (no gate: approve
+ * gave false or nil; or approved in advance); 0 when it waits (or failed: its
+ * approve did not render, or gave what is no prompt; or a probe stops there).
  */
 static int reach_gate(struct exec *ex, size_t i)
 {
 	const struct rb_step *st = ex->rb->steps[i];
 	struct srun *sr = &ex->s[i];
-	if (approved_in_advance(ex, st->id)) {
-		approve(ex, i, "--approve");
-		return 1;
-	}
-	char *err = NULL;
+	char *err = NULL, *text = NULL;
+	const char *what = NULL;
 	json_t *p = render(ex, st->approve, "approve", &err);
 	if (p && nul_at(p)) {   /* the prompt is a C string: it would end there */
 		json_decref(p);
 		p = NULL;
 		err = nul_error(ex, st->approve, "the prompt");
 	}
+	if (!p && ex->interrupted) {    /* an interrupt stopped it (lua_poll): not run */
+		free(err);
+		return 0;
+	}
 	if (!p) {
 		finish(ex, i, S_FAILED, NULL, err);
 		return 0;
 	}
-	char *text = json_is_string(p) ? rb_xstrdup(json_string_value(p))
-				       : json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+	int gate = rb_approve_gate(p, st->id, &text, &what);
+	if (gate < 0) {
+		json_decref(p);
+		finish(ex, i, S_FAILED, NULL, approve_error(ex, st, what));
+		return 0;
+	}
+	if (gate == 0) {        /* a gate for some cases only (prod, say): not this one */
+		const char *said = json_is_false(p) ? "false" : "nil";
+		json_t *rec = json_pack("{s:s, s:s, s:O}", "type", "gate_not_needed", "step",
+					st->id, "approve", p);
+		ex_record_kind(rec, st);
+		ex_journal(ex, rec);
+		ex_outcome(ex, json_pack("{s:s, s:s, s:O}", "event", "gate_not_needed", "step",
+					 st->id, "approve", p), -1,
+			   "%s: no approval needed (approve gave %s)", st->id, said);
+		json_decref(p);
+		sr->approved = 1;
+		return 1;
+	}
 	json_decref(p);
+	if (ex->o->probe) {
+		free(text);
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has an approval gate"));
+		return 0;
+	}
+	if (approved_in_advance(ex, st->id)) {
+		free(text);
+		approve(ex, i, "--approve");
+		return 1;
+	}
 	sr->prompt = ex_redact(ex, text, strlen(text), NULL);
 	free(text);
 	sr->status = S_WAITING;
-	ex_journal(ex, json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
-			      "prompt", sr->prompt));
+	json_t *rec = json_pack("{s:s, s:s, s:s}", "type", "gate_waiting", "step", st->id,
+				"prompt", sr->prompt);
+	ex_record_kind(rec, st);
+	ex_journal(ex, rec);
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
 				 "prompt", sr->prompt), -1, "%s: waiting for approval: %s", st->id,
 		   sr->prompt);
@@ -885,9 +921,9 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 		}
 	}
 	int check = st->check && !sr->checked;
-	if (!check && ex->o->probe && (st->side_effects || st->approve)) {
-		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup(st->approve ? "it has an approval gate"
-							   : "it has side effects"));
+	/* A probe runs only what changes nothing; a gate first says whether there is one. */
+	if (!check && ex->o->probe && st->side_effects && !st->approve) {
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
 		return;
 	}
 	if (ex_read_secrets(ex, i, RB_READS_IN_STEP, &why) < 0) {
@@ -896,6 +932,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	}
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
+	if (!check && ex->o->probe && st->side_effects) {
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
+		return;
+	}
 	struct job *jb = prepare(ex, i, check, &why);
 	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */
 		free(why);
@@ -914,8 +954,10 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	sr->job = jb;
 	if (!check) {
 		sr->attempts++;
-		ex_journal(ex, json_pack("{s:s, s:s, s:i}", "type", "step_started", "step", st->id,
-				      "attempt", sr->attempts));
+		json_t *rec = json_pack("{s:s, s:s, s:i}", "type", "step_started", "step", st->id,
+					"attempt", sr->attempts);
+		ex_record_kind(rec, st);
+		ex_journal(ex, rec);
 	}
 	intent(ex, jb);
 	batch[(*nbatch)++] = jb;
@@ -1298,7 +1340,12 @@ static void check_signals(struct exec *ex, int *seen)
 	if (!ex->interrupted)
 		ex_event(ex, json_pack("{s:s, s:i}", "event", "interrupt", "signal",
 				       (int)*ex->o->signo),
-			 "interrupted: stopping the running steps (again to kill them at once)");
+			 ex->after_interrupt
+			 ? "interrupted again: killing the on_failure steps, skipping the rest"
+			 : ex->rb->non_failure && ex->stop_on_failure
+			 ? "interrupted: stopping the running steps, then the on_failure steps run "
+			   "(again to kill them at once and skip the on_failure steps)"
+			 : "interrupted: stopping the running steps (again to kill them at once)");
 	ex->interrupted = *seen;
 	cancel_running(ex, *seen > 1 ? 2 : 1);
 }
@@ -1309,12 +1356,18 @@ static void check_deadline(struct exec *ex)
 	if (!ex->deadline_ms || ex->timed_out || rb_now_ms() < ex->deadline_ms)
 		return;
 	char d[32];
-	rb_duration_format(ex->rb->timeout_ms, d, sizeof(d));
+	rb_duration_format(ex->deadline_len_ms, d, sizeof(d));
 	ex->timed_out = 1;
 	ex->failed = 1;
-	ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
-			       (json_int_t)ex->rb->timeout_ms),
-		 "the run's timeout of %s has passed: stopping the running steps", d);
+	if (ex->after_interrupt)
+		ex_event(ex, json_pack("{s:s, s:I}", "event", "on_failure_timeout", "timeout_ms",
+				       (json_int_t)ex->deadline_len_ms),
+			 "the on_failure steps of the interrupted run did not end within %s: "
+			 "stopping them", d);
+	else
+		ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
+				       (json_int_t)ex->deadline_len_ms),
+			 "the run's timeout of %s has passed: stopping the running steps", d);
 	cancel_running(ex, 1);
 }
 

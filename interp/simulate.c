@@ -23,7 +23,9 @@ struct recorded {
 	json_t *steps;          /* "STEP": {"status", "calls": [first attempt's calls]} */
 	json_t *params;         /* run_started's */
 	json_t *approved;       /* ["STEP", ...] passed gates */
+	json_t *for_each;       /* {"STEP": true} for the steps whose calls are items */
 	const char *run_id;
+	time_t started_at;      /* run.started_at, as the run had it */
 };
 
 static char *call_key(const char *step, long attempt, long index, int check)
@@ -39,16 +41,14 @@ static json_t *step_of(struct recorded *r, const char *id)
 	return s;
 }
 
-/* The output a record holds for a call that succeeded: kept with its result. */
+/* The output a record holds for a call that succeeded (out, or NULL): kept with its result. */
 static void set_output(struct recorded *r, const char *step, long attempt, long index,
-		       int check, const json_t *rec)
+		       int check, json_t *out)
 {
 	char *k = call_key(step, attempt, index, check);
 	json_t *res = json_object_get(r->results, k);
-	json_t *out = rb_record_value(rec, "output");
 	if (res && json_is_true(json_object_get(res, "ok")) && out)
 		json_object_set(res, "output", out);
-	json_decref(out);
 	free(k);
 }
 
@@ -67,13 +67,18 @@ static void index_records(struct recorded *r, const json_t *records)
 			continue;
 		if (!strcmp(type, "run_started")) {
 			r->run_id = json_string_value(json_object_get(rec, "run_id"));
+			r->started_at = rb_run_started_at(rec, r->run_id);
 			json_decref(r->params);
 			r->params = rb_record_value(rec, "params");
 		} else if (!step) {
 			continue;
 		} else if (!strcmp(type, "step_started")) {
 			json_object_set_new(attempt, step, json_integer(att));
-		} else if (!strcmp(type, "action_intent") && !check && att == 1) {
+		} else if (!strcmp(type, "action_intent")) {
+			if (json_object_get(rec, "calls"))
+				json_object_set_new(r->for_each, step, json_true());
+			if (check || att != 1)
+				continue;
 			json_t *calls = rb_record_value(rec, "calls");
 			if (!calls)
 				calls = json_pack("[o]", rb_record_value(rec, "args"));
@@ -92,13 +97,26 @@ static void index_records(struct recorded *r, const json_t *records)
 			free(k);
 		} else if (!strcmp(type, "item_finished")) {
 			long at = (long)json_integer_value(json_object_get(attempt, step));
-			set_output(r, step, at, idx, 0, rec);
+			json_t *out = rb_record_value(rec, "output");
+			set_output(r, step, at, idx, 0, out);
+			json_decref(out);
 		} else if (!strcmp(type, "step_finished")) {
 			const char *status = json_string_value(json_object_get(rec, "status"));
 			if (status)
 				json_object_set_new(step_of(r, step), "status", json_string(status));
 			/* A check's result is the output of a satisfied step; else the call's. */
-			set_output(r, step, att, 0, status && !strcmp(status, "satisfied"), rec);
+			int sat = status && !strcmp(status, "satisfied");
+			json_t *out = rb_record_value(rec, "output");
+			if (!json_object_get(r->for_each, step)) {
+				set_output(r, step, att, 0, sat, out);
+			} else if (json_is_array(out)) {
+				/* A for_each step's output is the list of its items': each its own. */
+				size_t k;
+				json_t *item;
+				json_array_foreach(out, k, item)
+					set_output(r, step, att, (long)k, sat, item);
+			}
+			json_decref(out);
 		} else if (!strcmp(type, "gate_approved")) {
 			json_array_append_new(r->approved, json_string(step));
 		}
@@ -128,6 +146,12 @@ static int ran(const char *status)
 {
 	return status && strcmp(status, "skipped") && strcmp(status, "pending") &&
 	       strcmp(status, "not_probed");
+}
+
+/* A step the path got to: it ran, or its condition (or a skip before it) was decided. */
+static int reached(const char *status)
+{
+	return status && strcmp(status, "pending") && strcmp(status, "awaiting_approval");
 }
 
 /* A status that says how a step that ran came out. */
@@ -202,7 +226,9 @@ static json_t *compare(const struct rb_runbook *rb, const struct recorded *r,
 		if (then && !st)
 			st = "running";         /* started; the log ends before its end */
 		const char *sn = json_string_value(json_object_get(now, "status"));
-		if (!then) {
+		if (!then && !reached(sn)) {
+			/* Not reached then (the run stopped before it) nor now: the same path. */
+		} else if (!then) {
 			const char *why = json_string_value(json_object_get(now, "error"));
 			add(diffs, "added", id, ran(sn)
 			    ? rb_xasprintf("%s: a new step; it would run now", id)
@@ -270,7 +296,7 @@ int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_d
 		       const char *format, FILE *out)
 {
 	struct recorded r = {.results = json_object(), .steps = json_object(),
-			     .approved = json_array()};
+			     .approved = json_array(), .for_each = json_object(), .started_at = -1};
 	index_records(&r, records);
 	int rc;
 	json_t *diffs = json_array();
@@ -282,9 +308,11 @@ int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_d
 	for (size_t i = 0; i < na; i++)
 		approve[i] = json_string_value(json_array_get(r.approved, i));
 	json_t *sim = json_object();
+	/* The run's id and start, so that what is made of them is as it was then. */
 	struct rb_exec_opts o = {.params = params, .jobs = 1, .out = sink, .recorded = lookup,
 				 .recorded_ud = &r, .simulated = sim, .approve = approve,
-				 .napprove = na};
+				 .napprove = na, .resume_id = r.run_id,
+				 .now = r.started_at >= 0 ? r.started_at : 0};
 	enum rb_run_status status;
 	char run_id[RB_RUN_ID_MAX];
 	if (!params || !sink || rb_exec_run(rb, &o, d, &status, run_id) < 0) {
@@ -311,6 +339,7 @@ int rb_replay_simulate(struct rb_runbook *rb, const json_t *records, struct rb_d
 	json_decref(r.steps);
 	json_decref(r.params);
 	json_decref(r.approved);
+	json_decref(r.for_each);
 	return rc;
 }
 

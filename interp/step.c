@@ -31,7 +31,7 @@ static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT,
 static const char *const shells[] = {"bash", "sh", NULL};
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
 static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
-static const char *const run_fields[] = {"id", "dry_run", "started_at", NULL};
+static const char *const run_fields[] = {"id", "dry_run", "started_at", "status", NULL};
 
 static const char *const kind_names[] = {"step", "on_failure step", "undo step", "check of step"};
 
@@ -116,23 +116,38 @@ static void load_action(struct loader *l, struct rb_step *s, const struct rb_nod
 			    "docs/actions.md)", v->str);
 }
 
+/*
+ * approve: a prompt (a string, with expressions or not), true (a gate with the
+ * default prompt), false (no gate), or {prompt, timeout}.  An expression may
+ * give a string, true, false or nil (no gate), which is known at run time;
+ * anything else is an error, never a prompt.
+ */
 static void load_approve(struct loader *l, struct rb_step *s, const struct rb_node *v)
 {
-	if (v->type == RB_SCALAR && rb_scalar_kind(v) != RB_K_NULL) {
-		s->approve = v;
+	if (v->type == RB_SCALAR && (rb_scalar_kind(v) == RB_K_STRING ||
+				     rb_scalar_kind(v) == RB_K_BOOL)) {
+		if (rb_scalar_kind(v) == RB_K_STRING && v->len == 0)
+			rb_error_at(l->d, v, "approve has an empty prompt (give a question, true "
+				    "for the default one, or false for no gate)");
+		else
+			s->approve = v;
 		return;
 	}
 	if (v->type != RB_MAP) {
-		rb_error_at(l->d, v, "approve must be a prompt or a mapping with 'prompt' and "
-			    "'timeout', not %s", rb_node_kind_name(v));
+		rb_error_at(l->d, v, "approve must be a prompt, true, false or a mapping with "
+			    "'prompt' and 'timeout', not %s", rb_node_kind_name(v));
 		return;
 	}
 	rb_load_keys(l, v, approve_keys, "approve");
 	const struct rb_node *p = rb_map_get(v, "prompt"), *t = rb_map_get(v, "timeout");
-	const char *str;
 	if (!p)
 		rb_error_at(l->d, v, "approve has no 'prompt'");
-	else if (rb_load_string(l, p, &str) == 0)
+	else if (p->type != RB_SCALAR || rb_scalar_kind(p) != RB_K_STRING)
+		rb_error_at(l->d, p, "approve's prompt must be a string, not %s",
+			    rb_node_kind_name(p));
+	else if (!p->len)
+		rb_error_at(l->d, p, "approve has an empty prompt");
+	else
 		s->approve = p;
 	if (t)
 		rb_load_duration(l, t, &s->approve_timeout_ms);
@@ -320,6 +335,13 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	}
 	add_step(l, s);
 	load_keys(l, s, v);
+	/*
+	 * defaults.retry is for what can fail for a passing reason (a command, the
+	 * network): a pure step (lua, assert) fails the same way again, so it is
+	 * retried only when it says so itself.
+	 */
+	if (!v[K_RETRY] && s->action && (s->action->flags & RB_ACT_PURE))
+		s->retry = (struct rb_retry){.attempts = 1};
 	if (s->side_effects < 0)
 		s->side_effects = s->run || (s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS));
 	/* A step that changes nothing may run again after a crash. */
@@ -522,7 +544,7 @@ static int check_ref(struct loader *l, const struct rb_node *n, const struct rb_
 		for (size_t i = 0; run_fields[i]; i++)
 			if (!strcmp(run_fields[i], r->name))
 				return 0;
-		return unknown(l, n, off, "run field", r->name, names_of(run_fields, 3, sizeof(*run_fields)), 3);
+		return unknown(l, n, off, "run field", r->name, names_of(run_fields, 4, sizeof(*run_fields)), 4);
 	case RB_SC_STEPS:
 		return check_step_ref(l, n, r, sr);
 	default:

@@ -40,6 +40,8 @@ enum {
 	RB_ACT_INLINE = 1 << 2,         /* runs on the engine's thread, with Lua */
 	RB_ACT_SYNC_FIRST = 1 << 3,     /* can make the engine's records durable itself, right
 					   before its side effect (rb_call.sync) */
+	RB_ACT_PURE = 1 << 4,           /* computes only, the same way each time: what fails once
+					   fails again, so defaults.retry does not apply to it */
 };
 
 struct rb_luabox;

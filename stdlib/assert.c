@@ -30,6 +30,6 @@ const struct rb_action act_assert = {
 	.name = "assert",
 	.summary = "fail unless a condition is true",
 	.args = assert_args,
-	.flags = RB_ACT_IDEMPOTENT | RB_ACT_INLINE,
+	.flags = RB_ACT_IDEMPOTENT | RB_ACT_INLINE | RB_ACT_PURE,
 	.run = assert_run,
 };

@@ -59,6 +59,6 @@ const struct rb_action act_lua = {
 	.name = "lua",
 	.summary = "run a Lua chunk in the sandbox; its return value is the output",
 	.args = lua_args,
-	.flags = RB_ACT_IDEMPOTENT | RB_ACT_INLINE,
+	.flags = RB_ACT_IDEMPOTENT | RB_ACT_INLINE | RB_ACT_PURE,
 	.run = lua_run,
 };

@@ -167,7 +167,7 @@ check "its last line counts the step as interrupted, not failed" \
 	grep -q 'interrupted in .*s: 0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 not run$' "$state/sigint.out"
 sid=$(ls -t "$state"/runs | head -n 1)
 check "runs counts it the same way" \
-	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 other$" \
+	grep -q "^$sid  *interrupted  *exec-slow  *0 succeeded, 0 failed, 1 interrupted, 0 skipped, 1 not run$" \
 	<<<"$("$RUNBOOK" runs --state-dir "$state")"
 
 # SIGHUP (a dropped SSH session) is an interruption too, not a crash: exit 129, the run
@@ -201,6 +201,57 @@ touch "$hdir/go"
 wait $pid
 check "under nohup SIGHUP is ignored" [ $? -eq 0 ]
 rm -rf "$hdir"
+
+# SIGTERM (a service manager stopping a scheduled run): the on_failure steps run, and see that
+# the run was interrupted (run.status); no rollback; a second signal kills them and skips the
+# rest, or, before they start, skips them all; alone, they get 15 s.
+idir=$(mktemp -d)
+interrupt() {             # interrupt OUT [-p ...]: run interrupt.yaml, SIGTERM once it works
+	local out="$1"; shift
+	"$RUNBOOK" run --state-dir "$state" -p dir="$idir" "$@" tests/exec/interrupt.yaml >"$out" 2>&1 &
+	ipid=$!
+	for _ in $(seq 100); do grep -q 'work| working' "$out" && break; sleep 0.1; done
+	kill -TERM $ipid
+}
+interrupt "$idir/once"
+wait $ipid
+check "an interrupted run still exits 143" [ $? -eq 143 ]
+check "its on_failure step ran and saw the run interrupted" [ "$(cat "$idir/alert.out")" = "interrupted interrupted" ]
+check "and the on_failure steps after it" [ -e "$idir/after.out" ]
+check "the run is journalled as interrupted" has '"event":"run_finished","status":"interrupted"'
+check "nothing was rolled back" [ ! -e "$idir/undo.out" ]
+rm -f "$idir"/*.out
+interrupt "$idir/twice" -p slow_alert=true
+for _ in $(seq 100); do grep -q 'alert| alerting' "$idir/twice" && break; sleep 0.1; done
+t0=$(date +%s%N)
+kill -TERM $ipid
+wait $ipid
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "a second SIGTERM stops the on_failure steps at once" [ $rc -eq 143 -a $ms -lt 3000 ]
+check "the running one is interrupted" has '"step":"alert","status":"interrupted"'
+check "the rest are skipped" [ ! -e "$idir/after.out" ]
+check "and it says so" grep -q 'interrupted again: killing the on_failure steps, skipping the rest' "$idir/twice"
+rm -f "$idir"/*.out
+interrupt "$idir/early" -p stubborn=true
+sleep 0.5
+kill -TERM $ipid
+wait $ipid
+rc=$?
+check "a second SIGTERM before the on_failure steps skips them" [ $rc -eq 143 -a ! -e "$idir/alert.out" ]
+check "saying so" grep -q 'interrupted again: the on_failure steps do not run' "$idir/early"
+rm -f "$idir"/*.out
+interrupt "$idir/bound" -p slow_alert=true
+t0=$(date +%s%N)
+wait $ipid
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "on_failure steps after an interrupt are stopped after 15 s" [ $rc -eq 143 -a $ms -ge 14000 -a $ms -lt 25000 ]
+check "saying why" grep -q 'the on_failure steps of the interrupted run did not end within 15s: stopping them' "$idir/bound"
+check "the plan shows run.status in on_failure steps as known during the run" \
+	grep -q '"RUNBOOK_RUN_STATUS":"<known during the run>"' \
+	<<<"$("$RUNBOOK" plan -p dir="$idir" tests/exec/interrupt.yaml)"
+rm -rf "$idir"
 
 # A command in the scheduler's poll loop that ignores SIGTERM: the first SIGINT asks it to
 # stop (SIGTERM, then 5 s of grace), a second kills it at once, and nothing of it is left.
@@ -475,6 +526,77 @@ rm -f "$gdir"/*.count
 run -p dir="$gdir" --approve all tests/exec/gate.yaml </dev/null >/dev/null 2>&1
 check "--approve all runs it through" [ $? -eq 0 ]
 check "every step ran" [ "$(cat "$gdir"/*.count | wc -l)" -eq 4 ]
+# approve: false and an expression giving nil or false are no gate, journalled as such; true
+# is a gate with the default prompt; a value that is no prompt fails the step, even --approve'd.
+adir=$(mktemp -d)
+out=$(run -p dir="$adir" tests/exec/approve.yaml </dev/null 2>&1)
+check "conditional gates that do not apply let the run through" [ $? -eq 0 ]
+check "every step ran" [ "$(cat "$adir"/*.count | sort | tr '\n' ' ')" = "default never odd prod " ]
+check "approve: false is journalled as no gate" has '"event":"gate_not_needed","step":"never_gated","approve":false'
+check "an expression giving nil too" has '"event":"gate_not_needed","step":"prod_only","approve":null'
+check "and said" grep -q '^[0-9:]* prod_only: no approval needed (approve gave nil)$' <<<"$out"
+check "no gate waited" bash -c "! grep -q gate_waiting <<<'$(journal)'"
+rm -f "$adir"/*.count
+out=$(run -p dir="$adir" -p env=prod tests/exec/approve.yaml </dev/null 2>&1)
+check "in prod the gate applies (exit 3)" [ $? -eq 3 ]
+check "with the expression's prompt" has '"event":"gate_waiting","step":"prod_only","prompt":"Deploy to prod?"'
+check "the ungated steps ran" [ "$(cat "$adir"/*.count | sort | tr '\n' ' ')" = "never odd " ]
+aid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-approve.*/\1/p' <<<"$out")
+out=$("$RUNBOOK" resume --state-dir "$state" "$aid" --approve prod_only </dev/null 2>&1)
+check "approve: true pauses with the default prompt" grep -q "^[0-9:]* default_prompt: waiting for approval: Run step 'default_prompt'?\$" <<<"$out"
+rm -f "$adir"/*.count
+out=$(run -p dir="$adir" -p env=odd --approve odd tests/exec/approve.yaml </dev/null 2>&1)
+check "an approve that gives a number fails the run" [ $? -eq 1 ]
+check "at its position" grep -q "odd: failed in .*: tests/exec/approve.yaml:21:14: approve must give a prompt (a string), true, false or nil, not a number$" <<<"$out"
+check "and the step did not run" [ ! -e "$adir/odd.count" ]
+rm -rf "$adir"
+
+# defaults.retry retries a command, not a pure step (lua, assert) unless its own retry: says so.
+pdir=$(mktemp -d)
+run -p dir="$pdir" tests/exec/pure_retry.yaml >/dev/null 2>&1
+check "a command takes defaults.retry" has '"step":"command","status":"failed","attempt":3'
+check "a lua step does not" has '"step":"chunk","status":"failed","attempt":1,'
+check "nor an assert step" has '"step":"check","status":"failed","attempt":1,'
+check "its own retry: does" has '"step":"asks_for_it","status":"failed","attempt":2,'
+check "the plan shows it" [ "$("$RUNBOOK" plan -p dir="$pdir" tests/exec/pure_retry.yaml --format json |
+	jq -c '[.steps[] | .retry.attempts]')" = '[3,1,1,2]' ]
+rm -rf "$pdir"
+
+# run.started_at and the run id's time are RUNBOOK_NOW's when it is set, as time.now() is.
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started.yaml </dev/null 2>&1)
+check "a run that starts at 23:59 pauses at its gate" [ $? -eq 3 ]
+sid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started.*/\1/p' <<<"$out")
+check "run.started_at is RUNBOOK_NOW" grep -q "^[0-9:]* archive| archive 2026-01-01 23:59 started 1767311940 id $sid\$" <<<"$out"
+check "and so is the run id's time" grep -q '^20260101-235900-[0-9a-f]\{4\}$' <<<"$sid"
+# Every session of a run sees what its first one fixed: run.id, run.started_at and the vars,
+# though the gate is passed after midnight (the vars are in run_started and the snapshots).
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$sid" --approve purge </dev/null 2>&1)
+check "the resume after midnight succeeds" [ $? -eq 0 ]
+check "and sees the first session's vars, start and id" \
+	grep -q "^[0-9:]* purge| purge 2026-01-01 23:59 started 1767311940 id $sid\$" <<<"$out"
+check "run_started records the vars and the start" \
+	grep -q '"started_at":1767311940,.*"vars":"{\\"today\\":\\"2026-01-01 23:59\\"}"' "$state/runs/$sid/audit.jsonl"
+# A var made from a secret is kept out of the log (its HMAC only), computed again by a resume,
+# which refuses to go on when it is not the value the run started with.
+export EXEC_STARTED_TOKEN=tok-Started-7q
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run tests/exec/started_secret.yaml </dev/null 2>&1)
+check "a run with a secret var pauses" [ $? -eq 3 ]
+ssid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started-secret.*/\1/p' <<<"$out")
+check "run_started holds the secret var's HMAC" \
+	grep -q '"vars":"{}","vars_hmac":{"auth":{"hmac_sha256":"[0-9a-f]\{64\}"}}' "$state/runs/$ssid/audit.jsonl"
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "a secret var computed again to the same value goes on" [ $? -eq 0 ]
+check "with its value hidden" grep -q '^[0-9:]* second| second with \*\*\*$' <<<"$out"
+check "which is never written" bash -c "! grep -rq --exclude=runbook.yaml tok-Started-7q '$state'"
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z run -p stamp=true tests/exec/started_secret.yaml </dev/null 2>&1)
+ssid=$(sed -n 's/^[0-9:]* run \([0-9a-f-]*\): exec-started-secret.*/\1/p' <<<"$out")
+out=$(RUNBOOK_NOW=2026-01-02T00:05:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "a secret var that reads the time is refused on a later resume (exit 2)" [ $? -eq 2 ]
+check "at the var, saying why" grep -q "^tests/exec/started_secret.yaml:11:3: error: var 'auth' does not have the value the run started with: .*it depends on the time" <<<"$out"
+check "before anything ran" [ "$(grep -c '"step":"second"' "$state/runs/$ssid/audit.jsonl")" -eq 1 ]
+out=$(RUNBOOK_NOW=2026-01-01T23:59:00Z "$RUNBOOK" resume --state-dir "$state" "$ssid" --approve second </dev/null 2>&1)
+check "the same value goes on" [ $? -eq 0 ]
+unset EXEC_STARTED_TOKEN
 # resume --from STEP runs STEP and what depends on it again, even after success.
 gid=$(basename "$(dirname "$(grep -l '"runbook":"exec-gate"' $(ls -t "$state"/runs/*/audit.jsonl) | head -n 1)")")
 out=$("$RUNBOOK" resume --state-dir "$state" "$gid" --from dangerous --approve all </dev/null 2>&1)
@@ -764,6 +886,27 @@ check "status says why a step failed and how long it took" \
 check "and why a step was skipped" grep -q '^  big  *skipped  *0 attempts  its condition is false$' <<<"$out"
 check "status verifies it" [ "$("$RUNBOOK" status --state-dir "$state" "$id" -f json 2>&1 | jq .verified)" = true ]
 check "status of an unknown run fails" bash -c "! '$RUNBOOK' status --state-dir '$state' 20000101-000000-0000 2>/dev/null"
+
+# runs and status count the steps exactly as the run's last line does, by one function: the
+# main steps of the whole run (those kept by a resume too), never on_failure or undo steps.
+cstate=$(mktemp -d)
+last() { sed -n "s/^[0-9:]* run [0-9a-f-]* $1 in [0-9.]*s: //p"; }
+line=$("$RUNBOOK" run --state-dir "$cstate" tests/exec/failure.yaml 2>&1 | last failed)
+check "a failed run's last line counts its main steps only" [ "$line" = "3 succeeded, 1 failed, 0 skipped, 1 not run" ]
+check "runs counts it the same, its on_failure steps left out" \
+	grep -q " failed  *exec-failure  *$line\$" <<<"$("$RUNBOOK" runs --state-dir "$cstate")"
+cid=$(ls "$cstate/runs")
+check "status too" grep -q "^run $cid: exec-failure, failed: $line\$" <<<"$("$RUNBOOK" status --state-dir "$cstate" "$cid")"
+check "status --format json has the counts" \
+	[ "$("$RUNBOOK" status --state-dir "$cstate" "$cid" -f json | jq -c .counts)" = '{"succeeded":3,"failed":1,"interrupted":0,"skipped":0,"not_run":1,"running":0}' ]
+rm -rf "$cstate/runs"
+"$RUNBOOK" run --state-dir "$cstate" tests/exec/counts.yaml </dev/null >/dev/null 2>&1
+cid=$(ls "$cstate/runs")
+line=$("$RUNBOOK" resume --state-dir "$cstate" "$cid" --approve two </dev/null 2>&1 | last succeeded)
+check "a resume's last line counts the whole run" [ "$line" = "2 succeeded, 0 failed, 0 skipped, 0 not run" ]
+check "runs counts a succeeded run the same (no 'other' for its on_failure step)" \
+	grep -q "^$cid  *succeeded  *exec-counts  *$line\$" <<<"$("$RUNBOOK" runs --state-dir "$cstate")"
+rm -rf "$cstate"
 
 # A long run compacts its journal: a snapshot, and records continuing after it.
 awk 'BEGIN { print "runbook: many\nversion: 1\nsteps:"

@@ -2,7 +2,7 @@
 # without the log's own keys, "type" as "event" first, then the step's keys in
 # a fixed order, and the values recorded as JSON text decoded.
 def dec: if type == "string" then (fromjson? // .) else . end;
-def text_keys: ["output", "outputs", "params", "args", "calls"];
+def text_keys: ["output", "outputs", "params", "vars", "args", "calls"];
 . as $r
 | ["step", "index", "status", "attempt", "prompt", "by", "via", "output", "outputs"] as $first
 | {event: .type}

@@ -131,7 +131,9 @@ expect 2 "^runbook: error: replay: unknown option '--bogus'" "$fx/plain" --bogus
 expect 2 "^runbook: error: replay: option '--run' needs a value$" "$fx/plain" --run
 
 # --- --simulate: the runbooks as they are now, with the recorded results -------------------
-for f in plain crash gate; do
+# failed: a run that failed before its last steps, whose arguments hold run.id, run.started_at
+# and each for_each item's output: the same runbook takes the same path (exit 0).
+for f in plain crash gate failed; do
 	golden "$dir/simulate-$f.txt" "$fx/$f" --simulate "${ring[@]}"
 done
 # simulate-changed.yaml is plain.yaml changed: exit 1 and every difference named.

@@ -12,7 +12,12 @@
 #            write leaves it, then resume --rerun migrate (which repairs it)
 #   gate     paused at an approval gate (exit 3), then resume --approve
 #   shared   two runs of gate.yaml in one --audit-log (no run directory)
+#   failed   a run that fails before its last steps (failed.yaml)
+# Names as arguments make only those fixtures (the others stay as committed).
 set -euo pipefail
+unset RUNBOOK_NOW                # the times of real runs
+only=" ${*:-plain crash gate shared failed} "
+want() { [[ "$only" == *" $1 "* ]]; }
 cd "$(dirname "$0")/../.."
 : "${RUNBOOK:=build/runbook}"
 here=tests/replay
@@ -33,10 +38,13 @@ keep() {                        # keep NAME RUN_ID
 export USER=alice
 
 # plain: one session.
+if want plain; then
 USER=alice rb run $here/plain.yaml -p dir="$work" >/dev/null
 keep plain "$(newest)"
+fi
 
 # crash: killed while migrate sleeps (its action_intent is durable), then resumed.
+if want crash; then
 (USER=alice rb run $here/crash.yaml -p dir="$work" >/dev/null 2>&1) &
 runner=$!
 log=""
@@ -55,15 +63,19 @@ id=$(basename "$(dirname "$log")")
 printf '{"attempt":1,"key_id":"1963fa7' >>"$log"
 USER=bob rb resume "$id" --rerun migrate >/dev/null
 keep crash "$id"
+fi
 
 # gate: paused, then approved by bob on resume.
+if want gate; then
 USER=alice rb run $here/gate.yaml >/dev/null && { echo "make-fixtures: gate did not pause" >&2; exit 1; }
 id=$(newest)
 sleep 1.2                       # a wait for the approval the timeline can show
 USER=bob rb resume "$id" --approve drop_old >/dev/null
 keep gate "$id"
+fi
 
 # shared: two runs in one --audit-log.
+if want shared; then
 USER=alice rb run $here/gate.yaml --approve all --audit-log "$work/shared.jsonl" >/dev/null
 sleep 1.1                       # a new run id (they are by the second)
 USER=carol rb run $here/gate.yaml --approve drop_old -p table=sessions_2024 \
@@ -71,4 +83,11 @@ USER=carol rb run $here/gate.yaml --approve drop_old -p table=sessions_2024 \
 rm -rf "$here/fixtures/shared" && mkdir -p "$here/fixtures/shared"
 cp "$work/shared.jsonl" "$here/fixtures/shared/audit.jsonl"
 echo "fixtures/shared: $(jq -r .run_id "$here/fixtures/shared/audit.jsonl" | sort -u | tr '\n' ' ')"
+fi
+
+# failed: fails at migrate (exit 1); on_failure runs, verify and announce never do.
+if want failed; then
+USER=alice rb run $here/failed.yaml >/dev/null && { echo "make-fixtures: failed did not fail" >&2; exit 1; }
+keep failed "$(newest)"
+fi
 rm -rf "$work"

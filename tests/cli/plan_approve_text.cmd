@@ -1,0 +1,1 @@
+plan tests/cli/data/approve.yaml
