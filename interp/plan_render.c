@@ -516,6 +516,22 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 		md_step(f, json_object_get(s, "undo"), "undo");
 }
 
+/* A header row for each of o's names: "| what `NAME` | `VALUE as JSON` |". */
+static void md_values(FILE *f, const char *what, const json_t *o)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)o, k, v) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fprintf(f, "| %s ", what);
+		md_code_in(f, k, 1);
+		fputs(" | ", f);
+		md_code_in(f, s, 1);
+		fputs(" |\n", f);
+		free(s);
+	}
+}
+
 static void md_begin(void *ctx, const json_t *plan)
 {
 	struct rb_plan_out *po = ctx;
@@ -534,27 +550,10 @@ static void md_begin(void *ctx, const json_t *plan)
 	fputs("\n| | |\n| --- | --- |\n| file | ", f);
 	md_code_in(f, str(h, "file"), 1);
 	fprintf(f, " (sha256 `%.12s`) |\n", str(h, "sha256"));
-	const char *k;
-	json_t *v;
-	json_object_foreach(json_object_get(plan, "params"), k, v) {
-		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		fputs("| param ", f);
-		md_code_in(f, k, 1);
-		fputs(" | ", f);
-		md_code_in(f, s, 1);
-		fputs(" |\n", f);
-		free(s);
-	}
 	/* The same rows as the text plan's header, in its order. */
-	json_object_foreach(json_object_get(plan, "vars"), k, v) {
-		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		fputs("| var ", f);
-		md_code_in(f, k, 1);
-		fputs(" | ", f);
-		md_code_in(f, s, 1);
-		fputs(" |\n", f);
-		free(s);
-	}
+	md_values(f, "param", json_object_get(plan, "params"));
+	md_values(f, "var", json_object_get(plan, "vars"));
+	json_t *v;
 	size_t i;
 	json_array_foreach(json_object_get(plan, "secrets"), i, v) {
 		fputs("| secret ", f);
