@@ -907,8 +907,9 @@ static int take_lock(struct exec *ex)
 			goto out;
 		}
 		if (!said++)
-			fprintf(stderr, "runbook: waiting for lock '%s' (%s%s)\n", ex->rb->lock, by,
-				path);
+			ex_event(ex, json_pack("{s:s, s:s, s:s, s:i}", "event", "lock_waiting",
+					       "lock", ex->rb->lock, "file", path, "pid", (int)holder),
+				 "waiting for lock '%s' (%s%s)", ex->rb->lock, by, path);
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}

@@ -587,10 +587,12 @@ static int check_command(struct rb_runbook *rb, const struct rb_node *n, struct 
 {
 	const struct rb_tmpl *t = n->tmpl;
 	struct rb_shscan sc;
+	struct rb_buf ref;
 	int rc = 0;
 	if (!t)
 		return 0;
 	rb_shscan_init(&sc);
+	rb_buf_init(&ref);
 	for (size_t i = 0; i < t->nparts; i++) {
 		const struct rb_tmpl_part *p = &t->parts[i];
 		int l, c;
@@ -614,8 +616,8 @@ static int check_command(struct rb_runbook *rb, const struct rb_node *n, struct 
 					       "(words made by shell.quote or shell.join)");
 			continue;
 		}
-		rb_shscan_feed(&sc, at == RB_SH_PLAIN ? "\"${V}\"" : at == RB_SH_SQUOTE ?
-			       "'\"${V}\"'" : "${V}", at == RB_SH_PLAIN ? 6 : at == RB_SH_SQUOTE ? 8 : 4);
+		put_ref(&ref, &sc, at, "V");     /* read on as the command will be */
 	}
+	rb_buf_release(&ref);
 	return rc;
 }
