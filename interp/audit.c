@@ -51,7 +51,7 @@ struct rb_audit_log {
 	void *now_arg;
 	rb_journal_hook *hook;          /* the tests' failure and crash injection */
 	void *hook_arg;
-	uint64_t records, syncs;
+	uint64_t records, syncs, signatures;
 	struct rb_audit_keyring *trust; /* who may have signed a PATH.repair to complete */
 };
 
@@ -139,6 +139,7 @@ static int tail_scan(const char *buf, uint64_t start, struct rb_audit_tail *t)
 {
 	uint64_t n = t->size - start;
 	const char *nl = n ? memrchr(buf, '\n', n) : NULL;
+	t->torn.records = 0;
 	if (!nl)
 		return start == 0 ? (t->torn.offset = 0, 1) : 0;
 	uint64_t torn = start + (uint64_t)(nl - buf) + 1;
@@ -154,6 +155,11 @@ static int tail_scan(const char *buf, uint64_t start, struct rb_audit_tail *t)
 		uint64_t begin = p ? start + (uint64_t)(p - buf) + 1 : 0;
 		if (memchr(buf + (begin - start), 0, end - begin)) {
 			torn = begin;   /* zeros a power loss left: part of the torn tail */
+			continue;
+		}
+		if (rb_audit_line_signed(buf + (begin - start), end - begin) == 0) {
+			torn = begin;   /* a record of a group whose signed end is missing */
+			t->torn.records++;
 			continue;
 		}
 		t->torn.offset = torn;
@@ -188,6 +194,15 @@ int rb_audit_read_tail(int fd, const char *path, struct rb_audit_tail *t, char *
 	}
 	t->torn.length = t->size - t->torn.offset;
 	return 0;
+}
+
+int rb_audit_line_signed(const char *line, size_t len)
+{
+	json_t *v = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+	int r = !json_is_object(v) || !json_is_integer(json_object_get(v, "seq")) ? -1
+		: json_is_string(json_object_get(v, "sig"));
+	json_decref(v);
+	return r;
 }
 
 /* The seq and type of a line that must be a record; -1 when it is not one. */
@@ -267,44 +282,50 @@ static int load_tail(struct rb_audit_log *a)
 /* --- signing ---------------------------------------------------------------------- */
 
 /*
- * Sign rec (stamped, without the chain's keys) as the next record: sets seq,
- * prev, key_id and sig in it, appends its line and a newline to out, and moves
- * the chain on.
+ * Chain rec (stamped, without the chain's keys) as the next record: sets seq
+ * and prev in it and, with sign (the last record of a group), key_id and sig;
+ * appends its line and a newline to out, and moves the chain on.
  */
-static int sign_record(struct rb_audit_log *a, json_t *rec, struct rb_buf *out)
+static int chain_record(struct rb_audit_log *a, json_t *rec, int sign, struct rb_buf *out)
 {
 	unsigned char sig[SIG_LEN];
 	char b64[SIG_B64_LEN + 1], *e = NULL;
 	size_t from, to, start = out->len;
 	json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
 	json_object_set_new(rec, "prev", json_string(a->prev));
-	json_object_set_new(rec, "key_id", json_string(a->key->id));
 	/*
 	 * One encoding: the line with a stand-in signature of the same length;
 	 * the signed bytes are the line without the "sig" member, and the
 	 * signature then takes the stand-in's place.
 	 */
-	memset(b64, '=', SIG_B64_LEN);
-	b64[SIG_B64_LEN] = '\0';
-	json_object_set_new(rec, "sig", json_string(b64));
+	if (sign) {
+		json_object_set_new(rec, "key_id", json_string(a->key->id));
+		memset(b64, '=', SIG_B64_LEN);
+		b64[SIG_B64_LEN] = '\0';
+		json_object_set_new(rec, "sig", json_string(b64));
+	}
 	if (rb_audit_canon_span(rec, "sig", out, &from, &to, &e) < 0) {
 		afail(a, "%s: cannot encode a record: %s", a->path, e);
 		free(e);
 		out->len = start;
 		return -1;
 	}
-	/* The member is `"sig":"..."` with a comma before or after it. */
-	char *stand_in = memmem(out->s + from, to - from, b64, SIG_B64_LEN);
-	a->msg.len = 0;
-	rb_buf_add(&a->msg, out->s + start, from - start);
-	rb_buf_add(&a->msg, out->s + to, out->len - to);
-	if (!stand_in || rb_audit_sign_copy(a->tmpl, a->ctx, a->msg.s, a->msg.len, sig) < 0) {
-		out->len = start;
-		return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
+	if (sign) {
+		/* The member is `"sig":"..."` with a comma before or after it. */
+		char *stand_in = memmem(out->s + from, to - from, b64, SIG_B64_LEN);
+		a->msg.len = 0;
+		rb_buf_add(&a->msg, SIG_CONTEXT, SIG_CONTEXT_LEN);
+		rb_buf_add(&a->msg, out->s + start, from - start);
+		rb_buf_add(&a->msg, out->s + to, out->len - to);
+		if (!stand_in || rb_audit_sign_copy(a->tmpl, a->ctx, a->msg.s, a->msg.len, sig) < 0) {
+			out->len = start;
+			return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
+		}
+		rb_audit_b64(sig, SIG_LEN, b64);
+		memcpy(stand_in, b64, SIG_B64_LEN);
+		json_object_set_new(rec, "sig", json_string(b64));
+		a->signatures++;
 	}
-	rb_audit_b64(sig, SIG_LEN, b64);
-	memcpy(stand_in, b64, SIG_B64_LEN);
-	json_object_set_new(rec, "sig", json_string(b64));
 	rb_sha256_hex(out->s + start, out->len - start, a->prev);
 	rb_buf_putc(out, '\n');
 	a->seq++;
@@ -516,13 +537,15 @@ static int repair(struct rb_audit_log *a)
 		free(b64);
 	}
 	free(bytes);
+	if (a->torn.records)     /* records written without the signature that ends their group */
+		json_object_set_new(rec, "records", json_integer((json_int_t)a->torn.records));
 	stamp(a, rec);
 	struct rb_buf line;
 	rb_buf_init(&line);
 	uint64_t seq = a->seq;
 	char prev[65], *type = rb_xstrdup(rb_audit_last_type(a));
 	memcpy(prev, a->prev, sizeof(prev));
-	int r = sign_record(a, rec, &line);
+	int r = chain_record(a, rec, 1, &line);
 	json_decref(rec);
 	/* First the record, whole and durable, beside the log: then the cut cannot lose it. */
 	if (r == 0 && rb_write_durable(a->dir, a->repair_name, line.s, line.len, 0600, &e) < 0)
@@ -733,8 +756,9 @@ static int write_pending(struct rb_audit_log *a)
 			  a->path);
 	}
 	a->out.len = 0;
+	/* One signature, on the group's last record, covers the group through the chain. */
 	for (size_t i = 0; r == 0 && i < n; i++)
-		r = sign_record(a, json_array_get(a->pending, i), &a->out);
+		r = chain_record(a, json_array_get(a->pending, i), i == n - 1, &a->out);
 	if (r == 0 && (rb_write_hooked(a->fd, a->out.s, a->out.len, a->hook, a->hook_arg) < 0 ||
 		       rb_hook_inject(a->hook, a->hook_arg, RB_JP_AFTER_WRITE) < 0)) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));

@@ -23,6 +23,7 @@ struct rb_buf;
 #define RB_AUDIT_KEY_ID_LEN     16              /* hex digits of a key id */
 #define RB_AUDIT_LINE_MAX       (16u << 20)     /* a longer line is not a record */
 #define RB_AUDIT_DEPTH_MAX      128             /* nesting of arrays and objects */
+#define RB_AUDIT_GROUP_MAX      65536           /* records a signature may cover */
 /* The largest integer a record may hold: jq reads numbers as doubles. */
 #define RB_AUDIT_INT_MAX        9007199254740992LL      /* 2^53 */
 
@@ -132,11 +133,16 @@ struct rb_audit_head {
 /* "SEQ:SHA256", the form `runbook audit head` prints; -1 when s is not in it. */
 int rb_audit_head_parse(const char *s, struct rb_audit_head *h);
 
-/* A torn tail: bytes after the last whole record, left by a crash in a write. */
+/*
+ * A torn tail: the bytes after the last signed record, left by a crash in a
+ * write (a line cut short, zeros, whole records of a group whose signed end
+ * is missing).
+ */
 struct rb_audit_torn {
 	uint64_t offset;        /* where it starts */
 	uint64_t length;        /* bytes to the end of the file */
 	uint64_t line;          /* its line number if the lines before it are intact (seq + 1) */
+	uint64_t records;       /* whole unsigned records in it */
 };
 
 struct rb_audit_log;
@@ -276,6 +282,9 @@ struct rb_audit_result {
  */
 int rb_audit_check_line(const char *line, size_t len, const struct rb_audit_keyring *kr,
 			char *why, size_t whysize);
+
+/* 1 when line is a record with a sig, 0 a record without one, -1 not a record. */
+int rb_audit_line_signed(const char *line, size_t len);
 
 /* Verify the log at path; 0 when it holds, else -1 with the first problem in *r. */
 int rb_audit_verify(const char *path, const struct rb_audit_verify_opts *o,

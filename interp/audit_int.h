@@ -13,6 +13,12 @@
 #define SIG_LEN         64      /* an Ed25519 signature */
 #define SIG_B64_LEN     88      /* its base64, with "==" */
 #define ZERO_HASH       "0000000000000000000000000000000000000000000000000000000000000000"
+/*
+ * Format 2 signs a record's canonical bytes after this context, so that its
+ * signature is never one of another protocol's (docs/audit-format.md).
+ */
+#define SIG_CONTEXT     "runbook audit log v2\n"
+#define SIG_CONTEXT_LEN (sizeof(SIG_CONTEXT) - 1)
 
 struct rb_audit_key {
 	EVP_PKEY *pkey;

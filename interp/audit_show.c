@@ -126,6 +126,11 @@ struct show {
 	int64_t first_ms;
 	char *run, *key;        /* of the record before */
 	int any;                /* JSON: an element was printed */
+	/*
+	 * Records after the last signed one, shown once the signature that ends
+	 * their group names its key (or at the end, or before a bad line).
+	 */
+	json_t *held;           /* [[line, record], ...] */
 };
 
 static void column(struct rb_buf *b, const json_t *v, enum format fmt, int width)
@@ -138,7 +143,8 @@ static void column(struct rb_buf *b, const json_t *v, enum format fmt, int width
 			rb_buf_putc(b, ' ');
 }
 
-static void show_record(struct show *s, json_t *rec)
+/* rec of line, signed (as its group is) by key ("?": not signed) */
+static void show_record(struct show *s, uint64_t line, json_t *rec, const char *key)
 {
 	struct rb_buf b;
 	int64_t ms = 0;
@@ -150,7 +156,7 @@ static void show_record(struct show *s, json_t *rec)
 	}
 	rb_buf_init(&b);
 	if (s->fmt == JSON) {
-		json_t *e = json_pack("{s:I,s:O}", "line", (json_int_t)s->line, "record", rec);
+		json_t *e = json_pack("{s:I,s:O}", "line", (json_int_t)line, "record", rec);
 		if (have)
 			json_object_set_new(e, "offset_ms", json_integer(ms - s->first_ms));
 		rb_buf_puts(&b, s->any ? ",\n" : "");
@@ -162,9 +168,7 @@ static void show_record(struct show *s, json_t *rec)
 		return;
 	}
 	const char *run = json_string_value(json_object_get(rec, "run_id"));
-	const char *key = json_string_value(json_object_get(rec, "key_id"));
 	run = run ? run : "?";
-	key = key ? key : "?";
 	if (!s->run || strcmp(s->run, run) || strcmp(s->key, key)) {
 		json_t *jr = json_string(run), *jk = json_string(key);
 		if (s->fmt == MARKDOWN)
@@ -245,6 +249,17 @@ static void show_bad(struct show *s, uint64_t offset, size_t len, int torn, cons
 	free(why);
 }
 
+/* The records held, of the group that key signed ("?": none did). */
+static void show_held(struct show *s, const char *key)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(s->held, i, e)
+		show_record(s, (uint64_t)json_integer_value(json_array_get(e, 0)),
+			    json_array_get(e, 1), key);
+	json_array_clear(s->held);
+}
+
 /*
  * The next line of in with its newline, if any, in b: 1, 0 at the end, -1 on
  * a read error or (errno EFBIG) a line longer than RB_AUDIT_LINE_MAX, which
@@ -270,7 +285,7 @@ static int read_line(FILE *in, struct rb_buf *b)
 
 int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 {
-	struct show s = {.out = out};
+	struct show s = {.out = out, .held = json_array()};
 	if (!strcmp(format, "text"))
 		s.fmt = TEXT;
 	else if (!strcmp(format, "markdown"))
@@ -296,20 +311,27 @@ int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 		int term = line[len - 1] == '\n';
 		json_error_t je;
 		json_t *rec = NULL;
+		if (!term || !(rec = json_loadb(line, len - 1, JSON_ALLOW_NUL, &je)) ||
+		    !json_is_object(rec))
+			show_held(&s, "?");     /* in order, before the bad line */
 		if (!term) {
 			show_bad(&s, offset, len, 1, "torn tail: a line without its newline");
-		} else if (!(rec = json_loadb(line, len - 1, JSON_ALLOW_NUL, &je))) {
+		} else if (!rec) {
 			char *why = rb_xasprintf("not JSON: %s", je.text);
 			show_bad(&s, offset, len - 1, 0, why);
 			free(why);
 		} else if (!json_is_object(rec)) {
 			show_bad(&s, offset, len - 1, 0, "not a JSON object");
 		} else {
-			show_record(&s, rec);
+			json_array_append_new(s.held, json_pack("[I,O]", (json_int_t)s.line, rec));
+			const char *key = json_string_value(json_object_get(rec, "key_id"));
+			if (key)
+				show_held(&s, key);
 		}
 		json_decref(rec);
 		offset += len;
 	}
+	show_held(&s, "?");
 	int rc = 0;
 	if (got < 0 && errno == EFBIG) {
 		if (err)
@@ -330,6 +352,7 @@ int rb_audit_show(FILE *in, FILE *out, const char *format, char **err)
 	if (s.fmt == JSON)
 		fputs(s.any ? "\n]\n" : "]\n", out);
 	rb_buf_release(&lb);
+	json_decref(s.held);
 	free(s.run);
 	free(s.key);
 	return rc;

@@ -544,7 +544,8 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 			char **err)
 {
 	size_t off = 0, line = 1, last_off = 0;
-	uint64_t expect = 0;
+	size_t signed_end = 0, signed_n = 0;    /* after the last signed record */
+	uint64_t expect = 0, signed_seq = 0;
 	char why[200], prev[65];
 
 	memset(prev, '0', 64);
@@ -605,9 +606,14 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 		rb_sha256_hex(buf + off, end - off, prev);
 		if (seq == s->snap_seq)
 			memcpy(s->log_at_snap, prev, sizeof(prev));
-		last_off = off;
-		s->last_len = end - off;
-		s->last_lineno = line;
+		if (json_object_get(rec, "sig")) {
+			last_off = off;
+			s->last_len = end - off;
+			s->last_lineno = line;
+			signed_end = end + 1;
+			signed_n = json_array_size(s->records) + 1;
+			signed_seq = seq;
+		}
 		expect = seq + 1;
 		if (json_array_append_new(s->records, rec) < 0) {
 			errno = ENOMEM;
@@ -616,6 +622,25 @@ static int scan_journal(const char *buf, size_t len, const char *path, struct sc
 		s->jrecords++;
 		off = end + 1;
 		line++;
+	}
+	/*
+	 * Records after the last signed one are a group whose signed end a crash
+	 * cut off: never durable, nothing acted on them.  They join the torn tail.
+	 */
+	size_t n = json_array_size(s->records);
+	if (n > signed_n) {
+		json_decref(s->torn);
+		s->torn = torn_info(buf, signed_end, len - signed_end, s->last_lineno + 1);
+		if (!s->torn) {
+			errno = ENOMEM;
+			return rb_fail(err, "out of memory");
+		}
+		while (json_array_size(s->records) > signed_n)
+			json_array_remove(s->records, json_array_size(s->records) - 1);
+		s->jrecords -= n - signed_n;
+		if (s->snap_seq > signed_seq)
+			s->log_at_snap[0] = '\0';
+		off = signed_end;
 	}
 	s->good_len = off < len ? off : len;
 	if (s->last_lineno)

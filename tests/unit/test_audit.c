@@ -528,10 +528,21 @@ static void t_roundtrip(const char *dir, const struct rb_audit_key *ka,
 	      json_integer_value(json_object_get(first, "seq")) == 1 &&
 	      !strcmp(json_string_value(json_object_get(first, "ts")),
 		      "2026-11-23T17:05:05.137Z") &&
-	      !strcmp(json_string_value(json_object_get(first, "run_id")), RUN_A) &&
-	      !strcmp(json_string_value(json_object_get(first, "key_id")), rb_audit_key_id(ka)),
+	      !strcmp(json_string_value(json_object_get(first, "run_id")), RUN_A),
 	      "first record: %.*s", (int)(strchr(buf, '\n') - buf), buf);
 	json_decref(first);
+	/* write_recs syncs every two records: the second of each group alone is signed. */
+	const char *lines[8];
+	size_t lens[8];
+	CHECK(split(buf, len, lines, lens, 8) == 6, "six lines");
+	for (size_t i = 0; i < 6; i++) {
+		json_t *l = json_loadb(lines[i], lens[i], JSON_ALLOW_NUL, NULL);
+		const char *kid = json_string_value(json_object_get(l, "key_id"));
+		int sig = json_is_string(json_object_get(l, "sig"));
+		CHECK(i % 2 ? kid && !strcmp(kid, rb_audit_key_id(ka)) && sig : !kid && !sig,
+		      "line %zu: key_id %s, sig %d", i + 1, kid ? kid : "none", sig);
+		json_decref(l);
+	}
 	/* Ed25519 is deterministic: the same records and key give the same bytes. */
 	char *again = join(dir, "rt2.jsonl");
 	write_standard(again, ka, RUN_A);
@@ -639,7 +650,7 @@ static void t_every_byte(const char *dir, const struct rb_audit_key *ka)
 			if (verify_buf(mod, mlen, &o, &r) == 0) {
 				if (missed++ < 5)
 					CHECK(0, "byte %zu change %d not found", i, v);
-			} else if (r.bad_line != line[i]) {
+			} else if (r.bad_line != (i == len - 1 ? 5 : line[i])) {
 				if (wrong++ < 5)
 					CHECK(0, "byte %zu (line %" PRIu64 ") change %d: line %" PRIu64
 					      " named: %s", i, line[i], v, r.bad_line, r.reason);
@@ -649,8 +660,11 @@ static void t_every_byte(const char *dir, const struct rb_audit_key *ka)
 	CHECK(missed == 0 && wrong == 0, "%u of %u changes of %zu bytes: %u missed, %u wrong line",
 	      missed + wrong, tried, len, missed, wrong);
 	CHECK(nlines == 6 && tried > 3 * len, "%zu lines, %u changes", nlines, tried);
-	/* The last newline gone: a torn tail in line 6. */
-	CHECK(verify_buf(buf, len - 1, &o, &r) < 0 && r.torn && r.bad_line == 6,
+	/*
+	 * The last newline gone: a torn tail, from line 5, whose group lost its
+	 * signed end (line 6) with it.
+	 */
+	CHECK(verify_buf(buf, len - 1, &o, &r) < 0 && r.torn && r.bad_line == 5,
 	      "torn: %s", r.reason);
 	free(mod);
 	free(line);
@@ -689,9 +703,10 @@ static void t_lines(const char *dir, const struct rb_audit_key *ka)
 			if (i != d)
 				order[k++] = i;
 		m = concat(all, lnall, order, k, &len);
-		/* The last line deleted: the run has no end, named as the line after the last. */
-		CHECK(verify_buf(m, len, &o, &r) < 0 && r.bad_line == d + 1 &&
-		      r.bad_seq == (d == n - 1 ? n : d + 2),
+		/* The last line deleted: line 5 is left without the signature that ended its group. */
+		CHECK(verify_buf(m, len, &o, &r) < 0 &&
+		      r.bad_line == (d == n - 1 ? d : d + 1) &&
+		      r.bad_seq == (d == n - 1 ? d : d + 2),
 		      "delete line %zu: line %" PRIu64 " seq %" PRIu64 " named: %s", d + 1,
 		      r.bad_line, r.bad_seq, r.reason);
 		free(m);
@@ -722,18 +737,18 @@ static void t_lines(const char *dir, const struct rb_audit_key *ka)
 			free(m);
 		}
 	/*
-	 * Line k of run B in place of line k of run A: same key, same seq, a valid
-	 * signature, but its prev is the hash of B's line k-1, so it is named.
-	 * Line 1 is the exception: B's first record is as valid a first record as
-	 * A's (prev 64 zeros), so the line named is 2, whose prev is A's line 1 and
-	 * whose run differs; told the run id, the verifier names line 1.
+	 * Line k of run B in place of line k of run A: same key, same seq, its
+	 * prev the hash of B's line k-1, so it is named.  A signed one carries a
+	 * valid signature: it is told from a change to the unsigned line before
+	 * it by its run, or by the line after it, whose prev does not match it.
+	 * B's line 1, unsigned, is not the record that A's line 2 covers.
 	 */
 	for (size_t s = 0; s < n; s++) {
 		for (size_t x = 0; x < n; x++)
 			order[x] = x;
 		order[s] = n + s;
 		m = concat(all, lnall, order, n, &len);
-		CHECK(verify_buf(m, len, &o, &r) < 0 && r.bad_line == (s == 0 ? 2 : s + 1),
+		CHECK(verify_buf(m, len, &o, &r) < 0 && r.bad_line == s + 1,
 		      "splice B's line %zu: line %" PRIu64 " named: %s", s + 1, r.bad_line,
 		      r.reason);
 		struct rb_audit_verify_opts ro = {.keyring = kr, .run_id = RUN_A};
@@ -893,13 +908,20 @@ static void t_closing(const char *dir, const struct rb_audit_key *ka,
 	size_t cut5 = 0;
 	for (int nl = 0; nl < 5; cut5++)
 		nl += buf[cut5] == '\n';
-	CHECK(verify_buf(buf, cut5, &o, &r) == 0, "allowed open, cut at 5: %s", r.reason);
+	/* Cut after an unsigned record: its group's signed end is missing. */
+	CHECK(verify_buf(buf, cut5, &o, &r) < 0 && r.bad_line == 5 && r.torn &&
+	      strstr(r.reason, "unsigned tail"), "allowed open, cut at 5: %s", r.reason);
 	struct rb_audit_head h6;
 	CHECK(verify_buf(buf, cut6, &o, &r) == 0, "head at 6");
 	h6 = r.head;
 	o.expected_head = &h6;
-	CHECK(verify_buf(buf, cut5, &o, &r) < 0 && r.bad_line == 6, "cut found with the head: %s",
+	CHECK(verify_buf(buf, cut5, &o, &r) < 0 && r.bad_line == 5, "cut found with the head: %s",
 	      r.reason);
+	size_t cut4 = 0;
+	for (int nl = 0; nl < 4; cut4++)
+		nl += buf[cut4] == '\n';
+	CHECK(verify_buf(buf, cut4, &o, &r) < 0 && r.bad_line == 5 && strstr(r.reason, "cut"),
+	      "cut at a signed record, found with the head: %s", r.reason);
 	o.expected_head = NULL;
 	o.allow_open = 0;
 	free(buf);
@@ -912,18 +934,19 @@ static void t_closing(const char *dir, const struct rb_audit_key *ka,
 	o.keyring = both;
 	CHECK(verify_buf(buf, len, &o, &r) == 0, "both keys trusted: %s", r.reason);
 	o.keyring = kr;
-	CHECK(verify_buf(buf, len, &o, &r) < 0 && r.bad_line == 5 &&
+	/* Signatures end groups of two: B's first is on line 6, A's on line 2. */
+	CHECK(verify_buf(buf, len, &o, &r) < 0 && r.bad_line == 6 &&
 	      strstr(r.reason, rb_audit_key_id(kb)) && strstr(r.reason, "not in the keyring"),
 	      "key B unknown: %s", r.reason);
 	o.keyring = onlyb;
-	CHECK(verify_buf(buf, len, &o, &r) < 0 && r.bad_line == 1, "key A unknown: %s",
+	CHECK(verify_buf(buf, len, &o, &r) < 0 && r.bad_line == 2, "key A unknown: %s",
 	      r.reason);
 	/* A key id that is known but a signature by another key (the id forged). */
 	char *forged = rb_xstrndup(buf, len);
 	char *kid = strstr(forged, rb_audit_key_id(ka));
 	memcpy(kid, rb_audit_key_id(kb), RB_AUDIT_KEY_ID_LEN);
 	o.keyring = both;
-	CHECK(verify_buf(forged, len, &o, &r) < 0 && r.bad_line == 1 &&
+	CHECK(verify_buf(forged, len, &o, &r) < 0 && r.bad_line == 2 &&
 	      strstr(r.reason, "does not verify"), "forged key id: %s", r.reason);
 	free(forged);
 	free(buf);
@@ -1142,6 +1165,135 @@ static void t_torn(const char *dir, const struct rb_audit_key *ka)
  * Open refuses each, naming the file, and changes nothing: the log keeps its
  * bytes and the file stays, to be looked at.
  */
+/* A write of a group cut short: whole records of it are there, not its signed end. */
+static int cut_after(void *arg, enum rb_journal_point p, size_t *len)
+{
+	size_t *keep = arg;
+	if (p != RB_JP_BEFORE_WRITE)
+		return 0;
+	if (*keep == 0)
+		return EIO;
+	if (*len > *keep)
+		*len = *keep;
+	*keep -= *len;
+	return 0;
+}
+
+static void t_group_cut(const char *dir, const struct rb_audit_key *ka)
+{
+	char *log = join(dir, "group_cut.jsonl"), *err = NULL;
+	write_open_run(log, ka);                /* 3 records: line 2 signed, line 3 */
+	size_t len0;
+	char *clean = slurp(log, &len0);
+	free(clean);
+	struct rb_audit_log *a;
+	CHECK(rb_audit_open(log, ka, RUN_A, 0, &a, &err) == 0, "open: %s", err);
+	/* A group of three; the write stops 10 bytes into its third line. */
+	json_t *recs[] = {rec("action_result", "step", "a", NULL),
+			  rec("step_finished", "step", "a", "status", "succeeded", NULL),
+			  rec("step_started", "step", "b", NULL)};
+	for (int i = 0; i < 3; i++) {
+		rb_audit_append(a, recs[i]);
+		json_decref(recs[i]);
+	}
+	CHECK(rb_audit_sync(a) == 0, "the group: %s", rb_audit_error(a));
+	rb_audit_close(a);
+	size_t full;
+	char *buf = slurp(log, &full);
+	const char *l6 = buf + len0;
+	for (int k = 0; k < 2; k++)
+		l6 = strchr(l6, '\n') + 1;
+	size_t keep = (size_t)(l6 - buf) + 10;
+	CHECK(truncate(log, (off_t)keep) == 0, "cut");
+	free(buf);
+
+	struct rb_audit_keyring *kr = ring(ka, NULL);
+	struct rb_audit_verify_opts o = {.keyring = kr, .allow_open = 1};
+	struct rb_audit_result r;
+	CHECK(rb_audit_verify(log, &o, &r) < 0 && r.torn && r.bad_line == 4 &&
+	      strstr(r.reason, "2 records without the signature") && strstr(r.reason, "10 bytes"),
+	      "verify a cut group: line %" PRIu64 ": %s", r.bad_line, r.reason);
+	CHECK(r.records == 3 && r.head.seq == 3, "the verified part: %" PRIu64, r.records);
+	struct rb_audit_head h;
+	struct rb_audit_torn t;
+	CHECK(rb_audit_head(log, &h, &t, NULL) == 0 && h.seq == 3 && t.offset == len0 &&
+	      t.records == 2 && t.length == keep - len0, "head before the group: %" PRIu64
+	      " torn %" PRIu64 " at %" PRIu64 ", %" PRIu64 " records", h.seq, t.length, t.offset,
+	      t.records);
+	/* The repair removes the whole group and says how many records it held. */
+	CHECK(rb_audit_open(log, ka, RUN_A, 0, &a, &err) == 0 && rb_audit_torn(a) &&
+	      rb_audit_torn(a)->records == 2, "open: %s", err);
+	CHECK(rb_audit_repair(a) == 0 && finish_run(a) == 0, "repair: %s", rb_audit_error(a));
+	rb_audit_close(a);
+	o.allow_open = 0;
+	CHECK(rb_audit_verify(log, &o, &r) == 0 && r.records == 7, "verify repaired: %s",
+	      r.reason);
+	buf = slurp(log, &full);
+	json_t *rep = json_loadb(buf + len0, strchr(buf + len0, '\n') - (buf + len0), 0, NULL);
+	CHECK(!strcmp(json_string_value(json_object_get(rep, "type")), "log_repaired") &&
+	      json_integer_value(json_object_get(rep, "records")) == 2 &&
+	      json_integer_value(json_object_get(rep, "length")) == (json_int_t)(keep - len0) &&
+	      json_is_string(json_object_get(rep, "sig")), "log_repaired of a group");
+	json_decref(rep);
+	free(buf);
+
+	/* The same cut made by a failing write, through the writer's own hook. */
+	char *log2 = join(dir, "group_cut2.jsonl");
+	write_open_run(log2, ka);
+	CHECK(rb_audit_open(log2, ka, RUN_A, 0, &a, &err) == 0, "open: %s", err);
+	size_t cutlen = 20;
+	rb_audit_set_hook(a, cut_after, &cutlen);
+	json_t *x = rec("step_started", "step", "x", NULL), *y = rec("action_intent", NULL);
+	rb_audit_append(a, x);
+	rb_audit_append(a, y);
+	json_decref(x);
+	json_decref(y);
+	CHECK(rb_audit_sync(a) < 0, "the write fails");
+	rb_audit_close(a);
+	CHECK(rb_audit_open(log2, ka, RUN_A, 0, &a, &err) == 0 && rb_audit_torn(a) &&
+	      rb_audit_torn(a)->length == 20 && rb_audit_torn(a)->records == 0, "torn 20: %s", err);
+	rb_audit_close(a);
+
+	rb_audit_keyring_free(kr);
+	free(log);
+	free(log2);
+}
+
+/* A log of format 1 (a signature on every record, without the context) is named as such. */
+static void t_format1(const struct rb_audit_key *ka)
+{
+	json_t *r1 = rec("run_started", NULL);
+	json_object_set_new(r1, "seq", json_integer(1));
+	json_object_set_new(r1, "ts", json_string("2026-11-23T17:05:05.137Z"));
+	json_object_set_new(r1, "run_id", json_string(RUN_A));
+	json_object_set_new(r1, "prev", json_string(ZERO_HASH));
+	json_object_set_new(r1, "key_id", json_string(rb_audit_key_id(ka)));
+	struct rb_buf b;
+	rb_buf_init(&b);
+	rb_audit_canon(r1, NULL, &b, NULL);
+	unsigned char sig[SIG_LEN];
+	char b64[SIG_B64_LEN + 1];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	CHECK(rb_audit_sign_bytes(ka, ctx, b.s, b.len, sig) == 0, "sign");
+	EVP_MD_CTX_free(ctx);
+	rb_audit_b64(sig, SIG_LEN, b64);
+	json_object_set_new(r1, "sig", json_string(b64));
+	b.len = 0;
+	rb_audit_canon(r1, NULL, &b, NULL);
+	rb_buf_putc(&b, '\n');
+	struct rb_audit_keyring *kr = ring(ka, NULL);
+	struct rb_audit_verify_opts o = {.keyring = kr};
+	struct rb_audit_result r;
+	CHECK(verify_buf(b.s, b.len, &o, &r) < 0 && r.bad_line == 1 &&
+	      strstr(r.reason, "format 1"), "format 1: %s", r.reason);
+	char why[200];
+	CHECK(rb_audit_check_line(b.s, b.len - 1, kr, why, sizeof(why)) < 0 &&
+	      strstr(why, "format 1"), "format 1, one line: %s", why);
+	rb_audit_keyring_free(kr);
+	rb_buf_release(&b);
+	json_decref(r1);
+}
+
 static void t_forged_repair(const char *dir, const struct rb_audit_key *ka,
 			    const struct rb_audit_key *kb)
 {
@@ -1408,6 +1560,8 @@ int main(int argc, char **argv)
 	t_reasons(ka, kb);
 	t_closing(tmpl, ka, kb);
 	t_torn(tmpl, ka);
+	t_group_cut(tmpl, ka);
+	t_format1(ka);
 	t_forged_repair(tmpl, ka, kb);
 	t_shared(tmpl, ka, kb);
 	rb_audit_key_free(ka);
