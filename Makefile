@@ -11,14 +11,17 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -DRB_VERSION='"$(VERSION)"' $(WARN) $(PKG_CFLAGS) $(CFLAGS)
+# Headers by name from the engine and the actions; interp/cmd/ is not on the path, so
+# only the command layer, beside it, can include cli.h.
+INCS     := -Iinterp -Istdlib
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -DRB_VERSION='"$(VERSION)"' $(WARN) $(INCS) $(PKG_CFLAGS) $(CFLAGS)
 # All seven libraries are linked, also those not called yet (--no-as-needed).
 LDLIBS   := -Wl,--no-as-needed $(PKG_LIBS) -lm -Wl,--as-needed -pthread
 
-SRCS     := $(wildcard interp/*.c stdlib/*.c)
-# The engine: everything but the command line (main.c, cli.c, version.c, cmd_*.c).
-LIB_SRCS := $(filter-out interp/main.c interp/cli.c interp/version.c interp/cmd_%.c,$(SRCS))
-HDRS     := $(wildcard interp/*.h stdlib/*.h)
+SRCS     := $(wildcard interp/*.c interp/cmd/*.c stdlib/*.c)
+# The engine: everything but the command layer (interp/cmd/).
+LIB_SRCS := $(filter-out interp/cmd/%.c,$(SRCS))
+HDRS     := $(wildcard interp/*.h interp/cmd/*.h stdlib/*.h)
 
 B        := build
 OBJS     := $(SRCS:%.c=$(B)/obj/%.o)
@@ -55,11 +58,11 @@ $(B)/asan/runbook: $(ASAN_OBJS)
 $(B)/unit/%: tests/unit/%.c $(LIB_SRCS:%.c=$(B)/obj/%.o)
 	@mkdir -p $(dir $@)
 	@echo "LD $@"
-	@$(CC) $(ALL_CFLAGS) -Iinterp -o $@ $^ $(LDLIBS)
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/asan/unit/%: tests/unit/%.c $(LIB_SRCS:%.c=$(B)/asan/%.o)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -Iinterp -o $@ $^ $(LDLIBS)
+	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 UNITS      := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 ASAN_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(B)/asan/unit/%)
@@ -90,7 +93,7 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined $(PKG_CFLAGS) \
-		-Iinterp -o $@ $< $(LIB_SRCS) $(LDLIBS)
+		$(INCS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
 # Each target's dictionary and seed directories, and its corpus (load's predates the
 # others).  The corpus comes first on the command line: libFuzzer writes what it

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../interp/proc.h"
+#include "proc.h"
 
 static double now_s(void)
 {

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../interp/redact.h"
-#include "../interp/redact_int.h"
-#include "../interp/util.h"
+#include "redact.h"
+#include "redact_int.h"
+#include "util.h"
 
 #define NSECRETS 50
 

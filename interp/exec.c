@@ -961,8 +961,8 @@ static int restore(struct exec *ex)
 
 /*
  * The key that signs the run's log: --audit-key, $RUNBOOK_AUDIT_KEY, or the
- * host's key, made on first use (and said so: its public half must reach the
- * keyrings that verify this host's logs).
+ * host's key, made on first use (and said so, by an event: its public half
+ * must reach the keyrings that verify this host's logs).
  */
 static int load_key(struct exec *ex, const char *state)
 {
@@ -972,10 +972,15 @@ static int load_key(struct exec *ex, const char *state)
 		free(err);
 		return -1;
 	}
-	if (created)
-		fprintf(stderr, "runbook: created %s, the audit key of this host (key id %s), to "
-			"sign run logs; give %s.pub to those who verify them\n", created,
-			rb_audit_key_id(ex->key), created);
+	if (created) {
+		char *pub = rb_xasprintf("%s.pub", created);
+		ex_event(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "audit_key_created",
+				       "file", created, "public_file", pub, "key_id",
+				       rb_audit_key_id(ex->key)),
+			 "created %s, the audit key of this host (key id %s), to sign run logs; "
+			 "give %s to those who verify them", created, rb_audit_key_id(ex->key), pub);
+		free(pub);
+	}
 	free(created);
 	ex->secret_hmacs = json_object();
 	ex->vars = json_object();

@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "../stdlib/action.h"
+#include "action.h"
 #include "exec.h"
 #include "journal.h"
 #include "luabox.h"

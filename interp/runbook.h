@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../stdlib/action.h"
+#include "action.h"
 #include "diag.h"
 #include "types.h"
 #include "yaml_doc.h"

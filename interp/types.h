@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "../stdlib/action.h"
+#include "action.h"
 
 struct rb_node;
 

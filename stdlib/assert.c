@@ -2,8 +2,8 @@
  * assert: fail the step unless a condition holds; the condition is usually an
  * expression over earlier steps' outputs, evaluated before the call.
  */
-#include "../interp/util.h"
 #include "action.h"
+#include "util.h"
 
 static const struct rb_arg assert_args[] = {
 	{"that", RB_T_BOOLEAN, RB_ARG_REQUIRED, NULL, "the condition that must be true"},

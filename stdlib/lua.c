@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../interp/luabox.h"
-#include "../interp/util.h"
 #include "action.h"
+#include "luabox.h"
+#include "util.h"
 
 /* Without a step timeout a chunk still may not run forever. */
 enum { LUA_DEFAULT_MS = 60 * 1000 };

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../interp/proc.h"
-#include "../interp/util.h"
 #include "action.h"
+#include "proc.h"
+#include "util.h"
 
 enum {
 	SHELL_MEM_LIMIT = 1024 * 1024,  /* bytes of each stream kept in memory */

@@ -4,9 +4,9 @@
  */
 #include <time.h>
 
-#include "../interp/types.h"
-#include "../interp/util.h"
 #include "action.h"
+#include "types.h"
+#include "util.h"
 
 static const struct rb_arg wait_args[] = {
 	{"duration", RB_T_DURATION, RB_ARG_REQUIRED, NULL, "how long to wait"},

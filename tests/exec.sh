@@ -1080,13 +1080,13 @@ rm -rf "$pdir" "$pstate"
 # The signing key: the host's, made on first use with a notice; or RUNBOOK_AUDIT_KEY's;
 # or --audit-key's, which wins.
 kstate=$(mktemp -d)
-out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1 >/dev/null)
+out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>/dev/null)
 check "the first run makes the host key" [ -s "$kstate/keys/host.pem" ] && [ -s "$kstate/keys/host.pem.pub" ]
 hid=$(openssl pkey -in "$kstate/keys/host.pem" -pubout -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
-check "and says so on stderr, naming it and its id" grep -qx "runbook: created $kstate/keys/host.pem, the audit key of this host (key id $hid), to sign run logs; give $kstate/keys/host.pem.pub to those who verify them" <<<"$out"
+check "and says so in an event, naming it and its id" grep -qx "[0-9:]* created $kstate/keys/host.pem, the audit key of this host (key id $hid), to sign run logs; give $kstate/keys/host.pem.pub to those who verify them" <<<"$out"
 check "with mode 0600" [ "$(stat -c %a "$kstate/keys/host.pem")" = 600 ]
-out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>&1 >/dev/null)
-check "the next run uses it, quietly" bash -c "! grep -q 'created' <<<'$out'"
+out=$("$RUNBOOK" run --state-dir "$kstate" tests/exec/foreach.yaml 2>/dev/null)
+check "the next run uses it, quietly" bash -c '! grep -q "audit key of this host"' <<<"$out"
 last_kid() { jq -r "select(.key_id) | .key_id" "$kstate/runs/$(ls -t "$kstate/runs" | head -n 1)/audit.jsonl" | sort -u; }
 check "its records carry the host key's id" [ "$(last_kid)" = "$hid" ]
 "$RUNBOOK" keygen --out "$kstate/env.pem" >/dev/null

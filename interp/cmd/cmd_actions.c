@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../stdlib/action.h"
+#include "action.h"
 #include "cli.h"
 #include "types.h"
 

@@ -1,7 +1,7 @@
 /*
  * What the subcommands share: the exit statuses, the command table entry, and
- * loading a runbook file with its diagnostics printed.  Only cmd_*.c and
- * main.c include this.
+ * loading a runbook file with its diagnostics printed.  Only the command
+ * layer (interp/cmd/) includes this: the engine's include path lacks it.
  */
 #ifndef RB_CLI_H
 #define RB_CLI_H
