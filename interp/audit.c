@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "audit_int.h"
-#include "journal.h"
+#include "durable.h"
 #include "util.h"
 
 #define TAIL_WINDOW     (64 * 1024)             /* first read from the end */

@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "audit_int.h"
+#include "durable.h"
 #include "journal.h"
 #include "util.h"
 

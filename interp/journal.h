@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "durable.h"
+
 /* Names inside a run directory (docs/state.md). */
 #define RB_RUN_JOURNAL          "audit.jsonl"   /* the signed audit log is the journal */
 #define RB_RUN_SNAPSHOT         "snapshot.json"
@@ -209,49 +211,15 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err);
 void rb_runs_free(char **ids, size_t n);
 
-/*
- * Write dir/name durably: temp file .NAME.tmp in dir, fsync, rename over
- * name, fsync of dir.  mode is the new file's (e.g. 0600).  After a crash the
- * file is either the old one or the new one, whole.
- */
-int rb_write_durable(const char *dir, const char *name, const void *buf, size_t len,
-		     int mode, char **err);
-
-/* mkdir -p, mode 0700, each new directory's entry synced into its parent. */
-int rb_mkdir_durable(const char *path, char **err);
-
 /* Keep the runbook's bytes in the run (runbook.yaml) and their SHA-256 (runbook.sha256). */
 int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err);
 /* Read the run's copy of the runbook back, checking it against its SHA-256. */
 int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err);
 
 /*
- * Test hook: called at each point below with the journal's hook argument.
- * Returning an errno value makes the operation that follows the point fail
- * with that errno, as if the system call had (returns after the last point are
- * ignored).  At RB_JP_BEFORE_WRITE and RB_JP_BEFORE_TEMP_WRITE *len is the
- * byte count about to be written; lowering it makes a short write.  A hook
- * may also raise(SIGKILL) to crash at the point.  Elsewhere len is NULL.
+ * The tests' hook (durable.h) on the journal's writes: the audit log's
+ * (rb_audit_set_hook) and compaction's.  It replaces RUNBOOK_TEST_CRASH's.
  */
-enum rb_journal_point {
-	RB_JP_BEFORE_WRITE,       /* before each write(2) to the journal */
-	RB_JP_AFTER_WRITE,        /* all written; next: fdatasync */
-	RB_JP_AFTER_FDATASYNC,    /* the group is durable */
-	RB_JP_BEFORE_TEMP_WRITE,  /* compaction: before each write of the temp snapshot */
-	RB_JP_AFTER_TEMP_WRITE,   /* next: fsync of the temp snapshot */
-	RB_JP_AFTER_TEMP_FSYNC,   /* next: rename over snapshot.json */
-	RB_JP_AFTER_RENAME,       /* next: fsync of the run directory */
-	RB_JP_AFTER_DIR_FSYNC,    /* the compaction is complete */
-	RB_JP_BEFORE_GATE,        /* written, not synced; next: rb_journal_gate_fd's descriptor
-				     goes to a command's supervisor, which syncs it */
-	RB_JP_COUNT
-};
-typedef int rb_journal_hook(void *arg, enum rb_journal_point p, size_t *len);
 void rb_journal_set_hook(struct rb_journal *j, rb_journal_hook *hook, void *arg);
-const char *rb_journal_point_name(enum rb_journal_point p);
-/* For the audit log's writes: write(2) all of p, visiting RB_JP_BEFORE_WRITE before each. */
-int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg);
-/* -1 with errno set when hook (may be NULL) returns an error at p. */
-int rb_hook_inject(rb_journal_hook *hook, void *arg, enum rb_journal_point p);
 
 #endif

@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "durable.h"
 #include "journal.h"
 #include "util.h"
 
