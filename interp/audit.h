@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 #include "durable.h"
-#include "journal.h"
+#include "rundir.h"
 
 struct rb_buf;
 

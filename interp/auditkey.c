@@ -18,7 +18,7 @@
 
 #include "audit_int.h"
 #include "durable.h"
-#include "journal.h"
+#include "rundir.h"
 #include "util.h"
 
 #define KEY_FILE_MAX    (64 * 1024)

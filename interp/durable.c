@@ -169,7 +169,7 @@ const char *rb_read_why(int e)
 	       : e == EINVAL ? "not a regular file" : strerror(e);
 }
 
-/* --- whole files and directories ------------------------------------------------ */
+/* --- whole files and directories ----------------------------------------------- */
 
 /*
  * Temp file, fsync, rename, fsync of the directory: after a crash at any
@@ -263,7 +263,7 @@ int rb_mkdir_durable(const char *path, char **err)
 	return r;
 }
 
-/* --- the hook's points ---------------------------------------------------------- */
+/* --- the hook's points --------------------------------------------------------- */
 
 const char *rb_journal_point_name(enum rb_journal_point p)
 {
