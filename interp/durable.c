@@ -65,6 +65,11 @@ int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, vo
 	return write_all(fd, p, len, hook, arg, RB_JP_BEFORE_WRITE);
 }
 
+int rb_write_all(int fd, const void *p, size_t n)
+{
+	return write_all(fd, p, n, NULL, NULL, RB_JP_BEFORE_WRITE);
+}
+
 int rb_sync_fd(int fd, int data_only)
 {
 	int r;

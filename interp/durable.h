@@ -43,6 +43,8 @@ enum rb_journal_point {
 typedef int rb_journal_hook(void *arg, enum rb_journal_point p, size_t *len);
 /* "before-write", ...: the names RUNBOOK_TEST_CRASH and RUNBOOK_TEST_FAIL take. */
 const char *rb_journal_point_name(enum rb_journal_point p);
+/* write(2) all of p, retrying EINTR and short writes; -1 with errno. */
+int rb_write_all(int fd, const void *p, size_t n);
 /* For the audit log's writes: write(2) all of p, visiting RB_JP_BEFORE_WRITE before each. */
 int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg);
 /* -1 with errno set when hook (may be NULL) returns an error at p. */
