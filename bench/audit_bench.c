@@ -8,7 +8,7 @@
  * Built and run by bench/run:
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinterp $(pkg-config --cflags jansson openssl) \
  *     -o /tmp/audit_bench bench/audit_bench.c interp/audit.c interp/audit_canon.c \
- *     interp/auditkey.c interp/audit_verify.c interp/journal.c interp/util.c \
+ *     interp/auditkey.c interp/audit_verify.c interp/durable.c interp/rundir.c interp/util.c \
  *     $(pkg-config --libs jansson openssl) && /tmp/audit_bench 20000 DIR
  */
 #include <stdio.h>

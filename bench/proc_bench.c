@@ -5,9 +5,9 @@
  * grows the runner's heap first, to show that the cost does not follow it.
  *
  * Built and run by bench/run:
- *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o /tmp/proc_bench \
- *     bench/proc_bench.c interp/proc.c interp/spawner.c && \
- *     /tmp/proc_bench 1000 [heap-MiB]
+ *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -pthread -o /tmp/proc_bench \
+ *     bench/proc_bench.c interp/proc.c interp/spawner.c interp/durable.c \
+ *     interp/util.c -lcrypto && /tmp/proc_bench 1000 [heap-MiB]
  */
 #include <poll.h>
 #include <spawn.h>

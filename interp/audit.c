@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "audit_int.h"
-#include "journal.h"
+#include "durable.h"
 #include "util.h"
 
 #define TAIL_WINDOW     (64 * 1024)             /* first read from the end */
@@ -94,15 +94,6 @@ static int read_all_at(int fd, char *p, size_t n, uint64_t off)
 		off += (uint64_t)r;
 	}
 	return 0;
-}
-
-static int datasync(int fd)
-{
-	int r;
-	do
-		r = fdatasync(fd);
-	while (r < 0 && errno == EINTR);
-	return r;
 }
 
 static int lock(int fd, int op)
@@ -355,7 +346,7 @@ static char *repair_path(const struct rb_audit_log *a)
 static int cut_and_append(struct rb_audit_log *a, uint64_t end, const char *line, size_t len)
 {
 	if (ftruncate(a->fd, (off_t)end) < 0 || rb_write_all(a->fd, line, len) < 0 ||
-	    datasync(a->fd) < 0) {
+	    rb_sync_fd(a->fd, 1) < 0) {
 		afail(a, "cannot repair %s: %s", a->path, strerror(errno));
 		return abreak(a);
 	}
@@ -663,7 +654,7 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 	}
 	/* A new file's entry must be durable too, or a power loss loses the whole log. */
 	int dfd = created ? open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	if (created && (dfd < 0 || (fsync(dfd) < 0 && errno != EINVAL))) {
+	if (created && (dfd < 0 || rb_sync_dir(dfd) < 0)) {
 		r = rb_fail(err, "cannot sync %s: %s", a->dir, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
@@ -796,7 +787,7 @@ int rb_audit_sync(struct rb_audit_log *a)
 		return -1;
 	if (!a->unsynced)
 		return 0;
-	if (datasync(a->fd) < 0) {
+	if (rb_sync_fd(a->fd, 1) < 0) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));
 		return abreak(a);
 	}

@@ -15,7 +15,8 @@
 
 #include <jansson.h>
 
-#include "journal.h"
+#include "durable.h"
+#include "rundir.h"
 
 struct rb_buf;
 
@@ -222,7 +223,7 @@ void rb_audit_log_head(const struct rb_audit_log *a, struct rb_audit_head *h);
 /* Time source for ts, in ms since the epoch (default: CLOCK_REALTIME); for tests. */
 void rb_audit_set_clock(struct rb_audit_log *a, int64_t (*now_ms)(void *arg), void *arg);
 /*
- * Test hook (journal.h): visited at RB_JP_BEFORE_WRITE (each write(2) of a
+ * Test hook (durable.h): visited at RB_JP_BEFORE_WRITE (each write(2) of a
  * sync), RB_JP_AFTER_WRITE and RB_JP_AFTER_FDATASYNC, where it can make the
  * operation fail, cut a write short or crash the process.
  */

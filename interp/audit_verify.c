@@ -14,7 +14,6 @@
 #include <openssl/err.h>
 
 #include "audit_int.h"
-#include "journal.h"
 #include "util.h"
 
 /* --- lines ---------------------------------------------------------------------- */

@@ -17,7 +17,8 @@
 #include <openssl/pem.h>
 
 #include "audit_int.h"
-#include "journal.h"
+#include "durable.h"
+#include "rundir.h"
 #include "util.h"
 
 #define KEY_FILE_MAX    (64 * 1024)
@@ -217,19 +218,6 @@ static char *dir_of(const char *path)
 	return rb_xstrndup(path, (size_t)(slash - path));
 }
 
-static int sync_dir(const char *dir)
-{
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -1;
-	int r = fsync(dfd);
-	/* Some filesystems cannot fsync a directory and say so with EINVAL. */
-	if (r < 0 && errno == EINVAL)
-		r = 0;
-	close(dfd);
-	return r;
-}
-
 /*
  * path gets buf whole or not at all: a temp file (created 0600, so a private
  * key is never readable by others, even for a moment), fsync, rename (without
@@ -246,7 +234,8 @@ static int write_key_file(const char *path, const char *buf, size_t len, int mod
 		rb_fail(err, "cannot create a file in %s: %s", dir, strerror(errno));
 		goto out;
 	}
-	if (fchmod(fd, (mode_t)mode) < 0 || rb_write_all(fd, buf, len) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, (mode_t)mode) < 0 || rb_write_all(fd, buf, len) < 0 ||
+	    rb_sync_fd(fd, 0) < 0) {
 		rb_fail(err, "cannot write %s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -265,7 +254,7 @@ static int write_key_file(const char *path, const char *buf, size_t len, int mod
 		errno = e;
 		goto out;
 	}
-	if (sync_dir(dir) < 0) {
+	if (rb_sync_parent(path) < 0) {
 		rb_fail(err, "cannot sync %s: %s", dir, strerror(errno));
 		goto out;
 	}

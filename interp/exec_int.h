@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "luabox.h"
 #include "render.h"
+#include "rundir.h"
 #include "util.h"
 
 enum sstatus {

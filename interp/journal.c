@@ -1,12 +1,14 @@
 /*
  * The run directory and its durable state: the journal (the run's signed
  * audit log, interp/audit.c, appended in groups that share one fdatasync, its
- * torn tail repaired on resume), the snapshot that compaction writes, and
- * durable whole-file writes.  It must never report as durable what is not, nor
- * lose or repeat a record it once reported durable; docs/state.md says how.
+ * torn tail repaired on resume) and the snapshot that compaction writes, both
+ * through durable.c.  It must never report as durable what is not, nor lose or
+ * repeat a record it once reported durable; docs/state.md says how.
  */
 #include "journal.h"
 #include "audit.h"
+#include "durable.h"
+#include "rundir.h"
 #include "lock.h"
 #include "util.h"
 
@@ -14,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,300 +97,14 @@ static int check_broken(struct rb_journal *j)
 		     "resume the run to repair it", j->path, j->broken);
 }
 
-/* --- system calls, retried and hooked ------------------------------------------ */
-
-int rb_hook_inject(rb_journal_hook *hook, void *arg, enum rb_journal_point p)
-{
-	int e = hook ? hook(arg, p, NULL) : 0;
-	if (e) {
-		errno = e;
-		return -1;
-	}
-	return 0;
-}
+/* --- the tests' hook (durable.h) ----------------------------------------------- */
 
 static int inject(struct rb_journal *j, enum rb_journal_point p)
 {
 	return j ? rb_hook_inject(j->hook, j->hook_arg, p) : 0;
 }
 
-/* write(2) until done: EINTR and short writes are normal, anything else fails. */
-static int write_all(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg,
-		     enum rb_journal_point point)
-{
-	while (len > 0) {
-		size_t n = len;
-		int e = hook ? hook(arg, point, &n) : 0;
-		if (e) {
-			errno = e;
-			return -1;
-		}
-		if (n == 0 || n > len)
-			n = len;
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			/* Not expected of a regular file; never spin on it. */
-			errno = EIO;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg)
-{
-	return write_all(fd, p, len, hook, arg, RB_JP_BEFORE_WRITE);
-}
-
-static int sync_fd(int fd, int data_only)
-{
-	int r;
-	do
-		r = data_only ? fdatasync(fd) : fsync(fd);
-	while (r < 0 && errno == EINTR);
-	return r;
-}
-
-static int sync_dir(int dfd)
-{
-	if (sync_fd(dfd, 0) == 0)
-		return 0;
-	/* Some filesystems cannot fsync a directory and say so with EINVAL. */
-	return errno == EINVAL ? 0 : -1;
-}
-
-/* fsync the directory that holds path, so that a new entry in it is durable. */
-static int sync_parent(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *parent;
-	if (!slash)
-		parent = strdup(".");
-	else if (slash == path)
-		parent = strdup("/");
-	else
-		parent = strndup(path, (size_t)(slash - path));
-	if (!parent)
-		return -1;
-	int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(parent);
-	if (dfd < 0)
-		return -1;
-	int r = sync_dir(dfd);
-	int saved = errno;
-	close(dfd);
-	errno = saved;
-	return r;
-}
-
-/*
- * Reads dirfd/name whole, NUL-terminated; -1 with errno (ENOENT when missing).
- * The run's files are the engine's: a symbolic link there is not followed
- * (ELOOP), and what is not a regular file (a FIFO, a device) is not read
- * (EINVAL): either could send a reader elsewhere, or read forever.
- */
-static int read_at(int dirfd, const char *name, char **out, size_t *outlen)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	struct stat st;
-	size_t cap = 4096, len = 0;
-	char *buf = NULL;
-	if (fstat(fd, &st) < 0)
-		goto bad;
-	if (!S_ISREG(st.st_mode)) {
-		errno = EINVAL;
-		goto bad;
-	}
-	if (st.st_size > 0)
-		cap = (size_t)st.st_size + 1;
-	buf = malloc(cap);
-	if (!buf)
-		goto bad;
-	for (;;) {
-		if (len + 1 >= cap) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb)
-				goto bad;
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			goto bad;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	buf[len] = 0;
-	*out = buf;
-	*outlen = len;
-	return 0;
-bad:;
-	int saved = errno ? errno : ENOMEM;
-	free(buf);
-	close(fd);
-	errno = saved;
-	return -1;
-}
-
-/* Why read_at failed, for a message. */
-static const char *read_why(int e)
-{
-	return e == ELOOP ? "a symbolic link, not followed"
-	       : e == EINVAL ? "not a regular file" : strerror(e);
-}
-
-/*
- * Temp file, fsync, rename, fsync of the directory: after a crash at any
- * point name is the old file or the new one, whole.  The temp name is fixed
- * (.NAME.tmp) so a crash leaves at most one, which rb_journal_open removes.
- */
-static int durable_write(int dirfd, const char *dir, const char *name, const void *buf,
-			 size_t len, int mode, struct rb_journal *j, char **err)
-{
-	char tmp[NAME_MAX + 1];
-	if (!*name || strchr(name, '/') || name[0] == '.' ||
-	    snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp)) {
-		errno = EINVAL;
-		return rb_fail(err, "cannot write %s/%s: not a plain file name", dir, name);
-	}
-	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
-		return rb_fail(err, "cannot remove %s/%s: %s", dir, tmp, strerror(errno));
-	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0)
-		return rb_fail(err, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
-	if (write_all(fd, buf, len, j ? j->hook : NULL, j ? j->hook_arg : NULL,
-		      RB_JP_BEFORE_TEMP_WRITE) < 0) {
-		rb_fail(err, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
-		goto undo;
-	}
-	if (inject(j, RB_JP_AFTER_TEMP_WRITE) < 0 || sync_fd(fd, 0) < 0) {
-		rb_fail(err, "cannot sync %s/%s: %s", dir, tmp, strerror(errno));
-		goto undo;
-	}
-	int r = close(fd);
-	fd = -1;
-	if (r < 0) {
-		rb_fail(err, "cannot close %s/%s: %s", dir, tmp, strerror(errno));
-		goto undo;
-	}
-	if (inject(j, RB_JP_AFTER_TEMP_FSYNC) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
-		rb_fail(err, "cannot rename %s/%s to %s: %s", dir, tmp, name, strerror(errno));
-		goto undo;
-	}
-	/* From here the new file is in place; only its durability is unknown. */
-	if (inject(j, RB_JP_AFTER_RENAME) < 0 || sync_dir(dirfd) < 0)
-		return rb_fail(err, "cannot sync directory %s after writing %s: %s", dir, name,
-			    strerror(errno));
-	return 0;
-undo:;
-	int saved = errno;
-	if (fd >= 0)
-		close(fd);
-	unlinkat(dirfd, tmp, 0);
-	errno = saved;
-	return -1;
-}
-
-int rb_write_durable(const char *dir, const char *name, const void *buf, size_t len,
-		     int mode, char **err)
-{
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return rb_fail(err, "cannot open directory %s: %s", dir, strerror(errno));
-	int r = durable_write(dfd, dir, name, buf, len, mode, NULL, err);
-	close(dfd);
-	return r;
-}
-
-/* --- names and places ---------------------------------------------------------- */
-
-const char *rb_state_dir(const char *opt)
-{
-	if (opt && *opt)
-		return opt;
-	const char *env = getenv("RUNBOOK_STATE_DIR");
-	if (env && *env)
-		return env;
-	return ".runbook";
-}
-
-char *rb_run_dir(const char *state_dir, const char *run_id)
-{
-	char *s;
-	if (asprintf(&s, "%s/runs/%s", state_dir, run_id) < 0)
-		return NULL;
-	return s;
-}
-
-void rb_run_id(char *buf, size_t size, time_t t, unsigned rand)
-{
-	struct tm tm;
-	if (!gmtime_r(&t, &tm))
-		memset(&tm, 0, sizeof(tm));
-	snprintf(buf, size, "%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rand & 0xffffu);
-}
-
-time_t rb_run_started_at(const json_t *st, const char *id)
-{
-	json_t *t = json_object_get(st, "started_at");
-	if (json_is_integer(t))
-		return (time_t)json_integer_value(t);
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	const char *end = id ? strptime(id, "%Y%m%d-%H%M%S", &tm) : NULL;
-	return end && *end == '-' ? timegm(&tm) : -1;
-}
-
-/* A run id becomes a directory name: nothing that could leave runs/. */
-static int valid_run_id(const char *id)
-{
-	size_t n = strlen(id);
-	return n > 0 && n < RB_RUN_ID_MAX * 4 && id[0] != '.' && !strchr(id, '/');
-}
-
-int rb_mkdir_durable(const char *path, char **err)
-{
-	char *p = strdup(path);
-	if (!p)
-		return rb_fail(err, "out of memory");
-	int r = 0;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = 0;
-		if (mkdir(p, 0700) == 0) {
-			if (sync_parent(p) < 0) {
-				r = rb_fail(err, "cannot sync the directory above %s: %s", p,
-					 strerror(errno));
-				break;
-			}
-		} else if (errno != EEXIST) {
-			r = rb_fail(err, "cannot create directory %s: %s", p, strerror(errno));
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return r;
-}
+/* --- the run's lock and stale temp files --------------------------------------- */
 
 static int lock_run(int dirfd, const char *dir, char **err)
 {
@@ -713,11 +428,11 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 	if (!s->records)
 		goto oom;
 
-	if (read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
-		rb_fail(err, "cannot read %s: %s", spath, read_why(errno));
+	if (rb_read_at(dirfd, RB_RUN_SNAPSHOT, &sbuf, &slen) < 0 && errno != ENOENT) {
+		rb_fail(err, "cannot read %s: %s", spath, rb_read_why(errno));
 		goto out;
 	}
-	if (read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
+	if (rb_read_at(dirfd, RB_RUN_JOURNAL, &jbuf, &jlen) < 0) {
 		/*
 		 * Compaction never removes the journal, and rb_journal_create
 		 * returns only once it exists: without one this is no run, or one
@@ -726,7 +441,7 @@ static int scan_run(int dirfd, const char *dir, struct scan *s, char **err)
 		if (errno == ENOENT)
 			rb_fail(err, "%s is not a run: it has no %s", dir, RB_RUN_JOURNAL);
 		else
-			rb_fail(err, "cannot read %s: %s", jpath, read_why(errno));
+			rb_fail(err, "cannot read %s: %s", jpath, rb_read_why(errno));
 		goto out;
 	}
 	if (sbuf && scan_snapshot(sbuf, slen, spath, s, err) < 0)
@@ -808,11 +523,11 @@ int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err)
 		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
 	char *buf = NULL;
 	size_t len;
-	int r = read_at(dfd, RB_RUN_SNAPSHOT, &buf, &len);
+	int r = rb_read_at(dfd, RB_RUN_SNAPSHOT, &buf, &len);
 	close(dfd);
 	if (r < 0)
 		return errno == ENOENT ? 0 : rb_fail(err, "cannot read %s/%s: %s", run_dir,
-						  RB_RUN_SNAPSHOT, read_why(errno));
+						  RB_RUN_SNAPSHOT, rb_read_why(errno));
 	/* The state may hold NUL (a step's output): the encoder writes \u0000. */
 	json_t *snap = json_loadb(buf, len, JSON_ALLOW_NUL, NULL);
 	free(buf);
@@ -985,7 +700,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 
 	*out = NULL;
 	state_dir = rb_state_dir(state_dir);
-	if (!valid_run_id(run_id)) {
+	if (!rb_run_id_valid(run_id)) {
 		errno = EINVAL;
 		return rb_fail(err, "invalid run id '%s'", run_id);
 	}
@@ -1032,7 +747,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 		rb_fail(err, "cannot create %s/%s: %s", tmp, RB_RUN_JOURNAL, strerror(errno));
 		goto undo;
 	}
-	int synced = sync_fd(fd, 0) == 0 && sync_dir(j->dirfd) == 0;
+	int synced = rb_sync_fd(fd, 0) == 0 && rb_sync_dir(j->dirfd) == 0;
 	close(fd);
 	if (!synced) {
 		rb_fail(err, "cannot sync the new run %s: %s", tmp, strerror(errno));
@@ -1047,7 +762,7 @@ int rb_journal_create(const char *state_dir, const char *run_id,
 	}
 	made = 0;
 	/* The run exists once runs/ has its entry on disk. */
-	if (sync_parent(dir) < 0) {
+	if (rb_sync_parent(dir) < 0) {
 		rb_fail(err, "cannot sync %s: %s", runs, strerror(errno));
 		goto undo;
 	}
@@ -1237,10 +952,10 @@ int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
 	 * before its directory fsync, the entry of a run in runs/.
 	 */
 	int fd = openat(j->dirfd, RB_RUN_JOURNAL, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	int synced = fd >= 0 && sync_fd(fd, 1) == 0;
+	int synced = fd >= 0 && rb_sync_fd(fd, 1) == 0;
 	if (fd >= 0)
 		close(fd);
-	if (!synced || sync_dir(j->dirfd) < 0 || sync_parent(run_dir) < 0) {
+	if (!synced || rb_sync_dir(j->dirfd) < 0 || rb_sync_parent(run_dir) < 0) {
 		rb_fail(err, "cannot sync run %s: %s", run_dir, strerror(errno));
 		goto undo;
 	}
@@ -1397,7 +1112,8 @@ int rb_journal_compact(struct rb_journal *j, json_t *snapshot)
 	free(m.p);
 	m.p = signed_text;
 	m.len = slen;
-	if (durable_write(j->dirfd, j->dir, RB_RUN_SNAPSHOT, m.p, m.len, 0600, j, &err) < 0) {
+	if (rb_write_durable_at(j->dirfd, j->dir, RB_RUN_SNAPSHOT, m.p, m.len, 0600, j->hook,
+				j->hook_arg, &err) < 0) {
 		jfail(j, "%s", err ? err : "cannot write the snapshot");
 		goto out;
 	}
@@ -1470,151 +1186,4 @@ void rb_journal_set_hook(struct rb_journal *j, rb_journal_hook *hook, void *arg)
 	j->hook_arg = arg;
 	if (j->log)
 		rb_audit_set_hook(j->log, hook, arg);
-}
-
-const char *rb_journal_point_name(enum rb_journal_point p)
-{
-	static const char *const names[RB_JP_COUNT] = {
-		[RB_JP_BEFORE_WRITE] = "before-write",
-		[RB_JP_AFTER_WRITE] = "after-write",
-		[RB_JP_AFTER_FDATASYNC] = "after-fdatasync",
-		[RB_JP_BEFORE_TEMP_WRITE] = "before-temp-write",
-		[RB_JP_AFTER_TEMP_WRITE] = "after-temp-write",
-		[RB_JP_AFTER_TEMP_FSYNC] = "after-temp-fsync",
-		[RB_JP_AFTER_RENAME] = "after-rename",
-		[RB_JP_AFTER_DIR_FSYNC] = "after-dir-fsync",
-		[RB_JP_BEFORE_GATE] = "before-gate",
-	};
-	return (unsigned)p < RB_JP_COUNT ? names[p] : "?";
-}
-
-/* --- listing runs ---------------------------------------------------------------- */
-
-static int cmp_desc(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
-void rb_runs_free(char **ids, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-}
-
-int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err)
-{
-	char **v = NULL;
-	size_t len = 0, cap = 0;
-	char *runs;
-
-	*ids = NULL;
-	*n = 0;
-	if (asprintf(&runs, "%s/runs", rb_state_dir(state_dir)) < 0)
-		return rb_fail(err, "out of memory");
-	DIR *d = opendir(runs);
-	if (!d) {
-		int r = errno == ENOENT ? 0 : rb_fail(err, "cannot list %s: %s", runs, strerror(errno));
-		free(runs);
-		return r;
-	}
-	struct dirent *e;
-	errno = 0;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (e->d_type != DT_DIR) {
-			struct stat st;
-			if (e->d_type != DT_UNKNOWN ||
-			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    !S_ISDIR(st.st_mode))
-				continue;
-		}
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(v, cap * sizeof(*v));
-			if (!nv)
-				goto oom;
-			v = nv;
-		}
-		if (!(v[len] = strdup(e->d_name)))
-			goto oom;
-		len++;
-		errno = 0;
-	}
-	if (errno) {
-		rb_fail(err, "cannot list %s: %s", runs, strerror(errno));
-		goto undo;
-	}
-	closedir(d);
-	free(runs);
-	if (len > 1)
-		qsort(v, len, sizeof(*v), cmp_desc);
-	*ids = v;
-	*n = len;
-	return 0;
-oom:
-	errno = ENOMEM;
-	rb_fail(err, "out of memory");
-undo:
-	closedir(d);
-	free(runs);
-	rb_runs_free(v, len);
-	return -1;
-}
-
-/* --- the runbook's copy ---------------------------------------------------------- */
-
-int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err)
-{
-	char hex[65], line[128];
-	if (rb_sha256_hex(buf, len, hex) < 0)
-		return rb_fail(err, "cannot compute the SHA-256 of the runbook");
-	/* sha256sum's format, so that `sha256sum -c runbook.sha256` checks it by hand. */
-	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, RB_RUN_RUNBOOK);
-	if (rb_write_durable(run_dir, RB_RUN_RUNBOOK, buf, len, 0600, err) < 0 ||
-	    rb_write_durable(run_dir, RB_RUN_RUNBOOK_SHA, line, (size_t)n, 0600, err) < 0)
-		return -1;
-	return 0;
-}
-
-int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err)
-{
-	char *sum = NULL, hex[65];
-	size_t sumlen;
-	int r = -1;
-
-	*buf = NULL;
-	*len = 0;
-	int dfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return rb_fail(err, "cannot open run %s: %s", run_dir, strerror(errno));
-	if (read_at(dfd, RB_RUN_RUNBOOK_SHA, &sum, &sumlen) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK_SHA, read_why(errno));
-		goto out;
-	}
-	if (read_at(dfd, RB_RUN_RUNBOOK, buf, len) < 0) {
-		rb_fail(err, "cannot read %s/%s: %s", run_dir, RB_RUN_RUNBOOK, read_why(errno));
-		goto out;
-	}
-	if (rb_sha256_hex(*buf, *len, hex) < 0) {
-		rb_fail(err, "cannot compute the SHA-256 of the runbook");
-		goto out;
-	}
-	if (sumlen < 64 || memcmp(sum, hex, 64) != 0) {
-		errno = EINVAL;
-		rb_fail(err, "%s/%s does not match %s: the run's copy of the runbook was changed",
-		     run_dir, RB_RUN_RUNBOOK, RB_RUN_RUNBOOK_SHA);
-		goto out;
-	}
-	r = 0;
-out:
-	if (r < 0) {
-		free(*buf);
-		*buf = NULL;
-		*len = 0;
-	}
-	free(sum);
-	close(dfd);
-	return r;
 }

@@ -1,9 +1,10 @@
 /*
- * The run directory and its durable state: an append-only journal of step
- * transitions, which is the run's signed audit log (audit.h: one signed JSON
- * record a line, fdatasync'd in groups), and a snapshot that compaction
- * writes atomically.  It knows nothing of steps or runbooks; the records and
- * the snapshot are the engine's.  docs/state.md has the formats
+ * A run's durable state: an append-only journal of step transitions, which
+ * is the run's signed audit log (audit.h: one signed JSON record a line,
+ * fdatasync'd in groups), and a snapshot that compaction writes atomically.
+ * It knows nothing of steps or runbooks; the records and the snapshot are the
+ * engine's.  The run directory's names and listing are rundir.h's, the
+ * durable writes below it durable.h's.  docs/state.md has the formats
  * and exactly what survives a crash or a power loss.
  */
 #ifndef RB_JOURNAL_H
@@ -15,15 +16,9 @@
 
 #include <jansson.h>
 
-/* Names inside a run directory (docs/state.md). */
-#define RB_RUN_JOURNAL          "audit.jsonl"   /* the signed audit log is the journal */
-#define RB_RUN_SNAPSHOT         "snapshot.json"
-#define RB_RUN_RUNBOOK          "runbook.yaml"
-#define RB_RUN_RUNBOOK_SHA      "runbook.sha256"
-#define RB_RUN_OUTPUT           "output"
+#include "durable.h"
 
 #define RB_SNAPSHOT_VERSION     2       /* 2: signed (key_id, sig); 1 is still read */
-#define RB_RUN_ID_MAX           32      /* "20261123-145012-7f3a" and its NUL fit */
 
 struct rb_journal;
 struct rb_audit_key;
@@ -36,24 +31,6 @@ struct rb_audit_head;
  * Functions on an open journal keep their message: rb_journal_error().
  * A journal handle is used by one thread at a time.
  */
-
-/* The state directory: opt (--state-dir) if set, else $RUNBOOK_STATE_DIR, else ".runbook". */
-const char *rb_state_dir(const char *opt);
-/* STATE_DIR/runs/RUN_ID, malloc'd (NULL when out of memory). */
-char *rb_run_dir(const char *state_dir, const char *run_id);
-
-/*
- * A run id, YYYYMMDD-HHMMSS-xxxx: t in UTC and the low 16 bits of rand in hex,
- * so ids sort by start time.  The caller gives both, so tests are stable.
- * size should be RB_RUN_ID_MAX; a smaller buffer gets a truncated id.
- */
-void rb_run_id(char *buf, size_t size, time_t t, unsigned rand);
-/*
- * When a run started (run.started_at): the started_at of its state or
- * run_started record, st (NULL: none), else, for a run from before that was
- * recorded, the time in its id (the same clock); -1 when neither tells.
- */
-time_t rb_run_started_at(const json_t *st, const char *id);
 
 /*
  * Create STATE_DIR/runs/RUN_ID (mode 0700, and the directories above it when
@@ -205,53 +182,10 @@ int rb_journal_load_trusted(const char *run_dir, const struct rb_audit_keyring *
  */
 int rb_run_head(const char *run_dir, uint64_t *seq, char sha256[65], char **err);
 
-/* Ids of the runs in state_dir, newest first; none when runs/ is missing. */
-int rb_runs_list(const char *state_dir, char ***ids, size_t *n, char **err);
-void rb_runs_free(char **ids, size_t n);
-
 /*
- * Write dir/name durably: temp file .NAME.tmp in dir, fsync, rename over
- * name, fsync of dir.  mode is the new file's (e.g. 0600).  After a crash the
- * file is either the old one or the new one, whole.
+ * The tests' hook (durable.h) on the journal's writes: the audit log's
+ * (rb_audit_set_hook) and compaction's.  It replaces RUNBOOK_TEST_CRASH's.
  */
-int rb_write_durable(const char *dir, const char *name, const void *buf, size_t len,
-		     int mode, char **err);
-
-/* mkdir -p, mode 0700, each new directory's entry synced into its parent. */
-int rb_mkdir_durable(const char *path, char **err);
-
-/* Keep the runbook's bytes in the run (runbook.yaml) and their SHA-256 (runbook.sha256). */
-int rb_run_save_runbook(const char *run_dir, const void *buf, size_t len, char **err);
-/* Read the run's copy of the runbook back, checking it against its SHA-256. */
-int rb_run_load_runbook(const char *run_dir, char **buf, size_t *len, char **err);
-
-/*
- * Test hook: called at each point below with the journal's hook argument.
- * Returning an errno value makes the operation that follows the point fail
- * with that errno, as if the system call had (returns after the last point are
- * ignored).  At RB_JP_BEFORE_WRITE and RB_JP_BEFORE_TEMP_WRITE *len is the
- * byte count about to be written; lowering it makes a short write.  A hook
- * may also raise(SIGKILL) to crash at the point.  Elsewhere len is NULL.
- */
-enum rb_journal_point {
-	RB_JP_BEFORE_WRITE,       /* before each write(2) to the journal */
-	RB_JP_AFTER_WRITE,        /* all written; next: fdatasync */
-	RB_JP_AFTER_FDATASYNC,    /* the group is durable */
-	RB_JP_BEFORE_TEMP_WRITE,  /* compaction: before each write of the temp snapshot */
-	RB_JP_AFTER_TEMP_WRITE,   /* next: fsync of the temp snapshot */
-	RB_JP_AFTER_TEMP_FSYNC,   /* next: rename over snapshot.json */
-	RB_JP_AFTER_RENAME,       /* next: fsync of the run directory */
-	RB_JP_AFTER_DIR_FSYNC,    /* the compaction is complete */
-	RB_JP_BEFORE_GATE,        /* written, not synced; next: rb_journal_gate_fd's descriptor
-				     goes to a command's supervisor, which syncs it */
-	RB_JP_COUNT
-};
-typedef int rb_journal_hook(void *arg, enum rb_journal_point p, size_t *len);
 void rb_journal_set_hook(struct rb_journal *j, rb_journal_hook *hook, void *arg);
-const char *rb_journal_point_name(enum rb_journal_point p);
-/* For the audit log's writes: write(2) all of p, visiting RB_JP_BEFORE_WRITE before each. */
-int rb_write_hooked(int fd, const char *p, size_t len, rb_journal_hook *hook, void *arg);
-/* -1 with errno set when hook (may be NULL) returns an error at p. */
-int rb_hook_inject(rb_journal_hook *hook, void *arg, enum rb_journal_point p);
 
 #endif

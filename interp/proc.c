@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "durable.h"
+
 /*
  * The module's only state: this process's spawner.  A forked child inherits
  * it, sees that pid is not its own, and must call rb_proc_init() again.
@@ -90,20 +92,6 @@ static void close_fd(int *fd)
 static int set_nonblock(int fd)
 {
 	return fcntl(fd, F_SETFL, O_NONBLOCK);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /* ---- the spawner, seen from the runner ---- */
@@ -302,7 +290,7 @@ static void spill_write(struct rb_proc *p, struct stream *s, const char *d, size
 		s->spill_fd = spill_open(p->spill_path, s->no == 1 ? ".stdout" : ".stderr",
 					 &s->spill_file);
 	}
-	if (s->spill_fd < 0 || write_all(s->spill_fd, d, n) < 0) {
+	if (s->spill_fd < 0 || rb_write_all(s->spill_fd, d, n) < 0) {
 		/* ENOSPC and friends: drop the rest, the counters tell how much. */
 		s->spill_errno = errno ? errno : EIO;
 		close_fd(&s->spill_fd);
@@ -630,7 +618,7 @@ static int send_request(struct req *h, const char *payload, int *fds)
 
 	if (h->len > REQ_INLINE_MAX) {
 		memfd = memfd_create("rb-request", MFD_CLOEXEC);
-		if (memfd < 0 || write_all(memfd, payload, h->len) < 0)
+		if (memfd < 0 || rb_write_all(memfd, payload, h->len) < 0)
 			goto out;
 		h->flags |= REQ_MEMFD;
 		fds[h->nfds++] = memfd;

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "exec.h"
-#include "journal.h"
 #include "plan.h"
+#include "rundir.h"
 #include "runstate.h"
 #include "util.h"
 

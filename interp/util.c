@@ -439,22 +439,6 @@ char *rb_visible(const char *s, size_t len, unsigned keep)
 	return rb_buf_detach(&b);
 }
 
-int rb_write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int rb_fail(char **err, const char *fmt, ...)
 {
 	int saved = errno;

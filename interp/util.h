@@ -58,8 +58,6 @@ void rb_buf_putc(struct rb_buf *b, char c);
 void rb_buf_printf(struct rb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *rb_buf_detach(struct rb_buf *b);   /* caller frees; buffer is reset */
 
-/* write(2) all of p, retrying EINTR and short writes; -1 with errno. */
-int rb_write_all(int fd, const void *p, size_t n);
 /* Set *err (when err is not NULL) to the message and return -1; errno is kept. */
 int rb_fail(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -17,6 +17,7 @@
 #include "journal.h"
 #include "redact.h"
 #include "runbook.h"
+#include "rundir.h"
 #include "util.h"
 
 static void verror(const char *fmt, va_list ap)

@@ -13,8 +13,8 @@
 
 #include "audit.h"
 #include "cli.h"
-#include "journal.h"
 #include "redact.h"
+#include "rundir.h"
 #include "runstate.h"
 #include "util.h"
 

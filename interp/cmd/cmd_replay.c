@@ -16,8 +16,8 @@
 
 #include "audit.h"
 #include "cli.h"
-#include "journal.h"
 #include "replay.h"
+#include "rundir.h"
 #include "simulate.h"
 #include "util.h"
 

@@ -18,6 +18,7 @@
 #include "plan.h"
 #include "redact.h"
 #include "runbook.h"
+#include "rundir.h"
 #include "runstate.h"
 #include "types.h"
 #include "util.h"

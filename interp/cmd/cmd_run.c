@@ -16,10 +16,10 @@
 
 #include "cli.h"
 #include "exec.h"
-#include "journal.h"
 #include "luabox.h"
 #include "plan.h"
 #include "proc.h"
+#include "rundir.h"
 #include "types.h"
 #include "util.h"
 

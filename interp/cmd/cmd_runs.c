@@ -11,7 +11,7 @@
 
 #include "audit.h"
 #include "cli.h"
-#include "journal.h"
+#include "rundir.h"
 #include "runstate.h"
 #include "util.h"
 

@@ -20,6 +20,7 @@
 #include "diag.h"
 #include "journal.h"
 #include "runbook.h"
+#include "rundir.h"
 #include "runstate.h"
 #include "simulate.h"
 #include "util.h"

@@ -24,7 +24,6 @@
 #include "audit.h"
 #include "audit_int.h"
 #include "check.h"
-#include "journal.h"
 #include "util.h"
 
 #define RUN_A   "20261123-170505-00aa"

@@ -1,9 +1,10 @@
 /*
- * Tests interp/journal.c: round trips, group commit, compaction (which keeps
- * the whole log), torn tails and their signed repair, corrupt logs, injected
- * write and sync failures, and a crash test that SIGKILLs a child at hundreds
- * of seeded points (inside compaction too) and checks what loads and that the
- * log still verifies as the run's signed audit log.
+ * Tests interp/journal.c, with the rundir.c and durable.c below it: round
+ * trips, group commit, compaction (which keeps the whole log), torn tails and
+ * their signed repair, corrupt logs, injected write and sync failures, and a
+ * crash test that SIGKILLs a child at hundreds of seeded points (inside
+ * compaction too) and checks what loads and that the log still verifies as
+ * the run's signed audit log.
  *
  * Build and run from the repository root:
  *   make -j2 build/unit/test_journal && build/unit/test_journal
@@ -34,7 +35,9 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "durable.h"
 #include "journal.h"
+#include "rundir.h"
 #include "util.h"
 
 #define TMPFS_MAGIC_NR  0x01021994

@@ -14,7 +14,6 @@
 
 #include <jansson.h>
 
-#include "journal.h"
 #include "replay.h"
 #include "util.h"
 
