@@ -8,6 +8,7 @@
 #include "exec_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -215,6 +216,26 @@ static void journal_broken(struct exec *ex, const char *why)
 		ex->journal_error = rb_xstrdup(why);
 }
 
+/*
+ * A record that may wait in a group (exec_int.h): the start, retry or end of
+ * a step whose action has no side effects.  Anything else (an intent, a
+ * result, a gate, the run's own records) is synced before the next start.
+ */
+static int groupable(const struct exec *ex, const json_t *rec)
+{
+	static const char *const types[] = {"step_started", "step_retry", "step_finished",
+					    "item_finished"};
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	const char *id = json_string_value(json_object_get(rec, "step"));
+	const struct rb_step *st = id ? rb_runbook_step(ex->rb, id) : NULL;
+	if (!type || !st || !st->action || !(st->action->flags & RB_ACT_PURE) || st->check)
+		return 0;
+	for (size_t k = 0; k < sizeof(types) / sizeof(*types); k++)
+		if (!strcmp(type, types[k]))
+			return 1;
+	return 0;
+}
+
 void ex_journal(struct exec *ex, json_t *rec)
 {
 	if (!ex->journal) {     /* a probe */
@@ -237,6 +258,12 @@ void ex_journal(struct exec *ex, json_t *rec)
 		journal_broken(ex, rb_journal_error(ex->journal));
 	else if (ex->shared && rb_audit_append(ex->shared, clean) < 0)
 		journal_broken(ex, rb_audit_error(ex->shared));
+	else {
+		if (!ex->group_ms)
+			ex->group_ms = rb_now_ms();
+		if (!groupable(ex, clean))
+			ex->group_must_sync = 1;
+	}
 	json_decref(clean);
 }
 
@@ -410,11 +437,24 @@ static int flush_journal(struct exec *ex, int sync)
 	else if (ex->shared && (sync ? rb_audit_sync : rb_audit_write)(ex->shared) < 0)
 		ex_journal_failed(ex, rb_audit_error(ex->shared));
 	else {
+		ex->group_ms = 0;
+		ex->group_must_sync = 0;
 		if (sync)
 			ex_recorded(ex);
 		return 0;
 	}
 	return -1;
+}
+
+int ex_group_due(const struct exec *ex)
+{
+	if (!ex->group_ms)
+		return 0;
+	if (ex->group_must_sync)
+		return 1;
+	struct rb_journal_stats st;
+	rb_journal_stats(ex->journal, &st);
+	return rb_now_ms() - ex->group_ms >= RB_GROUP_MS || st.pending >= RB_GROUP_RECORDS;
 }
 
 int ex_journal_sync(struct exec *ex)
@@ -1402,10 +1442,27 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	}
 	if (!recorded)
 		json_object_set_new(ev, "recorded", json_false());
+	/*
+	 * The log's head, its last signed record: what a log cannot show about
+	 * itself (a cut tail) shows against it when it is kept elsewhere
+	 * (runbook audit verify --head).
+	 */
+	char head[96] = "";
+	if (ex.journal && recorded) {
+		struct rb_audit_head h;
+		rb_journal_head(ex.journal, &h);
+		snprintf(head, sizeof(head), "%" PRIu64 ":%s", h.seq, h.sha256);
+		json_object_set_new(ev, "head", json_string(head));
+		json_object_set_new(ev, "key_id", json_string(rb_audit_key_id(ex.key)));
+	}
 	ex_event(&ex, ev, "run %s %s in %.1fs: %s%s%s", ex.run_id, outcome[*status],
 		 ex_secs_since(ex.t0), counted, unrec, recorded ? "" : " (its end is not "
 		 "recorded: the audit log cannot be written)");
 	free(counted);
+	if (*head && !o->json_events)   /* JSON has it in run_finished */
+		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "audit log head %s (key %s): keep "
+			 "it elsewhere; runbook audit verify --head checks the log against it", head,
+			 rb_audit_key_id(ex.key));
 	if (hint && !o->json_events)    /* JSON has it in run_finished */
 		ex_event(&ex, json_pack("{s:s}", "event", "hint"), "to continue: %s", hint);
 	free(hint);

@@ -178,6 +178,17 @@ struct exec {
 	 */
 	int gate_fd;
 	const struct unit *gated;
+	/*
+	 * The records of steps without side effects need not be durable before the
+	 * next such step (a crash loses only what resume computes again): they are
+	 * appended as a group, signed and synced once, before anything else
+	 * starts, before the engine waits, or when the group is RB_GROUP_MS old or
+	 * RB_GROUP_RECORDS long (docs/state.md).  group_ms: when the first record
+	 * not yet written was appended, or 0; group_must_sync: a record of anything
+	 * else is among them.
+	 */
+	int64_t group_ms;
+	int group_must_sync;
 	struct rb_audit_key *key;       /* signs the run's log */
 	struct rb_audit_log *shared;    /* --audit-log, or NULL */
 	json_t *secret_hmacs;           /* {"NAME": {"hmac_sha256"}} for run_started */
@@ -231,6 +242,8 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 void ex_record_kind(json_t *rec, const struct rb_step *st);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
+/* The group of records not yet written is old or long enough to be synced now. */
+int ex_group_due(const struct exec *ex);
 /* Only write it: durable at the next ex_journal_sync, or by a command's supervisor. */
 int ex_journal_write(struct exec *ex);
 /* The log cannot be kept (why): nothing more is recorded or runs, and the run is told once. */
@@ -264,6 +277,9 @@ void ex_seed(struct exec *ex, enum rb_step_kind kind);
 void ex_run_phase(struct exec *ex);
 /* Keep signals, timeouts and the polled calls going while Lua runs (sched.c: lua_poll). */
 void ex_lua_serve(struct exec *ex);
+
+#define RB_GROUP_MS             100
+#define RB_GROUP_RECORDS        4096
 
 static inline double ex_secs_since(int64_t t)
 {

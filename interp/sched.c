@@ -1264,6 +1264,20 @@ static int can_gate(const struct exec *ex, const struct job *jb)
 	       !ex->o->recorded && (jb->action->flags & RB_ACT_SYNC_FIRST) && jb->n == 1;
 }
 
+/*
+ * Whether the batch may start with the records before it unsynced: steps
+ * without side effects (lua, assert), and a group of records not yet due.
+ */
+static int may_group(const struct exec *ex, struct job **batch, size_t n)
+{
+	if (!ex->journal || ex->journal_failed)
+		return 0;
+	for (size_t k = 0; k < n; k++)
+		if (!(batch[k]->action->flags & RB_ACT_PURE) || batch[k]->what->kind == RB_CHECK)
+			return 0;
+	return !ex_group_due(ex);
+}
+
 /* Start what can start: group the journal records, sync once, dispatch. */
 static void schedule(struct exec *ex)
 {
@@ -1284,7 +1298,9 @@ static void schedule(struct exec *ex)
 		return;
 	}
 	int r, gate = nbatch == 1 && can_gate(ex, batch[0]);
-	if (!gate)
+	if (may_group(ex, batch, nbatch))
+		r = 0;
+	else if (!gate)
 		r = ex_journal_sync(ex);
 	else if ((r = ex_journal_write(ex)) == 0 &&
 		 (ex->gate_fd = rb_journal_gate_fd(ex->journal)) < 0)
@@ -1469,7 +1485,7 @@ static const char *lua_poll(void *ud)
 		pthread_mutex_lock(&ex->out_mu);
 		size_t held = ex->nheld;
 		pthread_mutex_unlock(&ex->out_mu);
-		if (held)
+		if (held && ex_group_due(ex))
 			ex_journal_sync(ex);
 		live_tick(ex);
 		ex_flush(ex);

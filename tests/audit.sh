@@ -369,5 +369,26 @@ kpub="$d/k.pem.pub"; [ "$kid" = "$id1" ] || kpub="$d/k2.pem.pub"
 openssl pkeyutl -verify -pubin -inkey "$kpub" -rawin -in "$d/snap.signed" -sigfile "$d/snap.sig" >/dev/null &&
 	ok || bad "openssl verifies the snapshot"
 
+# --- the head a run gives out, checked against its log ---------------------------------
+hs="$d/headstate"
+kid=$(openssl pkey -pubin -in "$d/k.pem.pub" -outform DER | tail -c 32 | sha256sum | cut -c 1-16)
+ev=$(rb run --state-dir "$hs" --audit-key "$d/k.pem" --output json tests/exec/foreach.yaml 2>/dev/null | tail -n 1)
+hid=$(ls "$hs/runs")
+hlog="$hs/runs/$hid/audit.jsonl"
+given=$(jq -r .head <<<"$ev")
+[ "$(jq -r .event <<<"$ev")" = run_finished ] && [ "$given" = "$(rb audit head "$hlog")" ] &&
+	[ "$(jq -r .key_id <<<"$ev")" = "$kid" ] && ok || bad "run_finished gives the log's head: $ev"
+[ "$(tail -n 1 "$hlog" | jq -r 'has("sig")')" = true ] && ok || bad "the head is not a signed record"
+rb audit verify --keyring "$d/k.pem.pub" --head "$given" "$hlog" >/dev/null && ok ||
+	bad "the log verifies against the head its run gave"
+# Cut back to an earlier signed record, the log is whole and closed but for the head.
+cut=$(grep -n '"sig"' "$hlog" | tail -n 2 | head -n 1 | cut -d: -f1)
+head -n "$cut" "$hlog" >"$d/hcut.jsonl"
+out=$(rb audit verify --keyring "$d/k.pem.pub" --allow-open --head "$given" "$d/hcut.jsonl" 2>&1); rc=$?
+[ $rc -eq 1 ] && [[ "$out" == *"before the expected head seq ${given%%:*}: its tail was cut"* ]] && ok ||
+	bad "a cut log against the head: $rc $out"
+out=$(rb run --state-dir "$hs" --audit-key "$d/k.pem" tests/exec/foreach.yaml 2>/dev/null | grep 'audit log head')
+[[ "$out" =~ audit\ log\ head\ [0-9]+:[0-9a-f]{64}\ \(key\ $kid\) ]] && ok || bad "the text run's head: $out"
+
 echo "audit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash tests of the binary: a 50-step run with parallel branches
+# Crash tests of the binary: a 55-step run with parallel branches
 # (tests/kill/run.yaml) is killed with SIGKILL, at random moments and at the
 # journal's points between write, fdatasync, the hand-over of a sync to a supervisor,
 # rename and directory fsync
@@ -438,7 +438,7 @@ launch -- run --state-dir "$state" -p seed=$seed_param "$book"
 reap
 ref_ms=$((($(date +%s%N) - start) / 1000000))
 id=$(ls "$state/runs" 2>/dev/null | head -n 1)
-if [ $rc -ne 0 ] || ! read_state || [ "$run_status" != succeeded ] || [ "${#st[@]}" -ne 50 ]; then
+if [ $rc -ne 0 ] || ! read_state || [ "$run_status" != succeeded ] || [ "${#st[@]}" -ne 55 ]; then
 	bad "the reference run failed (exit $rc, ${run_status:-no state})"
 	details
 	echo "kill: $pass passed, $fail failed"
