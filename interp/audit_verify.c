@@ -349,6 +349,19 @@ static int check_group(struct verify *v, const char *next_prev)
  * One line: its own checks (JSON, fields, canonical form, seq, and the
  * signature of a signed one), then into the group.
  */
+/*
+ * An open group (no signature vouches for it yet) with a broken link: the
+ * first line whose prev is not the hash of the line before is named, -1;
+ * else 0.
+ */
+static int open_group_break(struct verify *v)
+{
+	for (size_t k = 0; k < v->ng; k++)
+		if (strcmp(v->g[k].prev, k ? v->g[k - 1].hash : v->auth))
+			return link_bad(v, v->g[k].line, v->g[k].seq);
+	return 0;
+}
+
 static int check_line(struct verify *v, const char *line, size_t len);
 
 static int check_record(struct verify *v, const char *line, size_t len)
@@ -362,11 +375,8 @@ static int check_record(struct verify *v, const char *line, size_t len)
 		check_group(v, NULL);
 		return -1;
 	}
-	if (r == -2) {
-		for (size_t k = 0; k < v->ng; k++)
-			if (strcmp(v->g[k].prev, k ? v->g[k - 1].hash : v->auth))
-				return link_bad(v, v->g[k].line, v->g[k].seq);
-	}
+	if (r == -2)
+		open_group_break(v);
 	return r < 0 ? -1 : 0;
 }
 
@@ -488,9 +498,8 @@ static int check_end(struct verify *v, uint64_t torn_line, uint64_t torn_off, ui
 		return -1;
 	if (v->ng) {
 		/* Nothing vouches for them: a broken link among them is named first. */
-		for (size_t k = 0; k < v->ng; k++)
-			if (strcmp(v->g[k].prev, k ? v->g[k - 1].hash : v->auth))
-				return link_bad(v, v->g[k].line, v->g[k].seq);
+		if (open_group_break(v) < 0)
+			return -1;
 		v->r->torn = 1;
 		if (torn_line)
 			return bad(v, v->g[0].line, v->g[0].seq, "torn tail: %zu record%s without the "
