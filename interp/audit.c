@@ -719,7 +719,7 @@ int rb_audit_append(struct rb_audit_log *a, const json_t *rec)
 		free(e);
 		return -1;
 	}
-	json_array_append_new(a->pending, stamp(a, json_deep_copy(rec)));
+	json_array_append_new(a->pending, stamp(a, json_copy((json_t *)rec)));
 	return 0;
 }
 

@@ -199,6 +199,7 @@ const char *rb_audit_last_type(const struct rb_audit_log *a);
 /*
  * Add a record: rec (borrowed) is an object with a string "type" and none of
  * the keys the log sets (seq, ts, run_id, prev, key_id, sig).  It is copied
+ * (its members; the values in them are shared, and must not be changed after)
  * and stamped with the time now; nothing is written until rb_audit_sync, so
  * several records share one fdatasync.  Fails on what cannot be encoded
  * (rb_audit_canon).

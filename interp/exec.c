@@ -377,7 +377,7 @@ static json_t *snapshot(struct exec *ex)
 }
 
 /*
- * Compact when the journal holds as many records as the run has steps (and
+ * Compact when the journal holds four records for each of the run's steps (and
  * at least 1,000): the snapshot costs O(steps), so each record pays O(1).
  * RUNBOOK_TEST_COMPACT_RECORDS lowers the bar so that crash tests reach
  * compaction in small runs.
@@ -388,7 +388,7 @@ static void set_compact_at(struct exec *ex)
 	if (t && atol(t) > 0)
 		ex->compact_at = (size_t)atol(t);
 	else
-		ex->compact_at = ex->rb->nsteps > 1000 ? ex->rb->nsteps : 1000;
+		ex->compact_at = 4 * ex->rb->nsteps > 1000 ? 4 * ex->rb->nsteps : 1000;
 }
 
 /* A snapshot now (force), or when enough records came since the last. */

@@ -78,8 +78,9 @@ int rb_journal_open_held(int hold, const char *run_dir, const char *run_id,
 
 /*
  * Add one record: rec (borrowed) is an audit record (audit.h: an object with
- * a "type", without the keys the log sets); it is copied now (later changes
- * to rec are not journalled) and gets the next seq (1, 2, ... over the whole
+ * a "type", without the keys the log sets); its members are copied now
+ * (members set later are not journalled; the values are shared, and must not
+ * be changed after) and gets the next seq (1, 2, ... over the whole
  * run).  Nothing is written until rb_journal_sync, so several appends share
  * one fdatasync.
  */

@@ -1,6 +1,7 @@
 /*
  * runbook: the command table, global options and dispatch; nothing else.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -200,6 +201,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/*
+	 * No fastbins: with them, every allocation of 1 KiB or more (a record's
+	 * encoding, a Lua chunk) first merges the fastbins (malloc_consolidate),
+	 * which took about a third of a run's CPU in 10,000 lua steps; tcache
+	 * still serves the small ones (docs/state.md, "Costs").
+	 */
+	mallopt(M_MXFAST, 0);
 	if (argc < 2) {
 		usage(stderr);
 		return RB_EXIT_INVALID;
