@@ -31,6 +31,7 @@ struct rb_audit_log {
 	const struct rb_audit_key *key;
 	char *run_id;
 	EVP_MD_CTX *ctx, *tmpl;         /* tmpl: set up to sign with key, copied into ctx */
+	EVP_MD_CTX *hctx;               /* for the chain's hashes */
 
 	/* The end of the file as this handle knows it. */
 	uint64_t seq;                   /* of the last record, 0: none */
@@ -317,7 +318,7 @@ static int chain_record(struct rb_audit_log *a, json_t *rec, int sign, struct rb
 		json_object_set_new(rec, "sig", json_string(b64));
 		a->signatures++;
 	}
-	rb_sha256_hex(out->s + start, out->len - start, a->prev);
+	rb_sha256_hex_ctx(a->hctx, out->s + start, out->len - start, a->prev);
 	rb_buf_putc(out, '\n');
 	a->seq++;
 	free(a->last_type);
@@ -631,6 +632,7 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 	a->run_id = rb_xstrdup(run_id);
 	a->ctx = EVP_MD_CTX_new();
 	a->tmpl = EVP_MD_CTX_new();
+	a->hctx = EVP_MD_CTX_new();         /* NULL: rb_sha256_hex_ctx does without */
 	a->pending = json_array();
 	a->now_ms = realtime_ms;
 	rb_buf_init(&a->out);
@@ -835,6 +837,7 @@ void rb_audit_close(struct rb_audit_log *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	EVP_MD_CTX_free(a->ctx);
+	EVP_MD_CTX_free(a->hctx);
 	EVP_MD_CTX_free(a->tmpl);
 	json_decref(a->pending);
 	rb_buf_release(&a->out);

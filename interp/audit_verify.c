@@ -98,8 +98,7 @@ struct verify {
 	char *run_id;           /* of a single-run log, once known */
 	json_t *runs;           /* run id -> enum run_state */
 	struct rb_audit_checker chk;
-	EVP_MD *sha256;         /* for the chain, fetched once */
-	EVP_MD_CTX *hctx;
+	EVP_MD_CTX *hctx;       /* for the chain's hashes */
 	struct rb_buf canon;    /* a line's encoding */
 	struct rb_buf msg;      /* the bytes its signature is over */
 	/*
@@ -182,28 +181,6 @@ static int check_run(struct verify *v, uint64_t line, const char *run, const cha
  */
 enum { F_TS, F_RUN_ID, F_TYPE, F_PREV, F_KEY_ID, F_SIG, F_COUNT, F_NEEDED = F_KEY_ID };
 static const char *const fields[F_COUNT] = {"ts", "run_id", "type", "prev", "key_id", "sig"};
-
-/*
- * The SHA-256 of a line in hex, with one context and one fetched digest for
- * the whole log (EVP_Digest fetches SHA-256 again for every call).
- */
-static void line_hash(struct verify *v, const char *line, size_t len, char hex[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-	if (!v->sha256 || !v->hctx || EVP_DigestInit_ex2(v->hctx, v->sha256, NULL) != 1 ||
-	    EVP_DigestUpdate(v->hctx, line, len) != 1 ||
-	    EVP_DigestFinal_ex(v->hctx, md, &n) != 1 || n != 32) {
-		rb_sha256_hex(line, len, hex);
-		return;
-	}
-	for (unsigned i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = 0;
-}
 
 /*
  * The key and the signature of a record whose line is in canonical form:
@@ -447,7 +424,7 @@ static int check_line(struct verify *v, const char *line, size_t len)
 		goto out;
 	}
 	char hash[65], why[200];
-	line_hash(v, line, len, hash);
+	rb_sha256_hex_ctx(v->hctx, line, len, hash);
 	/* The group before is checked first: this line tells whether its end is foreign. */
 	if (v->done && check_group(v, f[F_PREV]) < 0) {
 		r = -1;
@@ -554,9 +531,6 @@ int rb_audit_verify_stream(FILE *f, const struct rb_audit_verify_opts *o,
 	memcpy(v.auth, ZERO_HASH, 65);
 	v.runs = json_object();
 	rb_audit_checker_init(&v.chk);
-	v.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (!v.sha256)
-		ERR_clear_error();      /* line_hash falls back to rb_sha256_hex */
 	v.hctx = EVP_MD_CTX_new();
 	rb_buf_init(&v.canon);
 	rb_buf_init(&v.msg);
@@ -601,7 +575,6 @@ out:
 	count_open(&v);
 	json_decref(v.runs);
 	rb_audit_checker_release(&v.chk);
-	EVP_MD_free(v.sha256);
 	EVP_MD_CTX_free(v.hctx);
 	rb_buf_release(&v.canon);
 	rb_buf_release(&v.msg);

@@ -496,6 +496,18 @@ int rb_sha256_hex(const void *buf, size_t len, char hex[65])
 	return 0;
 }
 
+int rb_sha256_hex_ctx(void *ctx, const void *buf, size_t len, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (!ctx || EVP_DigestInit_ex2(ctx, sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, buf, len) != 1 || EVP_DigestFinal_ex(ctx, md, &n) != 1 ||
+	    n != 32)
+		return rb_sha256_hex(buf, len, hex);
+	rb_hex(md, 32, hex);
+	return 0;
+}
+
 int rb_sha256_file(const char *path, char hex[65])
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

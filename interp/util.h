@@ -24,6 +24,11 @@ void rb_hex(const unsigned char *b, size_t n, char *out);
 /* SHA-256 of buf as 64 lower-case hex digits and a NUL; -1 if OpenSSL fails. */
 int rb_sha256_hex(const void *buf, size_t len, char hex[65]);
 /*
+ * The same through ctx (an EVP_MD_CTX *, kept by a caller that hashes often:
+ * EVP_Digest sets up a context for every call); NULL: rb_sha256_hex.
+ */
+int rb_sha256_hex_ctx(void *ctx, const void *buf, size_t len, char hex[65]);
+/*
  * The same of a file's bytes, read a piece at a time; -1 with errno when it
  * cannot be read, ELOOP when path is a symbolic link (not followed), EINVAL
  * when it is not a regular file (a FIFO or a device could be read forever).
