@@ -1,8 +1,9 @@
 /*
- * The engine's insides, shared by exec.c (the run: its state, journal,
- * events, Lua scope, lock, rollback) and sched.c (the scheduler: steps through
- * their conditions, checks, gates and attempts, for_each units, workers).
- * Only those two include it.
+ * The engine's insides, shared by its three layers, each calling only the
+ * ones below it: exec.c (the run: set-up, lock, vars, phases, rollback, end),
+ * sched.c (the scheduler: steps through their conditions, checks, gates and
+ * attempts, for_each units, workers) and exec_svc.c (the services: events,
+ * journal, redaction, the Lua state of the run).  Only those three include it.
  */
 #ifndef RB_EXEC_INT_H
 #define RB_EXEC_INT_H
@@ -205,7 +206,7 @@ struct exec {
 	size_t compact_at;              /* compact when the journal holds this many records */
 };
 
-/* exec.c */
+/* exec_svc.c: for sched.c and exec.c */
 char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen);
 json_t *ex_redact_json(const struct exec *ex, json_t *v);
 /* One event: a line of text, or a JSON object with "event" set (ev is taken). */
@@ -222,6 +223,8 @@ void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* What was journalled is durable (a sync, or a gated command's supervisor's): show what waited. */
 void ex_recorded(struct exec *ex);
+/* The journal failed (or the run ends): show what waited, its outcomes as not recorded. */
+void ex_unrecorded(struct exec *ex);
 /* Write out the events printed so far (before waiting). */
 void ex_flush(struct exec *ex);
 /*
@@ -240,6 +243,8 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
  * the run (runstate.h) counts only the main steps, as the run's last line does.
  */
 void ex_record_kind(json_t *rec, const struct rb_step *st);
+/* Step i's state as the journal had it before a resume, while this session has not touched it. */
+json_t *ex_kept_state(const struct exec *ex, size_t i);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
 /* The group of records not yet written is old or long enough to be synced now. */
@@ -254,6 +259,8 @@ void ex_journal_failed(struct exec *ex, const char *why);
  * milliseconds then pass while they run, not before they start.
  */
 void ex_compact(struct exec *ex);
+/* A snapshot now, however few records came since the last (the run's end). */
+void ex_compact_now(struct exec *ex);
 struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d);
 /*
  * steps[id] in the Lua scope, from the step's state; -1 at the Lua memory limit
@@ -267,8 +274,12 @@ void ex_publish_failed(struct exec *ex, size_t i, const char *what);
  * declaration when one cannot be read: the step fails, it never runs without.
  */
 int ex_read_secrets(struct exec *ex, size_t i, unsigned what, char **err);
+/* Read secret i now, for step (NULL: at the start), into secrets_ref; -1 with an error in ex->d. */
+int ex_take_secret(struct exec *ex, size_t i, const char *step);
+/* The __index of that table (upvalue 1: ex): a secret no expression names is read when reached. */
+int ex_secrets_index(lua_State *L);
 
-/* sched.c */
+/* sched.c: for exec.c */
 int ex_start_workers(struct exec *ex);
 void ex_stop_workers(struct exec *ex);
 /* Queue the steps of a kind that need nothing. */

@@ -4,7 +4,7 @@
  * failures, with times as offsets from the run's first record; and the
  * model rendered as a postmortem timeline.  It verifies nothing (the caller
  * verifies the log first) and interprets the engine's record types
- * (interp/sched.c, interp/exec.c) and nothing else.
+ * (interp/sched.c, interp/exec.c, interp/exec_svc.c) and nothing else.
  */
 #ifndef RB_REPLAY_H
 #define RB_REPLAY_H

@@ -1,7 +1,7 @@
 /*
  * Replays a run's snapshot and journal records into a summary of the run and
  * of each step, for the commands that show runs.  It interprets the engine's
- * record kinds (interp/exec.c) and nothing else.
+ * record kinds (interp/exec.c, interp/exec_svc.c) and nothing else.
  */
 #include "runstate.h"
 
@@ -92,7 +92,7 @@ char *rb_run_counts_text(const struct rb_run_counts *c)
 			    c->succeeded, c->failed, intr, c->skipped, c->not_run, running);
 }
 
-/* A record of an on_failure or undo step says so (exec.c): such steps are not counted. */
+/* A record of an on_failure or undo step says so (exec_svc.c): such steps are not counted. */
 static void set_kind(json_t *s, const json_t *rec)
 {
 	json_t *kind = json_object_get(rec, "kind");
@@ -174,7 +174,7 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 	json_t *st = json_pack("{s:s, s:n, s:s, s:b, s:[]}", "run", "", "runbook", "status",
 			       "unfinished", "torn", torn != NULL, "steps");
 	json_t *index = json_object();
-	/* A snapshot holds each step's state as of its seq (exec.c: snapshot()). */
+	/* A snapshot holds each step's state as of its seq (exec_svc.c: snapshot()). */
 	if (snap) {
 		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params",
 						       "status", "started_at", "vars", "vars_hmac",

@@ -2,20 +2,18 @@
 # The command layer (interp/cmd/) alone prints and exits: below it, the engine
 # (interp/*.[ch]) and the actions (stdlib/*.[ch]) say things by events or
 # errors returned, so that --output json gets them too.  Also: headers by
-# name only, no ../ include, and no engine file including the command layer's.
+# name only, no ../ include, no engine file including the command layer's, and
+# no call up the engine's own layers (exec.c over sched.c over exec_svc.c).
 set -uo pipefail
 : "${RUNBOOK:?}"
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-# The calls the engine may not make, in FILE:LINE: TEXT lines.  Comments and the
-# insides of string and character literals are blanked first (newlines kept, so
-# line numbers hold); then a line is a hit when it names stdout or stderr, calls a
-# function that prints or ends the process, or writes to fd 1 or 2.  fprintf,
-# fputs, fwrite and the like to a FILE * the caller passed in are not hits.
-calls() {
-	awk '
+# An awk program's first part: each line of C source ($0, kept in src) as code,
+# with comments and the insides of string and character literals blanked (newlines
+# kept, so line numbers hold).  The parts after it read code.
+blank='
 	FNR == 1 { incom = 0 }
 	{
 		src = $0; code = ""; n = length(src); i = 1
@@ -35,6 +33,15 @@ calls() {
 				code = code q; i++
 			} else { code = code ch; i++ }
 		}
+	}'
+
+# The calls the engine may not make, in FILE:LINE: TEXT lines: a line is a hit
+# when its code names stdout or stderr, calls a function that prints or ends the
+# process, or writes to fd 1 or 2.  fprintf, fputs, fwrite and the like to a
+# FILE * the caller passed in are not hits.
+calls() {
+	awk "$blank"'
+	{
 		if (code ~ /(^|[^A-Za-z0-9_])(stdout|stderr|STDOUT_FILENO|STDERR_FILENO)([^A-Za-z0-9_]|$)/ ||
 		    code ~ /(^|[^A-Za-z0-9_.>])(printf|vprintf|puts|putchar|perror|exit|_exit|_Exit|quick_exit|abort|err|errx|verr|verrx|warn|warnx|vwarn|vwarnx)[ \t]*\(/ ||
 		    code ~ /(^|[^A-Za-z0-9_.>])(write|dprintf|vdprintf)[ \t]*\([ \t]*[12][ \t]*,/) {
@@ -42,6 +49,29 @@ calls() {
 			print FILENAME ":" FNR ": " t
 		}
 	}' "$@"
+}
+
+# The engine reads in one direction: exec.c (the run) calls into sched.c (the
+# scheduler) and exec_svc.c (the services both use), sched.c into exec_svc.c, and
+# none calls back up.  upcalls LOWER UPPER: LOWER's lines, as FILE:LINE: TEXT
+# (NAME of UPPER), whose code names (calls, or takes as a pointer) a function that
+# UPPER defines and exports (not static; a definition's first line starts at
+# column 0).
+upcalls() {
+	local names
+	names=$(awk "$blank"'
+	code ~ /^[A-Za-z_]/ && code !~ /^(static|extern|typedef)[^A-Za-z0-9_]/ &&
+	    match(code, /[A-Za-z_][A-Za-z0-9_]*[ \t]*\(/) {
+		name = substr(code, RSTART, RLENGTH - 1); sub(/[ \t]+$/, "", name); print name
+	}' "$2" | sort -u | paste -sd '|')
+	[ -n "$names" ] || return 0
+	N="$names" U="$2" awk "$blank"'
+	match(code, "(^|[^A-Za-z0-9_.>])(" ENVIRON["N"] ")([^A-Za-z0-9_]|$)") {
+		name = substr(code, RSTART, RLENGTH); sub(/^[^A-Za-z_]/, "", name)
+		sub(/[^A-Za-z0-9_]$/, "", name)
+		t = src; sub(/^[ \t]+/, "", t)
+		print FILENAME ":" FNR ": " t " (" name " of " ENVIRON["U"] ")"
+	}' "$1"
 }
 
 # The allowed hits, each as FILE, how many times, and the line's text (leading
@@ -124,6 +154,52 @@ if [ -z "$out" ]; then
 	ok
 else
 	while IFS= read -r line; do bad "$line"; done <<<"$out"
+fi
+
+# The checker of calls up, on planted files: a call, and look-alikes that are not.
+cat >"$tmp/upper.c" <<'EOF'
+/* up(): the one the lower file must not call */
+struct pair up(void)
+{
+	return (struct pair){helper(), 0};
+}
+
+static int helper(void)
+{
+	return 1;
+}
+EOF
+cat >"$tmp/lower.c" <<'EOF'
+static int helper(void)     /* its own, with the upper's up() in a comment */
+{
+	const char *s = "up()";
+	return o->up() + p.up() + (int)s[0];
+}
+
+int down(void)
+{
+	return helper() + up ();
+}
+
+int (*later)(void) = up;
+EOF
+got=$(upcalls "$tmp/lower.c" "$tmp/upper.c" | sed "s|$tmp/||g")
+want='lower.c:9: return helper() + up (); (up of upper.c)
+lower.c:12: int (*later)(void) = up; (up of upper.c)'
+[ "$got" = "$want" ] && ok || bad "the checker of calls up on planted files: got
+$got
+want
+$want"
+
+# The engine's layers.
+out=$(upcalls interp/exec_svc.c interp/sched.c; upcalls interp/exec_svc.c interp/exec.c
+	upcalls interp/sched.c interp/exec.c)
+if [ -z "$out" ]; then
+	ok
+else
+	while IFS= read -r line; do
+		bad "$line: a call up the engine's layers (exec.c over sched.c over exec_svc.c)"
+	done <<<"$out"
 fi
 
 # Only the command layer includes its header; nothing includes by a ../ path.
