@@ -32,6 +32,8 @@ struct rb_audit_log {
 	char *run_id;
 	EVP_MD_CTX *ctx, *tmpl;         /* tmpl: set up to sign with key, copied into ctx */
 	EVP_MD_CTX *hctx;               /* for the chain's hashes */
+	char ts[32];                    /* the last ts stamped, */
+	int64_t ts_sec;                 /* and its second (-1: none) */
 
 	/* The end of the file as this handle knows it. */
 	uint64_t seq;                   /* of the last record, 0: none */
@@ -329,9 +331,15 @@ static int chain_record(struct rb_audit_log *a, json_t *rec, int sign, struct rb
 /* A record of this log's run stamped now. */
 static json_t *stamp(struct rb_audit_log *a, json_t *rec)
 {
-	char ts[32];
-	rb_audit_format_ts(a->now_ms(a->now_arg), ts);
-	json_object_set_new(rec, "ts", json_string(ts));
+	/* The date and time are formatted once a second; the milliseconds each time. */
+	int64_t ms = a->now_ms(a->now_arg);
+	if (ms < 0 || ms / 1000 != a->ts_sec) {
+		rb_audit_format_ts(ms, a->ts);
+		a->ts_sec = ms < 0 ? -1 : ms / 1000;
+	} else {
+		snprintf(a->ts + 20, sizeof(a->ts) - 20, "%03dZ", (int)(ms % 1000));
+	}
+	json_object_set_new(rec, "ts", json_string(a->ts));
 	json_object_set_new(rec, "run_id", json_string(a->run_id));
 	return rec;
 }
@@ -635,6 +643,7 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 	a->hctx = EVP_MD_CTX_new();         /* NULL: rb_sha256_hex_ctx does without */
 	a->pending = json_array();
 	a->now_ms = realtime_ms;
+	a->ts_sec = -1;
 	rb_buf_init(&a->out);
 	rb_buf_init(&a->msg);
 	int created = 1;
