@@ -390,5 +390,31 @@ out=$(rb audit verify --keyring "$d/k.pem.pub" --allow-open --head "$given" "$d/
 out=$(rb run --state-dir "$hs" --audit-key "$d/k.pem" tests/exec/foreach.yaml 2>/dev/null | grep 'audit log head')
 [[ "$out" =~ audit\ log\ head\ [0-9]+:[0-9a-f]{64}\ \(key\ $kid\) ]] && ok || bad "the text run's head: $out"
 
+# --- an unsigned tail: records whose group lost its signed end ---------------------------
+us="$d/unsigned" ug="$d/ug"
+mkdir -p "$ug"
+rb run --state-dir "$us" --audit-key "$d/k.pem" -p dir="$ug" tests/exec/gate.yaml </dev/null >/dev/null 2>&1
+uid=$(ls "$us/runs")
+ulog="$us/runs/$uid/audit.jsonl"
+n=$(wc -l <"$ulog")
+size=$(stat -c %s "$ulog")
+# A whole record, chained to the last, without a signature, as a cut group write leaves it.
+tail -n 1 "$ulog" | jq -cS --arg prev "$(tail -n 1 "$ulog" | tr -d '\n' | sha256sum | cut -c 1-64)" \
+	'{prev: $prev, run_id, seq: (.seq + 1), step: "dangerous", ts, type: "step_started"}' >>"$ulog"
+out=$(rb audit verify --keyring "$d/k.pem.pub" "$ulog" 2>&1); rc=$?
+[ $rc -eq 1 ] && [[ "$out" == "$ulog:$((n + 1)): error: seq $((n + 1)): unsigned tail: 1 record after the last signed one (seq $n)"* ]] &&
+	ok || bad "an unsigned tail: $rc $out"
+# status reads the run up to its last signature; resume removes the record, on the record.
+rb status --state-dir "$us" "$uid" >/dev/null 2>&1 && ok || bad "status of a run with an unsigned tail"
+rb resume --state-dir "$us" --audit-key "$d/k.pem" --approve dangerous "$uid" </dev/null >/dev/null 2>&1 &&
+	ok || bad "resume past an unsigned tail"
+rep=$(sed -n "$((n + 1))p" "$ulog")
+[ "$(jq -r '[.type, .offset, .records, has("sig")] | @tsv' <<<"$rep")" = "$(printf 'log_repaired\t%s\t1\ttrue' "$size")" ] &&
+	ok || bad "the repair names what it removed: $rep"
+rb audit verify --keyring "$d/k.pem.pub" --state-dir "$us" "$uid" >/dev/null 2>&1 && ok ||
+	bad "the repaired run verifies"
+[ "$(grep -c '"step":"dangerous","ts"' "$ulog")" -ge 1 ] && [ -e "$ug/dangerous.count" ] && ok ||
+	bad "the gated step ran after the repair"
+
 echo "audit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
