@@ -4,7 +4,8 @@
 # gives commands, one a line, run in a state directory of the case's own, and NAME.out what
 # each must give; UPDATE=1 rewrites the .out files (review the diff).  What needs a program
 # (signals, timing, runs at once, file permissions, files changed under a run) is in
-# tests/exec/programs.sh, run after the cases.
+# tests/exec/programs.sh, run after the cases.  `bash tests/exec.sh NAME...` runs those cases
+# alone.
 #
 # A line of NAME.cmd is one of
 #   [VAR=VALUE ...] COMMAND ARG... [<FILE]
@@ -89,6 +90,7 @@ files() {                 # files DIR UNLISTED...: each file, its lines indented
 # run_case FILE: the case's commands and checks, each block compared with NAME.out.
 run_case() {
 	local cmdfile=$1 name expected
+	[ -f "$cmdfile" ] || { bad "$cmdfile: no such case"; return; }
 	name=$(basename "$cmdfile" .cmd)
 	expected=${cmdfile%.cmd}.out
 	tmp=$(mktemp -d)
@@ -211,9 +213,12 @@ run_command() {
 	[ -z "$state_used" ] || [ -d "$STATE" ] || echo "[no state directory]"
 }
 
-for c in tests/exec/cases/*.cmd; do
-	run_case "$c"
-done
-. tests/exec/programs.sh
+# bash tests/exec.sh NAME...: those cases alone, without the programs.
+if [ $# -gt 0 ]; then
+	for c in "$@"; do run_case "tests/exec/cases/${c%.cmd}.cmd"; done
+else
+	for c in tests/exec/cases/*.cmd; do run_case "$c"; done
+	. tests/exec/programs.sh
+fi
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
