@@ -44,7 +44,9 @@ check() {                 # check DESCRIPTION COMMAND...: the command succeeds
 	if "${@:2}" >/dev/null 2>&1; then ok "$1"; else bad "$1"; fi
 }
 
-cut_output() {            # what a command prints between two events of its step: 5 first and last lines
+# What a command prints between two events of its step: its first and last 5 lines of each
+# stream, and how many between them are not shown.
+cut_output() {
 	awk '
 	function flush(k, i, from) {
 		if (n[k] > 10) print at[k] k " ... (" n[k] - 10 " lines not shown)"
@@ -52,17 +54,22 @@ cut_output() {            # what a command prints between two events of its step
 		for (i = from; i <= n[k]; i++) print ring[k, i % 5]
 		n[k] = 0
 	}
-	function flush_step(s, k) { for (k in n) if (index(k, s) == 1 && substr(k, length(s) + 1) ~ /^(\[[0-9]+\])?[|!]$/) flush(k) }
+	function flush_step(s, k) {
+		for (k in n)
+			if (index(k, s) == 1 && substr(k, length(s) + 1) ~ /^(\[[0-9]+\])?[|!]$/) flush(k)
+	}
 	match($0, /^[0-9][0-9]:[0-9][0-9]:[0-9][0-9] [A-Za-z0-9_.-]+(\[[0-9]+\])?[|!]/) {
 		k = substr($0, 10, RLENGTH - 9); at[k] = substr($0, 1, 9)
 		if (++n[k] <= 5) print; else ring[k, n[k] % 5] = $0
 		next
 	}
-	match($0, /^[0-9][0-9]:[0-9][0-9]:[0-9][0-9] [A-Za-z0-9_.-]+: /) { flush_step(substr($0, 10, RLENGTH - 11)); print; next }
+	match($0, /^[0-9][0-9]:[0-9][0-9]:[0-9][0-9] [A-Za-z0-9_.-]+: /) {
+		flush_step(substr($0, 10, RLENGTH - 11)); print; next
+	}
 	{ for (k in n) flush(k); print }
 	END { for (k in n) flush(k) }'
 }
-stable() {                # stable ORDER [console|text]: stdin (a journal's records, or text) made stable
+stable() {                # stable ORDER [console|text]: stdin (records, or text) made stable
 	jq "$( [ $# = 1 ] && echo -sc || echo -Rsr)" -f tests/exec/stable.jq --arg order "$1" \
 		--arg mode "${2:-journal}" --arg tmp "$tmp" --arg user "$user" --arg runs "${runs[*]}"
 }
@@ -94,7 +101,8 @@ run_case() {
 	name=$(basename "$cmdfile" .cmd)
 	expected=${cmdfile%.cmd}.out
 	tmp=$(mktemp -d)
-	local STATE=$tmp/state DIR=$tmp/dir RUN='' runs=() order=grouped console= unlisted=() shown='' n=0 line
+	local STATE=$tmp/state DIR=$tmp/dir RUN='' runs=() order=grouped console='' unlisted=()
+	local shown='' n=0 line
 	mkdir "$DIR"
 	: >"$tmp/printed"
 	while IFS= read -r line || [ -n "$line" ]; do
@@ -125,7 +133,7 @@ run_case() {
 	local i
 	if [ "${UPDATE:-}" = 1 ]; then
 		for ((i = 1; i <= n; i++)); do cat "$tmp/block.$i"; done >"$expected"
-		pass=$((pass + n))
+		for ((i = 1; i <= n; i++)); do ok "$name #$i: written to $expected"; done
 	else
 		for ((i = 1; i <= n; i++)); do
 			local what="$name #$i: $(head -n 1 "$tmp/block.$i" | cut -c 3-)"
@@ -200,7 +208,8 @@ run_command() {
 		local from=${seq_before[$d]:-0}
 		[ "$(last_seq "$d/audit.jsonl")" -gt "$from" ] || continue
 		echo "[journal]"
-		jq -Rc --argjson from "$from" 'fromjson? // {type: "(not a JSON record)"} | select((.seq // 1e9) > $from)' \
+		jq -Rc --argjson from "$from" \
+			'fromjson? // {type: "(not a JSON record)"} | select((.seq // 1e9) > $from)' \
 			"$d/audit.jsonl" | jq -c -f tests/records.jq | stable "$order"
 	done
 	local now

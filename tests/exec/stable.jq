@@ -17,7 +17,10 @@ def ids: reduce ($runs | split(" ") | to_entries[] | select(.value != "")) as $r
 	| gsub("(?<t>[0-9]{8}-[0-9]{6})-[0-9a-f]{4}"; "\(.t)-xxxx")
 	| gsub("key id [0-9a-f]{16}"; "key id <key-id>") | gsub("PID [0-9]+"; "PID <pid>");
 def text: paths | ids | split("approved by \($user) ") | join("approved by $USER ");
-def masks: gsub("[0-9a-f]{64}"; "<sha256>") | gsub("time limit of [0-9]+ ms"; "time limit of # ms");
+def lines: split("\n") | if .[-1] == "" then .[:-1] else . end;
+# Hashes (of what holds times, or signed), and a Lua limit's time left when it was reached.
+def masks: gsub("[0-9a-f]{64}"; "<sha256>")
+	| gsub("time limit of [0-9]+ ms"; "time limit of # ms");
 # A string this long is a step's big output: its start and its length say enough.
 def short: if length > 2000 then .[0:200] + "... (\(length) characters)" else . end;
 
@@ -42,7 +45,8 @@ def items_in_place(item):
 def by_step(step; item; each):
 	. as $xs
 	| [foreach range(length) as $i (0; if ($xs[$i] | step) == null then . + 1 else . end;
-		($xs[$i] | step) as $s | {k: [., if $s == null then 0 else 1 end, $s // ""], x: $xs[$i]})]
+		($xs[$i] | step) as $s
+		| {k: [., if $s == null then 0 else 1 end, $s // ""], x: $xs[$i]})]
 	| group_by(.k) | map(map(.x) | items_in_place(item) | each) | add // [];
 
 def journal:
@@ -61,18 +65,22 @@ def line_of:
 		fromjson | {json: ., step: .step,
 			item: (if .event == "output" then null else .index end),
 			out: (if .event == "output" then [.index // -1, .stream == "stderr"] else null end)}
-	else {text: .} + ((capture("^[0-9]{2}:[0-9]{2}:[0-9]{2} (?<step>[A-Za-z0-9_.-]+)(\\[(?<i>[0-9]+)\\])?(?<sep>: |[|!] ?)")
-		| {step, out: (if .sep[0:1] == ":" then null else [(.i // "-1" | tonumber), .sep[0:1] == "!"] end)})
-		// {step: null, out: null})
-		| .item = (if .out == null then (.text | capture(": item (?<i>[0-9]+) of ") | .i | tonumber) // null
+	else {text: .}
+		+ ((capture("^[0-9]{2}:[0-9]{2}:[0-9]{2} (?<step>[A-Za-z0-9_.-]+)(\\[(?<i>[0-9]+)\\])?(?<sep>: |[|!] ?)")
+			| {step, out: (if .sep[0:1] == ":" then null
+				else [(.i // "-1" | tonumber), .sep[0:1] == "!"] end)})
+		   // {step: null, out: null})
+		| .item = (if .out == null
+			then (.text | capture(": item (?<i>[0-9]+) of ") | .i | tonumber) // null
 			else null end)
 	end;
 def streams:
 	. as $xs
 	| [foreach range(length) as $i (0; if $xs[$i].out == null then . + 1 else . end;
-		{k: [., $xs[$i].out], x: $xs[$i]})]
+		{k: [., $xs[$i].step, $xs[$i].out], x: $xs[$i]})]
 	| group_by(.k) | map(map(.x)) | add // [];
-def sorted_keys: walk(if type == "object" then to_entries | sort_by(.key) | from_entries else . end);
+def sorted_keys:
+	walk(if type == "object" then to_entries | sort_by(.key) | from_entries else . end);
 def volatile: walk(if type == "object" then del(.duration_ms, .pid)
 		| with_entries(if (.key | test("(^|_)key(_id)?$")) and (.value | type) == "string"
 			and (.value | test("^[0-9a-f]{16}$")) then .value = "<key-id>" else . end)
@@ -86,13 +94,13 @@ def show:
 # What a command prints: a JSON document (status -f json, plan --format json) with its keys
 # sorted, or lines.
 def console:
-	if test("^[\\[{]") and (try (fromjson | true) catch false) then fromjson | volatile | stable_values
-		| sorted_keys
-	else split("\n") | (if .[-1] == "" then .[:-1] else . end)
-		| map(line_of) | (if $order == "ordered" then . else by_step(.step; .item; streams) end)
+	if test("^[\\[{]") and (try (fromjson | true) catch false) then
+		fromjson | volatile | stable_values | sorted_keys
+	else lines | map(line_of)
+		| (if $order == "ordered" then streams else by_step(.step; .item; streams) end)
 		| map(show) | join("\n")
 	end;
 
 if $mode == "console" then console
-elif $mode == "text" then split("\n") | (if .[-1] == "" then .[:-1] else . end) | map(text) | join("\n")
+elif $mode == "text" then lines | map(text) | join("\n")
 else journal[] end
