@@ -88,7 +88,7 @@ def volatile: walk(if type == "object" then del(.duration_ms, .pid)
 def show:
 	if .json then .json | volatile | (if has("time") then .time = "<time>" else . end)
 		| stable_values | sorted_keys | tojson
-	else .text | sub("^[0-9]{2}:[0-9]{2}:[0-9]{2} "; "") | text | masks | short
+	else .text | sub("^[0-9]{2}:[0-9]{2}:[0-9]{2} "; "hh:mm:ss ") | text | masks | short
 		| gsub("[0-9]+\\.[0-9]+s\\b"; "#.#s")
 	end;
 # What a command prints: a JSON document (status -f json, plan --format json) with its keys

@@ -5,7 +5,7 @@ run -p who=carol@example.com tests/exec/redact.yaml
 run --output json tests/exec/redact.yaml
 plan -p who=carol@example.com tests/exec/redact.yaml
 plan --format json tests/exec/redact.yaml
-never: @example
-never: 1234567
-never: TICKET-123456
-never: TICKET-654321
+never but in the runbook: @example
+never but in the runbook: 1234567
+never but in the runbook: TICKET-123456
+never but in the runbook: TICKET-654321
