@@ -109,7 +109,7 @@ struct verify {
 	 * record from a changed one before it.
 	 */
 	struct grec *g;
-	size_t ng, gcap;
+	size_t ng, gcap, gbytes;        /* gbytes: of the run ids and types held */
 	int done;
 	char auth[65];          /* the hash of the last record of the last checked group */
 	uint64_t auth_seq;
@@ -257,6 +257,7 @@ static void group_clear(struct verify *v)
 		free(v->g[i].type);
 	}
 	v->ng = 0;
+	v->gbytes = 0;
 	v->done = 0;
 }
 
@@ -435,8 +436,15 @@ static int check_line(struct verify *v, const char *line, size_t len)
 		    "missing, repeated or out of order)", seq, v->seq + 1);
 		goto out;
 	}
-	if (v->ng >= RB_AUDIT_GROUP_MAX) {
-		bad(v, v->line, seq, "more than %u records without a signature", RB_AUDIT_GROUP_MAX);
+	/* What a group holds until its signature is bounded, whatever a hostile log says. */
+	size_t held = strlen(f[F_RUN_ID]) + strlen(f[F_TYPE]);
+	if (v->ng >= RB_AUDIT_GROUP_MAX || v->gbytes + held > RB_AUDIT_LINE_MAX) {
+		if (v->ng >= RB_AUDIT_GROUP_MAX)
+			bad(v, v->line, seq, "more than %u records without a signature",
+			    RB_AUDIT_GROUP_MAX);
+		else
+			bad(v, v->line, seq, "more than %u bytes of run ids and types without a "
+			    "signature", RB_AUDIT_LINE_MAX);
 		goto out;
 	}
 	if (is_signed && check_sig(&v->chk, &v->canon, sig_from, sig_to, &v->msg, v->o->keyring,
@@ -453,6 +461,7 @@ static int check_line(struct verify *v, const char *line, size_t len)
 	memcpy(g->prev, f[F_PREV], 65);
 	g->run = rb_xstrdup(f[F_RUN_ID]);
 	g->type = rb_xstrdup(f[F_TYPE]);
+	v->gbytes += held;
 	v->done = is_signed;
 	v->seq = seq;
 	r = 0;

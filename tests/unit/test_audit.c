@@ -1288,6 +1288,21 @@ static void t_format1(const struct rb_audit_key *ka)
 	char why[200];
 	CHECK(rb_audit_check_line(b.s, b.len - 1, kr, why, sizeof(why)) < 0 &&
 	      strstr(why, "format 1"), "format 1, one line: %s", why);
+	/* A group longer than a signature may cover stops there, not at the end of memory. */
+	struct rb_buf big;
+	rb_buf_init(&big);
+	char prev[65] = ZERO_HASH;
+	for (unsigned i = 1; i <= RB_AUDIT_GROUP_MAX + 1; i++) {
+		size_t at = big.len;
+		rb_buf_printf(&big, "{\"prev\":\"%s\",\"run_id\":\"r\",\"seq\":%u,\"ts\":"
+			      "\"2026-11-23T17:05:05.000Z\",\"type\":\"t\"}", prev, i);
+		rb_sha256_hex(big.s + at, big.len - at, prev);
+		rb_buf_putc(&big, '\n');
+	}
+	CHECK(verify_buf(big.s, big.len, &o, &r) < 0 && r.bad_line == RB_AUDIT_GROUP_MAX + 1 &&
+	      strstr(r.reason, "records without a signature"), "a long group: line %" PRIu64
+	      ": %s", r.bad_line, r.reason);
+	rb_buf_release(&big);
 	rb_audit_keyring_free(kr);
 	rb_buf_release(&b);
 	json_decref(r1);
