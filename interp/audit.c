@@ -54,7 +54,7 @@ struct rb_audit_log {
 	void *now_arg;
 	rb_journal_hook *hook;          /* the tests' failure and crash injection */
 	void *hook_arg;
-	uint64_t records, syncs, signatures;
+	uint64_t records, syncs;
 	struct rb_audit_keyring *trust; /* who may have signed a PATH.repair to complete */
 };
 
@@ -318,7 +318,6 @@ static int chain_record(struct rb_audit_log *a, json_t *rec, int sign, struct rb
 		rb_audit_b64(sig, SIG_LEN, b64);
 		memcpy(stand_in, b64, SIG_B64_LEN);
 		json_object_set_new(rec, "sig", json_string(b64));
-		a->signatures++;
 	}
 	rb_sha256_hex_ctx(a->hctx, out->s + start, out->len - start, a->prev);
 	rb_buf_putc(out, '\n');

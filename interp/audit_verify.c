@@ -110,9 +110,7 @@ struct verify {
 	 */
 	struct grec *g;
 	size_t ng, gcap, gbytes;        /* gbytes: of the run ids and types held */
-	int done;
-	char auth[65];          /* the hash of the last record of the last checked group */
-	uint64_t auth_seq;
+	int done;               /* (the group before ends at r->head, its last record) */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -285,7 +283,7 @@ static int check_group(struct verify *v, const char *next_prev)
 	size_t n = v->ng;
 	for (size_t k = n; k-- > 0;) {
 		const struct grec *g = &v->g[k];
-		const char *before = k ? v->g[k - 1].hash : v->auth;
+		const char *before = k ? v->g[k - 1].hash : v->r->head.sha256;
 		if (!strcmp(g->prev, before))
 			continue;
 		int foreign = k == 0 || (k == n - 1 &&
@@ -314,8 +312,6 @@ static int check_group(struct verify *v, const char *next_prev)
 				   ":%.16s...", h->seq, h->sha256);
 	}
 	const struct grec *last = &v->g[n - 1];
-	memcpy(v->auth, last->hash, 65);
-	v->auth_seq = last->seq;
 	v->r->records += n;
 	v->r->head.seq = last->seq;
 	memcpy(v->r->head.sha256, last->hash, 65);
@@ -335,7 +331,7 @@ static int check_group(struct verify *v, const char *next_prev)
 static int open_group_break(struct verify *v)
 {
 	for (size_t k = 0; k < v->ng; k++)
-		if (strcmp(v->g[k].prev, k ? v->g[k - 1].hash : v->auth))
+		if (strcmp(v->g[k].prev, k ? v->g[k - 1].hash : v->r->head.sha256))
 			return link_bad(v, v->g[k].line, v->g[k].seq);
 	return 0;
 }
@@ -492,11 +488,11 @@ static int check_end(struct verify *v, uint64_t torn_line, uint64_t torn_off, ui
 				   "signature that ends their group, and %" PRIu64 " bytes at offset %"
 				   PRIu64 ", after seq %" PRIu64 ": a write cut short (resuming the run "
 				   "repairs it)", v->ng, v->ng == 1 ? "" : "s", torn_len, torn_off,
-				   v->auth_seq);
+				   v->r->head.seq);
 		return bad(v, v->g[0].line, v->g[0].seq, "unsigned tail: %zu record%s after the last "
 			   "signed one (seq %" PRIu64 "): a group written without its signed end, as a "
 			   "write cut short leaves it (resuming the run repairs it), or records added "
-			   "without the key", v->ng, v->ng == 1 ? "" : "s", v->auth_seq);
+			   "without the key", v->ng, v->ng == 1 ? "" : "s", v->r->head.seq);
 	}
 	if (torn_line) {
 		v->r->torn = 1;
@@ -537,7 +533,6 @@ int rb_audit_verify_stream(FILE *f, const struct rb_audit_verify_opts *o,
 	struct reader rd = {.f = f};
 	memset(r, 0, sizeof(*r));
 	memcpy(r->head.sha256, ZERO_HASH, 65);
-	memcpy(v.auth, ZERO_HASH, 65);
 	v.runs = json_object();
 	rb_audit_checker_init(&v.chk);
 	v.hctx = EVP_MD_CTX_new();

@@ -247,6 +247,11 @@ void ex_record_kind(json_t *rec, const struct rb_step *st);
 json_t *ex_kept_state(const struct exec *ex, size_t i);
 /* Make what was journalled durable; a failure stops the run (-1). */
 int ex_journal_sync(struct exec *ex);
+/*
+ * A step whose records may wait in a group: its action has no side effects,
+ * and it is not a check and has none.
+ */
+int ex_groupable_step(const struct rb_step *st);
 /* The group of records not yet written is old or long enough to be synced now. */
 int ex_group_due(const struct exec *ex);
 /* Only write it: durable at the next ex_journal_sync, or by a command's supervisor. */

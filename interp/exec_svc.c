@@ -203,6 +203,12 @@ static void journal_broken(struct exec *ex, const char *why)
 		ex->journal_error = rb_xstrdup(why);
 }
 
+int ex_groupable_step(const struct rb_step *st)
+{
+	return st && st->action && (st->action->flags & RB_ACT_PURE) && st->kind != RB_CHECK &&
+	       !st->check;
+}
+
 /*
  * A record that may wait in a group (exec_int.h): the start, retry or end of
  * a step whose action has no side effects.  Anything else (an intent, a
@@ -214,8 +220,7 @@ static int groupable(const struct exec *ex, const json_t *rec)
 					    "item_finished"};
 	const char *type = json_string_value(json_object_get(rec, "type"));
 	const char *id = json_string_value(json_object_get(rec, "step"));
-	const struct rb_step *st = id ? rb_runbook_step(ex->rb, id) : NULL;
-	if (!type || !st || !st->action || !(st->action->flags & RB_ACT_PURE) || st->check)
+	if (!type || !id || !ex_groupable_step(rb_runbook_step(ex->rb, id)))
 		return 0;
 	for (size_t k = 0; k < sizeof(types) / sizeof(*types); k++)
 		if (!strcmp(type, types[k]))

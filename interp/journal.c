@@ -152,7 +152,7 @@ struct scan {
 	char *snap_key_id;      /* the key that signed it, */
 	char snap_head[65];     /* the SHA-256 of the log's line at snap_seq that it keeps, */
 	char log_at_snap[65];   /* and that line's SHA-256 ("" when the log has none) */
-	char *last_line;        /* the log's last whole record, or NULL */
+	char *last_line;        /* the log's last signed record, or NULL */
 	size_t last_len, last_lineno;
 	json_t *records;        /* journal records after the snapshot */
 	uint64_t last_seq;      /* of the last record, or snap_seq */

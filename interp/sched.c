@@ -1273,7 +1273,7 @@ static int may_group(const struct exec *ex, struct job **batch, size_t n)
 	if (!ex->journal || ex->journal_failed)
 		return 0;
 	for (size_t k = 0; k < n; k++)
-		if (!(batch[k]->action->flags & RB_ACT_PURE) || batch[k]->what->kind == RB_CHECK)
+		if (!ex_groupable_step(batch[k]->what))
 			return 0;
 	return !ex_group_due(ex);
 }
