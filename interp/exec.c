@@ -433,6 +433,7 @@ static int setup(struct exec *ex)
 		snprintf(ex->run_id, sizeof(ex->run_id), "%s", ex->o->resume_id);
 	else
 		new_run_id(ex, state);
+	ex->ctx = rb_runctx_new(ex->run_id);
 	ex->redactor = rb_redactor_new();
 	ex->nsecrets += rb_runbook_add_patterns(rb, ex->redactor);     /* redact: and PII */
 	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
@@ -577,6 +578,7 @@ static void teardown(struct exec *ex)
 		close(ex->lock_fd);
 	free(ex->run_dir);
 	rb_luabox_free(ex->box);
+	rb_runctx_free(ex->ctx);        /* closes the connections the run kept */
 	if (ex->o->redactor_out) {
 		*ex->o->redactor_out = ex->redactor;
 		ex->redactor = NULL;

@@ -16,6 +16,7 @@
 #include "journal.h"
 #include "luabox.h"
 #include "render.h"
+#include "runctx.h"
 #include "rundir.h"
 #include "util.h"
 
@@ -53,7 +54,7 @@ struct job {
 	int failed, timed_out;
 	int broken;                     /* the failure was a check's broken code (unit's broken) */
 	char *error;
-	volatile sig_atomic_t cancel;
+	struct rb_cancel cancel;
 };
 
 /* One call of a job: run by a worker, inline, or stepped in the scheduler's poll loop. */
@@ -69,6 +70,7 @@ struct unit {
 	int nfds;
 	int64_t wake_at;                /* ... and when it must be stepped at the latest, or -1 */
 	json_t *output;
+	json_t *secrets;                /* the action's rb_result.secrets */
 	int failed, timed_out;
 	int broken;                     /* a check whose code failed: it gave no answer */
 	char *error, *warning;
@@ -123,6 +125,7 @@ struct exec {
 	char run_id[RB_RUN_ID_MAX];
 	char *run_dir;
 	struct rb_redactor *redactor;   /* the secrets' values, to redact */
+	struct rb_runctx *ctx;          /* the run as its actions see it (runctx.h) */
 	size_t nsecrets;                /* how many it has (secrets and patterns) */
 	size_t *ready, rhead, nready, readycap;   /* FIFO: ready[rhead..nready) */
 	size_t *retrying, nretrying, retrycap;

@@ -302,6 +302,8 @@ static json_t *step_json_of(struct planner *pl, const struct rb_step *s)
 	json_object_set_new(j, "action", json_string(s->action ? s->action->name : ""));
 	json_object_set_new(j, "form", json_string(s->run ? "run" : s->lua ? "lua" : "action"));
 	json_object_set_new(j, "side_effects", json_boolean(s->side_effects));
+	if (s->does)
+		json_object_set_new(j, "does", json_string(s->does));
 	json_object_set_new(j, "idempotent", json_boolean(s->idempotent));
 	if (!sub) {
 		json_object_set_new(j, "needs", ids_json(rb, s->needs, s->nneeds));

@@ -135,6 +135,8 @@ static void step_text(struct out *o, const json_t *s, const char *indent)
 		fprintf(f, "  %s[skipped: %s is false]%s", c(o, DIM),
 			str(json_object_get(s, "skipped"), "because_of"), c(o, RESET));
 	fputc('\n', f);
+	if (str(s, "does"))
+		fprintf(f, "%s    does: %s\n", indent, vis(o, str(s, "does")));
 
 	char in2[64];
 	snprintf(in2, sizeof(in2), "%s    ", indent);

@@ -72,6 +72,10 @@ struct rb_step {
 	int continue_on_error;
 	int idempotent;                 /* the action's default unless set */
 	int side_effects;               /* the action's (or true for run:) unless set */
+	const char **secret_args;       /* with: the names of the arguments that read a secret,
+					   NULL-terminated, or NULL */
+	const char *does;               /* what the call will do, as its action says (the plan's
+					   "GET https://..."; rb_action.effect), or NULL */
 	int sensitive;
 	struct rb_step *undo, *parent;  /* parent: for an undo step or a check */
 	struct rb_step *check;          /* a read-only probe: is the effect in place? */

@@ -138,6 +138,43 @@ static int item_capped(struct exec *ex, size_t i, size_t k, size_t n, char **err
 }
 
 /*
+ * A sensitive step's output is a secret from the moment it is known: each
+ * string in it (and each number's text) is registered, so that what prints
+ * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
+ * cannot be (docs/language.md).
+ */
+static void add_sensitive(struct exec *ex, const json_t *v)
+{
+	size_t k;
+	const char *key;
+	json_t *x;
+	char num[64];
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		rb_redactor_add_secret(ex->redactor, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_REAL:
+		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(v, k, x)
+			add_sensitive(ex, x);
+		break;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)v, key, x)
+			add_sensitive(ex, x);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
  * The call a unit makes: its arguments, where its output spills, whom it tells.
  * Returns -1 with *err when item cannot be set for an inline action (the Lua
  * memory limit): the call must not run.
@@ -161,8 +198,13 @@ static int unit_call(struct unit *u, char **err)
 	    rb_luabox_set_json(ex->box, ex->scope, "item", json_array_get(jb->items, u->k), 0) < 0)
 		rc = item_capped(ex, jb->step, u->k, jb->n, err);
 	u->call = (struct rb_call){
+		.run = ex->ctx,
 		.step = id,
+		.item = jb->items ? u->k : RB_NO_ITEM,
+		.attempt = ex->s[jb->step].attempts,
+		.check = jb->what->kind == RB_CHECK,
 		.args = json_array_get(jb->calls, u->k),
+		.secret_args = (const char *const *)jb->what->secret_args,
 		.env = (const char *const *)jb->env.v,
 		.deadline_ms = jb->deadline_ms,
 		.cancel = &jb->cancel,
@@ -200,10 +242,10 @@ static void unit_result(struct unit *u, struct rb_result *res)
 	 * place") gave no answer.  That is a bug in the runbook, as a check argument that
 	 * cannot be rendered is, and the step must not run on it.
 	 */
-	u->broken = check && res->failed && res->broken;
+	u->broken = check && (res->outcome == RB_BROKEN || res->outcome == RB_TIMED_OUT);
 	if (ex->gated == u)
 		ex->gated = NULL;
-	if (res->sync_errno) {
+	if (res->outcome == RB_NOT_STARTED) {
 		char *why = rb_xasprintf("cannot sync %s/%s before '%s' starts: %s", ex->run_dir,
 					 RB_RUN_JOURNAL, u->call.step, strerror(res->sync_errno));
 		ex_journal_failed(ex, why);
@@ -212,9 +254,9 @@ static void unit_result(struct unit *u, struct rb_result *res)
 		res->error = rb_xstrdup("not started: the audit log cannot be made durable");
 	}
 	/* A check says "in place" by succeeding with a result that is not nil or false. */
-	if (check && !res->failed && (!res->output || json_is_null(res->output) ||
+	if (check && res->outcome == RB_OK && (!res->output || json_is_null(res->output) ||
 				      json_is_false(res->output))) {
-		res->failed = 1;
+		res->outcome = RB_FAILED;
 		res->error = rb_xasprintf("it returned %s",
 					  res->output && json_is_false(res->output) ? "false"
 										    : "nil");
@@ -223,15 +265,15 @@ static void unit_result(struct unit *u, struct rb_result *res)
 	if (jb->items && (jb->action->flags & RB_ACT_INLINE) &&
 	    rb_luabox_set_json(ex->box, ex->scope, "item", NULL, 0) < 0 &&
 	    item_capped(ex, jb->step, u->k, jb->n, &err) < 0) {
-		res->failed = 1;
-		res->broken = 1;
+		res->outcome = RB_BROKEN;
 		free(res->error);
 		res->error = err;
 	}
 	free(u->spill);
 	u->spill = NULL;
-	u->failed = res->failed;
-	u->timed_out = res->timed_out;
+	u->secrets = res->secrets;
+	u->failed = res->outcome != RB_OK;
+	u->timed_out = res->outcome == RB_TIMED_OUT;
 	u->error = res->error;
 	u->warning = res->warning;
 	u->output = res->output;
@@ -244,16 +286,15 @@ static void run_unit(struct unit *u)
 	struct exec *ex = jb->ex;
 	struct rb_result res = {0};
 	if (unit_call(u, &res.error) < 0) {
-		res.failed = 1;
-		res.broken = 1;
+		res.outcome = RB_BROKEN;
 	} else if (ex->o->recorded && !(jb->action->flags & RB_ACT_INLINE)) {
 		/* replay --simulate: what the run recorded stands in for the action. */
 		int r = ex->o->recorded(ex->o->recorded_ud, u->call.step, ex->s[jb->step].attempts,
 					u->k, jb->what->kind == RB_CHECK, &res.output, &res.error);
 		/* A call the run never made is taken as done, so the path goes on. */
-		res.failed = r == 0;
+		res.outcome = r == 0 ? RB_FAILED : RB_OK;
 	} else if (!jb->action->run) {
-		res.failed = 1;
+		res.outcome = RB_BROKEN;
 		res.error = rb_xasprintf("action '%s' cannot run in this version", jb->action->name);
 	} else {
 		jb->action->run(&u->call, &res);
@@ -332,6 +373,7 @@ static void free_job(struct job *jb)
 	json_decref(jb->outs);
 	free(jb->ok);
 	rb_strv_release(&jb->env);
+	rb_cancel_fini(&jb->cancel);
 	free(jb);
 }
 
@@ -371,43 +413,6 @@ static json_t *compute_outputs(struct exec *ex, const struct rb_step *st, json_t
 		return NULL;
 	}
 	return v;
-}
-
-/*
- * A sensitive step's output is a secret from the moment it is known: each
- * string in it (and each number's text) is registered, so that what prints
- * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
- * cannot be (docs/language.md).
- */
-static void add_sensitive(struct exec *ex, const json_t *v)
-{
-	size_t k;
-	const char *key;
-	json_t *x;
-	char num[64];
-	switch (json_typeof(v)) {
-	case JSON_STRING:
-		rb_redactor_add_secret(ex->redactor, json_string_value(v), json_string_length(v));
-		break;
-	case JSON_INTEGER:
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		rb_redactor_add_secret(ex->redactor, num, strlen(num));
-		break;
-	case JSON_REAL:
-		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-		rb_redactor_add_secret(ex->redactor, num, strlen(num));
-		break;
-	case JSON_ARRAY:
-		json_array_foreach(v, k, x)
-			add_sensitive(ex, x);
-		break;
-	case JSON_OBJECT:
-		json_object_foreach((json_t *)v, key, x)
-			add_sensitive(ex, x);
-		break;
-	default:
-		break;
-	}
 }
 
 /* When what is being finished ended: now, or when a polled call ended while Lua ran. */
@@ -591,6 +596,13 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	jb->what = what;
 	jb->action = what->action;
 	jb->calls = json_array();
+	/* An inline call is stopped through Lua's hook; the others may wait on the descriptor. */
+	if (rb_cancel_init(&jb->cancel, !(jb->action->flags & RB_ACT_INLINE)) < 0) {
+		*err = rb_xasprintf("cannot start: %s", strerror(errno));
+		rb_diags_release(&d);
+		free_job(jb);
+		return NULL;
+	}
 	char *capped = NULL;            /* item could not be set: the Lua memory limit */
 
 	json_t *items = NULL;
@@ -626,6 +638,18 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 			char *w = what->run ? rb_xstrdup("the command") : rb_xasprintf("'%s'", nk);
 			*err = nul_error(ex, at ? at : what->with ? what->with : st->node, w);
 			free(w);
+			json_decref(args);
+			goto fail_err;
+		}
+		struct rb_arg_error e = {NULL, -1, NULL};
+		if (jb->action->check && jb->action->check(args, &e) < 0) {
+			/* What was known only now breaks the action's rules: at the argument. */
+			const struct rb_node *at = rb_map_get(what->with, e.arg ? e.arg : "");
+			*err = rb_xasprintf("%s:%d:%d: argument '%s' of action '%s': %s",
+					    ex->rb->file, at ? at->line : what->node->line,
+					    at ? at->col : what->node->col, e.arg ? e.arg : "",
+					    jb->action->name, e.msg);
+			free(e.msg);
 			json_decref(args);
 			goto fail_err;
 		}
@@ -825,6 +849,19 @@ static int ask_gates(struct exec *ex)
 	return 1;
 }
 
+/* A call's arguments as its intent records them: a secret argument's value never. */
+static json_t *intent_args(const struct rb_action *a, json_t *args)
+{
+	json_t *copy = NULL;
+	for (const struct rb_arg *g = a->args; g->name; g++)
+		if ((g->flags & RB_ARG_SECRET) && json_object_get(args, g->name)) {
+			if (!copy)
+				copy = json_copy(args);
+			json_object_set_new(copy, g->name, json_string(RB_SECRET_MASK));
+		}
+	return copy ? copy : json_incref(args);
+}
+
 /*
  * A job's action is about to run: what it will do, made durable with the
  * step's start by schedule() before any of it starts.  Inline actions (lua,
@@ -847,10 +884,16 @@ static void intent(struct exec *ex, const struct job *jb)
 				"action", jb->action->name);
 	if (jb->what->kind == RB_CHECK)
 		json_object_set_new(rec, "check", json_true());
-	if (jb->items)
-		json_object_set(rec, "calls", jb->calls);
-	else
-		json_object_set(rec, "args", json_array_get(jb->calls, 0));
+	if (jb->items) {
+		json_t *calls = json_array();
+		size_t k;
+		json_t *a;
+		json_array_foreach(jb->calls, k, a)
+			json_array_append_new(calls, intent_args(jb->action, a));
+		json_object_set_new(rec, "calls", calls);
+	} else {
+		json_object_set_new(rec, "args", intent_args(jb->action, json_array_get(jb->calls, 0)));
+	}
 	ex_journal(ex, rec);
 }
 
@@ -864,7 +907,7 @@ static void result(struct exec *ex, const struct unit *u)
 	json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:I}", "type", "action_result", "step", st->id,
 				"attempt", ex->s[jb->step].attempts, "status",
 				!u->failed ? "succeeded" : u->timed_out ? "timed_out"
-				: jb->cancel ? "interrupted" : "failed", "duration_ms",
+				: rb_cancelled(&jb->cancel) ? "interrupted" : "failed", "duration_ms",
 				(json_int_t)(ended_ms(ex) - u->started_ms));
 	if (jb->what->kind == RB_CHECK)
 		json_object_set_new(rec, "check", json_true());
@@ -985,7 +1028,7 @@ static void job_done(struct exec *ex, struct job *jb)
 		sr->checked = 1;
 		if (!jb->failed) {
 			finish(ex, i, S_SATISFIED, jb->output, NULL);
-		} else if (ex->interrupted && jb->cancel) {
+		} else if (ex->interrupted && rb_cancelled(&jb->cancel)) {
 			finish(ex, i, S_INTERRUPTED, jb->output, rb_xasprintf("check: %s", jb->error));
 			free(jb->error);
 		} else if (jb->broken) {
@@ -1032,7 +1075,7 @@ static void job_done(struct exec *ex, struct job *jb)
 			err = rb_xstrdup("failed");
 		}
 		enum sstatus st2 = !jb->failed ? S_SUCCEEDED
-				   : ex->interrupted && jb->cancel ? S_INTERRUPTED : S_FAILED;
+				   : ex->interrupted && rb_cancelled(&jb->cancel) ? S_INTERRUPTED : S_FAILED;
 		finish(ex, i, st2, jb->output, err);
 	}
 	free_job(jb);
@@ -1104,6 +1147,10 @@ static int unit_done(struct exec *ex, struct unit *u)
 {
 	struct job *jb = u->jb;
 	jb->running--;
+	/* What the action says is a secret is hidden from now on, as a sensitive output is. */
+	if (u->secrets)
+		add_sensitive(ex, u->secrets);
+	json_decref(u->secrets);
 	result(ex, u);
 	if (u->warning) {
 		const char *id = ex->rb->steps[jb->step]->id;
@@ -1208,7 +1255,7 @@ static int dispatch(struct exec *ex, struct job *jb)
 	for (;;) {
 		while (jb->next < jb->n && jb->ok[jb->next])
 			jb->next++;
-		int stop = jb->cancel || ex->interrupted || ex->journal_failed;
+		int stop = rb_cancelled(&jb->cancel) || ex->interrupted || ex->journal_failed;
 		if (!jb->running && (jb->failed || stop || jb->next >= jb->n)) {
 			if (!jb->failed && jb->next < jb->n) {
 				jb->failed = 1;
@@ -1339,13 +1386,11 @@ static void schedule(struct exec *ex)
 }
 
 /* Ask every running step to stop: 1 politely, 2 at once. */
-static void cancel_running(struct exec *ex, int how)
+static void cancel_running(struct exec *ex, enum rb_cancel_level how)
 {
-	pthread_mutex_lock(&ex->mu);
 	for (size_t i = 0; i < ex->rb->nsteps; i++)
 		if (ex->s[i].job)
-			ex->s[i].job->cancel = (sig_atomic_t)how;
-	pthread_mutex_unlock(&ex->mu);
+			rb_cancel_set(&ex->s[i].job->cancel, how);
 }
 
 static void check_signals(struct exec *ex, int *seen)
@@ -1363,7 +1408,7 @@ static void check_signals(struct exec *ex, int *seen)
 			   "(again to kill them at once and skip the on_failure steps)"
 			 : "interrupted: stopping the running steps (again to kill them at once)");
 	ex->interrupted = *seen;
-	cancel_running(ex, *seen > 1 ? 2 : 1);
+	cancel_running(ex, *seen > 1 ? RB_CANCEL_KILL : RB_CANCEL_STOP);
 }
 
 /* The run's timeout: the run fails, and what runs is stopped. */
@@ -1384,7 +1429,7 @@ static void check_deadline(struct exec *ex)
 		ex_event(ex, json_pack("{s:s, s:I}", "event", "run_timeout", "timeout_ms",
 				       (json_int_t)ex->deadline_len_ms),
 			 "the run's timeout of %s has passed: stopping the running steps", d);
-	cancel_running(ex, 1);
+	cancel_running(ex, RB_CANCEL_STOP);
 }
 
 /* The live view redraws elapsed times, and follows the terminal's width. */
@@ -1492,7 +1537,7 @@ static const char *lua_poll(void *ud)
 		ex->serving = 0;
 	}
 	if (ex->lua_job)
-		return !ex->lua_job->cancel ? NULL : ex->interrupted ? "interrupted" : "cancelled";
+		return !rb_cancelled(&ex->lua_job->cancel) ? NULL : ex->interrupted ? "interrupted" : "cancelled";
 	return ex->interrupted ? "interrupted" : NULL;
 }
 

@@ -212,11 +212,9 @@ static struct rb_step *load_check(struct loader *l, const struct rb_node *n,
 	c->retry.attempts = 1;
 	c->timeout_ms = l->rb->default_timeout_ms;
 	c->approve_timeout_ms = -1;
+	c->side_effects = -1;
+	c->idempotent = -1;
 	load_keys(l, c, v);
-	if (c->action && v[K_ACTION] && (c->action->flags & RB_ACT_SIDE_EFFECTS))
-		rb_error_at(l->d, v[K_ACTION], "a check must not change anything, and action '%s' "
-			    "has side effects (use 'run' or 'lua' for a command that only looks)",
-			    c->action->name);
 	return c;
 }
 
@@ -342,12 +340,6 @@ static struct rb_step *load_step(struct loader *l, const struct rb_node *n,
 	 */
 	if (!v[K_RETRY] && s->action && (s->action->flags & RB_ACT_PURE))
 		s->retry = (struct rb_retry){.attempts = 1};
-	if (s->side_effects < 0)
-		s->side_effects = s->run || (s->action && (s->action->flags & RB_ACT_SIDE_EFFECTS));
-	/* A step that changes nothing may run again after a crash. */
-	if (s->idempotent < 0)
-		s->idempotent = !s->side_effects ||
-				(s->action && (s->action->flags & RB_ACT_IDEMPOTENT));
 	return s;
 }
 
@@ -709,10 +701,106 @@ int rb_load_chunk(struct loader *l, const struct rb_node *cn, const struct scope
 
 /* --- per step ----------------------------------------------------------------- */
 
-static void check_with(struct loader *l, struct rb_step *s)
+/* n holds an expression somewhere: its value is known only when the step runs. */
+static int has_expr(const struct rb_node *n)
+{
+	if (n->type == RB_SCALAR)
+		return n->tmpl != NULL;
+	size_t m = n->type == RB_MAP ? 2 * n->n : n->n;
+	for (size_t i = 0; i < m; i++)
+		if (has_expr(n->items[i]))
+			return 1;
+	return 0;
+}
+
+/* n reads a secret somewhere. */
+static int reads_secret(const struct rb_runbook *rb, const struct rb_node *n)
+{
+	if (n->type == RB_SCALAR)
+		return n->tmpl && rb_tmpl_reads_secret(rb, n->tmpl);
+	size_t m = n->type == RB_MAP ? 2 * n->n : n->n;
+	for (size_t i = 0; i < m; i++)
+		if (reads_secret(rb, n->items[i]))
+			return 1;
+	return 0;
+}
+
+/* An argument typed secret (RB_ARG_SECRET) must come from the runbook's secrets. */
+static void check_secret_arg(struct loader *l, const struct rb_action *a,
+			     const struct rb_arg *g, const struct rb_node *v)
+{
+	if (v->type == RB_SCALAR && v->tmpl && rb_tmpl_reads_secret(l->rb, v->tmpl))
+		return;
+	rb_error_at(l->d, v, "argument '%s' of action '%s' is a secret: give it from secrets "
+		    "(${{ secrets.NAME }}), not written in the runbook", g->name, a->name);
+}
+
+/*
+ * The action's own checks of the arguments known now, and what the call will do,
+ * as its action tells from them (rb_action.check and .effect).
+ */
+static enum rb_effect check_literal_args(struct loader *l, struct rb_step *s, json_t *lit,
+					 json_t *later)
+{
+	const struct rb_action *a = s->action;
+	struct rb_arg_error e = {NULL, -1, NULL};
+	if (a->check && a->check(lit, &e) < 0) {
+		const struct rb_node *at = rb_map_get(s->with, e.arg ? e.arg : "");
+		if (at && at->type == RB_SEQ && e.index >= 0 && (size_t)e.index < at->n)
+			at = at->items[e.index];
+		if (e.arg)
+			rb_error_at(l->d, at ? at : s->with, "argument '%s' of action '%s': %s",
+				    e.arg, a->name, e.msg);
+		else
+			rb_error_at(l->d, s->with ? s->with : s->node, "action '%s': %s", a->name,
+				    e.msg);
+		free(e.msg);
+		return RB_EFFECT_UNKNOWN;
+	}
+	char *what = NULL;
+	enum rb_effect eff = a->effect ? a->effect(lit, later, &what) : RB_EFFECT_UNKNOWN;
+	if (what) {
+		s->does = rb_arena_strndup(&l->rb->doc.arena, what, strlen(what));
+		free(what);
+	}
+	return eff;
+}
+
+/*
+ * Whether the step can change anything, and may run again after a crash: as the
+ * runbook says, else as its action's call says (eff), else the action's default.
+ */
+static void settle_effects(struct loader *l, struct rb_step *s, enum rb_effect eff)
+{
+	const struct rb_action *a = s->action;
+	int writes = eff != RB_EFFECT_UNKNOWN ? eff == RB_EFFECT_WRITES
+		     : s->run || (a && (a->flags & RB_ACT_SIDE_EFFECTS));
+	if (s->kind == RB_CHECK) {
+		if (writes && !s->run && a)
+			rb_error_at(l->d, rb_map_get(s->node, "action"), "a check must not change "
+				    "anything, and %saction '%s' has side effects (use 'run' or "
+				    "'lua' for a command that only looks)",
+				    eff == RB_EFFECT_WRITES ? "this call of " : "", a->name);
+		s->side_effects = 0;
+		s->idempotent = 1;
+		return;
+	}
+	if (s->side_effects < 0)
+		s->side_effects = writes;
+	/* A step that changes nothing may run again after a crash. */
+	if (s->idempotent < 0)
+		s->idempotent = !s->side_effects || (a && (a->flags & RB_ACT_IDEMPOTENT));
+}
+
+static enum rb_effect check_with(struct loader *l, struct rb_step *s)
 {
 	const struct rb_action *a = s->action;
 	const struct rb_node *w = s->with;
+	json_t *lit = json_object();    /* the arguments known now */
+	json_t *later = json_array();   /* ... and the names of the others */
+	const char *secret[64];         /* those that read a secret */
+	size_t nsecret = 0;
+	int bad = 0;
 	if (w) {
 		for (size_t i = 0; i < w->n; i++) {
 			const struct rb_node *k = w->items[2 * i], *v = w->items[2 * i + 1];
@@ -733,6 +821,14 @@ static void check_with(struct loader *l, struct rb_step *s)
 						    k->str, a->name);
 				continue;
 			}
+			if (has_expr(v))
+				json_array_append_new(later, json_string(g->name));
+			if (reads_secret(l->rb, v) && nsecret < 63)
+				secret[nsecret++] = g->name;
+			if (g->flags & RB_ARG_SECRET) {
+				check_secret_arg(l, a, g, v);
+				continue;
+			}
 			/* A value computed by an expression is checked when known. */
 			if (v->type == RB_SCALAR && v->tmpl)
 				continue;
@@ -741,6 +837,7 @@ static void check_with(struct loader *l, struct rb_step *s)
 				rb_error_at(l->d, v, "argument '%s' of action '%s': %s", g->name,
 					    a->name, why);
 				free(why);
+				bad = 1;
 				continue;
 			}
 			if (g->choices && v->type == RB_SCALAR) {
@@ -756,14 +853,29 @@ static void check_with(struct loader *l, struct rb_step *s)
 					rb_error_at(l->d, v, "invalid value '%s' for argument '%s' "
 						    "(expected %s)", v->str, g->name, b.s);
 					rb_buf_release(&b);
+					bad = 1;
+					continue;
 				}
 			}
+			if (!has_expr(v))
+				json_object_set_new(lit, g->name, rb_node_to_json(v));
 		}
 	}
 	for (const struct rb_arg *g = a->args; g->name; g++)
-		if ((g->flags & RB_ARG_REQUIRED) && !rb_map_get(w, g->name))
+		if ((g->flags & RB_ARG_REQUIRED) && !rb_map_get(w, g->name)) {
 			rb_error_at(l->d, w ? w : rb_map_get(s->node, "action"),
 				    "action '%s' needs argument '%s'", a->name, g->name);
+			bad = 1;
+		}
+	if (nsecret) {
+		s->secret_args = rb_arena_alloc(&l->rb->doc.arena, (nsecret + 1) * sizeof(char *));
+		memcpy(s->secret_args, secret, nsecret * sizeof(char *));
+		s->secret_args[nsecret] = NULL;
+	}
+	enum rb_effect eff = bad ? RB_EFFECT_UNKNOWN : check_literal_args(l, s, lit, later);
+	json_decref(lit);
+	json_decref(later);
+	return eff;
 }
 
 static void resolve_needs(struct loader *l, struct rb_step *s, size_t **deps, size_t *ndeps,
@@ -861,8 +973,10 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	sr.where = "in lua";
 	if (s->lua)
 		rb_load_chunk(l, s->lua, &sr);
+	enum rb_effect eff = RB_EFFECT_UNKNOWN;
 	if (s->action && !s->run && !s->lua)
-		check_with(l, s);
+		eff = check_with(l, s);
+	settle_effects(l, s, eff);
 	rb_render_check_args(l->rb, s, l->d, 0);
 
 	struct rb_step *c = s->check;
@@ -875,8 +989,11 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_value(l, c->env, &sr);
 	if (c && c->lua)
 		rb_load_chunk(l, c->lua, &sr);
+	eff = RB_EFFECT_UNKNOWN;
 	if (c && c->action && !c->run && !c->lua)
-		check_with(l, c);
+		eff = check_with(l, c);
+	if (c)
+		settle_effects(l, c, eff);
 	if (c)
 		rb_render_check_args(l->rb, c, l->d, 0);
 

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 #include <poll.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +24,12 @@ enum rb_type {
 
 enum {
 	RB_ARG_REQUIRED = 1 << 0,
+	/*
+	 * A secret (a password, a URL or conninfo with one, a token, a webhook URL): the
+	 * value must be an expression that reads one of the runbook's secrets (validate
+	 * refuses a literal), and the engine writes it as *** in the intent record.
+	 */
+	RB_ARG_SECRET = 1 << 1,
 };
 
 struct rb_arg {
@@ -35,7 +41,8 @@ struct rb_arg {
 };
 
 enum {
-	RB_ACT_SIDE_EFFECTS = 1 << 0,   /* changes something outside runbook */
+	RB_ACT_SIDE_EFFECTS = 1 << 0,   /* changes something outside runbook (the default for
+					   calls whose effect() cannot tell) */
 	RB_ACT_IDEMPOTENT = 1 << 1,     /* safe to re-run after a crash */
 	RB_ACT_INLINE = 1 << 2,         /* runs on the engine's thread, with Lua */
 	RB_ACT_SYNC_FIRST = 1 << 3,     /* can make the engine's records durable itself, right
@@ -45,6 +52,39 @@ enum {
 };
 
 struct rb_luabox;
+struct rb_runctx;
+
+/*
+ * How far a call is asked to stop.  The engine raises the level (never lowers
+ * it) from its own thread; the action reads it from any thread.  fd is an
+ * eventfd that becomes readable when the level is first raised, so an action
+ * blocked in poll() on a library's socket (a worker's) wakes for it too; -1 for
+ * inline calls, which the engine stops through Lua's hook.
+ */
+enum rb_cancel_level {
+	RB_CANCEL_NONE,
+	RB_CANCEL_STOP,                 /* stop politely: SIGTERM, cancel the query, abort */
+	RB_CANCEL_KILL,                 /* at once: SIGKILL, drop the connection */
+};
+
+struct rb_cancel {
+	atomic_int level;
+	int fd;
+};
+
+/* 0, or -1 with errno when no eventfd can be made. */
+int rb_cancel_init(struct rb_cancel *c, int with_fd);
+void rb_cancel_fini(struct rb_cancel *c);
+/* Raise the level to at least level (async-signal-safe). */
+void rb_cancel_set(struct rb_cancel *c, enum rb_cancel_level level);
+
+static inline enum rb_cancel_level rb_cancelled(const struct rb_cancel *c)
+{
+	return (enum rb_cancel_level)atomic_load(&((struct rb_cancel *)c)->level);
+}
+
+/* For_each: rb_call.item of a step without. */
+#define RB_NO_ITEM      ((size_t)-1)
 
 /*
  * One execution of an action.  An action runs in one of three ways:
@@ -58,11 +98,17 @@ struct rb_luabox;
  *   threads on the way.
  */
 struct rb_call {
+	struct rb_runctx *run;          /* the run: its id, its connections (runctx.h) */
 	const char *step;               /* the step's id, for messages */
+	size_t item;                    /* for_each: the item's index, else RB_NO_ITEM */
+	int attempt;                    /* 1, 2, ... (a resume goes on counting) */
+	int check;                      /* this call is the step's check */
 	json_t *args;                   /* the rendered arguments */
+	/* The names of the arguments whose value reads a secret, NULL-terminated, or NULL. */
+	const char *const *secret_args;
 	const char *const *env;         /* extra NAME=value for child processes (secrets) */
 	int64_t deadline_ms;            /* CLOCK_MONOTONIC ms, or 0 for none */
-	volatile sig_atomic_t *cancel;  /* set when the step must stop */
+	const struct rb_cancel *cancel; /* raised when the step must stop */
 	const char *spill_path;         /* prefix for output files, or NULL */
 	/* What goes to those files passes through it (redaction; rb_proc_spec's filter), or NULL. */
 	char *(*filter)(void *ud, const char *d, size_t n, size_t *outn);
@@ -84,24 +130,76 @@ struct rb_call {
 	int sync_fd;
 };
 
+/* How a call ended. */
+enum rb_outcome {
+	RB_OK,
+	RB_FAILED,                      /* it did not succeed; for a check, "no" */
+	RB_TIMED_OUT,                   /* it was stopped at its deadline */
+	RB_CANCELLED,                   /* it was stopped by a cancel */
+	RB_BROKEN,                      /* its own code failed (a check's Lua error, a command
+					   that could not start): it gave no answer */
+	RB_NOT_STARTED,                 /* call->sync: the fdatasync failed (sync_errno),
+					   nothing was done */
+};
+
 struct rb_result {
+	enum rb_outcome outcome;
 	json_t *output;                 /* the step's output (the result owns it) */
-	int failed;                     /* the action did not succeed */
-	int timed_out;                  /* it was stopped at its deadline */
+	/*
+	 * What in output is a secret (a generated key or password), or NULL: every string
+	 * in it is hidden wherever the run writes or prints, as a sensitive step's output
+	 * is, without the runbook saying sensitive.  The result owns it.
+	 */
+	json_t *secrets;
 	char *error;                    /* why it failed (malloc'd), or NULL */
 	char *warning;                  /* what the user must know all the same (output that
 					   could not be kept; malloc'd), or NULL */
 	int chunk_line;                 /* lua: the line of its chunk that failed, or 0 */
-	int broken;                     /* its own code failed (not a timeout): it gave no answer,
-					   where failed alone can be a check's "no" */
-	int sync_errno;                 /* call->sync: the fdatasync failed, nothing was done */
+	int sync_errno;                 /* RB_NOT_STARTED: why the fdatasync failed */
+};
+
+/* A failure of rb_action.check: which argument (and item of a list, or -1), and why. */
+struct rb_arg_error {
+	const char *arg;
+	int index;
+	char *msg;                      /* malloc'd */
+};
+
+/* What a call will do, as rb_action.effect says. */
+enum rb_effect {
+	RB_EFFECT_UNKNOWN = -1,         /* it cannot tell (an argument is known only at run
+					   time): the action's RB_ACT_SIDE_EFFECTS decides */
+	RB_EFFECT_READS,                /* it changes nothing */
+	RB_EFFECT_WRITES,               /* it can change something */
+};
+
+/* An output of an action, for the docs. */
+struct rb_output {
+	const char *name;
+	const char *summary;
 };
 
 struct rb_action {
 	const char *name;               /* "shell" */
 	const char *summary;            /* one line for docs and --help */
 	const struct rb_arg *args;      /* terminated by a NULL name */
+	const struct rb_output *outputs;        /* its output's keys, NULL-terminated, or NULL */
+	const char *effects;            /* for the docs, when effect() decides: which calls write */
+	const char *example;            /* a step using it, as YAML, for the docs, or NULL */
 	unsigned flags;
+	/*
+	 * Optional.  The arguments' own rules beyond their types (a URL, a method, a
+	 * statement's parameter count), given those known (validate: the literal ones;
+	 * the engine: all, rendered, before the call).  0, or -1 with *e filled in.
+	 */
+	int (*check)(const json_t *args, struct rb_arg_error *e);
+	/*
+	 * Optional.  What a call with these arguments will do, decided from them where
+	 * they say ("GET" reads, "POST" writes), given those known as check() is, and in
+	 * later the names of those known only at run time.  With what, a short
+	 * description for the plan ("DELETE on db app"; malloc'd, no secret in it).
+	 */
+	enum rb_effect (*effect)(const json_t *args, const json_t *later, char **what);
 	int (*run)(const struct rb_call *call, struct rb_result *res);
 	/*
 	 * Or, instead of run(): start() begins a call (call lives until the call is over)
@@ -122,6 +220,9 @@ struct rb_action {
 /* The most fds one call of an action polls at once (start and step). */
 #define RB_ACTION_MAX_FDS	8
 
+/* Whether argument name of the call reads a secret: its value, whole or in part, is one. */
+int rb_call_arg_secret(const struct rb_call *c, const char *name);
+
 /* Milliseconds of CLOCK_MONOTONIC, the engine's clock. */
 int64_t rb_now_ms(void);
 
@@ -132,6 +233,6 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_lua, act_shell, act_wait;
+extern const struct rb_action act_assert, act_http_request, act_lua, act_shell, act_wait;
 
 #endif

@@ -4,12 +4,15 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "action.h"
 
 const struct rb_action *const rb_actions[] = {
 	&act_assert,
+	&act_http_request,
 	&act_lua,
 	&act_shell,
 	&act_wait,
@@ -37,9 +40,45 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name)
 	return NULL;
 }
 
+int rb_call_arg_secret(const struct rb_call *c, const char *name)
+{
+	for (const char *const *a = c->secret_args; a && *a; a++)
+		if (!strcmp(*a, name))
+			return 1;
+	return 0;
+}
+
 int64_t rb_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int rb_cancel_init(struct rb_cancel *c, int with_fd)
+{
+	atomic_init(&c->level, RB_CANCEL_NONE);
+	c->fd = -1;
+	if (with_fd && (c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -1;
+	return 0;
+}
+
+void rb_cancel_fini(struct rb_cancel *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+void rb_cancel_set(struct rb_cancel *c, enum rb_cancel_level level)
+{
+	int was = atomic_load(&c->level);
+	while (was < (int)level && !atomic_compare_exchange_weak(&c->level, &was, (int)level))
+		;
+	if (c->fd >= 0 && was == RB_CANCEL_NONE && level > RB_CANCEL_NONE) {
+		uint64_t one = 1;
+		ssize_t w = write(c->fd, &one, sizeof(one));
+		(void)w;        /* EAGAIN: it is readable already */
+	}
 }

@@ -20,7 +20,7 @@ static int assert_run(const struct rb_call *c, struct rb_result *res)
 	if (ok)
 		return 0;
 	json_t *msg = json_object_get(c->args, "message");
-	res->failed = 1;
+	res->outcome = RB_FAILED;
 	res->error = rb_xstrdup(json_is_string(msg) ? json_string_value(msg)
 						    : "assertion failed");
 	return -1;

@@ -33,11 +33,10 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	char *err = NULL;
 	int line = 0;
 	if (rb_luabox_eval(c->box, c->scope, code, strlen(code), 0, ms, &err, &line) < 0) {
-		res->failed = 1;
-		res->timed_out = strstr(err, "time limit of") != NULL;
 		/* Stopped (a signal, the run's timeout: the engine's poll), it did not fail; out of
-		   time, it gave no answer. */
-		res->broken = !*c->cancel;
+		   time, or failing, it gave no answer. */
+		res->outcome = rb_cancelled(c->cancel) ? RB_CANCELLED
+			       : strstr(err, "time limit of") ? RB_TIMED_OUT : RB_BROKEN;
 		res->error = err;       /* the engine puts the position in front of it */
 		res->chunk_line = line;
 		return -1;
@@ -46,8 +45,7 @@ static int lua_run(const struct rb_call *c, struct rb_result *res)
 	res->output = rb_lua_to_json(L, -1, &err);
 	lua_pop(L, 1);
 	if (!res->output) {
-		res->failed = 1;
-		res->broken = 1;
+		res->outcome = RB_BROKEN;
 		res->error = rb_xasprintf("the chunk's return value: %s", err);
 		free(err);
 		return -1;

@@ -342,7 +342,7 @@ static void add_overflow(const struct rb_call *c, const struct rb_proc_result *r
 struct shell {
 	const struct rb_call *c;
 	struct rb_proc *p;
-	int stopping;                   /* the *cancel acted on */
+	enum rb_cancel_level stopping;  /* the cancel acted on */
 };
 
 _Static_assert(RB_PROC_MAX_FDS <= RB_ACTION_MAX_FDS, "a process polls more fds than an action");
@@ -405,7 +405,7 @@ static void *shell_start(const struct rb_call *c, struct rb_result *res)
 	char *err = NULL;
 	struct rb_proc *p = start_command(c, &err);
 	if (!p) {
-		res->failed = 1;
+		res->outcome = RB_BROKEN;
 		res->error = err ? err : rb_xstrdup("cannot start the command");
 		return NULL;
 	}
@@ -421,10 +421,10 @@ static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 	struct shell *sh = state;
 	const struct rb_call *c = sh->c;
 	rb_proc_handle(sh->p, fds, *nfds);
-	/* A cancel asks politely; a second one (cancel 2) kills at once. */
-	if (*c->cancel > sh->stopping) {
-		sh->stopping = *c->cancel;
-		rb_proc_terminate(sh->p, sh->stopping > 1 ? 0 : SHELL_GRACE_MS);
+	/* A cancel asks politely; a second one (RB_CANCEL_KILL) kills at once. */
+	if (rb_cancelled(c->cancel) > sh->stopping) {
+		sh->stopping = rb_cancelled(c->cancel);
+		rb_proc_terminate(sh->p, sh->stopping == RB_CANCEL_KILL ? 0 : SHELL_GRACE_MS);
 	}
 	if (!rb_proc_done(sh->p)) {
 		*nfds = rb_proc_pollfds(sh->p, fds, RB_ACTION_MAX_FDS);
@@ -437,21 +437,21 @@ static int shell_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 				"stderr", text_json(r->err, r->err_len), "exit_code", r->exit_code);
 	add_overflow(c, r, 1, res);
 	add_overflow(c, r, 2, res);
-	res->timed_out = r->timed_out;
 	res->sync_errno = r->sync_errno;
 	if (r->exit_code != 0 || r->error || r->signal > 0) {
-		res->failed = 1;
 		res->error = failure(c, r);
 		/*
 		 * As a check, exit status 1 says "no" (test, grep, diff); anything else gave no
-		 * answer: it could not start, was killed, timed out, or failed otherwise.
+		 * answer: it could not start, was killed, or failed otherwise.
 		 */
-		res->broken = !*c->cancel && r->exit_code != 1;
+		res->outcome = r->sync_errno ? RB_NOT_STARTED : r->timed_out ? RB_TIMED_OUT
+			       : rb_cancelled(c->cancel) ? RB_CANCELLED
+			       : r->exit_code == 1 ? RB_FAILED : RB_BROKEN;
 	} else {
 		json_t *how = json_object_get(c->args, "parse");
 		if (json_is_string(how) && parse_output(json_string_value(how), r, res->output,
 							&res->error) < 0)
-			res->failed = 1;
+			res->outcome = RB_FAILED;
 	}
 	rb_proc_free(sh->p);
 	free(sh);

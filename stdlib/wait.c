@@ -19,7 +19,7 @@ static int wait_run(const struct rb_call *c, struct rb_result *res)
 	int64_t ms;
 	const char *why;
 	if (!d || rb_duration_parse(d, &ms, &why) < 0) {
-		res->failed = 1;
+		res->outcome = RB_BROKEN;
 		res->error = rb_xasprintf("duration: %s", d ? why : "expected a duration");
 		return -1;
 	}
@@ -28,10 +28,10 @@ static int wait_run(const struct rb_call *c, struct rb_result *res)
 		int64_t now = rb_now_ms();
 		if (now >= end)
 			break;
-		if (*c->cancel || (c->deadline_ms && now >= c->deadline_ms)) {
-			res->failed = 1;
-			res->timed_out = !*c->cancel;
-			res->error = rb_xstrdup(*c->cancel ? "cancelled" : "timed out");
+		int cancelled = rb_cancelled(c->cancel) != RB_CANCEL_NONE;
+		if (cancelled || (c->deadline_ms && now >= c->deadline_ms)) {
+			res->outcome = cancelled ? RB_CANCELLED : RB_TIMED_OUT;
+			res->error = rb_xstrdup(cancelled ? "cancelled" : "timed out");
 			return -1;
 		}
 		int64_t slice = end - now < 50 ? end - now : 50;

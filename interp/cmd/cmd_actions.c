@@ -10,7 +10,8 @@
 #include "cli.h"
 #include "types.h"
 
-static void arg_type(const struct rb_arg *g, char *buf, size_t size)
+/* An argument's type, or its choices joined by sep. */
+static void arg_type(const struct rb_arg *g, const char *sep, char *buf, size_t size)
 {
 	if (!g->choices) {
 		snprintf(buf, size, "%s", rb_type_name(g->type));
@@ -18,8 +19,7 @@ static void arg_type(const struct rb_arg *g, char *buf, size_t size)
 	}
 	size_t n = 0;
 	for (size_t i = 0; g->choices[i] && n < size; i++)
-		n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? " \\| " : "",
-				      g->choices[i]);
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? sep : "", g->choices[i]);
 }
 
 static void markdown(void)
@@ -32,18 +32,31 @@ static void markdown(void)
 	for (size_t i = 0; i < rb_nactions; i++) {
 		const struct rb_action *a = rb_actions[i];
 		printf("## `%s`\n\n%s.\n\n", a->name, a->summary);
-		printf("Side effects: %s. Re-run after a crash: %s.\n\n",
-		       a->flags & RB_ACT_SIDE_EFFECTS ? "yes" : "no",
-		       a->flags & RB_ACT_IDEMPOTENT ? "yes (idempotent)"
-						    : "only when the step says `idempotent: true`");
+		if (a->effects)
+			printf("Side effects: %s. Re-run after a crash: when it has none, or "
+			       "when the step says `idempotent: true`.\n\n", a->effects);
+		else
+			printf("Side effects: %s. Re-run after a crash: %s.\n\n",
+			       a->flags & RB_ACT_SIDE_EFFECTS ? "yes" : "no",
+			       a->flags & RB_ACT_IDEMPOTENT ? "yes (idempotent)"
+			       : "only when the step says `idempotent: true`");
 		puts("| argument | type | required | meaning |\n| --- | --- | --- | --- |");
 		for (const struct rb_arg *g = a->args; g->name; g++) {
 			char t[128];
-			arg_type(g, t, sizeof(t));
-			printf("| `%s` | %s | %s | %s |\n", g->name, t,
+			arg_type(g, " \\| ", t, sizeof(t));
+			printf("| `%s` | %s%s | %s | %s |\n", g->name, t,
+			       g->flags & RB_ARG_SECRET ? " (secret)" : "",
 			       g->flags & RB_ARG_REQUIRED ? "yes" : "no", g->summary);
 		}
 		putchar('\n');
+		if (a->outputs) {
+			puts("| output | meaning |\n| --- | --- |");
+			for (const struct rb_output *o = a->outputs; o->name; o++)
+				printf("| `%s` | %s |\n", o->name, o->summary);
+			putchar('\n');
+		}
+		if (a->example)
+			printf("```yaml\n%s```\n\n", a->example);
 	}
 }
 
@@ -55,9 +68,10 @@ static void json(void)
 		const struct rb_action *a = rb_actions[i];
 		json_t *args = json_array();
 		for (const struct rb_arg *g = a->args; g->name; g++) {
-			json_t *arg = json_pack("{s:s, s:s, s:b, s:s}", "name", g->name, "type",
+			json_t *arg = json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", g->name, "type",
 						rb_type_name(g->type), "required",
-						(g->flags & RB_ARG_REQUIRED) != 0, "summary", g->summary);
+						(g->flags & RB_ARG_REQUIRED) != 0, "secret",
+						(g->flags & RB_ARG_SECRET) != 0, "summary", g->summary);
 			if (g->choices) {
 				json_t *c = json_array();
 				for (size_t k = 0; g->choices[k]; k++)
@@ -66,9 +80,11 @@ static void json(void)
 			}
 			json_array_append_new(args, arg);
 		}
-		json_array_append_new(all, json_pack("{s:s, s:s, s:b, s:b, s:o}", "name", a->name,
+		/* An action whose arguments decide has side effects "by arguments". */
+		json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:b, s:o}", "name", a->name,
 						     "summary", a->summary, "side_effects",
-						     (a->flags & RB_ACT_SIDE_EFFECTS) != 0,
+						     a->effect ? json_string("by arguments")
+						     : json_boolean(a->flags & RB_ACT_SIDE_EFFECTS),
 						     "idempotent",
 						     (a->flags & RB_ACT_IDEMPOTENT) != 0, "args",
 						     args));
@@ -82,12 +98,13 @@ static void text(void)
 {
 	for (size_t i = 0; i < rb_nactions; i++) {
 		const struct rb_action *a = rb_actions[i];
-		printf("%-8s %s%s\n", a->name, a->summary,
-		       a->flags & RB_ACT_SIDE_EFFECTS ? " [side effects]" : "");
+		printf("%-12s %s%s\n", a->name, a->summary,
+		       a->effect ? " [side effects: by arguments]"
+		       : a->flags & RB_ACT_SIDE_EFFECTS ? " [side effects]" : "");
 		for (const struct rb_arg *g = a->args; g->name; g++) {
 			char t[128];
-			arg_type(g, t, sizeof(t));
-			printf("    %-9s %-16s %s%s\n", g->name, t, g->summary,
+			arg_type(g, "|", t, sizeof(t));
+			printf("    %-16s %-16s %s%s\n", g->name, t, g->summary,
 			       g->flags & RB_ARG_REQUIRED ? " (required)" : "");
 		}
 	}

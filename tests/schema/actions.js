@@ -34,9 +34,13 @@ for (const a of registry) {
   check(same(w.required || [], a.args.filter((g) => g.required).map((g) => g.name)),
     `with_${a.name} requires ${a.args.filter((g) => g.required).map((g) => g.name)}`);
 }
-// A check may use exactly the actions without side effects.
-const banned = schema.$defs.check.not.properties.action.anyOf.map((c) => c.const);
-check(same(banned, registry.filter((a) => a.side_effects).map((a) => a.name)),
+// A check may use exactly the actions without side effects (those whose arguments decide
+// are refused by further clauses, for the calls that write).
+const banned = schema.$defs.check.not.anyOf[0].properties.action.anyOf.map((c) => c.const);
+check(same(banned, registry.filter((a) => a.side_effects === true).map((a) => a.name)),
   `a check refuses exactly the actions with side effects: ${banned}`);
+registry.filter((a) => a.side_effects === 'by arguments').forEach((a) =>
+  check(schema.$defs.check.not.anyOf.some((c) => c.properties.action.const === a.name),
+    `a check refuses the calls of ${a.name} that write`));
 console.log(`actions: ${pass} passed, ${fail} failed`);
 process.exit(fail ? 1 : 0);
