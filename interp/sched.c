@@ -123,6 +123,47 @@ static char *chunk_error(struct exec *ex, const struct rb_step *what, const char
 }
 
 /*
+ * An action's error at a place in an argument's text (rb_result.err_arg: a SQL
+ * error's position): at that character in the runbook when the text is the
+ * argument's own, written in it; else at the argument, with the character.
+ */
+static char *arg_pos_error(struct exec *ex, const struct rb_step *what, const json_t *args,
+			   const struct rb_result *res, char *err)
+{
+	const struct rb_node *n = rb_map_get(what->with, res->err_arg);
+	const json_t *v = json_object_get(args, res->err_arg);
+	if (n && res->err_index >= 0) {
+		n = n->type == RB_SEQ && (size_t)res->err_index < n->n ? n->items[res->err_index]
+								      : NULL;
+		v = json_array_get(v, (size_t)res->err_index);
+	}
+	if (n && n->type == RB_MAP) {   /* an item {sql: ..., params: ...} */
+		n = rb_map_get(n, res->err_arg);
+		v = json_object_get(v, res->err_arg);
+	}
+	if (!n)
+		return err;
+	const char *text = json_string_value(v);
+	char *e;
+	if (n->type == RB_SCALAR && !n->tmpl && text && strlen(text) == n->len &&
+	    !memcmp(text, n->str, n->len)) {
+		size_t off = 0;         /* the character's byte, in UTF-8 */
+		for (long c = 1; c < res->err_pos && off < n->len; c++)
+			do
+				off++;
+			while (off < n->len && (text[off] & 0xC0) == 0x80);
+		int line, col;
+		rb_runbook_pos(ex->rb, n, off, &line, &col);
+		e = rb_xasprintf("%s:%d:%d: %s", ex->rb->file, line, col, err);
+	} else {
+		e = rb_xasprintf("%s:%d:%d: %s (at character %ld of the statement)", ex->rb->file,
+				 n->line, n->col, err, res->err_pos);
+	}
+	free(err);
+	return e;
+}
+
+/*
  * The Lua memory limit keeps item k of n from being set (or cleared) for step i:
  * -1 with *err saying so at the step's for_each, and the run fails.
  */
@@ -237,6 +278,8 @@ static void unit_result(struct unit *u, struct rb_result *res)
 	if (res->chunk_line && (jb->action->flags & RB_ACT_INLINE))
 		res->error = chunk_error(ex, jb->what, json_string_value(
 			json_object_get(u->call.args, "code")), res->chunk_line, res->error);
+	else if (res->err_arg && res->err_pos > 0 && res->error)
+		res->error = arg_pos_error(ex, jb->what, u->call.args, res, res->error);
 	/*
 	 * A check whose code fails (a Lua error: returning false is how it says "not in
 	 * place") gave no answer.  That is a bug in the runbook, as a check argument that

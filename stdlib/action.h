@@ -155,6 +155,15 @@ struct rb_result {
 	char *warning;                  /* what the user must know all the same (output that
 					   could not be kept; malloc'd), or NULL */
 	int chunk_line;                 /* lua: the line of its chunk that failed, or 0 */
+	/*
+	 * Where in an argument the error is, when the action knows (a SQL error's
+	 * position): the argument, the item of a list or -1, and the character
+	 * (1-based) in its text; err_arg NULL when not known.  The engine turns it
+	 * into the runbook's FILE:LINE:COL.
+	 */
+	const char *err_arg;
+	int err_index;
+	long err_pos;
 	int sync_errno;                 /* RB_NOT_STARTED: why the fdatasync failed */
 };
 
@@ -233,6 +242,7 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_http_request, act_lua, act_shell, act_wait;
+extern const struct rb_action act_assert, act_http_request, act_lua, act_pg_exec, act_pg_query,
+	act_shell, act_wait;
 
 #endif

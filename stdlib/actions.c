@@ -14,6 +14,8 @@ const struct rb_action *const rb_actions[] = {
 	&act_assert,
 	&act_http_request,
 	&act_lua,
+	&act_pg_exec,
+	&act_pg_query,
 	&act_shell,
 	&act_wait,
 };

@@ -1,0 +1,854 @@
+/*
+ * pg.query and pg.exec: SQL on PostgreSQL with libpq, stepped in the engine's
+ * poll loop (libpq's asynchronous interface, pipeline mode: a step's
+ * statements go out together and come back in one round trip).
+ *
+ * pg.query runs one statement in a READ ONLY transaction, so it cannot
+ * write even if its SQL says so: it has no side effects.  pg.exec runs its
+ * statements in one transaction, or each alone (transaction: false) for what
+ * cannot run in one (VACUUM, CREATE INDEX CONCURRENTLY).  Parameters travel
+ * apart from the SQL ($1..$n), never spliced into it.
+ *
+ * A connection is opened once per run and conninfo (runctx.h) and reused:
+ * a reused one is reset first (DISCARD ALL, in the same round trip), and one
+ * left in a transaction that failed is closed, never given back.  A cancel
+ * or a deadline cancels the statement on the server too (PQcancel, on a
+ * thread of its own since it connects), then closes the connection.
+ *
+ * Values come back typed (docs/actions.md): integers, booleans, json and
+ * jsonb decoded, timestamps in ISO 8601, numeric as a string (it may not fit
+ * a double), NULL as null.  The session's DateStyle, TimeZone (UTC) and
+ * client encoding (UTF8) are fixed at connect, so the text libpq gives is
+ * what these rules read.
+ */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action.h"
+#include "runctx.h"
+#include "types.h"
+#include "util.h"
+
+/* Type OIDs of the built-in types read here (pg_type.h, stable across versions). */
+enum {
+	OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26,
+	OID_JSON = 114, OID_FLOAT4 = 700, OID_FLOAT8 = 701, OID_TIMESTAMP = 1114,
+	OID_TIMESTAMPTZ = 1184, OID_NUMERIC = 1700, OID_JSONB = 3802,
+};
+
+/* The most rows kept in an output; a query that returns more fails (use LIMIT). */
+#define PG_MAX_ROWS     100000
+
+static const struct rb_arg query_args[] = {
+	{"conn", RB_T_STRING, RB_ARG_REQUIRED | RB_ARG_SECRET, NULL, "the connection: a "
+	 "postgresql:// URL or a conninfo string, from secrets"},
+	{"sql", RB_T_STRING, RB_ARG_REQUIRED, NULL, "one statement, with $1..$n for params"},
+	{"params", RB_T_LIST, 0, NULL, "the values of $1..$n (null is NULL; lists and maps go "
+	 "as JSON)"},
+	{"statement_timeout", RB_T_DURATION, 0, NULL, "the server stops the statement after "
+	 "this (the step's timeout bounds it too)"},
+	{NULL, 0, 0, NULL, NULL},
+};
+
+static const struct rb_arg exec_args[] = {
+	{"conn", RB_T_STRING, RB_ARG_REQUIRED | RB_ARG_SECRET, NULL, "the connection: a "
+	 "postgresql:// URL or a conninfo string, from secrets"},
+	{"sql", RB_T_ANY, RB_ARG_REQUIRED, NULL, "a statement, or a list of statements (strings, "
+	 "or maps {sql, params})"},
+	{"params", RB_T_LIST, 0, NULL, "the values of $1..$n of a single statement"},
+	{"statement_timeout", RB_T_DURATION, 0, NULL, "the server stops a statement after this"},
+	{"transaction", RB_T_BOOLEAN, 0, NULL, "run the statements in one transaction (default "
+	 "true); false runs each alone, for VACUUM or CREATE INDEX CONCURRENTLY"},
+	{NULL, 0, 0, NULL, NULL},
+};
+
+/* --- arguments ------------------------------------------------------------------------- */
+
+/*
+ * The highest $N in sql, outside quotes, quoted identifiers, dollar quotes and
+ * comments: how many params it takes.  -1 when a quote or comment is not closed.
+ */
+static int max_param(const char *s)
+{
+	int max = 0;
+	for (const char *p = s; *p;) {
+		if (*p == '\'' || *p == '"') {
+			char q = *p++;
+			while (*p && !(*p == q && p[1] != q))
+				p += *p == q ? 2 : 1;
+			if (!*p)
+				return -1;
+			p++;
+		} else if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			if (!e)
+				return -1;
+			p = e + 2;
+		} else if (*p == '$' && (p[1] == '$' || (p[1] >= 'A' && p[1] <= 'Z') ||
+					 (p[1] >= 'a' && p[1] <= 'z') || p[1] == '_')) {
+			const char *t = p + 1;          /* a dollar quote: $tag$ ... $tag$ */
+			while (*t && *t != '$' && (*t == '_' || (*t >= 'a' && *t <= 'z') ||
+						   (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9')))
+				t++;
+			if (*t != '$') {
+				p++;
+				continue;
+			}
+			size_t n = (size_t)(t - p + 1);
+			const char *e = t + 1;
+			while (*e && strncmp(e, p, n))
+				e++;
+			if (!*e)
+				return -1;
+			p = e + n;
+		} else if (*p == '$' && p[1] >= '1' && p[1] <= '9') {
+			long n = strtol(p + 1, (char **)&p, 10);
+			if (n > max)
+				max = n > 65535 ? 65535 : (int)n;
+		} else {
+			p++;
+		}
+	}
+	return max;
+}
+
+static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *msg)
+{
+	e->arg = arg;
+	e->index = index;
+	e->msg = msg;
+	return -1;
+}
+
+/* One statement and its params: the param count matches the SQL's $N. */
+static int check_statement(const char *sql, const json_t *params, const char *arg, int index,
+			   struct rb_arg_error *e)
+{
+	if (!*sql)
+		return arg_error(e, arg, index, rb_xstrdup("an empty statement"));
+	int n = max_param(sql);
+	if (n < 0)
+		return arg_error(e, arg, index, rb_xstrdup("a quote, dollar quote or comment is "
+							   "not closed"));
+	if (params && !json_is_array(params))
+		return arg_error(e, "params", -1, rb_xstrdup("expected a list"));
+	size_t have = params ? json_array_size(params) : 0;
+	if ((size_t)n != have)
+	{
+		char takes[48];
+		if (n == 0)
+			snprintf(takes, sizeof(takes), "no parameters");
+		else
+			snprintf(takes, sizeof(takes), "%d parameter%s ($%s%d)", n, n == 1 ? "" : "s",
+				 n == 1 ? "" : "1..$", n);
+		return arg_error(e, params ? "params" : arg, params ? -1 : index, rb_xasprintf(
+			"the statement takes %s, and %zu %s given", takes, have,
+			have == 1 ? "is" : "are"));
+	}
+	return 0;
+}
+
+static int check_common(const json_t *args, struct rb_arg_error *e)
+{
+	const char *conn = json_string_value(json_object_get(args, "conn"));
+	char *why = NULL;
+	if (conn) {             /* at run time: libpq says whether it parses */
+		PQconninfoOption *o = PQconninfoParse(conn, &why);
+		if (!o) {
+			/* libpq quotes the text it could not read: the secret stays out. */
+			PQfreemem(why);
+			return arg_error(e, "conn", -1, rb_xstrdup(
+				"not a postgresql:// URL nor a conninfo string"));
+		}
+		PQconninfoFree(o);
+	}
+	return 0;
+}
+
+static int query_check(const json_t *args, struct rb_arg_error *e)
+{
+	const char *sql = json_string_value(json_object_get(args, "sql"));
+	if (sql && check_statement(sql, json_object_get(args, "params"), "sql", -1, e) < 0)
+		return -1;
+	return check_common(args, e);
+}
+
+static int exec_check(const json_t *args, struct rb_arg_error *e)
+{
+	json_t *sql = json_object_get(args, "sql"), *params = json_object_get(args, "params");
+	if (json_is_string(sql))
+		return check_statement(json_string_value(sql), params, "sql", -1, e) < 0 ? -1
+			: check_common(args, e);
+	if (sql && !json_is_array(sql))
+		return arg_error(e, "sql", -1, rb_xstrdup("expected a statement or a list of "
+							  "statements"));
+	if (sql && !json_array_size(sql))
+		return arg_error(e, "sql", -1, rb_xstrdup("an empty list of statements"));
+	if (sql && params)
+		return arg_error(e, "params", -1, rb_xstrdup("with a list of statements, give "
+							     "each its params: {sql, params}"));
+	size_t k;
+	json_t *v;
+	json_array_foreach(sql, k, v) {
+		json_t *s = json_is_object(v) ? json_object_get(v, "sql") : v;
+		if (!json_is_string(s))
+			return arg_error(e, "sql", (int)k, rb_xstrdup(
+				"expected a statement: a string, or a map {sql, params}"));
+		if (json_is_object(v)) {
+			const char *key;
+			json_t *x;
+			json_object_foreach(v, key, x)
+				if (strcmp(key, "sql") && strcmp(key, "params"))
+					return arg_error(e, "sql", (int)k, rb_xasprintf(
+						"unknown key '%s' in a statement (sql, params)", key));
+		}
+		if (check_statement(json_string_value(s), json_is_object(v)
+				    ? json_object_get(v, "params") : NULL, "sql", (int)k, e) < 0) {
+			if (!strcmp(e->arg, "params")) {
+				e->arg = "sql";
+				e->index = (int)k;
+			}
+			return -1;
+		}
+	}
+	return check_common(args, e);
+}
+
+/* The first word of a statement, upper case, for the plan: "DELETE". */
+static void verb(const char *sql, char *out, size_t size)
+{
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+		sql++;
+	size_t n = 0;
+	while (n + 1 < size && ((*sql >= 'a' && *sql <= 'z') || (*sql >= 'A' && *sql <= 'Z'))) {
+		char c = *sql++;
+		out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+	}
+	out[n] = '\0';
+}
+
+static enum rb_effect query_effect(const json_t *args, const json_t *later, char **what)
+{
+	(void)later;
+	const char *sql = json_string_value(json_object_get(args, "sql"));
+	char v[32];
+	if (sql) {
+		verb(sql, v, sizeof(v));
+		*what = rb_xasprintf("%s in a read-only transaction", *v ? v : "a statement");
+	}
+	return RB_EFFECT_READS;
+}
+
+static enum rb_effect exec_effect(const json_t *args, const json_t *later, char **what)
+{
+	(void)later;
+	json_t *sql = json_object_get(args, "sql");
+	if (!sql)
+		return RB_EFFECT_WRITES;
+	struct rb_buf b;
+	rb_buf_init(&b);
+	size_t k, n = json_is_array(sql) ? json_array_size(sql) : 1;
+	for (k = 0; k < n; k++) {
+		json_t *v = json_is_array(sql) ? json_array_get(sql, k) : sql;
+		const char *s = json_string_value(json_is_object(v) ? json_object_get(v, "sql") : v);
+		char w[32];
+		verb(s ? s : "", w, sizeof(w));
+		rb_buf_printf(&b, "%s%s", k ? ", " : "", *w ? w : "?");
+	}
+	int tx = !json_is_false(json_object_get(args, "transaction"));
+	rb_buf_printf(&b, n > 1 && tx ? " in one transaction" : !tx ? ", each alone" : "");
+	*what = rb_buf_detach(&b);
+	return RB_EFFECT_WRITES;
+}
+
+/* --- a call under way ------------------------------------------------------------------ */
+
+enum phase { P_CONNECT, P_FLUSH, P_READ };
+
+/* What a command sent in the pipeline is, to read its result. */
+enum cmd { C_RESET, C_BEGIN, C_TIMEOUT, C_USER, C_COMMIT, C_SYNC };
+
+struct pg {
+	const struct rb_call *c;
+	int readonly, transaction;
+	PGconn *conn;
+	int fresh;                      /* opened by this call (not reset first) */
+	enum phase phase;
+	const char *conninfo;
+	json_t *stmts;                  /* [{sql, params}] */
+	size_t next;                    /* the next statement to send (transaction: false) */
+	enum cmd *cmds;                 /* what was sent, in order, to read the results */
+	size_t ncmds, cmdcap, cmdhead;
+	size_t user;                    /* which statement the next C_USER result is */
+	json_t *results;                /* one per statement */
+	json_t *notices;                /* the server's notices (RAISE NOTICE, warnings) */
+	char *error;                    /* the first error */
+	const char *err_arg;
+	int err_index;
+	long err_pos;                   /* the server's position in the statement, or 0 */
+	int failed;
+	long timeout_ms;                /* statement_timeout, or 0 */
+	int64_t deadline_ms;
+};
+
+/* Deliver a cancel to the server without blocking the engine: PQcancel connects. */
+static void *cancel_thread(void *arg)
+{
+	char err[256];
+	PQcancel(arg, err, sizeof(err));
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+static void cancel_on_server(PGconn *conn)
+{
+	PGcancel *k = PQgetCancel(conn);
+	pthread_t t;
+	pthread_attr_t at;
+	if (!k)
+		return;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, cancel_thread, k) != 0)
+		cancel_thread(k);
+	pthread_attr_destroy(&at);
+}
+
+static void close_conn(void *conn)
+{
+	PQfinish(conn);
+}
+
+/* The most notices kept in an output. */
+#define PG_MAX_NOTICES  100
+
+static void on_notice(void *arg, const PGresult *r)
+{
+	struct pg *p = arg;
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	if (!p || !msg || json_array_size(p->notices) >= PG_MAX_NOTICES)
+		return;
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	size_t n;
+	char *clean = rb_utf8_lossy(msg, strlen(msg), &n);
+	json_array_append_new(p->notices, json_pack("{s:s, s:s%}", "severity", sev ? sev : "NOTICE",
+						    "message", clean, n));
+	free(clean);
+}
+
+static void quiet(void *arg, const PGresult *r)
+{
+	(void)arg;
+	(void)r;
+}
+
+static void free_pg(struct pg *p, int keep)
+{
+	if (p->conn) {
+		PQsetNoticeReceiver(p->conn, quiet, NULL);
+		if (keep && PQstatus(p->conn) == CONNECTION_OK &&
+		    PQtransactionStatus(p->conn) == PQTRANS_IDLE &&
+		    PQpipelineStatus(p->conn) == PQ_PIPELINE_OFF)
+			rb_pool_give(p->c->run, "pg", p->conninfo, p->conn, close_conn);
+		else
+			PQfinish(p->conn);
+	}
+	json_decref(p->stmts);
+	json_decref(p->results);
+	json_decref(p->notices);
+	free(p->cmds);
+	free(p->error);
+	free(p);
+}
+
+static void push_cmd(struct pg *p, enum cmd c)
+{
+	rb_grow(&p->cmds, &p->cmdcap, p->ncmds + 1, sizeof(*p->cmds));
+	p->cmds[p->ncmds++] = c;
+}
+
+/* Params as libpq takes them: text, NULL for null, JSON text for lists and maps. */
+static int send_statement(struct pg *p, const json_t *st)
+{
+	const char *sql = json_string_value(json_object_get(st, "sql"));
+	json_t *params = json_object_get(st, "params");
+	size_t n = json_array_size(params);
+	char **vals = rb_xcalloc(n ? n : 1, sizeof(*vals));
+	for (size_t k = 0; k < n; k++) {
+		json_t *v = json_array_get(params, k);
+		if (json_is_null(v))
+			vals[k] = NULL;
+		else if (json_is_string(v))
+			vals[k] = rb_xstrdup(json_string_value(v));
+		else if (json_is_true(v) || json_is_false(v))
+			vals[k] = rb_xstrdup(json_is_true(v) ? "true" : "false");
+		else
+			vals[k] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	int r = PQsendQueryParams(p->conn, sql, (int)n, NULL, (const char *const *)vals, NULL,
+				  NULL, 0);
+	for (size_t k = 0; k < n; k++)
+		free(vals[k]);
+	free(vals);
+	push_cmd(p, C_USER);
+	return r;
+}
+
+/* Send what comes next: the whole transaction, or the next statement alone. */
+static int send_next(struct pg *p)
+{
+	if (PQenterPipelineMode(p->conn) != 1)
+		return 0;
+	int ok = 1;
+	if (!p->fresh) {        /* what an earlier step left in the session goes */
+		ok &= PQsendQueryParams(p->conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0);
+		push_cmd(p, C_RESET);
+		ok &= PQpipelineSync(p->conn);
+		push_cmd(p, C_SYNC);
+		p->fresh = 1;
+	}
+	size_t n = json_array_size(p->stmts);
+	size_t from = p->next, to = p->transaction ? n : p->next + 1;
+	if (p->transaction) {
+		ok &= PQsendQueryParams(p->conn, p->readonly ? "BEGIN READ ONLY" : "BEGIN", 0, NULL,
+					NULL, NULL, NULL, 0);
+		push_cmd(p, C_BEGIN);
+	}
+	long ms = p->timeout_ms;
+	if (p->deadline_ms) {
+		long left = (long)(p->deadline_ms - rb_now_ms());
+		if (!ms || left < ms)
+			ms = left < 1 ? 1 : left;
+	}
+	if (ms) {               /* SET LOCAL in a transaction; for this statement alone, else */
+		char v[32];
+		snprintf(v, sizeof(v), "%ld", ms);
+		const char *vals[1] = {v};
+		ok &= PQsendQueryParams(p->conn, p->transaction
+					? "SELECT set_config('statement_timeout', $1, true)"
+					: "SELECT set_config('statement_timeout', $1, false)", 1,
+					NULL, vals, NULL, NULL, 0);
+		push_cmd(p, C_TIMEOUT);
+	}
+	for (size_t k = from; k < to; k++)
+		ok &= send_statement(p, json_array_get(p->stmts, k));
+	if (p->transaction) {
+		ok &= PQsendQueryParams(p->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+		push_cmd(p, C_COMMIT);
+	}
+	ok &= PQpipelineSync(p->conn);
+	push_cmd(p, C_SYNC);
+	p->next = to;
+	p->phase = P_FLUSH;
+	return ok;
+}
+
+/* A value of column type oid as JSON, by the rules in the header. */
+static json_t *value_json(Oid type, const char *v, int len)
+{
+	char *end;
+	switch (type) {
+	case OID_INT2: case OID_INT4: case OID_INT8: case OID_OID: {
+		long long n = strtoll(v, &end, 10);
+		return *end ? json_string(v) : json_integer((json_int_t)n);
+	}
+	case OID_FLOAT4: case OID_FLOAT8: {
+		double d = strtod(v, &end);
+		/* NaN and Infinity are no JSON numbers: they stay text. */
+		return *end || d != d || d - d != 0 ? json_string(v) : json_real(d);
+	}
+	case OID_BOOL:
+		return json_boolean(v[0] == 't');
+	case OID_JSON: case OID_JSONB: {
+		json_t *j = json_loadb(v, (size_t)len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+		return j ? j : json_stringn(v, (size_t)len);
+	}
+	case OID_TIMESTAMP: case OID_TIMESTAMPTZ: {
+		/* ISO DateStyle: "2026-01-01 10:00:00.5+00"; UTC, so the zone is +00. */
+		char *s = rb_xstrndup(v, (size_t)len);
+		char *sp = strchr(s, ' ');
+		if (sp)
+			*sp = 'T';
+		size_t n = strlen(s);
+		if (type == OID_TIMESTAMPTZ && n > 3 && !strcmp(s + n - 3, "+00"))
+			strcpy(s + n - 3, "Z");
+		json_t *j = json_string(s);
+		free(s);
+		return j;
+	}
+	default: {
+		size_t n;
+		char *clean = rb_utf8_lossy(v, (size_t)len, &n);
+		json_t *j = json_stringn(clean, n);
+		free(clean);
+		return j;
+	}
+	}
+}
+
+static json_t *result_json(const PGresult *r)
+{
+	int nf = PQnfields(r), nt = PQntuples(r);
+	json_t *cols = json_array(), *rows = json_array();
+	for (int f = 0; f < nf; f++)
+		json_array_append_new(cols, json_pack("{s:s, s:I}", "name", PQfname(r, f), "type_oid",
+						      (json_int_t)PQftype(r, f)));
+	for (int t = 0; t < nt; t++) {
+		json_t *row = json_object();
+		for (int f = 0; f < nf; f++)
+			json_object_set_new(row, PQfname(r, f), PQgetisnull(r, t, f) ? json_null()
+					    : value_json(PQftype(r, f), PQgetvalue(r, t, f),
+							 PQgetlength(r, t, f)));
+		json_array_append_new(rows, row);
+	}
+	const char *tuples = PQcmdTuples((PGresult *)r);
+	return json_pack("{s:o, s:o, s:s, s:I, s:I}", "rows", rows, "columns", cols, "command",
+			 PQcmdStatus((PGresult *)r), "row_count", (json_int_t)nt, "rows_affected",
+			 (json_int_t)(*tuples ? strtoll(tuples, NULL, 10) : 0));
+}
+
+/* The server's words on an error: SQLSTATE, message, detail, hint; its position kept. */
+static void take_error(struct pg *p, const PGresult *r, int user)
+{
+	if (p->error)
+		return;
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+	const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
+	struct rb_buf b;
+	rb_buf_init(&b);
+	if (json_array_size(p->stmts) > 1 && user)
+		rb_buf_printf(&b, "statement %zu: ", p->user + 1);
+	rb_buf_printf(&b, "%s%s%s", msg ? msg : "the statement failed", state ? " (SQLSTATE " : "",
+		      state ? state : "");
+	if (state)
+		rb_buf_puts(&b, ")");
+	if (detail)
+		rb_buf_printf(&b, "; detail: %s", detail);
+	if (hint)
+		rb_buf_printf(&b, "; hint: %s", hint);
+	p->error = rb_buf_detach(&b);
+	p->failed = 1;
+	if (user && pos) {
+		p->err_arg = "sql";
+		p->err_index = json_array_size(p->stmts) > 1 || json_is_array(json_object_get(
+			p->c->args, "sql")) ? (int)p->user : -1;
+		p->err_pos = strtol(pos, NULL, 10);
+	}
+}
+
+/* Read what has come; 1 when the call is over. */
+static int read_results(struct pg *p)
+{
+	if (!PQconsumeInput(p->conn))
+		return -1;
+	int nulls = 0;
+	while (!PQisBusy(p->conn)) {
+		PGresult *r = PQgetResult(p->conn);
+		if (!r) {       /* between the results of two commands; twice: nothing more yet */
+			if (++nulls > 1)
+				break;
+			continue;
+		}
+		nulls = 0;
+		ExecStatusType s = PQresultStatus(r);
+		enum cmd c = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead] : C_SYNC;
+		if (s == PGRES_PIPELINE_SYNC) {
+			/* skip to the sync: what the error aborted has come as PIPELINE_ABORTED */
+			while (p->cmdhead < p->ncmds && p->cmds[p->cmdhead] != C_SYNC)
+				p->cmdhead++;
+			p->cmdhead++;
+			PQclear(r);
+			if (p->cmdhead < p->ncmds)
+				continue;
+			PQexitPipelineMode(p->conn);
+			if (p->failed || p->next >= json_array_size(p->stmts))
+				return 1;
+			return send_next(p) ? 0 : -1;
+		}
+		p->cmdhead++;
+		if (s == PGRES_FATAL_ERROR) {
+			take_error(p, r, c == C_USER);
+			if (c == C_USER)
+				p->user++;
+		} else if (s == PGRES_PIPELINE_ABORTED) {
+			if (c == C_USER)
+				p->user++;
+		} else if (c == C_USER) {
+			if (PQntuples(r) > PG_MAX_ROWS && !p->error) {
+				p->error = rb_xasprintf("the statement returned %d rows, more than "
+							"%d: give it a LIMIT", PQntuples(r),
+							PG_MAX_ROWS);
+				p->failed = 1;
+			} else {
+				json_array_append_new(p->results, result_json(r));
+			}
+			p->user++;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* The call's output: the statement's result, or with a list, all of theirs. */
+static json_t *output_of(struct pg *p)
+{
+	json_t *sql = json_object_get(p->c->args, "sql");
+	json_t *last = json_array_get(p->results, json_array_size(p->results) - 1);
+	json_t *out = last ? json_copy(last) : json_object();
+	if (json_is_array(sql))
+		json_object_set(out, "results", p->results);
+	if (json_array_size(p->notices))
+		json_object_set(out, "notices", p->notices);
+	return out;
+}
+
+static void finish(struct pg *p, struct rb_result *res, enum rb_outcome o, char *error)
+{
+	res->outcome = o;
+	res->error = error;
+	if (o == RB_OK || json_array_size(p->results))
+		res->output = output_of(p);
+}
+
+/* The connection's own error, without the host, user or password libpq may put in it. */
+static char *conn_error(struct pg *p, const char *doing)
+{
+	const char *m = PQerrorMessage(p->conn);
+	/* libpq says 'connection to server at "HOST" (ADDR), port N failed: WHY' */
+	const char *why = strstr(m, "failed: ");
+	why = why ? why + 8 : m;
+	size_t n = strcspn(why, "\n");
+	char *e = rb_xasprintf("%s: %.*s", doing, (int)n, *why ? why : "the connection failed");
+	return e;
+}
+
+static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int readonly)
+{
+	struct pg *p = rb_xcalloc(1, sizeof(*p));
+	p->c = c;
+	p->readonly = readonly;
+	p->transaction = readonly || !json_is_false(json_object_get(c->args, "transaction"));
+	p->conninfo = json_string_value(json_object_get(c->args, "conn"));
+	p->results = json_array();
+	p->notices = json_array();
+	p->stmts = json_array();
+	p->err_index = -1;
+	json_t *sql = json_object_get(c->args, "sql");
+	if (json_is_array(sql)) {
+		size_t k;
+		json_t *v;
+		json_array_foreach(sql, k, v)
+			json_array_append_new(p->stmts, json_is_object(v) ? json_incref(v)
+					      : json_pack("{s:O}", "sql", v));
+	} else {
+		json_t *st = json_pack("{s:O}", "sql", sql);
+		if (json_object_get(c->args, "params"))
+			json_object_set(st, "params", json_object_get(c->args, "params"));
+		json_array_append_new(p->stmts, st);
+	}
+	const char *t = json_string_value(json_object_get(c->args, "statement_timeout"));
+	int64_t ms;
+	const char *why;
+	if (t && rb_duration_parse(t, &ms, &why) == 0)
+		p->timeout_ms = ms > 0 ? (long)ms : 0;
+	p->deadline_ms = c->deadline_ms;
+	p->conn = rb_pool_take(c->run, "pg", p->conninfo);
+	if (p->conn) {
+		PQsetNoticeReceiver(p->conn, on_notice, p);
+		if (!send_next(p)) {
+			finish(p, res, RB_FAILED, conn_error(p, "cannot send the statement"));
+			free_pg(p, 0);
+			return NULL;
+		}
+		return p;
+	}
+	/* Fixed session settings: what the value rules read. */
+	const char *keys[] = {"dbname", "client_encoding", "options", "application_name",
+			      "connect_timeout", NULL};
+	const char *vals[] = {p->conninfo, "UTF8", "-c DateStyle=ISO -c TimeZone=UTC "
+			      "-c IntervalStyle=iso_8601 -c extra_float_digits=3", "runbook", "30",
+			      NULL};
+	p->conn = PQconnectStartParams(keys, vals, 1);
+	if (!p->conn || PQstatus(p->conn) == CONNECTION_BAD) {
+		finish(p, res, RB_FAILED, p->conn ? conn_error(p, "cannot connect")
+		       : rb_xstrdup("cannot connect: out of memory"));
+		free_pg(p, 0);
+		return NULL;
+	}
+	PQsetNoticeReceiver(p->conn, on_notice, p);
+	p->fresh = 1;
+	p->phase = P_CONNECT;
+	return p;
+}
+
+static void *query_start(const struct rb_call *c, struct rb_result *res)
+{
+	return pg_start_common(c, res, 1);
+}
+
+static void *exec_start(const struct rb_call *c, struct rb_result *res)
+{
+	return pg_start_common(c, res, 0);
+}
+
+static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
+		   struct rb_result *res)
+{
+	struct pg *p = state;
+	enum rb_cancel_level cancel = rb_cancelled(p->c->cancel);
+	int late = p->deadline_ms && rb_now_ms() >= p->deadline_ms;
+	if (cancel || late) {
+		if (p->phase != P_CONNECT)
+			cancel_on_server(p->conn);
+		finish(p, res, cancel ? RB_CANCELLED : RB_TIMED_OUT, rb_xstrdup(
+			cancel ? "cancelled (and the statement on the server)"
+			: "timed out (the statement on the server was cancelled)"));
+		free_pg(p, 0);
+		return 1;
+	}
+	int r = 0;
+	short events = POLLIN;
+	for (;;) {
+		if (p->phase == P_CONNECT) {
+			PostgresPollingStatusType ps = PQconnectPoll(p->conn);
+			if (ps == PGRES_POLLING_FAILED) {
+				finish(p, res, RB_FAILED, conn_error(p, "cannot connect"));
+				free_pg(p, 0);
+				return 1;
+			}
+			if (ps != PGRES_POLLING_OK) {
+				events = ps == PGRES_POLLING_WRITING ? POLLOUT : POLLIN;
+				break;
+			}
+			PQsetnonblocking(p->conn, 1);
+			if (!send_next(p)) {
+				r = -1;
+				break;
+			}
+		}
+		if (p->phase == P_FLUSH) {
+			int f = PQflush(p->conn);
+			if (f < 0) {
+				r = -1;
+				break;
+			}
+			if (f == 1) {
+				events = POLLIN | POLLOUT;
+				break;
+			}
+			p->phase = P_READ;
+		}
+		r = read_results(p);
+		if (r != 0 || p->phase != P_FLUSH)     /* over, or waiting for more */
+			break;
+	}
+	if (r < 0) {
+		finish(p, res, RB_FAILED, conn_error(p, "the connection failed"));
+		free_pg(p, 0);
+		return 1;
+	}
+	if (r == 1) {
+		if (p->failed) {
+			res->err_arg = p->err_arg;
+			res->err_index = p->err_index;
+			res->err_pos = p->err_pos;
+			finish(p, res, RB_FAILED, p->error);
+			p->error = NULL;
+		} else {
+			finish(p, res, RB_OK, NULL);
+		}
+		free_pg(p, !p->failed);
+		return 1;
+	}
+	fds[0].fd = PQsocket(p->conn);
+	fds[0].events = events;
+	fds[0].revents = 0;
+	*nfds = 1;
+	*timeout_ms = p->deadline_ms ? (long)(p->deadline_ms - rb_now_ms()) : -1;
+	if (*timeout_ms == 0)
+		*timeout_ms = 1;
+	return 0;
+}
+
+static const struct rb_output pg_outputs[] = {
+	{"rows", "the rows, each a map of column name to value: integers and booleans as such, "
+	 "json and jsonb decoded, timestamps in ISO 8601 (UTC, Z), numeric as a string, NULL "
+	 "as null, the rest as text"},
+	{"columns", "each column's name and type_oid"},
+	{"command", "the command tag (\"SELECT 3\", \"DELETE 10\")"},
+	{"row_count", "how many rows came back"},
+	{"rows_affected", "how many rows the statement inserted, updated, deleted or returned"},
+	{"notices", "the server's notices and warnings (RAISE NOTICE), each {severity, message}, "
+	 "when it sent any"},
+	{NULL, NULL},
+};
+
+static const struct rb_output exec_outputs[] = {
+	{"rows", "the last statement's rows (as pg.query's)"},
+	{"columns", "its columns"},
+	{"command", "its command tag"},
+	{"row_count", "how many rows it returned"},
+	{"rows_affected", "how many rows it changed"},
+	{"results", "with a list of statements: each one's {rows, columns, command, row_count, "
+	 "rows_affected}"},
+	{"notices", "the server's notices and warnings, each {severity, message}"},
+	{NULL, NULL},
+};
+
+const struct rb_action act_pg_query = {
+	.name = "pg.query",
+	.summary = "run one SQL statement in a read-only transaction on PostgreSQL; its rows "
+		   "are the output",
+	.args = query_args,
+	.outputs = pg_outputs,
+	.example = "- id: long_queries\n"
+		   "  action: pg.query\n"
+		   "  with:\n"
+		   "    conn: ${{ secrets.db_url }}\n"
+		   "    sql: |\n"
+		   "      SELECT pid, state, now() - query_start AS running_for\n"
+		   "      FROM pg_stat_activity WHERE now() - query_start > $1::interval\n"
+		   "    params: [\"5 minutes\"]\n"
+		   "    statement_timeout: 10s\n",
+	.flags = RB_ACT_IDEMPOTENT,
+	.check = query_check,
+	.effect = query_effect,
+	.start = query_start,
+	.step = pg_step,
+};
+
+const struct rb_action act_pg_exec = {
+	.name = "pg.exec",
+	.summary = "run SQL statements that change things on PostgreSQL, in one transaction "
+		   "or each alone",
+	.args = exec_args,
+	.outputs = exec_outputs,
+	.example = "- id: expire_sessions\n"
+		   "  action: pg.exec\n"
+		   "  with:\n"
+		   "    conn: ${{ secrets.db_url }}\n"
+		   "    sql:\n"
+		   "      - sql: DELETE FROM user_sessions WHERE expires_at < now() - $1::interval\n"
+		   "        params: [\"7 days\"]\n"
+		   "      - ANALYZE user_sessions\n"
+		   "- id: vacuum\n"
+		   "  action: pg.exec\n"
+		   "  with:\n"
+		   "    conn: ${{ secrets.db_url }}\n"
+		   "    sql: VACUUM (ANALYZE) user_sessions\n"
+		   "    transaction: false\n",
+	.flags = RB_ACT_SIDE_EFFECTS,
+	.check = exec_check,
+	.effect = exec_effect,
+	.start = exec_start,
+	.step = pg_step,
+};

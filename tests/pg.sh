@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# pg.query and pg.exec against a real PostgreSQL (tests/servers): effects are
+# checked on the server with psql, never only from the step's output.
+set -uo pipefail
+: "${RUNBOOK:?}"
+cd "$(dirname "$0")/.."
+. tests/servers/servers.sh
+tmp=$(mktemp -d)
+trap 'servers_stop; rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() {                 # check DESCRIPTION COMMAND...
+	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
+}
+rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
+if ! servers_start pg; then
+	echo "FAIL PostgreSQL did not start"
+	echo "pg: 0 passed, 1 failed"
+	exit 1
+fi
+sql() { PGPASSWORD=$RB_TEST_PG_PASSWORD psql -X -qAt -h 127.0.0.1 -p "$RB_TEST_PG_PORT" -U rb_admin rb_test -c "$1"; }
+st="$tmp/state"
+run() { rb run --state-dir "$st" "$@"; }
+# The last run's record of a step's end, as JSON.
+finished() { grep -h "\"step\":\"$1\"" "$st/runs/$(ls -t "$st/runs" | head -n 1)/audit.jsonl" | grep '"type":"step_finished"' | tail -n 1; }
+
+# Typed values, and params as data: the value that looks like SQL is stored as it is.
+out=$(run tests/pg/types.yaml 2>&1)
+check "a run of pg.exec and pg.query succeeds" [ $? -eq 0 ]
+check "the values come back typed (see the lua step)" grep -q 'typed: succeeded' <<<"$out"
+check "the server has the rows" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
+check "a param is data, never SQL" [ "$(sql 'SELECT name FROM items WHERE id = 1')" = "it's; DROP TABLE items; --" ]
+
+# One transaction: the second statement fails, so the first is not there.
+out=$(run tests/pg/rollback.yaml 2>&1)
+check "a failing statement fails the step" [ $? -eq 1 ]
+check "its error names the statement, the SQLSTATE and the detail" grep -q 'statement 2: duplicate key value violates unique constraint "items_pkey" (SQLSTATE 23505); detail: Key (id)=(1) already exists.' <<<"$out"
+check "the transaction was rolled back on the server" [ "$(sql 'SELECT count(*) FROM items WHERE id = 10')" = 0 ]
+
+# pg.query cannot write, whatever its SQL says.
+out=$(run tests/pg/readonly.yaml 2>&1)
+check "pg.query refuses a DELETE (read-only transaction)" grep -q 'cannot execute DELETE in a read-only transaction (SQLSTATE 25006)' <<<"$out"
+check "the rows are still on the server" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
+check "the plan says pg.query has no side effects" bash -c "'$RUNBOOK' plan --format json tests/pg/readonly.yaml | jq -e '.steps[0].side_effects == false'"
+
+# A SQL error at its position in the runbook.
+out=$(run tests/pg/position.yaml 2>&1)
+check "a SQL error points at its line and column in the runbook" grep -qF "tests/pg/position.yaml:12:16: column \"nmae\" of relation \"items\" does not exist (SQLSTATE 42703)" <<<"$out"
+
+# The connection is reset between steps, and there is one for the run.
+out=$(run tests/pg/session.yaml 2>&1)
+check "SET ROLE and search_path do not leak into the next step, on one connection" grep -q 'same: succeeded' <<<"$out"
+
+# VACUUM runs with transaction: false, and fails in a transaction.
+out=$(run tests/pg/vacuum.yaml 2>&1)
+check "VACUUM runs alone (transaction: false)" grep -q 'vacuum: succeeded' <<<"$out"
+check "VACUUM in a transaction fails with the server's words" grep -q 'VACUUM cannot run inside a transaction block (SQLSTATE 25001)' <<<"$out"
+
+# A step timeout cancels the statement on the server.
+out=$(run tests/pg/sleep.yaml 2>&1)
+check "a step timeout stops pg_sleep(30)" grep -q 'slow: failed.*timed out' <<<"$out"
+sleep 0.5
+check "nothing is left running on the server after a timeout" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND pid <> pg_backend_pid()")" = 0 ]
+# ... and so does Ctrl-C.
+sed 's/timeout: 1s/timeout: 60s/' tests/pg/sleep.yaml >"$tmp/sleep60.yaml"
+"$RUNBOOK" run --state-dir "$st" "$tmp/sleep60.yaml" >"$tmp/int.out" 2>&1 &
+pid=$!
+for _ in $(seq 50); do
+	[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+	sleep 0.1
+done
+kill -INT $pid
+wait $pid
+check "Ctrl-C interrupts the run (130)" [ $? -eq 130 ]
+sleep 0.5
+check "nothing is left running on the server after Ctrl-C" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND pid <> pg_backend_pid()")" = 0 ]
+
+# --dry-run --probe runs pg.query for real, never pg.exec.
+out=$(run --dry-run --probe tests/pg/probe.yaml 2>&1)
+check "a probe reads with pg.query" grep -q 'count: succeeded' <<<"$out"
+check "... and leaves pg.exec alone" grep -q 'wipe: not probed (it has side effects)' <<<"$out"
+check "a probe never runs pg.exec: the rows are there" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
+
+# A refused connection and a wrong password: clear failures, the password nowhere.
+port=$(_servers_free_port)
+export RB_TEST_PG_BAD_URL="postgresql://rb_admin:S3cretWrongPassw0rd@127.0.0.1:$port/rb_test"
+out=$(run tests/pg/refused.yaml 2>&1)
+check "a refused connection fails the step" [ $? -eq 1 ]
+check "... saying so" grep -q 'nobody: failed.*cannot connect: Connection refused' <<<"$out"
+export RB_TEST_PG_BAD_URL="postgresql://rb_admin:S3cretWrongPassw0rd@127.0.0.1:$RB_TEST_PG_PORT/rb_test"
+out=$(run tests/pg/refused.yaml 2>&1)
+check "a wrong password fails the step, saying so" grep -q 'nobody: failed.*password authentication failed for user "rb_admin"' <<<"$out"
+check "the wrong password is nowhere in the console" bash -c "! grep -q S3cretWrongPassw0rd <<<'$out'"
+check "the wrong password is nowhere in the state directory" bash -c "! grep -rq S3cretWrongPassw0rd '$st'"
+check "the real password is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_PG_PASSWORD' '$st'"
+check "nor in the plan" bash -c "'$RUNBOOK' plan tests/pg/types.yaml | grep -q 'conn: \*\*\*'"
+
+echo "pg: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
