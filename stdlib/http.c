@@ -244,13 +244,11 @@ static enum rb_effect http_effect(const json_t *args, const json_t *later, char 
 	json_array_foreach(later, k, v)         /* a method computed at run time: cannot tell */
 		if (!strcmp(json_string_value(v), "method"))
 			return RB_EFFECT_UNKNOWN;
-	if (url) {
-		char *shown = rb_http_url_shown(url, 0);
-		*what = rb_xasprintf("%s %s%s", m ? m : "GET", shown,
-				     json_is_true(json_object_get(args, "insecure"))
-				     ? " (insecure: the certificate is not verified)" : "");
-		free(shown);
-	}
+	char *shown = url ? rb_http_url_shown(url, 0) : NULL;
+	*what = rb_xasprintf("%s %s%s", m ? m : "GET", shown ? shown : "(a URL known at run time)",
+			     json_is_true(json_object_get(args, "insecure"))
+			     ? " (insecure: the certificate is not verified)" : "");
+	free(shown);
 	return method_reads(m) ? RB_EFFECT_READS : RB_EFFECT_WRITES;
 }
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# http.request against the tests' own HTTP(S) server (tests/servers/httpd.py):
+# what the server received is checked on the server (/_requests), never only
+# from the step's output.
+set -uo pipefail
+: "${RUNBOOK:?}"
+cd "$(dirname "$0")/.."
+. tests/servers/servers.sh
+tmp=$(mktemp -d)
+trap 'servers_stop; rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() {                 # check DESCRIPTION COMMAND...
+	if "${@:2}" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
+}
+rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
+if ! servers_start http; then
+	echo "FAIL the HTTP server did not start"
+	echo "http: 0 passed, 1 failed"
+	exit 1
+fi
+base=$RB_TEST_HTTP_URL
+st="$tmp/state"
+run() { rb run --state-dir "$st" "$@"; }
+last_run() { echo "$st/runs/$(ls -t "$st/runs" | head -n 1)"; }
+received() { curl -s "$base/_requests?path=$1"; }      # what the server got, as JSON
+
+out=$(run -p base="$base" tests/http/basic.yaml 2>&1)
+check "GET, POST with json, query, headers, bearer and basic auth" grep -q 'check: succeeded' <<<"$out"
+check "the server received the POST's JSON body" bash -c "curl -s '$base/_requests?path=/echo' | jq -e '.[-1].body | fromjson | .name == \"it'\\''s\"'"
+check "... and the bearer token" bash -c "curl -s '$base/_requests?path=/auth/bearer' | jq -e '.[-1].headers.authorization == \"Bearer $RB_TEST_HTTP_BEARER_TOKEN\"'"
+check "the token is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_HTTP_BEARER_TOKEN' '$st'"
+check "nor is the basic password" bash -c "! grep -rqF '$RB_TEST_HTTP_BASIC_PASSWORD' '$st'"
+d=$(last_run)
+check "the intent record shows *** for them" bash -c "grep -h action_intent '$d/audit.jsonl' | jq -se 'map(select(.step == \"bearer\"))[0].args | fromjson | .bearer_token == \"***\"'"
+check "the plan shows *** for them" bash -c "'$RUNBOOK' plan -p base=x tests/http/basic.yaml | grep -qF 'bearer_token: ***'"
+
+out=$(run -p base="$base" tests/http/statuses.yaml 2>&1)
+check "statuses: unexpected fails, expected passes, 429 and 503 retried" grep -q 'check: succeeded' <<<"$out"
+check "a 500 says its status" grep -q "server_error: failed.*GET $base/status/500: status 500" <<<"$out"
+check "the 429 was sent twice, after its Retry-After" [ "$(received /retry-after/1 | jq 'length')" -ge 2 ]
+
+dead="http://127.0.0.1:$(_servers_free_port)"
+out=$(run -p base="$base" -p dead="$dead" tests/http/faults.yaml 2>&1)
+check "faults: every one a clear failure, the run goes on" grep -q 'check: succeeded' <<<"$out"
+check "a refused connection says so" grep -q "refused: failed.*GET $dead/health: Failed to connect" <<<"$out"
+check "a slow server is stopped at the step's timeout" grep -q 'slow: failed.*timed out' <<<"$out"
+check "a reply cut short says so" grep -qE 'closed: failed.*(Transferred a partial file|transfer closed|Server returned nothing|Received HTTP/0.9)' <<<"$out"
+check "a body past max_body fails, saying so" grep -q 'big: failed.*the body is larger than 2000000 bytes (max_body)' <<<"$out"
+check "invalid JSON fails, saying where" grep -q 'invalid_json: failed.*the body is not valid JSON (line 1' <<<"$out"
+d=$(last_run)
+check "a body past 1 MiB is spilled whole to the run's files" [ "$(stat -c %s "$d/output/spilled.body")" = 1500000 ]
+
+out=$(run -p https="$RB_TEST_HTTPS_URL" -p expired="$RB_TEST_HTTPS_EXPIRED_URL" \
+	-p mtls="$RB_TEST_HTTPS_MTLS_URL" -p ca="$RB_TEST_CA_FILE" -p cert="$RB_TEST_CLIENT_CERT" \
+	-p key="$RB_TEST_CLIENT_KEY" tests/http/tls.yaml 2>&1)
+check "TLS: verified with ca_file, refused untrusted and expired, insecure when told, mTLS" grep -q 'check: succeeded' <<<"$out"
+check "an expired certificate is named as such" grep -q 'expired: failed.*certificate has expired' <<<"$out"
+check "the plan flags insecure" bash -c "'$RUNBOOK' plan -p https=x -p expired=https://e.example -p mtls=x -p ca=x -p cert=x -p key=x tests/http/tls.yaml | grep -q 'insecure: the certificate is not verified'"
+
+# The same Idempotency-Key for every attempt and resume of a call; another run, another key.
+curl -s -X DELETE "$base/_requests" >/dev/null
+run -p base="$base" tests/http/idem.yaml >/dev/null 2>&1
+id=$(basename "$(last_run)")
+key1=$(received /idem | jq -r '.[0].headers["idempotency-key"]')
+check "idempotency_key sends a key" [ ${#key1} -eq 32 ]
+run -p base="$base" tests/http/idem.yaml >/dev/null 2>&1
+key2=$(received /idem | jq -r '.[1].headers["idempotency-key"]')
+check "another run sends another key" [ "$key1" != "$key2" ]
+check "the key is the call's: run, step, check (rb_call_key)" [ "$key1" = "$(printf '%s\ncreate\n0' "$id" | sha256sum | cut -c 1-32)" ]
+
+# Ctrl-C aborts a request under way.
+"$RUNBOOK" run --state-dir "$st" -p base="$base" tests/http/slowpoke.yaml >"$tmp/int.out" 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+check "Ctrl-C stops a request under way (130)" [ $? -eq 130 ]
+check "... at once" grep -qE 'wait_for_it: interrupted after [01]\.' "$tmp/int.out"
+
+# A URL from secrets: its path (a webhook's key) is nowhere, not even in an error.
+export RB_TEST_HOOK_URL="http://127.0.0.1:$(_servers_free_port)/hooks/T000/B000/XyZsecretHookKey123"
+out=$(run tests/http/secret_url.yaml 2>&1)
+check "a failed request to a secret URL fails" grep -q 'post: failed' <<<"$out"
+check "its message shows the host, not the path" grep -q 'POST http://127.0.0.1:[0-9]*/\*\*\*: Failed to connect' <<<"$out"
+check "the secret path is nowhere in the state directory" bash -c "! grep -rq XyZsecretHookKey123 '$st'"
+
+echo "http: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
