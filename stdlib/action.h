@@ -193,7 +193,7 @@ struct rb_action {
 	const char *summary;            /* one line for docs and --help */
 	const struct rb_arg *args;      /* terminated by a NULL name */
 	const struct rb_output *outputs;        /* its output's keys, NULL-terminated, or NULL */
-	const char *effects;            /* for the docs, when effect() decides: which calls write */
+	const char *effects;            /* when effect() can say either: which calls write (docs) */
 	const char *example;            /* a step using it, as YAML, for the docs, or NULL */
 	unsigned flags;
 	/*
@@ -242,7 +242,8 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_http_request, act_lua, act_pg_exec, act_pg_query,
+extern const struct rb_action act_assert, act_http_request, act_lua, act_notify_channels,
+	act_notify_pagerduty, act_notify_slack, act_notify_webhook, act_pg_exec, act_pg_query,
 	act_shell, act_wait;
 
 #endif
