@@ -770,7 +770,7 @@ static enum rb_effect check_literal_args(struct loader *l, struct rb_step *s, js
  * Whether the step can change anything, and may run again after a crash: as the
  * runbook says, else as its action's call says (eff), else the action's default.
  */
-static void settle_effects(struct loader *l, struct rb_step *s, enum rb_effect eff)
+static void settle_effects(struct loader *l, struct rb_step *s, enum rb_effect eff, int idem)
 {
 	const struct rb_action *a = s->action;
 	int writes = eff != RB_EFFECT_UNKNOWN ? eff == RB_EFFECT_WRITES
@@ -789,10 +789,15 @@ static void settle_effects(struct loader *l, struct rb_step *s, enum rb_effect e
 		s->side_effects = writes;
 	/* A step that changes nothing may run again after a crash. */
 	if (s->idempotent < 0)
-		s->idempotent = !s->side_effects || (a && (a->flags & RB_ACT_IDEMPOTENT));
+		s->idempotent = !s->side_effects || idem || (a && (a->flags & RB_ACT_IDEMPOTENT));
 }
 
-static enum rb_effect check_with(struct loader *l, struct rb_step *s)
+/*
+ * The arguments of step s's action: their types, secrets, the action's own
+ * rules; what the call will do, and in *idem whether an argument written true
+ * makes it safe to run again (RB_ARG_MAKES_IDEMPOTENT).
+ */
+static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 {
 	const struct rb_action *a = s->action;
 	const struct rb_node *w = s->with;
@@ -859,6 +864,9 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s)
 			}
 			if (!has_expr(v))
 				json_object_set_new(lit, g->name, rb_node_to_json(v));
+			if ((g->flags & RB_ARG_MAKES_IDEMPOTENT) &&
+			    json_is_true(json_object_get(lit, g->name)))
+				*idem = 1;
 		}
 	}
 	for (const struct rb_arg *g = a->args; g->name; g++)
@@ -974,9 +982,10 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	if (s->lua)
 		rb_load_chunk(l, s->lua, &sr);
 	enum rb_effect eff = RB_EFFECT_UNKNOWN;
+	int idem = 0;
 	if (s->action && !s->run && !s->lua)
-		eff = check_with(l, s);
-	settle_effects(l, s, eff);
+		eff = check_with(l, s, &idem);
+	settle_effects(l, s, eff, idem);
 	rb_render_check_args(l->rb, s, l->d, 0);
 
 	struct rb_step *c = s->check;
@@ -991,9 +1000,9 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 		rb_load_chunk(l, c->lua, &sr);
 	eff = RB_EFFECT_UNKNOWN;
 	if (c && c->action && !c->run && !c->lua)
-		eff = check_with(l, c);
+		eff = check_with(l, c, &idem);
 	if (c)
-		settle_effects(l, c, eff);
+		settle_effects(l, c, eff, 0);
 	if (c)
 		rb_render_check_args(l->rb, c, l->d, 0);
 

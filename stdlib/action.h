@@ -30,6 +30,12 @@ enum {
 	 * refuses a literal), and the engine writes it as *** in the intent record.
 	 */
 	RB_ARG_SECRET = 1 << 1,
+	/*
+	 * A boolean that, written true, makes the call safe to run again after a
+	 * crash (http.request's idempotency_key, pg.exec's exactly_once): the step
+	 * is then idempotent, and resume runs it again without asking.
+	 */
+	RB_ARG_MAKES_IDEMPOTENT = 1 << 2,
 };
 
 struct rb_arg {

@@ -62,8 +62,32 @@ static const struct rb_arg exec_args[] = {
 	{"statement_timeout", RB_T_DURATION, 0, NULL, "the server stops a statement after this"},
 	{"transaction", RB_T_BOOLEAN, 0, NULL, "run the statements in one transaction (default "
 	 "true); false runs each alone, for VACUUM or CREATE INDEX CONCURRENTLY"},
+	{"exactly_once", RB_T_BOOLEAN, RB_ARG_MAKES_IDEMPOTENT, NULL, "record a marker row for "
+	 "the call in the same transaction, so that a resume after a crash runs it again only "
+	 "when it did not commit (docs/exactly-once.md)"},
+	{"marker_table", RB_T_STRING, 0, NULL, "the markers' table, created when missing "
+	 "(default runbook_markers; schema.table allowed)"},
 	{NULL, 0, 0, NULL, NULL},
 };
+
+#define PG_MARKERS      "runbook_markers"
+
+/* A table name of one or two lower-case identifiers: it is quoted into SQL. */
+static int table_name_ok(const char *t)
+{
+	int parts = 0;
+	for (const char *p = t;; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+			return 0;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+			p++;
+		parts++;
+		if (!*p)
+			return parts <= 2 && p - t <= 127;
+		if (*p != '.')
+			return 0;
+	}
+}
 
 /* --- arguments ------------------------------------------------------------------------- */
 
@@ -182,20 +206,27 @@ static int query_check(const json_t *args, struct rb_arg_error *e)
 static int exec_check(const json_t *args, struct rb_arg_error *e)
 {
 	json_t *sql = json_object_get(args, "sql"), *params = json_object_get(args, "params");
-	if (json_is_string(sql))
-		return check_statement(json_string_value(sql), params, "sql", -1, e) < 0 ? -1
-			: check_common(args, e);
-	if (sql && !json_is_array(sql))
+	if (json_is_string(sql) && check_statement(json_string_value(sql), params, "sql", -1, e) < 0)
+		return -1;
+	if (sql && !json_is_array(sql) && !json_is_string(sql))
 		return arg_error(e, "sql", -1, rb_xstrdup("expected a statement or a list of "
 							  "statements"));
-	if (sql && !json_array_size(sql))
+	if (json_is_array(sql) && !json_array_size(sql))
 		return arg_error(e, "sql", -1, rb_xstrdup("an empty list of statements"));
-	if (sql && params)
+	if (json_is_array(sql) && params)
 		return arg_error(e, "params", -1, rb_xstrdup("with a list of statements, give "
 							     "each its params: {sql, params}"));
+	if (json_is_true(json_object_get(args, "exactly_once")) &&
+	    json_is_false(json_object_get(args, "transaction")))
+		return arg_error(e, "exactly_once", -1, rb_xstrdup(
+			"needs a transaction: the marker commits with the statements or not at all"));
+	const char *mt = json_string_value(json_object_get(args, "marker_table"));
+	if (mt && !table_name_ok(mt))
+		return arg_error(e, "marker_table", -1, rb_xstrdup(
+			"expected a table name: lower-case letters, digits and _, or schema.table"));
 	size_t k;
 	json_t *v;
-	json_array_foreach(sql, k, v) {
+	json_array_foreach(json_is_array(sql) ? sql : NULL, k, v) {
 		json_t *s = json_is_object(v) ? json_object_get(v, "sql") : v;
 		if (!json_is_string(s))
 			return arg_error(e, "sql", (int)k, rb_xstrdup(
@@ -249,11 +280,11 @@ static enum rb_effect exec_effect(const json_t *args, const json_t *later, char 
 {
 	(void)later;
 	json_t *sql = json_object_get(args, "sql");
-	if (!sql)
-		return RB_EFFECT_WRITES;
 	struct rb_buf b;
 	rb_buf_init(&b);
-	size_t k, n = json_is_array(sql) ? json_array_size(sql) : 1;
+	if (!sql)
+		rb_buf_puts(&b, "statements known at run time");
+	size_t k, n = json_is_array(sql) ? json_array_size(sql) : sql ? 1 : 0;
 	for (k = 0; k < n; k++) {
 		json_t *v = json_is_array(sql) ? json_array_get(sql, k) : sql;
 		const char *s = json_string_value(json_is_object(v) ? json_object_get(v, "sql") : v);
@@ -263,6 +294,10 @@ static enum rb_effect exec_effect(const json_t *args, const json_t *later, char 
 	}
 	int tx = !json_is_false(json_object_get(args, "transaction"));
 	rb_buf_printf(&b, n > 1 && tx ? " in one transaction" : !tx ? ", each alone" : "");
+	if (json_is_true(json_object_get(args, "exactly_once"))) {
+		const char *mt = json_string_value(json_object_get(args, "marker_table"));
+		rb_buf_printf(&b, ", exactly once (a marker in %s)", mt ? mt : PG_MARKERS);
+	}
 	*what = rb_buf_detach(&b);
 	return RB_EFFECT_WRITES;
 }
@@ -272,7 +307,7 @@ static enum rb_effect exec_effect(const json_t *args, const json_t *later, char 
 enum phase { P_CONNECT, P_FLUSH, P_READ };
 
 /* What a command sent in the pipeline is, to read its result. */
-enum cmd { C_RESET, C_BEGIN, C_TIMEOUT, C_USER, C_COMMIT, C_SYNC };
+enum cmd { C_RESET, C_MARKERS, C_BEGIN, C_TIMEOUT, C_MARKER, C_USER, C_COMMIT, C_SYNC };
 
 struct pg {
 	const struct rb_call *c;
@@ -293,6 +328,9 @@ struct pg {
 	int err_index;
 	long err_pos;                   /* the server's position in the statement, or 0 */
 	int failed;
+	int exactly_once;
+	char *markers;                  /* their table, quoted */
+	int committed_before;           /* the marker was there: an earlier attempt committed */
 	long timeout_ms;                /* statement_timeout, or 0 */
 	int64_t deadline_ms;
 };
@@ -332,7 +370,9 @@ static void on_notice(void *arg, const PGresult *r)
 {
 	struct pg *p = arg;
 	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-	if (!p || !msg || json_array_size(p->notices) >= PG_MAX_NOTICES)
+	/* The user's statements' only: not those of the engine's own (CREATE ... IF NOT EXISTS). */
+	if (!p || !msg || json_array_size(p->notices) >= PG_MAX_NOTICES ||
+	    p->cmdhead >= p->ncmds || p->cmds[p->cmdhead] != C_USER)
 		return;
 	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
 	size_t n;
@@ -362,6 +402,7 @@ static void free_pg(struct pg *p, int keep)
 	json_decref(p->stmts);
 	json_decref(p->results);
 	json_decref(p->notices);
+	free(p->markers);
 	free(p->cmds);
 	free(p->error);
 	free(p);
@@ -400,6 +441,18 @@ static int send_statement(struct pg *p, const json_t *st)
 	return r;
 }
 
+/* The markers' table as SQL: each part quoted. */
+static char *quote_table(PGconn *conn, const char *name)
+{
+	const char *t = name ? name : PG_MARKERS, *dot = strchr(t, '.');
+	char *a = PQescapeIdentifier(conn, t, dot ? (size_t)(dot - t) : strlen(t));
+	char *b = dot ? PQescapeIdentifier(conn, dot + 1, strlen(dot + 1)) : NULL;
+	char *q = rb_xasprintf("%s%s%s", a ? a : "\"?\"", b ? "." : "", b ? b : "");
+	PQfreemem(a);
+	PQfreemem(b);
+	return q;
+}
+
 /* Send what comes next: the whole transaction, or the next statement alone. */
 static int send_next(struct pg *p)
 {
@@ -412,6 +465,19 @@ static int send_next(struct pg *p)
 		ok &= PQpipelineSync(p->conn);
 		push_cmd(p, C_SYNC);
 		p->fresh = 1;
+	}
+	if (p->exactly_once && !p->markers) {   /* its own transaction, before the call's */
+		p->markers = quote_table(p->conn, json_string_value(json_object_get(
+			p->c->args, "marker_table")));
+		char *create = rb_xasprintf("CREATE TABLE IF NOT EXISTS %s (key text PRIMARY KEY, "
+					    "run_id text NOT NULL, step text NOT NULL, item bigint, "
+					    "committed_at timestamptz NOT NULL DEFAULT now())",
+					    p->markers);
+		ok &= PQsendQueryParams(p->conn, create, 0, NULL, NULL, NULL, NULL, 0);
+		free(create);
+		push_cmd(p, C_MARKERS);
+		ok &= PQpipelineSync(p->conn);
+		push_cmd(p, C_SYNC);
 	}
 	size_t n = json_array_size(p->stmts);
 	size_t from = p->next, to = p->transaction ? n : p->next + 1;
@@ -435,6 +501,23 @@ static int send_next(struct pg *p)
 					: "SELECT set_config('statement_timeout', $1, false)", 1,
 					NULL, vals, NULL, NULL, 0);
 		push_cmd(p, C_TIMEOUT);
+	}
+	if (p->exactly_once) {
+		/*
+		 * First in the transaction: a second attempt's insert waits on the key while
+		 * an earlier one's transaction is still open on the server, then fails when
+		 * that one committed (23505), or goes on when it did not.
+		 */
+		char key[33], item[32];
+		rb_call_key(p->c, key);
+		snprintf(item, sizeof(item), "%zu", p->c->item);
+		const char *vals[4] = {key, rb_runctx_id(p->c->run), p->c->step,
+				       p->c->item == RB_NO_ITEM ? NULL : item};
+		char *ins = rb_xasprintf("INSERT INTO %s (key, run_id, step, item) "
+					 "VALUES ($1, $2, $3, $4)", p->markers);
+		ok &= PQsendQueryParams(p->conn, ins, 4, NULL, vals, NULL, NULL, 0);
+		free(ins);
+		push_cmd(p, C_MARKER);
 	}
 	for (size_t k = from; k < to; k++)
 		ok &= send_statement(p, json_array_get(p->stmts, k));
@@ -575,7 +658,11 @@ static int read_results(struct pg *p)
 			return send_next(p) ? 0 : -1;
 		}
 		p->cmdhead++;
-		if (s == PGRES_FATAL_ERROR) {
+		if (s == PGRES_FATAL_ERROR && c == C_MARKER &&
+		    !strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(
+				    r, PG_DIAG_SQLSTATE) : "", "23505")) {
+			p->committed_before = 1;        /* the rest is aborted, and rolled back */
+		} else if (s == PGRES_FATAL_ERROR) {
 			take_error(p, r, c == C_USER);
 			if (c == C_USER)
 				p->user++;
@@ -604,6 +691,12 @@ static json_t *output_of(struct pg *p)
 	json_t *sql = json_object_get(p->c->args, "sql");
 	json_t *last = json_array_get(p->results, json_array_size(p->results) - 1);
 	json_t *out = last ? json_copy(last) : json_object();
+	if (p->committed_before) {      /* what it returned then is not known now */
+		char key[33];
+		rb_call_key(p->c, key);
+		json_object_set_new(out, "committed_before", json_true());
+		json_object_set_new(out, "marker", json_string(key));
+	}
 	if (json_is_array(sql))
 		json_object_set(out, "results", p->results);
 	if (json_array_size(p->notices))
@@ -637,6 +730,7 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 	p->c = c;
 	p->readonly = readonly;
 	p->transaction = readonly || !json_is_false(json_object_get(c->args, "transaction"));
+	p->exactly_once = !readonly && json_is_true(json_object_get(c->args, "exactly_once"));
 	p->conninfo = json_string_value(json_object_get(c->args, "conn"));
 	p->results = json_array();
 	p->notices = json_array();
@@ -801,6 +895,9 @@ static const struct rb_output exec_outputs[] = {
 	{"results", "with a list of statements: each one's {rows, columns, command, row_count, "
 	 "rows_affected}"},
 	{"notices", "the server's notices and warnings, each {severity, message}"},
+	{"committed_before", "exactly_once: true when an earlier attempt (before a crash) had "
+	 "committed, so nothing ran now; its rows are not known"},
+	{"marker", "exactly_once and committed_before: the marker's key"},
 	{NULL, NULL},
 };
 

@@ -94,5 +94,39 @@ check "the wrong password is nowhere in the state directory" bash -c "! grep -rq
 check "the real password is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_PG_PASSWORD' '$st'"
 check "nor in the plan" bash -c "'$RUNBOOK' plan tests/pg/types.yaml | grep -q 'conn: \*\*\*'"
 
+# Exactly once across crashes: the marker commits with the statements.
+sql 'CREATE TABLE ledger (n int); CREATE TABLE ctl (s float8); INSERT INTO ctl VALUES (0)' >/dev/null
+out=$(run -p n=1 tests/pg/once.yaml 2>&1)
+check "exactly_once: a run inserts its row" [ "$(sql 'SELECT count(*) FROM ledger WHERE n = 1')" = 1 ]
+check "... and its marker, with the run and step" [ "$(sql "SELECT count(*) FROM runbook_markers WHERE step = 'pay'")" = 1 ]
+# kill -9 while the transaction runs on the server (its COMMIT sent already): the
+# server commits it after the client is gone.  The resume's marker waits on the
+# old transaction, sees it committed, and runs nothing.
+once() {                  # once N SLEEP: start a run, kill -9 it while the server sleeps
+	sql "UPDATE ctl SET s = $2" >/dev/null
+	"$RUNBOOK" run --state-dir "$st" -p n="$1" tests/pg/once.yaml >/dev/null 2>&1 &
+	local pid=$!
+	for _ in $(seq 100); do
+		[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")" = 1 ] && break
+		sleep 0.05
+	done
+	kill -9 $pid
+	wait $pid 2>/dev/null
+	sql "UPDATE ctl SET s = 0" >/dev/null
+	ls -t "$st/runs" | head -n 1
+}
+id=$(once 2 3)
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "a resume after kill -9 mid-transaction succeeds without asking" [ $? -eq 0 ]
+check "the transaction committed once: one row" [ "$(sql 'SELECT count(*) FROM ledger WHERE n = 2')" = 1 ]
+check "the step says it had committed before" bash -c "grep -h step_finished '$st/runs/$id/audit.jsonl' | grep '\"pay\"' | tail -n 1 | jq -e '.output | fromjson | .committed_before'"
+# The same, but the old transaction is killed on the server: nothing committed, so it runs.
+id=$(once 3 30)
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'" >/dev/null
+out=$(rb resume --state-dir "$st" "$id" 2>&1)
+check "... without asking" [ $? -eq 0 ]
+check "a resume after the old transaction aborted runs it: one row" [ "$(sql 'SELECT count(*) FROM ledger WHERE n = 3')" = 1 ]
+check "exactly_once makes the step idempotent in the plan" bash -c "'$RUNBOOK' plan --format json -p n=1 tests/pg/once.yaml | jq -e '.steps[0].idempotent'"
+
 echo "pg: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
