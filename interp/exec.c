@@ -602,9 +602,12 @@ static void probe(struct exec *ex, enum rb_run_status *status)
 	for (size_t i = 0; i < ex->rb->nmain; i++) {
 		const struct srun *sr = &ex->s[i];
 		const struct rb_step *st = ex->rb->steps[i];
-		if (sr->status == S_PENDING || sr->status == S_UNPROBED)
+		/* Not run; but one that explained what it would do shows that. */
+		int explained = sr->status == S_UNPROBED && sr->output;
+		if (sr->status == S_PENDING || (sr->status == S_UNPROBED && !explained))
 			continue;
-		json_t *v = json_pack("{s:s}", "status", ex_status_names[sr->status]);
+		json_t *v = json_pack("{s:s}", "status", explained ? "explained"
+				      : ex_status_names[sr->status]);
 		static const char *const keys[] = {"output", "outputs"};
 		json_t *vals[] = {sr->output, sr->outputs};
 		for (int k = 0; k < 2; k++)
@@ -612,7 +615,7 @@ static void probe(struct exec *ex, enum rb_run_status *status)
 				json_object_set_new(v, keys[k], st->sensitive
 						    ? json_string(RB_SECRET_MASK)
 						    : ex_redact_json(ex, vals[k]));
-		if (sr->error) {
+		if (sr->error && !explained) {
 			char *e = ex_redact(ex, sr->error, strlen(sr->error), NULL);
 			json_object_set_new(v, "error", json_string(e));
 			free(e);

@@ -53,6 +53,7 @@ struct job {
 	json_t *output;                 /* the result: one output, or the list */
 	int failed, timed_out;
 	int broken;                     /* the failure was a check's broken code (unit's broken) */
+	int explain;                    /* --probe: its calls explain, they do not run */
 	char *error;
 	struct rb_cancel cancel;
 };

@@ -158,7 +158,19 @@ static void step_text(struct out *o, const json_t *s, const char *indent)
 		free(v);
 	}
 	json_t *probe = json_object_get(s, "probe");
-	if (probe) {
+	json_t *explain = json_object_get(json_object_get(probe, "output"), "explain");
+	if (probe && json_is_array(explain)) {  /* said what it would do; did not run */
+		fprintf(f, "%sexplained (not run):\n", in2);
+		size_t k;
+		json_t *e;
+		json_array_foreach(explain, k, e)
+			fprintf(f, "%s  %zu. %s%s\n", in2, k + 1,
+				vis(o, str(e, "summary") ? str(e, "summary") : str(e, "note")
+				    ? str(e, "note") : str(e, "statement") ? str(e, "statement") : "?"),
+				str(e, "summary") || str(e, "note") ? "" : ": no plan");
+		if (str(probe, "error"))
+			print_value(o, in2, "  error", json_object_get(probe, "error"));
+	} else if (probe) {
 		fprintf(f, "%sprobed: %s\n", in2, str(probe, "status"));
 		if (str(probe, "error"))
 			print_value(o, in2, "  error", json_object_get(probe, "error"));
@@ -438,7 +450,18 @@ static void md_step(FILE *f, const json_t *s, const char *sub)
 		free(v);
 	}
 	json_t *probe = json_object_get(s, "probe");
-	if (probe) {
+	json_t *explain = json_object_get(json_object_get(probe, "output"), "explain");
+	if (probe && json_is_array(explain)) {
+		fprintf(f, "%s- explained (not run):\n", ind);
+		size_t k;
+		json_t *e;
+		json_array_foreach(explain, k, e) {
+			fprintf(f, "%s  %zu. ", ind, k + 1);
+			md_text(f, str(e, "summary") ? str(e, "summary") : str(e, "note")
+				? str(e, "note") : str(e, "statement") ? str(e, "statement") : "?", 0);
+			fputc('\n', f);
+		}
+	} else if (probe) {
 		char *out = inline_value(json_object_get(probe, "output"), 0);
 		fprintf(f, "%s- probed: **%s**", ind, str(probe, "status"));
 		if (json_object_get(probe, "output")) {

@@ -244,6 +244,7 @@ static int unit_call(struct unit *u, char **err)
 		.item = jb->items ? u->k : RB_NO_ITEM,
 		.attempt = ex->s[jb->step].attempts,
 		.check = jb->what->kind == RB_CHECK,
+		.explain = jb->explain,
 		.args = json_array_get(jb->calls, u->k),
 		.secret_args = (const char *const *)jb->what->secret_args,
 		.env = (const char *const *)jb->env.v,
@@ -1008,7 +1009,8 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	}
 	int check = st->check && !sr->checked;
 	/* A probe runs only what changes nothing; a gate first says whether there is one. */
-	if (!check && ex->o->probe && st->side_effects && !st->approve) {
+	if (!check && ex->o->probe && st->side_effects && !st->approve &&
+	    !(st->action->flags & RB_ACT_EXPLAINS)) {
 		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
 		return;
 	}
@@ -1018,11 +1020,15 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 	}
 	if (!check && st->approve && !sr->approved && !reach_gate(ex, i))
 		return;
-	if (!check && ex->o->probe && st->side_effects) {
+	/* ... or says what it would do, when its action can (pg.exec: EXPLAIN). */
+	int explain = !check && ex->o->probe && st->side_effects;
+	if (explain && !(st->action->flags & RB_ACT_EXPLAINS)) {
 		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects"));
 		return;
 	}
 	struct job *jb = prepare(ex, i, check, &why);
+	if (jb)
+		jb->explain = explain;
 	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */
 		free(why);
 		return;
@@ -1119,6 +1125,10 @@ static void job_done(struct exec *ex, struct job *jb)
 		}
 		enum sstatus st2 = !jb->failed ? S_SUCCEEDED
 				   : ex->interrupted && rb_cancelled(&jb->cancel) ? S_INTERRUPTED : S_FAILED;
+		if (jb->explain && st2 == S_SUCCEEDED) {        /* explained, not run */
+			st2 = S_UNPROBED;
+			err = rb_xstrdup("it has side effects: explained, not run");
+		}
 		finish(ex, i, st2, jb->output, err);
 	}
 	free_job(jb);

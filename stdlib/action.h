@@ -55,6 +55,9 @@ enum {
 					   before its side effect (rb_call.sync) */
 	RB_ACT_PURE = 1 << 4,           /* computes only, the same way each time: what fails once
 					   fails again, so defaults.retry does not apply to it */
+	RB_ACT_EXPLAINS = 1 << 5,       /* with side effects, it can say what a call would do
+					   without doing it (rb_call.explain): --dry-run --probe
+					   shows that */
 };
 
 struct rb_luabox;
@@ -109,6 +112,8 @@ struct rb_call {
 	size_t item;                    /* for_each: the item's index, else RB_NO_ITEM */
 	int attempt;                    /* 1, 2, ... (a resume goes on counting) */
 	int check;                      /* this call is the step's check */
+	int explain;                    /* --probe, RB_ACT_EXPLAINS: change nothing, and say in
+					   the output what the call would do (pg.exec: EXPLAIN) */
 	json_t *args;                   /* the rendered arguments */
 	/* The names of the arguments whose value reads a secret, NULL-terminated, or NULL. */
 	const char *const *secret_args;

@@ -318,9 +318,12 @@ struct pg {
 	const char *conninfo;
 	json_t *stmts;                  /* [{sql, params}] */
 	size_t next;                    /* the next statement to send (transaction: false) */
-	enum cmd *cmds;                 /* what was sent, in order, to read the results */
+	struct sent {                   /* what was sent, in order, to read the results */
+		enum cmd what;
+		size_t stmt;            /* C_USER: which statement */
+	} *cmds;
 	size_t ncmds, cmdcap, cmdhead;
-	size_t user;                    /* which statement the next C_USER result is */
+	size_t user;                    /* the statement whose result is being read */
 	json_t *results;                /* one per statement */
 	json_t *notices;                /* the server's notices (RAISE NOTICE, warnings) */
 	char *error;                    /* the first error */
@@ -329,6 +332,8 @@ struct pg {
 	long err_pos;                   /* the server's position in the statement, or 0 */
 	int failed;
 	int exactly_once;
+	int explain;                    /* rb_call.explain: EXPLAIN each statement, run none */
+	json_t *explained;              /* ... what the server said, one per statement */
 	char *markers;                  /* their table, quoted */
 	int committed_before;           /* the marker was there: an earlier attempt committed */
 	long timeout_ms;                /* statement_timeout, or 0 */
@@ -372,7 +377,7 @@ static void on_notice(void *arg, const PGresult *r)
 	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 	/* The user's statements' only: not those of the engine's own (CREATE ... IF NOT EXISTS). */
 	if (!p || !msg || json_array_size(p->notices) >= PG_MAX_NOTICES ||
-	    p->cmdhead >= p->ncmds || p->cmds[p->cmdhead] != C_USER)
+	    p->cmdhead >= p->ncmds || p->cmds[p->cmdhead].what != C_USER)
 		return;
 	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
 	size_t n;
@@ -402,20 +407,21 @@ static void free_pg(struct pg *p, int keep)
 	json_decref(p->stmts);
 	json_decref(p->results);
 	json_decref(p->notices);
+	json_decref(p->explained);
 	free(p->markers);
 	free(p->cmds);
 	free(p->error);
 	free(p);
 }
 
-static void push_cmd(struct pg *p, enum cmd c)
+static void push_cmd(struct pg *p, enum cmd c, size_t stmt)
 {
 	rb_grow(&p->cmds, &p->cmdcap, p->ncmds + 1, sizeof(*p->cmds));
-	p->cmds[p->ncmds++] = c;
+	p->cmds[p->ncmds++] = (struct sent){c, stmt};
 }
 
 /* Params as libpq takes them: text, NULL for null, JSON text for lists and maps. */
-static int send_statement(struct pg *p, const json_t *st)
+static int send_statement(struct pg *p, const json_t *st, size_t which)
 {
 	const char *sql = json_string_value(json_object_get(st, "sql"));
 	json_t *params = json_object_get(st, "params");
@@ -437,7 +443,7 @@ static int send_statement(struct pg *p, const json_t *st)
 	for (size_t k = 0; k < n; k++)
 		free(vals[k]);
 	free(vals);
-	push_cmd(p, C_USER);
+	push_cmd(p, C_USER, which);
 	return r;
 }
 
@@ -453,6 +459,46 @@ static char *quote_table(PGconn *conn, const char *name)
 	return q;
 }
 
+/* What EXPLAIN takes: plannable statements (VACUUM, ALTER, CREATE INDEX are not). */
+static int explainable(const char *sql)
+{
+	static const char *const verbs[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE",
+					    "VALUES", "WITH", "TABLE", NULL};
+	char v[32];
+	verb(sql, v, sizeof(v));
+	for (const char *const *w = verbs; *w; w++)
+		if (!strcmp(v, *w))
+			return 1;
+	return 0;
+}
+
+/* A probe's statement: EXPLAIN of it, never it; a statement EXPLAIN cannot take is named. */
+static int send_explain(struct pg *p, const json_t *st, size_t k)
+{
+	const char *sql = json_string_value(json_object_get(st, "sql"));
+	char v[32];
+	verb(sql, v, sizeof(v));
+	if (!explainable(sql)) {
+		char *note = rb_xasprintf("%s: not explained (EXPLAIN does not take it)", v);
+		json_array_append_new(p->explained, json_pack("{s:s, s:s}", "statement", v, "note",
+							      note));
+		free(note);
+		return 1;
+	}
+	json_array_append_new(p->explained, json_pack("{s:s}", "statement", v));
+	json_t *e = json_pack("{s:s, s:O}", "sql", "", "params",
+			      json_object_get(st, "params") ? json_object_get(st, "params")
+			      : json_null());
+	char *text = rb_xasprintf("EXPLAIN (FORMAT JSON) %s", sql);
+	json_object_set_new(e, "sql", json_string(text));
+	free(text);
+	if (!json_object_get(st, "params"))
+		json_object_del(e, "params");
+	int r = send_statement(p, e, k);
+	json_decref(e);
+	return r;
+}
+
 /* Send what comes next: the whole transaction, or the next statement alone. */
 static int send_next(struct pg *p)
 {
@@ -461,9 +507,9 @@ static int send_next(struct pg *p)
 	int ok = 1;
 	if (!p->fresh) {        /* what an earlier step left in the session goes */
 		ok &= PQsendQueryParams(p->conn, "DISCARD ALL", 0, NULL, NULL, NULL, NULL, 0);
-		push_cmd(p, C_RESET);
+		push_cmd(p, C_RESET, 0);
 		ok &= PQpipelineSync(p->conn);
-		push_cmd(p, C_SYNC);
+		push_cmd(p, C_SYNC, 0);
 		p->fresh = 1;
 	}
 	if (p->exactly_once && !p->markers) {   /* its own transaction, before the call's */
@@ -475,16 +521,16 @@ static int send_next(struct pg *p)
 					    p->markers);
 		ok &= PQsendQueryParams(p->conn, create, 0, NULL, NULL, NULL, NULL, 0);
 		free(create);
-		push_cmd(p, C_MARKERS);
+		push_cmd(p, C_MARKERS, 0);
 		ok &= PQpipelineSync(p->conn);
-		push_cmd(p, C_SYNC);
+		push_cmd(p, C_SYNC, 0);
 	}
 	size_t n = json_array_size(p->stmts);
 	size_t from = p->next, to = p->transaction ? n : p->next + 1;
 	if (p->transaction) {
 		ok &= PQsendQueryParams(p->conn, p->readonly ? "BEGIN READ ONLY" : "BEGIN", 0, NULL,
 					NULL, NULL, NULL, 0);
-		push_cmd(p, C_BEGIN);
+		push_cmd(p, C_BEGIN, 0);
 	}
 	long ms = p->timeout_ms;
 	if (p->deadline_ms) {
@@ -500,7 +546,7 @@ static int send_next(struct pg *p)
 					? "SELECT set_config('statement_timeout', $1, true)"
 					: "SELECT set_config('statement_timeout', $1, false)", 1,
 					NULL, vals, NULL, NULL, 0);
-		push_cmd(p, C_TIMEOUT);
+		push_cmd(p, C_TIMEOUT, 0);
 	}
 	if (p->exactly_once) {
 		/*
@@ -517,16 +563,20 @@ static int send_next(struct pg *p)
 					 "VALUES ($1, $2, $3, $4)", p->markers);
 		ok &= PQsendQueryParams(p->conn, ins, 4, NULL, vals, NULL, NULL, 0);
 		free(ins);
-		push_cmd(p, C_MARKER);
+		push_cmd(p, C_MARKER, 0);
 	}
 	for (size_t k = from; k < to; k++)
-		ok &= send_statement(p, json_array_get(p->stmts, k));
+		if (p->explain)
+			ok &= send_explain(p, json_array_get(p->stmts, k), k);
+		else
+			ok &= send_statement(p, json_array_get(p->stmts, k), k);
 	if (p->transaction) {
-		ok &= PQsendQueryParams(p->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
-		push_cmd(p, C_COMMIT);
+		ok &= PQsendQueryParams(p->conn, p->explain ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
+					NULL, NULL, 0);
+		push_cmd(p, C_COMMIT, 0);
 	}
 	ok &= PQpipelineSync(p->conn);
-	push_cmd(p, C_SYNC);
+	push_cmd(p, C_SYNC, 0);
 	p->next = to;
 	p->phase = P_FLUSH;
 	return ok;
@@ -625,7 +675,59 @@ static void take_error(struct pg *p, const PGresult *r, int user)
 		p->err_index = json_array_size(p->stmts) > 1 || json_is_array(json_object_get(
 			p->c->args, "sql")) ? (int)p->user : -1;
 		p->err_pos = strtol(pos, NULL, 10);
+		if (p->explain)         /* the statement follows "EXPLAIN (FORMAT JSON) " */
+			p->err_pos -= (long)strlen("EXPLAIN (FORMAT JSON) ");
 	}
+}
+
+/* The estimate of the rows a plan touches: a ModifyTable's are its input's. */
+static json_t *plan_rows(const json_t *plan)
+{
+	const char *type = json_string_value(json_object_get(plan, "Node Type"));
+	if (type && !strcmp(type, "ModifyTable"))
+		plan = json_array_get(json_object_get(plan, "Plans"), 0);
+	json_t *n = json_object_get(plan, "Plan Rows");
+	return n ? json_incref(n) : json_null();
+}
+
+/* A probe's EXPLAIN of statement p->user: its plan, and the rows it would touch. */
+static void explained(struct pg *p, const PGresult *r)
+{
+	json_t *e = NULL;
+	size_t k;
+	json_t *v;
+	char want[32];
+	verb(json_string_value(json_object_get(json_array_get(p->stmts, p->user), "sql")), want,
+	     sizeof(want));
+	/* The entry of this statement: the first of its verb without a plan yet. */
+	json_array_foreach(p->explained, k, v)
+		if (!json_object_get(v, "plan") && !json_object_get(v, "note") &&
+		    !strcmp(json_string_value(json_object_get(v, "statement")), want)) {
+			e = v;
+			break;
+		}
+	if (!e || PQntuples(r) < 1)
+		return;
+	json_t *plans = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+	json_t *plan = json_object_get(json_array_get(plans, 0), "Plan");
+	if (plan) {
+		json_object_set(e, "plan", plan);
+		json_t *rows = plan_rows(plan);
+		json_object_set_new(e, "rows", rows);
+		/* One line for a reviewer: the statement, the rows, how the table is read. */
+		const json_t *scan = plan;
+		while (json_object_get(scan, "Plans"))
+			scan = json_array_get(json_object_get(scan, "Plans"), 0);
+		const char *node = json_string_value(json_object_get(scan, "Node Type"));
+		const char *rel = json_string_value(json_object_get(scan, "Relation Name"));
+		char *line = rb_xasprintf("%s: about %lld row%s; %s%s%s", want,
+					  (long long)json_integer_value(rows),
+					  json_integer_value(rows) == 1 ? "" : "s",
+					  node ? node : "a plan", rel ? " on " : "", rel ? rel : "");
+		json_object_set_new(e, "summary", json_string(line));
+		free(line);
+	}
+	json_decref(plans);
 }
 
 /* Read what has come; 1 when the call is over. */
@@ -643,10 +745,11 @@ static int read_results(struct pg *p)
 		}
 		nulls = 0;
 		ExecStatusType s = PQresultStatus(r);
-		enum cmd c = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead] : C_SYNC;
+		enum cmd c = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].what : C_SYNC;
+		p->user = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].stmt : 0;
 		if (s == PGRES_PIPELINE_SYNC) {
 			/* skip to the sync: what the error aborted has come as PIPELINE_ABORTED */
-			while (p->cmdhead < p->ncmds && p->cmds[p->cmdhead] != C_SYNC)
+			while (p->cmdhead < p->ncmds && p->cmds[p->cmdhead].what != C_SYNC)
 				p->cmdhead++;
 			p->cmdhead++;
 			PQclear(r);
@@ -664,11 +767,10 @@ static int read_results(struct pg *p)
 			p->committed_before = 1;        /* the rest is aborted, and rolled back */
 		} else if (s == PGRES_FATAL_ERROR) {
 			take_error(p, r, c == C_USER);
-			if (c == C_USER)
-				p->user++;
 		} else if (s == PGRES_PIPELINE_ABORTED) {
-			if (c == C_USER)
-				p->user++;
+			;
+		} else if (c == C_USER && p->explain) {
+			explained(p, r);
 		} else if (c == C_USER) {
 			if (PQntuples(r) > PG_MAX_ROWS && !p->error) {
 				p->error = rb_xasprintf("the statement returned %d rows, more than "
@@ -678,7 +780,6 @@ static int read_results(struct pg *p)
 			} else {
 				json_array_append_new(p->results, result_json(r));
 			}
-			p->user++;
 		}
 		PQclear(r);
 	}
@@ -688,6 +789,12 @@ static int read_results(struct pg *p)
 /* The call's output: the statement's result, or with a list, all of theirs. */
 static json_t *output_of(struct pg *p)
 {
+	if (p->explain) {
+		json_t *out = json_pack("{s:O}", "explain", p->explained);
+		if (json_array_size(p->notices))
+			json_object_set(out, "notices", p->notices);
+		return out;
+	}
 	json_t *sql = json_object_get(p->c->args, "sql");
 	json_t *last = json_array_get(p->results, json_array_size(p->results) - 1);
 	json_t *out = last ? json_copy(last) : json_object();
@@ -708,7 +815,7 @@ static void finish(struct pg *p, struct rb_result *res, enum rb_outcome o, char 
 {
 	res->outcome = o;
 	res->error = error;
-	if (o == RB_OK || json_array_size(p->results))
+	if (o == RB_OK || json_array_size(p->results) || p->explain)
 		res->output = output_of(p);
 }
 
@@ -731,6 +838,11 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 	p->readonly = readonly;
 	p->transaction = readonly || !json_is_false(json_object_get(c->args, "transaction"));
 	p->exactly_once = !readonly && json_is_true(json_object_get(c->args, "exactly_once"));
+	if (c->explain) {       /* a probe: read only, one transaction, no marker */
+		p->explain = p->readonly = p->transaction = 1;
+		p->exactly_once = 0;
+		p->explained = json_array();
+	}
 	p->conninfo = json_string_value(json_object_get(c->args, "conn"));
 	p->results = json_array();
 	p->notices = json_array();
@@ -943,7 +1055,7 @@ const struct rb_action act_pg_exec = {
 		   "    conn: ${{ secrets.db_url }}\n"
 		   "    sql: VACUUM (ANALYZE) user_sessions\n"
 		   "    transaction: false\n",
-	.flags = RB_ACT_SIDE_EFFECTS,
+	.flags = RB_ACT_SIDE_EFFECTS | RB_ACT_EXPLAINS,
 	.check = exec_check,
 	.effect = exec_effect,
 	.start = exec_start,

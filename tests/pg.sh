@@ -77,8 +77,18 @@ check "nothing is left running on the server after Ctrl-C" [ "$(sql "SELECT coun
 # --dry-run --probe runs pg.query for real, never pg.exec.
 out=$(run --dry-run --probe tests/pg/probe.yaml 2>&1)
 check "a probe reads with pg.query" grep -q 'count: succeeded' <<<"$out"
-check "... and leaves pg.exec alone" grep -q 'wipe: not probed (it has side effects)' <<<"$out"
+check "... and only explains pg.exec" grep -q 'wipe: not probed (it has side effects: explained, not run)' <<<"$out"
 check "a probe never runs pg.exec: the rows are there" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
+
+# --dry-run --probe: pg.exec's statements are explained by the real server, never run.
+out=$(run --dry-run --probe tests/pg/explain.yaml 2>&1)
+check "a probe explains pg.exec's DELETE, with the rows it would touch" grep -qE '1\. DELETE: about [0-9]+ rows?; Seq Scan on items' <<<"$out"
+check "... names what EXPLAIN does not take" grep -q '2. VACUUM: not explained (EXPLAIN does not take it)' <<<"$out"
+check "... and explains the UPDATE" grep -qE '3\. UPDATE: about [0-9]+ rows?; Seq Scan on items' <<<"$out"
+check "nothing ran: the rows are there, unchanged" [ "$(sql "SELECT count(*) FROM items WHERE name = 'x'")" = 0 ]
+check "a step after an explained one is not probed" grep -q 'after: not probed (it needs a step that was not probed)' <<<"$out"
+out=$(run --dry-run --probe tests/pg/explain_bad.yaml 2>&1)
+check "a probe shows SQL that does not fit the real schema, at its position" grep -q 'tests/pg/explain_bad.yaml:10:24: relation "itemz" does not exist (SQLSTATE 42P01)' <<<"$out"
 
 # A refused connection and a wrong password: clear failures, the password nowhere.
 port=$(_servers_free_port)
