@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "resolve.h"
 #include "runctx.h"
 #include "types.h"
 #include "util.h"
@@ -304,7 +305,7 @@ static enum rb_effect exec_effect(const json_t *args, const json_t *later, char 
 
 /* --- a call under way ------------------------------------------------------------------ */
 
-enum phase { P_CONNECT, P_FLUSH, P_READ };
+enum phase { P_RESOLVE, P_CONNECT, P_FLUSH, P_READ };
 
 /* What a command sent in the pipeline is, to read its result. */
 enum cmd { C_RESET, C_MARKERS, C_BEGIN, C_TIMEOUT, C_MARKER, C_USER, C_COMMIT, C_SYNC };
@@ -316,6 +317,7 @@ struct pg {
 	int fresh;                      /* opened by this call (not reset first) */
 	enum phase phase;
 	const char *conninfo;
+	struct rb_resolve *lookup;      /* P_RESOLVE: the host's name being looked up */
 	json_t *stmts;                  /* [{sql, params}] */
 	size_t next;                    /* the next statement to send (transaction: false) */
 	struct sent {                   /* what was sent, in order, to read the results */
@@ -404,6 +406,7 @@ static void free_pg(struct pg *p, int keep)
 		else
 			PQfinish(p->conn);
 	}
+	rb_resolve_free(p->lookup);
 	json_decref(p->stmts);
 	json_decref(p->results);
 	json_decref(p->notices);
@@ -831,6 +834,47 @@ static char *conn_error(struct pg *p, const char *doing)
 	return e;
 }
 
+/* The host (or hosts) the conninfo names, when it names them by name, not hostaddr. */
+static char *conn_host(const char *conninfo)
+{
+	PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
+	const char *host = NULL, *hostaddr = NULL;
+	for (PQconninfoOption *x = o; x && x->keyword; x++)
+		if (!strcmp(x->keyword, "host") && x->val && *x->val)
+			host = x->val;
+		else if (!strcmp(x->keyword, "hostaddr") && x->val && *x->val)
+			hostaddr = x->val;
+	if (!host && !hostaddr)
+		host = getenv("PGHOST");
+	char *h = host && !hostaddr ? rb_xstrdup(host) : NULL;
+	PQconninfoFree(o);
+	return h;
+}
+
+/*
+ * Start connecting; when the hosts were looked up, to their addresses (each
+ * name beside each of its addresses: libpq tries them in turn).  -1 with *err.
+ */
+static int connect_start(struct pg *p, const char *hosts, const char *hostaddrs, char **err)
+{
+	/* Fixed session settings: what the value rules read. */
+	const char *keys[] = {"dbname", "client_encoding", "options", "application_name",
+			      "connect_timeout", hosts ? "host" : NULL, "hostaddr", NULL};
+	const char *vals[] = {p->conninfo, "UTF8", "-c DateStyle=ISO -c TimeZone=UTC "
+			      "-c IntervalStyle=iso_8601 -c extra_float_digits=3", "runbook", "30",
+			      hosts, hostaddrs, NULL};
+	p->conn = PQconnectStartParams(keys, vals, 1);
+	if (!p->conn || PQstatus(p->conn) == CONNECTION_BAD) {
+		*err = p->conn ? conn_error(p, "cannot connect")
+		       : rb_xstrdup("cannot connect: out of memory");
+		return -1;
+	}
+	PQsetNoticeReceiver(p->conn, on_notice, p);
+	p->fresh = 1;
+	p->phase = P_CONNECT;
+	return 0;
+}
+
 static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int readonly)
 {
 	struct pg *p = rb_xcalloc(1, sizeof(*p));
@@ -877,22 +921,25 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 		}
 		return p;
 	}
-	/* Fixed session settings: what the value rules read. */
-	const char *keys[] = {"dbname", "client_encoding", "options", "application_name",
-			      "connect_timeout", NULL};
-	const char *vals[] = {p->conninfo, "UTF8", "-c DateStyle=ISO -c TimeZone=UTC "
-			      "-c IntervalStyle=iso_8601 -c extra_float_digits=3", "runbook", "30",
-			      NULL};
-	p->conn = PQconnectStartParams(keys, vals, 1);
-	if (!p->conn || PQstatus(p->conn) == CONNECTION_BAD) {
-		finish(p, res, RB_FAILED, p->conn ? conn_error(p, "cannot connect")
-		       : rb_xstrdup("cannot connect: out of memory"));
+	/* A host name is looked up on a thread first: libpq would block on it. */
+	char *host = conn_host(p->conninfo), *err = NULL;
+	if (host && rb_resolve_needed(host)) {
+		p->lookup = rb_resolve_start(host, &err);
+		free(host);
+		if (!p->lookup) {
+			finish(p, res, RB_FAILED, err);
+			free_pg(p, 0);
+			return NULL;
+		}
+		p->phase = P_RESOLVE;
+		return p;
+	}
+	free(host);
+	if (connect_start(p, NULL, NULL, &err) < 0) {
+		finish(p, res, RB_FAILED, err);
 		free_pg(p, 0);
 		return NULL;
 	}
-	PQsetNoticeReceiver(p->conn, on_notice, p);
-	p->fresh = 1;
-	p->phase = P_CONNECT;
 	return p;
 }
 
@@ -913,13 +960,34 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 	enum rb_cancel_level cancel = rb_cancelled(p->c->cancel);
 	int late = p->deadline_ms && rb_now_ms() >= p->deadline_ms;
 	if (cancel || late) {
-		if (p->phase != P_CONNECT)
+		if (p->phase != P_CONNECT && p->phase != P_RESOLVE)
 			cancel_on_server(p->conn);
 		finish(p, res, cancel ? RB_CANCELLED : RB_TIMED_OUT, rb_xstrdup(
 			cancel ? "cancelled (and the statement on the server)"
 			: "timed out (the statement on the server was cancelled)"));
 		free_pg(p, 0);
 		return 1;
+	}
+	if (p->phase == P_RESOLVE) {
+		char *hosts = NULL, *addrs = NULL, *err = NULL;
+		int done = rb_resolve_result(p->lookup, &hosts, &addrs, &err);
+		if (done == 0) {
+			fds[0] = (struct pollfd){rb_resolve_fd(p->lookup), POLLIN, 0};
+			*nfds = 1;
+			*timeout_ms = p->deadline_ms ? (long)(p->deadline_ms - rb_now_ms()) : -1;
+			if (*timeout_ms == 0)
+				*timeout_ms = 1;
+			return 0;
+		}
+		if (done < 0 || connect_start(p, hosts, addrs, &err) < 0) {
+			free(hosts);
+			free(addrs);
+			finish(p, res, RB_FAILED, err);
+			free_pg(p, 0);
+			return 1;
+		}
+		free(hosts);
+		free(addrs);
 	}
 	int r = 0;
 	short events = POLLIN;

@@ -90,6 +90,11 @@ check "a step after an explained one is not probed" grep -q 'after: not probed (
 out=$(run --dry-run --probe tests/pg/explain_bad.yaml 2>&1)
 check "a probe shows SQL that does not fit the real schema, at its position" grep -q 'tests/pg/explain_bad.yaml:10:24: relation "itemz" does not exist (SQLSTATE 42P01)' <<<"$out"
 
+# A host name is looked up off the engine's thread, then connected to.
+export RB_TEST_PG_BAD_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@localhost:$RB_TEST_PG_PORT/rb_test"
+out=$(run tests/pg/refused.yaml 2>&1)
+check "a conninfo with a host name (localhost) connects" grep -q 'nobody: succeeded' <<<"$out"
+
 # A refused connection and a wrong password: clear failures, the password nowhere.
 port=$(_servers_free_port)
 export RB_TEST_PG_BAD_URL="postgresql://rb_admin:S3cretWrongPassw0rd@127.0.0.1:$port/rb_test"
