@@ -66,6 +66,7 @@ struct unit {
 	int64_t ended_ms;               /* it ended while Lua ran (sched.c: lua_poll), or 0 */
 	struct rb_call call;
 	char *spill;                    /* call.spill_path */
+	char head[128];                 /* call.audit_head */
 	void *state;                    /* the action's start() and step(): the call under way */
 	struct pollfd fds[RB_ACTION_MAX_FDS];   /* ... the fds it waits for */
 	int nfds;

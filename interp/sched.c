@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "redact.h"
 
 /* Output lines of a step, from a worker thread. */
@@ -260,6 +262,13 @@ static int unit_call(struct unit *u, char **err)
 		.scope = ex->scope,
 		.sensitive = ex->rb->steps[jb->step]->sensitive,
 	};
+	if (ex->journal && !(jb->action->flags & RB_ACT_INLINE)) {
+		struct rb_audit_head h;
+		rb_journal_head(ex->journal, &h);
+		snprintf(u->head, sizeof(u->head), "%" PRIu64 ":%s (key %s)", h.seq, h.sha256,
+			 rb_audit_key_id(ex->key));
+		u->call.audit_head = u->head;
+	}
 	if (ex->gate_fd >= 0 && (jb->action->flags & RB_ACT_SYNC_FIRST)) {
 		u->call.sync = 1;
 		u->call.sync_fd = ex->gate_fd;

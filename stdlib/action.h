@@ -114,6 +114,12 @@ struct rb_call {
 	int check;                      /* this call is the step's check */
 	int explain;                    /* --probe, RB_ACT_EXPLAINS: change nothing, and say in
 					   the output what the call would do (pg.exec: EXPLAIN) */
+	/*
+	 * The run's audit log head as the call starts ("SEQ:SHA256 (key ID)"), or NULL
+	 * with no log: notifications carry it, so that the log up to them can be
+	 * checked against a copy kept elsewhere (runbook audit verify --head).
+	 */
+	const char *audit_head;
 	json_t *args;                   /* the rendered arguments */
 	/* The names of the arguments whose value reads a secret, NULL-terminated, or NULL. */
 	const char *const *secret_args;

@@ -166,15 +166,20 @@ static json_t *pd_body(const struct rb_call *c, const char *key, const char *act
 		json_t *d = json_object_get(a, "custom_details");
 		if (!d)
 			d = json_object_get(a, "details");
-		if (d)
-			json_object_set(p, "custom_details", d);
+		d = json_is_object(d) ? json_copy(d) : json_object();
+		/* Where the run's log stood: it can be checked against this copy later. */
+		json_object_set_new(d, "run_id", json_string(rb_runctx_id(c->run)));
+		if (c->audit_head)
+			json_object_set_new(d, "audit_head", json_string(c->audit_head));
+		json_object_set_new(p, "custom_details", d);
 		json_object_set_new(b, "payload", p);
 	}
 	json_object_set_new(b, "client", json_string("runbook"));
 	return b;
 }
 
-static json_t *slack_body(const char *title, const char *text, const json_t *details)
+static json_t *slack_body(const struct rb_call *c, const char *title, const char *text,
+			  const json_t *details)
 {
 	struct rb_buf b;
 	rb_buf_init(&b);
@@ -190,6 +195,9 @@ static json_t *slack_body(const char *title, const char *text, const json_t *det
 		rb_buf_printf(&b, "\n%s: %s", k, t);
 		free(t);
 	}
+	rb_buf_printf(&b, "\nrun %s", rb_runctx_id(c->run));
+	if (c->audit_head)
+		rb_buf_printf(&b, ", audit log head %s", c->audit_head);
 	json_t *body = json_pack("{s:s}", "text", b.s ? b.s : "");
 	rb_buf_release(&b);
 	return body;
@@ -391,8 +399,8 @@ static void *channels_start(const struct rb_call *c, struct rb_result *res)
 			continue;
 		json_t *args;
 		if (!strcmp(type, "slack_webhook")) {
-			args = http_args(str_arg(ch, "url"), slack_body(title, text, details), NULL,
-					 timeout);
+			args = http_args(str_arg(ch, "url"), slack_body(c, title, text, details),
+					 NULL, timeout);
 		} else if (!strcmp(type, "pagerduty_events_v2")) {
 			char *summary = text ? rb_xasprintf("%s: %s", title, text) : rb_xstrdup(title);
 			args = http_args(str_arg(ch, "url") ? str_arg(ch, "url") : PAGERDUTY_URL,
@@ -408,6 +416,8 @@ static void *channels_start(const struct rb_call *c, struct rb_result *res)
 				json_object_set_new(body, "text", json_string(text));
 			if (details)
 				json_object_set(body, "details", (json_t *)details);
+			if (c->audit_head)
+				json_object_set_new(body, "audit_head", json_string(c->audit_head));
 			args = http_args(str_arg(ch, "url"), body, json_object_get(ch, "headers"),
 					 timeout);
 		}

@@ -37,6 +37,14 @@ check "the channels: Slack got title and details" bash -c "curl -s '$base/_reque
 check "the channels: PagerDuty got SEV2 as error, its source and routing key" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[2].body | fromjson | .payload.severity == \"error\" and .payload.source == \"oars-prod\" and .routing_key == \"chanR0utingKey456789\"'"
 check "the channels: the webhook got its headers and the run id" bash -c "curl -s '$base/_requests?path=/hook/chanSecretB' | jq -e '.[0].headers[\"x-team\"] == \"ops\" and (.[0].body | fromjson | .run_id | test(\"^2026\"))'"
 check "only: one channel" [ "$(received /hook/chanSecretB | jq length)" = 2 ]
+# The alerts carry the run's audit log head as they were sent: the log up to them is
+# checked against that copy.
+head=$(received /hook/chanSecretB | jq -r '.[0].body | fromjson | .audit_head')
+check "a webhook alert carries the audit log head" grep -qE '^[0-9]+:[0-9a-f]{64} \(key [0-9a-f]{16}\)$' <<<"$head"
+check "PagerDuty's custom details carry it too" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[2].body | fromjson | .payload.custom_details.audit_head | test(\"^[0-9]+:\")'"
+check "... and Slack's text" bash -c "curl -s '$base/_requests?path=/slack/T1' | jq -e '.[0].body | fromjson | .text | test(\"audit log head [0-9]+:\")'"
+id=$(ls -t "$st/runs" | head -n 1)
+check "the run's log verifies against the head an alert carried" rb audit verify --state-dir "$st" --head "${head%% *}" "$id"
 for s in sl4ckSecretPath R0utingKeySecret h00kSecretPath chanSecretA chanR0utingKey chanSecretB; do
 	check "secret $s is nowhere in the state directory" bash -c "! grep -rq '$s' '$st'"
 	check "nor on the console" bash -c "! grep -q '$s' <<<'$out'"
