@@ -695,7 +695,7 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 			goto fail_err;
 		}
 		struct rb_arg_error e = {NULL, -1, NULL};
-		if (jb->action->check && jb->action->check(args, &e) < 0) {
+		if (jb->action->check && jb->action->check(args, NULL, &e) < 0) {
 			/* What was known only now breaks the action's rules: at the argument. */
 			const struct rb_node *at = rb_map_get(what->with, e.arg ? e.arg : "");
 			*err = rb_xasprintf("%s:%d:%d: argument '%s' of action '%s': %s",

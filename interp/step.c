@@ -744,7 +744,7 @@ static enum rb_effect check_literal_args(struct loader *l, struct rb_step *s, js
 {
 	const struct rb_action *a = s->action;
 	struct rb_arg_error e = {NULL, -1, NULL};
-	if (a->check && a->check(lit, &e) < 0) {
+	if (a->check && a->check(lit, later, &e) < 0) {
 		const struct rb_node *at = rb_map_get(s->with, e.arg ? e.arg : "");
 		if (at && at->type == RB_SEQ && e.index >= 0 && (size_t)e.index < at->n)
 			at = at->items[e.index];

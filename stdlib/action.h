@@ -215,10 +215,11 @@ struct rb_action {
 	unsigned flags;
 	/*
 	 * Optional.  The arguments' own rules beyond their types (a URL, a method, a
-	 * statement's parameter count), given those known (validate: the literal ones;
-	 * the engine: all, rendered, before the call).  0, or -1 with *e filled in.
+	 * statement's parameter count), given those known (validate: the literal ones,
+	 * with in later the names of those known only at run time; the engine: all,
+	 * rendered, before the call, and later NULL).  0, or -1 with *e filled in.
 	 */
-	int (*check)(const json_t *args, struct rb_arg_error *e);
+	int (*check)(const json_t *args, const json_t *later, struct rb_arg_error *e);
 	/*
 	 * Optional.  What a call with these arguments will do, decided from them where
 	 * they say ("GET" reads, "POST" writes), given those known as check() is, and in
@@ -245,6 +246,11 @@ struct rb_action {
 
 /* The most fds one call of an action polls at once (start and step). */
 #define RB_ACTION_MAX_FDS	8
+
+/* For check(): whether argument name is known only at run time (in later). */
+int rb_arg_later(const json_t *later, const char *name);
+/* ... whether it is given at all, known now or later. */
+int rb_arg_given(const json_t *args, const json_t *later, const char *name);
 
 /* Whether argument name of the call reads a secret: its value, whole or in part, is one. */
 int rb_call_arg_secret(const struct rb_call *c, const char *name);

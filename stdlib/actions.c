@@ -46,6 +46,21 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name)
 	return NULL;
 }
 
+int rb_arg_later(const json_t *later, const char *name)
+{
+	size_t k;
+	json_t *v;
+	json_array_foreach(later, k, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), name))
+			return 1;
+	return 0;
+}
+
+int rb_arg_given(const json_t *args, const json_t *later, const char *name)
+{
+	return json_object_get(args, name) || rb_arg_later(later, name);
+}
+
 int rb_call_arg_secret(const struct rb_call *c, const char *name)
 {
 	for (const char *const *a = c->secret_args; a && *a; a++)

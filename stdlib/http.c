@@ -187,17 +187,17 @@ static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *m
 	return -1;
 }
 
-static int http_check(const json_t *args, struct rb_arg_error *e)
+static int http_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	const char *url = str_arg(args, "url");
 	char *why = NULL;
 	if (url && check_url(url, &why) < 0)
 		return arg_error(e, "url", -1, why);
-	if (json_object_get(args, "json") && json_object_get(args, "body"))
+	if (rb_arg_given(args, later, "json") && rb_arg_given(args, later, "body"))
 		return arg_error(e, "body", -1, rb_xstrdup("give json or body, not both"));
 	const char *m = str_arg(args, "method");
 	if (m && (!strcmp(m, "GET") || !strcmp(m, "HEAD")) &&
-	    (json_object_get(args, "json") || json_object_get(args, "body")))
+	    (rb_arg_given(args, later, "json") || rb_arg_given(args, later, "body")))
 		return arg_error(e, "method", -1, rb_xasprintf("a %s request has no body", m));
 	json_t *x = json_object_get(args, "expect_status");
 	if (x) {
@@ -228,10 +228,10 @@ static int http_check(const json_t *args, struct rb_arg_error *e)
 	if (sig && strncmp(sig, "aws:amz:", 8) && strncmp(sig, "osc:osc:", 8))
 		return arg_error(e, "aws_sigv4", -1, rb_xstrdup(
 			"expected \"aws:amz:REGION:SERVICE\" (for example aws:amz:us-east-1:s3)"));
-	if (sig && !json_object_get(args, "username"))
+	if (sig && !rb_arg_given(args, later, "username"))
 		return arg_error(e, "aws_sigv4", -1, rb_xstrdup(
 			"needs username (the access key) and password (the secret key)"));
-	if (json_object_get(args, "client_key") && !json_object_get(args, "client_cert"))
+	if (rb_arg_given(args, later, "client_key") && !rb_arg_given(args, later, "client_cert"))
 		return arg_error(e, "client_key", -1, rb_xstrdup("goes with client_cert"));
 	return 0;
 }

@@ -253,8 +253,9 @@ static int arg_error(struct rb_arg_error *e, const char *arg, char *msg)
 	return -1;
 }
 
-static int channels_check(const json_t *args, struct rb_arg_error *e)
+static int channels_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
+	(void)later;
 	json_t *ch = json_object_get(args, "channels");
 	char *why = NULL;
 	if (ch) {
@@ -266,11 +267,11 @@ static int channels_check(const json_t *args, struct rb_arg_error *e)
 	return 0;
 }
 
-static int pd_check(const json_t *args, struct rb_arg_error *e)
+static int pd_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	const char *action = str_arg(args, "action");
-	if ((!action || !strcmp(action, "trigger")) && json_object_get(args, "routing_key") &&
-	    !json_object_get(args, "summary"))
+	if ((!action || !strcmp(action, "trigger")) && !rb_arg_later(later, "action") &&
+	    !rb_arg_given(args, later, "summary"))
 		return arg_error(e, "summary", rb_xstrdup("a trigger needs a summary"));
 	return 0;
 }

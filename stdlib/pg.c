@@ -151,9 +151,9 @@ static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *m
 	return -1;
 }
 
-/* One statement and its params: the param count matches the SQL's $N. */
-static int check_statement(const char *sql, const json_t *params, const char *arg, int index,
-			   struct rb_arg_error *e)
+/* One statement and its params (unknown: known only at run time): the count matches its $N. */
+static int check_statement(const char *sql, const json_t *params, int unknown, const char *arg,
+			   int index, struct rb_arg_error *e)
 {
 	if (!*sql)
 		return arg_error(e, arg, index, rb_xstrdup("an empty statement"));
@@ -163,6 +163,8 @@ static int check_statement(const char *sql, const json_t *params, const char *ar
 							   "not closed"));
 	if (params && !json_is_array(params))
 		return arg_error(e, "params", -1, rb_xstrdup("expected a list"));
+	if (unknown)
+		return 0;
 	size_t have = params ? json_array_size(params) : 0;
 	if ((size_t)n != have)
 	{
@@ -196,27 +198,30 @@ static int check_common(const json_t *args, struct rb_arg_error *e)
 	return 0;
 }
 
-static int query_check(const json_t *args, struct rb_arg_error *e)
+static int query_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	const char *sql = json_string_value(json_object_get(args, "sql"));
-	if (sql && check_statement(sql, json_object_get(args, "params"), "sql", -1, e) < 0)
+	if (sql && check_statement(sql, json_object_get(args, "params"),
+				   rb_arg_later(later, "params"), "sql", -1, e) < 0)
 		return -1;
 	return check_common(args, e);
 }
 
-static int exec_check(const json_t *args, struct rb_arg_error *e)
+static int exec_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	json_t *sql = json_object_get(args, "sql"), *params = json_object_get(args, "params");
-	if (json_is_string(sql) && check_statement(json_string_value(sql), params, "sql", -1, e) < 0)
+	if (json_is_string(sql) && check_statement(json_string_value(sql), params,
+						   rb_arg_later(later, "params"), "sql", -1, e) < 0)
 		return -1;
 	if (sql && !json_is_array(sql) && !json_is_string(sql))
 		return arg_error(e, "sql", -1, rb_xstrdup("expected a statement or a list of "
 							  "statements"));
 	if (json_is_array(sql) && !json_array_size(sql))
 		return arg_error(e, "sql", -1, rb_xstrdup("an empty list of statements"));
-	if (json_is_array(sql) && params)
+	if (json_is_array(sql) && rb_arg_given(args, later, "params"))
 		return arg_error(e, "params", -1, rb_xstrdup("with a list of statements, give "
 							     "each its params: {sql, params}"));
+	(void)later;
 	if (json_is_true(json_object_get(args, "exactly_once")) &&
 	    json_is_false(json_object_get(args, "transaction")))
 		return arg_error(e, "exactly_once", -1, rb_xstrdup(
@@ -241,7 +246,7 @@ static int exec_check(const json_t *args, struct rb_arg_error *e)
 						"unknown key '%s' in a statement (sql, params)", key));
 		}
 		if (check_statement(json_string_value(s), json_is_object(v)
-				    ? json_object_get(v, "params") : NULL, "sql", (int)k, e) < 0) {
+				    ? json_object_get(v, "params") : NULL, 0, "sql", (int)k, e) < 0) {
 			if (!strcmp(e->arg, "params")) {
 				e->arg = "sql";
 				e->index = (int)k;

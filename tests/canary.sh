@@ -14,7 +14,8 @@ set -uo pipefail
 RUNBOOK=$(realpath "$RUNBOOK")
 src=$(cd "$(dirname "$0")" && pwd)/canary
 work=$(mktemp -d)
-trap '[ -n "${CANARY_KEEP:-}" ] || rm -rf "$work"' EXIT
+. "$src/../servers/servers.sh"
+trap 'servers_stop; [ -n "${CANARY_KEEP:-}" ] || rm -rf "$work"' EXIT
 cd "$work" || exit 1
 state=$work/state out=$work/printed
 mkdir -p "$out"
@@ -115,6 +116,29 @@ CANARY_SHORT="k$(rnd 1)~" rb run --state-dir "$state" "${params[@]}" "$src/use.y
 check "a 3-character secret is refused: the step that reads it fails (exit 1)" [ $? -eq 1 ]
 check "at its declaration" grep -q "verify_run: failed in [0-9.]*s: .*use.yaml:16:3: secret 'short' is shorter than 4 characters" "$out/short.txt"
 
+# The network actions, against real servers: the canaries go out in requests, SQL
+# params and alerts, and come back in outputs, notices and the servers' errors.
+if servers_start pg http; then
+	export CANARY_HOOK="$RB_TEST_HTTP_URL/hook/$(rnd 16)"
+	rb run --state-dir "$state" -p base="$RB_TEST_HTTP_URL" \
+		-p dead="http://127.0.0.1:$(_servers_free_port)" "$src/actions.yaml" >"$out/actions.txt" 2>&1
+	check "actions.yaml runs (its failures continue on error)" [ $? -eq 0 ]
+	aid=$(run_id "$out/actions.txt")
+	for s in verify_http verify_pg pg_notice alert; do
+		check "$s succeeded" grep -q "\"step\":\"$s\",\"status\":\"succeeded\"" <<<"$(records "$aid")"
+	done
+	for s in http_dead pg_error alert_dead; do
+		check "$s failed" grep -q "\"step\":\"$s\",\"status\":\"failed\"" <<<"$(records "$aid")"
+	done
+	check "the webhook received the canary" bash -c "curl -s '$RB_TEST_HTTP_URL/_requests?path=/hook/' | grep -qF '$CANARY_RAND'"
+	rb run --state-dir "$state" --dry-run --probe -p base="$RB_TEST_HTTP_URL" -p dead=http://127.0.0.1:9 \
+		"$src/actions.yaml" >"$out/actions-probe.txt" 2>&1
+	check "actions.yaml probes" [ $? -eq 0 ]
+	rb plan -p base="$RB_TEST_HTTP_URL" -p dead=http://127.0.0.1:9 "$src/actions.yaml" >"$out/actions-plan.txt" 2>&1
+else
+	check "the test servers start" false
+fi
+
 for r in "$state"/runs/*/; do
 	r=$(basename "$r")
 	rb status --state-dir "$state" "$r" >"$out/status-$r.txt" 2>&1
@@ -122,7 +146,7 @@ for r in "$state"/runs/*/; do
 	rb status --state-dir "$state" --output json "$r" >"$out/status-json-$r.txt" 2>&1
 done
 rb runs --state-dir "$state" >"$out/runs.txt" 2>&1
-check "runs lists the runs" [ "$(grep -c canary- "$out/runs.txt")" -eq 6 ]
+check "runs lists the runs" [ "$(grep -c canary- "$out/runs.txt")" -eq 7 ]
 # The signed audit logs, whatever their names: each one is shown.
 while IFS= read -r -d '' log; do
 	rb audit show "$log" >"$out/audit-$(echo "$log" | md5sum | cut -c1-8).txt" 2>&1
