@@ -355,11 +355,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 	def slack(self, body):
 		"""An incoming webhook: a JSON object with text (or blocks or
-		attachments), or the form field payload= holding one; Slack's answers."""
+		attachments), or the form field payload= holding one; Slack's answers.
+		Like Slack, it takes a JSON body whatever its Content-Type."""
 		try:
-			if "application/x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
-				body = urllib.parse.parse_qs(body.decode())["payload"][0]
-			msg = json.loads(body)
+			form = urllib.parse.parse_qs(body.decode())
+			msg = json.loads(form["payload"][0] if "payload" in form else body)
 			if not isinstance(msg, dict):
 				raise ValueError
 		except (ValueError, KeyError, UnicodeDecodeError):
