@@ -56,6 +56,12 @@ servers_stop() {
 	for pid in "$dir/redis.pid" "$dir/http.pid"; do
 		[ -s "$pid" ] && _servers_end "$(<"$pid")"
 	done
+	# What still names the directory in its command line: a start that the
+	# suite was killed in the middle of (initdb, pg_ctl, a postmaster not yet
+	# in its pid file).  The random path is ours alone.
+	for pid in $(pgrep -f "$dir/"); do
+		[ "$pid" = "$BASHPID" ] || _servers_end "$pid"
+	done
 	rm -rf "$dir"
 	unset RB_TEST_SERVERS_DIR
 	return 0
