@@ -28,6 +28,8 @@ eventually() {            # eventually COMMAND...: true within 10 s
 	done
 	return 1
 }
+empty() { [ -z "$(ls -A "$1")" ]; }                # empty DIR
+unnamed() { [ -z "$(pgrep -f "$1")" ]; }           # unnamed PATH: no process names it
 their_pids() {            # their_pids DIR: every server's and the watchdog's pid
 	cat "$1"/*.pid 2>/dev/null
 	if [ -s "$1/pg/data/postmaster.pid" ]; then
@@ -251,6 +253,22 @@ for sig in TERM KILL; do
 	check "a suite killed by SIG$sig: started ($(wc -w <<<"$pids") processes)" [ "$(wc -w <<<"$pids")" -ge 5 ]
 	check "a suite killed by SIG$sig leaves no process" eventually gone $pids
 	check "nor its directory" eventually [ ! -e "$d" ]
+done
+
+# A suite killed in the middle of starting them (initdb, pg_ctl start): in a
+# TMPDIR of its own (that PostgreSQL's user can pass through), to see that
+# nothing is left in it.
+kt=$(mktemp -d)
+chmod 711 "$kt"
+trap 'servers_stop; rm -rf "$tmp" "$kt"' EXIT
+for delay in 0.4 0.8; do
+	TMPDIR=$kt bash "$tmp/suite.sh" "$tmp/during.dir" </dev/null >/dev/null 2>&1 &
+	pid=$!
+	sleep "$delay"
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null
+	check "a suite killed ${delay}s into its start leaves no directory" eventually empty "$kt"
+	check "nor a process naming one" eventually unnamed "$kt/"
 done
 
 # A start that fails halfway (no PostgreSQL where it looks) stops what started.
