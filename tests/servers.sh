@@ -271,6 +271,24 @@ for delay in 0.4 0.8; do
 	check "nor a process naming one" eventually unnamed "$kt/"
 done
 
+# A suite under set -eu whose server died before the stop: servers_stop, twice,
+# stops the others and does not stop the suite.
+cat >"$tmp/strict.sh" <<'EOF'
+set -euo pipefail
+. tests/servers/servers.sh
+trap servers_stop EXIT
+servers_start redis http
+echo "$RB_TEST_SERVERS_DIR" >"$1"
+kill "$(<"$RB_TEST_SERVERS_DIR/redis.pid")"
+sleep 0.2
+servers_stop
+servers_stop
+echo stopped
+EOF
+out=$(bash "$tmp/strict.sh" "$tmp/strict.dir" 2>&1)
+check "a set -e suite goes on after servers_stop ($out)" [ "$out" = stopped ]
+check "with nothing left" [ ! -e "$(<"$tmp/strict.dir")" ]
+
 # A start that fails halfway (no PostgreSQL where it looks) stops what started.
 RB_TEST_PG_BIN=/nonexistent servers_start redis http pg 2>"$tmp/err"
 check "a start that fails says so" [ $? -ne 0 ]

@@ -12,7 +12,7 @@
 # if the shell that started the servers dies without its trap (SIGKILL), a
 # watchdog in a session of its own stops them within a second.  Call
 # servers_start in the shell itself, never inside $( ): the servers are its
-# children.  Bash only; needs no runbook binary.
+# children.  Works under set -eu.  Bash only; needs no runbook binary.
 
 _servers_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 _servers_py=/usr/bin/python3    # not a pyenv shim that PATH may put first
@@ -47,22 +47,23 @@ servers_stop() {
 		unset RB_TEST_SERVERS_DIR
 		return 0
 	fi
-	if [ -s "$dir/watchdog.pid" ]; then
-		pid=$(<"$dir/watchdog.pid")
-		# The watchdog is a session leader: its group holds it and its tail.
-		[ "$pid" = "$BASHPID" ] || _servers_end "$pid" group
-	fi
 	_servers_stop_pg "$dir"
 	for pid in "$dir/redis.pid" "$dir/http.pid"; do
 		[ -s "$pid" ] && _servers_end "$(<"$pid")"
 	done
+	# The watchdog last, so that it is there to finish a stop cut short.  It
+	# is a session leader: its group holds it and its tail.
+	if [ -s "$dir/watchdog.pid" ]; then
+		pid=$(<"$dir/watchdog.pid")
+		[ "$pid" = "$BASHPID" ] || _servers_end "$pid" group
+	fi
 	# What still names the directory in its command line: a start that the
 	# suite was killed in the middle of (initdb, pg_ctl, a postmaster not yet
 	# in its pid file).  The random path is ours alone.
 	for pid in $(pgrep -f "$dir/"); do
 		[ "$pid" = "$BASHPID" ] || _servers_end "$pid"
 	done
-	rm -rf "$dir"
+	rm -rf "$dir" || :
 	unset RB_TEST_SERVERS_DIR
 	return 0
 }
@@ -104,13 +105,13 @@ _servers_end() {
 	local pid=$1 target=$1 i
 	[[ $pid =~ ^[0-9]+$ ]] || return 0
 	[ "${2:-}" = group ] && target=-$pid
-	kill -TERM -- "$target" 2>/dev/null
+	kill -TERM -- "$target" 2>/dev/null || :
 	for ((i = 0; i < 100; i++)); do
 		_servers_alive "$pid" || break
 		sleep 0.05
 	done
-	_servers_alive "$pid" && kill -KILL -- "$target" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	_servers_alive "$pid" && { kill -KILL -- "$target" 2>/dev/null || :; }
+	wait "$pid" 2>/dev/null || :   # its status is not ours (and would stop a set -e caller)
 	return 0
 }
 
@@ -236,11 +237,11 @@ _servers_stop_pg() {           # _servers_stop_pg DIR
 	pid=$(head -n 1 "$d/data/postmaster.pid")
 	[ "$(id -u)" -eq 0 ] && [ "$(stat -c %u "$d")" != 0 ] && u=$(stat -c %U "$d")
 	_servers_pg_as "$d" "$u" "${RB_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" \
-		-D "$d/data" -m immediate -w -t 10 stop >/dev/null 2>&1
+		-D "$d/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || :
 	# pg_ctl made the server a session leader, not our child; SIGQUIT is its
 	# immediate shutdown, should pg_ctl have failed.
 	if _servers_alive "$pid"; then
-		kill -QUIT "$pid" 2>/dev/null
+		kill -QUIT "$pid" 2>/dev/null || :
 		_servers_end "$pid"
 	fi
 	return 0
