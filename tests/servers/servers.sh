@@ -27,7 +27,7 @@ servers_start() {
 	for what in "$@"; do
 		case $what in
 		pg | redis | http | tls) ;;
-		*) echo "servers_start: unknown server '$what' (pg, redis, http, tls)" >&2; return 2 ;;
+		*) echo "servers_start: unknown server '$what' (pg, redis, http, tls)" >&2; return 1 ;;
 		esac
 	done
 	_servers_init || return 1
