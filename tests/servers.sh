@@ -109,6 +109,19 @@ for code in 200 201 204 301 400 404 418 500 503; do
 done
 check "HEAD has headers and no body" [ "$(curl -sI "$H/big?bytes=100" | tr -d '\r' | grep -i '^content-length')" = "Content-Length: 100" ]
 
+urls=()
+for i in $(seq 100); do urls+=(-o /dev/null -w '%{num_connects}\n' "$H/health"); done
+t0=$(date +%s%N)
+conns=$(curl -sf "${urls[@]}" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "100 requests on one kept-alive connection ($conns)" [ "$conns" = " 99 0  1 1 " ]
+check "with no wait between them ($ms ms; Nagle's is 40 ms each)" [ "$ms" -lt 2000 ]
+head -c 2000000 /dev/urandom >"$tmp/up"
+t=$(curl -sf -o "$tmp/echo" -w '%{time_total}' -H 'Expect: 100-continue' --data-binary @"$tmp/up" "$H/echo")
+check "100 Continue at once (curl waits 1 s for it; $t s)" awk -v t="$t" 'BEGIN { exit !(t < 0.9) }'
+check "a 2 MB body: its length and sha256, its first MiB" jq -e --arg s "$(sha256sum <"$tmp/up" | cut -c 1-64)" \
+	'.body_length == 2000000 and .body_sha256 == $s and .body_truncated and (.body | @base64d | length) > 0' "$tmp/echo"
+
 out=$(curl -sf -X PATCH -H 'X-One: 1' -H 'Content-Type: application/json' --data-binary '{"a":[1,"é"]}' "$H/echo?x=1&x=2&y=")
 check "/echo: the method" jq -e '.method == "PATCH"' <<<"$out"
 check "/echo: the path and query" jq -e '.path == "/echo" and .query == {"x": ["1", "2"], "y": [""]} and .query_string == "x=1&x=2&y="' <<<"$out"
