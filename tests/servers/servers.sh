@@ -59,8 +59,9 @@ servers_stop() {
 	fi
 	# What still names the directory in its command line: a start that the
 	# suite was killed in the middle of (initdb, pg_ctl, a postmaster not yet
-	# in its pid file).  The random path is ours alone.
-	for pid in $(pgrep -f "$dir/"); do
+	# in its pid file).  The random path is ours alone (as a regular
+	# expression: TMPDIR may hold a '.' or a '+').
+	for pid in $(pgrep -f -- "$(printf '%s/' "$dir" | sed 's/[][\.*^$+?(){}|]/\\&/g')"); do
 		[ "$pid" = "$BASHPID" ] || _servers_end "$pid"
 	done
 	rm -rf "$dir" || :
