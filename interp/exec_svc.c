@@ -205,19 +205,20 @@ static void journal_broken(struct exec *ex, const char *why)
 
 int ex_groupable_step(const struct rb_step *st)
 {
-	return st && st->action && (st->action->flags & RB_ACT_PURE) && st->kind != RB_CHECK &&
-	       !st->check;
+	return st && st->action && !st->side_effects && st->kind != RB_CHECK && !st->check;
 }
 
 /*
- * A record that may wait in a group (exec_int.h): the start, retry or end of
- * a step whose action has no side effects.  Anything else (an intent, a
- * result, a gate, the run's own records) is synced before the next start.
+ * A record that may wait in a group (exec_int.h): the start, intent, result,
+ * retry or end of a step without side effects (lua, assert, pg.query, a GET):
+ * a crash loses only what resume runs again.  Anything else (a gate, the
+ * run's own records, any record of a step that can change something) is
+ * synced before the next start.
  */
 static int groupable(const struct exec *ex, const json_t *rec)
 {
-	static const char *const types[] = {"step_started", "step_retry", "step_finished",
-					    "item_finished"};
+	static const char *const types[] = {"step_started", "action_intent", "action_result",
+					    "step_retry", "step_finished", "item_finished"};
 	const char *type = json_string_value(json_object_get(rec, "type"));
 	const char *id = json_string_value(json_object_get(rec, "step"));
 	if (!type || !id || !ex_groupable_step(rb_runbook_step(ex->rb, id)))

@@ -1543,13 +1543,23 @@ static void poll_all(struct exec *ex, int timeout, int wake)
  * command's supervisor syncs them (schedule()): syncing them here too would only
  * double the disk's work.  While a command is gated, every other write is a sync.
  */
-static void sync_before_wait(struct exec *ex)
+static void sync_before_wait(struct exec *ex, int *timeout)
 {
 	struct rb_journal_stats st;
 	if (ex->gated && ex->journal) {
 		rb_journal_stats(ex->journal, &st);
 		if (st.pending == 0)
 			return;
+	}
+	/*
+	 * A group of records that may wait (steps without side effects: a query
+	 * waits on its server) waits through the wait, until it is due.
+	 */
+	if (ex->journal && ex->group_ms && !ex_group_due(ex)) {
+		int64_t left = ex->group_ms + RB_GROUP_MS - rb_now_ms();
+		if (left < *timeout)
+			*timeout = left < 0 ? 0 : (int)left;
+		return;
 	}
 	ex_journal_sync(ex);
 }
@@ -1666,7 +1676,7 @@ void ex_run_phase(struct exec *ex)
 		}
 		int64_t most = ex->o->live ? RB_LIVE_INTERVAL_MS : 1000;
 		int timeout = next < 0 ? (int)most : (int)(next - now < most ? next - now : most);
-		sync_before_wait(ex);
+		sync_before_wait(ex, &timeout);
 		ex_flush(ex);
 		poll_all(ex, timeout < 0 ? 0 : timeout, 1);
 		live_tick(ex);

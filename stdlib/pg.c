@@ -320,6 +320,8 @@ struct pg {
 	int readonly, transaction;
 	PGconn *conn;
 	int fresh;                      /* opened by this call (not reset first) */
+	int kept;                       /* the connection was kept from an earlier step */
+	int reconnected;                /* ... it failed, and a new one took over */
 	enum phase phase;
 	const char *conninfo;
 	struct rb_resolve *lookup;      /* P_RESOLVE: the host's name being looked up */
@@ -880,6 +882,50 @@ static int connect_start(struct pg *p, const char *hosts, const char *hostaddrs,
 	return 0;
 }
 
+/* Open a connection: look its host up first when it names one (libpq would block). */
+static int open_conn(struct pg *p, char **err)
+{
+	char *host = conn_host(p->conninfo);
+	if (host && rb_resolve_needed(host)) {
+		p->lookup = rb_resolve_start(host, err);
+		free(host);
+		if (!p->lookup)
+			return -1;
+		p->phase = P_RESOLVE;
+		return 0;
+	}
+	free(host);
+	return connect_start(p, NULL, NULL, err);
+}
+
+/*
+ * A kept connection failed (the server restarted, a failover closed it while it
+ * was idle): when what was sent may be sent again, because it only reads or its
+ * marker decides (exactly_once), a new connection takes over, once.
+ */
+static int may_reconnect(const struct pg *p)
+{
+	return p->kept && !p->reconnected && PQstatus(p->conn) == CONNECTION_BAD &&
+	       !json_array_size(p->results) && (p->readonly || p->exactly_once);
+}
+
+static int reconnect(struct pg *p, char **err)
+{
+	PQfinish(p->conn);
+	p->conn = NULL;
+	p->kept = 0;
+	p->reconnected = 1;
+	p->ncmds = p->cmdhead = p->next = 0;
+	p->failed = 0;          /* what libpq said of the lost connection */
+	free(p->error);
+	p->error = NULL;
+	p->err_arg = NULL;
+	json_array_clear(p->notices);
+	if (p->explained)
+		json_array_clear(p->explained);
+	return open_conn(p, err);
+}
+
 static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int readonly)
 {
 	struct pg *p = rb_xcalloc(1, sizeof(*p));
@@ -918,29 +964,18 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 	p->deadline_ms = c->deadline_ms;
 	p->conn = rb_pool_take(c->run, "pg", p->conninfo);
 	if (p->conn) {
+		p->kept = 1;
 		PQsetNoticeReceiver(p->conn, on_notice, p);
-		if (!send_next(p)) {
-			finish(p, res, RB_FAILED, conn_error(p, "cannot send the statement"));
+		char *err = NULL;
+		if (!send_next(p) && (!may_reconnect(p) || reconnect(p, &err) < 0)) {
+			finish(p, res, RB_FAILED, err ? err : conn_error(p, "cannot send the statement"));
 			free_pg(p, 0);
 			return NULL;
 		}
 		return p;
 	}
-	/* A host name is looked up on a thread first: libpq would block on it. */
-	char *host = conn_host(p->conninfo), *err = NULL;
-	if (host && rb_resolve_needed(host)) {
-		p->lookup = rb_resolve_start(host, &err);
-		free(host);
-		if (!p->lookup) {
-			finish(p, res, RB_FAILED, err);
-			free_pg(p, 0);
-			return NULL;
-		}
-		p->phase = P_RESOLVE;
-		return p;
-	}
-	free(host);
-	if (connect_start(p, NULL, NULL, &err) < 0) {
+	char *err = NULL;
+	if (open_conn(p, &err) < 0) {
 		finish(p, res, RB_FAILED, err);
 		free_pg(p, 0);
 		return NULL;
@@ -1031,7 +1066,13 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 			break;
 	}
 	if (r < 0) {
-		finish(p, res, RB_FAILED, conn_error(p, "the connection failed"));
+		char *err = NULL;
+		if (may_reconnect(p) && reconnect(p, &err) == 0) {
+			*nfds = 0;
+			*timeout_ms = 0;        /* step again at once: the new connection starts */
+			return 0;
+		}
+		finish(p, res, RB_FAILED, err ? err : conn_error(p, "the connection failed"));
 		free_pg(p, 0);
 		return 1;
 	}

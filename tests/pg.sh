@@ -90,6 +90,10 @@ check "a step after an explained one is not probed" grep -q 'after: not probed (
 out=$(run --dry-run --probe tests/pg/explain_bad.yaml 2>&1)
 check "a probe shows SQL that does not fit the real schema, at its position" grep -q 'tests/pg/explain_bad.yaml:10:24: relation "itemz" does not exist (SQLSTATE 42P01)' <<<"$out"
 
+# The server drops the kept connection (a restart, a failover): a read takes a new one.
+out=$(run tests/pg/failover.yaml 2>&1)
+check "a query after its kept connection was dropped runs on a new one" grep -q 'new_one: succeeded' <<<"$out"
+
 # A host name is looked up off the engine's thread, then connected to.
 export RB_TEST_PG_BAD_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@localhost:$RB_TEST_PG_PORT/rb_test"
 out=$(run tests/pg/refused.yaml 2>&1)
@@ -141,6 +145,32 @@ sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SE
 out=$(rb resume --state-dir "$st" "$id" 2>&1)
 check "... without asking" [ $? -eq 0 ]
 check "a resume after the old transaction aborted runs it: one row" [ "$(sql 'SELECT count(*) FROM ledger WHERE n = 3')" = 1 ]
+# kill -9 at every journal point of a run of it (tests/kill.sh's points): before and after
+# each write and sync, so before the intent is durable, between it and the COMMIT, and
+# after the COMMIT before its result is: each resume leaves the row there exactly once.
+n=100 crashes=0
+for point in before-write after-write after-fdatasync; do
+	for visit in $(seq 1 12); do
+		n=$((n + 1))
+		{ RUNBOOK_TEST_CRASH=$point:$visit "$RUNBOOK" run --state-dir "$st" -p n=$n \
+			tests/pg/once.yaml >/dev/null 2>&1; } 2>/dev/null
+		rc=$?
+		[ $rc -eq 137 ] || break        # it ran to the end: no more visits of the point
+		crashes=$((crashes + 1))
+		id=$(ls -t "$st/runs" | head -n 1)
+		out=$(rb resume --state-dir "$st" "$id" 2>&1)
+		rc=$?
+		if grep -q 'nothing to resume; start it again' <<<"$out"; then
+			# killed while starting, before any step: nothing ran, and a new run does it
+			check "kill at $point:$visit, before the start: no row" [ "$(sql "SELECT count(*) FROM ledger WHERE n = $n")" = 0 ]
+			run -p n=$n tests/pg/once.yaml >/dev/null 2>&1
+			rc=$?
+		fi
+		check "kill at $point:$visit, then resume: it ends" [ $rc -eq 0 ]
+		check "kill at $point:$visit, then resume: the row once" [ "$(sql "SELECT count(*) FROM ledger WHERE n = $n")" = 1 ]
+	done
+done
+check "the crash points were reached (more than 6 kills)" [ $crashes -gt 6 ]
 check "exactly_once makes the step idempotent in the plan" bash -c "'$RUNBOOK' plan --format json -p n=1 tests/pg/once.yaml | jq -e '.steps[0].idempotent'"
 
 echo "pg: $pass passed, $fail failed"
