@@ -619,8 +619,13 @@ static int set_up(struct http *h, char **err)
 		if (!str_arg(a, "aws_sigv4"))
 			curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 	}
-	if (str_arg(a, "aws_sigv4"))
+	if (str_arg(a, "aws_sigv4")) {
 		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, str_arg(a, "aws_sigv4"));
+		/* S3 wants the body's hash in a header, which libcurl then signs with the rest. */
+		char hex[65];
+		rb_sha256_hex(h->body ? h->body : "", h->body ? strlen(h->body) : 0, hex);
+		add_header(h, "x-amz-content-sha256", hex);
+	}
 	if (h->headers)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
 	if (str_arg(a, "ca_file"))

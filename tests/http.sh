@@ -84,5 +84,16 @@ check "a failed request to a secret URL fails" grep -q 'post: failed' <<<"$out"
 check "its message shows the host, not the path" grep -q 'POST http://127.0.0.1:[0-9]*/\*\*\*: Failed to connect' <<<"$out"
 check "the secret path is nowhere in the state directory" bash -c "! grep -rq XyZsecretHookKey123 '$st'"
 
+# AWS Signature V4 (S3-compatible storage): the request is signed, the secret key is not sent.
+export RB_TEST_AWS_SECRET="wJalrXUtnFEMIK7MDENGbPxRfiCYsEcretKey0123"
+out=$(run -p base="$base" tests/http/sigv4.yaml 2>&1)
+check "a PUT signed with SigV4 is sent" grep -q 'put: succeeded' <<<"$out"
+auth=$(received /hook/bucket | jq -r '.[-1].headers.authorization')
+check "its Authorization is AWS4-HMAC-SHA256 with the key id, region and service" grep -qE '^AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY/[0-9]{8}/eu-west-1/s3/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$' <<<"$auth"
+check "it has the date and the body's hash" bash -c "curl -s '$base/_requests?path=/hook/bucket' | jq -e '.[-1].headers | has(\"x-amz-date\") and .[\"x-amz-content-sha256\"] == \"'$(printf 'the backup' | sha256sum | cut -c1-64)'\"'"
+check "the signature is the one the secret key makes (checked as S3 does)" bash -c "curl -s '$base/_requests?path=/hook/bucket' | jq '.[-1]' | /usr/bin/python3 tests/http/sigv4_check.py '$RB_TEST_AWS_SECRET'"
+check "... and not one another key makes" bash -c "! curl -s '$base/_requests?path=/hook/bucket' | jq '.[-1]' | /usr/bin/python3 tests/http/sigv4_check.py wrongSecret"
+check "the secret key was not sent" bash -c "! curl -s '$base/_requests' | grep -q '$RB_TEST_AWS_SECRET'"
+
 echo "http: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
