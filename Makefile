@@ -88,7 +88,7 @@ valgrind: deps
 
 # make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
 FUZZ_TIME ?= 60
-FUZZ      ?= load redact audit records time
+FUZZ      ?= load redact audit records time args
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -109,6 +109,8 @@ FUZZ_DICT_records  := tests/fuzz/audit.dict
 FUZZ_SEEDS_records := tests/fuzz/records
 FUZZ_DICT_time     := tests/fuzz/time.dict
 FUZZ_SEEDS_time    := tests/fuzz/time_seeds
+FUZZ_DICT_args     := tests/fuzz/args.dict
+FUZZ_SEEDS_args    := tests/fuzz/args_seeds
 
 fuzz: deps $(FUZZ:%=fuzz-%)
 
