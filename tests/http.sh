@@ -57,6 +57,9 @@ check "TLS: verified with ca_file, refused untrusted and expired, insecure when 
 check "an expired certificate is named as such" grep -q 'expired: failed.*certificate has expired' <<<"$out"
 check "the plan flags insecure" bash -c "'$RUNBOOK' plan -p https=x -p expired=https://e.example -p mtls=x -p ca=x -p cert=x -p key=x tests/http/tls.yaml | grep -q 'insecure: the certificate is not verified'"
 
+out=$(run -p base="$base" -p https="$RB_TEST_HTTPS_URL" -p ca="$RB_TEST_CA_FILE" tests/http/redirect.yaml 2>&1)
+check "redirects: followed when told, not otherwise, never from https to http" grep -q 'check: succeeded' <<<"$out"
+
 # The same Idempotency-Key for every attempt and resume of a call; another run, another key.
 curl -s -X DELETE "$base/_requests" >/dev/null
 run -p base="$base" tests/http/idem.yaml >/dev/null 2>&1
