@@ -793,6 +793,9 @@ static json_t *answer(struct http *h, long status, struct rb_result *res)
 	if (h->cert)
 		json_object_set(out, "certificate", h->cert);
 	json_object_set_new(out, "attempts", json_integer(h->attempts));
+	long fresh = 0;
+	curl_easy_getinfo(h->easy, CURLINFO_NUM_CONNECTS, &fresh);
+	json_object_set_new(out, "reused_connection", json_boolean(fresh == 0));
 	return out;
 }
 
@@ -928,6 +931,8 @@ static const struct rb_output http_outputs[] = {
 	 "tls_us, first_byte_us, total_us"},
 	{"certificate", "https: the server certificate's not_after (ISO 8601) and days_left"},
 	{"attempts", "how many times it was sent (retries on 429 and 5xx)"},
+	{"reused_connection", "whether the request went on a connection an earlier one of the "
+	 "run opened (they are kept for the run)"},
 	{NULL, NULL},
 };
 
