@@ -184,7 +184,11 @@ struct rb_action {
 	const char *summary;            /* one line for docs and --help */
 	const struct rb_arg *args;      /* terminated by a NULL name */
 	const struct rb_output *outputs;        /* its output's keys, NULL-terminated, or NULL */
-	const char *effects;            /* for the docs, when effect() decides: which calls write */
+	/*
+	 * For the docs, when effect() decides: which calls write.  NULL when the flags
+	 * decide and effect() only describes a call for the plan ("writes KEY.pem").
+	 */
+	const char *effects;
 	const char *example;            /* a step using it, as YAML, for the docs, or NULL */
 	unsigned flags;
 	/*

@@ -80,10 +80,13 @@ static void json(void)
 			}
 			json_array_append_new(args, arg);
 		}
-		/* An action whose arguments decide has side effects "by arguments". */
+		/*
+		 * An action whose arguments decide (it says which calls write) has side effects
+		 * "by arguments"; one whose effect() only describes a call has its flags'.
+		 */
 		json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:b, s:o}", "name", a->name,
 						     "summary", a->summary, "side_effects",
-						     a->effect ? json_string("by arguments")
+						     a->effects ? json_string("by arguments")
 						     : json_boolean(a->flags & RB_ACT_SIDE_EFFECTS),
 						     "idempotent",
 						     (a->flags & RB_ACT_IDEMPOTENT) != 0, "args",
@@ -99,7 +102,7 @@ static void text(void)
 	for (size_t i = 0; i < rb_nactions; i++) {
 		const struct rb_action *a = rb_actions[i];
 		printf("%-12s %s%s\n", a->name, a->summary,
-		       a->effect ? " [side effects: by arguments]"
+		       a->effects ? " [side effects: by arguments]"
 		       : a->flags & RB_ACT_SIDE_EFFECTS ? " [side effects]" : "");
 		for (const struct rb_arg *g = a->args; g->name; g++) {
 			char t[128];
