@@ -237,6 +237,8 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_http_request, act_lua, act_shell, act_wait;
+extern const struct rb_action act_assert, act_crypto_cert_info, act_crypto_fingerprint,
+	act_crypto_keypair, act_crypto_random, act_crypto_verify_pair, act_http_request, act_lua,
+	act_shell, act_wait;
 
 #endif
