@@ -210,7 +210,11 @@ struct rb_action {
 	const char *summary;            /* one line for docs and --help */
 	const struct rb_arg *args;      /* terminated by a NULL name */
 	const struct rb_output *outputs;        /* its output's keys, NULL-terminated, or NULL */
-	const char *effects;            /* when effect() can say either: which calls write (docs) */
+	/*
+	 * For the docs, when effect() decides: which calls write.  NULL when the flags
+	 * decide and effect() only describes a call for the plan ("writes KEY.pem").
+	 */
+	const char *effects;
 	const char *example;            /* a step using it, as YAML, for the docs, or NULL */
 	unsigned flags;
 	/*
@@ -265,8 +269,10 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_http_request, act_lua, act_notify_channels,
-	act_notify_pagerduty, act_notify_slack, act_notify_webhook, act_pg_exec, act_pg_query,
+extern const struct rb_action act_assert, act_crypto_cert_info, act_crypto_fingerprint,
+	act_crypto_keypair, act_crypto_random, act_crypto_verify_pair, act_http_request, act_lua,
+	act_notify_channels, act_notify_pagerduty, act_notify_slack, act_notify_webhook,
+	act_pg_exec, act_pg_query,
 	act_shell, act_wait;
 
 #endif

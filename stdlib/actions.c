@@ -12,6 +12,11 @@
 
 const struct rb_action *const rb_actions[] = {
 	&act_assert,
+	&act_crypto_cert_info,
+	&act_crypto_fingerprint,
+	&act_crypto_keypair,
+	&act_crypto_random,
+	&act_crypto_verify_pair,
 	&act_http_request,
 	&act_lua,
 	&act_notify_channels,

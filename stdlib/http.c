@@ -69,8 +69,8 @@ static const struct rb_arg http_args[] = {
 	 "range \"200-299\" or a list of those (default 2xx)"},
 	{"retries", RB_T_INTEGER, 0, NULL, "how many times 429 and 5xx answers are retried within "
 	 "the step (default 2)"},
-	{"idempotency_key", RB_T_BOOLEAN, RB_ARG_MAKES_IDEMPOTENT, NULL, "send an Idempotency-Key header that is the "
-	 "same for every retry and resume of the call"},
+	{"idempotency_key", RB_T_BOOLEAN, RB_ARG_MAKES_IDEMPOTENT, NULL, "send an Idempotency-Key "
+	 "header that is the same for every retry and resume of the call"},
 	{"parse", RB_T_STRING, 0, parses, "auto (JSON when the Content-Type says so), json or text"},
 	{"max_body", RB_T_INTEGER, 0, NULL, "the largest body taken, in bytes (default 64 MiB)"},
 	{NULL, 0, 0, NULL, NULL},

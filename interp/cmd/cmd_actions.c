@@ -85,7 +85,10 @@ static void json(void)
 			}
 			json_array_append_new(args, arg);
 		}
-		/* An action whose arguments decide has side effects "by arguments". */
+		/*
+		 * An action whose arguments decide (it says which calls write) has side effects
+		 * "by arguments"; one whose effect() only describes a call has its flags'.
+		 */
 		json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:b, s:o}", "name", a->name,
 						     "summary", a->summary, "side_effects",
 						     a->effects ? json_string("by arguments")
