@@ -316,6 +316,9 @@ static int restore(struct exec *ex)
 		sr->attempts = (int)json_integer_value(json_object_get(k, "attempts"));
 		sr->output = json_incref(json_object_get(k, "output"));
 		sr->outputs = json_incref(json_object_get(k, "outputs"));
+		/* Its secret was masked in the log: this session does not know it. */
+		sr->secret_output = sr->secret_lost = json_is_true(json_object_get(k, "secret")) ||
+						      (st->sensitive && (sr->output || sr->outputs));
 		const char *e = json_string_value(json_object_get(k, "error"));
 		sr->error = e ? rb_xstrdup(e) : NULL;   /* why it was skipped */
 		json_t *ms = json_object_get(k, "duration_ms");

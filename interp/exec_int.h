@@ -99,6 +99,10 @@ struct srun {
 	char *prompt;                   /* its gate's rendered prompt, while it waits */
 	int capped;                     /* the Lua memory limit kept item from being set: it
 					   fails, and the run with it */
+	int secret_output;              /* its output holds a secret (sensitive, or as its
+					   action said): the log has it masked */
+	int secret_lost;                /* ... and it is kept from before a resume: its value
+					   is not known now */
 	/* for_each: {"K": {"sha256", "output"}} for the items done, kept across attempts */
 	json_t *items_done;
 	struct job *job;

@@ -315,7 +315,7 @@ static json_t *snapshot(struct exec *ex)
 			json_t *w = json_pack("{s:O, s:O}", "status", json_object_get(was, "status"),
 					      "attempts", json_object_get(was, "attempts"));
 			ex_record_kind(w, st);
-			static const char *const kept[] = {"items", "error", "duration_ms"};
+			static const char *const kept[] = {"items", "error", "duration_ms", "secret"};
 			for (size_t k = 0; k < sizeof(kept) / sizeof(*kept); k++)
 				if (json_object_get(was, kept[k]))
 					json_object_set(w, kept[k], json_object_get(was, kept[k]));
@@ -325,6 +325,8 @@ static json_t *snapshot(struct exec *ex)
 		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 				      sr->attempts);
 		ex_record_kind(v, st);
+		if ((st->sensitive || sr->secret_output) && (sr->output || sr->outputs))
+			json_object_set_new(v, "secret", json_true());
 		if (sr->output)
 			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 								     : ex_redact_json(ex, sr->output));

@@ -772,6 +772,7 @@ void rb_runbook_free(struct rb_runbook *rb)
 	for (size_t i = 0; i < rb->nsteps; i++) {
 		free(rb->steps[i]->needs);
 		free(rb->steps[i]->deps);
+		free(rb->steps[i]->reads);
 	}
 	free(rb->steps);
 	free(rb->byid);

@@ -84,6 +84,8 @@ struct rb_step {
 	size_t nneeds;
 	size_t *deps;                   /* explicit and implicit, sorted, unique */
 	size_t ndeps;
+	size_t *reads;                  /* the implicit ones: the steps its expressions read */
+	size_t nreads;
 	int stage;                      /* 0-based stage among its kind */
 	/*
 	 * Per rb_runbook.secrets, where its expressions read that secret (RB_READS_*),

@@ -158,6 +158,9 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 		json_object_del(s, "error");
 		set_value(s, rec, "output");
 		set_value(s, rec, "outputs");
+		json_object_del(s, "secret");
+		if (json_is_true(json_object_get(rec, "secret")))
+			json_object_set_new(s, "secret", json_true());
 		if (json_object_get(rec, "error"))
 			json_object_set(s, "error", json_object_get(rec, "error"));
 		if (json_object_get(rec, "duration_ms"))
@@ -189,7 +192,7 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 			json_object_set(s, "status", json_object_get(v, "status"));
 			json_object_set(s, "attempts", json_object_get(v, "attempts"));
 			static const char *const keys[] = {"output", "outputs", "error",
-							   "duration_ms", "kind"};
+							   "duration_ms", "kind", "secret"};
 			for (size_t k = 0; k < sizeof(keys) / sizeof(*keys); k++)
 				if (json_object_get(v, keys[k]))
 					json_object_set(s, keys[k], json_object_get(v, keys[k]));

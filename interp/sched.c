@@ -515,6 +515,9 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:i}", "type", "step_finished", "step", st->id,
 				"status", ex_status_names[status], "attempt", sr->attempts);
 	ex_record_kind(rec, st);
+	/* A resume cannot have what is masked: it says so to a step that reads it. */
+	if ((st->sensitive || sr->secret_output) && (sr->output || sr->outputs))
+		json_object_set_new(rec, "secret", json_true());
 	if (sr->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)
 							     : json_incref(sr->output));
@@ -1016,6 +1019,19 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 			return;
 		}
 	}
+	/*
+	 * What reads a secret output from before a resume fails, rather than get "***":
+	 * the log keeps secrets masked, so this session does not have it.
+	 */
+	for (size_t k = 0; k < st->nreads; k++)
+		if (ex->s[st->reads[k]].secret_lost) {
+			finish(ex, i, S_FAILED, NULL, rb_xasprintf(
+				"%s:%d:%d: it reads the output of step '%s', a secret, which a resume "
+				"does not have (the log keeps it masked): run it again, resume "
+				"--from %s", ex->rb->file, st->node->line, st->node->col,
+				ex->rb->steps[st->reads[k]]->id, ex->rb->steps[st->reads[k]]->id));
+			return;
+		}
 	int check = st->check && !sr->checked;
 	/* A probe runs only what changes nothing; a gate first says whether there is one. */
 	if (!check && ex->o->probe && st->side_effects && !st->approve &&
@@ -1210,8 +1226,10 @@ static int unit_done(struct exec *ex, struct unit *u)
 	struct job *jb = u->jb;
 	jb->running--;
 	/* What the action says is a secret is hidden from now on, as a sensitive output is. */
-	if (u->secrets)
+	if (u->secrets) {
 		add_sensitive(ex, u->secrets);
+		ex->s[jb->step].secret_output = 1;
+	}
 	json_decref(u->secrets);
 	result(ex, u);
 	if (u->warning) {

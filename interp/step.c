@@ -944,6 +944,7 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	};
 	if (s->needs_node)
 		resolve_needs(l, s, &deps, &ndeps, &cap);
+	size_t nexplicit = ndeps;       /* what follows, its expressions read */
 
 	sr.where = "in if";
 	sr.secret_use = RB_READS_IN_IF;
@@ -1012,6 +1013,11 @@ static void load_step_exprs(struct loader *l, struct rb_step *s)
 	if (s->outputs)
 		rb_load_value(l, s->outputs, &sr);
 
+	if (ndeps > nexplicit) {
+		s->nreads = ndeps - nexplicit;
+		s->reads = rb_xmalloc(s->nreads * sizeof(*s->reads));
+		memcpy(s->reads, deps + nexplicit, s->nreads * sizeof(*s->reads));
+	}
 	if (ndeps)
 		qsort(deps, ndeps, sizeof(*deps), cmp_size);
 	size_t u = 0;

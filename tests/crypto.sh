@@ -345,5 +345,18 @@ interrupt slowkey slowkey.yaml big -p dir="$tmp/slow"
 check "SIGINT stops an RSA 4096 key's generation at once" all [ "$rc" -eq 130 ] + [ "$took" -lt 3000 ]
 check "which writes no file" [ -z "$(ls -A "$tmp/slow")" ]
 
+# A secret made before a resume is not in the log: what reads it after fails, saying so.
+run resume resume_secret.yaml
+check "the run pauses at its gate, the secrets made" [ "$rc" -eq 3 ]
+id=$(basename "$run")
+rb resume --state-dir "$tmp/st.resume" "$id" --approve all >"$tmp/resume.out" 2>&1 </dev/null
+check "the resume fails" [ $? -eq 1 ]
+check "the step that reads crypto.random's value fails, saying why" grep -q "use: failed.*it reads the output of step 'gen', a secret, which a resume does not have" "$tmp/resume.out"
+check "... naming the way on" grep -q "run it again, resume --from gen" "$tmp/resume.out"
+rb resume --state-dir "$tmp/st.resume" "$id" --from gen --approve all >"$tmp/resume2.out" 2>&1 </dev/null
+check "resume --from gen makes it again, and the step that reads it runs" grep -q "use: succeeded" "$tmp/resume2.out"
+check "a step that reads a sensitive step's output from before fails the same way" grep -q "use_made: failed.*it reads the output of step 'made', a secret" "$tmp/resume2.out"
+check "no step got the mask in place of the value" bash -c "! grep -q '\"output\":3' '$run/audit.jsonl'"
+
 echo "crypto: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
