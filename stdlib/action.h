@@ -30,6 +30,12 @@ enum {
 	 * refuses a literal), and the engine writes it as *** in the intent record.
 	 */
 	RB_ARG_SECRET = 1 << 1,
+	/*
+	 * A list or map that rb_action.check takes known in part, at validate: with null
+	 * for each value known only at run time (a Redis command [SELECT, "${{ x }}"] is
+	 * refused by its name).  At run time a null is one an expression gave.
+	 */
+	RB_ARG_PARTIAL = 1 << 2,
 };
 
 struct rb_arg {
@@ -196,7 +202,9 @@ struct rb_action {
 	/*
 	 * Optional.  What a call with these arguments will do, decided from them where
 	 * they say ("GET" reads, "POST" writes), given those known as check() is, and in
-	 * later the names of those known only at run time.  With what, a short
+	 * later the names of those known only at run time.  A list or map known in part
+	 * (a Redis command [GET, "${{ vars.key }}"]) is given too, with null for each
+	 * value known only at run time, and its name is in later.  With what, a short
 	 * description for the plan ("DELETE on db app"; malloc'd, no secret in it).
 	 */
 	enum rb_effect (*effect)(const json_t *args, const json_t *later, char **what);
@@ -233,6 +241,7 @@ extern const size_t rb_nactions;
 const struct rb_action *rb_action_find(const char *name);
 const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 
-extern const struct rb_action act_assert, act_http_request, act_lua, act_shell, act_wait;
+extern const struct rb_action act_assert, act_http_request, act_lua, act_redis_command, act_shell,
+	act_wait;
 
 #endif

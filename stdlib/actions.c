@@ -14,6 +14,7 @@ const struct rb_action *const rb_actions[] = {
 	&act_assert,
 	&act_http_request,
 	&act_lua,
+	&act_redis_command,
 	&act_shell,
 	&act_wait,
 };
