@@ -1178,7 +1178,8 @@ const struct rb_action act_redis_command = {
 		   "They are those of the Redis command table flagged readonly, and the server's "
 		   "reports without a write flag, by name and, for container commands, subcommand: "
 		   RDS_READS(RDS_LISTED, RDS_LAST) ". Every other command has side effects, and "
-		   "so has a command whose name is known only at run time",
+		   "so has a command whose name is known only at run time. How a call connects, "
+		   "what replies become and which commands are refused: [Redis](redis.md)",
 	.example = "- id: flag_on\n"
 		   "  action: redis.command\n"
 		   "  with:\n"
