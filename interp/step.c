@@ -735,12 +735,27 @@ static void check_secret_arg(struct loader *l, const struct rb_action *a,
 		    "(${{ secrets.NAME }}), not written in the runbook", g->name, a->name);
 }
 
+/* A list or map with expressions inside, for effect (and check: RB_ARG_PARTIAL): null for them. */
+static json_t *known_part(const struct rb_node *n)
+{
+	if (n->type == RB_SCALAR)
+		return n->tmpl ? json_null() : rb_node_to_json(n);
+	json_t *v = n->type == RB_MAP ? json_object() : json_array();
+	for (size_t i = 0; i < n->n; i++)
+		if (n->type == RB_SEQ)
+			json_array_append_new(v, known_part(n->items[i]));
+		else if (n->items[2 * i]->type == RB_SCALAR)
+			json_object_set_new(v, n->items[2 * i]->str, known_part(n->items[2 * i + 1]));
+	return v;
+}
+
 /*
  * The action's own checks of the arguments known now, and what the call will do,
- * as its action tells from them (rb_action.check and .effect).
+ * as its action tells from them (rb_action.check and .effect; for effect, known
+ * holds the lists and maps known in part besides).
  */
 static enum rb_effect check_literal_args(struct loader *l, struct rb_step *s, json_t *lit,
-					 json_t *later)
+					 json_t *known, json_t *later)
 {
 	const struct rb_action *a = s->action;
 	struct rb_arg_error e = {NULL, -1, NULL};
@@ -758,7 +773,7 @@ static enum rb_effect check_literal_args(struct loader *l, struct rb_step *s, js
 		return RB_EFFECT_UNKNOWN;
 	}
 	char *what = NULL;
-	enum rb_effect eff = a->effect ? a->effect(lit, later, &what) : RB_EFFECT_UNKNOWN;
+	enum rb_effect eff = a->effect ? a->effect(known, later, &what) : RB_EFFECT_UNKNOWN;
 	if (what) {
 		s->does = rb_arena_strndup(&l->rb->doc.arena, what, strlen(what));
 		free(what);
@@ -802,6 +817,7 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 	const struct rb_action *a = s->action;
 	const struct rb_node *w = s->with;
 	json_t *lit = json_object();    /* the arguments known now */
+	json_t *known = json_object();  /* ... with those known in part (lists, maps) */
 	json_t *later = json_array();   /* ... and the names of the others */
 	const char *secret[64];         /* those that read a secret */
 	size_t nsecret = 0;
@@ -862,8 +878,14 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 					continue;
 				}
 			}
-			if (!has_expr(v))
+			if (!has_expr(v)) {
 				json_object_set_new(lit, g->name, rb_node_to_json(v));
+				json_object_set_new(known, g->name, rb_node_to_json(v));
+			} else {        /* a list or map known in part */
+				json_object_set_new(known, g->name, known_part(v));
+				if (g->flags & RB_ARG_PARTIAL)
+					json_object_set_new(lit, g->name, known_part(v));
+			}
 			if ((g->flags & RB_ARG_MAKES_IDEMPOTENT) &&
 			    json_is_true(json_object_get(lit, g->name)))
 				*idem = 1;
@@ -880,8 +902,9 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 		memcpy(s->secret_args, secret, nsecret * sizeof(char *));
 		s->secret_args[nsecret] = NULL;
 	}
-	enum rb_effect eff = bad ? RB_EFFECT_UNKNOWN : check_literal_args(l, s, lit, later);
+	enum rb_effect eff = bad ? RB_EFFECT_UNKNOWN : check_literal_args(l, s, lit, known, later);
 	json_decref(lit);
+	json_decref(known);
 	json_decref(later);
 	return eff;
 }

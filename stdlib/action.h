@@ -36,6 +36,12 @@ enum {
 	 * is then idempotent, and resume runs it again without asking.
 	 */
 	RB_ARG_MAKES_IDEMPOTENT = 1 << 2,
+	/*
+	 * A list or map that rb_action.check takes known in part, at validate: with null
+	 * for each value known only at run time (a Redis command [SELECT, "${{ x }}"] is
+	 * refused by its name).  At run time a null is one an expression gave.
+	 */
+	RB_ARG_PARTIAL = 1 << 3,
 };
 
 struct rb_arg {
@@ -227,7 +233,9 @@ struct rb_action {
 	/*
 	 * Optional.  What a call with these arguments will do, decided from them where
 	 * they say ("GET" reads, "POST" writes), given those known as check() is, and in
-	 * later the names of those known only at run time.  With what, a short
+	 * later the names of those known only at run time.  A list or map known in part
+	 * (a Redis command [GET, "${{ vars.key }}"]) is given too, with null for each
+	 * value known only at run time, and its name is in later.  With what, a short
 	 * description for the plan ("DELETE on db app"; malloc'd, no secret in it).
 	 */
 	enum rb_effect (*effect)(const json_t *args, const json_t *later, char **what);
@@ -272,7 +280,6 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 extern const struct rb_action act_assert, act_crypto_cert_info, act_crypto_fingerprint,
 	act_crypto_keypair, act_crypto_random, act_crypto_verify_pair, act_http_request, act_lua,
 	act_notify_channels, act_notify_pagerduty, act_notify_slack, act_notify_webhook,
-	act_pg_exec, act_pg_query,
-	act_shell, act_wait;
+	act_pg_exec, act_pg_query, act_redis_command, act_shell, act_wait;
 
 #endif

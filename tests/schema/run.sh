@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks schema/runbook.schema.json with ajv-cli:
 #   - the schema compiles in ajv's strict mode (draft 2020-12);
-#   - every runbook that is valid (runbooks/, tests/valid/, tests/cli/data/, tests/expr/, tests/exec/, tests/canary/) is valid;
+#   - every runbook that is valid (runbooks/, tests/valid/, tests/cli/data/, tests/expr/, tests/exec/, tests/canary/,
+#     tests/redis/, http/, pg/, notify/, crypto/) is valid;
 #   - every file listed in tests/schema/reject.list is rejected by the schema AND refused by
 #     `build/runbook validate` (exit status 2).
 # One line per failure, then `schema: N passed, N failed`; exit status 1 if anything failed.
@@ -81,7 +82,8 @@ verdict() {
 
 # --- 2. valid runbooks -----------------------------------------------------------------------
 shopt -s nullglob
-valid_files=(runbooks/*.yaml tests/valid/*.yaml tests/cli/data/*.yaml tests/expr/*.yaml tests/exec/*.yaml tests/canary/*.yaml)
+valid_files=(runbooks/*.yaml tests/valid/*.yaml tests/cli/data/*.yaml tests/expr/*.yaml tests/exec/*.yaml tests/canary/*.yaml
+             tests/redis/*.yaml tests/http/*.yaml tests/pg/*.yaml tests/notify/*.yaml tests/crypto/*.yaml)
 shopt -u nullglob
 
 while IFS=$'\t' read -r status file detail; do

@@ -1,0 +1,1 @@
+plan tests/redis/plan.yaml
