@@ -259,6 +259,8 @@ struct rb_action {
 /* The most fds one call of an action polls at once (start and step). */
 #define RB_ACTION_MAX_FDS	8
 
+/* For check(): fill e in (msg malloc'd: e takes it) and return -1. */
+int rb_arg_fail(struct rb_arg_error *e, const char *arg, int index, char *msg);
 /* For check(): whether argument name is known only at run time (in later). */
 int rb_arg_later(const json_t *later, const char *name);
 /* ... whether it is given at all, known now or later. */

@@ -52,6 +52,14 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name)
 	return NULL;
 }
 
+int rb_arg_fail(struct rb_arg_error *e, const char *arg, int index, char *msg)
+{
+	e->arg = arg;
+	e->index = index;
+	e->msg = msg;
+	return -1;
+}
+
 int rb_arg_later(const json_t *later, const char *name)
 {
 	size_t k;

@@ -44,10 +44,7 @@ const char *rb_crypto_reason(char *buf, size_t size)
 
 int rb_crypto_arg_error(struct rb_arg_error *e, const char *arg, char *msg)
 {
-	e->arg = arg;
-	e->index = -1;
-	e->msg = msg;
-	return -1;
+	return rb_arg_fail(e, arg, -1, msg);
 }
 
 int rb_crypto_arg_type(const json_t *args, const char *name, json_type type,

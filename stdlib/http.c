@@ -179,26 +179,18 @@ static int check_url(const char *url, char **why)
 	return r;
 }
 
-static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *msg)
-{
-	e->arg = arg;
-	e->index = index;
-	e->msg = msg;
-	return -1;
-}
-
 static int http_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	const char *url = str_arg(args, "url");
 	char *why = NULL;
 	if (url && check_url(url, &why) < 0)
-		return arg_error(e, "url", -1, why);
+		return rb_arg_fail(e, "url", -1, why);
 	if (rb_arg_given(args, later, "json") && rb_arg_given(args, later, "body"))
-		return arg_error(e, "body", -1, rb_xstrdup("give json or body, not both"));
+		return rb_arg_fail(e, "body", -1, rb_xstrdup("give json or body, not both"));
 	const char *m = str_arg(args, "method");
 	if (m && (!strcmp(m, "GET") || !strcmp(m, "HEAD")) &&
 	    (rb_arg_given(args, later, "json") || rb_arg_given(args, later, "body")))
-		return arg_error(e, "method", -1, rb_xasprintf("a %s request has no body", m));
+		return rb_arg_fail(e, "method", -1, rb_xasprintf("a %s request has no body", m));
 	json_t *x = json_object_get(args, "expect_status");
 	if (x) {
 		long lo, hi;
@@ -206,33 +198,33 @@ static int http_check(const json_t *args, const json_t *later, struct rb_arg_err
 			size_t k;
 			json_t *v;
 			if (!json_array_size(x))
-				return arg_error(e, "expect_status", -1,
+				return rb_arg_fail(e, "expect_status", -1,
 						 rb_xstrdup("an empty list: no status would succeed"));
 			json_array_foreach(x, k, v)
 				if (status_range(v, &lo, &hi) < 0)
-					return arg_error(e, "expect_status", (int)k, rb_xstrdup(
+					return rb_arg_fail(e, "expect_status", (int)k, rb_xstrdup(
 						"expected a status (100-599), \"2xx\" or a range "
 						"\"200-299\""));
 		} else if (status_range(x, &lo, &hi) < 0) {
-			return arg_error(e, "expect_status", -1, rb_xstrdup(
+			return rb_arg_fail(e, "expect_status", -1, rb_xstrdup(
 				"expected a status (100-599), \"2xx\", a range \"200-299\" or a list"));
 		}
 	}
 	json_t *r = json_object_get(args, "retries");
 	if (r && (!json_is_integer(r) || json_integer_value(r) < 0 || json_integer_value(r) > 10))
-		return arg_error(e, "retries", -1, rb_xstrdup("expected 0 to 10"));
+		return rb_arg_fail(e, "retries", -1, rb_xstrdup("expected 0 to 10"));
 	json_t *mb = json_object_get(args, "max_body");
 	if (mb && (!json_is_integer(mb) || json_integer_value(mb) < 0))
-		return arg_error(e, "max_body", -1, rb_xstrdup("expected a number of bytes"));
+		return rb_arg_fail(e, "max_body", -1, rb_xstrdup("expected a number of bytes"));
 	const char *sig = str_arg(args, "aws_sigv4");
 	if (sig && strncmp(sig, "aws:amz:", 8) && strncmp(sig, "osc:osc:", 8))
-		return arg_error(e, "aws_sigv4", -1, rb_xstrdup(
+		return rb_arg_fail(e, "aws_sigv4", -1, rb_xstrdup(
 			"expected \"aws:amz:REGION:SERVICE\" (for example aws:amz:us-east-1:s3)"));
 	if (sig && !rb_arg_given(args, later, "username"))
-		return arg_error(e, "aws_sigv4", -1, rb_xstrdup(
+		return rb_arg_fail(e, "aws_sigv4", -1, rb_xstrdup(
 			"needs username (the access key) and password (the secret key)"));
 	if (rb_arg_given(args, later, "client_key") && !rb_arg_given(args, later, "client_cert"))
-		return arg_error(e, "client_key", -1, rb_xstrdup("goes with client_cert"));
+		return rb_arg_fail(e, "client_key", -1, rb_xstrdup("goes with client_cert"));
 	return 0;
 }
 

@@ -245,14 +245,6 @@ static json_t *parse_channels(const json_t *v, char **why)
 	return list;
 }
 
-static int arg_error(struct rb_arg_error *e, const char *arg, char *msg)
-{
-	e->arg = arg;
-	e->index = -1;
-	e->msg = msg;
-	return -1;
-}
-
 static int channels_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	(void)later;
@@ -261,7 +253,7 @@ static int channels_check(const json_t *args, const json_t *later, struct rb_arg
 	if (ch) {
 		json_t *list = parse_channels(ch, &why);
 		if (!list)
-			return arg_error(e, "channels", why);
+			return rb_arg_fail(e, "channels", -1, why);
 		json_decref(list);
 	}
 	return 0;
@@ -272,7 +264,7 @@ static int pd_check(const json_t *args, const json_t *later, struct rb_arg_error
 	const char *action = str_arg(args, "action");
 	if ((!action || !strcmp(action, "trigger")) && !rb_arg_later(later, "action") &&
 	    !rb_arg_given(args, later, "summary"))
-		return arg_error(e, "summary", rb_xstrdup("a trigger needs a summary"));
+		return rb_arg_fail(e, "summary", -1, rb_xstrdup("a trigger needs a summary"));
 	return 0;
 }
 

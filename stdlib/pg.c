@@ -21,6 +21,7 @@
  * client encoding (UTF8) are fixed at connect, so the text libpq gives is
  * what these rules read.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -143,26 +144,18 @@ static int max_param(const char *s)
 	return max;
 }
 
-static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *msg)
-{
-	e->arg = arg;
-	e->index = index;
-	e->msg = msg;
-	return -1;
-}
-
 /* One statement and its params (unknown: known only at run time): the count matches its $N. */
 static int check_statement(const char *sql, const json_t *params, int unknown, const char *arg,
 			   int index, struct rb_arg_error *e)
 {
 	if (!*sql)
-		return arg_error(e, arg, index, rb_xstrdup("an empty statement"));
+		return rb_arg_fail(e, arg, index, rb_xstrdup("an empty statement"));
 	int n = max_param(sql);
 	if (n < 0)
-		return arg_error(e, arg, index, rb_xstrdup("a quote, dollar quote or comment is "
+		return rb_arg_fail(e, arg, index, rb_xstrdup("a quote, dollar quote or comment is "
 							   "not closed"));
 	if (params && !json_is_array(params))
-		return arg_error(e, "params", -1, rb_xstrdup("expected a list"));
+		return rb_arg_fail(e, "params", -1, rb_xstrdup("expected a list"));
 	if (unknown)
 		return 0;
 	size_t have = params ? json_array_size(params) : 0;
@@ -174,7 +167,7 @@ static int check_statement(const char *sql, const json_t *params, int unknown, c
 		else
 			snprintf(takes, sizeof(takes), "%d parameter%s ($%s%d)", n, n == 1 ? "" : "s",
 				 n == 1 ? "" : "1..$", n);
-		return arg_error(e, params ? "params" : arg, params ? -1 : index, rb_xasprintf(
+		return rb_arg_fail(e, params ? "params" : arg, params ? -1 : index, rb_xasprintf(
 			"the statement takes %s, and %zu %s given", takes, have,
 			have == 1 ? "is" : "are"));
 	}
@@ -190,7 +183,7 @@ static int check_common(const json_t *args, struct rb_arg_error *e)
 		if (!o) {
 			/* libpq quotes the text it could not read: the secret stays out. */
 			PQfreemem(why);
-			return arg_error(e, "conn", -1, rb_xstrdup(
+			return rb_arg_fail(e, "conn", -1, rb_xstrdup(
 				"not a postgresql:// URL nor a conninfo string"));
 		}
 		PQconninfoFree(o);
@@ -214,35 +207,35 @@ static int exec_check(const json_t *args, const json_t *later, struct rb_arg_err
 						   rb_arg_later(later, "params"), "sql", -1, e) < 0)
 		return -1;
 	if (sql && !json_is_array(sql) && !json_is_string(sql))
-		return arg_error(e, "sql", -1, rb_xstrdup("expected a statement or a list of "
+		return rb_arg_fail(e, "sql", -1, rb_xstrdup("expected a statement or a list of "
 							  "statements"));
 	if (json_is_array(sql) && !json_array_size(sql))
-		return arg_error(e, "sql", -1, rb_xstrdup("an empty list of statements"));
+		return rb_arg_fail(e, "sql", -1, rb_xstrdup("an empty list of statements"));
 	if (json_is_array(sql) && rb_arg_given(args, later, "params"))
-		return arg_error(e, "params", -1, rb_xstrdup("with a list of statements, give "
+		return rb_arg_fail(e, "params", -1, rb_xstrdup("with a list of statements, give "
 							     "each its params: {sql, params}"));
 	(void)later;
 	if (json_is_true(json_object_get(args, "exactly_once")) &&
 	    json_is_false(json_object_get(args, "transaction")))
-		return arg_error(e, "exactly_once", -1, rb_xstrdup(
+		return rb_arg_fail(e, "exactly_once", -1, rb_xstrdup(
 			"needs a transaction: the marker commits with the statements or not at all"));
 	const char *mt = json_string_value(json_object_get(args, "marker_table"));
 	if (mt && !table_name_ok(mt))
-		return arg_error(e, "marker_table", -1, rb_xstrdup(
+		return rb_arg_fail(e, "marker_table", -1, rb_xstrdup(
 			"expected a table name: lower-case letters, digits and _, or schema.table"));
 	size_t k;
 	json_t *v;
 	json_array_foreach(json_is_array(sql) ? sql : NULL, k, v) {
 		json_t *s = json_is_object(v) ? json_object_get(v, "sql") : v;
 		if (!json_is_string(s))
-			return arg_error(e, "sql", (int)k, rb_xstrdup(
+			return rb_arg_fail(e, "sql", (int)k, rb_xstrdup(
 				"expected a statement: a string, or a map {sql, params}"));
 		if (json_is_object(v)) {
 			const char *key;
 			json_t *x;
 			json_object_foreach(v, key, x)
 				if (strcmp(key, "sql") && strcmp(key, "params"))
-					return arg_error(e, "sql", (int)k, rb_xasprintf(
+					return rb_arg_fail(e, "sql", (int)k, rb_xasprintf(
 						"unknown key '%s' in a statement (sql, params)", key));
 		}
 		if (check_statement(json_string_value(s), json_is_object(v)
@@ -324,7 +317,15 @@ struct pg {
 	int reconnected;                /* ... it failed, and a new one took over */
 	enum phase phase;
 	const char *conninfo;
-	struct rb_resolve *lookup;      /* P_RESOLVE: the host's name being looked up */
+	/*
+	 * P_RESOLVE: the hosts the conninfo names (a comma-separated list), the next
+	 * one to look up, its lookup under way, and each name beside each of its
+	 * addresses so far (libpq's host and hostaddr lists, tried in turn).
+	 */
+	char *hosts;
+	char *next_host;
+	struct rb_resolve *lookup;
+	struct rb_buf names, addrs;
 	json_t *stmts;                  /* [{sql, params}] */
 	size_t next;                    /* the next statement to send (transaction: false) */
 	struct sent {                   /* what was sent, in order, to read the results */
@@ -414,6 +415,9 @@ static void free_pg(struct pg *p, int keep)
 			PQfinish(p->conn);
 	}
 	rb_resolve_free(p->lookup);
+	free(p->hosts);
+	rb_buf_release(&p->names);
+	rb_buf_release(&p->addrs);
 	json_decref(p->stmts);
 	json_decref(p->results);
 	json_decref(p->notices);
@@ -886,16 +890,68 @@ static int connect_start(struct pg *p, const char *hosts, const char *hostaddrs,
 static int open_conn(struct pg *p, char **err)
 {
 	char *host = conn_host(p->conninfo);
-	if (host && rb_resolve_needed(host)) {
-		p->lookup = rb_resolve_start(host, err);
-		free(host);
-		if (!p->lookup)
-			return -1;
-		p->phase = P_RESOLVE;
-		return 0;
+	int names = 0;
+	for (char *h = host, *end; h && *h; h = *end ? end + 1 : end) {
+		end = h + strcspn(h, ",");
+		char c = *end;
+		*end = '\0';
+		names |= rb_resolve_needed(h);
+		*end = c;
 	}
-	free(host);
-	return connect_start(p, NULL, NULL, err);
+	if (!names) {
+		free(host);
+		return connect_start(p, NULL, NULL, err);
+	}
+	free(p->hosts);
+	p->hosts = p->next_host = host;
+	p->names.len = p->addrs.len = 0;
+	p->phase = P_RESOLVE;
+	return 0;
+}
+
+/*
+ * Look the next of the hosts up.  1 when all are (connect to their addresses),
+ * 0 while one is under way, -1 with *err.
+ */
+static int resolve_hosts(struct pg *p, char **err)
+{
+	while (*p->next_host) {
+		char *h = p->next_host, *end = h + strcspn(h, ",");
+		char c = *end;
+		*end = '\0';
+		if (!rb_resolve_needed(h)) {    /* an address, or a socket's directory */
+			rb_buf_printf(&p->names, "%s%s", p->names.len ? "," : "", h);
+			rb_buf_printf(&p->addrs, "%s%s", p->addrs.len ? "," : "",
+				      *h == '/' || *h == '@' ? "" : h);
+		} else {
+			if (!p->lookup && !(p->lookup = rb_resolve_start(h, NULL, err))) {
+				*end = c;
+				return -1;
+			}
+			struct addrinfo *res = NULL;
+			int done = rb_resolve_result(p->lookup, &res, err);
+			if (done <= 0) {
+				*end = c;
+				return done;
+			}
+			for (struct addrinfo *a = res; a; a = a->ai_next) {
+				char num[INET6_ADDRSTRLEN];
+				const void *in = a->ai_family == AF_INET
+					? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+					: (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+				if (!inet_ntop(a->ai_family, in, num, sizeof(num)))
+					continue;
+				rb_buf_printf(&p->names, "%s%s", p->names.len ? "," : "", h);
+				rb_buf_printf(&p->addrs, "%s%s", p->addrs.len ? "," : "", num);
+			}
+			freeaddrinfo(res);
+			rb_resolve_free(p->lookup);
+			p->lookup = NULL;
+		}
+		*end = c;
+		p->next_host = c ? end + 1 : end;
+	}
+	return 1;
 }
 
 /*
@@ -943,6 +999,8 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 	p->notices = json_array();
 	p->stmts = json_array();
 	p->err_index = -1;
+	rb_buf_init(&p->names);
+	rb_buf_init(&p->addrs);
 	json_t *sql = json_object_get(c->args, "sql");
 	if (json_is_array(sql)) {
 		size_t k;
@@ -1009,8 +1067,8 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 		return 1;
 	}
 	if (p->phase == P_RESOLVE) {
-		char *hosts = NULL, *addrs = NULL, *err = NULL;
-		int done = rb_resolve_result(p->lookup, &hosts, &addrs, &err);
+		char *err = NULL;
+		int done = resolve_hosts(p, &err);
 		if (done == 0) {
 			fds[0] = (struct pollfd){rb_resolve_fd(p->lookup), POLLIN, 0};
 			*nfds = 1;
@@ -1019,15 +1077,11 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 				*timeout_ms = 1;
 			return 0;
 		}
-		if (done < 0 || connect_start(p, hosts, addrs, &err) < 0) {
-			free(hosts);
-			free(addrs);
+		if (done < 0 || connect_start(p, p->names.s, p->addrs.s, &err) < 0) {
 			finish(p, res, RB_FAILED, err);
 			free_pg(p, 0);
 			return 1;
 		}
-		free(hosts);
-		free(addrs);
 	}
 	int r = 0;
 	short events = POLLIN;

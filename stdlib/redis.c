@@ -13,18 +13,15 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "action.h"
+#include "resolve.h"
 #include "runctx.h"
 #include "types.h"
 #include "util.h"
@@ -130,14 +127,6 @@ static const struct rb_arg redis_args[] = {
 };
 
 /* --- arguments ------------------------------------------------------------------------- */
-
-static int arg_error(struct rb_arg_error *e, const char *arg, int index, char *msg)
-{
-	e->arg = arg;
-	e->index = index;
-	e->msg = msg;
-	return -1;
-}
 
 static const char *kind_of(const json_t *v)
 {
@@ -318,16 +307,16 @@ static int check_argv(const json_t *argv, const char *arg, int index, struct rb_
 	if (json_is_null(argv))
 		return 0;
 	if (!json_is_array(argv))
-		return arg_error(e, arg, index, rb_xasprintf(
+		return rb_arg_fail(e, arg, index, rb_xasprintf(
 			"%sexpected a list: the command's name and its arguments, like [GET, key], "
 			"not %s", where, kind_of(argv)));
 	if (!json_array_size(argv))
-		return arg_error(e, arg, index, rb_xasprintf("%san empty command", where));
+		return rb_arg_fail(e, arg, index, rb_xasprintf("%san empty command", where));
 	size_t k;
 	json_t *v;
 	json_array_foreach(argv, k, v)
 		if (!json_is_string(v) && !json_is_number(v) && !json_is_null(v))
-			return arg_error(e, arg, index >= 0 ? index : (int)k, rb_xasprintf(
+			return rb_arg_fail(e, arg, index >= 0 ? index : (int)k, rb_xasprintf(
 				"%sitem %zu: expected a string or a number, not %s", where, k + 1,
 				kind_of(v)));
 	json_t *first = json_array_get(argv, 0);
@@ -335,15 +324,15 @@ static int check_argv(const json_t *argv, const char *arg, int index, struct rb_
 	if (json_is_null(first))
 		return 0;
 	if (!name || !*name)
-		return arg_error(e, arg, index >= 0 ? index : 0, rb_xasprintf(
+		return rb_arg_fail(e, arg, index >= 0 ? index : 0, rb_xasprintf(
 			"%sthe command's name must be a string", where));
 	if (strchr(name, ' '))
-		return arg_error(e, arg, index >= 0 ? index : 0, rb_xasprintf(
+		return rb_arg_fail(e, arg, index >= 0 ? index : 0, rb_xasprintf(
 			"%sthe name has a space: give the name and each argument as items of the "
 			"list, like [CONFIG, GET, maxmemory]", where));
 	const struct refused *x = command_refused(argv);
 	if (x)
-		return arg_error(e, arg, index >= 0 ? index : 0, rb_xasprintf(
+		return rb_arg_fail(e, arg, index >= 0 ? index : 0, rb_xasprintf(
 			"%s%s is not allowed here: %s", where, x->name, x->why));
 	return 0;
 }
@@ -354,31 +343,31 @@ static int redis_check(const json_t *args, const json_t *later, struct rb_arg_er
 	struct url u = {.db = -1};
 	char *why = NULL;
 	if (json_object_get(args, "url") && !url)
-		return arg_error(e, "url", -1, rb_xstrdup("expected a string"));
+		return rb_arg_fail(e, "url", -1, rb_xstrdup("expected a string"));
 	if (url) {
 		if (parse_url(url, &u, &why) < 0)
-			return arg_error(e, "url", -1, why);
+			return rb_arg_fail(e, "url", -1, why);
 		url_release(&u);
 	}
 	json_t *db = json_object_get(args, "db");
 	if (db && (!json_is_integer(db) || json_integer_value(db) < 0 ||
 		   json_integer_value(db) > 1000000))
-		return arg_error(e, "db", -1, rb_xstrdup("expected a database number (0, 1, ...)"));
+		return rb_arg_fail(e, "db", -1, rb_xstrdup("expected a database number (0, 1, ...)"));
 	if (db && url && u.db >= 0)
-		return arg_error(e, "db", -1, rb_xstrdup("the URL names a database already: give "
+		return rb_arg_fail(e, "db", -1, rb_xstrdup("the URL names a database already: give "
 							  "it in one place"));
 	json_t *cmd = json_object_get(args, "command"), *cmds = json_object_get(args, "commands");
 	if (!rb_arg_given(args, later, "command") && !rb_arg_given(args, later, "commands"))
-		return arg_error(e, NULL, -1, rb_xstrdup("needs command (one) or commands (a "
+		return rb_arg_fail(e, NULL, -1, rb_xstrdup("needs command (one) or commands (a "
 							 "pipeline)"));
 	if (cmd && cmds)
-		return arg_error(e, "commands", -1,
+		return rb_arg_fail(e, "commands", -1,
 				 rb_xstrdup("give command or commands, not both"));
 	if (cmd && check_argv(cmd, "command", -1, e) < 0)
 		return -1;
 	if (cmds) {
 		if (!json_is_array(cmds) || !json_array_size(cmds))
-			return arg_error(e, "commands", -1, rb_xasprintf(
+			return rb_arg_fail(e, "commands", -1, rb_xasprintf(
 				"expected a list of commands, like [[SET, k, v], [EXPIRE, k, 60]], "
 				"not %s", json_is_array(cmds) ? "an empty list" : kind_of(cmds)));
 		size_t k;
@@ -389,18 +378,18 @@ static int redis_check(const json_t *args, const json_t *later, struct rb_arg_er
 	}
 	json_t *tx = json_object_get(args, "transaction");
 	if (tx && !json_is_boolean(tx))
-		return arg_error(e, "transaction", -1, rb_xstrdup("expected true or false"));
+		return rb_arg_fail(e, "transaction", -1, rb_xstrdup("expected true or false"));
 	if (json_is_true(tx) && cmd)
-		return arg_error(e, "transaction", -1, rb_xstrdup(
+		return rb_arg_fail(e, "transaction", -1, rb_xstrdup(
 			"goes with commands: one command is atomic already"));
 	json_t *t = json_object_get(args, "timeout");
 	if (t) {
 		int64_t ms = 0;
 		const char *w = "expected a duration, like 10s";
 		if (!json_is_string(t) || rb_duration_parse(json_string_value(t), &ms, &w) < 0)
-			return arg_error(e, "timeout", -1, rb_xstrdup(w));
+			return rb_arg_fail(e, "timeout", -1, rb_xstrdup(w));
 		if (ms <= 0)
-			return arg_error(e, "timeout", -1, rb_xstrdup("must be longer than 0"));
+			return rb_arg_fail(e, "timeout", -1, rb_xstrdup("must be longer than 0"));
 	}
 	return 0;
 }
@@ -476,83 +465,6 @@ static enum rb_effect redis_effect(const json_t *args, const json_t *later, char
 
 /* --- name lookups, off the engine's thread --------------------------------------------- */
 
-/*
- * A getaddrinfo on a detached thread of its own.  The thread and the call each hold a
- * reference; whichever lets go last frees it, so a call that ends first (a cancel) does
- * not wait for a slow resolver.
- */
-struct lookup {
-	atomic_int refs;
-	atomic_int done;
-	char *host, *port;
-	int rc;                         /* getaddrinfo's */
-	int err;                        /* errno, for EAI_SYSTEM */
-	struct addrinfo *res;
-	int fd;                         /* eventfd, readable when done */
-};
-
-static void lookup_unref(struct lookup *lk)
-{
-	if (atomic_fetch_sub(&lk->refs, 1) != 1)
-		return;
-	if (lk->res)
-		freeaddrinfo(lk->res);
-	free(lk->host);
-	free(lk->port);
-	close(lk->fd);
-	free(lk);
-}
-
-static void *lookup_run(void *p)
-{
-	struct lookup *lk = p;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_ADDRCONFIG};
-	lk->rc = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
-	lk->err = errno;
-	atomic_store(&lk->done, 1);
-	uint64_t one = 1;
-	ssize_t w = write(lk->fd, &one, sizeof(one));
-	(void)w;
-	lookup_unref(lk);
-	return NULL;
-}
-
-/* Start looking host up; NULL with *err. */
-static struct lookup *lookup_start(const char *host, int port, char **err)
-{
-	struct lookup *lk = rb_xcalloc(1, sizeof(*lk));
-	atomic_init(&lk->refs, 2);
-	atomic_init(&lk->done, 0);
-	lk->host = rb_xstrdup(host);
-	lk->port = rb_xasprintf("%d", port);
-	if ((lk->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		*err = rb_xasprintf("cannot look the host up: %s", strerror(errno));
-		free(lk->host);
-		free(lk->port);
-		free(lk);
-		return NULL;
-	}
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/* The thread takes no signal: they are the engine's. */
-	sigset_t all, was;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &was);
-	pthread_t t;
-	int rc = pthread_create(&t, &attr, lookup_run, lk);
-	pthread_sigmask(SIG_SETMASK, &was, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc) {
-		*err = rb_xasprintf("cannot look the host up: %s", strerror(rc));
-		atomic_store(&lk->refs, 1);
-		lookup_unref(lk);
-		return NULL;
-	}
-	return lk;
-}
-
 /* --- a call under way ------------------------------------------------------------------ */
 
 enum phase {
@@ -572,7 +484,7 @@ struct rds {
 	char *what;                     /* "GET on redis://HOST:PORT/DB", for messages */
 	char *target;                   /* the pool's key: server, database, credentials */
 	enum phase phase;
-	struct lookup *lk;
+	struct rb_resolve *lk;
 	struct addrinfo *addrs, *next;  /* the addresses, the next one to try */
 	char *conn_err;                 /* why the last address failed */
 	redisContext *rc;
@@ -598,8 +510,7 @@ static void drop_replies(struct rds *r)
 
 static void free_rds(struct rds *r)
 {
-	if (r->lk)
-		lookup_unref(r->lk);
+	rb_resolve_free(r->lk);
 	if (r->addrs)
 		freeaddrinfo(r->addrs);
 	if (r->rc)
@@ -925,7 +836,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 	}
 	r->addrs = NULL;
 	char *err = NULL;
-	if (!(r->lk = lookup_start(r->u.host, r->u.port, &err))) {
+	if (!(r->lk = rb_resolve_start(r->u.host, port, &err))) {
 		fail(r, res, RB_BROKEN, "%s", err);
 		free(err);
 		return NULL;
@@ -1086,22 +997,22 @@ static int redis_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 		return fail(r, res, RB_FAILED, "cannot connect within %ds", RDS_CONNECT_MS / 1000);
 	char *why = NULL;
 	switch (r->phase) {
-	case P_LOOKUP:
-		if (!atomic_load(&r->lk->done))
+	case P_LOOKUP: {
+		int done = rb_resolve_result(r->lk, &r->addrs, &why);
+		if (done == 0)
 			break;
-		if (r->lk->rc) {
-			const char *e = r->lk->rc == EAI_SYSTEM ? strerror(r->lk->err)
-					: gai_strerror(r->lk->rc);
-			return fail(r, res, RB_FAILED, "cannot look up %s: %s", r->u.host, e);
+		if (done < 0) {
+			int rv = fail(r, res, RB_FAILED, "%s", why);
+			free(why);
+			return rv;
 		}
-		r->addrs = r->lk->res;  /* the thread is done with it */
-		r->lk->res = NULL;
-		lookup_unref(r->lk);
+		rb_resolve_free(r->lk);
 		r->lk = NULL;
 		r->next = r->addrs;
 		if (connect_next(r) < 0)
 			return fail(r, res, RB_FAILED, "cannot connect: %s", r->conn_err);
 		break;
+	}
 	case P_CONNECT: {
 		if (!revents)
 			break;
@@ -1146,7 +1057,7 @@ static int redis_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 	}
 	*nfds = 1;
 	if (r->phase == P_LOOKUP)
-		fds[0] = (struct pollfd){r->lk->fd, POLLIN, 0};
+		fds[0] = (struct pollfd){rb_resolve_fd(r->lk), POLLIN, 0};
 	else if (r->phase == P_CONNECT)
 		fds[0] = (struct pollfd){r->rc->fd, POLLOUT, 0};
 	else

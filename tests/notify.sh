@@ -30,18 +30,18 @@ export RB_TEST_ALERT_CHANNELS='[{"id": "slack_secops", "type": "slack_webhook", 
 out=$(rb run --state-dir "$st" -p pd_url="$base/pagerduty/v2/enqueue" tests/notify/alerts.yaml 2>&1)
 check "Slack, PagerDuty (trigger, resolve), a webhook and the channels: all sent" grep -q 'check: succeeded' <<<"$out"
 check "Slack got the text" bash -c "curl -s '$base/_requests?path=/slack/T000' | jq -e '.[0].body | fromjson | .text == \"Evening maintenance done\"'"
-check "PagerDuty got a trigger with the mapped severity and details" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[0].body | fromjson | .event_action == \"trigger\" and .payload.severity == \"critical\" and .payload.custom_details.p95_ms == 250 and .routing_key == \"$RB_TEST_PD_KEY\"'"
-check "... and the resolve with the dedup key" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[1].body | fromjson | .event_action == \"resolve\" and .dedup_key == \"api-health\"'"
+check "PagerDuty got a trigger with the mapped severity and details" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e 'map(.body | fromjson | select(.routing_key == \"$RB_TEST_PD_KEY\" and .event_action == \"trigger\")) | .[0] | .payload.severity == \"critical\" and .payload.custom_details.p95_ms == 250'"
+check "... and the resolve with the dedup key" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e 'map(.body | fromjson | select(.event_action == \"resolve\")) | .[0] | .dedup_key == \"api-health\" and .routing_key == \"$RB_TEST_PD_KEY\"'"
 check "the webhook got its JSON" bash -c "curl -s '$base/_requests?path=/hook/h00k' | jq -e '.[0].body | fromjson | .status == \"degraded\"'"
 check "the channels: Slack got title and details" bash -c "curl -s '$base/_requests?path=/slack/T1' | jq -e '.[0].body | fromjson | .text | test(\"backup-drill failed\") and test(\"RPO 22\")'"
-check "the channels: PagerDuty got SEV2 as error, its source and routing key" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[2].body | fromjson | .payload.severity == \"error\" and .payload.source == \"oars-prod\" and .routing_key == \"chanR0utingKey456789\"'"
+check "the channels: PagerDuty got SEV2 as error, its source and routing key" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e 'map(.body | fromjson | select(.routing_key == \"chanR0utingKey456789\")) | .[0] | .payload.severity == \"error\" and .payload.source == \"oars-prod\"'"
 check "the channels: the webhook got its headers and the run id" bash -c "curl -s '$base/_requests?path=/hook/chanSecretB' | jq -e '.[0].headers[\"x-team\"] == \"ops\" and (.[0].body | fromjson | .run_id | test(\"^2026\"))'"
 check "only: one channel" [ "$(received /hook/chanSecretB | jq length)" = 2 ]
 # The alerts carry the run's audit log head as they were sent: the log up to them is
 # checked against that copy.
 head=$(received /hook/chanSecretB | jq -r '.[0].body | fromjson | .audit_head')
 check "a webhook alert carries the audit log head" grep -qE '^[0-9]+:[0-9a-f]{64} \(key [0-9a-f]{16}\)$' <<<"$head"
-check "PagerDuty's custom details carry it too" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e '.[2].body | fromjson | .payload.custom_details.audit_head | test(\"^[0-9]+:\")'"
+check "PagerDuty's custom details carry it too" bash -c "curl -s '$base/_requests?path=/pagerduty' | jq -e 'map(.body | fromjson | select(.routing_key == \"chanR0utingKey456789\")) | .[0] | .payload.custom_details.audit_head | test(\"^[0-9]+:\")'"
 check "... and Slack's text" bash -c "curl -s '$base/_requests?path=/slack/T1' | jq -e '.[0].body | fromjson | .text | test(\"audit log head [0-9]+:\")'"
 id=$(ls -t "$st/runs" | head -n 1)
 check "the run's log verifies against the head an alert carried" rb audit verify --state-dir "$st" --head "${head%% *}" "$id"

@@ -220,7 +220,7 @@ same "a refused connection" \
 	"$(error_of "$run" refused_port)"
 has "a host that does not resolve" "$(error_of "$run" unknown_host)" \
 	"^PING on redis://no-such-host.invalid:$RB_TEST_REDIS_PORT/0: \
-(cannot look up no-such-host.invalid: |timed out)"
+(cannot resolve host no-such-host.invalid: |timed out)"
 same "a server that closes mid-reply" \
 	"GET on redis://127.0.0.1:$(cat "$work/fake.port")/0: the server closed the connection" \
 	"$(error_of "$run" mid_reply)"
