@@ -130,6 +130,7 @@ KILLS ?= 1000
 soak-kill: deps
 	@$(MAKE) --no-print-directory all
 	@RUNBOOK=$(B)/runbook KILLS=$(KILLS) bash tests/kill.sh
+	@RUNBOOK=$(B)/runbook PG_CRASH_VISITS=40 NO_COLOR=1 LC_ALL=C TZ=UTC bash tests/pg.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/runbook/schema \

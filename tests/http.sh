@@ -60,6 +60,17 @@ check "the plan flags insecure" bash -c "'$RUNBOOK' plan -p https=x -p expired=h
 out=$(run -p base="$base" -p https="$RB_TEST_HTTPS_URL" -p ca="$RB_TEST_CA_FILE" tests/http/redirect.yaml 2>&1)
 check "redirects: followed when told, not otherwise, never from https to http" grep -q 'check: succeeded' <<<"$out"
 
+# A GET as a step's check, and in a probe: reads run, writes do not.
+mkdir -p "$tmp/checkdir"
+out=$(run -p base="$base" -p dir="$tmp/checkdir" tests/http/check.yaml 2>&1)
+check "a GET that succeeds says the step is in place: it does not run" [ ! -e "$tmp/checkdir/already-ran" ]
+check "a GET that fails says it is not: the step runs" [ -e "$tmp/checkdir/needed-ran" ]
+curl -s -X DELETE "$base/_requests" >/dev/null
+out=$(rb run --dry-run --probe -p base="$base" -p dir="$tmp/checkdir" tests/http/check.yaml 2>&1)
+check "a probe sends the GET" grep -q 'read: succeeded' <<<"$out"
+check "... and not the POST" grep -q 'write: not probed (it has side effects)' <<<"$out"
+check "the server saw no POST" [ "$(received /hook/probe-write | jq length)" = 0 ]
+
 # The same Idempotency-Key for every attempt and resume of a call; another run, another key.
 curl -s -X DELETE "$base/_requests" >/dev/null
 run -p base="$base" tests/http/idem.yaml >/dev/null 2>&1

@@ -150,7 +150,7 @@ check "a resume after the old transaction aborted runs it: one row" [ "$(sql 'SE
 # after the COMMIT before its result is: each resume leaves the row there exactly once.
 n=100 crashes=0
 for point in before-write after-write after-fdatasync; do
-	for visit in $(seq 1 12); do
+	for visit in $(seq 1 "${PG_CRASH_VISITS:-12}"); do     # make soak-kill: more
 		n=$((n + 1))
 		{ RUNBOOK_TEST_CRASH=$point:$visit "$RUNBOOK" run --state-dir "$st" -p n=$n \
 			tests/pg/once.yaml >/dev/null 2>&1; } 2>/dev/null
