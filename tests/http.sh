@@ -71,6 +71,19 @@ check "a probe sends the GET" grep -q 'read: succeeded' <<<"$out"
 check "... and not the POST" grep -q 'write: not probed (it has side effects)' <<<"$out"
 check "the server saw no POST" [ "$(received /hook/probe-write | jq length)" = 0 ]
 
+# A secret laid across every cut of a big body: around the 1 MiB kept in the output, less
+# the redactor's reach, and the spill file's chunks.  Nothing of it is in what the run kept.
+export RB_TEST_CUT_SECRET="CutS3cretZ9$(openssl rand -hex 10)"
+ats=$(for k in 1040370 1044470 1044480 1044490 1048560 1048570 1048576 1048580 1052670 1100000; do printf '%s,' $k; done)
+out=$(run -p base="$base" -p ats="[${ats%,}]" tests/http/cuts.yaml 2>&1)
+check "bodies with a secret across the cuts are taken" grep -q 'kept: succeeded' <<<"$out"
+d=$(last_run)
+check "their files are spilled" [ "$(ls "$d/output" | grep -c '^big\.[0-9]*\.body$')" = 10 ]
+check "each has the secret masked, once" bash -c "for f in '$d'/output/big.*.body; do [ \"\$(grep -ao '\*\*\*' \"\$f\" | wc -l)\" = 1 ] || exit 1; done"
+for piece in "${RB_TEST_CUT_SECRET:0:10}" "${RB_TEST_CUT_SECRET: -10}" "${RB_TEST_CUT_SECRET:8:12}"; do
+	check "no piece of the secret ($piece) in the run's files" bash -c "! grep -rqaF '$piece' '$d'"
+done
+
 # The same Idempotency-Key for every attempt and resume of a call; another run, another key.
 curl -s -X DELETE "$base/_requests" >/dev/null
 run -p base="$base" tests/http/idem.yaml >/dev/null 2>&1

@@ -229,6 +229,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 			                        "listener": self.server.name, "time": now_iso()})
 		if path == "/echo":
 			return self.reply(200, rec)
+		if path == "/pattern":
+			# total bytes of "x" with the text put at byte at: a secret laid across a cut
+			total, at, text = int(arg("total", "0")), int(arg("at", "0")), arg("with", "").encode()
+			body = (b"x" * at + text + b"x" * max(0, total - at - len(text)))[:max(total, at + len(text))]
+			return self.reply(200, body, ctype="application/octet-stream")
 		if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit():
 			code = int(parts[1])
 			if not 200 <= code <= 599:
