@@ -126,7 +126,7 @@ static json_t *http_args(const char *url, json_t *body, const json_t *headers,
 	json_t *a = json_pack("{s:s, s:s, s:o}", "method", "POST", "url", url, "json", body);
 	if (headers)
 		json_object_set(a, "headers", (json_t *)headers);
-	json_object_set(a, "timeout", timeout ? (json_t *)timeout : json_string("30s"));
+	json_object_set_new(a, "timeout", timeout ? json_incref((json_t *)timeout) : json_string("30s"));
 	return a;
 }
 
