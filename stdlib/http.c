@@ -543,8 +543,8 @@ static char *build_url(const json_t *args, char **err)
 	return out;
 }
 
-/* Set up the easy handle for the request; -1 with *err. */
-static int set_up(struct http *h, char **err)
+/* Set up the easy handle for the request. */
+static void set_up(struct http *h)
 {
 	const json_t *a = h->c->args;
 	CURL *e = h->easy;
@@ -630,8 +630,6 @@ static int set_up(struct http *h, char **err)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	(void)err;
-	return 0;
 }
 
 /* (Re)start the transfer: a fresh answer. */
@@ -662,8 +660,7 @@ static int send_request(struct http *h, char **err)
 		close(h->spill_fd);
 		h->spill_fd = -1;
 	}
-	if (set_up(h, err) < 0)
-		return -1;
+	set_up(h);
 	if (h->deadline_ms) {
 		long left = (long)(h->deadline_ms - rb_now_ms());
 		curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, left < 1 ? 1L : left);
