@@ -973,24 +973,31 @@ static void t_idle_supervisors_killed(void)
 
 	for (int round = 0; round < 5; round++) {
 		struct rb_proc *q;
-		DIR *d = opendir("/proc");
-		struct dirent *e;
 		char comm[32], st;
 		int ppid, gp, killed[64], n = 0;
 		double end = now_s() + 2;
 
-		while (d && (e = readdir(d)) && n < 64) {
-			int pid = atoi(e->d_name);
+		/* The spawner forks the next ones after it reaps the last round's: wait for them. */
+		while (n == 0 && now_s() < end) {
+			DIR *d = opendir("/proc");
+			struct dirent *e;
 
-			if (pid > 0 && stat_of(pid, &ppid, &st, comm, sizeof comm) == 0 &&
-			    !strcmp(comm, "rb-idle") &&
-			    stat_of(ppid, &gp, &st, comm, sizeof comm) == 0 && gp == getpid() &&
-			    kill(pid, SIGKILL) == 0)
-				killed[n++] = pid;
+			while (d && (e = readdir(d)) && n < 64) {
+				int pid = atoi(e->d_name);
+
+				if (pid > 0 && stat_of(pid, &ppid, &st, comm, sizeof comm) == 0 &&
+				    !strcmp(comm, "rb-idle") &&
+				    stat_of(ppid, &gp, &st, comm, sizeof comm) == 0 &&
+				    gp == getpid() && kill(pid, SIGKILL) == 0)
+					killed[n++] = pid;
+			}
+			if (d)
+				closedir(d);
+			if (n == 0)
+				sleep_ms(10);
 		}
-		if (d)
-			closedir(d);
 		CHECK(n >= 1, "round %d: found no idle supervisor to kill", round);
+		end = now_s() + 2;
 		for (int i = 0; i < n; i++)
 			while (kill(killed[i], 0) == 0 && now_s() < end)
 				sleep_ms(5);
