@@ -16,13 +16,12 @@
  * against an empty program linked with the same libraries).
  *
  * bench/run prints these beside the engine's own figures.  Built by it:
- *   cc -std=c11 -D_GNU_SOURCE -O2 -o /tmp/floor_bench bench/floor_bench.c -lcrypto
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Ibench -o /tmp/floor_bench bench/floor_bench.c -lcrypto
  *   /tmp/floor_bench N DIR [-q]   (DIR: where the log file goes, on the disk measured;
  *                                  -q: only the three figures in us, on one line)
  *   /tmp/floor_bench -s N PROG1 PROG2 [ARG]  (the mean us of each start, ARG given to PROG1)
  */
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 extern char **environ;
-
-/* About the size of an engine record's canonical encoding. */
-#define RECORD_BYTES 400
-
-static double now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
 
 /* Runs argv (quiet: with stdout on /dev/null) and waits; 0 if it exits 0. */
 static int spawn(char **argv, int quiet)
@@ -92,45 +82,17 @@ static int starts(int argc, char **argv)
 	return 0;
 }
 
-/* Appends n records, signs the last (audit log format 2: one signature a group), one fdatasync. */
-static int records(EVP_PKEY *key, int fd, int n)
-{
-	unsigned char rec[RECORD_BYTES + 1];
-
-	memset(rec, 'x', RECORD_BYTES);
-	rec[RECORD_BYTES] = '\n';
-	for (int i = 0; i < n; i++) {
-		unsigned char sig[64];
-		size_t len = sizeof sig;
-		EVP_MD_CTX *m = i == n - 1 ? EVP_MD_CTX_new() : NULL;
-		int ok = i < n - 1 || (m && EVP_DigestSignInit(m, NULL, NULL, NULL, key) == 1 &&
-				       EVP_DigestSign(m, sig, &len, rec, RECORD_BYTES) == 1);
-
-		EVP_MD_CTX_free(m);
-		if (!ok || write(fd, rec, sizeof rec) != (ssize_t)sizeof rec)
-			return -1;
-	}
-	return fdatasync(fd);
-}
-
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 1000, rounds = 10;
 	const char *dir = argc > 2 ? argv[2] : ".";
 	double t[3] = { 0, 0, 0 };
-	char path[4096];
-	EVP_PKEY *key;
-	int fd;
+	struct bench_log l;
 
 	if (argc > 1 && !strcmp(argv[1], "-s"))
 		return starts(argc, argv);
-	key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	snprintf(path, sizeof path, "%s/floor-bench.%d", dir, (int)getpid());
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-	if (!key || fd < 0) {
-		perror(path);
+	if (bench_log_open(&l, dir, "floor-bench") < 0)
 		return 1;
-	}
 	if (n < rounds)
 		n = rounds;
 	for (int r = 0; r < rounds; r++) {
@@ -142,12 +104,12 @@ int main(int argc, char **argv)
 		t[0] += now_us() - t0;
 		t0 = now_us();
 		for (int i = 0; i < n / rounds; i++)
-			if (records(key, fd, 4) < 0 || spawn(true_argv, 0) < 0)
+			if (bench_records(&l, 4, 1) < 0 || spawn(true_argv, 0) < 0)
 				return 1;
 		t[1] += now_us() - t0;
 		t0 = now_us();
 		for (int i = 0; i < n / rounds; i++)
-			if (records(key, fd, 2) < 0)
+			if (bench_records(&l, 2, 1) < 0)
 				return 1;
 		t[2] += now_us() - t0;
 	}
@@ -161,8 +123,6 @@ int main(int argc, char **argv)
 		       t[1] / n, t[1] / t[0]);
 		printf("  lua step: 2 records, 1 signature, sync        %8.1f us each\n", t[2] / n);
 	}
-	close(fd);
-	unlink(path);
-	EVP_PKEY_free(key);
+	bench_log_close(&l);
 	return 0;
 }

@@ -9,30 +9,16 @@
  *           appended with one Ed25519 signature and one fdatasync
  *
  * bench/run prints these beside the engine's own figures.  Built by it:
- *   cc -std=c11 -D_GNU_SOURCE -O2 -o /tmp/redis_bench bench/redis_bench.c \
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Ibench -o /tmp/redis_bench bench/redis_bench.c \
  *      $(pkg-config --cflags --libs hiredis) -lcrypto
  *   /tmp/redis_bench N HOST PORT PASSWORD DIR   (DIR: where the log file goes)
  * prints the mean us of each on one line: "PLAIN FLOOR".
  */
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-/* About the size of an engine record's canonical encoding. */
-#define RECORD_BYTES 400
-
-static double now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
+#include "bench.h"
 
 /* One GET of key; 0 when its reply came. */
 static int get(redisContext *c)
@@ -44,36 +30,13 @@ static int get(redisContext *c)
 	return ok ? 0 : -1;
 }
 
-/* Appends n records, signs the last (audit log format 2: one signature a group), one fdatasync. */
-static int records(EVP_PKEY *key, int fd, int n)
-{
-	unsigned char rec[RECORD_BYTES + 1];
-
-	memset(rec, 'x', RECORD_BYTES);
-	rec[RECORD_BYTES] = '\n';
-	for (int i = 0; i < n; i++) {
-		unsigned char sig[64];
-		size_t len = sizeof sig;
-		EVP_MD_CTX *m = i == n - 1 ? EVP_MD_CTX_new() : NULL;
-		int ok = i < n - 1 || (m && EVP_DigestSignInit(m, NULL, NULL, NULL, key) == 1 &&
-				       EVP_DigestSign(m, sig, &len, rec, RECORD_BYTES) == 1);
-
-		EVP_MD_CTX_free(m);
-		if (!ok || write(fd, rec, sizeof rec) != (ssize_t)sizeof rec)
-			return -1;
-	}
-	return fdatasync(fd);
-}
-
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 0, rounds = 10;
 	double t[2] = { 0, 0 };
-	char path[4096];
+	struct bench_log l;
 	redisContext *c;
 	redisReply *r;
-	EVP_PKEY *key;
-	int fd;
 
 	if (argc != 6 || n < rounds) {
 		fprintf(stderr, "usage: redis_bench N HOST PORT PASSWORD DIR\n");
@@ -90,13 +53,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	freeReplyObject(r);
-	key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	snprintf(path, sizeof path, "%s/redis-bench.%d", argv[5], (int)getpid());
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-	if (!key || fd < 0) {
-		perror(path);
+	if (bench_log_open(&l, argv[5], "redis-bench") < 0)
 		return 1;
-	}
 	for (int k = 0; k < rounds; k++) {
 		double t0 = now_us();
 
@@ -106,15 +64,13 @@ int main(int argc, char **argv)
 		t[0] += now_us() - t0;
 		t0 = now_us();
 		for (int i = 0; i < n / rounds; i++)
-			if (get(c) < 0 || records(key, fd, 4) < 0)
+			if (get(c) < 0 || bench_records(&l, 4, 1) < 0)
 				return 1;
 		t[1] += now_us() - t0;
 	}
 	n = n / rounds * rounds;
 	printf("%.1f %.1f\n", t[0] / n, t[1] / n);
-	close(fd);
-	unlink(path);
-	EVP_PKEY_free(key);
+	bench_log_close(&l);
 	redisFree(c);
 	return 0;
 }

@@ -701,26 +701,17 @@ int rb_load_chunk(struct loader *l, const struct rb_node *cn, const struct scope
 
 /* --- per step ----------------------------------------------------------------- */
 
-/* n holds an expression somewhere: its value is known only when the step runs. */
-static int has_expr(const struct rb_node *n)
+/*
+ * n holds an expression somewhere: its value is known only when the step runs;
+ * with rb, one that reads a secret.
+ */
+static int has_expr(const struct rb_runbook *rb, const struct rb_node *n)
 {
 	if (n->type == RB_SCALAR)
-		return n->tmpl != NULL;
+		return n->tmpl && (!rb || rb_tmpl_reads_secret(rb, n->tmpl));
 	size_t m = n->type == RB_MAP ? 2 * n->n : n->n;
 	for (size_t i = 0; i < m; i++)
-		if (has_expr(n->items[i]))
-			return 1;
-	return 0;
-}
-
-/* n reads a secret somewhere. */
-static int reads_secret(const struct rb_runbook *rb, const struct rb_node *n)
-{
-	if (n->type == RB_SCALAR)
-		return n->tmpl && rb_tmpl_reads_secret(rb, n->tmpl);
-	size_t m = n->type == RB_MAP ? 2 * n->n : n->n;
-	for (size_t i = 0; i < m; i++)
-		if (reads_secret(rb, n->items[i]))
+		if (has_expr(rb, n->items[i]))
 			return 1;
 	return 0;
 }
@@ -842,9 +833,9 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 						    k->str, a->name);
 				continue;
 			}
-			if (has_expr(v))
+			if (has_expr(NULL, v))
 				json_array_append_new(later, json_string(g->name));
-			if (reads_secret(l->rb, v) && nsecret < 63)
+			if (has_expr(l->rb, v) && nsecret < 63)
 				secret[nsecret++] = g->name;
 			if (g->flags & RB_ARG_SECRET) {
 				check_secret_arg(l, a, g, v);
@@ -878,7 +869,7 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 					continue;
 				}
 			}
-			if (!has_expr(v)) {
+			if (!has_expr(NULL, v)) {
 				json_object_set_new(lit, g->name, rb_node_to_json(v));
 				json_object_set_new(known, g->name, rb_node_to_json(v));
 			} else {        /* a list or map known in part */

@@ -259,6 +259,15 @@ struct rb_action {
 /* The most fds one call of an action polls at once (start and step). */
 #define RB_ACTION_MAX_FDS	8
 
+/* The string argument name, or NULL when it is absent or not a string. */
+static inline const char *rb_arg_str(const json_t *args, const char *name)
+{
+	return json_string_value(json_object_get(args, name));
+}
+
+/* Whether the JSON list holds the string s (a list of names). */
+int rb_strlist_has(const json_t *list, const char *s);
+
 /* For check(): fill e in (msg malloc'd: e takes it) and return -1. */
 int rb_arg_fail(struct rb_arg_error *e, const char *arg, int index, char *msg);
 /* For check(): whether argument name is known only at run time (in later). */

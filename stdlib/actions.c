@@ -60,14 +60,19 @@ int rb_arg_fail(struct rb_arg_error *e, const char *arg, int index, char *msg)
 	return -1;
 }
 
-int rb_arg_later(const json_t *later, const char *name)
+int rb_strlist_has(const json_t *list, const char *s)
 {
 	size_t k;
 	json_t *v;
-	json_array_foreach(later, k, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), name))
+	json_array_foreach(list, k, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), s))
 			return 1;
 	return 0;
+}
+
+int rb_arg_later(const json_t *later, const char *name)
+{
+	return rb_strlist_has(later, name);
 }
 
 int rb_arg_given(const json_t *args, const json_t *later, const char *name)

@@ -307,11 +307,6 @@ int rb_crypto_key_facts(EVP_PKEY *pkey, json_t *out)
 
 /* --- the actions' common parts ------------------------------------------------------------- */
 
-static const char *str_arg(const json_t *args, const char *name)
-{
-	return json_string_value(json_object_get(args, name));
-}
-
 static int broken(struct rb_result *res, char *msg)
 {
 	res->outcome = RB_BROKEN;
@@ -375,7 +370,7 @@ static int check_choice(const json_t *args, const char *name, const char *const 
 {
 	if (rb_crypto_arg_type(args, name, JSON_STRING, e) < 0)
 		return -1;
-	const char *s = str_arg(args, name);
+	const char *s = rb_arg_str(args, name);
 	if (!s || one_of(s, choices))
 		return 0;
 	struct rb_buf b;
@@ -397,7 +392,7 @@ static int keypair_check(const json_t *args, const json_t *later, struct rb_arg_
 	    rb_crypto_arg_type(args, "bits", JSON_INTEGER, e) < 0 ||
 	    rb_crypto_arg_type(args, "overwrite", JSON_TRUE, e) < 0)
 		return -1;
-	const char *type = str_arg(args, "type");
+	const char *type = rb_arg_str(args, "type");
 	json_t *bits = json_object_get(args, "bits");
 	if (bits) {
 		json_int_t b = json_integer_value(bits);
@@ -412,7 +407,7 @@ static int keypair_check(const json_t *args, const json_t *later, struct rb_arg_
 	if (json_object_get(args, "curve") && type && strcmp(type, "ec"))
 		return rb_crypto_arg_error(e, "curve", rb_xasprintf("is for ec keys, not %s",
 								    type));
-	const char *priv = str_arg(args, "private_key"), *pub = str_arg(args, "public_key");
+	const char *priv = rb_arg_str(args, "private_key"), *pub = rb_arg_str(args, "public_key");
 	if (priv && pub && !strcmp(priv, pub))
 		return rb_crypto_arg_error(e, "public_key",
 					   rb_xstrdup("is the private key's file"));
@@ -425,7 +420,7 @@ static int keypair_check(const json_t *args, const json_t *later, struct rb_arg_
 /* "rsa 3072", "ec P-256", "ed25519". */
 static char *key_kind(const json_t *args)
 {
-	const char *type = str_arg(args, "type");
+	const char *type = rb_arg_str(args, "type");
 	if (!type)
 		return rb_xstrdup("a key pair");
 	if (!strcmp(type, "rsa")) {
@@ -433,7 +428,7 @@ static char *key_kind(const json_t *args)
 		return rb_xasprintf("rsa %" JSON_INTEGER_FORMAT, b ? json_integer_value(b) : 3072);
 	}
 	if (!strcmp(type, "ec"))
-		return rb_xasprintf("ec %s", str_arg(args, "curve") ? str_arg(args, "curve")
+		return rb_xasprintf("ec %s", rb_arg_str(args, "curve") ? rb_arg_str(args, "curve")
 						 : "P-256");
 	return rb_xstrdup(type);
 }
@@ -441,7 +436,7 @@ static char *key_kind(const json_t *args)
 static enum rb_effect keypair_effect(const json_t *args, const json_t *later, char **what)
 {
 	(void)later;
-	const char *priv = str_arg(args, "private_key"), *pub = str_arg(args, "public_key");
+	const char *priv = rb_arg_str(args, "private_key"), *pub = rb_arg_str(args, "public_key");
 	char *kind = key_kind(args);
 	int ow = json_is_true(json_object_get(args, "overwrite"));
 	if (!priv)
@@ -466,10 +461,10 @@ static int keygen_progress(EVP_PKEY_CTX *ctx)
 
 static EVP_PKEY *generate(const struct rb_call *c, char **err)
 {
-	const char *type = str_arg(c->args, "type");
+	const char *type = rb_arg_str(c->args, "type");
 	const char *alg = !strcmp(type, "rsa") ? "RSA" : !strcmp(type, "ec") ? "EC" : "ED25519";
 	json_t *bits = json_object_get(c->args, "bits");
-	const char *curve = str_arg(c->args, "curve");
+	const char *curve = rb_arg_str(c->args, "curve");
 	EVP_PKEY *pkey = NULL;
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
 	int ok = ctx && EVP_PKEY_keygen_init(ctx) == 1;
@@ -592,9 +587,9 @@ static int stopped(const struct rb_call *c, const char *what, struct rb_result *
 static int keypair_run(const struct rb_call *c, struct rb_result *res)
 {
 	const json_t *a = c->args;
-	const char *priv = str_arg(a, "private_key"), *pass = str_arg(a, "passphrase");
+	const char *priv = rb_arg_str(a, "private_key"), *pass = rb_arg_str(a, "passphrase");
 	int overwrite = json_is_true(json_object_get(a, "overwrite"));
-	char *pub = str_arg(a, "public_key") ? rb_xstrdup(str_arg(a, "public_key"))
+	char *pub = rb_arg_str(a, "public_key") ? rb_xstrdup(rb_arg_str(a, "public_key"))
 		    : rb_xasprintf("%s.pub", priv);
 	char *kind = key_kind(a), *err = NULL, *priv_pem = NULL, *pub_pem = NULL;
 	size_t plen = 0, ulen = 0;
@@ -717,7 +712,7 @@ static int random_check(const json_t *args, const json_t *later, struct rb_arg_e
 static int random_run(const struct rb_call *c, struct rb_result *res)
 {
 	json_t *nb = json_object_get(c->args, "bytes");
-	const char *enc = str_arg(c->args, "encoding");
+	const char *enc = rb_arg_str(c->args, "encoding");
 	size_t n = nb ? (size_t)json_integer_value(nb) : 32;
 	if (!enc)
 		enc = "base64";
@@ -834,10 +829,10 @@ static EVP_PKEY *any_key(const char *path, const char *pass, const char **kind, 
 
 static int fingerprint_run(const struct rb_call *c, struct rb_result *res)
 {
-	const char *path = str_arg(c->args, "file"), *kind = NULL;
+	const char *path = rb_arg_str(c->args, "file"), *kind = NULL;
 	X509 *cert = NULL;
 	ERR_clear_error();
-	EVP_PKEY *pkey = any_key(path, str_arg(c->args, "passphrase"), &kind, &cert, res);
+	EVP_PKEY *pkey = any_key(path, rb_arg_str(c->args, "passphrase"), &kind, &cert, res);
 	if (!pkey)
 		return -1;
 	int r = 0;
@@ -960,9 +955,9 @@ out:
 static int verify_pair_run(const struct rb_call *c, struct rb_result *res)
 {
 	const json_t *a = c->args;
-	const char *priv_path = str_arg(a, "private_key");
-	const char *pub_path = str_arg(a, "public_key") ? str_arg(a, "public_key")
-			       : str_arg(a, "certificate");
+	const char *priv_path = rb_arg_str(a, "private_key");
+	const char *pub_path = rb_arg_str(a, "public_key") ? rb_arg_str(a, "public_key")
+			       : rb_arg_str(a, "certificate");
 	if (!pub_path)
 		return broken(res, rb_xstrdup("give public_key or certificate: what the private "
 					      "key is checked against"));
@@ -979,7 +974,7 @@ static int verify_pair_run(const struct rb_call *c, struct rb_result *res)
 		failed(res, rb_xasprintf("%s holds no private key in PEM", priv_path));
 		goto out;
 	}
-	priv = rb_crypto_load_key(pem, len, 1, str_arg(a, "passphrase"), priv_path, &err);
+	priv = rb_crypto_load_key(pem, len, 1, rb_arg_str(a, "passphrase"), priv_path, &err);
 	if (!priv) {
 		failed(res, err);
 		goto out;

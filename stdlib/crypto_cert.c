@@ -50,11 +50,6 @@ static const struct rb_arg cert_args[] = {
 	{NULL, 0, 0, NULL, NULL},
 };
 
-static const char *str_arg(const json_t *args, const char *name)
-{
-	return json_string_value(json_object_get(args, name));
-}
-
 static int cert_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	(void)later;        /* what is known only later is checked then */
@@ -76,7 +71,7 @@ static int cert_check(const json_t *args, const json_t *later, struct rb_arg_err
 		if (json_object_get(args, *s))
 			return rb_crypto_arg_error(e, *s, rb_xstrdup("is for a live read (host), "
 								     "not a file"));
-	const char *t = str_arg(args, "timeout"), *why;
+	const char *t = rb_arg_str(args, "timeout"), *why;
 	int64_t ms;
 	if (t && rb_duration_parse(t, &ms, &why) < 0)
 		return rb_crypto_arg_error(e, "timeout", rb_xstrdup(why));
@@ -94,11 +89,11 @@ static long port_of(const json_t *args)
 static enum rb_effect cert_effect(const json_t *args, const json_t *later, char **what)
 {
 	(void)later;
-	if (str_arg(args, "host"))
-		*what = rb_xasprintf("reads the certificate of %s:%ld", str_arg(args, "host"),
+	if (rb_arg_str(args, "host"))
+		*what = rb_xasprintf("reads the certificate of %s:%ld", rb_arg_str(args, "host"),
 				     port_of(args));
-	else if (str_arg(args, "file"))
-		*what = rb_xasprintf("reads the certificate in %s", str_arg(args, "file"));
+	else if (rb_arg_str(args, "file"))
+		*what = rb_xasprintf("reads the certificate in %s", rb_arg_str(args, "file"));
 	return RB_EFFECT_READS;
 }
 
@@ -258,7 +253,7 @@ static void verify_file(X509 *leaf, STACK_OF(X509) *chain, const char *ca_file, 
 
 static int from_file(const struct rb_call *c, struct rb_result *res)
 {
-	const char *path = str_arg(c->args, "file"), *ca = str_arg(c->args, "ca_file");
+	const char *path = rb_arg_str(c->args, "file"), *ca = rb_arg_str(c->args, "ca_file");
 	char *pem = NULL, *err = NULL;
 	size_t len = 0;
 	if (rb_crypto_read(path, &pem, &len, &err) < 0) {
@@ -403,7 +398,7 @@ static int connect_to(struct live *l, struct rb_result *res)
 static int handshake(struct live *l, struct rb_result *res)
 {
 	const json_t *a = l->c->args;
-	const char *ca = str_arg(a, "ca_file"), *name = str_arg(a, "server_name");
+	const char *ca = rb_arg_str(a, "ca_file"), *name = rb_arg_str(a, "server_name");
 	char why[160];
 	if (!name)
 		name = l->host;
@@ -455,7 +450,7 @@ static int handshake(struct live *l, struct rb_result *res)
 
 static int from_host(const struct rb_call *c, struct rb_result *res)
 {
-	struct live l = {.c = c, .host = str_arg(c->args, "host"), .port = port_of(c->args),
+	struct live l = {.c = c, .host = rb_arg_str(c->args, "host"), .port = port_of(c->args),
 			 .deadline = rb_crypto_deadline(c, CERT_TIMEOUT_MS), .fd = -1};
 	snprintf(l.where, sizeof(l.where), strchr(l.host, ':') ? "[%.256s]:%ld" : "%.256s:%ld",
 		 l.host, l.port);
@@ -491,9 +486,9 @@ out:
 static int cert_run(const struct rb_call *c, struct rb_result *res)
 {
 	ERR_clear_error();
-	if (str_arg(c->args, "file"))
+	if (rb_arg_str(c->args, "file"))
 		return from_file(c, res);
-	if (str_arg(c->args, "host"))
+	if (rb_arg_str(c->args, "host"))
 		return from_host(c, res);
 	res->outcome = RB_BROKEN;
 	res->error = rb_xstrdup("give file or host: where the certificate is");

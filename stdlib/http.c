@@ -78,11 +78,6 @@ static const struct rb_arg http_args[] = {
 
 /* --- arguments ------------------------------------------------------------------------- */
 
-static const char *str_arg(const json_t *args, const char *name)
-{
-	return json_string_value(json_object_get(args, name));
-}
-
 static int method_reads(const char *m)
 {
 	return !m || !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS");
@@ -181,13 +176,13 @@ static int check_url(const char *url, char **why)
 
 static int http_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
-	const char *url = str_arg(args, "url");
+	const char *url = rb_arg_str(args, "url");
 	char *why = NULL;
 	if (url && check_url(url, &why) < 0)
 		return rb_arg_fail(e, "url", -1, why);
 	if (rb_arg_given(args, later, "json") && rb_arg_given(args, later, "body"))
 		return rb_arg_fail(e, "body", -1, rb_xstrdup("give json or body, not both"));
-	const char *m = str_arg(args, "method");
+	const char *m = rb_arg_str(args, "method");
 	if (m && (!strcmp(m, "GET") || !strcmp(m, "HEAD")) &&
 	    (rb_arg_given(args, later, "json") || rb_arg_given(args, later, "body")))
 		return rb_arg_fail(e, "method", -1, rb_xasprintf("a %s request has no body", m));
@@ -216,7 +211,7 @@ static int http_check(const json_t *args, const json_t *later, struct rb_arg_err
 	json_t *mb = json_object_get(args, "max_body");
 	if (mb && (!json_is_integer(mb) || json_integer_value(mb) < 0))
 		return rb_arg_fail(e, "max_body", -1, rb_xstrdup("expected a number of bytes"));
-	const char *sig = str_arg(args, "aws_sigv4");
+	const char *sig = rb_arg_str(args, "aws_sigv4");
 	if (sig && strncmp(sig, "aws:amz:", 8) && strncmp(sig, "osc:osc:", 8))
 		return rb_arg_fail(e, "aws_sigv4", -1, rb_xstrdup(
 			"expected \"aws:amz:REGION:SERVICE\" (for example aws:amz:us-east-1:s3)"));
@@ -230,7 +225,7 @@ static int http_check(const json_t *args, const json_t *later, struct rb_arg_err
 
 static enum rb_effect http_effect(const json_t *args, const json_t *later, char **what)
 {
-	const char *m = str_arg(args, "method"), *url = str_arg(args, "url");
+	const char *m = rb_arg_str(args, "method"), *url = rb_arg_str(args, "url");
 	size_t k;
 	json_t *v;
 	json_array_foreach(later, k, v)         /* a method computed at run time: cannot tell */
@@ -521,7 +516,7 @@ static char *build_url(const json_t *args, char **err)
 {
 	CURLU *u = curl_url();
 	char *out = NULL;
-	if (curl_url_set(u, CURLUPART_URL, str_arg(args, "url"), 0) != CURLUE_OK) {
+	if (curl_url_set(u, CURLUPART_URL, rb_arg_str(args, "url"), 0) != CURLUE_OK) {
 		*err = rb_xstrdup("url: not a URL");
 		curl_url_cleanup(u);
 		return NULL;
@@ -575,7 +570,7 @@ static void set_up(struct http *h)
 	else if (strcmp(h->method, "GET"))
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, h->method);
 	json_t *js = json_object_get(a, "json");
-	const char *raw = str_arg(a, "body");
+	const char *raw = rb_arg_str(a, "body");
 	if (js) {
 		h->body = json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY);
 		add_header(h, "Content-Type", "application/json");
@@ -599,20 +594,20 @@ static void set_up(struct http *h)
 	json_t *v;
 	json_object_foreach(json_object_get(a, "headers"), k, v)
 		add_header(h, k, json_string_value(v));
-	const char *token = str_arg(a, "bearer_token");
+	const char *token = rb_arg_str(a, "bearer_token");
 	if (token) {
 		curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
 		curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, token);
 	}
-	const char *user = str_arg(a, "username"), *pass = str_arg(a, "password");
+	const char *user = rb_arg_str(a, "username"), *pass = rb_arg_str(a, "password");
 	if (user) {
 		curl_easy_setopt(e, CURLOPT_USERNAME, user);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, pass ? pass : "");
-		if (!str_arg(a, "aws_sigv4"))
+		if (!rb_arg_str(a, "aws_sigv4"))
 			curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
 	}
-	if (str_arg(a, "aws_sigv4")) {
-		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, str_arg(a, "aws_sigv4"));
+	if (rb_arg_str(a, "aws_sigv4")) {
+		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, rb_arg_str(a, "aws_sigv4"));
 		/* S3 wants the body's hash in a header, which libcurl then signs with the rest. */
 		char hex[65];
 		rb_sha256_hex(h->body ? h->body : "", h->body ? strlen(h->body) : 0, hex);
@@ -620,12 +615,12 @@ static void set_up(struct http *h)
 	}
 	if (h->headers)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-	if (str_arg(a, "ca_file"))
-		curl_easy_setopt(e, CURLOPT_CAINFO, str_arg(a, "ca_file"));
-	if (str_arg(a, "client_cert"))
-		curl_easy_setopt(e, CURLOPT_SSLCERT, str_arg(a, "client_cert"));
-	if (str_arg(a, "client_key"))
-		curl_easy_setopt(e, CURLOPT_SSLKEY, str_arg(a, "client_key"));
+	if (rb_arg_str(a, "ca_file"))
+		curl_easy_setopt(e, CURLOPT_CAINFO, rb_arg_str(a, "ca_file"));
+	if (rb_arg_str(a, "client_cert"))
+		curl_easy_setopt(e, CURLOPT_SSLCERT, rb_arg_str(a, "client_cert"));
+	if (rb_arg_str(a, "client_key"))
+		curl_easy_setopt(e, CURLOPT_SSLKEY, rb_arg_str(a, "client_key"));
 	if (json_is_true(json_object_get(a, "insecure"))) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -682,15 +677,15 @@ static void *http_start(const struct rb_call *c, struct rb_result *res)
 	rb_buf_init(&h->resp);
 	rb_buf_init(&h->pend);
 	const json_t *a = c->args;
-	h->method = str_arg(a, "method") ? str_arg(a, "method") : "GET";
-	h->shown = rb_http_url_shown(str_arg(a, "url"), rb_call_arg_secret(c, "url"));
+	h->method = rb_arg_str(a, "method") ? rb_arg_str(a, "method") : "GET";
+	h->shown = rb_http_url_shown(rb_arg_str(a, "url"), rb_call_arg_secret(c, "url"));
 	json_t *r = json_object_get(a, "retries");
 	h->retries = r ? (int)json_integer_value(r) : 2;
 	h->retry_5xx = method_reads(h->method) || json_is_true(json_object_get(a, "idempotency_key"));
 	json_t *mb = json_object_get(a, "max_body");
 	h->max_body = mb ? (long)json_integer_value(mb) : HTTP_MAX_BODY;
 	h->deadline_ms = c->deadline_ms;
-	const char *t = str_arg(a, "timeout");
+	const char *t = rb_arg_str(a, "timeout");
 	int64_t ms;
 	const char *why;
 	if (t && rb_duration_parse(t, &ms, &why) == 0 && ms > 0 &&
@@ -747,7 +742,7 @@ static json_t *answer(struct http *h, long status, struct rb_result *res)
 					    h->spill_errno ? strerror(h->spill_errno)
 					    : "no run directory");
 	}
-	const char *parse = str_arg(h->c->args, "parse");
+	const char *parse = rb_arg_str(h->c->args, "parse");
 	const char *ct = json_string_value(json_object_get(h->resp_headers, "content-type"));
 	int want = parse && !strcmp(parse, "json");
 	int may = (!parse || !strcmp(parse, "auto")) && ct && strstr(ct, "json");

@@ -94,11 +94,6 @@ static const char *pd_severity(const char *s)
 	return s;
 }
 
-static const char *str_arg(const json_t *args, const char *name)
-{
-	return json_string_value(json_object_get(args, name));
-}
-
 /* The URL's arguments of a request, when the URL is a secret. */
 static const char *const secret_url[] = {"url", NULL};
 
@@ -149,11 +144,11 @@ static json_t *pd_body(const struct rb_call *c, const char *key, const char *act
 		       const json_t *a)
 {
 	char *dedup = NULL;
-	if (!str_arg(a, "dedup_key"))
+	if (!rb_arg_str(a, "dedup_key"))
 		dedup = default_dedup(c);
 	json_t *b = json_pack("{s:s, s:s, s:s}", "routing_key", key, "event_action",
 			      action ? action : "trigger", "dedup_key",
-			      dedup ? dedup : str_arg(a, "dedup_key"));
+			      dedup ? dedup : rb_arg_str(a, "dedup_key"));
 	free(dedup);
 	if (!action || !strcmp(action, "trigger")) {
 		json_t *p = json_pack("{s:s, s:s, s:s}", "summary", summary ? summary : "",
@@ -161,8 +156,8 @@ static json_t *pd_body(const struct rb_call *c, const char *key, const char *act
 				      source ? source : "runbook");
 		static const char *const opt[] = {"component", "group", "class", NULL};
 		for (const char *const *o = opt; *o; o++)
-			if (str_arg(a, *o))
-				json_object_set_new(p, *o, json_string(str_arg(a, *o)));
+			if (rb_arg_str(a, *o))
+				json_object_set_new(p, *o, json_string(rb_arg_str(a, *o)));
 		json_t *d = json_object_get(a, "custom_details");
 		if (!d)
 			d = json_object_get(a, "details");
@@ -226,7 +221,7 @@ static json_t *parse_channels(const json_t *v, char **why)
 	size_t k;
 	json_t *ch;
 	json_array_foreach(list, k, ch) {
-		const char *id = str_arg(ch, "id"), *type = str_arg(ch, "type");
+		const char *id = rb_arg_str(ch, "id"), *type = rb_arg_str(ch, "type");
 		const char *need = !type ? NULL : !strcmp(type, "pagerduty_events_v2") ? "routingKey"
 				   : !strcmp(type, "slack_webhook") || !strcmp(type, "generic_webhook")
 				   ? "url" : NULL;
@@ -235,7 +230,7 @@ static json_t *parse_channels(const json_t *v, char **why)
 		else if (!need)
 			*why = rb_xasprintf("channel '%s': unknown type (slack_webhook, "
 					    "pagerduty_events_v2, generic_webhook)", id);
-		else if (!str_arg(ch, need))
+		else if (!rb_arg_str(ch, need))
 			*why = rb_xasprintf("channel '%s' (%s) has no %s", id, type, need);
 		if (*why) {
 			json_decref(list);
@@ -261,7 +256,7 @@ static int channels_check(const json_t *args, const json_t *later, struct rb_arg
 
 static int pd_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
-	const char *action = str_arg(args, "action");
+	const char *action = rb_arg_str(args, "action");
 	if ((!action || !strcmp(action, "trigger")) && !rb_arg_later(later, "action") &&
 	    !rb_arg_given(args, later, "summary"))
 		return rb_arg_fail(e, "summary", -1, rb_xstrdup("a trigger needs a summary"));
@@ -327,10 +322,10 @@ static void *slack_start(const struct rb_call *c, struct rb_result *res)
 {
 	struct notify *n = rb_xcalloc(1, sizeof(*n));
 	const json_t *a = c->args;
-	json_t *body = json_pack("{s:s}", "text", str_arg(a, "text"));
+	json_t *body = json_pack("{s:s}", "text", rb_arg_str(a, "text"));
 	if (json_object_get(a, "blocks"))
 		json_object_set(body, "blocks", json_object_get(a, "blocks"));
-	add_send(n, "slack", "slack_webhook", http_args(str_arg(a, "webhook_url"), body, NULL,
+	add_send(n, "slack", "slack_webhook", http_args(rb_arg_str(a, "webhook_url"), body, NULL,
 							 json_object_get(a, "timeout")));
 	return notify_begin(c, n, res);
 }
@@ -339,10 +334,10 @@ static void *pd_start(const struct rb_call *c, struct rb_result *res)
 {
 	struct notify *n = rb_xcalloc(1, sizeof(*n));
 	const json_t *a = c->args;
-	json_t *body = pd_body(c, str_arg(a, "routing_key"), str_arg(a, "action"),
-			       str_arg(a, "summary"), str_arg(a, "severity"), str_arg(a, "source"), a);
+	json_t *body = pd_body(c, rb_arg_str(a, "routing_key"), rb_arg_str(a, "action"),
+			       rb_arg_str(a, "summary"), rb_arg_str(a, "severity"), rb_arg_str(a, "source"), a);
 	add_send(n, "pagerduty", "pagerduty_events_v2", http_args(
-		str_arg(a, "url") ? str_arg(a, "url") : PAGERDUTY_URL, body, NULL,
+		rb_arg_str(a, "url") ? rb_arg_str(a, "url") : PAGERDUTY_URL, body, NULL,
 		json_object_get(a, "timeout")));
 	return notify_begin(c, n, res);
 }
@@ -352,21 +347,9 @@ static void *hook_start(const struct rb_call *c, struct rb_result *res)
 	struct notify *n = rb_xcalloc(1, sizeof(*n));
 	const json_t *a = c->args;
 	add_send(n, "webhook", "generic_webhook", http_args(
-		str_arg(a, "url"), json_incref(json_object_get(a, "json")),
+		rb_arg_str(a, "url"), json_incref(json_object_get(a, "json")),
 		json_object_get(a, "headers"), json_object_get(a, "timeout")));
 	return notify_begin(c, n, res);
-}
-
-static int wanted(const json_t *only, const char *id)
-{
-	if (!only)
-		return 1;
-	size_t k;
-	json_t *v;
-	json_array_foreach(only, k, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), id))
-			return 1;
-	return 0;
 }
 
 static void *channels_start(const struct rb_call *c, struct rb_result *res)
@@ -382,28 +365,29 @@ static void *channels_start(const struct rb_call *c, struct rb_result *res)
 	}
 	struct notify *n = rb_xcalloc(1, sizeof(*n));
 	n->list = 1;
-	const char *title = str_arg(a, "title"), *text = str_arg(a, "text");
+	const char *title = rb_arg_str(a, "title"), *text = rb_arg_str(a, "text");
 	const json_t *details = json_object_get(a, "details"), *timeout = json_object_get(a, "timeout");
 	size_t k;
 	json_t *ch;
 	json_array_foreach(list, k, ch) {
-		const char *id = str_arg(ch, "id"), *type = str_arg(ch, "type");
-		if (!wanted(json_object_get(a, "only"), id))
+		const char *id = rb_arg_str(ch, "id"), *type = rb_arg_str(ch, "type");
+		const json_t *only = json_object_get(a, "only");
+		if (only && !rb_strlist_has(only, id))
 			continue;
 		json_t *args;
 		if (!strcmp(type, "slack_webhook")) {
-			args = http_args(str_arg(ch, "url"), slack_body(c, title, text, details),
+			args = http_args(rb_arg_str(ch, "url"), slack_body(c, title, text, details),
 					 NULL, timeout);
 		} else if (!strcmp(type, "pagerduty_events_v2")) {
 			char *summary = text ? rb_xasprintf("%s: %s", title, text) : rb_xstrdup(title);
-			args = http_args(str_arg(ch, "url") ? str_arg(ch, "url") : PAGERDUTY_URL,
-					 pd_body(c, str_arg(ch, "routingKey"), str_arg(a, "action"),
-						 summary, str_arg(a, "severity"), str_arg(ch, "source"),
+			args = http_args(rb_arg_str(ch, "url") ? rb_arg_str(ch, "url") : PAGERDUTY_URL,
+					 pd_body(c, rb_arg_str(ch, "routingKey"), rb_arg_str(a, "action"),
+						 summary, rb_arg_str(a, "severity"), rb_arg_str(ch, "source"),
 						 a), NULL, timeout);
 			free(summary);
 		} else {
 			json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "title", title, "severity",
-						 pd_severity(str_arg(a, "severity")), "source",
+						 pd_severity(rb_arg_str(a, "severity")), "source",
 						 "runbook", "run_id", rb_runctx_id(c->run));
 			if (text)
 				json_object_set_new(body, "text", json_string(text));
@@ -411,7 +395,7 @@ static void *channels_start(const struct rb_call *c, struct rb_result *res)
 				json_object_set(body, "details", (json_t *)details);
 			if (c->audit_head)
 				json_object_set_new(body, "audit_head", json_string(c->audit_head));
-			args = http_args(str_arg(ch, "url"), body, json_object_get(ch, "headers"),
+			args = http_args(rb_arg_str(ch, "url"), body, json_object_get(ch, "headers"),
 					 timeout);
 		}
 		add_send(n, id, type, args);
@@ -478,7 +462,7 @@ static enum rb_effect slack_effect(const json_t *args, const json_t *later, char
 static enum rb_effect pd_effect(const json_t *args, const json_t *later, char **what)
 {
 	(void)later;
-	const char *action = str_arg(args, "action");
+	const char *action = rb_arg_str(args, "action");
 	*what = rb_xasprintf("sends a PagerDuty %s event", action ? action : "trigger");
 	return RB_EFFECT_WRITES;
 }
