@@ -168,7 +168,17 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 		const struct rb_param *p = &rb->params[i];
 		if (json_object_get(out, p->name) || json_object_get(bad, p->name))
 			continue;
-		if (p->def)
+		const char *from_env = p->env ? getenv(p->env) : NULL;
+		if (from_env) {
+			const char *why = NULL;
+			json_t *v = parse_param(p, from_env, &why);
+			if (!v)
+				rb_error_at(d, p->key, "param '%s' from $%s: %s", p->name, p->env, why);
+			else if (check_param(p, v, d) < 0)
+				json_decref(v);
+			else
+				json_object_set_new(out, p->name, v);
+		} else if (p->def)
 			json_object_set_new(out, p->name, rb_node_to_json(p->def));
 		else if (p->required)
 			rb_error_at(d, p->key, "param '%s' is required: give it with -p %s=VALUE",

@@ -21,7 +21,7 @@ static const char *const top_keys[] = {
 	"on_failure", "redact", NULL,
 };
 static const char *const param_keys[] = {
-	"type", "description", "default", "required", "enum", "min", "max", NULL,
+	"type", "description", "default", "required", "enum", "min", "max", "env", NULL,
 };
 static const char *const secret_keys[] = {"env", "file", "description", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
@@ -284,6 +284,16 @@ static double numeric(const struct rb_node *n, enum rb_type t)
 	return strtod(n->str, NULL);
 }
 
+static int env_name_ok(const char *s)
+{
+	if (!isalpha((unsigned char)*s) && *s != '_')
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return 0;
+	return 1;
+}
+
 static int load_param(struct loader *l, const struct rb_node *key, const struct rb_node *v,
 		      struct rb_param *p)
 {
@@ -330,6 +340,10 @@ static int load_param(struct loader *l, const struct rb_node *key, const struct 
 			p->min = x;
 		else if (!strcmp(k->str, "max"))
 			p->max = x;
+		else if (!strcmp(k->str, "env") && rb_load_string(l, x, &p->env) == 0 &&
+			 !env_name_ok(p->env))
+			rc = rb_error_at(l->d, x, "invalid environment variable name '%s'",
+					 p->env);
 	}
 	if (p->required && p->def)
 		rc = rb_error_at(l->d, p->def, "param '%s' has a default, so it cannot be "
@@ -394,16 +408,6 @@ static int load_params(struct loader *l, const struct rb_node *n)
 				 &rb->params[rb->nparams++]);
 	}
 	return rc;
-}
-
-static int env_name_ok(const char *s)
-{
-	if (!isalpha((unsigned char)*s) && *s != '_')
-		return 0;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '_')
-			return 0;
-	return 1;
 }
 
 static int load_secrets(struct loader *l, const struct rb_node *n)

@@ -25,6 +25,7 @@ struct rb_param {
 	int required;
 	const struct rb_node *choices;  /* enum: a list, or NULL */
 	const struct rb_node *min, *max;
+	const char *env;                /* a variable that gives it when -p does not */
 };
 
 struct rb_secret {

@@ -20,5 +20,27 @@ done
 # '-' reads the runbook from standard input.
 out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" validate - <tests/valid/v_minimal.yaml 2>&1)
 [ "$out" = "-: ok (1 step)" ] && ok || bad "validate - : $out"
+# A param's env gives its value when -p does not; -p wins; a bad value names the variable.
+f=tests/cli/data/param_env.yaml
+ev() { ${RUNBOOK_WRAP:-} "$RUNBOOK" eval -r "$f" "$@" 'params.api_url .. " " .. params.retries' 2>&1; }
+out=$(ev)
+[ "$out" = '"https://api.example.com 3"' ] && ok || bad "param env unset: $out"
+out=$(RB_T_API_URL=http://127.0.0.1:9 RB_T_RETRIES=5 ev)
+[ "$out" = '"http://127.0.0.1:9 5"' ] && ok || bad "param env set: $out"
+out=$(RB_T_API_URL=http://127.0.0.1:9 ev -p api_url=http://x)
+[ "$out" = '"http://x 3"' ] && ok || bad "param -p over env: $out"
+out=$(RB_T_RETRIES=12 ev); rc=$?
+[ $rc -eq 2 ] && grep -q "param_env.yaml:5:3: error: param 'retries' must be at most 9" <<<"$out" && ok ||
+	bad "param env out of range ($rc): $out"
+out=$(RB_T_RETRIES=many ev); rc=$?
+[ $rc -eq 2 ] && grep -q "param_env.yaml:5:3: error: param 'retries' from \$RB_T_RETRIES: " <<<"$out" && ok ||
+	bad "param env not an integer ($rc): $out"
+out=$(RB_T_API_URL=http://127.0.0.1:9 ${RUNBOOK_WRAP:-} "$RUNBOOK" plan "$f" --format json 2>&1)
+jq -e '.params.api_url == "http://127.0.0.1:9"' <<<"$out" >/dev/null && ok || bad "plan shows env param: $out"
+printf 'runbook: x\nversion: 1\nparams:\n  a: {type: string, env: "1BAD"}\nsteps: [{id: s, lua: return 1}]\n' >"${TMPDIR:-/tmp}/rb_param_env_bad.yaml"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" validate "${TMPDIR:-/tmp}/rb_param_env_bad.yaml" 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "rb_param_env_bad.yaml:4:26: error: invalid environment variable name '1BAD'" <<<"$out" && ok ||
+	bad "param env bad name ($rc): $out"
+rm -f "${TMPDIR:-/tmp}/rb_param_env_bad.yaml"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
