@@ -30,7 +30,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
-.PHONY: all deps demo test asan valgrind fuzz bench soak-kill install clean schema-check
+.PHONY: all deps demo sandbox test asan valgrind fuzz bench soak-kill install clean schema-check
 
 all: $(B)/runbook
 
@@ -67,10 +67,16 @@ $(B)/asan/unit/%: tests/unit/%.c $(LIB_SRCS:%.c=$(B)/asan/%.o)
 UNITS      := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 ASAN_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(B)/asan/unit/%)
 
+# The sandbox (runbooks/sandbox/README.md): make demo runs daily-health-check in it
+# for real; make sandbox opens a shell in it.  Both stop everything they start.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(B)/runbook validate runbooks/*.yaml
-	$(B)/runbook plan runbooks/evening-maintenance.yaml -p env=staging
+	@$(B)/runbook validate runbooks/*.yaml
+	@runbooks/sandbox/run demo $(B)/runbook
+
+sandbox: deps
+	@$(MAKE) --no-print-directory all
+	@runbooks/sandbox/run shell
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNITS)

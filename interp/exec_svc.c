@@ -459,7 +459,7 @@ struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d)
 }
 
 /*
- * steps[id] = {status, attempts, output, outputs} in the engine's table; -1 when
+ * steps[id] = {status, attempts, output, outputs, error} in the engine's table; -1 when
  * that would pass the Lua memory limit (steps[id] is unchanged then: the caller
  * fails the step and records that with ex_publish_failed).
  */
@@ -472,6 +472,11 @@ int ex_publish(struct exec *ex, size_t i)
 		json_object_set(v, "output", sr->output);
 	if (sr->outputs)
 		json_object_set(v, "outputs", sr->outputs);
+	if (sr->error) {
+		char *e = ex_redact(ex, sr->error, strlen(sr->error), NULL);
+		json_object_set_new(v, "error", json_string(e));
+		free(e);
+	}
 	int r = rb_luabox_ref_set_json(ex->box, ex->steps_ref, ex->rb->steps[i]->id, v, 0);
 	json_decref(v);
 	return r;

@@ -1,1 +1,0 @@
-plan runbooks/daily-health-check.yaml
