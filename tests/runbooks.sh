@@ -2,7 +2,8 @@
 # The guides' runbooks (runbooks/*.yaml) in the sandbox (runbooks/sandbox/):
 #   1. each validates, and its plan with the defaults matches tests/runbooks/NAME.plan
 #      (UPDATE=1 rewrites them; review the diff);
-#   2. each tests/runbooks/NAME.test.sh runs, in a sandbox reset before it: the runbook for
+#   2. make demo and the sandbox's start, stop and Ctrl-C leave nothing behind;
+#   3. each tests/runbooks/NAME.test.sh runs, in a sandbox reset before it: the runbook for
 #      real, its failure paths, its effects checked on the servers (psql, redis-cli, the
 #      cluster's state, the alert receiver's log), not in its own output.
 # A test file is sourced in a subshell with the helpers below; ONLY=NAME runs one.
@@ -41,7 +42,43 @@ for f in runbooks/*.yaml; do
 	fi
 done
 
-# --- 2. in the sandbox ------------------------------------------------------------------
+# --- 2. the sandbox itself: make demo, a start and stop, Ctrl-C, the stand-ins ----------------
+# Each in a TMPDIR of its own, so that what it leaves is found by name.
+own_tmp=$(mktemp -d) && chmod 711 "$own_tmp"   # PostgreSQL's user must reach its directory
+left() { pgrep -af -- "$own_tmp/" | grep -v pgrep; }
+none_left() { [ -z "$(left)" ] && [ -z "$(ls -A "$own_tmp")" ]; }
+out=$(TMPDIR=$own_tmp runbooks/sandbox/run demo "$RUNBOOK" 2>&1); rc=$?
+is "make demo's run exits 0" "$rc" 0
+check "the demo shows the plan" grep -q '^Plan: daily-health-check' <<<"$out"
+check "the demo's run succeeds" grep -q 'run [0-9a-f-]* succeeded' <<<"$out"
+check "the demo shows what Slack got" grep -q '^PersonaPass daily health check .*: 0 critical' <<<"$out"
+check "the demo verifies the log" grep -q 'audit.jsonl: ok: [0-9]* records, 1 run' <<<"$out"
+check "the demo replays the run" grep -q '^timeline' <<<"$out"
+check "the demo leaves nothing running or on disk" none_left
+out=$(TMPDIR=$own_tmp runbooks/sandbox/run demo "$RUNBOOK" 2>&1); rc=$?
+is "make demo runs again cleanly" "$rc" 0
+check "the second demo leaves nothing either" none_left
+# Ctrl-C (SIGINT to the process group, as a terminal sends it) while a command runs inside.
+set -m                            # its own process group, as a terminal's foreground job
+TMPDIR=$own_tmp runbooks/sandbox/run exec sleep 60 >/dev/null 2>&1 &
+pid=$!
+set +m
+for ((i = 0; i < 200; i++)); do
+	compgen -G "$own_tmp/rbservers.*/env" >/dev/null && break
+	sleep 0.05
+done
+kill -INT -- -"$pid"
+wait "$pid"; rc=$?
+is "Ctrl-C ends the sandbox with 130" "$rc" 130
+check "Ctrl-C leaves nothing running or on disk" none_left
+# The stand-ins refuse to run outside a sandbox, and say so.
+out=$(env -u SANDBOX_CLUSTER_DIR runbooks/sandbox/bin/kubectl get pods 2>&1); rc=$?
+check "kubectl outside a sandbox refuses ($rc): $out" grep -q 'no sandbox is running' <<<"$out"
+out=$(env -u SANDBOX_S3_DIR runbooks/sandbox/bin/aws s3 ls s3://x/ 2>&1); rc=$?
+is "aws outside a sandbox exits 255" "$rc" 255
+rm -rf "$own_tmp"
+
+# --- 3. in the sandbox ------------------------------------------------------------------
 # The real clock: the sandbox's backups, certificates and blocks are dated by it.
 unset RUNBOOK_NOW
 . runbooks/sandbox/sandbox.sh

@@ -149,6 +149,9 @@ sandbox_reset() {
 }
 
 sandbox_stop() {
+	# gpg started its agent for the seed backup (and runbooks' gpg calls): stop it
+	# by its home, before the directory goes.
+	[ -n "${GNUPGHOME:-}" ] && [ -d "$GNUPGHOME" ] && gpgconf --kill gpg-agent >/dev/null 2>&1
 	servers_stop
 	unset SANDBOX_DIR
 }

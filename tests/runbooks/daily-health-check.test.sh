@@ -47,3 +47,10 @@ DATABASE_URL="postgresql://personapass:x@127.0.0.1:1/personapass" rb run "$f" --
 is "database down fails the run" "$rc" 1
 check "Slack says the database is unreachable" grep -q ':red_circle: database unreachable: ' \
 	<<<"$(alerts /slack/ | jq -r '.json.text')"
+
+# A reviewer's dry run: the probes run (they only read), nothing is posted.
+: >"$SANDBOX_RECEIVER_LOG"
+out=$(rb run "$f" --dry-run --probe 2>&1); rc=$?
+is "dry-run --probe exits 0" "$rc" 0
+is "dry-run --probe posts nothing" "$(alerts /slack/ | wc -l)" 0
+check "the probe shows the database's answer" grep -q 'cache_hit_ratio' <<<"$out"
