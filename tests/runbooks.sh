@@ -71,6 +71,34 @@ kill -INT -- -"$pid"
 wait "$pid"; rc=$?
 is "Ctrl-C ends the sandbox with 130" "$rc" 130
 check "Ctrl-C leaves nothing running or on disk" none_left
+# make sandbox in a terminal (tmux): its shell reaches the sandbox, exit stops it all.
+if command -v tmux >/dev/null; then
+	sock=rbsandbox-$$
+	own_home=$(mktemp -d)         # the shell's history goes there, not in own_tmp
+	screen() { tmux -L "$sock" capture-pane -p -S -200 2>/dev/null; }
+	wait_screen() {           # wait_screen PATTERN: 0 once the screen shows it (30 s at most)
+		local i
+		for ((i = 0; i < 600; i++)); do
+			screen | grep -q -- "$1" && return 0
+			sleep 0.05
+		done
+		return 1
+	}
+	tmux -L "$sock" new-session -d -x 160 -y 50 \
+		"cd $(printf %q "$PWD") && TMPDIR=$own_tmp HOME=$own_home PATH=$(printf %q "$(dirname "$RUNBOOK")"):\$PATH runbooks/sandbox/run shell; echo __ended__ \$?; sleep 30"
+	check "make sandbox shows its prompt" wait_screen '^(sandbox) '
+	tmux -L "$sock" send-keys "runbook run runbooks/daily-health-check.yaml --output text >/dev/null 2>&1; echo RC=\$?" Enter
+	check "a runbook runs in the sandbox's shell" wait_screen '^RC=0'
+	tmux -L "$sock" send-keys "type kubectl" Enter
+	check "kubectl is the sandbox's" wait_screen "kubectl is $PWD/runbooks/sandbox/bin/kubectl"
+	tmux -L "$sock" send-keys "exit" Enter
+	check "exit ends make sandbox with 0" wait_screen '^__ended__ 0'
+	check "exit leaves nothing running or on disk" none_left
+	tmux -L "$sock" kill-server 2>/dev/null
+	rm -rf "$own_home"
+else
+	bad "tmux is missing (make deps installs it)"
+fi
 # The stand-ins refuse to run outside a sandbox, and say so.
 out=$(env -u SANDBOX_CLUSTER_DIR runbooks/sandbox/bin/kubectl get pods 2>&1); rc=$?
 check "kubectl outside a sandbox refuses ($rc): $out" grep -q 'no sandbox is running' <<<"$out"

@@ -115,7 +115,10 @@ sandbox_start() {
 		return 1
 	fi
 	touch -d "@$at" "$seed/db_backup_$stamp.sql.gz.gpg" || return 1
-	export RUNBOOK_STATE_DIR=$dir/runbook
+	# Runs and their locks stay inside: two sandboxes, or a sandbox and the
+	# machine's real runs, never wait for each other's lock.
+	export RUNBOOK_STATE_DIR=$dir/runbook RUNBOOK_LOCK_DIR=$dir/locks
+	mkdir -p "$RUNBOOK_LOCK_DIR" || return 1
 	export PATH=$_sandbox_lib/bin:$PATH
 	sandbox_reset || return 1
 	_sandbox_env >"$dir/env" && chmod 600 "$dir/env"
@@ -165,7 +168,7 @@ _sandbox_env() {
 		PERSONAPASS_API_URL PERSONAPASS_AI_ENGINE_URL PERSONACHAIN_RPC_URL SLACK_WEBHOOK_URL \
 		PAGERDUTY_EVENTS_URL PAGERDUTY_ROUTING_KEY ALERT_WEBHOOK_URL OARS_ALERT_CHANNELS \
 		BACKUP_PASSPHRASE_FILE GNUPGHOME PERSONAPASS_TLS_HOST PERSONAPASS_TLS_PORT \
-		PERSONAPASS_TLS_SERVER_NAME PERSONAPASS_CA_FILE RUNBOOK_STATE_DIR PATH RB_TEST_SERVERS_DIR RB_TEST_PG_PASSWORD \
+		PERSONAPASS_TLS_SERVER_NAME PERSONAPASS_CA_FILE RUNBOOK_STATE_DIR RUNBOOK_LOCK_DIR PATH RB_TEST_SERVERS_DIR RB_TEST_PG_PASSWORD \
 		RB_TEST_PG_PORT RB_TEST_HTTP_URL RB_TEST_HTTP_LOG; do
 		printf 'export %s=%q\n' "$v" "${!v}"
 	done
