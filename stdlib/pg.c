@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -965,6 +966,23 @@ static int may_reconnect(const struct pg *p)
 	       !json_array_size(p->results) && (p->readonly || p->exactly_once);
 }
 
+/*
+ * A kept connection that the server closed while it sat idle (a restart, a
+ * failover, pg_terminate_backend) is readable: its farewell and the end of the
+ * stream wait there.  Nothing of this call was sent on it, so a new connection
+ * takes over whatever the call is, a write too.  1 when conn is fit to use.
+ */
+static int still_open(PGconn *conn)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+	/* The farewell (FATAL: terminating connection) may come in one read and the end
+	 * of the stream in the next: read while there is something to read. */
+	for (int i = 0; pfd.fd >= 0 && i < 16 && poll(&pfd, 1, 0) > 0; i++)
+		if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
+			return 0;
+	return pfd.fd >= 0 && PQstatus(conn) == CONNECTION_OK && !PQisBusy(conn);
+}
+
 static int reconnect(struct pg *p, char **err)
 {
 	PQfinish(p->conn);
@@ -1022,8 +1040,14 @@ static void *pg_start_common(const struct rb_call *c, struct rb_result *res, int
 	p->deadline_ms = c->deadline_ms;
 	p->conn = rb_pool_take(c->run, "pg", p->conninfo);
 	if (p->conn) {
-		p->kept = 1;
 		PQsetNoticeReceiver(p->conn, on_notice, p);
+		if (!still_open(p->conn)) {
+			PQfinish(p->conn);
+			p->conn = NULL;
+		}
+	}
+	if (p->conn) {
+		p->kept = 1;
 		char *err = NULL;
 		if (!send_next(p) && (!may_reconnect(p) || reconnect(p, &err) < 0)) {
 			finish(p, res, RB_FAILED, err ? err : conn_error(p, "cannot send the statement"));

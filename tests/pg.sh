@@ -93,6 +93,8 @@ check "a probe shows SQL that does not fit the real schema, at its position" gre
 # The server drops the kept connection (a restart, a failover): a read takes a new one.
 out=$(run tests/pg/failover.yaml 2>&1)
 check "a query after its kept connection was dropped runs on a new one" grep -q 'new_one: succeeded' <<<"$out"
+check "a write after its kept connection was dropped while idle runs on a new one" grep -q 'write: succeeded' <<<"$out"
+check "... and its effect is on the server" [ "$(sql "SELECT to_regclass('failover_written') IS NOT NULL")" = t ]
 
 # A host name is looked up off the engine's thread, then connected to.
 export RB_TEST_PG_BAD_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@localhost:$RB_TEST_PG_PORT/rb_test"
