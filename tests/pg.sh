@@ -96,6 +96,15 @@ check "a query after its kept connection was dropped runs on a new one" grep -q 
 check "a write after its kept connection was dropped while idle runs on a new one" grep -q 'write: succeeded' <<<"$out"
 check "... and its effect is on the server" [ "$(sql "SELECT to_regclass('failover_written') IS NOT NULL")" = t ]
 
+# TLS: the server's certificate verified against the CA given (verify-full: its name too);
+# a CA that did not sign it is refused before the password is sent.
+export RB_TEST_PG_TLS_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$RB_TEST_PG_PORT/rb_test?sslmode=verify-full&sslrootcert=$RB_TEST_CA_FILE"
+export RB_TEST_PG_TLS_WRONG_CA_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$RB_TEST_PG_PORT/rb_test?sslmode=verify-full&sslrootcert=$RB_TEST_CLIENT_CERT"
+out=$(run --output json tests/pg/tls.yaml 2>&1)
+check "pg.query over verified TLS" jq -se 'map(select(.event == "step_finished" and .step == "is_tls"))[0].status == "succeeded"' <<<"$out"
+check "a CA that did not sign the server's certificate is refused" jq -se 'map(select(.event == "step_finished" and .step == "untrusted"))[0] | .status == "failed" and (.error | test("certificate verify failed"))' <<<"$out"
+check "... and the password is in no event" bash -c '! grep -qF "$RB_TEST_PG_PASSWORD" <<<"$1"' _ "$out"
+
 # A host name is looked up off the engine's thread, then connected to.
 export RB_TEST_PG_BAD_URL="postgresql://rb_admin:$RB_TEST_PG_PASSWORD@localhost:$RB_TEST_PG_PORT/rb_test"
 out=$(run tests/pg/refused.yaml 2>&1)

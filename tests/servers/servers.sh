@@ -167,6 +167,7 @@ _servers_start_pg() {
 		return 1
 	fi
 	u=$(_servers_pg_user) || return 1
+	_servers_start_tls || return 1      # it also speaks TLS, with the test CA's certificate
 	mkdir -m 700 "$d" || return 1
 	if [ -n "$u" ]; then
 		# It must reach its directory; what else is here stays in 0700 directories.
@@ -187,6 +188,9 @@ _servers_start_pg() {
 		return 1
 	fi
 	rm -f "$d/pwfile"
+	cp "$RB_TEST_SERVER_CERT" "$d/data/server.crt" && cp "$RB_TEST_SERVER_KEY" "$d/data/server.key" &&
+		chmod 600 "$d/data/server.key" || return 1
+	[ -z "$u" ] || chown "$u:" "$d/data/server.crt" "$d/data/server.key" || return 1
 	cat >>"$d/data/postgresql.conf" <<-EOF
 
 	# tests/servers/servers.sh: a throwaway server on loopback, fast, not durable
@@ -198,6 +202,7 @@ _servers_start_pg() {
 	full_page_writes = off
 	shared_buffers = 32MB
 	max_connections = 200
+	ssl = on
 	EOF
 	for try in 1 2 3 4 5; do
 		port=$(_servers_free_port) || return 1
