@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The guides' runbooks (runbooks/*.yaml) in the sandbox (runbooks/sandbox/):
-#   1. each validates, and its plan with the defaults matches tests/runbooks/NAME.plan
-#      (UPDATE=1 rewrites them; review the diff);
+#   1. each validates, and its plan with the defaults (and the arguments in
+#      tests/runbooks/NAME.args, one a line, when there is one) matches
+#      tests/runbooks/NAME.plan (UPDATE=1 rewrites them; review the diff);
 #   2. each tests/runbooks/NAME.test.sh runs, in a sandbox reset before it: the runbook for
 #      real, its failure paths, its effects checked on the servers (psql, redis-cli, the
 #      cluster's state, the alert receiver's log), not in its own output.
@@ -27,7 +28,10 @@ for f in runbooks/*.yaml; do
 	name=$(basename "$f" .yaml)
 	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" validate "$f" 2>&1) && ok || bad "validate $f: $out"
 	golden=tests/runbooks/$name.plan
-	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan "$f" 2>&1)
+	# NAME.args: the plan's arguments, one a line (the required params: -p, app=api).
+	args=()
+	[ -f "tests/runbooks/$name.args" ] && mapfile -t args <"tests/runbooks/$name.args"
+	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan "$f" "${args[@]}" 2>&1)
 	if [ -n "${UPDATE:-}" ]; then
 		printf '%s\n' "$out" >"$golden"
 		ok
