@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The guides' runbooks (runbooks/*.yaml) in the sandbox (runbooks/sandbox/):
-#   1. each validates, and its plan with the defaults matches tests/runbooks/NAME.plan
-#      (UPDATE=1 rewrites them; review the diff);
+#   1. each validates, and its plan with the defaults (and the arguments in
+#      tests/runbooks/NAME.args, one a line, when there is one) matches
+#      tests/runbooks/NAME.plan (UPDATE=1 rewrites them; review the diff);
 #   2. make demo and the sandbox's start, stop and Ctrl-C leave nothing behind;
 #   3. each tests/runbooks/NAME.test.sh runs, in a sandbox reset before it: the runbook for
 #      real, its failure paths, its effects checked on the servers (psql, redis-cli, the
@@ -28,7 +29,10 @@ for f in runbooks/*.yaml; do
 	name=$(basename "$f" .yaml)
 	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" validate "$f" 2>&1) && ok || bad "validate $f: $out"
 	golden=tests/runbooks/$name.plan
-	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan "$f" 2>&1)
+	# NAME.args: the plan's arguments, one a line (the required params: -p, app=api).
+	args=()
+	[ -f "tests/runbooks/$name.args" ] && mapfile -t args <"tests/runbooks/$name.args"
+	out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan "$f" "${args[@]}" 2>&1)
 	if [ -n "${UPDATE:-}" ]; then
 		printf '%s\n' "$out" >"$golden"
 		ok
@@ -117,13 +121,14 @@ if ! sandbox_start; then
 fi
 # The helpers of the test files.
 rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
-sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" -d personapass -c "$1"; }
 sql_db() { psql -X -q -At -v ON_ERROR_STOP=1 "postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$SANDBOX_PG_PORT/$1" -c "$2"; }
+sql() { sql_db personapass "$1"; }        # as the superuser, on the database personapass
 rcli() { redis-cli -h 127.0.0.1 -p "$SANDBOX_REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" "$@"; }
 # alerts [PATH_PREFIX]: what the receiver got, one JSON object a line (path, body as JSON).
 alerts() { jq -c --arg p "${1:-/}" 'select(.path | startswith($p)) | {path, json, body}' "$SANDBOX_RECEIVER_LOG"; }
 # The newest run's id, and a record of its audit log.
-last_run() { ls -1 "$RUNBOOK_STATE_DIR/runs" | sort | tail -n 1; }
+# (ids sort by their second only: the newest directory is the last one started or resumed)
+last_run() { basename "$(ls -1td "$RUNBOOK_STATE_DIR"/runs/*/ | head -n 1)"; }
 journal() { cat "$RUNBOOK_STATE_DIR/runs/$(last_run)/audit.jsonl"; }
 cluster_state() { cat "$SANDBOX_CLUSTER_DIR/state.json"; }
 
