@@ -1076,6 +1076,35 @@ static json_t *to_json(lua_State *L, int idx, int depth, char **err)
 	return out;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * o with its keys in byte order: a Lua table's traversal order changes from
+ * one process to the next (its string hashes are seeded at random), and a plan,
+ * a log or a golden file must read the same every time.
+ */
+static json_t *sorted_keys(json_t *o)
+{
+	size_t n = json_object_size(o), i = 0;
+	if (n < 2)
+		return o;
+	const char **keys = rb_xmalloc(n * sizeof(*keys));
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v)
+		keys[i++] = k;
+	qsort(keys, n, sizeof(*keys), cmp_key);
+	json_t *out = json_object();
+	for (i = 0; i < n; i++)
+		json_object_set(out, keys[i], json_object_get(o, keys[i]));
+	free(keys);
+	json_decref(o);
+	return out;
+}
+
 static json_t *table_json(lua_State *L, int idx, int depth, char **err)
 {
 	/* A table whose keys are exactly 1..n is an array; {} is an empty array. */
@@ -1122,7 +1151,7 @@ static json_t *table_json(lua_State *L, int idx, int depth, char **err)
 		json_object_set_new(out, k, v);
 		lua_pop(L, 2);
 	}
-	return out;
+	return sorted_keys(out);
 fail:
 	json_decref(out);
 	return NULL;

@@ -496,6 +496,33 @@ static const struct rb_node *shell_command(const struct rb_step *s)
 static const char secret_arg[] = "a secret would be in the arguments of the command, which "
 				 "every user can read (/proc/PID/cmdline): pass it in env: or stdin:";
 
+/* A command list an expression gave: words, none of them a secret. */
+static int argv_ok(struct rb_render *r, const struct rb_node *n, json_t *argv)
+{
+	if (!json_array_size(argv))
+		return rb_error_at(r->d, n, "the command is an empty list");
+	const struct rb_tmpl_part *p = &n->tmpl->parts[0];
+	if (range_reads_secret(r->rb, n->tmpl, p->off, p->off + p->len))
+		return rb_error_at(r->d, n, "%s", secret_arg);
+	size_t i;
+	json_t *a;
+	json_array_foreach(argv, i, a) {
+		if (json_is_integer(a))         /* [sleep, 5] as a list written says it */
+			json_array_set_new(argv, i, json_sprintf("%" JSON_INTEGER_FORMAT,
+								   json_integer_value(a)));
+		else if (json_is_real(a))
+			json_array_set_new(argv, i, json_sprintf("%.17g", json_real_value(a)));
+		a = json_array_get(argv, i);
+		if (!json_is_string(a))
+			return rb_error_at(r->d, n, "command word %zu is %s, not a string", i + 1,
+					   json_is_null(a) ? "nil" : json_is_object(a) ? "a table"
+					   : json_is_number(a) ? "a number" : "not text");
+		if (holds_secret(r, json_string_value(a), json_string_length(a)))
+			return rb_error_at(r->d, n, "%s", secret_arg);
+	}
+	return 0;
+}
+
 /* run: with its env: (the command's own variables win) and its shell:. */
 static json_t *run_args(struct rb_render *r, const struct rb_step *s)
 {
@@ -530,6 +557,21 @@ json_t *rb_render_args(struct rb_render *r, const struct rb_step *s)
 		const struct rb_node *k = s->with->items[2 * i], *v = s->with->items[2 * i + 1];
 		if (k->type != RB_SCALAR)
 			continue;
+		if (v == cmd && v->type == RB_SCALAR && v->tmpl && v->tmpl->whole) {
+			/* command: ${{ EXPR }}: a list it gives is the argv, as a list written is */
+			json_t *x = rb_render_node(r, v);
+			if (!x)
+				goto fail;
+			if (json_is_array(x)) {
+				if (argv_ok(r, v, x) < 0) {
+					json_decref(x);
+					goto fail;
+				}
+				json_object_set_new(o, "command", x);
+				continue;
+			}
+			json_decref(x);
+		}
 		if (v == cmd && v->type == RB_SCALAR) {
 			json_t *c = rb_render_command(r, v);
 			if (!c)

@@ -30,7 +30,7 @@ static const char *const check_keys[] = {"action", "with", "run", "lua", "timeou
 static const int check_key_index[] = {K_ACTION, K_WITH, K_RUN, K_LUA, K_TIMEOUT, K_ENV, K_SHELL};
 static const char *const shells[] = {"bash", "sh", NULL};
 static const char *const approve_keys[] = {"prompt", "timeout", NULL};
-static const char *const step_fields[] = {"output", "outputs", "status", "attempts", NULL};
+static const char *const step_fields[] = {"output", "outputs", "status", "attempts", "error", NULL};
 static const char *const run_fields[] = {"id", "dry_run", "started_at", "status", NULL};
 
 static const char *const kind_names[] = {"step", "on_failure step", "undo step", "check of step"};

@@ -42,5 +42,18 @@ out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" validate "${TMPDIR:-/tmp}/rb_param_env_bad.ya
 [ $rc -eq 2 ] && grep -q "rb_param_env_bad.yaml:4:26: error: invalid environment variable name '1BAD'" <<<"$out" && ok ||
 	bad "param env bad name ($rc): $out"
 rm -f "${TMPDIR:-/tmp}/rb_param_env_bad.yaml"
+# command: ${{ EXPR }} giving a list is the argv, as a list written is: words as data.
+st=$(mktemp -d)
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" --output text tests/cli/data/argv_expr.yaml 2>&1)
+grep -q 'from_var| \[a b\]\[c\]\[5\]' <<<"$out" && ok || bad "argv from an expression: $out"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" plan tests/cli/data/argv_expr.yaml 2>&1)
+grep -qF 'command: ["printf","[%s]","a b","c","5"]' <<<"$out" && ok || bad "plan of an argv from an expression: $out"
+out=$(RB_T_ARGV_TOKEN=s3cr3t-argv-value ${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" tests/cli/data/argv_expr_bad.yaml 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "table_word: failed .*argv_expr_bad.yaml:9:16: command word 2 is a table, not a string" <<<"$out" && ok ||
+	bad "a table as a command word ($rc): $out"
+out=$(RB_T_ARGV_TOKEN=s3cr3t-argv-value ${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" --jobs 1 tests/cli/data/argv_expr_bad.yaml 2>&1)
+grep -q "secret_word: failed .*argv_expr_bad.yaml:14:16: a secret would be in the arguments" <<<"$out" && ! grep -q s3cr3t <<<"$out" && ok ||
+	bad "a secret as a command word: $out"
+rm -rf "$st"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,1 @@
+plan tests/cli/data/table_order.yaml
