@@ -291,6 +291,6 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 extern const struct rb_action act_assert, act_crypto_cert_info, act_crypto_fingerprint,
 	act_crypto_keypair, act_crypto_random, act_crypto_verify_pair, act_http_request, act_lua,
 	act_notify_channels, act_notify_pagerduty, act_notify_slack, act_notify_webhook,
-	act_pg_exec, act_pg_query, act_redis_command, act_shell, act_wait;
+	act_pg_exec, act_pg_query, act_pg_set_password, act_redis_command, act_shell, act_wait;
 
 #endif
