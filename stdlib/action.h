@@ -64,6 +64,8 @@ enum {
 	RB_ACT_EXPLAINS = 1 << 5,       /* with side effects, it can say what a call would do
 					   without doing it (rb_call.explain): --dry-run --probe
 					   shows that */
+	RB_ACT_SECRET_OUTPUT = 1 << 6,  /* its output holds a secret it made (rb_result.secrets):
+					   an argument typed secret may read it */
 };
 
 struct rb_luabox;

@@ -138,6 +138,25 @@ check "... at the role in the runbook, with the server's words" grep -qF 'tests/
 sed 's/password: .*secrets.new_password }}/password: hunter2hunter2/' tests/pg/set_password.yaml >"$tmp/literal.yaml"
 out=$("$RUNBOOK" validate "$tmp/literal.yaml" 2>&1)
 check "a password written in the runbook is refused" grep -q "argument 'password' of action 'pg.set_password' is a secret" <<<"$out"
+# The password may come from a step whose output is a secret (crypto.random, sensitive), not another's.
+cat >"$tmp/from_step.yaml" <<'EOF'
+runbook: pw-from-step
+version: 1
+secrets:
+  db: {env: RB_TEST_PG_URL}
+steps:
+  - id: made
+    action: crypto.random
+  - id: plain
+    lua: return 'not-a-secret'
+  - id: set
+    action: pg.set_password
+    with: {conn: "${{ secrets.db }}", role: app, password: "${{ steps.made.output.value }}"}
+EOF
+check "a password from crypto.random's output validates" "$RUNBOOK" validate "$tmp/from_step.yaml"
+sed -i 's/steps.made.output.value/steps.plain.output/' "$tmp/from_step.yaml"
+out=$("$RUNBOOK" validate "$tmp/from_step.yaml" 2>&1)
+check "... one from a step whose output is no secret is refused" grep -q "argument 'password' of action 'pg.set_password' is a secret" <<<"$out"
 out=$(run -p role= tests/pg/set_password.yaml 2>&1)
 check "an empty role is refused before anything is sent" grep -q 'an empty role name' <<<"$out"
 
