@@ -26,8 +26,9 @@ enum {
 	RB_ARG_REQUIRED = 1 << 0,
 	/*
 	 * A secret (a password, a URL or conninfo with one, a token, a webhook URL): the
-	 * value must be an expression that reads one of the runbook's secrets (validate
-	 * refuses a literal), and the engine writes it as *** in the intent record.
+	 * value must be an expression that reads one of the runbook's secrets, or the output
+	 * of a step that is a secret (sensitive, or RB_ACT_SECRET_OUTPUT: validate refuses a
+	 * literal), and the engine writes it as *** in the intent record.
 	 */
 	RB_ARG_SECRET = 1 << 1,
 	/*
