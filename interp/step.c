@@ -716,11 +716,32 @@ static int has_expr(const struct rb_runbook *rb, const struct rb_node *n)
 	return 0;
 }
 
-/* An argument typed secret (RB_ARG_SECRET) must come from the runbook's secrets. */
+/*
+ * Whether t reads the output of a step whose output is a secret: a sensitive step's,
+ * or one an action makes (crypto.random's value: RB_ACT_SECRET_OUTPUT).
+ */
+static int reads_secret_step(const struct rb_runbook *rb, const struct rb_tmpl *t)
+{
+	for (size_t i = 0; i < t->nrefs; i++) {
+		const struct rb_ref *r = &t->refs[i];
+		if (r->scope != RB_SC_STEPS || !r->name || r->dynamic)
+			continue;
+		const struct rb_step *s = rb_runbook_step(rb, r->name);
+		if (s && (s->sensitive || (s->action && (s->action->flags & RB_ACT_SECRET_OUTPUT))))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * An argument typed secret (RB_ARG_SECRET) must come from the runbook's secrets, or
+ * from a step's secret output (a password crypto.random made).
+ */
 static void check_secret_arg(struct loader *l, const struct rb_action *a,
 			     const struct rb_arg *g, const struct rb_node *v)
 {
-	if (v->type == RB_SCALAR && v->tmpl && rb_tmpl_reads_secret(l->rb, v->tmpl))
+	if (v->type == RB_SCALAR && v->tmpl && (rb_tmpl_reads_secret(l->rb, v->tmpl) ||
+						reads_secret_step(l->rb, v->tmpl)))
 		return;
 	rb_error_at(l->d, v, "argument '%s' of action '%s' is a secret: give it from secrets "
 		    "(${{ secrets.NAME }}), not written in the runbook", g->name, a->name);

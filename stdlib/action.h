@@ -26,8 +26,9 @@ enum {
 	RB_ARG_REQUIRED = 1 << 0,
 	/*
 	 * A secret (a password, a URL or conninfo with one, a token, a webhook URL): the
-	 * value must be an expression that reads one of the runbook's secrets (validate
-	 * refuses a literal), and the engine writes it as *** in the intent record.
+	 * value must be an expression that reads one of the runbook's secrets, or the output
+	 * of a step that is a secret (sensitive, or RB_ACT_SECRET_OUTPUT: validate refuses a
+	 * literal), and the engine writes it as *** in the intent record.
 	 */
 	RB_ARG_SECRET = 1 << 1,
 	/*
@@ -64,6 +65,8 @@ enum {
 	RB_ACT_EXPLAINS = 1 << 5,       /* with side effects, it can say what a call would do
 					   without doing it (rb_call.explain): --dry-run --probe
 					   shows that */
+	RB_ACT_SECRET_OUTPUT = 1 << 6,  /* its output holds a secret it made (rb_result.secrets):
+					   an argument typed secret may read it */
 };
 
 struct rb_luabox;
@@ -291,6 +294,6 @@ const struct rb_arg *rb_action_arg(const struct rb_action *a, const char *name);
 extern const struct rb_action act_assert, act_crypto_cert_info, act_crypto_fingerprint,
 	act_crypto_keypair, act_crypto_random, act_crypto_verify_pair, act_http_request, act_lua,
 	act_notify_channels, act_notify_pagerduty, act_notify_slack, act_notify_webhook,
-	act_pg_exec, act_pg_query, act_redis_command, act_shell, act_wait;
+	act_pg_exec, act_pg_query, act_pg_set_password, act_redis_command, act_shell, act_wait;
 
 #endif

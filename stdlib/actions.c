@@ -25,6 +25,7 @@ const struct rb_action *const rb_actions[] = {
 	&act_notify_webhook,
 	&act_pg_exec,
 	&act_pg_query,
+	&act_pg_set_password,
 	&act_redis_command,
 	&act_shell,
 	&act_wait,

@@ -772,6 +772,7 @@ const struct rb_action act_crypto_random = {
 		   "  with:\n"
 		   "    command: [vault, kv, put, secret/db, password=-]\n"
 		   "    stdin: ${{ steps.db_password.output.value }}\n",
+	.flags = RB_ACT_SECRET_OUTPUT,
 	.check = random_check,
 	.run = random_run,
 };

@@ -124,6 +124,53 @@ check "the wrong password is nowhere in the state directory" bash -c "! grep -rq
 check "the real password is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_PG_PASSWORD' '$st'"
 check "nor in the plan" bash -c "'$RUNBOOK' plan tests/pg/types.yaml | grep -q 'conn: \*\*\*'"
 
+# pg.set_password: only the SCRAM verifier reaches the server (psql's \password).
+sql "CREATE ROLE \"odd \"\"name\"\" x\" LOGIN PASSWORD 'OldPassw0rd-rb' VALID UNTIL '2000-01-01'" >/dev/null
+sql "ALTER ROLE rb_admin SET log_statement = 'all'" >/dev/null
+as_odd() { PGPASSWORD=$1 psql -X -qAt -h 127.0.0.1 -p "$RB_TEST_PG_PORT" -U 'odd "name" x' rb_test -c 'SELECT current_user'; }
+export RB_TEST_NEW_PASSWORD='N3w-Passw0rd-rb-Zq9'
+out=$(run tests/pg/set_password.yaml 2>&1)
+check "pg.set_password succeeds" [ $? -eq 0 ]
+check "the role (quotes and spaces in its name) logs in with the new password" [ "$(as_odd "$RB_TEST_NEW_PASSWORD")" = 'odd "name" x' ]
+check "... and no longer with the old one" bash -c "! PGPASSWORD=OldPassw0rd-rb psql -X -qAt -h 127.0.0.1 -p $RB_TEST_PG_PORT -U 'odd \"name\" x' rb_test -c 'SELECT 1'"
+check "the server holds a SCRAM verifier" [ "$(sql "SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'odd \"name\" x'")" = 'SCRAM-SHA-256$' ]
+check "valid_until was set (infinity)" [ "$(sql "SELECT rolvaliduntil FROM pg_roles WHERE rolname = 'odd \"name\" x'")" = infinity ]
+check "the server's log has the ALTER ROLE, with the verifier" grep -q 'ALTER ROLE "odd ""name"" x" PASSWORD '"'"'SCRAM-SHA-256\$' "$RB_TEST_SERVERS_DIR/pg/server.log"
+check "... and never the plaintext" bash -c "! grep -qF '$RB_TEST_NEW_PASSWORD' '$RB_TEST_SERVERS_DIR/pg/server.log'"
+check "the plaintext is nowhere in the console" bash -c "! grep -qF '$RB_TEST_NEW_PASSWORD' <<<'$out'"
+check "... nor in the state directory (audit log, journal)" bash -c "! grep -rqF '$RB_TEST_NEW_PASSWORD' '$st'"
+check "... nor in the plan" bash -c "'$RUNBOOK' plan --format json tests/pg/set_password.yaml | jq -e '.steps[0].with.password == \"***\"' && ! '$RUNBOOK' plan tests/pg/set_password.yaml | grep -qF '$RB_TEST_NEW_PASSWORD'"
+check "the plan says what it does, with side effects" bash -c "'$RUNBOOK' plan --format json tests/pg/set_password_bad.yaml | jq -e '.steps[0] | .does == \"sets the password of role no_such_role\" and .side_effects'"
+check "its output names the role and the verifier's kind" bash -c "grep -h step_finished '$st/runs/$(ls -t "$st/runs" | head -n 1)/audit.jsonl' | tail -n 1 | jq -e '.output | fromjson | .role == \"odd \\\"name\\\" x\" and .encryption == \"scram-sha-256\"'"
+sql "ALTER ROLE rb_admin RESET log_statement" >/dev/null
+out=$(run tests/pg/set_password_bad.yaml 2>&1)
+check "a role that does not exist fails the step" [ $? -eq 1 ]
+check "... at the role in the runbook, with the server's words" grep -qF 'tests/pg/set_password_bad.yaml:11:13: role "no_such_role" does not exist (SQLSTATE 42704)' <<<"$out"
+sed 's/password: .*secrets.new_password }}/password: hunter2hunter2/' tests/pg/set_password.yaml >"$tmp/literal.yaml"
+out=$("$RUNBOOK" validate "$tmp/literal.yaml" 2>&1)
+check "a password written in the runbook is refused" grep -q "argument 'password' of action 'pg.set_password' is a secret" <<<"$out"
+# The password may come from a step whose output is a secret (crypto.random, sensitive), not another's.
+cat >"$tmp/from_step.yaml" <<'EOF'
+runbook: pw-from-step
+version: 1
+secrets:
+  db: {env: RB_TEST_PG_URL}
+steps:
+  - id: made
+    action: crypto.random
+  - id: plain
+    lua: return 'not-a-secret'
+  - id: set
+    action: pg.set_password
+    with: {conn: "${{ secrets.db }}", role: app, password: "${{ steps.made.output.value }}"}
+EOF
+check "a password from crypto.random's output validates" "$RUNBOOK" validate "$tmp/from_step.yaml"
+sed -i 's/steps.made.output.value/steps.plain.output/' "$tmp/from_step.yaml"
+out=$("$RUNBOOK" validate "$tmp/from_step.yaml" 2>&1)
+check "... one from a step whose output is no secret is refused" grep -q "argument 'password' of action 'pg.set_password' is a secret" <<<"$out"
+out=$(run -p role= tests/pg/set_password.yaml 2>&1)
+check "an empty role is refused before anything is sent" grep -q 'an empty role name' <<<"$out"
+
 # Exactly once across crashes: the marker commits with the statements.
 sql 'CREATE TABLE ledger (n int); CREATE TABLE ctl (s float8); INSERT INTO ctl VALUES (0)' >/dev/null
 out=$(run -p n=1 tests/pg/once.yaml 2>&1)

@@ -29,8 +29,9 @@ static void markdown(void)
 	puts("A step names an action with `action:` and gives its arguments with `with:`.");
 	puts("`run:` is a shorthand for `shell` and `lua:` for `lua`. Any argument can be");
 	puts("an expression `${{ }}`; its value is checked when it is known. An argument marked");
-	puts("(secret) must come from the runbook's `secrets` (`${{ secrets.NAME }}`): `validate`");
-	puts("refuses it written out, and the audit log records it as `***`. An action whose");
+	puts("(secret) must come from the runbook's `secrets` (`${{ secrets.NAME }}`), or from the");
+	puts("output of a step that is a secret (a `sensitive` step's, `crypto.random`'s value):");
+	puts("`validate` refuses it written out, and the audit log records it as `***`. An action whose");
 	puts("side effects depend on its arguments says which calls have them; the plan shows what");
 	puts("each call will do (`does:`). Exactly-once SQL and honest dry-runs:");
 	puts("[exactly-once.md](exactly-once.md).\n");

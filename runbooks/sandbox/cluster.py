@@ -193,9 +193,36 @@ class Service(http.server.BaseHTTPRequestHandler):
             if auth.startswith("Bearer ") and secret and jwt_ok(auth[7:], secret):
                 return self.reply(200, {"authenticated": True})
             return self.reply(401, {"authenticated": False})
+        if path == "/.well-known/jwks.json" and self.name == "api":
+            return self.reply(200, signing_keys(loaded))
         return self.reply(404, {"error": "no such path", "path": path})
 
     do_HEAD = do_GET
+
+
+# --- the api's proof-signing keys (rsa-key-rotation) ---------------------------------
+
+def signing_keys(loaded):
+    """The public keys the api verifies with, from the secrets its pods loaded:
+    SIGNING_PUBLIC_KEY_<kid> (a PEM public key, base64 as a secret holds it) for each kid,
+    SIGNING_ACTIVE_KID the one it signs with (its SIGNING_PRIVATE_KEY_<kid> loaded too).
+    Each key by its kid and fingerprint: the SHA-256 of its DER SubjectPublicKeyInfo,
+    as crypto.keypair gives it."""
+    keys = []
+    active = base64.b64decode(loaded.get("SIGNING_ACTIVE_KID", "")).decode() or None
+    for name in sorted(loaded):
+        if not name.startswith("SIGNING_PUBLIC_KEY_"):
+            continue
+        kid = name[len("SIGNING_PUBLIC_KEY_"):]
+        try:
+            pem = base64.b64decode(loaded[name]).decode()
+            body = "".join(l for l in pem.splitlines() if l and not l.startswith("-----"))
+            fp = hashlib.sha256(base64.b64decode(body)).hexdigest()
+        except (ValueError, UnicodeDecodeError):
+            fp = None
+        keys.append({"kid": kid, "fingerprint": fp, "active": kid == active,
+                     "can_sign": "SIGNING_PRIVATE_KEY_" + kid in loaded})
+    return {"keys": keys, "active_kid": active}
 
 
 def serve(state_dir):
