@@ -1,1 +1,0 @@
-plan runbooks/backup-verify.yaml -p env=prod --format=markdown
