@@ -186,10 +186,9 @@ static int build_scope(struct exec *ex)
 			lua_settop(L, ex->scope);
 			return -1;
 		}
-		/* A var made from a secret is as secret as it is. */
-		if (var->secret && json_is_string(x))
-			ex->nsecrets += rb_redactor_add_secret(ex->redactor, json_string_value(x),
-							       json_string_length(x)) == 0;
+		/* A var made from a secret is as secret as it is, every field of it. */
+		if (var->secret)
+			ex_add_sensitive(ex, x);
 		if (fix_var(ex, var, x) < 0) {
 			json_decref(x);
 			lua_settop(L, ex->scope);

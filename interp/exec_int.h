@@ -217,6 +217,7 @@ struct exec {
 
 /* exec_svc.c: for sched.c and exec.c */
 char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen);
+void ex_add_sensitive(struct exec *ex, const json_t *v);
 json_t *ex_redact_json(const struct exec *ex, json_t *v);
 /* One event: a line of text, or a JSON object with "event" set (ev is taken). */
 void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)

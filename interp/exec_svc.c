@@ -42,6 +42,44 @@ char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen
 	return rb_redact(ex->redactor, s, len, outlen);
 }
 
+/*
+ * A sensitive step's output, or a var made from a secret, is a secret from the
+ * moment it is known: each
+ * string in it (and each number's text) is registered, so that what prints
+ * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
+ * cannot be (docs/language.md).
+ */
+void ex_add_sensitive(struct exec *ex, const json_t *v)
+{
+	size_t k;
+	const char *key;
+	json_t *x;
+	char num[64];
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		rb_redactor_add_secret(ex->redactor, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_REAL:
+		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		rb_redactor_add_secret(ex->redactor, num, strlen(num));
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(v, k, x)
+			ex_add_sensitive(ex, x);
+		break;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)v, key, x)
+			ex_add_sensitive(ex, x);
+		break;
+	default:
+		break;
+	}
+}
+
 /* A copy of v with secrets redacted in every string and key. */
 json_t *ex_redact_json(const struct exec *ex, json_t *v)
 {

@@ -180,42 +180,6 @@ static int item_capped(struct exec *ex, size_t i, size_t k, size_t n, char **err
 	return -1;
 }
 
-/*
- * A sensitive step's output is a secret from the moment it is known: each
- * string in it (and each number's text) is registered, so that what prints
- * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
- * cannot be (docs/language.md).
- */
-static void add_sensitive(struct exec *ex, const json_t *v)
-{
-	size_t k;
-	const char *key;
-	json_t *x;
-	char num[64];
-	switch (json_typeof(v)) {
-	case JSON_STRING:
-		rb_redactor_add_secret(ex->redactor, json_string_value(v), json_string_length(v));
-		break;
-	case JSON_INTEGER:
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		rb_redactor_add_secret(ex->redactor, num, strlen(num));
-		break;
-	case JSON_REAL:
-		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-		rb_redactor_add_secret(ex->redactor, num, strlen(num));
-		break;
-	case JSON_ARRAY:
-		json_array_foreach(v, k, x)
-			add_sensitive(ex, x);
-		break;
-	case JSON_OBJECT:
-		json_object_foreach((json_t *)v, key, x)
-			add_sensitive(ex, x);
-		break;
-	default:
-		break;
-	}
-}
 
 /*
  * The call a unit makes: its arguments, where its output spills, whom it tells.
@@ -487,7 +451,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->error = error;
 	sr->completed = ++ex->completed;
 	if (st->sensitive && output)
-		add_sensitive(ex, output);
+		ex_add_sensitive(ex, output);
 	if (status == S_SUCCEEDED) {    /* its items are in its output now */
 		json_decref(sr->items_done);
 		sr->items_done = NULL;
@@ -502,7 +466,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 			free(error);
 		}
 		if (st->sensitive && sr->outputs)
-			add_sensitive(ex, sr->outputs);
+			ex_add_sensitive(ex, sr->outputs);
 	}
 	/* Reaching the Lua memory limit fails the step and the run, loudly (ex_publish_failed). */
 	if (capped || ex_publish(ex, i) < 0) {
@@ -1167,7 +1131,7 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 	const struct rb_step *st = ex->rb->steps[jb->step];
 	struct srun *sr = &ex->s[jb->step];
 	if (st->sensitive && u->output)
-		add_sensitive(ex, u->output);
+		ex_add_sensitive(ex, u->output);
 	json_t *out = u->failed ? NULL : st->sensitive ? json_string(RB_SECRET_MASK)
 				: json_incref(u->output ? u->output : json_null());
 	json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:O}", "type", "item_finished", "step",
@@ -1227,7 +1191,7 @@ static int unit_done(struct exec *ex, struct unit *u)
 	jb->running--;
 	/* What the action says is a secret is hidden from now on, as a sensitive output is. */
 	if (u->secrets) {
-		add_sensitive(ex, u->secrets);
+		ex_add_sensitive(ex, u->secrets);
 		ex->s[jb->step].secret_output = 1;
 	}
 	json_decref(u->secrets);

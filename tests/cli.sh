@@ -55,5 +55,13 @@ out=$(RB_T_ARGV_TOKEN=s3cr3t-argv-value ${RUNBOOK_WRAP:-} "$RUNBOOK" run --state
 grep -q "secret_word: failed .*argv_expr_bad.yaml:14:16: a secret would be in the arguments" <<<"$out" && ! grep -q s3cr3t <<<"$out" && ok ||
 	bad "a secret as a command word: $out"
 rm -rf "$st"
+# A var made from a secret is secret in every field, also a part cut out of the secret.
+st=$(mktemp -d)
+out=$(RB_T_DB_URL='postgresql://app:Pw-cut-4f9a1c@db.internal/app' ${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" --output text tests/cli/data/secret_table_var.yaml 2>&1)
+grep -q 'use| password-given' <<<"$out" && ok || bad "a secret table var's field reaches the command: $out"
+! grep -rq 'Pw-cut-4f9a1c' "$st" && ! grep -q 'Pw-cut-4f9a1c' <<<"$out" && ok ||
+	bad "a secret table var's field is in the state or the console: $(grep -rl 'Pw-cut-4f9a1c' "$st") $out"
+grep -q 'echo_it| \*\*\*' <<<"$out" && ok || bad "a secret table var's field printed is ***: $out"
+rm -rf "$st"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
