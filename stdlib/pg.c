@@ -562,6 +562,12 @@ static int send_next(struct pg *p)
 					: "SELECT set_config('statement_timeout', $1, false)", 1,
 					NULL, vals, NULL, NULL, 0);
 		push_cmd(p, C_TIMEOUT, 0);
+		if (!p->transaction) {
+			/* its own implicit transaction: VACUUM, CREATE DATABASE refuse to
+			 * share one with anything */
+			ok &= PQpipelineSync(p->conn);
+			push_cmd(p, C_SYNC, 0);
+		}
 	}
 	if (p->exactly_once) {
 		/*

@@ -53,6 +53,7 @@ check "SET ROLE and search_path do not leak into the next step, on one connectio
 # VACUUM runs with transaction: false, and fails in a transaction.
 out=$(run tests/pg/vacuum.yaml 2>&1)
 check "VACUUM runs alone (transaction: false)" grep -q 'vacuum: succeeded' <<<"$out"
+check "VACUUM, CREATE and DROP DATABASE run alone with a timeout too" grep -q 'vacuum_timed: succeeded' <<<"$out"
 check "VACUUM in a transaction fails with the server's words" grep -q 'VACUUM cannot run inside a transaction block (SQLSTATE 25001)' <<<"$out"
 
 # A step timeout cancels the statement on the server.
