@@ -73,3 +73,36 @@ check "the audit log verifies" rb audit verify "$id"
 RUNBOOK_NOW=$now rb run "$f" --output text >/dev/null 2>&1 </dev/null; rc=$?
 is "a second run needs no gate and succeeds" "$rc" 0
 is "the second run deletes nothing more" "$(sql "SELECT count(*) FROM audit_logs")" "$((audit_total - audit_old))"
+
+# --- killed (SIGKILL) while its DELETE waits on a lock: the server commits it after the
+# client is gone; resume finds the marker and does not delete again --------------------
+sandbox_reset || bad "sandbox_reset"
+audit_total=$(sql "SELECT count(*) FROM audit_logs")
+audit_old=$(sql "SELECT count(*) FROM audit_logs WHERE created_at < $cut")
+PGAPPNAME=rb_test_lock psql -X -q "postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$SANDBOX_PG_PORT/personapass" \
+	-c "BEGIN" -c "LOCK TABLE audit_logs IN SHARE MODE" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+holder=$!
+RUNBOOK_NOW=$now ${RUNBOOK_WRAP:-} "$RUNBOOK" run "$f" --approve all --output text >/dev/null 2>&1 &
+runner=$!
+waiting=
+for _ in $(seq 100); do
+	waiting=$(sql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM audit_logs%'")
+	[ "$waiting" = 1 ] && break
+	sleep 0.1
+done
+is "the audit purge waits on the lock" "$waiting" 1
+kill -KILL "$runner"; wait "$runner" 2>/dev/null
+id=$(last_run)
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rb_test_lock'" >/dev/null
+wait "$holder" 2>/dev/null
+for _ in $(seq 100); do
+	[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DELETE FROM audit_logs%' AND state <> 'idle'")" = 0 ] && break
+	sleep 0.1
+done
+is "the killed run's purge committed on the server" "$(sql "SELECT count(*) FROM audit_logs")" "$((audit_total - audit_old))"
+out=$(rb resume "$id" --approve purge_audit_logs --output text 2>&1); rc=$?   # a gate is asked again
+is "resume after SIGKILL succeeds" "$rc" 0
+check "resume found the purge committed before" jq -se \
+	'map(select(.type == "step_finished" and .step == "purge_audit_logs"))[-1].output | fromjson | .committed_before == true' <<<"$(journal)"
+is "the purge committed once (one marker)" "$(sql "SELECT count(*) FROM runbook_markers WHERE run_id = '$id' AND step = 'purge_audit_logs'")" 1
+is "nothing more deleted" "$(sql "SELECT count(*) FROM audit_logs")" "$((audit_total - audit_old))"
