@@ -1,1 +1,1 @@
-plan runbooks/evening-maintenance.yaml
+plan tests/cli/data/params.yaml

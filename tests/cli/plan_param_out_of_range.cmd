@@ -1,1 +1,1 @@
-plan runbooks/evening-maintenance.yaml -p env=prod -p retention_days=0 -p settle_time=2h
+plan tests/cli/data/params.yaml -p env=prod -p retention_days=0 -p settle_time=2h

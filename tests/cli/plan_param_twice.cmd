@@ -1,1 +1,1 @@
-plan runbooks/evening-maintenance.yaml -p env=dev -p env=prod
+plan tests/cli/data/params.yaml -p env=dev -p env=prod
