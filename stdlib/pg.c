@@ -751,6 +751,12 @@ static void explained(struct pg *p, const PGresult *r)
 	json_decref(plans);
 }
 
+static int sqlstate_is(const PGresult *r, const char *code)
+{
+	const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	return st && !strcmp(st, code);
+}
+
 /* Read what has come; 1 when the call is over. */
 static int read_results(struct pg *p)
 {
@@ -782,10 +788,11 @@ static int read_results(struct pg *p)
 			return send_next(p) ? 0 : -1;
 		}
 		p->cmdhead++;
-		if (s == PGRES_FATAL_ERROR && c == C_MARKER &&
-		    !strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(
-				    r, PG_DIAG_SQLSTATE) : "", "23505")) {
+		if (s == PGRES_FATAL_ERROR && c == C_MARKER && sqlstate_is(r, "23505")) {
 			p->committed_before = 1;        /* the rest is aborted, and rolled back */
+		} else if (s == PGRES_FATAL_ERROR && c == C_MARKERS &&
+			   (sqlstate_is(r, "23505") || sqlstate_is(r, "42P07"))) {
+			;       /* another call made the table at the same moment: it is there */
 		} else if (s == PGRES_FATAL_ERROR) {
 			take_error(p, r, c == C_USER);
 		} else if (s == PGRES_PIPELINE_ABORTED) {

@@ -172,6 +172,13 @@ check "... one from a step whose output is no secret is refused" grep -q "argume
 out=$(run -p role= tests/pg/set_password.yaml 2>&1)
 check "an empty role is refused before anything is sent" grep -q 'an empty role name' <<<"$out"
 
+# The first exactly_once calls of a new marker table, eight at once: they all make it.
+for t in 1 2 3; do
+	out=$(run --jobs 8 -p table="race_markers_$t" tests/pg/once_race.yaml 2>&1)
+	check "eight first exactly_once calls at once (try $t)" grep -q 'first: succeeded' <<<"$out"
+	check "... each with its marker" [ "$(sql "SELECT count(*) FROM race_markers_$t")" = 8 ]
+done
+
 # Exactly once across crashes: the marker commits with the statements.
 sql 'CREATE TABLE ledger (n int); CREATE TABLE ctl (s float8); INSERT INTO ctl VALUES (0)' >/dev/null
 out=$(run -p n=1 tests/pg/once.yaml 2>&1)
