@@ -7,7 +7,8 @@
 #   3. each tests/runbooks/NAME.test.sh runs, in a sandbox reset before it: the runbook for
 #      real, its failure paths, its effects checked on the servers (psql, redis-cli, the
 #      cluster's state, the alert receiver's log), not in its own output.
-# A test file is sourced in a subshell with the helpers below; ONLY=NAME runs one.
+# A test file is sourced in a subshell with the helpers below; ONLY=NAME runs one (and
+# ONLY=itself the checks of part 2 alone); LANES=N runs N sandboxes at once (3).
 set -uo pipefail
 : "${RUNBOOK:?}"
 cd "$(dirname "$0")/.."
@@ -48,6 +49,7 @@ done
 
 # --- 2. the sandbox itself: make demo, a start and stop, Ctrl-C, the stand-ins ----------------
 # Each in a TMPDIR of its own, so that what it leaves is found by name.
+sandbox_itself() {
 own_tmp=$(mktemp -d) && chmod 711 "$own_tmp"   # PostgreSQL's user must reach its directory
 left() { pgrep -af -- "$own_tmp/" | grep -v pgrep; }
 none_left() { [ -z "$(left)" ] && [ -z "$(ls -A "$own_tmp")" ]; }
@@ -64,11 +66,12 @@ is "make demo runs again cleanly" "$rc" 0
 check "the second demo leaves nothing either" none_left
 # Ctrl-C (SIGINT to the process group, as a terminal sends it) while a command runs inside.
 set -m                            # its own process group, as a terminal's foreground job
-TMPDIR=$own_tmp runbooks/sandbox/run exec sleep 60 >/dev/null 2>&1 &
+# (this part runs in the background, where bash ignores SIGINT: give it back its default)
+TMPDIR=$own_tmp env --default-signal=INT runbooks/sandbox/run exec sleep 60 >/dev/null 2>&1 &
 pid=$!
 set +m
-for ((i = 0; i < 200; i++)); do
-	compgen -G "$own_tmp/rbservers.*/env" >/dev/null && break
+for ((i = 0; i < 600; i++)); do     # until the command runs inside
+	pgrep -g "$pid" -f '^sleep 60$' >/dev/null && break
 	sleep 0.05
 done
 kill -INT -- -"$pid"
@@ -109,16 +112,12 @@ check "kubectl outside a sandbox refuses ($rc): $out" grep -q 'no sandbox is run
 out=$(env -u SANDBOX_S3_DIR runbooks/sandbox/bin/aws s3 ls s3://x/ 2>&1); rc=$?
 is "aws outside a sandbox exits 255" "$rc" 255
 rm -rf "$own_tmp"
+}
 
 # --- 3. in the sandbox ------------------------------------------------------------------
 # The real clock: the sandbox's backups, certificates and blocks are dated by it.
 unset RUNBOOK_NOW
 . runbooks/sandbox/sandbox.sh
-trap sandbox_stop EXIT
-if ! sandbox_start; then
-	echo "runbooks: 0 passed, 1 failed (the sandbox did not start)"
-	exit 1
-fi
 # The helpers of the test files.
 rb() { ${RUNBOOK_WRAP:-} "$RUNBOOK" "$@"; }
 sql_db() { psql -X -q -At -v ON_ERROR_STOP=1 "postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$SANDBOX_PG_PORT/$1" -c "$2"; }
@@ -132,12 +131,13 @@ last_run() { basename "$(ls -1td "$RUNBOOK_STATE_DIR"/runs/*/ | head -n 1)"; }
 journal() { cat "$RUNBOOK_STATE_DIR/runs/$(last_run)/audit.jsonl"; }
 cluster_state() { cat "$SANDBOX_CLUSTER_DIR/state.json"; }
 
-for t in tests/runbooks/*.test.sh; do
+# One test file in a sandbox reset for it; its counts added to the lane's.
+run_test() {
+	local t=$1 counts p f t0=$SECONDS
 	T=$(basename "$t" .test.sh)
-	[ -n "${ONLY:-}" ] && [ "$ONLY" != "$T" ] && continue
 	if ! sandbox_reset; then
 		bad "the sandbox could not be reset"
-		continue
+		return
 	fi
 	counts=$(mktemp)
 	(
@@ -146,7 +146,57 @@ for t in tests/runbooks/*.test.sh; do
 		. "$t"
 	)
 	read -r p f <"$counts" || { p=0; f=1; echo "FAIL $T: the test file did not finish"; }
+	[ -n "${TIMES:-}" ] && echo "time $T: $((SECONDS - t0)) s"
 	rm -f "$counts"
+	pass=$((pass + p)) fail=$((fail + f))
+}
+
+# The test files wait on servers more than they compute: LANES sandboxes (3) take them
+# from one queue, beside the checks of the sandbox itself; each lane's output is shown
+# whole once all have ended.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in tests/runbooks/*.test.sh; do
+	[ -n "${ONLY:-}" ] && [ "$ONLY" != "$(basename "$t" .test.sh)" ] && continue
+	echo "$t"
+done >"$work/queue"
+take() {                          # the next test file of the queue, or nothing
+	(
+		flock 9
+		head -n 1 "$work/queue"
+		sed -i 1d "$work/queue"
+	) 9>"$work/queue.lock"
+}
+lane() {
+	pass=0 fail=0
+	unset RB_TEST_SERVERS_DIR SANDBOX_DIR
+	trap "sandbox_stop; echo \"\$pass \$fail\" >$(printf %q "$work/$1.counts")" EXIT
+	if ! sandbox_start; then
+		bad "the sandbox of lane $1 did not start"
+		exit
+	fi
+	local t
+	while t=$(take) && [ -n "$t" ]; do
+		run_test "$t"
+	done
+}
+parts=()
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = itself ]; then
+	parts+=(itself)
+	( pass=0 fail=0; trap 'echo "$pass $fail" >"$work/itself.counts"' EXIT; sandbox_itself ) \
+		>"$work/itself.log" 2>&1 &
+fi
+lanes=${LANES:-3}
+[ -n "${ONLY:-}" ] && lanes=1
+[ -s "$work/queue" ] || lanes=0
+for ((i = 1; i <= lanes; i++)); do
+	parts+=("$i")
+	(lane "$i") >"$work/$i.log" 2>&1 &
+done
+wait
+for l in "${parts[@]}"; do
+	cat "$work/$l.log"
+	read -r p f <"$work/$l.counts" 2>/dev/null || { p=0; f=1; echo "FAIL: lane $l ended without its counts"; }
 	pass=$((pass + p)) fail=$((fail + f))
 done
 echo "runbooks: $pass passed, $fail failed"
