@@ -17,6 +17,7 @@
 
 #include "isotime.h"
 #include "lpattern.h"
+#include "luacodec.h"
 #include "luaquote.h"
 #include "util.h"
 
@@ -611,6 +612,7 @@ static void build_base(struct rb_luabox *b)
 	rb_luabox_readonly(L);
 	lua_setfield(L, base, "time");
 	rb_luaquote_open(L, base, rb_luabox_readonly);
+	rb_luacodec_open(L, base, rb_luabox_readonly);
 	lua_getfield(L, base, "string");
 	lua_getfield(L, -1, "format");
 	lua_setfield(L, base, "fmt");

@@ -54,3 +54,8 @@ out=$(rb run "$f" --dry-run --probe 2>&1); rc=$?
 is "dry-run --probe exits 0" "$rc" 0
 is "dry-run --probe posts nothing" "$(alerts /slack/ | wc -l)" 0
 check "the probe shows the database's answer" grep -q 'cache_hit_ratio' <<<"$out"
+
+# Its secrets are in nothing it kept: the webhook, the database URL, Redis's password.
+for s in "$SLACK_WEBHOOK_URL" "$DATABASE_URL" "$REDIS_PASSWORD"; do
+	check "a secret of the run is in no file of the state directory" bash -c '! grep -rqF -- "$1" "$2"' _ "$s" "$RUNBOOK_STATE_DIR"
+done
