@@ -3,7 +3,6 @@
 # top's, and the recommendation follows the thresholds: none at the guide's 70%/80%, scale
 # now at 30%.
 f=runbooks/capacity-analysis.yaml
-sql() { sql_db personapass "$1"; }      # (tests/runbooks.sh's sql() reaches the local socket)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 analysis() { jq -sc 'map(select(.type == "step_finished" and .step == "analysis"))[0].output | fromjson' <<<"$(journal)"; }
 

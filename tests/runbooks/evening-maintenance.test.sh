@@ -4,9 +4,6 @@
 # its gate (nothing of audit_logs deleted) and the run is resumed with --approve; no backup:
 # no audit row deleted, Slack and PagerDuty told.
 f=runbooks/evening-maintenance.yaml
-# tests/runbooks.sh's sql() gives psql both a URL and -d, and -d wins (the local socket):
-# the personapass database through sql_db instead.
-sql() { sql_db personapass "$1"; }
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 cut="timestamptz '$now' - interval '90 days'"
 ids() { sql "SELECT md5(string_agg(id::text, ',' ORDER BY id)) FROM $1"; }
@@ -64,7 +61,7 @@ check "Slack's report: 0 critical, the deletions and the finding" bash -c '
 	grep -q "audit_logs older than .*: $2 of $3 ($2 rows)" <<<"$1" &&
 	grep -q "expired user_sessions: $4 ($4 rows)" <<<"$1" &&
 	grep -q "1 keys of cache:\* deleted" <<<"$1" &&
-	grep -q "CVE-2026-0001 HIGH" <<<"$1"' _ "$text" "$audit_old" "$audit_total" "$sessions_expired"
+	grep -q "CVE-2026-0001 HIGH" <<<"$1" || { echo "the report: $1"; false; }' _ "$text" "$audit_old" "$audit_total" "$sessions_expired"
 is "no page on success" "$(alerts /pagerduty/ | wc -l)" 0
 check "the audit log verifies" rb audit verify "$id"
 

@@ -3,7 +3,6 @@
 # the latest first Sunday (inside), and the Monday after (outside). The sandbox's rows are
 # dated by the real clock, so the expected counts are computed by SQL at that same time.
 f=runbooks/monthly-maintenance.yaml
-sql() { sql_db personapass "$1"; }      # (tests/runbooks.sh's sql() reaches the local socket)
 d=$(date -u +%Y-%m-%d)
 while [ "$(date -u -d "$d" +%a)" != Sun ] || [ "$(date -u -d "$d" +%-d)" -gt 7 ]; do
 	d=$(date -u -d "$d - 1 day" +%Y-%m-%d)

@@ -3,7 +3,6 @@
 # the run's time), its security count is the API log lines planted in the period; a service
 # down and the database unreachable are lines in the report, the latter fails the run.
 f=runbooks/weekly-health-report.yaml
-sql() { sql_db personapass "$1"; }      # (tests/runbooks.sh's sql() reaches the local socket)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 dir=$SANDBOX_DIR/reports
 file=$dir/weekly-health-report-${now%%T*}.md
