@@ -78,6 +78,7 @@ struct rb_step {
 	const char *does;               /* what the call will do, as its action says (the plan's
 					   "GET https://..."; rb_action.effect), or NULL */
 	int sensitive;
+	int quiet;                      /* its standard output is not shown as it comes */
 	struct rb_step *undo, *parent;  /* parent: for an undo step or a check */
 	struct rb_step *check;          /* a read-only probe: is the effect in place? */
 	const struct rb_node *needs_node;

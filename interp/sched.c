@@ -29,6 +29,8 @@ static void on_line(void *ud, int stream, const char *line, size_t len)
 	struct unit *u = ud;
 	struct exec *ex = u->jb->ex;
 	const char *id = ex->rb->steps[u->jb->step]->id;
+	if (stream == 1 && ex->rb->steps[u->jb->step]->quiet)
+		return;         /* captured all the same: its output, the log */
 	size_t n;
 	char *clean = rb_utf8_lossy(line, len, &n);
 	if (ex->rb->steps[u->jb->step]->sensitive) {     /* every line is its output */

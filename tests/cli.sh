@@ -63,5 +63,16 @@ grep -q 'use| password-given' <<<"$out" && ok || bad "a secret table var's field
 	bad "a secret table var's field is in the state or the console: $(grep -rl 'Pw-cut-4f9a1c' "$st") $out"
 grep -q 'echo_it| \*\*\*' <<<"$out" && ok || bad "a secret table var's field printed is ***: $out"
 rm -rf "$st"
+# quiet: a step's standard output is not shown as it comes; standard error is; it is captured.
+st=$(mktemp -d)
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" --output text tests/cli/data/quiet.yaml 2>&1)
+! grep -q 'page| ' <<<"$out" && grep -q 'page! a warning on stderr' <<<"$out" && grep -q 'loud| shown' <<<"$out" && ok ||
+	bad "quiet hides only its standard output: $out"
+grep -q 'items' "$st"/runs/*/audit.jsonl && ok || bad "a quiet step's output is in the log"
+out=$(${RUNBOOK_WRAP:-} "$RUNBOOK" run --state-dir "$st" --output json tests/cli/data/quiet.yaml 2>&1)
+jq -se 'map(select(.event == "output" and .step == "page")) | length == 1 and .[0].stream == "stderr"' <<<"$out" >/dev/null &&
+	jq -se 'map(select(.event == "step_finished" and .step == "read"))[0].status == "succeeded"' <<<"$out" >/dev/null && ok ||
+	bad "quiet in --output json: $out"
+rm -rf "$st"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
