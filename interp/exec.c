@@ -240,6 +240,7 @@ static void rollback(struct exec *ex)
 	if (n)
 		ex_event(ex, json_pack("{s:s, s:i}", "event", "rollback", "steps", (int)n),
 			 "rolling back %zu step%s", n, n == 1 ? "" : "s");
+	ex->seeded = RB_UNDO;           /* no gate of the main steps is asked meanwhile */
 	for (size_t k = 0; k < n && !ex->interrupted; k++) {
 		size_t u = ex->rb->steps[v[k]]->undo->index;
 		rb_grow(&ex->ready, &ex->readycap, ex->nready + 1, sizeof(*ex->ready));

@@ -160,6 +160,7 @@ struct exec {
 	size_t nended, endedcap;
 	struct job *lua_job;            /* the job whose inline call runs now, or NULL */
 	int in_phase;                   /* in ex_run_phase: signals are acted on */
+	enum rb_step_kind seeded;       /* the kind of steps the phase runs (ex_seed) */
 	int serving;                    /* in lua_poll */
 	int seen;                       /* the signals acted on (o->signals) */
 	int64_t ended_ms;               /* finish_ended: when the call being finished ended */

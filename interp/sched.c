@@ -832,7 +832,7 @@ static int reach_gate(struct exec *ex, size_t i)
 }
 
 /*
- * Nothing else can run: ask about the waiting gates, first come first.
+ * Nothing else can run: ask about the waiting gates of this phase, first come first.
  * Returns 1 when an answer changed something (a step is ready, or failed).
  * The first gate without an answer ends the asking: the run pauses there.
  */
@@ -840,9 +840,18 @@ static int ask_gates(struct exec *ex)
 {
 	if (!ex->ngates || !ex->o->ask || ex->failed || ex->interrupted)
 		return 0;
+	/*
+	 * Only a gate of this phase: the main steps' gate that waited when the run failed
+	 * or was interrupted is not asked while its on_failure steps run (resume asks it).
+	 */
+	size_t k = 0;
+	while (k < ex->ngates && ex->rb->steps[ex->gates[k]]->kind != ex->seeded)
+		k++;
+	if (k == ex->ngates)
+		return 0;
 	if (ex_journal_sync(ex) < 0)       /* "waiting" is durable before anyone is asked */
 		return 0;
-	size_t i = ex->gates[0];
+	size_t i = ex->gates[k];
 	const struct rb_step *st = ex->rb->steps[i];
 	struct srun *sr = &ex->s[i];
 	if (ex->o->live) {        /* the prompt goes where the footer was */
@@ -854,7 +863,7 @@ static int ask_gates(struct exec *ex)
 	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
 	if (answer < 0)
 		return 0;
-	memmove(ex->gates, ex->gates + 1, --ex->ngates * sizeof(*ex->gates));
+	memmove(ex->gates + k, ex->gates + k + 1, (--ex->ngates - k) * sizeof(*ex->gates));
 	free(sr->prompt);
 	sr->prompt = NULL;
 	if (answer > 0) {
@@ -1681,6 +1690,7 @@ void ex_run_phase(struct exec *ex)
 /* Queue the steps of a kind that need nothing. */
 void ex_seed(struct exec *ex, enum rb_step_kind kind)
 {
+	ex->seeded = kind;
 	for (size_t i = 0; i < ex->rb->nsteps; i++) {
 		const struct rb_step *st = ex->rb->steps[i];
 		if (st->kind != kind || ex->s[i].waiting || ex->s[i].status != S_PENDING)

@@ -116,6 +116,20 @@ tmux -L "$sock-$n" send-keys C-c
 expect "Ctrl-C at the prompt interrupts the run" "__rc=130__"
 tmux -L "$sock-$n" kill-server
 
+# With on_failure steps: they run after Ctrl-C at the question, which is not asked again.
+start_tmux "$bin run --state-dir $tmp/state -p dir=$tmp tests/exec/gate_on_failure.yaml"
+expect "a gate of a runbook with on_failure steps asks" "approve? [y/n]"
+tmux -L "$sock-$n" send-keys C-c
+expect "Ctrl-C at it interrupts the run, after its on_failure steps" "__rc=130__"
+expect "... and says how to continue, past the gate" "--approve dangerous"
+[ "$(screen_now | grep -c 'approve? \[y/n\]')" = 1 ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the gate was asked again after Ctrl-C:"; screen_now | grep -v '^$' | tail -n 12; }
+[ "$(cat "$tmp/told.count" 2>/dev/null)" = told ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the on_failure step did not run after Ctrl-C at the gate"; }
+[ ! -e "$tmp/dangerous.count" ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the gated step ran after Ctrl-C"; }
+tmux -L "$sock-$n" kill-server
+
 # The live view: a footer with the running steps, their elapsed time and last
 # output line, and a summary; gone when the run ends.
 live="$bin run --state-dir $tmp/state tests/exec/live.yaml"
