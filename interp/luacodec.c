@@ -72,40 +72,51 @@ static int encode(lua_State *L, int url)
 	return 1;
 }
 
+static int b64_char(char c, int url)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (url ? c == '-' || c == '_' : c == '+' || c == '/');
+}
+
+/* Strict: the alphabet only, '=' only as the padding at the end; no blanks. */
 static int decode(lua_State *L, int url)
 {
+	const char *name = url ? "base64.urldecode" : "base64.decode";
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
 	if (len > (size_t)INT32_MAX - 4)
-		return luaL_error(L, "base64: the text is too long");
+		return luaL_error(L, "%s: the text is too long", name);
+	size_t body = len;
+	while (body > 0 && len - body < 2 && s[body - 1] == '=')
+		body--;
+	for (size_t i = 0; i < body; i++)
+		if (!b64_char(s[i], url)) {
+			if (b64_char(s[i], !url) && s[i] != '=')
+				return luaL_error(L, "%s: '%c' at byte %d is %s", name, s[i], (int)i + 1,
+						  url ? "not in the URL-safe alphabet"
+						  : "the URL-safe alphabet's (base64.urldecode)");
+			return luaL_error(L, "%s: byte %d is not base64", name, (int)i + 1);
+		}
+	if ((len - body && len % 4) || body % 4 == 1 || (!url && len % 4))
+		return luaL_error(L, "%s: %d characters is not a whole number of groups of 4", name,
+				  (int)len);
 	/* The standard alphabet, padded to whole quanta, for OpenSSL's decoder. */
-	char *t = lua_newuserdatauv(L, len + 4, 0);
+	char *t = lua_newuserdatauv(L, body + 4, 0);
 	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (url && (c == '+' || c == '/'))
-			return luaL_error(L, "base64.urldecode: '%c' at byte %d is not in the "
-					  "URL-safe alphabet", c, (int)i + 1);
-		if (!url && (c == '-' || c == '_'))
-			return luaL_error(L, "base64.decode: '%c' at byte %d is the URL-safe "
-					  "alphabet's (base64.urldecode)", c, (int)i + 1);
-		t[n++] = url && c == '-' ? '+' : url && c == '_' ? '/' : c;
+	for (size_t i = 0; i < body; i++)
+		t[n++] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+	size_t pad = 0;
+	while (n % 4) {
+		t[n++] = '=';
+		pad++;
 	}
-	if (url)
-		while (n % 4)
-			t[n++] = '=';
-	if (n % 4)
-		return luaL_error(L, "base64.decode: %d characters is not a whole number of "
-				  "groups of 4", (int)len);
 	luaL_Buffer b;
 	unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
 	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)t, (int)n) : 0;
 	if (m < 0)
-		return luaL_error(L, "base64.%s: not base64", url ? "urldecode" : "decode");
+		return luaL_error(L, "%s: not base64", name);
 	/* EVP_DecodeBlock counts the padding's bytes as zeros: drop them. */
-	for (size_t i = n; i > 0 && t[i - 1] == '='; i--)
-		m--;
-	luaL_pushresultsize(&b, (size_t)m);
+	luaL_pushresultsize(&b, (size_t)m - pad);
 	lua_remove(L, -2);              /* the padded copy's userdata */
 	return 1;
 }
