@@ -37,7 +37,7 @@ fresh_backup >/dev/null
 stamp=$(sql_db personapass "SELECT stamp FROM backup_log WHERE status = 'success'")
 "$RUNBOOK" run "$f" "${args[@]}" --output text >/dev/null 2>&1 &
 pid=$!
-for ((i = 0; i < 500; i++)); do
+for ((i = 0; i < 1500; i++)); do      # 30 s at most: a loaded machine
 	[ -n "$(db_mark personapass_restore 2>/dev/null)" ] && break
 	sleep 0.02
 done

@@ -82,7 +82,7 @@ holder=$!
 RUNBOOK_NOW=$now ${RUNBOOK_WRAP:-} "$RUNBOOK" run "$f" --approve all --output text >/dev/null 2>&1 &
 runner=$!
 waiting=
-for _ in $(seq 100); do
+for _ in $(seq 600); do            # (the steps before it take a while on a loaded machine)
 	waiting=$(sql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM audit_logs%'")
 	[ "$waiting" = 1 ] && break
 	sleep 0.1
