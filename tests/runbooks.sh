@@ -8,7 +8,8 @@
 #      real, its failure paths, its effects checked on the servers (psql, redis-cli, the
 #      cluster's state, the alert receiver's log), not in its own output.
 # A test file is sourced in a subshell with the helpers below; ONLY=NAME runs one (and
-# ONLY=itself the checks of part 2 alone); LANES=N runs N sandboxes at once (3).
+# ONLY=itself the checks of part 2 alone); LANES=N runs N sandboxes at once (3); TIMES=1
+# prints how long each test file took.
 set -uo pipefail
 : "${RUNBOOK:?}"
 cd "$(dirname "$0")/.."
