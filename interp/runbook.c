@@ -697,6 +697,12 @@ static int load_top(struct loader *l, const struct rb_node *k, const struct rb_n
 			rb->schedule = NULL;
 			return -1;
 		}
+		if (rb->cron.days_or)
+			rb_warning_pos(l->d, v->line, v->col, "schedule '%s' restricts both the day "
+				       "of month and the day of week: cron starts it on the days that "
+				       "match either, not both (\"0 2 1-7 * 0\" is days 1 to 7 and "
+				       "every Sunday, not the first Sunday); write one of them as *",
+				       rb->schedule);
 		return 0;
 	}
 	if (!strcmp(key, "window"))

@@ -226,6 +226,9 @@ int rb_cron_parse(const char *s, struct rb_cron *c, char **err)
 	c->dom = (uint32_t)bits[2];
 	c->month = (uint16_t)bits[3];
 	c->dow = (uint8_t)((bits[4] | (bits[4] >> 7)) & 0x7F);    /* 7 is Sunday too */
+	/* cron's rule (Vixie, POSIX): a day field that starts with '*' is not a restriction;
+	 * when neither does, a day matches when either field does */
+	c->days_or = tok[2][0] != '*' && tok[4][0] != '*';
 	return 0;
 }
 

@@ -23,6 +23,7 @@ struct rb_cron {
 	uint32_t hour, dom;
 	uint16_t month;         /* bits 1..12 */
 	uint8_t dow;            /* bits 0..6, Sunday 0 */
+	int days_or;            /* both day fields restricted: cron runs on either's days */
 };
 
 /* Returns 0, or -1 with a malloc'd message in *err. */

@@ -1,0 +1,1 @@
+validate tests/cli/data/cron_days_and.yaml
