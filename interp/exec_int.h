@@ -216,6 +216,12 @@ struct exec {
 	size_t compact_at;              /* compact when the journal holds this many records */
 };
 
+/* Whether what step st kept (sr) holds a secret, which its records mask. */
+static inline int ex_secret_kept(const struct rb_step *st, const struct srun *sr)
+{
+	return (st->sensitive || sr->secret_output) && (sr->output || sr->outputs);
+}
+
 /* exec_svc.c: for sched.c and exec.c */
 char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen);
 void ex_add_sensitive(struct exec *ex, const json_t *v);

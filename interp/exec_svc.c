@@ -44,10 +44,9 @@ char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen
 
 /*
  * A sensitive step's output, or a var made from a secret, is a secret from the
- * moment it is known: each
- * string in it (and each number's text) is registered, so that what prints
- * or records it later shows ***.  Values shorter than RB_REDACT_MIN_LEN
- * cannot be (docs/language.md).
+ * moment it is known: each string in it (and each number's text) is registered,
+ * so that what prints or records it later shows ***.  Values shorter than
+ * RB_REDACT_MIN_LEN cannot be (docs/language.md).
  */
 void ex_add_sensitive(struct exec *ex, const json_t *v)
 {
@@ -363,7 +362,7 @@ static json_t *snapshot(struct exec *ex)
 		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
 				      sr->attempts);
 		ex_record_kind(v, st);
-		if ((st->sensitive || sr->secret_output) && (sr->output || sr->outputs))
+		if (ex_secret_kept(st, sr))
 			json_object_set_new(v, "secret", json_true());
 		if (sr->output)
 			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)

@@ -123,6 +123,20 @@ static int check_param(const struct rb_param *p, const json_t *v, struct rb_diag
 	return rc;
 }
 
+/* p's value read from text (given as from, for the error), checked, into out. */
+static void set_param(const struct rb_param *p, const char *text, const char *from, json_t *out,
+		      struct rb_diags *d)
+{
+	const char *why = NULL;
+	json_t *v = parse_param(p, text, &why);
+	if (!v)
+		rb_error_at(d, p->key, "%s: %s", from, why);
+	else if (check_param(p, v, d) < 0)
+		json_decref(v);
+	else
+		json_object_set_new(out, p->name, v);
+}
+
 json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiven,
 			  struct rb_diags *d)
 {
@@ -151,14 +165,9 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 		} else if (json_object_get(out, name)) {
 			rb_error_pos(d, 0, 0, "param '%s' is given more than once", name);
 		} else {
-			const char *why = NULL;
-			json_t *v = parse_param(p, eq + 1, &why);
-			if (!v)
-				rb_error_at(d, p->key, "-p %s: %s", name, why);
-			else if (check_param(p, v, d) < 0)
-				json_decref(v);
-			else
-				json_object_set_new(out, name, v);
+			char *from = rb_xasprintf("-p %s", name);
+			set_param(p, eq + 1, from, out, d);
+			free(from);
 			if (!json_object_get(out, name))
 				json_object_set_new(bad, name, json_true());
 		}
@@ -170,14 +179,9 @@ json_t *rb_params_resolve(const struct rb_runbook *rb, char **given, size_t ngiv
 			continue;
 		const char *from_env = p->env ? getenv(p->env) : NULL;
 		if (from_env) {
-			const char *why = NULL;
-			json_t *v = parse_param(p, from_env, &why);
-			if (!v)
-				rb_error_at(d, p->key, "param '%s' from $%s: %s", p->name, p->env, why);
-			else if (check_param(p, v, d) < 0)
-				json_decref(v);
-			else
-				json_object_set_new(out, p->name, v);
+			char *from = rb_xasprintf("param '%s' from $%s", p->name, p->env);
+			set_param(p, from_env, from, out, d);
+			free(from);
 		} else if (p->def)
 			json_object_set_new(out, p->name, rb_node_to_json(p->def));
 		else if (p->required)

@@ -182,7 +182,6 @@ static int item_capped(struct exec *ex, size_t i, size_t k, size_t n, char **err
 	return -1;
 }
 
-
 /*
  * The call a unit makes: its arguments, where its output spills, whom it tells.
  * Returns -1 with *err when item cannot be set for an inline action (the Lua
@@ -482,7 +481,7 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 				"status", ex_status_names[status], "attempt", sr->attempts);
 	ex_record_kind(rec, st);
 	/* A resume cannot have what is masked: it says so to a step that reads it. */
-	if ((st->sensitive || sr->secret_output) && (sr->output || sr->outputs))
+	if (ex_secret_kept(st, sr))
 		json_object_set_new(rec, "secret", json_true());
 	if (sr->output)
 		json_object_set_new(rec, "output", st->sensitive ? json_string(RB_SECRET_MASK)

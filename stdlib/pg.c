@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "pg.h"
 #include "resolve.h"
 #include "runctx.h"
 #include "types.h"
@@ -668,27 +669,31 @@ static json_t *result_json(const PGresult *r)
 }
 
 /* The server's words on an error: SQLSTATE, message, detail, hint; its position kept. */
-static void take_error(struct pg *p, const PGresult *r, int user)
+void rb_pg_error_words(struct rb_buf *b, const PGresult *r, const char *fallback)
 {
-	if (p->error)
-		return;
 	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 	const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
 	const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+	rb_buf_puts(b, msg ? msg : fallback);
+	if (state)
+		rb_buf_printf(b, " (SQLSTATE %s)", state);
+	if (detail)
+		rb_buf_printf(b, "; detail: %s", detail);
+	if (hint)
+		rb_buf_printf(b, "; hint: %s", hint);
+}
+
+static void take_error(struct pg *p, const PGresult *r, int user)
+{
+	if (p->error)
+		return;
 	const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
 	struct rb_buf b;
 	rb_buf_init(&b);
 	if (json_array_size(p->stmts) > 1 && user)
 		rb_buf_printf(&b, "statement %zu: ", p->user + 1);
-	rb_buf_printf(&b, "%s%s%s", msg ? msg : "the statement failed", state ? " (SQLSTATE " : "",
-		      state ? state : "");
-	if (state)
-		rb_buf_puts(&b, ")");
-	if (detail)
-		rb_buf_printf(&b, "; detail: %s", detail);
-	if (hint)
-		rb_buf_printf(&b, "; hint: %s", hint);
+	rb_pg_error_words(&b, r, "the statement failed");
 	p->error = rb_buf_detach(&b);
 	p->failed = 1;
 	if (user && pos) {
@@ -848,15 +853,19 @@ static void finish(struct pg *p, struct rb_result *res, enum rb_outcome o, char 
 }
 
 /* The connection's own error, without the host, user or password libpq may put in it. */
-static char *conn_error(struct pg *p, const char *doing)
+char *rb_pg_conn_error(PGconn *conn, const char *doing)
 {
-	const char *m = PQerrorMessage(p->conn);
+	const char *m = conn ? PQerrorMessage(conn) : "out of memory";
 	/* libpq says 'connection to server at "HOST" (ADDR), port N failed: WHY' */
 	const char *why = strstr(m, "failed: ");
 	why = why ? why + 8 : m;
 	size_t n = strcspn(why, "\n");
-	char *e = rb_xasprintf("%s: %.*s", doing, (int)n, *why ? why : "the connection failed");
-	return e;
+	return rb_xasprintf("%s: %.*s", doing, (int)n, *why ? why : "the connection failed");
+}
+
+static char *conn_error(struct pg *p, const char *doing)
+{
+	return rb_pg_conn_error(p->conn, doing);
 }
 
 /* The host (or hosts) the conninfo names, when it names them by name, not hostaddr. */

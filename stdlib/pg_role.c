@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "pg.h"
 #include "util.h"
 
 /* NAMEDATALEN - 1: a longer name is truncated by the server, to another role's maybe. */
@@ -78,16 +79,6 @@ static enum rb_effect setpw_effect(const json_t *args, const json_t *later, char
 	return RB_EFFECT_WRITES;
 }
 
-/* The connection's error, without the host, user or password libpq may put in it. */
-static char *conn_error(PGconn *conn, const char *doing)
-{
-	const char *m = conn ? PQerrorMessage(conn) : "out of memory";
-	const char *why = strstr(m, "failed: ");
-	why = why ? why + 8 : m;
-	size_t n = strcspn(why, "\n");
-	return rb_xasprintf("%s: %.*s", doing, (int)n, *why ? why : "the connection failed");
-}
-
 /*
  * Wait for the connection's socket (events), the cancel or the deadline.  0 when
  * the socket is ready, else the outcome that ends the call.
@@ -130,19 +121,9 @@ static char *stopped(int o, const char *doing)
 /* The server's words on an error: message (SQLSTATE), detail, hint. */
 static char *server_error(const PGresult *r)
 {
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-	const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
-	const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
 	struct rb_buf b;
 	rb_buf_init(&b);
-	rb_buf_printf(&b, "%s", msg ? msg : "ALTER ROLE failed");
-	if (state)
-		rb_buf_printf(&b, " (SQLSTATE %s)", state);
-	if (detail)
-		rb_buf_printf(&b, "; detail: %s", detail);
-	if (hint)
-		rb_buf_printf(&b, "; hint: %s", hint);
+	rb_pg_error_words(&b, r, "ALTER ROLE failed");
 	return rb_buf_detach(&b);
 }
 
@@ -167,7 +148,7 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 	const char *vals[] = {conninfo, "UTF8", "runbook", "30", NULL};
 	PGconn *conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD) {
-		fail(res, RB_FAILED, conn_error(conn, "cannot connect"));
+		fail(res, RB_FAILED, rb_pg_conn_error(conn, "cannot connect"));
 		PQfinish(conn);
 		return 0;
 	}
@@ -181,7 +162,7 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 		}
 		ps = PQconnectPoll(conn);
 		if (ps == PGRES_POLLING_FAILED) {
-			fail(res, RB_FAILED, conn_error(conn, "cannot connect"));
+			fail(res, RB_FAILED, rb_pg_conn_error(conn, "cannot connect"));
 			PQfinish(conn);
 			return 0;
 		}
@@ -189,7 +170,8 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 	/* NULL: the server's password_encryption (one SHOW), as psql's \password. */
 	char *verifier = PQencryptPasswordConn(conn, pw, role, NULL);
 	if (!verifier) {
-		fail(res, RB_FAILED, conn_error(conn, "cannot compute the password's verifier"));
+		fail(res, RB_FAILED,
+		     rb_pg_conn_error(conn, "cannot compute the password's verifier"));
 		PQfinish(conn);
 		return 0;
 	}
@@ -201,7 +183,7 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 		 ? "scram-sha-256" : !strncmp(verifier, "md5", 3) ? "md5" : "unknown");
 	wipe_free(verifier);
 	if (!ident || !lit || (vu && !until)) {
-		fail(res, RB_FAILED, conn_error(conn, "cannot quote the statement"));
+		fail(res, RB_FAILED, rb_pg_conn_error(conn, "cannot quote the statement"));
 		PQfreemem(ident);
 		wipe_free(lit);
 		PQfreemem(until);
@@ -218,14 +200,14 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 	explicit_bzero(sql, strlen(sql));
 	free(sql);
 	if (!sent) {
-		fail(res, RB_FAILED, conn_error(conn, "cannot send the statement"));
+		fail(res, RB_FAILED, rb_pg_conn_error(conn, "cannot send the statement"));
 		PQfinish(conn);
 		return 0;
 	}
 	for (;;) {
 		int f = PQflush(conn);
 		if (f < 0 || !PQconsumeInput(conn)) {
-			fail(res, RB_FAILED, conn_error(conn, "the connection failed"));
+			fail(res, RB_FAILED, rb_pg_conn_error(conn, "the connection failed"));
 			PQfinish(conn);
 			return 0;
 		}
