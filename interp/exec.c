@@ -442,7 +442,7 @@ static int setup(struct exec *ex)
 	for (size_t i = 0; i < rb->nsteps; i++)         /* their outputs are added as they end */
 		ex->nsecrets += rb->steps[i]->sensitive;
 	ex->nsecrets += rb->nsecrets;                   /* and secrets as they are read */
-	ex->box = rb_luabox_new(0);
+	ex->box = rb_runbook_take_box(rb);
 	if (!ex->box)
 		return rb_error_pos(ex->d, 0, 0, "cannot create a Lua state");
 	ex_lua_serve(ex);

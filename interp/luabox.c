@@ -26,6 +26,7 @@ extern char **environ;
 struct rb_luabox {
 	lua_State *L;
 	size_t used, cap;
+	size_t base;            /* what it used when made or rebased */
 	size_t spare;           /* what the engine's record of a failure may take past cap */
 	struct timespec deadline;
 	int has_deadline;
@@ -38,6 +39,8 @@ struct rb_luabox {
 	int base_ref;           /* registry ref of the read-only base environment */
 	int cache_ref;          /* registry ref of compiled expressions by text */
 	size_t cached;
+	int chunk_ref;          /* ... and of compiled chunks by text */
+	size_t chunks;
 };
 
 /*
@@ -47,7 +50,8 @@ struct rb_luabox {
  * them between two looks at the clock.  The coarse clock (a few ms of
  * resolution) costs a few ns.
  */
-enum { HOOK_COUNT = 1000, HOOK_MASK = LUA_MASKCOUNT | LUA_MASKCALL, CACHE_MAX = 4096 };
+enum { HOOK_COUNT = 1000, HOOK_MASK = LUA_MASKCOUNT | LUA_MASKCALL, CACHE_MAX = 4096,
+       CHUNK_CACHE_MAX = 16384 };
 
 static struct rb_luabox *box_of(lua_State *L)
 {
@@ -674,9 +678,19 @@ struct rb_luabox *rb_luabox_new(size_t mem_cap)
 	build_base(b);
 	lua_newtable(b->L);
 	b->cache_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
+	lua_newtable(b->L);
+	b->chunk_ref = luaL_ref(b->L, LUA_REGISTRYINDEX);
 	lua_gc(b->L, LUA_GCCOLLECT);
 	b->cap = cap > b->used ? cap : b->used + 1024 * 1024;
+	b->base = b->used;
 	return b;
+}
+
+void rb_luabox_rebase(struct rb_luabox *b)
+{
+	lua_gc(b->L, LUA_GCCOLLECT);
+	b->cap += b->used > b->base ? b->used - b->base : 0;
+	b->base = b->used;
 }
 
 void rb_luabox_free(struct rb_luabox *b)
@@ -855,39 +869,46 @@ struct compile_args {
 
 /*
  * Runs protected, so that running out of memory while compiling is an error
- * and not a panic.  Expressions are cached by their text: the same few
- * (params.env, vars.prefix ...) come back in every step.
+ * and not a panic.  Code is cached by its text: the same few expressions
+ * (params.env, vars.prefix ...) come back in every step, and the chunks the
+ * loader checked run in the state it hands over (rb_runbook_take_box).  A
+ * full cache starts again empty.
  */
 static int do_compile(lua_State *L)
 {
 	const struct compile_args *a = lua_touserdata(L, 1);
 	struct rb_luabox *b = box_of(L);
-	if (!a->is_expr)
-		return luaL_loadbufferx(L, a->code, a->len, "=lua", "t") == LUA_OK ? 1
-										  : lua_error(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
+	int ref = a->is_expr ? b->cache_ref : b->chunk_ref;
+	size_t *n = a->is_expr ? &b->cached : &b->chunks;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_pushlstring(L, a->code, a->len);
 	if (lua_rawget(L, -2) == LUA_TFUNCTION)
 		return 1;
 	lua_pop(L, 1);
-	/* "return " on the same line keeps Lua's line numbers ours. */
-	luaL_Buffer buf;
-	luaL_buffinit(L, &buf);
-	luaL_addstring(&buf, "return ");
-	luaL_addlstring(&buf, a->code, a->len);
-	luaL_pushresult(&buf);
-	size_t l2;
-	const char *s = lua_tolstring(L, -1, &l2);
-	if (luaL_loadbufferx(L, s, l2, "=expr", "t") != LUA_OK)
-		return lua_error(L);
-	if (++b->cached > CACHE_MAX) {
+	if (!a->is_expr) {
+		if (luaL_loadbufferx(L, a->code, a->len, "=lua", "t") != LUA_OK)
+			return lua_error(L);
+	} else {
+		/* "return " on the same line keeps Lua's line numbers ours. */
+		luaL_Buffer buf;
+		luaL_buffinit(L, &buf);
+		luaL_addstring(&buf, "return ");
+		luaL_addlstring(&buf, a->code, a->len);
+		luaL_pushresult(&buf);
+		size_t l2;
+		const char *s = lua_tolstring(L, -1, &l2);
+		if (luaL_loadbufferx(L, s, l2, "=expr", "t") != LUA_OK)
+			return lua_error(L);
+		lua_remove(L, -2);
+	}
+	if (++*n > (a->is_expr ? CACHE_MAX : CHUNK_CACHE_MAX)) {
 		lua_newtable(L);
-		lua_rawseti(L, LUA_REGISTRYINDEX, b->cache_ref);
-		b->cached = 0;
+		lua_rawseti(L, LUA_REGISTRYINDEX, ref);
+		*n = 0;
 	} else {
 		lua_pushlstring(L, a->code, a->len);
 		lua_pushvalue(L, -2);
-		lua_rawset(L, -5);
+		lua_rawset(L, -4);
 	}
 	return 1;
 }

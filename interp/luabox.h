@@ -22,6 +22,8 @@ struct rb_luabox;
 
 struct rb_luabox *rb_luabox_new(size_t mem_cap);
 void rb_luabox_free(struct rb_luabox *b);
+/* The memory b uses now (its compiled code) is not counted against its cap from now on. */
+void rb_luabox_rebase(struct rb_luabox *b);
 lua_State *rb_luabox_state(struct rb_luabox *b);
 
 /*

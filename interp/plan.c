@@ -563,7 +563,7 @@ int rb_plan_write_probed(struct rb_runbook *rb, json_t *params, const json_t *pr
 {
 	int rc = -1;
 	json_t *vars = NULL, *header = NULL;
-	struct rb_luabox *box = rb_luabox_new(0);
+	struct rb_luabox *box = rb_runbook_take_box(rb);
 	if (!box)
 		return rb_error_pos(d, 0, 0, "cannot create a Lua state");
 	struct planner pl = {

@@ -771,8 +771,18 @@ struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len
 	}
 	load(&l);
 	free(l.undo);           /* still here when loading stopped early */
-	rb_luabox_free(l.lua);
+	rb->box = l.lua;
 	return rb;
+}
+
+struct rb_luabox *rb_runbook_take_box(struct rb_runbook *rb)
+{
+	struct rb_luabox *b = rb->box;
+	rb->box = NULL;
+	if (!b)
+		return rb_luabox_new(0);
+	rb_luabox_rebase(b);
+	return b;
 }
 
 void rb_runbook_free(struct rb_runbook *rb)
@@ -788,6 +798,7 @@ void rb_runbook_free(struct rb_runbook *rb)
 	free(rb->byid);
 	free(rb->lines);
 	rb_doc_release(&rb->doc);
+	rb_luabox_free(rb->box);
 	free(rb->src);
 	free(rb->file);
 	free(rb);

@@ -146,6 +146,7 @@ struct rb_runbook {
 	int nfail_stages;
 	struct rb_step **byid;          /* open-addressing table of steps by id */
 	size_t byid_cap;
+	struct rb_luabox *box;          /* the loader's Lua state: rb_runbook_take_box */
 };
 
 /* Read and validate a file; errors go to d.  Returns NULL on failure to read
@@ -153,6 +154,14 @@ struct rb_runbook {
 struct rb_runbook *rb_runbook_load(const char *file, const char *buf, size_t len,
 				   struct rb_diags *d);
 void rb_runbook_free(struct rb_runbook *rb);
+
+struct rb_luabox;
+/*
+ * The Lua state the loader checked the runbook's code in, its chunks compiled
+ * and cached by text, for the caller to run them in and free; a new state if
+ * it was taken already (or NULL when none can be made).
+ */
+struct rb_luabox *rb_runbook_take_box(struct rb_runbook *rb);
 
 struct rb_redactor;
 /*
