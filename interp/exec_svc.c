@@ -87,6 +87,12 @@ json_t *ex_redact_json(const struct exec *ex, json_t *v)
 	return ex->nsecrets ? rb_redact_json(ex->redactor, v) : json_deep_copy(v);
 }
 
+/* v redacted, sharing what has nothing to redact (rb_redact_json_shared). */
+static json_t *redact_shared(const struct exec *ex, json_t *v)
+{
+	return ex->nsecrets ? rb_redact_json_shared(ex->redactor, v) : json_incref(v);
+}
+
 static void clock_text(char *buf, size_t size)
 {
 	time_t t = time(NULL);
@@ -107,7 +113,7 @@ static void emit(struct exec *ex, json_t *ev, const char *msg)
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		json_object_set_new(ev, "time", json_string(ts));
 		json_object_set_new(ev, "run", json_string(ex->run_id));
-		json_t *clean = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
+		json_t *clean = redact_shared(ex, ev);
 		json_dumpf(clean, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		fputc('\n', f);
 		json_decref(clean);
@@ -115,7 +121,7 @@ static void emit(struct exec *ex, json_t *ev, const char *msg)
 		char ts[16];
 		char *clean = ex_redact(ex, msg, strlen(msg), NULL);
 		if (ex->o->live) {
-			json_t *cev = ex->nsecrets ? ex_redact_json(ex, ev) : json_incref(ev);
+			json_t *cev = redact_shared(ex, ev);
 			rb_live_event(ex->o->live, cev, clean, rb_now_ms());
 			json_decref(cev);
 		} else {
@@ -272,7 +278,7 @@ void ex_journal(struct exec *ex, json_t *rec)
 		json_decref(rec);
 		return;
 	}
-	json_t *clean = ex->nsecrets ? ex_redact_json(ex, rec) : json_incref(rec);
+	json_t *clean = redact_shared(ex, rec);
 	json_decref(rec);
 	for (size_t k = 0; k < sizeof(text_keys) / sizeof(*text_keys); k++) {
 		json_t *v = json_object_get(clean, text_keys[k]);

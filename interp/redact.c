@@ -520,8 +520,15 @@ static json_t *redact_number(const struct rb_redactor *r, const json_t *v)
 	return j ? j : json_incref((json_t *)v);
 }
 
-static json_t *redact_json(const struct rb_redactor *r, const json_t *v)
+/*
+ * v with secrets redacted in every string and key.  Scalars are shared when
+ * nothing in them changed; so are arrays and objects when share is set, else
+ * each is a new one.
+ */
+static json_t *redact_json(const struct rb_redactor *r, const json_t *v, int share)
 {
+	size_t i, k;
+	json_t *x;
 	switch (json_typeof(v)) {
 	case JSON_STRING: {
 		json_t *j = redacted(r, json_string_value(v), json_string_length(v));
@@ -531,22 +538,47 @@ static json_t *redact_json(const struct rb_redactor *r, const json_t *v)
 	case JSON_REAL:
 		return redact_number(r, v);
 	case JSON_ARRAY: {
-		json_t *a = json_array();
-		size_t i;
-		json_t *x;
-		json_array_foreach(v, i, x)
-			json_array_append_new(a, redact_json(r, x));
-		return a;
+		json_t *a = share ? NULL : json_array();
+		json_array_foreach(v, i, x) {
+			json_t *y = redact_json(r, x, share);
+			if (!a && y == x) {
+				json_decref(y);
+				continue;
+			}
+			if (!a)                 /* the first change: copy what came before it */
+				for (a = json_array(), k = 0; k < i; k++)
+					json_array_append(a, json_array_get(v, k));
+			json_array_append_new(a, y);
+		}
+		return a ? a : json_incref((json_t *)v);
 	}
 	case JSON_OBJECT: {
-		json_t *o = json_object();
+		json_t *o = share ? NULL : json_object();
 		const char *key;
 		size_t klen;
-		json_t *x;
+		i = 0;
 		json_object_keylen_foreach((json_t *)v, key, klen, x) {
 			json_t *ks = redacted(r, key, klen);    /* a valid UTF-8 key */
+			json_t *y = redact_json(r, x, share);
+			if (!o && !ks && y == x) {
+				json_decref(y);
+				i++;
+				continue;
+			}
+			if (!o) {               /* the first change: copy what came before it */
+				const char *k2;
+				size_t l2;
+				json_t *x2;
+				o = json_object();
+				k = 0;
+				json_object_keylen_foreach((json_t *)v, k2, l2, x2) {
+					if (k++ == i)
+						break;
+					json_object_setn(o, k2, l2, x2);
+				}
+			}
 			if (!ks && !json_object_getn(o, key, klen)) {
-				json_object_setn_new(o, key, klen, redact_json(r, x));
+				json_object_setn_new(o, key, klen, y);
 				continue;
 			}
 			if (!ks)
@@ -555,18 +587,18 @@ static json_t *redact_json(const struct rb_redactor *r, const json_t *v)
 			rb_buf_init(&b);
 			rb_buf_add(&b, json_string_value(ks), json_string_length(ks));
 			size_t base = b.len;
-			for (int i = 2; json_object_getn(o, b.s, b.len); i++) {
+			for (int n = 2; json_object_getn(o, b.s, b.len); n++) {
 				b.len = base;
-				rb_buf_printf(&b, " (%d)", i);
+				rb_buf_printf(&b, " (%d)", n);
 			}
-			json_object_setn_new(o, b.s, b.len, redact_json(r, x));
+			json_object_setn_new(o, b.s, b.len, y);
 			rb_buf_release(&b);
 			json_decref(ks);
 		}
-		return o;
+		return o ? o : json_incref((json_t *)v);
 	}
 	default:
-		return json_deep_copy(v);
+		return share ? json_incref((json_t *)v) : json_deep_copy(v);
 	}
 }
 
@@ -575,7 +607,17 @@ json_t *rb_redact_json(const struct rb_redactor *cr, const json_t *v)
 	if (!v)
 		return json_null();
 	struct rb_redactor *r = lock_built(cr);
-	json_t *j = redact_json(r, v);
+	json_t *j = redact_json(r, v, 0);
+	pthread_rwlock_unlock(&r->lock);
+	return j;
+}
+
+json_t *rb_redact_json_shared(const struct rb_redactor *cr, json_t *v)
+{
+	if (!v)
+		return json_null();
+	struct rb_redactor *r = lock_built(cr);
+	json_t *j = redact_json(r, v, 1);
 	pthread_rwlock_unlock(&r->lock);
 	return j;
 }

@@ -181,6 +181,13 @@ size_t rb_redact_cut(const struct rb_redactor *r, const char *s, size_t len);
  * text are kept apart as "<email>", "<email> (2)", ...
  */
 json_t *rb_redact_json(const struct rb_redactor *r, const json_t *v);
+/*
+ * The same, but what has nothing to redact is shared, not copied: v itself
+ * (a new reference) when nothing in it changed, else a new value that may
+ * share v's unchanged parts.  For a caller that only reads the result, or
+ * sets members of the top object it owns.
+ */
+json_t *rb_redact_json_shared(const struct rb_redactor *r, json_t *v);
 
 /*
  * HMAC-SHA256 of msg under key, as 64 lower-case hex digits and a NUL: what

@@ -842,6 +842,36 @@ static void t_json(void)
 	CHECK(v && want && json_equal(got, want), "rb_redact_json: %s", g);
 	free(g);
 	json_decref(got);
+	/* The shared form gives the same value, sharing only what did not change. */
+	got = rb_redact_json_shared(r, v);
+	g = json_dumps(got, JSON_SORT_KEYS);
+	CHECK(json_equal(got, want) && got != v, "rb_redact_json_shared: %s", g);
+	free(g);
+	json_t *nested = json_object_get(got, "nested");
+	CHECK(nested != json_object_get(v, "nested") &&
+	      json_array_get(nested, 7) == json_array_get(json_object_get(v, "nested"), 7),
+	      "a changed array is new, its unchanged [] shared");
+	json_decref(got);
+	json_t *clean = json_loads("{\"a\": [1, {\"b\": \"ok\"}], \"c\": 2.5, \"d\": null}", 0, NULL);
+	got = rb_redact_json_shared(r, clean);
+	CHECK(got == clean && clean->refcount == 2, "nothing to redact: the value itself");
+	json_decref(got);
+	got = rb_redact_json(r, clean);
+	CHECK(got != clean && json_equal(got, clean) &&
+	      json_object_get(got, "a") != json_object_get(clean, "a"), "rb_redact_json copies");
+	json_decref(got);
+	json_object_set_new(json_array_get(json_object_get(clean, "a"), 1), "z", json_string("hunter2hunter2"));
+	got = rb_redact_json_shared(r, clean);
+	CHECK(got != clean && json_array_get(json_object_get(got, "a"), 0) ==
+	      json_array_get(json_object_get(clean, "a"), 0) &&
+	      !strcmp(json_string_value(json_object_get(json_array_get(json_object_get(got, "a"), 1),
+							 "z")), "***") &&
+	      json_object_get(got, "c") == json_object_get(clean, "c"),
+	      "a secret deep down: its path is new, the rest shared");
+	CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(clean, "a"), 1),
+							 "z")), "hunter2hunter2"), "the original is unchanged");
+	json_decref(got);
+	json_decref(clean);
 	json_decref(want);
 	json_decref(v);
 	got = rb_redact_json(r, NULL);
