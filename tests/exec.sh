@@ -5,7 +5,7 @@
 # each must give; UPDATE=1 rewrites the .out files (review the diff).  What needs a program
 # (signals, timing, runs at once, file permissions, files changed under a run) is in
 # tests/exec/programs.sh, run after the cases.  `bash tests/exec.sh NAME...` runs those cases
-# alone.
+# alone; `--part K/N` runs the K-th of N parts (the programs are the last).
 #
 # A line of NAME.cmd is one of
 #   [VAR=VALUE ...] COMMAND ARG... [<FILE]
@@ -224,12 +224,20 @@ run_command() {
 	[ -z "$state_used" ] || [ -d "$STATE" ] || echo "[no state directory]"
 }
 
-# bash tests/exec.sh NAME...: those cases alone, without the programs.
-if [ $# -gt 0 ]; then
-	for c in "$@"; do run_case "tests/exec/cases/${c%.cmd}.cmd"; done
-else
+# All the cases and the programs; --part K/N (N >= 2): the K-th of N - 1 shares of the
+# cases, the programs being part N; or NAME...: those cases alone.
+case "${1:-}" in
+--part)
+	k=${2%/*} n=${2#*/} i=0
+	for c in tests/exec/cases/*.cmd; do
+		[ $((i++ % (n - 1) + 1)) -eq "$k" ] && run_case "$c"
+	done
+	[ "$k" -eq "$n" ] && . tests/exec/programs.sh ;;
+'')
 	for c in tests/exec/cases/*.cmd; do run_case "$c"; done
-	. tests/exec/programs.sh
-fi
+	. tests/exec/programs.sh ;;
+*)
+	for c in "$@"; do run_case "tests/exec/cases/${c%.cmd}.cmd"; done ;;
+esac
 echo "exec: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
