@@ -79,6 +79,7 @@ struct rb_step {
 					   "GET https://..."; rb_action.effect), or NULL */
 	int sensitive;
 	int quiet;                      /* its standard output is not shown as it comes */
+	const struct rb_node *lint;     /* lint: {ignore: [ID...]} (lint.h), or NULL */
 	struct rb_step *undo, *parent;  /* parent: for an undo step or a check */
 	struct rb_step *check;          /* a read-only probe: is the effect in place? */
 	const struct rb_node *needs_node;
@@ -139,6 +140,7 @@ struct rb_runbook {
 	int redact_pii;                 /* redact: pii: the default e-mail and phone patterns (1) */
 	struct rb_redact_pattern *redact_patterns;
 	size_t nredact_patterns;
+	const struct rb_node *lint;     /* lint: {ignore: [ID...]} (lint.h), or NULL */
 
 	struct rb_step **steps;         /* main, then on_failure, then undo */
 	size_t nsteps, nmain, non_failure;
@@ -163,6 +165,10 @@ size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *
 
 struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id);
 const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name);
+
+/* lint: {ignore: [ID...]}, checked: the ids are lint.h's; 0 or -1. */
+struct loader;
+int rb_load_lint(struct loader *l, const struct rb_node *n, const struct rb_node **out);
 
 /* Source position of byte offset off inside scalar n's text. */
 void rb_runbook_pos(struct rb_runbook *rb, const struct rb_node *n, size_t off, int *line,
