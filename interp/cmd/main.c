@@ -31,6 +31,8 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
 	 "  -f, --format FORMAT      text (default), json or markdown\n"
+	 "      --save FILE          also write the JSON plan with its SHA-256, for\n"
+	 "                           run --plan\n"
 	 "\n"
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
 	{"run", cmd_run, "run a runbook",
@@ -59,6 +61,8 @@ const struct rb_command rb_commands[] = {
 	 "                           $RUNBOOK_AUDIT_KEY, else the host key\n"
 	 "                           STATE_DIR/keys/host.pem, made on first use)\n"
 	 "      --audit-log FILE     also append the records to FILE, a log shared by runs\n"
+	 "      --plan FILE          refuse to start (exit 6) unless the plan is the one\n"
+	 "                           saved in FILE by plan --save\n"
 	 "\n"
 	 "A gate not approved in advance is asked on the terminal; without one, the run\n"
 	 "pauses there (exit 3) and prints the resume command.\n"
