@@ -166,10 +166,6 @@ size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *
 struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id);
 const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name);
 
-/* lint: {ignore: [ID...]}, checked: the ids are lint.h's; 0 or -1. */
-struct loader;
-int rb_load_lint(struct loader *l, const struct rb_node *n, const struct rb_node **out);
-
 /* Source position of byte offset off inside scalar n's text. */
 void rb_runbook_pos(struct rb_runbook *rb, const struct rb_node *n, size_t off, int *line,
 		    int *col);
