@@ -533,6 +533,8 @@ static int setup(struct exec *ex)
 					"started_at", (json_int_t)ex->o->now, "vars", ex->vars,
 					"vars_hmac", ex->vars_hmac);
 		json_object_update(rec, who);
+		if (ex->o->plan_sha256)
+			json_object_set_new(rec, "plan_sha256", json_string(ex->o->plan_sha256));
 		ex_journal(ex, rec);
 	}
 	json_decref(who);

@@ -113,6 +113,8 @@ struct rb_exec_opts {
 	const char *user;
 	int (*ask)(void *ud, const char *step, const char *prompt, int64_t timeout_ms);
 	void *ask_ud;
+	/* run --plan: the reviewed plan's SHA-256 (hex), for run_started and gate_approved */
+	const char *plan_sha256;
 };
 
 /*

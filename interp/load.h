@@ -41,6 +41,8 @@ int rb_load_bool(struct loader *l, const struct rb_node *n, int *out);
 int rb_load_duration(struct loader *l, const struct rb_node *n, int64_t *out);
 int rb_load_ident(struct loader *l, const struct rb_node *n, const char *what);
 int rb_load_retry(struct loader *l, const struct rb_node *n, struct rb_retry *r);
+/* lint: {ignore: [ID...]}, checked: the ids are lint.h's; *out is n. */
+int rb_load_lint(struct loader *l, const struct rb_node *n, const struct rb_node **out);
 
 /* Parse and check every ${{ }} in the value n (recursively). */
 int rb_load_value(struct loader *l, const struct rb_node *n, const struct scope_rules *sr);

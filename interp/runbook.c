@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "lint.h"
 #include "load.h"
 #include "redact.h"
 #include "util.h"
@@ -18,7 +19,7 @@
 static const char *const top_keys[] = {
 	"runbook", "version", "description", "tags", "params", "secrets", "vars",
 	"defaults", "lock", "schedule", "window", "timeout", "rollback", "steps",
-	"on_failure", "redact", NULL,
+	"on_failure", "redact", "lint", NULL,
 };
 static const char *const param_keys[] = {
 	"type", "description", "default", "required", "enum", "min", "max", "env", NULL,
@@ -623,6 +624,41 @@ size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *
 	return n;
 }
 
+/* lint: {ignore: [ID...]}: the warnings of runbook lint it silences (docs/cli.md). */
+int rb_load_lint(struct loader *l, const struct rb_node *n, const struct rb_node **out)
+{
+	static const char *const lint_keys[] = {"ignore", NULL};
+	if (n->type != RB_MAP)
+		return rb_error_at(l->d, n, "lint must be a mapping such as {ignore: [no-undo]}, "
+				   "not %s", rb_node_kind_name(n));
+	int rc = rb_load_keys(l, n, lint_keys, "lint");
+	const struct rb_node *ig = rb_map_get(n, "ignore");
+	if (ig && ig->type != RB_SEQ)
+		return rb_error_at(l->d, ig, "lint ignore must be a list of warning ids such as "
+				   "[no-undo], not %s", rb_node_kind_name(ig));
+	for (size_t i = 0; ig && i < ig->n; i++) {
+		const struct rb_node *id = ig->items[i];
+		size_t k;
+		for (k = 0; rb_lint_ids[k]; k++)
+			if (id->type == RB_SCALAR && !strcmp(id->str, rb_lint_ids[k]))
+				break;
+		if (rb_lint_ids[k])
+			continue;
+		const char *s = id->type == RB_SCALAR ? rb_suggest(id->str, rb_lint_ids,
+								   RB_LINT_COUNT) : NULL;
+		if (s)
+			rc = rb_error_at(l->d, id, "unknown lint warning '%s' (did you mean '%s'?)",
+					 id->str, s);
+		else
+			rc = rb_error_at(l->d, id, "unknown lint warning%s%s%s (see 'runbook lint' "
+					 "in docs/cli.md)", id->type == RB_SCALAR ? " '" : "",
+					 id->type == RB_SCALAR ? id->str : "",
+					 id->type == RB_SCALAR ? "'" : "");
+	}
+	*out = n;
+	return rc;
+}
+
 static int load_name(struct loader *l, const struct rb_node *n)
 {
 	const char *s = NULL;
@@ -713,6 +749,8 @@ static int load_top(struct loader *l, const struct rb_node *k, const struct rb_n
 		return rb_load_bool(l, v, &rb->rollback);
 	if (!strcmp(key, "redact"))
 		return load_redact(l, v);
+	if (!strcmp(key, "lint"))
+		return rb_load_lint(l, v, &rb->lint);
 	return 0;       /* vars, steps and on_failure are loaded in order below */
 }
 

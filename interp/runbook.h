@@ -79,6 +79,7 @@ struct rb_step {
 					   "GET https://..."; rb_action.effect), or NULL */
 	int sensitive;
 	int quiet;                      /* its standard output is not shown as it comes */
+	const struct rb_node *lint;     /* lint: {ignore: [ID...]} (lint.h), or NULL */
 	struct rb_step *undo, *parent;  /* parent: for an undo step or a check */
 	struct rb_step *check;          /* a read-only probe: is the effect in place? */
 	const struct rb_node *needs_node;
@@ -139,6 +140,7 @@ struct rb_runbook {
 	int redact_pii;                 /* redact: pii: the default e-mail and phone patterns (1) */
 	struct rb_redact_pattern *redact_patterns;
 	size_t nredact_patterns;
+	const struct rb_node *lint;     /* lint: {ignore: [ID...]} (lint.h), or NULL */
 
 	struct rb_step **steps;         /* main, then on_failure, then undo */
 	size_t nsteps, nmain, non_failure;

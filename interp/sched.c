@@ -747,8 +747,11 @@ static void approve(struct exec *ex, size_t i, const char *via)
 	const char *id = ex->rb->steps[i]->id, *by = ex->o->user ? ex->o->user : "unknown";
 	ex->s[i].approved = 1;
 	ex->s[i].started_ms = rb_now_ms();
-	ex_journal(ex, json_pack("{s:s, s:s, s:s, s:s}", "type", "gate_approved", "step", id, "by",
-			      by, "via", via));
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:s}", "type", "gate_approved", "step", id, "by",
+				by, "via", via);
+	if (ex->o->plan_sha256)         /* what was reviewed is what the approver passed */
+		json_object_set_new(rec, "plan_sha256", json_string(ex->o->plan_sha256));
+	ex_journal(ex, rec);
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
 				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
 }

@@ -17,12 +17,12 @@ enum {
 	K_ENV, K_SHELL,
 	UNDO_KEYS,
 	K_NEEDS = UNDO_KEYS, K_FOR_EACH, K_CONTINUE_ON_ERROR, K_UNDO, K_APPROVE, K_IDEMPOTENT,
-	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_CONCURRENCY, K_QUIET, K_COUNT
+	K_OUTPUTS, K_SENSITIVE, K_CHECK, K_SIDE_EFFECTS, K_CONCURRENCY, K_QUIET, K_LINT, K_COUNT
 };
 static const char *const step_keys[K_COUNT + 1] = {
 	"id", "name", "description", "action", "with", "run", "lua", "if", "retry", "timeout",
 	"env", "shell", "needs", "for_each", "continue_on_error", "undo", "approve", "idempotent", "outputs",
-	"sensitive", "check", "side_effects", "concurrency", "quiet", NULL,
+	"sensitive", "check", "side_effects", "concurrency", "quiet", "lint", NULL,
 };
 /* The keys of a check, and where they go among a step's. */
 static const char *const check_keys[] = {"action", "with", "run", "lua", "timeout", "env", "shell",
@@ -252,6 +252,8 @@ static void load_keys(struct loader *l, struct rb_step *s, const struct rb_node 
 		rb_load_bool(l, v[K_SENSITIVE], &s->sensitive);
 	if (v[K_QUIET])
 		rb_load_bool(l, v[K_QUIET], &s->quiet);
+	if (v[K_LINT])
+		rb_load_lint(l, v[K_LINT], &s->lint);
 	if (v[K_APPROVE])
 		load_approve(l, s, v[K_APPROVE]);
 	if (v[K_OUTPUTS])

@@ -17,6 +17,7 @@ enum rb_exit {
 	RB_EXIT_FAILED = 1,     /* a run failed, or a file could not be read */
 	RB_EXIT_INVALID = 2,    /* invalid runbook, params or command line */
 	RB_EXIT_PAUSED = 3,     /* a run waits at an approval gate */
+	RB_EXIT_PLAN_DIFFERS = 6, /* run --plan: the plan is not the one reviewed */
 	RB_EXIT_SIGHUP = 129,
 	RB_EXIT_SIGINT = 130,
 	RB_EXIT_SIGTERM = 143,
@@ -46,6 +47,7 @@ int cmd_status(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_lint(int argc, char **argv);
 
 /*
  * Print "runbook: error: ..." on stderr, its control characters shown, not

@@ -8,15 +8,16 @@
 
 #include "cli.h"
 #include "plan.h"
+#include "plan_review.h"
 #include "util.h"
 
 int cmd_plan(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
-		{'p', "param", 1}, {'f', "format", 1}, {0, NULL, 0},
+		{'p', "param", 1}, {'f', "format", 1}, {0, "save", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
-	const char *file = NULL, *format = "text";
+	const char *file = NULL, *format = "text", *save = NULL;
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
 	int k, rc = RB_EXIT_OK;
@@ -39,6 +40,8 @@ int cmd_plan(int argc, char **argv)
 			file = p.val;
 		} else if (k == 0) {
 			params[nparams++] = (char *)p.val;
+		} else if (k == 2) {
+			save = p.val;
 		} else {
 			format = p.val;
 		}
@@ -83,6 +86,11 @@ int cmd_plan(int argc, char **argv)
 	} else if (rb_cli_write_redacted(rb, NULL, buf, len, stdout) < 0) {
 		fprintf(stderr, "runbook: error: cannot write the plan\n");
 		rc = RB_EXIT_FAILED;
+	} else if (save) {
+		/* The reviewed plan: the JSON plan and its hash (plan_review.h). */
+		json_t *plan = rb_review_plan(rb, pj, &d);
+		rc = plan ? rb_review_save(plan, save) : RB_EXIT_FAILED;
+		json_decref(plan);
 	}
 	free(buf);
 	json_decref(pj);

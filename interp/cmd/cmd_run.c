@@ -18,6 +18,7 @@
 #include "exec.h"
 #include "luabox.h"
 #include "plan.h"
+#include "plan_review.h"
 #include "proc.h"
 #include "rundir.h"
 #include "types.h"
@@ -277,16 +278,31 @@ static int dry_run(struct rb_runbook *rb, json_t *params, struct rb_exec_opts *o
 	return rc;
 }
 
+/* --plan FILE: the plan now must be the one reviewed in FILE (plan_review.h). */
+static int check_reviewed(struct rb_runbook *rb, json_t *pj, const char *file, char hash[65],
+			  struct rb_diags *d)
+{
+	json_t *plan = rb_review_plan(rb, pj, d);
+	if (!plan)
+		return RB_EXIT_INVALID;
+	int rc = rb_review_check(plan, file, hash);
+	json_decref(plan);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
 		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, "probe", 0},
 		{0, "audit-key", 1}, {0, "audit-log", 1},
+		{0, "plan", 1},
 		{0, NULL, 0},
 	};
+	enum { OPT_PLAN = 10 };
 	struct rb_optparse p;
-	const char *file = NULL;
+	const char *file = NULL, *reviewed = NULL;
+	char plan_hash[65];
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
 	int k, rc = RB_EXIT_OK, dry = 0, probe = 0;
@@ -318,6 +334,9 @@ int cmd_run(int argc, char **argv)
 		case 7:
 			probe = 1;
 			break;
+		case OPT_PLAN:
+			reviewed = p.val;
+			break;
 		default:
 			if (rb_exec_option("run", opts[k].longname, p.val, &o) < 0) {
 				rc = RB_EXIT_INVALID;
@@ -344,10 +363,13 @@ int cmd_run(int argc, char **argv)
 	json_t *pj = rb_params_resolve(rb, params, nparams, &d);
 	if (!pj) {
 		rc = RB_EXIT_INVALID;
+	} else if (reviewed && (rc = check_reviewed(rb, pj, reviewed, plan_hash, &d)) != 0) {
+		/* not the plan that was reviewed: nothing starts */
 	} else if (dry) {
 		rc = dry_run(rb, pj, &o, probe, &d);
 	} else {
 		o.params = pj;
+		o.plan_sha256 = reviewed ? plan_hash : NULL;
 		rc = rb_cli_execute(rb, &o, &d);
 	}
 	rb_diags_print(&d, stderr, rb_use_color(stderr));

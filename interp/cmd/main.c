@@ -31,6 +31,8 @@ const struct rb_command rb_commands[] = {
 	 "\n"
 	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
 	 "  -f, --format FORMAT      text (default), json or markdown\n"
+	 "      --save FILE          also write the JSON plan with its SHA-256, for\n"
+	 "                           run --plan\n"
 	 "\n"
 	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
 	{"run", cmd_run, "run a runbook",
@@ -59,6 +61,8 @@ const struct rb_command rb_commands[] = {
 	 "                           $RUNBOOK_AUDIT_KEY, else the host key\n"
 	 "                           STATE_DIR/keys/host.pem, made on first use)\n"
 	 "      --audit-log FILE     also append the records to FILE, a log shared by runs\n"
+	 "      --plan FILE          refuse to start (exit 6) unless the plan is the one\n"
+	 "                           saved in FILE by plan --save\n"
 	 "\n"
 	 "A gate not approved in advance is asked on the terminal; without one, the run\n"
 	 "pauses there (exit 3) and prints the resume command.\n"
@@ -179,6 +183,21 @@ const struct rb_command rb_commands[] = {
 	 "      --run-tests CASES    check a file of cases (see tests/expr/)\n"},
 	{"actions", cmd_actions, "list the actions and their arguments",
 	 "usage: runbook actions [--format text|markdown|json]\n"},
+	{"lint", cmd_lint, "report what reviewers care about beyond validity",
+	 "usage: runbook lint [--output text|json] FILE...\n"
+	 "\n"
+	 "Validate each runbook, then warn about what a reviewer should see, each\n"
+	 "warning as FILE:LINE:COL: warning: MESSAGE [ID]: a side effect without undo\n"
+	 "under rollback: true (no-undo), destructive SQL without a gate\n"
+	 "(destructive-sql), FLUSHALL or FLUSHDB without a gate (redis-flush), a secret\n"
+	 "on a command line (secret-argv), a network step without a timeout\n"
+	 "(no-timeout), an unused param, var or secret (unused-param, unused-var,\n"
+	 "unused-secret), insecure: true (insecure). Silence one with lint: {ignore:\n"
+	 "[ID]} on the step or at the top of the runbook.\n"
+	 "\n"
+	 "  -o, --output FORMAT      text (default) or json\n"
+	 "\n"
+	 "Exit status: 0 no warnings, 1 warnings, 2 a file is invalid or cannot be read.\n"},
 	{NULL, NULL, NULL, NULL},
 };
 
