@@ -398,6 +398,8 @@ static json_t *snapshot(struct exec *ex)
 	json_object_set(snap, "vars", ex->vars);
 	json_object_set(snap, "vars_hmac", ex->vars_hmac);
 	json_object_set_new(snap, "vars_key", json_string(ex->vars_key));
+	if (ex->o->plan_sha256)
+		json_object_set_new(snap, "plan_sha256", json_string(ex->o->plan_sha256));
 	return snap;
 }
 

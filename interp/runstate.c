@@ -120,6 +120,8 @@ static void apply(json_t *st, json_t *index, const json_t *rec)
 			json_object_set(st, "vars_hmac", json_object_get(rec, "vars_hmac"));
 			json_object_set(st, "vars_key", json_object_get(rec, "key_id"));
 		}
+		if (json_is_string(json_object_get(rec, "plan_sha256")))
+			json_object_set(st, "plan_sha256", json_object_get(rec, "plan_sha256"));
 	} else if (!strcmp(ev, "run_resumed")) {
 		json_object_set_new(st, "status", json_string("unfinished"));
 	} else if (!strcmp(ev, "run_finished")) {
@@ -181,7 +183,7 @@ json_t *rb_run_state(const char *run_dir, const struct rb_audit_keyring *trust,
 	if (snap) {
 		static const char *const run_keys[] = {"run", "runbook", "file", "sha256", "params",
 						       "status", "started_at", "vars", "vars_hmac",
-						       "vars_key"};
+						       "vars_key", "plan_sha256"};
 		for (size_t k = 0; k < sizeof(run_keys) / sizeof(*run_keys); k++)
 			if (json_object_get(snap, run_keys[k]))
 				json_object_set(st, run_keys[k], json_object_get(snap, run_keys[k]));

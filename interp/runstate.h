@@ -13,7 +13,8 @@ struct rb_audit_keyring;
  * {"run", "runbook", "file", "sha256", "params", "started_at", "vars",
  * "vars_hmac", "vars_key" (what the run fixed at its start: run.started_at,
  * its vars' values, the HMACs of those kept out of the log and the key they
- * are under; absent in runs older than these), "status" (succeeded,
+ * are under; absent in runs older than these), "plan_sha256" (the reviewed
+ * plan's, with run --plan), "status" (succeeded,
  * failed, interrupted, or unfinished when the journal has no end), "torn"
  * (true when a torn tail was found), "steps": [{"step", "status" (running or
  * retrying for a step in flight when the journal ends), "kind" (on_failure or

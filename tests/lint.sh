@@ -79,6 +79,11 @@ if ! grep -q s3cr3t "$log"; then ok; else bad "the secret's value in the audit l
 rb run --plan "$T/reviewed.json" "$T/deploy.yaml" -p target=prod --state-dir "$T/s2" \
 	--output json >"$T/out" 2>"$T/err"; rc=$?
 expect 3 "run --plan paused at the gate" ''
+run2=$(ls "$T/s2/runs")
+rb resume "$run2" --approve apply --state-dir "$T/s2" >"$T/out" 2>"$T/err"; rc=$?
+expect 0 "resume --approve of the reviewed run" ''
+log2="$T/s2/runs/$run2/audit.jsonl"
+if [ "$(jq -r 'select(.type == "gate_approved") | .plan_sha256' "$log2")" = "$hash" ]; then ok; else bad "gate_approved on resume has no plan_sha256"; jq -c 'select(.type == "gate_approved")' "$log2"; fi
 
 refused() {               # refused WHAT PATTERN ARGS...: exit 6, nothing started
 	local what="$1" pat="$2"; shift 2

@@ -367,6 +367,8 @@ int cmd_resume(int argc, char **argv)
 	/* Every session sees what the first one fixed: run.started_at and the vars. */
 	o.start = st;
 	o.now = rb_run_started_at(st, id);
+	/* A run started from a reviewed plan stays that plan's: its gates say so. */
+	o.plan_sha256 = json_string_value(json_object_get(st, "plan_sha256"));
 	if (o.now < 0)
 		o.now = (time_t)rb_now();
 	o.kept = kept;
