@@ -71,8 +71,14 @@ static int boring(const json_t *path, const json_t *v)
 				      !strcmp(last, "side_effects") || !strcmp(last, "idempotent"));
 }
 
+/* A change shown: all of a runbook's settings; of a step, what is not boring (above). */
 static int shown(const json_t *c)
 {
+	const char *first = json_string_value(json_array_get(json_object_get(c, "path"), 0));
+	static const char *const settings[] = {"runbook", "params", "vars", "secrets"};
+	for (int i = 0; first && i < 4; i++)
+		if (!strcmp(first, settings[i]))
+			return 1;
 	const json_t *o = json_object_get(c, "old"), *n = json_object_get(c, "new");
 	const json_t *p = json_object_get(c, "path");
 	return !((!o && boring(p, n)) || (!n && boring(p, o)));
@@ -103,6 +109,24 @@ static char *one_line(const json_t *v, const json_t *path)
 					: str(v, "action"), w ? w : "{}");
 		char *shown_t = rb_visible(t, strlen(t), RB_VIS_TAB);
 		free(w);
+		free(t);
+		return shown_t;
+	}
+	if (last && !strcmp(last, "approve") && json_is_object(v)) {
+		const json_t *g = json_object_get(v, "gate");
+		const char *e = str(v, "expression");
+		char *p = json_dumps(json_object_get(v, "prompt"), JSON_COMPACT | JSON_ENCODE_ANY);
+		char *t = json_is_false(g) ? rb_xstrdup("no gate")
+			  : json_is_null(g) ? rb_xasprintf("a gate if %s gives a prompt or true", e)
+			  : rb_xasprintf("gate %s%s%s%s", p ? p : "?", e ? " (from " : "", e ? e : "",
+					 e ? ")" : "");
+		if (str(v, "timeout")) {
+			char *more = rb_xasprintf("%s, times out after %s", t, str(v, "timeout"));
+			free(t);
+			t = more;
+		}
+		char *shown_t = rb_visible(t, strlen(t), RB_VIS_TAB);
+		free(p);
 		free(t);
 		return shown_t;
 	}
@@ -329,13 +353,10 @@ void rb_plandiff_text(const json_t *d, FILE *f, int color)
 			fprintf(f, "  renamed from %s", str(e, "renamed_from"));
 		const json_t *mv = json_object_get(e, "moved");
 		if (mv) {
-			fprintf(f, "  moved from position %lld to %lld",
-				(long long)json_integer_value(json_object_get(mv, "from")),
-				(long long)json_integer_value(json_object_get(mv, "to")));
 			if (str(mv, "after"))
-				fprintf(f, " (now after %s)", str(mv, "after"));
+				fprintf(f, "  moved: now after %s", str(mv, "after"));
 			else
-				fputs(" (now first)", f);
+				fputs("  moved: now first", f);
 		}
 		fputc('\n', f);
 		text_changes(&t, json_object_get(e, "fields"), "      ", mark != '~');
@@ -542,15 +563,12 @@ void rb_plandiff_markdown(const json_t *d, FILE *f)
 		}
 		const json_t *mv = json_object_get(e, "moved");
 		if (mv) {
-			fprintf(f, ", moved from position %lld to %lld",
-				(long long)json_integer_value(json_object_get(mv, "from")),
-				(long long)json_integer_value(json_object_get(mv, "to")));
 			if (str(mv, "after")) {
-				fputs(" (now after <code>", f);
+				fputs(", moved: now after <code>", f);
 				html(f, str(mv, "after"));
-				fputs("</code>)", f);
+				fputs("</code>", f);
 			} else {
-				fputs(" (now first)", f);
+				fputs(", moved: now first", f);
 			}
 		}
 		fputs("</summary>\n\n", f);
