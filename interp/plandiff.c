@@ -326,11 +326,16 @@ static const char *sstr(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-static int same_call(const json_t *a, const json_t *b)
+/* What a rename keeps: the section, the action, its form and the arguments, as one key. */
+static char *call_key(const struct side *s, size_t i)
 {
-	return json_equal(json_object_get(a, "action"), json_object_get(b, "action")) &&
-	       json_equal(json_object_get(a, "form"), json_object_get(b, "form")) &&
-	       json_equal(json_object_get(a, "with"), json_object_get(b, "with"));
+	const json_t *st = json_array_get(s->steps, i);
+	json_t *k = json_pack("[O, O, O, O]", json_array_get(s->section, i),
+			      json_object_get(st, "action"), json_object_get(st, "form"),
+			      json_object_get(st, "with") ? json_object_get(st, "with") : json_null());
+	char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(k);
+	return text ? text : rb_xstrdup("");
 }
 
 /*
@@ -398,17 +403,22 @@ static json_t *wider_items(const json_t *a, const json_t *b)
 {
 	if (!json_is_array(a) || !json_is_array(b))
 		return NULL;
-	json_t *more = json_array();
-	size_t i, j;
-	json_t *x, *y;
-	json_array_foreach(b, i, x) {
-		int found = 0;
-		json_array_foreach(a, j, y)
-			if (json_equal(x, y))
-				found = 1;
-		if (!found)
-			json_array_append(more, x);
+	json_t *more = json_array(), *had = json_object();
+	size_t i;
+	json_t *x;
+	json_array_foreach(a, i, x) {
+		char *k = json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		if (k)
+			json_object_set_new(had, k, json_true());
+		free(k);
 	}
+	json_array_foreach(b, i, x) {
+		char *k = json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		if (!k || !json_object_get(had, k))
+			json_array_append(more, x);
+		free(k);
+	}
+	json_decref(had);
 	return more;
 }
 
@@ -530,15 +540,33 @@ static void diff_steps(struct differ *df, const json_t *oldp, const json_t *newp
 			o.match[n.match[i]] = (long)i;
 		}
 	}
-	for (size_t i = 0; i < nn; i++)
-		for (size_t j = 0; j < no && n.match[i] < 0; j++)
-			if (o.match[j] < 0 &&
-			    json_equal(json_array_get(o.section, j), json_array_get(n.section, i)) &&
-			    same_call(json_array_get(o.steps, j), json_array_get(n.steps, i))) {
-				n.match[i] = (long)j;
-				o.match[j] = (long)i;
-				n.renamed[i] = 1;
-			}
+	/* the unmatched old steps by call, each call's in order: paired first come, first served */
+	json_t *calls = json_object();
+	for (size_t j = 0; j < no; j++) {
+		if (o.match[j] >= 0)
+			continue;
+		char *key = call_key(&o, j);
+		json_t *list = json_object_get(calls, key);
+		if (!list)
+			json_object_set_new(calls, key, list = json_array());
+		json_array_append_new(list, json_integer((json_int_t)j));
+		free(key);
+	}
+	for (size_t i = 0; i < nn && json_object_size(calls); i++) {
+		if (n.match[i] >= 0)
+			continue;
+		char *key = call_key(&n, i);
+		json_t *list = json_object_get(calls, key);
+		if (json_array_size(list)) {
+			size_t j = (size_t)json_integer_value(json_array_get(list, 0));
+			json_array_remove(list, 0);
+			n.match[i] = (long)j;
+			o.match[j] = (long)i;
+			n.renamed[i] = 1;
+		}
+		free(key);
+	}
+	json_decref(calls);
 
 	/* the order: matched steps outside the longest run kept in order were moved */
 	long *seq = rb_xmalloc((nn + 1) * sizeof(*seq));
