@@ -501,8 +501,16 @@ static void md_destructive(FILE *f, const json_t *d)
 		const json_t *v = json_object_get(x, "value");
 		if (v) {
 			char *s = json_is_string(v) ? rb_xstrdup(json_string_value(v)) : one_line(v, NULL);
+			/* a line outside a fence stays short (mdsplit.c): the JSON has it all */
+			size_t n = strlen(s);
+			if (n > 2 * INLINE_MAX) {
+				n = 2 * INLINE_MAX - 3;        /* room for "..." in s */
+				while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+					n--;
+				strcpy(s + n, "...");
+			}
 			fputs(": ", f);
-			rb_md_code(f, s);       /* a statement cut at 80 characters: short */
+			rb_md_code(f, s);
 			free(s);
 		}
 		fputc('\n', f);
