@@ -71,4 +71,12 @@ struct rb_plan_out {
 
 extern const struct rb_plan_renderer rb_plan_text, rb_plan_markdown, rb_plan_json;
 
+/*
+ * Markdown that a value cannot leave (plan_render.c): s as a code span
+ * delimited by more backticks than any run in it, and s as prose with every
+ * character that formats escaped; both on one line, controls visible.
+ */
+void rb_md_code(FILE *f, const char *s);
+void rb_md_text(FILE *f, const char *s);
+
 #endif

@@ -722,3 +722,15 @@ static void json_end(void *ctx)
 }
 
 const struct rb_plan_renderer rb_plan_json = {json_begin, json_step, json_section, json_end};
+
+/* --- for the plan diff (plandiff_render.c): the same markdown, the same escapes ---- */
+
+void rb_md_code(FILE *f, const char *s)
+{
+	md_code(f, s);
+}
+
+void rb_md_text(FILE *f, const char *s)
+{
+	md_text(f, s, 0);
+}

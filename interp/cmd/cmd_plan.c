@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_plandiff.h"
 #include "plan.h"
 #include "plan_review.h"
 #include "util.h"
@@ -14,9 +15,11 @@
 int cmd_plan(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
-		{'p', "param", 1}, {'f', "format", 1}, {0, "save", 1}, {0, NULL, 0},
+		{'p', "param", 1}, {'f', "format", 1}, {0, "diff", 0}, {0, "base", 1},
+		{0, "split", 1}, {0, "max-bytes", 1}, {0, "save", 1}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
+	struct rb_plandiff_opts diff = {0};     /* --diff, --base: cmd_plandiff.c */
 	const char *file = NULL, *format = "text", *save = NULL;
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
@@ -33,18 +36,37 @@ int cmd_plan(int argc, char **argv)
 			goto out;
 		}
 		if (k == RB_OPT_ARG) {
-			if (file) {
-				rc = rb_usage_error("plan: one file at a time");
-				goto out;
-			}
-			file = p.val;
+			if (diff.nfiles < 2)
+				diff.files[diff.nfiles] = p.val;
+			diff.nfiles++;
+			file = file ? file : p.val;
 		} else if (k == 0) {
 			params[nparams++] = (char *)p.val;
-		} else if (k == 2) {
+		} else if (k == 1) {
+			format = p.val;
+		} else if (k == 6) {
 			save = p.val;
 		} else {
-			format = p.val;
+			diff.diff |= k == 2;
+			diff.base = k == 3 ? p.val : diff.base;
+			diff.split = k == 4 ? p.val : diff.split;
+			diff.max_bytes = k == 5 ? p.val : diff.max_bytes;
 		}
+	}
+	if (diff.diff || diff.base || diff.split || diff.max_bytes) {
+		if (!diff.diff && !diff.base) {
+			rc = rb_usage_error("plan: --split and --max-bytes go with --diff or --base");
+			goto out;
+		}
+		diff.format = format;
+		diff.params = params;
+		diff.nparams = nparams;
+		rc = rb_cmd_plan_diff(&diff);
+		goto out;
+	}
+	if (diff.nfiles > 1) {
+		rc = rb_usage_error("plan: one file at a time");
+		goto out;
 	}
 	if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "markdown")) {
 		rc = rb_usage_error("plan: unknown format '%s' (expected text, json or markdown)",

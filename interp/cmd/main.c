@@ -24,17 +24,27 @@ const struct rb_command rb_commands[] = {
 	 "Exit status: 0 all valid, 2 a file is invalid, 1 a file cannot be read.\n"},
 	{"plan", cmd_plan, "show what a run would do, without running anything",
 	 "usage: runbook plan FILE [-p NAME=VALUE]... [--format text|json|markdown]\n"
+	 "       runbook plan --diff OLD NEW | --base REV FILE [-p NAME=VALUE]...\n"
+	 "                    [--format text|json|markdown] [--split DIR [--max-bytes N]]\n"
 	 "\n"
 	 "Show the steps in execution order, stage by stage, with every value that can\n"
 	 "be known before the run resolved. Secrets show as ***, values that depend on\n"
 	 "a step's result as <known after STEP>.\n"
 	 "\n"
-	 "  -p, --param NAME=VALUE   set a param (repeatable)\n"
+	 "  -p, --param NAME=VALUE   set a param (repeatable; with --diff, for both sides)\n"
 	 "  -f, --format FORMAT      text (default), json or markdown\n"
 	 "      --save FILE          also write the JSON plan with its SHA-256, for\n"
 	 "                           run --plan\n"
+	 "      --diff OLD NEW       compare the plans of two versions of a runbook:\n"
+	 "                           steps added, removed, renamed, moved and changed,\n"
+	 "                           destructive changes first\n"
+	 "      --base REV           compare FILE with its version at git revision REV\n"
+	 "      --split DIR          with --format markdown: write the diff to\n"
+	 "                           DIR/part-1.md, part-2.md ... for comments\n"
+	 "      --max-bytes N        the most bytes of a part (default 60000)\n"
 	 "\n"
-	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure.\n"},
+	 "Exit status: 0 ok, 2 invalid runbook or params, 1 other failure; with --diff\n"
+	 "or --base: 0 no change, 1 changes, 2 an error.\n"},
 	{"run", cmd_run, "run a runbook",
 	 "usage: runbook run FILE [-p NAME=VALUE]... [--jobs N] [--dry-run [--probe]]\n"
 	 "                    [--state-dir DIR]\n"
