@@ -312,10 +312,17 @@ static void text_destructive(struct text *t, const json_t *d)
 	}
 }
 
+/* The old or the new runbook's facts; NULL for the side of a runbook added or removed. */
+static const json_t *side(const json_t *d, const char *which)
+{
+	const json_t *s = json_object_get(d, which);
+	return json_is_object(s) ? s : NULL;
+}
+
 void rb_plandiff_text(const json_t *d, FILE *f, int color)
 {
 	struct text t = {f, color, ""};
-	const json_t *o = json_object_get(d, "old"), *n = json_object_get(d, "new");
+	const json_t *o = side(d, "old"), *n = side(d, "new");
 	char *of = o ? rb_visible(str(o, "file"), strlen(str(o, "file")), RB_VIS_TAB)
 		     : rb_xstrdup("(none)");
 	char *nf = n ? rb_visible(str(n, "file"), strlen(str(n, "file")), RB_VIS_TAB)
@@ -529,7 +536,7 @@ static void md_file(FILE *f, const json_t *side)
 
 void rb_plandiff_markdown(const json_t *d, FILE *f)
 {
-	const json_t *o = json_object_get(d, "old"), *n = json_object_get(d, "new");
+	const json_t *o = side(d, "old"), *n = side(d, "new");
 	fputs("## Plan diff: ", f);
 	rb_md_code(f, str(n ? n : o, "name"));
 	fputs("\n\n**", f);

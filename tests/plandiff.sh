@@ -175,6 +175,15 @@ rc=$?
 [ "$rc" = 1 ] && [ "$(jq -c '[.old, .summary.added, .summary.text]' <<<"$out")" = \
 	'[null,2,"a new runbook: 0 steps changed, 2 added, 0 removed; 1 destructive change"]' ] &&
 	ok || bad "--base, a new file: exit $rc: $out $(cat "$tmp/err")"
+# ... in every format: the side that is not there is "(none)"
+out=$(base "$repo" --base HEAD~1 ops/new.yaml)
+rc=$?
+[ "$rc" = 1 ] && [ "$(head -n 1 <<<"$out")" = 'plan diff: (none) -> ops/new.yaml' ] && ok ||
+	bad "--base, a new file, text: exit $rc: $out $(cat "$tmp/err")"
+out=$(base "$repo" --base HEAD~1 ops/new.yaml --format markdown)
+rc=$?
+[ "$rc" = 1 ] && grep -q '^(none) → `ops/new.yaml`' <<<"$out" && ok ||
+	bad "--base, a new file, markdown: exit $rc: $out $(cat "$tmp/err")"
 # a change in the working tree, and a file removed from it
 sed -i 's/echo maintenance/echo "maintenance at 02:00"/' "$repo/ops/maint.yaml"
 out=$(base "$repo" --base HEAD ops/maint.yaml --format json | jq -c '[.steps[] | .id]')
@@ -184,6 +193,12 @@ out=$(base "$repo" --base HEAD ops/new.yaml --format json)
 rc=$?
 [ "$rc" = 1 ] && [ "$(jq -c '[.new, .summary.removed]' <<<"$out")" = '[null,2]' ] && ok ||
 	bad "--base, a file removed: exit $rc: $out $(cat "$tmp/err")"
+for fmt in text markdown; do
+	out=$(base "$repo" --base HEAD ops/new.yaml --format $fmt)
+	rc=$?
+	[ "$rc" = 1 ] && grep -q 'the runbook is removed' <<<"$out" && grep -q '(none)$' <<<"$out" && ok ||
+		bad "--base, a file removed, $fmt: exit $rc: $out $(cat "$tmp/err")"
+done
 base "$repo" --base HEAD~1 ops/nothing.yaml >/dev/null
 rc=$?
 [ "$rc" = 2 ] && grep -q 'neither in the working tree nor at HEAD~1' "$tmp/err" && ok ||
