@@ -99,7 +99,9 @@ int rb_lua_push_json(lua_State *L, const json_t *v);
    deadline (__tostring is user code); malloc'd, or NULL with *err. */
 char *rb_luabox_tostring(struct rb_luabox *b, int idx, size_t *len, char **err);
 
-/* Seconds since the epoch: RUNBOOK_NOW (epoch or RFC 3339) when set. */
+/* Seconds since the epoch: RUNBOOK_NOW (epoch or RFC 3339) when set, plus
+   the shift rb_now_shift set (0 unless a plan is being made at another time). */
 double rb_now(void);
+void rb_now_shift(double seconds);
 
 #endif

@@ -102,6 +102,29 @@ REVIEW_TOKEN=other rb run --plan "$T/reviewed.json" "$T/deploy.yaml" -p target=p
 	>"$T/out" 2>"$T/err"; rc=$?
 expect 0 "another secret value is no difference (its source is the same)" ''
 
+# Values made from the time the run starts are listed as such and not compared (their
+# expressions are in the runbook's bytes); the rest still are.
+timed() {                 # timed NOW ARGS...: run --plan of the timed runbook at NOW
+	local now=$1; shift
+	RUNBOOK_NOW=$now rb run --plan "$T/timed.json" tests/lint/review/timed.yaml \
+		--state-dir "$T/s4" "$@" >"$T/out" 2>"$T/err"; rc=$?
+}
+RUNBOOK_NOW=2026-03-01T02:00:00Z rb plan --save "$T/timed.json" tests/lint/review/timed.yaml \
+	>/dev/null 2>"$T/err"; rc=$?
+expect 0 "plan --save of a runbook with values of its start time" ''
+td=$(jq -c '.time_dependent' "$T/timed.json")
+[ "$td" = '["vars.cutoff","steps[0].with.env.RUNBOOK_VARS_CUTOFF","steps[1].with.env.RUNBOOK_RUN_STARTED_AT"]' ] && ok ||
+	bad "time_dependent: $td"
+timed 2026-03-08T02:00:00Z
+expect 0 "run --plan a week later" ''
+grep -q 'purging what is older than 2025-12-08T02:00:00Z' "$T/out" && ok || { bad "the run's own cutoff"; cat "$T/out"; }
+timed 2026-03-08T02:00:00Z -p days=30
+expect 6 "run --plan with another param" "params.days differs"
+jq '.time_dependent = ["vars.cutoff","steps"]' "$T/timed.json" >"$T/timed2.json"
+mv "$T/timed2.json" "$T/timed.json"
+timed 2026-03-08T02:00:00Z
+expect 2 "a saved plan whose time_dependent was widened" "do not match its review.sha256"
+
 # A tampered or broken plan file: an error (2), before anything runs.
 jq '.params.target = "qa"' "$T/reviewed.json" >"$T/tampered.json"
 rb run --plan "$T/tampered.json" "$T/deploy.yaml" -p target=qa --state-dir "$T/s3" >"$T/out" 2>"$T/err"; rc=$?

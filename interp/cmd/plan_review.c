@@ -4,6 +4,12 @@
  * it was given by: the plan holds the runbook's SHA-256, the params, the
  * vars and every value known before the run, and the secrets' sources, never
  * their values (***).  The saved file is parsed by jansson alone.
+ *
+ * A value computed from the time the run starts (time.now(), run.started_at
+ * and what is made of them) cannot be the same at review and at run: the
+ * plan is made a second time with the clock moved on, and the values that
+ * changed are listed in "time_dependent" and left out of the comparison and
+ * the hash (their expressions are in the runbook's bytes, which are in it).
  */
 #include "plan_review.h"
 
@@ -13,13 +19,109 @@
 
 #include "cli.h"
 #include "diag.h"
+#include "luabox.h"
 #include "durable.h"
 #include "plan.h"
 #include "redact.h"
 #include "runbook.h"
 #include "util.h"
 
-json_t *rb_review_plan(struct rb_runbook *rb, json_t *pj, struct rb_diags *d)
+/*
+ * The clock moved on for the second plan: a year, a month, a day, an hour, a
+ * minute and a second, so that every field of a date differs (and the weekday).
+ */
+#define CLOCK_SHIFT     ((398.0 * 24 + 1) * 3600 + 61)
+
+static char *child(const char *path, const char *key)
+{
+	return rb_xasprintf("%s%s%s", path, *path ? "." : "", key);
+}
+
+/* Add to set the path of each value that differs between a and b. */
+static void differing(const char *path, const json_t *a, const json_t *b, json_t *set)
+{
+	if (json_equal((json_t *)a, (json_t *)b))
+		return;
+	if (json_is_object(a) && json_is_object(b)) {
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)a, k, v) {
+			char *p = child(path, k);
+			differing(p, v, json_object_get(b, k), set);
+			free(p);
+		}
+		json_object_foreach((json_t *)b, k, v)
+			if (!json_object_get(a, k)) {
+				char *p = child(path, k);
+				json_object_set_new(set, p, json_true());
+				free(p);
+			}
+	} else if (json_is_array(a) && json_is_array(b) &&
+		   json_array_size(a) == json_array_size(b)) {
+		for (size_t i = 0; i < json_array_size(a); i++) {
+			char *p = rb_xasprintf("%s[%zu]", path, i);
+			differing(p, json_array_get(a, i), json_array_get(b, i), set);
+			free(p);
+		}
+	} else {
+		json_object_set_new(set, path, json_true());
+	}
+}
+
+/* A copy of v with null at each path of set. */
+static json_t *masked(const char *path, const json_t *v, const json_t *set)
+{
+	if (json_object_get(set, path))
+		return json_null();
+	if (json_is_object(v)) {
+		json_t *o = json_object();
+		const char *k;
+		json_t *x;
+		json_object_foreach((json_t *)v, k, x) {
+			char *p = child(path, k);
+			json_object_set_new(o, k, masked(p, x, set));
+			free(p);
+		}
+		return o;
+	}
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			char *p = rb_xasprintf("%s[%zu]", path, i);
+			json_array_append_new(a, masked(p, json_array_get(v, i), set));
+			free(p);
+		}
+		return a;
+	}
+	return json_incref((json_t *)v);
+}
+
+/* Add the strings of a saved plan's time_dependent to set; -1 if it is no list of them. */
+static int add_paths(json_t *set, const json_t *list)
+{
+	size_t i;
+	json_t *p;
+	if (!json_is_array(list))
+		return -1;
+	json_array_foreach(list, i, p) {
+		if (!json_is_string(p))
+			return -1;
+		json_object_set_new(set, json_string_value(p), json_true());
+	}
+	return 0;
+}
+
+/* What is compared and hashed: plan without its review, file name and time-dependent values. */
+static json_t *comparable(const json_t *plan, const json_t *set)
+{
+	json_t *c = masked("", plan, set);
+	json_object_del(c, "review");
+	json_object_del(c, "time_dependent");
+	json_object_del(json_object_get(c, "runbook"), "file");
+	return c;
+}
+
+static json_t *json_plan(struct rb_runbook *rb, json_t *pj, struct rb_diags *d)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -44,16 +146,37 @@ json_t *rb_review_plan(struct rb_runbook *rb, json_t *pj, struct rb_diags *d)
 	return plan;
 }
 
-/* The hash of plan without its review and its file name, as hex. */
+json_t *rb_review_plan(struct rb_runbook *rb, json_t *pj, struct rb_diags *d)
+{
+	json_t *plan = json_plan(rb, pj, d);
+	if (!plan)
+		return NULL;
+	rb_now_shift(CLOCK_SHIFT);
+	json_t *later = json_plan(rb, pj, d);
+	rb_now_shift(0);
+	json_t *set = json_object(), *list = json_array();
+	differing("", plan, later, set);
+	const char *k;
+	json_t *v;
+	json_object_foreach(set, k, v)
+		json_array_append_new(list, json_string(k));
+	json_object_set_new(plan, "time_dependent", list);
+	json_decref(set);
+	json_decref(later);
+	return plan;
+}
+
+/* The hash of plan without its review, file name and time-dependent values, as hex. */
 static void plan_hash(const json_t *plan, char hex[65])
 {
-	json_t *c = json_deep_copy(plan);
-	json_object_del(c, "review");
-	json_object_del(json_object_get(c, "runbook"), "file");
+	json_t *set = json_object();
+	add_paths(set, json_object_get(plan, "time_dependent"));
+	json_t *c = comparable(plan, set);
 	char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	rb_sha256_hex(s, strlen(s), hex);
 	free(s);
 	json_decref(c);
+	json_decref(set);
 }
 
 int rb_review_save(json_t *plan, const char *path)
@@ -165,6 +288,7 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 	const char *fmt = json_string_value(json_object_get(saved, "format"));
 	int rc = RB_EXIT_OK;
 	char now[65];
+	json_t *set = json_object();
 	if (!json_is_object(saved) || !fmt || strcmp(fmt, "runbook-plan") ||
 	    !json_equal(json_object_get(saved, "format_version"),
 			json_object_get((json_t *)plan, "format_version"))) {
@@ -172,6 +296,13 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 			"runbook-plan, format_version %lld): make it with runbook plan --save\n",
 			path, (long long)json_integer_value(json_object_get((json_t *)plan,
 									   "format_version")));
+		rc = RB_EXIT_INVALID;
+		goto out;
+	}
+	if (add_paths(set, json_object_get(saved, "time_dependent")) < 0 ||
+	    add_paths(set, json_object_get((json_t *)plan, "time_dependent")) < 0) {
+		fprintf(stderr, "%s: error: not a saved plan: time_dependent is not a list of "
+			"paths\n", path);
 		rc = RB_EXIT_INVALID;
 		goto out;
 	}
@@ -189,10 +320,7 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 		goto out;
 	}
 	/* What differs, from the most telling: the runbook's bytes, a param, a value. */
-	json_t *a = json_deep_copy(saved), *b = json_deep_copy(plan);
-	json_object_del(a, "review");
-	json_object_del(json_object_get(a, "runbook"), "file");
-	json_object_del(json_object_get(b, "runbook"), "file");
+	json_t *a = comparable(saved, set), *b = comparable(plan, set);
 	int left = 20, n = 0;
 	const json_t *sa = json_object_get(json_object_get(a, "runbook"), "sha256");
 	const json_t *sb = json_object_get(json_object_get(b, "runbook"), "sha256");
@@ -215,6 +343,7 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 	json_decref(a);
 	json_decref(b);
 out:
+	json_decref(set);
 	json_decref(saved);
 	return rc;
 }
