@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#include <jansson.h>
+
 struct rb_runbook;
 struct rb_redactor;
 
@@ -17,6 +19,8 @@ enum rb_exit {
 	RB_EXIT_FAILED = 1,     /* a run failed, or a file could not be read */
 	RB_EXIT_INVALID = 2,    /* invalid runbook, params or command line */
 	RB_EXIT_PAUSED = 3,     /* a run waits at an approval gate */
+	RB_EXIT_WINDOW = 4,     /* a run refused or stopped by its maintenance window */
+	RB_EXIT_LOCKED = 5,     /* a scheduled run (--slot) found its lock held */
 	RB_EXIT_SIGHUP = 129,
 	RB_EXIT_SIGINT = 130,
 	RB_EXIT_SIGTERM = 143,
@@ -83,6 +87,14 @@ struct rb_diags;
 int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb_exec_opts *o);
 /* Run rb (new or resumed, as o says) with signals caught; an exit status. */
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d);
+/*
+ * The runbook's maintenance window, before a run or a resume (cmd_run.c):
+ * inside it, o gets its close; outside it, RB_EXIT_WINDOW after saying when
+ * the next opens, unless ignore (--ignore-window: o gets the record of who
+ * overrode it, which *note keeps: the caller frees it).  RB_EXIT_OK otherwise.
+ * rb_cli_execute calls it unless o->window_checked.
+ */
+int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignore, json_t **note);
 
 struct rb_audit_keyring;
 struct rb_audit_head;
