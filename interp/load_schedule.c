@@ -75,8 +75,8 @@ static int load_day(struct loader *l, const struct rb_node *d, struct rb_window 
 	int wd;
 	unsigned nth;
 	char *err = NULL;
-	if (d->type != RB_SCALAR || !((*d->str >= 'a' && *d->str <= 'z') ||
-				      (*d->str >= 'A' && *d->str <= 'Z')) ||
+	/* names in lower case, as the schema says (cron's field takes any case) */
+	if (d->type != RB_SCALAR || strspn(d->str, "abcdefghijklmnopqrstuvwxyz") != 3 ||
 	    rb_weekday_parse(d->str, &wd, &nth, &err) < 0) {
 		int hash = d->type == RB_SCALAR && strchr(d->str, '#') && err;
 		if (hash)
