@@ -284,8 +284,13 @@ static void text_begin(void *ctx, const json_t *plan)
 			vis(&o, str(v, "source")));
 	if (str(h, "lock"))
 		fprintf(f, "  lock: %s\n", vis(&o, str(h, "lock")));
-	if (str(h, "schedule"))
-		fprintf(f, "  schedule: %s\n", vis(&o, str(h, "schedule")));
+	if (str(h, "schedule")) {
+		const char *tz = str(h, "schedule_timezone");
+		fprintf(f, "  schedule: %s", vis(&o, str(h, "schedule")));
+		if (tz && strcmp(tz, "UTC"))
+			fprintf(f, " %s", vis(&o, tz));
+		fputc('\n', f);
+	}
 	json_t *w = json_object_get(h, "window");
 	if (json_is_object(w)) {
 		char *days = json_text(json_object_get(w, "days"), 0);
@@ -595,6 +600,11 @@ static void md_begin(void *ctx, const json_t *plan)
 	if (str(h, "schedule")) {
 		fputs("| schedule | ", f);
 		md_code_in(f, str(h, "schedule"), 1);
+		const char *tz = str(h, "schedule_timezone");
+		if (tz && strcmp(tz, "UTC")) {
+			fputs(" ", f);
+			md_code_in(f, tz, 1);
+		}
 		fputs(" |\n", f);
 	}
 	json_t *w = json_object_get(h, "window");
