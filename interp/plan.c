@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cal.h"
 #include "expr.h"
 #include "graph.h"
 #include "render.h"
@@ -411,6 +412,29 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 	return j;
 }
 
+static json_t *utc_json(time_t t)
+{
+	char buf[32];
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+/*
+ * Whether a run could start now (RUNBOOK_NOW, or the clock): {"at", "inside",
+ * "closes_at"} inside the window, {"at", "inside", "next_open"} outside it
+ * (null when it does not open in the next 5 years).
+ */
+static json_t *window_now(const struct rb_window *w)
+{
+	time_t now = (time_t)rb_now();
+	int inside = rb_window_contains(w, now);
+	time_t t = inside ? rb_window_close(w, now) : rb_window_next_open(w, now);
+	return json_pack("{s:o, s:b, s:o}", "at", utc_json(now), "inside", inside,
+			 inside ? "closes_at" : "next_open", t < 0 ? json_null() : utc_json(t));
+}
+
 static json_t *header_json(struct rb_runbook *rb)
 {
 	char hex[65];
@@ -440,9 +464,10 @@ static json_t *header_json(struct rb_runbook *rb)
 		snprintf(start, sizeof(start), "%02d:%02d", rb->window.start / 60,
 			 rb->window.start % 60);
 		snprintf(end, sizeof(end), "%02d:%02d", rb->window.end / 60, rb->window.end % 60);
-		json_object_set_new(h, "window", json_pack("{s:s, s:s, s:o, s:s}", "start", start,
-							   "end", end, "days", d, "timezone",
-							   rb->window.timezone));
+		json_object_set_new(h, "window", json_pack("{s:s, s:s, s:o, s:s, s:o}", "start",
+							   start, "end", end, "days", d, "timezone",
+							   rb->window.timezone, "now",
+							   window_now(&rb->window)));
 	} else {
 		json_object_set_new(h, "window", json_null());
 	}
