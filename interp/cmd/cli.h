@@ -50,6 +50,7 @@ int cmd_status(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 /*
  * Print "runbook: error: ..." on stderr, its control characters shown, not

@@ -179,6 +179,17 @@ const struct rb_command rb_commands[] = {
 	 "      --run-tests CASES    check a file of cases (see tests/expr/)\n"},
 	{"actions", cmd_actions, "list the actions and their arguments",
 	 "usage: runbook actions [--format text|markdown|json]\n"},
+	{"schedule", cmd_schedule, "list the scheduled runbooks and their next starts",
+	 "usage: runbook schedule list [DIR|FILE...] [--count N] [--from TIME] [--output json]\n"
+	 "\n"
+	 "Each runbook with a schedule (a DIR: its *.yaml and *.yml files; default .), its\n"
+	 "cron, time zone, window and lock, and its next N starts in the schedule's zone\n"
+	 "and in UTC. A slot outside the runbook's window is not a start.\n"
+	 "\n"
+	 "  -n, --count N            how many starts (default 5, at most 1000)\n"
+	 "      --from TIME          start after TIME (RFC 3339 or seconds), not now\n"
+	 "                           (RUNBOOK_NOW, else the clock)\n"
+	 "  -o, --output FORMAT      text (default) or json\n"},
 	{NULL, NULL, NULL, NULL},
 };
 
