@@ -185,6 +185,25 @@ out:
 	return rc;
 }
 
+int rb_slot_get(const char *state_dir, const char *key, time_t slot, json_t **rec, char **err)
+{
+	char name[RB_SLOT_NAME_MAX];
+	rb_slot_name(slot, name);
+	*rec = NULL;
+	int dfd = key_dir(state_dir, key, 0, err);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -1;
+	struct stat st;
+	int r = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
+	if (r == 0)
+		*rec = read_record(dfd, name);
+	else if (errno != ENOENT)
+		rb_fail(err, "cannot read %s/slots/%s/%s: %s", state_dir, key, name, strerror(errno));
+	int e = errno;
+	close(dfd);
+	return r == 0 ? 1 : e == ENOENT ? 0 : -1;
+}
+
 int rb_slot_update(const char *state_dir, const char *key, time_t slot, const json_t *rec,
 		   char **err)
 {

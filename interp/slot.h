@@ -40,6 +40,9 @@ time_t rb_slot_parse(const char *s);
  */
 int rb_slot_claim(const char *state_dir, const char *key, time_t slot, const json_t *rec,
 		  json_t **was, char **err);
+/* The record of a slot: 1 with *rec (a new reference; NULL when it does not read), 0 when
+   the slot is not claimed, -1 with *err. */
+int rb_slot_get(const char *state_dir, const char *key, time_t slot, json_t **rec, char **err);
 /* Replace the record of a claimed slot, whole (temp file, rename).  0, or -1 with *err. */
 int rb_slot_update(const char *state_dir, const char *key, time_t slot, const json_t *rec,
 		   char **err);

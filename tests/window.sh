@@ -166,7 +166,8 @@ n=$(cat "$tmp/a.out" "$tmp/b.out" | grep -c 'a| ran-a')
 	bad "twice at once: $n runs: $(cat "$tmp/a.out" "$tmp/b.out")"
 # Its lock held: exit 5, recorded in the slot, never a second concurrent run.
 mkdir -p "$RUNBOOK_LOCK_DIR" && chmod 1777 "$RUNBOOK_LOCK_DIR"
-flock "$RUNBOOK_LOCK_DIR/slotted-lock.lock" sleep 3 &
+# The holder keeps the lock's descriptor from its sleep, so that killing it frees the lock.
+( exec 9>>"$RUNBOOK_LOCK_DIR/slotted-lock.lock"; flock 9; sleep 3 9>&- ) &
 lockpid=$!
 sleep 0.3
 out=$(slot 2026-01-03T03:30:05Z 2026-01-03T03:30:00Z); rc=$?
@@ -186,6 +187,70 @@ mkdir -p "$tmp/elsewhere" "$tmp/s6/slots" && ln -s "$tmp/elsewhere" "$tmp/s6/slo
 out=$(RUNBOOK_NOW=2026-01-01T03:30:10Z rb run --state-dir "$tmp/s6" --slot 2026-01-01T03:30:00Z $W/slotted.yaml 2>&1); rc=$?
 [ $rc -eq 1 ] && [ -z "$(ls "$tmp/elsewhere")" ] && grep -q 'not followed' <<<"$out" &&
 	ok "a planted link is not followed" || bad "planted link: exit $rc: $out"
+
+# --- schedule due ----------------------------------------------------------------------
+st=$tmp/s7 d=$tmp/dir
+mkdir -p "$d" && cp $W/slotted.yaml $W/nightly.yaml "$d/"
+due() { RUNBOOK_NOW=$1 rb schedule due --state-dir "$st" "${@:2}" "$d" 2>&1; }
+out=$(due 2026-01-01T03:29:00Z); rc=$?
+golden due_missed "$out"
+[ $rc -eq 0 ] && jq -e '.status == "missed"' "$st/slots/slotted/20251231T033000Z" >/dev/null &&
+	ok "due: yesterday's slot, past --catch-up, recorded missed" || bad "due missed: exit $rc: $out"
+out=$(due 2026-01-01T03:30:20Z); rc=$?
+[ $rc -eq 0 ] && grep -q 'a| ran-a' <<<"$out" && ok "due: the slot runs" || bad "due: exit $rc: $out"
+out=$(due 2026-01-01T03:31:00Z); rc=$?
+[ $rc -eq 0 ] && [ -z "$out" ] && ok "due: nothing due says nothing" || bad "due again: exit $rc: $out"
+out=$(due 2026-01-02T05:00:00Z --catch-up 2h); rc=$?
+[ $rc -eq 0 ] && grep -q 'a| ran-a' <<<"$out" && ok "due: a catch-up within --catch-up runs" ||
+	bad "due catch-up: exit $rc: $out"
+printf 'NOPE\n' >"$d/slotted.params"
+out=$(due 2026-01-03T03:30:00Z); rc=$?
+[ $rc -eq 2 ] && grep -q 'slotted.params:1:1: error: expected NAME=VALUE' <<<"$out" &&
+	ok "due: a bad params file" || bad "due params: exit $rc: $out"
+rm "$d/slotted.params"
+
+# --- schedule install / uninstall ------------------------------------------------------
+u=$tmp/units
+mkdir -p "$u"
+inst() { rb schedule "$1" --dir "$u" --runbook /usr/local/bin/runbook --state-dir /var/lib/runbook "${@:2}" "$d" 2>&1; }
+out=$(inst install --systemd --randomized-delay 5m); rc=$?
+[ $rc -eq 0 ] && [ "$(ls "$u" | wc -l)" = 3 ] && ok "install --systemd: a service, a timer, the manifest" ||
+	bad "install: exit $rc: $out"
+golden unit_service "$(sed "s#$tmp#TMP#g" "$u/runbook-slotted.service")"
+golden unit_timer "$(cat "$u/runbook-slotted.timer")"
+if command -v systemd-analyze >/dev/null; then
+	sed -e "s#/usr/local/bin/runbook#$(command -v true)#" "$u/runbook-slotted.service" >"$tmp/runbook-slotted.service"
+	cp "$u/runbook-slotted.timer" "$tmp/"
+	(cd "$tmp" && systemd-analyze verify ./runbook-slotted.timer ./runbook-slotted.service) >/dev/null 2>&1 &&
+		ok "systemd-analyze verify" || bad "systemd-analyze verify: $(cd "$tmp" && systemd-analyze verify ./runbook-slotted.timer ./runbook-slotted.service 2>&1)"
+fi
+echo '# mine' >"$u/keep.service"
+cp "$u/runbook-slotted.timer" "$tmp/timer.kept"
+echo '# changed' >>"$u/runbook-slotted.timer"
+out=$(inst uninstall --systemd); rc=$?
+[ $rc -eq 1 ] && [ -f "$u/runbook-slotted.timer" ] && [ ! -f "$u/runbook-slotted.service" ] &&
+	ok "uninstall leaves a unit changed since" || bad "uninstall of a changed unit: exit $rc: $out"
+cp "$tmp/timer.kept" "$u/runbook-slotted.timer"
+out=$(inst uninstall --systemd); rc=$?
+[ $rc -eq 0 ] && [ "$(ls "$u")" = keep.service ] && ok "uninstall removes exactly what install wrote" ||
+	bad "uninstall: exit $rc: $out: $(ls "$u")"
+echo '# not ours' >"$u/runbook-slotted.timer"
+out=$(inst install --systemd); rc=$?
+[ $rc -eq 1 ] && [ "$(cat "$u/runbook-slotted.timer")" = '# not ours' ] &&
+	ok "install never replaces a file it did not write" || bad "install over a file: exit $rc: $out"
+rm "$u/runbook-slotted.timer"
+out=$(inst install --cron --print); rc=$?
+golden crontab "$(sed "s#$tmp#TMP#g" <<<"$out")"
+# Into a crontab: CRONTAB stands for crontab(1), on a file of ours.
+printf '#!/bin/sh\nif [ "$1" = -l ]; then cat "%s" 2>/dev/null; else cat >"%s"; fi\n' "$tmp/tab" "$tmp/tab" >"$tmp/crontab"
+chmod +x "$tmp/crontab"
+printf 'MAILTO=ops\n0 1 * * * backup\n' >"$tmp/tab"
+CRONTAB=$tmp/crontab inst install --cron >/dev/null && CRONTAB=$tmp/crontab inst install --cron >/dev/null
+[ "$(grep -c '^# BEGIN runbook' "$tmp/tab")" = 1 ] && grep -q '^0 1 \* \* \* backup$' "$tmp/tab" &&
+	ok "install --cron twice: one block, the rest kept" || bad "crontab: $(cat "$tmp/tab")"
+CRONTAB=$tmp/crontab inst uninstall --cron >/dev/null
+[ "$(cat "$tmp/tab")" = "$(printf 'MAILTO=ops\n0 1 * * * backup')" ] && ok "uninstall --cron removes the block" ||
+	bad "uninstall --cron: $(cat "$tmp/tab")"
 
 echo "window: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

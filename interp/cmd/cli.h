@@ -7,6 +7,7 @@
 #define RB_CLI_H
 
 #include <stdio.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -141,4 +142,16 @@ struct rb_optparse {
 void rb_opt_init(struct rb_optparse *p, const char *cmd, int argc, char **argv);
 /* Index of the option in opts, or one of RB_OPT_*; errors are printed. */
 int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts);
+
+/* schedule due, install, uninstall (cmd_schedule_due.c, cmd_schedule_install.c) */
+int cmd_schedule_due(int argc, char **argv);
+int cmd_schedule_install(int argc, char **argv);
+int cmd_schedule_uninstall(int argc, char **argv);
+struct rb_strv;
+/* arg's runbook files into files (cmd_schedule.c): arg, or a DIR's *.yaml and *.yml sorted. */
+int rb_cli_schedule_files(const char *arg, struct rb_strv *files);
+/* The latest start of rb's schedule at or before now (its window filters it), or -1. */
+time_t rb_cli_latest_slot(const struct rb_runbook *rb, time_t now);
+/* FILE.params, the params of a scheduled run of FILE (malloc'd). */
+char *rb_cli_params_file(const char *file);
 #endif

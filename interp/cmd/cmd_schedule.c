@@ -307,8 +307,16 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } subcommands[] = {
 	{"list", schedule_list},
+	{"due", cmd_schedule_due},
+	{"install", cmd_schedule_install},
+	{"uninstall", cmd_schedule_uninstall},
 	{NULL, NULL},
 };
+
+int rb_cli_schedule_files(const char *arg, struct rb_strv *files)
+{
+	return add_files(arg, files);
+}
 
 int cmd_schedule(int argc, char **argv)
 {
@@ -319,5 +327,5 @@ int cmd_schedule(int argc, char **argv)
 	for (size_t i = 0; subcommands[i].name; i++)
 		if (!strcmp(subcommands[i].name, argv[1]))
 			return subcommands[i].fn(argc - 1, argv + 1);
-	return rb_usage_error("schedule: unknown subcommand '%s' (expected list)", argv[1]);
+	return rb_usage_error("schedule: unknown subcommand '%s' (expected list, due, install or uninstall)", argv[1]);
 }
