@@ -59,12 +59,16 @@ const struct rb_command rb_commands[] = {
 	 "                           $RUNBOOK_AUDIT_KEY, else the host key\n"
 	 "                           STATE_DIR/keys/host.pem, made on first use)\n"
 	 "      --audit-log FILE     also append the records to FILE, a log shared by runs\n"
+	 "      --ignore-window      start outside the runbook's window (recorded)\n"
+	 "      --slot TIME          a scheduled start (RFC 3339 UTC): claimed in the state\n"
+	 "                           directory, never run twice (docs/schedule.md)\n"
 	 "\n"
 	 "A gate not approved in advance is asked on the terminal; without one, the run\n"
 	 "pauses there (exit 3) and prints the resume command.\n"
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 3 paused at a\n"
-	 "gate, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n"},
+	 "gate, 4 outside its window or stopped at its close, 5 a --slot run's lock held,\n"
+	 "129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n"},
 	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
 	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--from STEP] [--force]\n"
 	 "                       [--jobs N]\n"
@@ -85,7 +89,8 @@ const struct rb_command rb_commands[] = {
 	 "                           run started (refused otherwise)\n"
 	 "  -p, --param NAME=VALUE   give again a param the run's log holds redacted\n"
 	 "      --keyring DIR        public keys trusted to have signed the run so far,\n"
-	 "                           besides the audit key (a run begun with another key)\n"},
+	 "                           besides the audit key (a run begun with another key)\n"
+	 "      --ignore-window      resume outside the runbook's window (recorded)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR] [--keyring DIR]\n"
 	 "\n"
@@ -189,7 +194,17 @@ const struct rb_command rb_commands[] = {
 	 "  -n, --count N            how many starts (default 5, at most 1000)\n"
 	 "      --from TIME          start after TIME (RFC 3339 or seconds), not now\n"
 	 "                           (RUNBOOK_NOW, else the clock)\n"
-	 "  -o, --output FORMAT      text (default) or json\n"},
+	 "  -o, --output FORMAT      text (default) or json\n"
+	 "\n"
+	 "       runbook schedule due [--catch-up D] [--state-dir DIR] [DIR|FILE...]\n"
+	 "       runbook schedule install --systemd|--cron [--dir UNITDIR]\n"
+	 "               [--randomized-delay D] [--catch-up D] [--state-dir S] [--print] DIR\n"
+	 "       runbook schedule uninstall --systemd|--cron [--dir UNITDIR] DIR\n"
+	 "\n"
+	 "due starts each runbook whose latest slot is due and not claimed (as run --slot);\n"
+	 "a slot older than --catch-up (1h) is recorded missed.  install writes systemd\n"
+	 "units or a crontab block that call due; uninstall removes exactly those\n"
+	 "(docs/schedule.md).\n"},
 	{NULL, NULL, NULL, NULL},
 };
 
