@@ -275,6 +275,8 @@ static int take_lock(struct exec *ex)
 		if (holder > 0)
 			snprintf(by, sizeof(by), "PID %d, ", (int)holder);
 		if (rb_now_ms() >= give_up || (ex->o->signals && *ex->o->signals)) {
+			if (ex->o->lock_held)
+				*ex->o->lock_held = 1;
 			char d[32];
 			rb_duration_format(ex->o->lock_timeout_ms, d, sizeof(d));
 			rb_error_pos(ex->d, 0, 0, "lock '%s' is held by another run (%s%s); gave up "
@@ -538,6 +540,12 @@ static int setup(struct exec *ex)
 		ex_journal(ex, rec);
 	}
 	json_decref(who);
+	/* --ignore-window: who said so, in the log the run is judged by. */
+	if (ex->o->window_ignored) {
+		json_t *rec = json_deep_copy(ex->o->window_ignored);
+		json_object_set_new(rec, "type", json_string("window_ignored"));
+		ex_journal(ex, rec);
+	}
 	if (ex_journal_sync(ex) < 0 || ex_start_workers(ex) < 0)
 		return -2;
 	return 0;
@@ -647,6 +655,15 @@ static void simulated(struct exec *ex)
 	}
 }
 
+/* Every main step has run (or been skipped): a window that closed after stopped nothing. */
+static int all_started(const struct exec *ex)
+{
+	for (size_t i = 0; i < ex->rb->nmain; i++)
+		if (ex->s[i].status == S_PENDING || ex->s[i].status == S_WAITING)
+			return 0;
+	return 1;
+}
+
 /* The command that continues this run, with the gates it waits at. */
 static char *resume_hint(const struct exec *ex)
 {
@@ -705,6 +722,21 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 		 "run %s: %s, %zu step%s (state in %s)", ex.run_id, rb->name, rb->nmain,
 		 rb->nmain == 1 ? "" : "s", where);
 
+	if (o->window_ignored) {
+		json_t *ev = json_deep_copy(o->window_ignored);
+		json_object_set_new(ev, "event", json_string("window_ignored"));
+		ex_event(&ex, ev, "--ignore-window: the maintenance window is not kept (by %s)",
+			 json_string_value(json_object_get(o->window_ignored, "by")));
+	}
+	if (o->window_close_ms) {
+		char at[32];
+		struct tm tm;
+		gmtime_r(&o->window_close, &tm);
+		strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		ex_event(&ex, json_pack("{s:s, s:s}", "event", "window_open", "closes_at", at),
+			 "inside the maintenance window, which closes at %s: no step starts after",
+			 at);
+	}
 	if (rb->timeout_ms >= 0) {      /* counted from the first step, not from setup */
 		ex.deadline_ms = rb_now_ms() + rb->timeout_ms;
 		ex.deadline_len_ms = rb->timeout_ms;
@@ -751,8 +783,10 @@ int rb_exec_run(struct rb_runbook *rb, const struct rb_exec_opts *o, struct rb_d
 	}
 
 	*status = interrupted || ex.interrupted ? RB_RUN_INTERRUPTED : failed ? RB_RUN_FAILED
+		  : ex.window_closed && !all_started(&ex) ? RB_RUN_STOPPED
 		  : ex.ngates ? RB_RUN_PAUSED : RB_RUN_SUCCEEDED;
-	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused"};
+	static const char *const outcome[] = {"succeeded", "failed", "interrupted", "paused",
+					      "stopped"};
 	ex.outcome = outcome[*status];
 	ex_journal(&ex, json_pack("{s:s, s:s}", "type", "run_finished", "status", outcome[*status]));
 	/* The snapshot keeps the log's head: a tail cut from the log shows (audit verify). */

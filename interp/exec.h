@@ -24,6 +24,7 @@ enum rb_run_status {
 	RB_RUN_FAILED,
 	RB_RUN_INTERRUPTED,
 	RB_RUN_PAUSED,                  /* waiting at an approval gate */
+	RB_RUN_STOPPED,                 /* its maintenance window closed: resumable */
 };
 
 enum { RB_JOBS_DEFAULT = 4, RB_JOBS_MAX = 256 };
@@ -115,6 +116,25 @@ struct rb_exec_opts {
 	void *ask_ud;
 	/* run --plan: the reviewed plan's SHA-256 (hex), for run_started and gate_approved */
 	const char *plan_sha256;
+	/*
+	 * The maintenance window (docs/schedule.md): when it closes, on the
+	 * monotonic clock (rb_now_ms; 0: no close to keep), and that instant in
+	 * seconds since the epoch, for the records.  At the close the run starts
+	 * no more main steps, lets the running ones end, and stops (RB_RUN_STOPPED).
+	 */
+	int64_t window_close_ms;
+	time_t window_close;
+	/*
+	 * --ignore-window: the record that says who overrode the window, and
+	 * when ("by", "sudo_user", "inside", ...), journalled as window_ignored
+	 * right after run_started or run_resumed; NULL when not given.
+	 */
+	const json_t *window_ignored;
+	/* Set to 1 when the run did not start because its lock is held (a --slot run's status 5). */
+	int *lock_held;
+	/* The CLI's: --ignore-window was given; the window was checked already (rb_cli_window). */
+	int ignore_window, window_checked;
+	char *run_id_out;               /* the CLI's: receives the run's id, or NULL */
 };
 
 /*

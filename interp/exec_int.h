@@ -146,6 +146,7 @@ struct exec {
 	 * (deadline_ms): a new signal kills them at once and skips the rest.
 	 */
 	int after_interrupt;
+	int window_closed;              /* its window closed: no more main steps start */
 	int lock_fd;                    /* the runbook's lock, held for the run, or -1 */
 	pthread_t *threads;
 	int nthreads;

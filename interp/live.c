@@ -823,6 +823,9 @@ void rb_live_event(struct rb_live *lv, const json_t *ev, const char *text, int64
 	} else if (!strcmp(name, "interrupt")) {
 		line_msg(lv, C_YELLOW, text, "interrupted: stopping the running steps");
 		urgent = 1;
+	} else if (!strcmp(name, "window_closed")) {
+		line_msg(lv, C_YELLOW, text, "the maintenance window closed: no more steps start");
+		urgent = 1;
 	} else if (!strcmp(name, "run_timeout")) {
 		line_msg(lv, C_RED, text, "the run's timeout has passed: stopping the running steps");
 		urgent = 1;

@@ -52,6 +52,12 @@ int rb_load_cond(struct loader *l, const struct rb_node *n, const struct scope_r
 int rb_load_chunk(struct loader *l, const struct rb_node *n, const struct scope_rules *sr);
 
 struct rb_step *rb_load_register(struct rb_runbook *rb, struct rb_step *s);
+/* load_schedule.c: schedule: and window:, then (after both) whether the
+ * schedule ever starts inside the window (a warning). */
+int rb_load_schedule(struct loader *l, const struct rb_node *v);
+int rb_load_window(struct loader *l, const struct rb_node *n);
+void rb_load_schedule_check(struct loader *l, const struct rb_node *schedule);
+
 int rb_load_steps(struct loader *l, const struct rb_node *list, enum rb_step_kind kind);
 int rb_load_step_refs(struct loader *l);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cal.h"
 #include "expr.h"
 #include "graph.h"
 #include "render.h"
@@ -411,6 +412,29 @@ static json_t *step_json(struct planner *pl, const struct rb_step *s)
 	return j;
 }
 
+static json_t *utc_json(time_t t)
+{
+	char buf[32];
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+/*
+ * Whether a run could start now (RUNBOOK_NOW, or the clock): {"at", "inside",
+ * "closes_at"} inside the window, {"at", "inside", "next_open"} outside it
+ * (null when it does not open in the next 5 years).
+ */
+static json_t *window_now(const struct rb_window *w)
+{
+	time_t now = (time_t)rb_now();
+	int inside = rb_window_contains(w, now);
+	time_t t = inside ? rb_window_close(w, now) : rb_window_next_open(w, now);
+	return json_pack("{s:o, s:b, s:o}", "at", utc_json(now), "inside", inside,
+			 inside ? "closes_at" : "next_open", t < 0 ? json_null() : utc_json(t));
+}
+
 static json_t *header_json(struct rb_runbook *rb)
 {
 	char hex[65];
@@ -423,19 +447,27 @@ static json_t *header_json(struct rb_runbook *rb)
 		json_object_set_new(h, "tags", rb_node_to_json(rb->tags));
 	json_object_set_new(h, "lock", rb->lock ? json_string(rb->lock) : json_null());
 	json_object_set_new(h, "schedule", rb->schedule ? json_string(rb->schedule) : json_null());
+	if (rb->schedule)
+		json_object_set_new(h, "schedule_timezone", json_string(rb->schedule_tz));
 	if (rb->has_window) {
 		static const char *const days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 		json_t *d = json_array();
-		for (int i = 0; i < 7; i++)
+		for (int i = 0; i < 7; i++) {
 			if (rb->window.days & (1u << i))
 				json_array_append_new(d, json_string(days[i]));
+			for (int n = 0; n < 6; n++)     /* sun#1 .. sun#5, sun#L */
+				if (rb->window.nth[i] & (1u << n))
+					json_array_append_new(d, json_sprintf("%s#%c", days[i],
+									      n < 5 ? '1' + n : 'L'));
+		}
 		char start[24], end[24];
 		snprintf(start, sizeof(start), "%02d:%02d", rb->window.start / 60,
 			 rb->window.start % 60);
 		snprintf(end, sizeof(end), "%02d:%02d", rb->window.end / 60, rb->window.end % 60);
-		json_object_set_new(h, "window", json_pack("{s:s, s:s, s:o, s:s}", "start", start,
-							   "end", end, "days", d, "timezone",
-							   rb->window.timezone));
+		json_object_set_new(h, "window", json_pack("{s:s, s:s, s:o, s:s, s:o}", "start",
+							   start, "end", end, "days", d, "timezone",
+							   rb->window.timezone, "now",
+							   window_now(&rb->window)));
 	} else {
 		json_object_set_new(h, "window", json_null());
 	}

@@ -250,6 +250,22 @@ static void count(struct rb_plan_out *o, const json_t *s)
 	o->undo += json_object_get(s, "undo") != NULL;
 }
 
+/* "now (2026-01-01T00:00:00Z): inside the window, which closes at ..." (malloc'd), or NULL. */
+static char *window_now_text(const json_t *now)
+{
+	if (!json_is_object(now))
+		return NULL;
+	const char *at = str(now, "at");
+	if (json_is_true(json_object_get(now, "inside")))
+		return rb_xasprintf("now (%s): inside the window, which closes at %s: a run may "
+				    "start", at, str(now, "closes_at"));
+	if (!str(now, "next_open"))
+		return rb_xasprintf("now (%s): outside the window, which does not open in the "
+				    "next 5 years", at);
+	return rb_xasprintf("now (%s): outside the window: a run is refused until it opens "
+			    "at %s (or --ignore-window)", at, str(now, "next_open"));
+}
+
 static void text_begin(void *ctx, const json_t *plan)
 {
 	struct rb_plan_out *po = ctx;
@@ -284,14 +300,23 @@ static void text_begin(void *ctx, const json_t *plan)
 			vis(&o, str(v, "source")));
 	if (str(h, "lock"))
 		fprintf(f, "  lock: %s\n", vis(&o, str(h, "lock")));
-	if (str(h, "schedule"))
-		fprintf(f, "  schedule: %s\n", vis(&o, str(h, "schedule")));
+	if (str(h, "schedule")) {
+		const char *tz = str(h, "schedule_timezone");
+		fprintf(f, "  schedule: %s", vis(&o, str(h, "schedule")));
+		if (tz && strcmp(tz, "UTC"))
+			fprintf(f, " %s", vis(&o, tz));
+		fputc('\n', f);
+	}
 	json_t *w = json_object_get(h, "window");
 	if (json_is_object(w)) {
 		char *days = json_text(json_object_get(w, "days"), 0);
 		fprintf(f, "  window: %s-%s %s on %s\n", vis(&o, str(w, "start")),
 			vis(&o, str(w, "end")), vis(&o, str(w, "timezone")), days);
 		free(days);
+		char *now = window_now_text(json_object_get(w, "now"));
+		if (now)
+			fprintf(f, "    %s\n", now);
+		free(now);
 	}
 	if (str(h, "timeout"))
 		fprintf(f, "  timeout: %s\n", vis(&o, str(h, "timeout")));
@@ -595,6 +620,11 @@ static void md_begin(void *ctx, const json_t *plan)
 	if (str(h, "schedule")) {
 		fputs("| schedule | ", f);
 		md_code_in(f, str(h, "schedule"), 1);
+		const char *tz = str(h, "schedule_timezone");
+		if (tz && strcmp(tz, "UTC")) {
+			fputs(" ", f);
+			md_code_in(f, tz, 1);
+		}
 		fputs(" |\n", f);
 	}
 	json_t *w = json_object_get(h, "window");
@@ -604,6 +634,12 @@ static void md_begin(void *ctx, const json_t *plan)
 					  str(w, "timezone"), days);
 		fputs("| window | ", f);
 		md_code_in(f, text, 1);
+		char *now = window_now_text(json_object_get(w, "now"));
+		if (now) {
+			fputs("<br>", f);
+			md_text(f, now, 0);
+		}
+		free(now);
 		fputs(" |\n", f);
 		free(text);
 		free(days);

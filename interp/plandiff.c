@@ -681,6 +681,9 @@ static void diff_settings(struct differ *df, const json_t *a, const json_t *b, j
 		json_object_del(ra, where[i]);
 		json_object_del(rb, where[i]);
 	}
+	/* ... and whether the window is open when the plan is made (the plan's, not the file's) */
+	json_object_del(json_object_get(ra, "window"), "now");
+	json_object_del(json_object_get(rb, "window"), "now");
 	json_t *p = json_pack("[s]", "runbook");
 	const char *k;
 	json_t *v;

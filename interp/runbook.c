@@ -27,7 +27,6 @@ static const char *const param_keys[] = {
 static const char *const secret_keys[] = {"env", "file", "description", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff", "max_delay", NULL};
-static const char *const window_keys[] = {"start", "end", "days", "timezone", NULL};
 static const char *const redact_keys[] = {"pii", "patterns", NULL};
 static const char *const lua_keywords[] = {
 	"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto",
@@ -498,64 +497,6 @@ static int load_defaults(struct loader *l, const struct rb_node *n)
 	return rc;
 }
 
-static int load_window(struct loader *l, const struct rb_node *n)
-{
-	static const char *const day_names[] = {"mon", "tue", "wed", "thu", "fri", "sat",
-						"sun", NULL};
-	struct rb_window *w = &l->rb->window;
-	if (n->type != RB_MAP)
-		return rb_error_at(l->d, n, "window must be a mapping with 'start' and 'end', "
-				   "not %s", rb_node_kind_name(n));
-	int rc = rb_load_keys(l, n, window_keys, "window");
-	const char *const which[2] = {"start", "end"};
-	int *dst[2] = {&w->start, &w->end};
-	for (int i = 0; i < 2; i++) {
-		const struct rb_node *v = rb_map_get(n, which[i]);
-		if (!v) {
-			rc = rb_error_at(l->d, n, "window has no '%s' (HH:MM)", which[i]);
-			continue;
-		}
-		if (v->type != RB_SCALAR || (*dst[i] = rb_clock_parse(v->str)) < 0)
-			rc = rb_error_at(l->d, v, "window %s must be a time HH:MM from 00:00 to "
-					 "23:59", which[i]);
-	}
-	const struct rb_node *days = rb_map_get(n, "days");
-	w->days = 0x7F;
-	if (days && days->type != RB_SEQ) {
-		rc = rb_error_at(l->d, days, "window days must be a list such as [mon, tue]");
-	} else if (days) {
-		w->days = 0;
-		for (size_t i = 0; i < days->n; i++) {
-			const struct rb_node *d = days->items[i];
-			int k;
-			for (k = 0; day_names[k]; k++)
-				if (d->type == RB_SCALAR && !strcmp(d->str, day_names[k]))
-					break;
-			if (!day_names[k])
-				rc = rb_error_at(l->d, d, "unknown day%s%s%s: expected mon, tue, wed, "
-						 "thu, fri, sat or sun",
-						 d->type == RB_SCALAR ? " '" : "",
-						 d->type == RB_SCALAR ? d->str : "",
-						 d->type == RB_SCALAR ? "'" : "");
-			else
-				w->days |= 1u << k;
-		}
-	}
-	const struct rb_node *tz = rb_map_get(n, "timezone");
-	w->timezone = "UTC";
-	if (tz && rb_load_string(l, tz, &w->timezone) == 0) {
-		const char *s = w->timezone;
-		int ok = *s && strlen(s) < 64 && isalpha((unsigned char)*s) && !strstr(s, "..");
-		for (; ok && *s; s++)
-			ok = isalnum((unsigned char)*s) || strchr("/_+-", *s);
-		if (!ok)
-			rc = rb_error_at(l->d, tz, "invalid timezone '%s' (expected UTC, local or "
-					 "a name such as Europe/Paris)", w->timezone);
-	}
-	l->rb->has_window = 1;
-	return rc;
-}
-
 /*
  * redact: {pii: BOOL, patterns: {NAME: ERE}}.  Each expression is compiled
  * here by the redactor that will use it, so a run never meets a bad one.
@@ -723,26 +664,10 @@ static int load_top(struct loader *l, const struct rb_node *k, const struct rb_n
 			return rb_error_at(l->d, v, "invalid lock name '%s'", rb->lock);
 		return 0;
 	}
-	if (!strcmp(key, "schedule")) {
-		char *err = NULL;
-		if (rb_load_string(l, v, &rb->schedule) < 0)
-			return -1;
-		if (rb_cron_parse(rb->schedule, &rb->cron, &err) < 0) {
-			rb_error_at(l->d, v, "invalid schedule: %s", err);
-			free(err);
-			rb->schedule = NULL;
-			return -1;
-		}
-		if (rb->cron.days_or)
-			rb_warning_pos(l->d, v->line, v->col, "schedule '%s' restricts both the day "
-				       "of month and the day of week: cron starts it on the days that "
-				       "match either, not both (\"0 2 1-7 * 0\" is days 1 to 7 and "
-				       "every Sunday, not the first Sunday); write one of them as *",
-				       rb->schedule);
-		return 0;
-	}
+	if (!strcmp(key, "schedule"))
+		return rb_load_schedule(l, v);
 	if (!strcmp(key, "window"))
-		return load_window(l, v);
+		return rb_load_window(l, v);
 	if (!strcmp(key, "timeout"))
 		return rb_load_duration(l, v, &rb->timeout_ms);
 	if (!strcmp(key, "rollback"))
@@ -772,6 +697,7 @@ static void load(struct loader *l)
 		if (!rb_map_get(root, required[i]))
 			rb_error_pos(l->d, root->line, root->col, "missing required key '%s'",
 				     required[i]);
+	rb_load_schedule_check(l, rb_map_get(root, "schedule"));
 
 	/* Vars need params; steps need vars; references need every step id. */
 	const struct rb_node *vars = rb_map_get(root, "vars");

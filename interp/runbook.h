@@ -108,6 +108,9 @@ struct rb_redact_pattern {
 struct rb_window {
 	int start, end;                 /* minutes since midnight */
 	unsigned days;                  /* bit 0 Monday .. bit 6 Sunday */
+	/* days: [sun#1]: the window opens on day i (0 Monday) only when it is that
+	 * weekday's n-th (bit n-1) or last (RB_NTH_LAST) in its month */
+	unsigned char nth[7];
 	const char *timezone;
 };
 
@@ -131,7 +134,8 @@ struct rb_runbook {
 	int64_t default_timeout_ms;     /* -1: none */
 	struct rb_retry default_retry;
 	const char *lock;
-	const char *schedule;
+	const char *schedule;           /* the cron line */
+	const char *schedule_tz;        /* its zone: UTC unless schedule: {timezone: } */
 	struct rb_cron cron;
 	int has_window;
 	struct rb_window window;

@@ -840,7 +840,7 @@ static int reach_gate(struct exec *ex, size_t i)
  */
 static int ask_gates(struct exec *ex)
 {
-	if (!ex->ngates || !ex->o->ask || ex->failed || ex->interrupted)
+	if (!ex->ngates || !ex->o->ask || ex->failed || ex->interrupted || ex->window_closed)
 		return 0;
 	/*
 	 * Only a gate of this phase: the main steps' gate that waited when the run failed
@@ -862,7 +862,16 @@ static int ask_gates(struct exec *ex)
 		pthread_mutex_unlock(&ex->out_mu);
 	}
 	ex_flush(ex);
-	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, st->approve_timeout_ms);
+	/* No answer after the window closes: the step would start outside it. */
+	int64_t timeout = st->approve_timeout_ms;
+	if (ex->o->window_close_ms && ex->seeded == RB_MAIN) {
+		int64_t left = ex->o->window_close_ms - rb_now_ms();
+		if (left <= 0)
+			return 0;
+		if (timeout < 0 || left < timeout)
+			timeout = left;
+	}
+	int answer = ex->o->ask(ex->o->ask_ud, st->id, sr->prompt, timeout);
 	if (answer < 0)
 		return 0;
 	memmove(ex->gates + k, ex->gates + k + 1, (--ex->ngates - k) * sizeof(*ex->gates));
@@ -1392,7 +1401,7 @@ static void schedule(struct exec *ex)
 	size_t cap = (size_t)ex->o->jobs;
 	struct job **batch = rb_xcalloc(cap, sizeof(*batch));
 	size_t nbatch = 0;
-	while (ex->rhead < ex->nready && !ex->failed && !ex->interrupted &&
+	while (ex->rhead < ex->nready && !ex->failed && !ex->interrupted && !ex->window_closed &&
 	       ex->running + nbatch < cap)
 		start(ex, ex->ready[ex->rhead++], batch, &nbatch);
 	if (ex->rhead == ex->nready)
@@ -1487,6 +1496,40 @@ static void check_deadline(struct exec *ex)
 				       (json_int_t)ex->deadline_len_ms),
 			 "the run's timeout of %s has passed: stopping the running steps", d);
 	cancel_running(ex, RB_CANCEL_STOP);
+}
+
+/*
+ * The maintenance window closed (docs/schedule.md): the main steps that have
+ * not started do not start, those running go on to their end or their
+ * timeout, and the run stops, resumable.  Only the main phase keeps it: the
+ * rollback and on_failure steps of a run that failed run whatever the time.
+ */
+static void check_window(struct exec *ex)
+{
+	if (!ex->o->window_close_ms || ex->window_closed || ex->seeded != RB_MAIN ||
+	    ex->failed || ex->interrupted || rb_now_ms() < ex->o->window_close_ms)
+		return;
+	ex->window_closed = 1;
+	char at[32] = "";
+	struct tm tm;
+	gmtime_r(&ex->o->window_close, &tm);
+	strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_t *running = json_array();
+	for (size_t i = 0; i < ex->rb->nmain; i++)
+		if (ex->s[i].job)
+			json_array_append_new(running, json_string(ex->rb->steps[i]->id));
+	size_t n = json_array_size(running);
+	ex_journal(ex, json_pack("{s:s, s:s, s:O}", "type", "window_closed", "closed_at", at,
+				 "running", running));
+	ex_event(ex, json_pack("{s:s, s:s, s:o}", "event", "window_closed", "closed_at", at,
+			       "running", running),
+		 "the maintenance window closed at %s: no more steps start%s", at,
+		 n == 0 ? "" : n == 1 ? "; the running step goes on to its end"
+		 : "; the running steps go on to their end");
+	/* A step waiting to be tried again is not: resume runs it (docs/schedule.md). */
+	for (size_t k = 0; k < ex->nretrying; k++)
+		ex->s[ex->retrying[k]].retry_at = 0;
+	ex->nretrying = 0;
 }
 
 /* The live view redraws elapsed times, and follows the terminal's width. */
@@ -1621,6 +1664,7 @@ void ex_run_phase(struct exec *ex)
 	for (;;) {
 		check_signals(ex, &ex->seen);
 		check_deadline(ex);
+		check_window(ex);
 		step_polled(ex);
 		/*
 		 * schedule() makes what was journalled durable before it starts
@@ -1651,7 +1695,8 @@ void ex_run_phase(struct exec *ex)
 		}
 		if (ex->nended)         /* calls that ended while Lua ran: finish them first */
 			continue;
-		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted;
+		int can_start = ex->rhead < ex->nready && !ex->failed && !ex->interrupted &&
+				!ex->window_closed;
 		if (!ex->running && !ex->nretrying && !can_start) {
 			if (ask_gates(ex))
 				continue;
@@ -1664,6 +1709,9 @@ void ex_run_phase(struct exec *ex)
 			continue;
 		if (ex->deadline_ms && !ex->timed_out && (next < 0 || ex->deadline_ms < next))
 			next = ex->deadline_ms;
+		int64_t wc = ex->o->window_close_ms;
+		if (wc && !ex->window_closed && ex->seeded == RB_MAIN && (next < 0 || wc < next))
+			next = wc;
 		for (size_t k = 0; k < ex->npolled; k++) {
 			int64_t at = ex->polled[k]->wake_at;
 			if (at >= 0 && (next < 0 || at < next))

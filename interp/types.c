@@ -132,17 +132,47 @@ static int cron_value(const struct field *f, const char **p, int *v, char **err)
 	return -1;
 }
 
-static int cron_field(const struct field *f, const char *s, uint64_t *bits, char **err)
+/* After a weekday, "#1" .. "#5" or "#L": its n-th or last in the month, as a
+ * bit of rb_cron's dow_nth. */
+static int cron_nth(const char **p, const char *day, unsigned *nth, char **err)
+{
+	const char *s = *p + 1;
+	if (*s >= '1' && *s <= '5' && !isalnum((unsigned char)s[1]))
+		*nth = 1u << (*s - '1');
+	else if ((*s == 'L' || *s == 'l') && !isalnum((unsigned char)s[1]))
+		*nth = RB_NTH_LAST;
+	else {
+		*err = rb_xasprintf("invalid day of week '%.*s': after '#' comes 1 to 5 (the "
+				    "n-th such day of the month) or L (the last)",
+				    (int)strcspn(day, ","), day);
+		return -1;
+	}
+	*p = s + 1;
+	return 0;
+}
+
+/* One field into bits; for the day of week (nth != NULL), "sun#2" and "5#L"
+ * go to nth[0..7] instead. */
+static int cron_field(const struct field *f, const char *s, uint64_t *bits, uint8_t *nth,
+		      char **err)
 {
 	*bits = 0;
 	for (;;) {
 		int lo = f->lo, hi = f->hi, step = 1;
+		const char *item = s;
 		if (*s == '*') {
 			s++;
 		} else {
 			if (cron_value(f, &s, &lo, err) < 0)
 				return -1;
 			hi = lo;
+			if (nth && *s == '#') {
+				unsigned n;
+				if (cron_nth(&s, item, &n, err) < 0)
+					return -1;
+				nth[lo] |= (uint8_t)n;
+				goto next;
+			}
 			if (*s == '-') {
 				s++;
 				if (cron_value(f, &s, &hi, err) < 0)
@@ -172,6 +202,7 @@ static int cron_field(const struct field *f, const char *s, uint64_t *bits, char
 		}
 		for (int v = lo; v <= hi; v += step)
 			*bits |= 1ull << v;
+next:
 		if (*s == '\0')
 			return 0;
 		if (*s != ',') {
@@ -218,9 +249,12 @@ int rb_cron_parse(const char *s, struct rb_cron *c, char **err)
 		return -1;
 	}
 	uint64_t bits[5];
+	uint8_t nth[8] = {0};
 	for (int i = 0; i < 5; i++)
-		if (cron_field(&fields[i], tok[i], &bits[i], err) < 0)
+		if (cron_field(&fields[i], tok[i], &bits[i], i == 4 ? nth : NULL, err) < 0)
 			return -1;
+	for (int d = 0; d < 7; d++)
+		c->dow_nth[d] = (uint8_t)(nth[d] | (d ? 0 : nth[7]));
 	c->minute = bits[0];
 	c->hour = (uint32_t)bits[1];
 	c->dom = (uint32_t)bits[2];
@@ -229,6 +263,27 @@ int rb_cron_parse(const char *s, struct rb_cron *c, char **err)
 	/* cron's rule (Vixie, POSIX): a day field that starts with '*' is not a restriction;
 	 * when neither does, a day matches when either field does */
 	c->days_or = tok[2][0] != '*' && tok[4][0] != '*';
+	return 0;
+}
+
+int rb_nth_match(unsigned nth, int mday, int mdays)
+{
+	return ((nth >> ((mday - 1) / 7)) & 1) || ((nth & RB_NTH_LAST) && mday + 7 > mdays);
+}
+
+int rb_weekday_parse(const char *s, int *wday, unsigned *nth, char **err)
+{
+	const char *p = s;
+	if (cron_value(&fields[4], &p, wday, err) < 0)
+		return -1;
+	*wday %= 7;
+	*nth = 0;
+	if (*p == '#' && cron_nth(&p, s, nth, err) < 0)
+		return -1;
+	if (*p) {
+		*err = rb_xasprintf("invalid day of week '%s'", s);
+		return -1;
+	}
 	return 0;
 }
 

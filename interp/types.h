@@ -23,8 +23,22 @@ struct rb_cron {
 	uint32_t hour, dom;
 	uint16_t month;         /* bits 1..12 */
 	uint8_t dow;            /* bits 0..6, Sunday 0 */
+	/* sun#1 .. sun#5, sun#L: weekday d (Sunday 0) only on its n-th in the month
+	 * (bit n-1) or its last (RB_NTH_LAST); the weekday's bit in dow stays clear */
+	uint8_t dow_nth[7];
 	int days_or;            /* both day fields restricted: cron runs on either's days */
 };
+
+enum { RB_NTH_LAST = 1 << 5 };
+
+/* Whether a day that is the mday-th of a month of mdays days, on its weekday,
+ * is one that nth (bits as in dow_nth) names. */
+int rb_nth_match(unsigned nth, int mday, int mdays);
+
+/* "sun", "sun#1" .. "sun#5", "sun#L" (a name or 0-7, any case) -> the weekday
+ * (Sunday 0) and its nth bits (0: every such weekday).  Returns 0, or -1 with
+ * a malloc'd message in *err. */
+int rb_weekday_parse(const char *s, int *wday, unsigned *nth, char **err);
 
 /* Returns 0, or -1 with a malloc'd message in *err. */
 int rb_cron_parse(const char *s, struct rb_cron *c, char **err);

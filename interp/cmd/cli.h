@@ -7,6 +7,9 @@
 #define RB_CLI_H
 
 #include <stdio.h>
+#include <time.h>
+
+#include <jansson.h>
 
 struct rb_runbook;
 struct rb_redactor;
@@ -17,6 +20,8 @@ enum rb_exit {
 	RB_EXIT_FAILED = 1,     /* a run failed, or a file could not be read */
 	RB_EXIT_INVALID = 2,    /* invalid runbook, params or command line */
 	RB_EXIT_PAUSED = 3,     /* a run waits at an approval gate */
+	RB_EXIT_WINDOW = 4,     /* a run refused or stopped by its maintenance window */
+	RB_EXIT_LOCKED = 5,     /* a scheduled run (--slot) found its lock held */
 	RB_EXIT_PLAN_DIFFERS = 6, /* run --plan: the plan is not the one reviewed */
 	RB_EXIT_SIGHUP = 129,
 	RB_EXIT_SIGINT = 130,
@@ -48,6 +53,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_lint(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 /*
  * Print "runbook: error: ..." on stderr, its control characters shown, not
@@ -85,6 +91,14 @@ struct rb_diags;
 int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb_exec_opts *o);
 /* Run rb (new or resumed, as o says) with signals caught; an exit status. */
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d);
+/*
+ * The runbook's maintenance window, before a run or a resume (cmd_run.c):
+ * inside it, o gets its close; outside it, RB_EXIT_WINDOW after saying when
+ * the next opens, unless ignore (--ignore-window: o gets the record of who
+ * overrode it, which *note keeps: the caller frees it).  RB_EXIT_OK otherwise.
+ * rb_cli_execute calls it unless o->window_checked.
+ */
+int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignore, json_t **note);
 
 struct rb_audit_keyring;
 struct rb_audit_head;
@@ -130,4 +144,16 @@ struct rb_optparse {
 void rb_opt_init(struct rb_optparse *p, const char *cmd, int argc, char **argv);
 /* Index of the option in opts, or one of RB_OPT_*; errors are printed. */
 int rb_opt_next(struct rb_optparse *p, const struct rb_opt *opts);
+
+/* schedule due, install, uninstall (cmd_schedule_due.c, cmd_schedule_install.c) */
+int cmd_schedule_due(int argc, char **argv);
+int cmd_schedule_install(int argc, char **argv);
+int cmd_schedule_uninstall(int argc, char **argv);
+struct rb_strv;
+/* arg's runbook files into files (cmd_schedule.c): arg, or a DIR's *.yaml and *.yml sorted. */
+int rb_cli_schedule_files(const char *arg, struct rb_strv *files);
+/* The latest start of rb's schedule at or before now (its window filters it), or -1. */
+time_t rb_cli_latest_slot(const struct rb_runbook *rb, time_t now);
+/* FILE.params, the params of a scheduled run of FILE (malloc'd). */
+char *rb_cli_params_file(const char *file);
 #endif

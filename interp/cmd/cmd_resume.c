@@ -259,7 +259,7 @@ int cmd_resume(int argc, char **argv)
 		{0, "rerun", 1}, {0, "skip", 1}, {0, "force", 0}, {'j', "jobs", 1},
 		{0, "state-dir", 1}, {0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1},
 		{0, "from", 1}, {'p', "param", 1}, {0, "audit-key", 1}, {0, "audit-log", 1},
-		{0, "keyring", 1}, {0, NULL, 0},
+		{0, "keyring", 1}, {0, "ignore-window", 0}, {0, NULL, 0},
 	};
 	struct rb_optparse p;
 	const char *id = NULL, *from = NULL;

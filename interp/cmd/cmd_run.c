@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cal.h"
 #include "cli.h"
 #include "exec.h"
 #include "luabox.h"
@@ -21,6 +22,7 @@
 #include "plan_review.h"
 #include "proc.h"
 #include "rundir.h"
+#include "slot.h"
 #include "types.h"
 #include "util.h"
 
@@ -80,6 +82,8 @@ int rb_exec_option(const char *cmd, const char *name, const char *val, struct rb
 		o->lines = !strcmp(val, "text");
 	} else if (!strcmp(name, "approve")) {
 		o->approve[o->napprove++] = val;
+	} else if (!strcmp(name, "ignore-window")) {
+		o->ignore_window = 1;
 	} else if (!strcmp(name, "lock-timeout")) {
 		if (rb_duration_parse(val, &o->lock_timeout_ms, &why) < 0)
 			return rb_usage_error("%s: --lock-timeout: %s", cmd, why), -1;
@@ -183,12 +187,104 @@ static const char *user_name(void)
 	return pw ? pw->pw_name : "unknown";
 }
 
+/* t as "2026-01-04 02:00 Europe/Paris (+01:00)", or "... UTC", into buf. */
+static void zone_text(const char *tz, time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+	char when[32];
+	rb_tz_local(tz, t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+	if (!strcmp(tz, "UTC")) {
+		snprintf(buf, size, "%s UTC", when);
+		return;
+	}
+	long off = tm.tm_gmtoff / 60;
+	snprintf(buf, size, "%s %s (%c%02ld:%02ld)", when, tz, off < 0 ? '-' : '+',
+		 labs(off) / 60, labs(off) % 60);
+}
+
+static void utc_text(time_t t, char buf[32])
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "02:00-06:00 Europe/Paris": a window's hours and zone, for messages. */
+static void window_text(const struct rb_window *w, char *buf, size_t size)
+{
+	snprintf(buf, size, "%02d:%02d-%02d:%02d %s", w->start / 60, w->start % 60, w->end / 60,
+		 w->end % 60, w->timezone ? w->timezone : "UTC");
+}
+
+/* The user as the system knows them (getpwuid), never $USER: the audit log names them. */
+static const char *real_user(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+	return pw ? pw->pw_name : "unknown";
+}
+
+int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignore, json_t **note)
+{
+	o->window_checked = 1;
+	if (!rb->has_window || o->probe || o->recorded)
+		return RB_EXIT_OK;
+	const struct rb_window *w = &rb->window;
+	const char *tz = w->timezone ? w->timezone : "UTC";
+	double nowd = rb_now();
+	time_t now = (time_t)nowd;
+	int inside = rb_window_contains(w, now);
+	char desc[64], now_utc[32], next_utc[32] = "", next_local[96] = "";
+	window_text(w, desc, sizeof(desc));
+	utc_text(now, now_utc);
+	time_t next = inside ? now : rb_window_next_open(w, now);
+	if (next >= 0) {
+		utc_text(next, next_utc);
+		zone_text(tz, next, next_local, sizeof(next_local));
+	}
+	if (ignore) {
+		/* Who said so: the account, and whoever became it through sudo. */
+		const char *sudo = getenv("SUDO_USER");
+		*note = json_pack("{s:s, s:s, s:b, s:s}", "by", real_user(), "window", desc,
+				  "inside", inside, "at", now_utc);
+		if (sudo && *sudo)
+			json_object_set_new(*note, "sudo_user", json_string(sudo));
+		if (!inside && next >= 0)
+			json_object_set_new(*note, "next_open", json_string(next_utc));
+		o->window_ignored = *note;
+		return RB_EXIT_OK;
+	}
+	if (inside) {
+		o->window_close = rb_window_close(w, now);
+		int64_t left = (int64_t)((double)o->window_close * 1000 - nowd * 1000);
+		o->window_close_ms = rb_now_ms() + (left > 0 ? left : 0);
+		if (!o->window_close_ms)
+			o->window_close_ms = 1;
+		return RB_EXIT_OK;
+	}
+	char now_local[96];
+	zone_text(tz, now, now_local, sizeof(now_local));
+	if (next < 0)
+		rb_cli_error("%s: now (%s) is outside its maintenance window (%s), which does not "
+			     "open in the next 5 years: not starting (--ignore-window to start "
+			     "anyway)", rb->file, now_local, desc);
+	else
+		rb_cli_error("%s: now (%s) is outside its maintenance window (%s): not starting; "
+			     "the next window opens %s, %s (--ignore-window to start anyway)",
+			     rb->file, now_local, desc, next_local, next_utc);
+	return RB_EXIT_WINDOW;
+}
+
 int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diags *d)
 {
 	enum rb_run_status st;
-	char id[RB_RUN_ID_MAX], *err = NULL;
+	char id[RB_RUN_ID_MAX] = "", *err = NULL;
+	json_t *note = NULL;
 	int rc;
 	if ((rc = check_approvals(rb, o)) != RB_EXIT_OK)
+		return rc;
+	if (!o->window_checked &&
+	    (rc = rb_cli_window(rb, o, o->ignore_window, &note)) != RB_EXIT_OK)
 		return rc;
 	o->user = user_name();
 	if (isatty(STDIN_FILENO) && isatty(STDERR_FILENO))
@@ -206,6 +302,7 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	if (rb_proc_init(&err) < 0) {
 		rb_cli_error("%s", err);
 		free(err);
+		json_decref(note);
 		return RB_EXIT_FAILED;
 	}
 	/* --output auto (the default): the live view on a terminal, lines elsewhere. */
@@ -221,12 +318,19 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 		rc = RB_EXIT_FAILED;
 	else if (st == RB_RUN_PAUSED)
 		rc = RB_EXIT_PAUSED;
+	else if (st == RB_RUN_STOPPED)
+		rc = RB_EXIT_WINDOW;
 	else
 		rc = last_signal == SIGTERM ? RB_EXIT_SIGTERM : last_signal == SIGHUP
 		     ? RB_EXIT_SIGHUP : RB_EXIT_SIGINT;
+	if (o->run_id_out)
+		memcpy(o->run_id_out, id, RB_RUN_ID_MAX);
 	rb_proc_shutdown();
 	rb_live_free(o->live);
 	o->live = NULL;
+	if (o->window_ignored == note)
+		o->window_ignored = NULL;
+	json_decref(note);
 	return rc;
 }
 
@@ -290,18 +394,133 @@ static int check_reviewed(struct rb_runbook *rb, json_t *pj, const char *file, c
 	return rc;
 }
 
+/* A run's exit status as the word a slot's record keeps. */
+static const char *slot_outcome(int rc)
+{
+	switch (rc) {
+	case RB_EXIT_OK: return "succeeded";
+	case RB_EXIT_FAILED: return "failed";
+	case RB_EXIT_INVALID: return "invalid";
+	case RB_EXIT_PAUSED: return "paused";
+	case RB_EXIT_WINDOW: return "stopped";
+	case RB_EXIT_LOCKED: return "lock_held";
+	default: return "interrupted";
+	}
+}
+
+static const char *host_name(void)
+{
+	static char host[256];
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	return host;
+}
+
+/*
+ * run --slot TIME: a scheduled start, keyed by the runbook's name and the
+ * slot, claimed in the state directory before anything else, so that the
+ * same slot never runs twice (docs/schedule.md).  A slot claimed before is
+ * skipped with status 0, as cron users expect of a duplicate, and says so.
+ */
+static int run_slot(struct rb_runbook *rb, struct rb_exec_opts *o, const char *arg,
+		    struct rb_diags *d)
+{
+	time_t slot = rb_slot_parse(arg);
+	if (slot < 0)
+		return rb_usage_error("run: --slot: '%s' is not a time YYYY-MM-DDTHH:MM:SSZ (UTC, "
+				      "whole seconds)", arg);
+	if (!rb->schedule)
+		return rb_usage_error("run: --slot: %s has no schedule", rb->file);
+	const struct rb_window *w = rb->has_window ? &rb->window : NULL;
+	const char *tz = rb->schedule_tz ? rb->schedule_tz : "UTC";
+	if (rb_schedule_next(&rb->cron, tz, w, slot - 1) != slot)
+		return rb_usage_error("run: --slot: %s is not a start time of %s's schedule "
+				      "('%s' in %s%s)", arg, rb->file, rb->schedule,
+				      tz, w ? ", inside its window" : "");
+	time_t now = (time_t)rb_now();
+	char now_s[32], key[RB_SLOT_KEY_MAX];
+	rb_slot_time(now, now_s);
+	if (slot > now)
+		return rb_usage_error("run: --slot: %s is not due yet (now is %s)", arg, now_s);
+	const char *state = rb_state_dir(o->state_dir);
+	rb_slot_key(rb->name, key);
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "runbook", rb->name,
+				"file", rb->file, "slot", arg, "status", "started", "claimed_at",
+				now_s, "user", real_user(), "host", host_name(), "pid",
+				(int)getpid()), *was = NULL, *note = NULL;
+	char *err = NULL;
+	int rc, r = rb_slot_claim(state, key, slot, rec, &was, &err);
+	if (r < 0) {
+		rb_cli_error("run: --slot: %s", err);
+		free(err);
+		json_decref(rec);
+		return RB_EXIT_FAILED;
+	}
+	if (r == 0) {
+		const char *st = json_string_value(json_object_get(was, "status"));
+		const char *at = json_string_value(json_object_get(was, "claimed_at"));
+		const char *run = json_string_value(json_object_get(was, "run_id"));
+		if (o->json_events) {
+			json_t *ev = json_pack("{s:s, s:s, s:s, s:O?}", "event", "slot_skipped",
+					       "runbook", rb->name, "slot", arg, "claimed", was);
+			char *t = json_dumps(ev, JSON_COMPACT);
+			fprintf(o->out, "%s\n", t);
+			free(t);
+			json_decref(ev);
+		} else {
+			fprintf(o->out, "slot %s of %s was claimed before (%s%s%s%s%s): skipped, not "
+				"run twice\n", arg, rb->name, st ? st : "claimed", at ? " at " : "",
+				at ? at : "", run ? ", run " : "", run ? run : "");
+		}
+		json_decref(was);
+		json_decref(rec);
+		return RB_EXIT_OK;
+	}
+	if ((rc = rb_cli_window(rb, o, o->ignore_window, &note)) == RB_EXIT_OK) {
+		int held = 0;
+		char id[RB_RUN_ID_MAX] = "";
+		o->lock_held = &held;
+		o->run_id_out = id;
+		rc = rb_cli_execute(rb, o, d);
+		if (held)
+			rc = RB_EXIT_LOCKED;
+		if (*id && !held)
+			json_object_set_new(rec, "run_id", json_string(id));
+		json_object_set_new(rec, "status", json_string(slot_outcome(rc)));
+		if (held)       /* no run directory: the slot's record is the record */
+			json_object_set_new(rec, "lock", json_string(rb->lock));
+	} else {
+		json_object_set_new(rec, "status", json_string("outside_window"));
+	}
+	json_object_set_new(rec, "exit_status", json_integer(rc));
+	if (rb_slot_update(state, key, slot, rec, &err) < 0) {
+		rb_cli_error("run: --slot: %s", err);
+		free(err);
+		if (rc == RB_EXIT_OK)
+			rc = RB_EXIT_FAILED;
+	}
+	if (rc == RB_EXIT_LOCKED)
+		rb_cli_error("run: slot %s of %s not run: its lock '%s' is held by another run "
+			     "(exit status 5)", arg, rb->name, rb->lock);
+	if (o->window_ignored == note)
+		o->window_ignored = NULL;
+	json_decref(note);
+	json_decref(rec);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
 		{'p', "param", 1}, {'j', "jobs", 1}, {0, "dry-run", 0}, {0, "state-dir", 1},
 		{0, "output", 1}, {0, "lock-timeout", 1}, {0, "approve", 1}, {0, "probe", 0},
 		{0, "audit-key", 1}, {0, "audit-log", 1},
-		{0, "plan", 1},
+		{0, "ignore-window", 0}, {0, "slot", 1}, {0, "plan", 1},
 		{0, NULL, 0},
 	};
-	enum { OPT_PLAN = 10 };
+	enum { OPT_SLOT = 11, OPT_PLAN = 12 };
 	struct rb_optparse p;
-	const char *file = NULL, *reviewed = NULL;
+	const char *file = NULL, *reviewed = NULL, *slot = NULL;
 	char plan_hash[65];
 	char **params = rb_xcalloc((size_t)argc, sizeof(*params));
 	size_t nparams = 0;
@@ -334,6 +553,9 @@ int cmd_run(int argc, char **argv)
 		case 7:
 			probe = 1;
 			break;
+		case OPT_SLOT:
+			slot = p.val;
+			break;
 		case OPT_PLAN:
 			reviewed = p.val;
 			break;
@@ -353,6 +575,10 @@ int cmd_run(int argc, char **argv)
 		rc = rb_usage_error("run: --probe goes with --dry-run");
 		goto out;
 	}
+	if (slot && dry) {
+		rc = rb_usage_error("run: --slot does not go with --dry-run");
+		goto out;
+	}
 	o.color = !o.json_events && rb_use_color(stdout);
 
 	struct rb_runbook *rb;
@@ -370,7 +596,7 @@ int cmd_run(int argc, char **argv)
 	} else {
 		o.params = pj;
 		o.plan_sha256 = reviewed ? plan_hash : NULL;
-		rc = rb_cli_execute(rb, &o, &d);
+		rc = slot ? run_slot(rb, &o, slot, &d) : rb_cli_execute(rb, &o, &d);
 	}
 	rb_diags_print(&d, stderr, rb_use_color(stderr));
 	json_decref(pj);

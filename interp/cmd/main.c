@@ -73,12 +73,16 @@ const struct rb_command rb_commands[] = {
 	 "      --audit-log FILE     also append the records to FILE, a log shared by runs\n"
 	 "      --plan FILE          refuse to start (exit 6) unless the plan is the one\n"
 	 "                           saved in FILE by plan --save\n"
+	 "      --ignore-window      start outside the runbook's window (recorded)\n"
+	 "      --slot TIME          a scheduled start (RFC 3339 UTC): claimed in the state\n"
+	 "                           directory, never run twice (docs/schedule.md)\n"
 	 "\n"
 	 "A gate not approved in advance is asked on the terminal; without one, the run\n"
 	 "pauses there (exit 3) and prints the resume command.\n"
 	 "\n"
 	 "Exit status: 0 succeeded, 1 failed, 2 invalid runbook or params, 3 paused at a\n"
-	 "gate, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n"},
+	 "gate, 4 outside its window or stopped at its close, 5 a --slot run's lock held,\n"
+	 "129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n"},
 	{"resume", cmd_resume, "continue a run that failed, was interrupted, crashed or paused",
 	 "usage: runbook resume RUN_ID [--rerun STEP]... [--skip STEP]... [--from STEP] [--force]\n"
 	 "                       [--jobs N]\n"
@@ -99,7 +103,8 @@ const struct rb_command rb_commands[] = {
 	 "                           run started (refused otherwise)\n"
 	 "  -p, --param NAME=VALUE   give again a param the run's log holds redacted\n"
 	 "      --keyring DIR        public keys trusted to have signed the run so far,\n"
-	 "                           besides the audit key (a run begun with another key)\n"},
+	 "                           besides the audit key (a run begun with another key)\n"
+	 "      --ignore-window      resume outside the runbook's window (recorded)\n"},
 	{"runs", cmd_runs, "list the runs in the state directory, newest first",
 	 "usage: runbook runs [--state-dir DIR] [--keyring DIR]\n"
 	 "\n"
@@ -208,6 +213,27 @@ const struct rb_command rb_commands[] = {
 	 "  -o, --output FORMAT      text (default) or json\n"
 	 "\n"
 	 "Exit status: 0 no warnings, 1 warnings, 2 a file is invalid or cannot be read.\n"},
+	{"schedule", cmd_schedule, "list the scheduled runbooks and their next starts",
+	 "usage: runbook schedule list [DIR|FILE...] [--count N] [--from TIME] [--output json]\n"
+	 "\n"
+	 "Each runbook with a schedule (a DIR: its *.yaml and *.yml files; default .), its\n"
+	 "cron, time zone, window and lock, and its next N starts in the schedule's zone\n"
+	 "and in UTC. A slot outside the runbook's window is not a start.\n"
+	 "\n"
+	 "  -n, --count N            how many starts (default 5, at most 1000)\n"
+	 "      --from TIME          start after TIME (RFC 3339 or seconds), not now\n"
+	 "                           (RUNBOOK_NOW, else the clock)\n"
+	 "  -o, --output FORMAT      text (default) or json\n"
+	 "\n"
+	 "       runbook schedule due [--catch-up D] [--state-dir DIR] [DIR|FILE...]\n"
+	 "       runbook schedule install --systemd|--cron [--dir UNITDIR]\n"
+	 "               [--randomized-delay D] [--catch-up D] [--state-dir S] [--print] DIR\n"
+	 "       runbook schedule uninstall --systemd|--cron [--dir UNITDIR] DIR\n"
+	 "\n"
+	 "due starts each runbook whose latest slot is due and not claimed (as run --slot);\n"
+	 "a slot older than --catch-up (1h) is recorded missed.  install writes systemd\n"
+	 "units or a crontab block that call due; uninstall removes exactly those\n"
+	 "(docs/schedule.md).\n"},
 	{NULL, NULL, NULL, NULL},
 };
 
