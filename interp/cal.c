@@ -66,14 +66,35 @@ static int month_days(int64_t y, int m)
  * The zone the C library computes in.  "local" is the process's own TZ as it
  * was on the first call (or /etc/localtime when unset); every public function
  * puts that back before it returns, so the rest of the program (exec_svc.c's
- * clock, strftime) keeps seeing the local zone.
+ * clock, strftime) keeps seeing the local zone.  Calls nest (a schedule's
+ * zone, then its window's): an inner one puts the outer one's zone back, and
+ * a zone already in force is not set again (glibc reads the file each time).
  */
 struct zone {
 	int utc;
+	char prev[128];          /* the zone in force before; "" the original */
 };
 
 static int orig_saved;
 static char *orig_tz;            /* NULL: TZ was unset */
+static char cur_tz[128];         /* the zone set here; "" the original */
+
+static void zone_set(const char *name)
+{
+	if (!strcmp(cur_tz, name))
+		return;
+	if (*name) {
+		char buf[136];
+		snprintf(buf, sizeof(buf), ":%s", name);
+		setenv("TZ", buf, 1);
+	} else if (orig_tz) {
+		setenv("TZ", orig_tz, 1);
+	} else {
+		unsetenv("TZ");
+	}
+	tzset();
+	snprintf(cur_tz, sizeof(cur_tz), "%s", name);
+}
 
 static void zone_enter(struct zone *z, const char *tz)
 {
@@ -85,23 +106,14 @@ static void zone_enter(struct zone *z, const char *tz)
 		orig_tz = s ? rb_xstrdup(s) : NULL;
 		orig_saved = 1;
 	}
-	if (strcmp(tz, "local")) {
-		char buf[128];
-		snprintf(buf, sizeof(buf), ":%s", tz);
-		setenv("TZ", buf, 1);
-	}
-	tzset();
+	snprintf(z->prev, sizeof(z->prev), "%s", cur_tz);
+	zone_set(strcmp(tz, "local") ? tz : "");
 }
 
 static void zone_leave(struct zone *z)
 {
-	if (z->utc)
-		return;
-	if (orig_tz)
-		setenv("TZ", orig_tz, 1);
-	else
-		unsetenv("TZ");
-	tzset();
+	if (!z->utc)
+		zone_set(z->prev);
 }
 
 static long offset_at(const struct zone *z, time_t t)
@@ -339,23 +351,37 @@ time_t rb_window_next_open(const struct rb_window *w, time_t t)
 
 /* --- schedules --------------------------------------------------------------- */
 
+size_t rb_schedule_starts(const struct rb_cron *c, const char *tz, const struct rb_window *w,
+			  time_t t, time_t *out, long *gmtoff, size_t n)
+{
+	time_t limit = t + (time_t)HORIZON_DAYS * DAY;
+	size_t k = 0;
+	struct zone z;
+	zone_enter(&z, tz);
+	while (k < n) {
+		time_t s = cron_next(&z, c, t);
+		if (s < 0 || s > limit)
+			break;
+		time_t o = w ? rb_window_next_open(w, s) : s;
+		if (o < 0 || o > limit)
+			break;
+		if (o == s) {
+			if (gmtoff)
+				gmtoff[k] = offset_at(&z, s);
+			out[k++] = s;
+		}
+		t = o == s ? s : o - 1;         /* else the first slot at or after the opening */
+	}
+	zone_leave(&z);
+	return k;
+}
+
 time_t rb_schedule_next(const struct rb_cron *c, const char *tz, const struct rb_window *w,
 			time_t t)
 {
-	time_t limit = t + (time_t)HORIZON_DAYS * DAY;
-	for (;;) {
-		time_t s = rb_cron_next(c, tz, t);
-		if (s < 0 || !w || s > limit)
-			return s > limit ? -1 : s;
-		time_t o = rb_window_next_open(w, s);
-		if (o < 0 || o > limit)
-			return -1;
-		if (o == s)
-			return s;
-		t = o - 1;              /* the first slot at or after the opening */
-	}
+	time_t s;
+	return rb_schedule_starts(c, tz, w, t, &s, NULL, 1) ? s : -1;
 }
-
 /* --- systemd OnCalendar= ------------------------------------------------------ */
 
 /* The set bits lo..hi of bits as "*" (all of them) or "1,3..5,9". */
@@ -418,20 +444,22 @@ int rb_cron_oncalendar(const struct rb_cron *c, char *buf, size_t size)
 	struct rb_buf b;
 	rb_buf_init(&b);
 	if ((dow & 0x7F) != 0x7F) {
+		/* systemd's week starts on Monday: "Sun..Tue" is no range there */
 		const char *sep = "";
-		for (int d = 0; d < 7; d++) {
+		for (int i = 0; i < 7; i++) {
+			int d = (i + 1) % 7;                    /* Mon .. Sun */
 			if (!((dow >> d) & 1))
 				continue;
-			int e = d;
-			while (e < 6 && ((dow >> (e + 1)) & 1))
+			int e = i;
+			while (e < 6 && ((dow >> ((e + 2) % 7)) & 1))
 				e++;
-			if (e - d >= 2)
-				rb_buf_printf(&b, "%s%s..%s", sep, names[d], names[e]);
+			if (e - i >= 2)
+				rb_buf_printf(&b, "%s%s..%s", sep, names[d], names[(e + 1) % 7]);
 			else
-				rb_buf_printf(&b, "%s%s%s%s", sep, names[d], e > d ? "," : "",
-					      e > d ? names[e] : "");
+				rb_buf_printf(&b, "%s%s%s%s", sep, names[d], e > i ? "," : "",
+					      e > i ? names[(e + 1) % 7] : "");
 			sep = ",";
-			d = e;
+			i = e;
 		}
 		rb_buf_puts(&b, " ");
 	}

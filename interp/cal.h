@@ -48,6 +48,12 @@ time_t rb_schedule_next(const struct rb_cron *c, const char *tz, const struct rb
  * buf, without a zone (the caller appends " Europe/Paris" or " UTC").
  * Returns its length, or -1 when one line cannot say it (both day fields
  * restricted, "#n" days mixed with others) or buf is too small. */
+/* The first n starts of that schedule after t into out, and their UTC
+ * offsets in tz into gmtoff unless NULL (fewer when the 5 years after t hold
+ * fewer); how many.  One zone switch for them all. */
+size_t rb_schedule_starts(const struct rb_cron *c, const char *tz, const struct rb_window *w,
+			  time_t t, time_t *out, long *gmtoff, size_t n);
+
 int rb_cron_oncalendar(const struct rb_cron *c, char *buf, size_t size);
 
 #endif

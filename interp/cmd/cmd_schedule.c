@@ -78,16 +78,16 @@ static int add_files(const char *arg, struct rb_strv *files)
 
 /* --- list --------------------------------------------------------------------- */
 
-static void local_text(time_t t, const char *tz, char *buf, size_t size)
+/* t at UTC offset off as 2026-03-29T03:00:00+02:00. */
+static void local_text(time_t t, long off, char *buf, size_t size)
 {
+	time_t l = t + (off < -86399 || off > 86399 ? 0 : off);
+	int o = (int)(l - t), a = o < 0 ? -o : o;
 	struct tm tm;
-	rb_tz_local(tz, t, &tm);
-	int off = (int)tm.tm_gmtoff;
+	gmtime_r(&l, &tm);
 	char date[32];
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-	off = off < -86399 || off > 86399 ? 0 : off;
-	snprintf(buf, size, "%s%c%02d:%02d", date, off < 0 ? '-' : '+',
-		 (off < 0 ? -off : off) / 3600, (off < 0 ? -off : off) % 3600 / 60);
+	snprintf(buf, size, "%s%c%02d:%02d", date, o < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
 }
 
 static void utc_text(time_t t, char *buf, size_t size)
@@ -121,6 +121,13 @@ static json_t *entry(const struct rb_runbook *rb, time_t from, int count)
 	json_t *e = json_pack("{s:s, s:s, s:s, s:s}", "runbook", rb->name, "file", rb->file,
 			      "cron", rb->schedule, "timezone", rb->schedule_tz);
 	json_object_set_new(e, "lock", rb->lock ? json_string(rb->lock) : json_null());
+	char cal[512];
+	if (rb_cron_oncalendar(&rb->cron, cal, sizeof(cal)) >= 0)
+		json_object_set_new(e, "oncalendar", json_sprintf("%s%s%s", cal,
+			strcmp(rb->schedule_tz, "local") ? " " : "",
+			strcmp(rb->schedule_tz, "local") ? rb->schedule_tz : ""));
+	else
+		json_object_set_new(e, "oncalendar", json_null());
 	const struct rb_window *w = rb->has_window ? &rb->window : NULL;
 	if (w) {
 		char start[16], end[16];
@@ -134,16 +141,19 @@ static json_t *entry(const struct rb_runbook *rb, time_t from, int count)
 		json_object_set_new(e, "window", json_null());
 	}
 	json_t *next = json_array();
-	time_t t = from;
-	for (int i = 0; i < count; i++) {
-		t = rb_schedule_next(&rb->cron, rb->schedule_tz, w, t);
-		if (t < 0)
-			break;
+	time_t *starts = rb_xcalloc((size_t)count, sizeof(*starts));
+	long *offs = rb_xcalloc((size_t)count, sizeof(*offs));
+	size_t n = rb_schedule_starts(&rb->cron, rb->schedule_tz, w, from, starts, offs,
+				      (size_t)count);
+	for (size_t i = 0; i < n; i++) {
+		time_t t = starts[i];
 		char local[64], utc[32];
-		local_text(t, rb->schedule_tz, local, sizeof(local));
+		local_text(t, offs[i], local, sizeof(local));
 		utc_text(t, utc, sizeof(utc));
 		json_array_append_new(next, json_pack("{s:s, s:s}", "local", local, "utc", utc));
 	}
+	free(starts);
+	free(offs);
 	if (json_array_size(next) == 0)
 		json_object_set_new(e, "warning", json_string(
 			w && rb_cron_next(&rb->cron, rb->schedule_tz, from) >= 0 ?
