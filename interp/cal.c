@@ -484,3 +484,29 @@ int rb_cron_oncalendar(const struct rb_cron *c, char *buf, size_t size)
 	rb_buf_release(&b);
 	return n;
 }
+
+size_t rb_window_day_words(const struct rb_window *w, char words[][6])
+{
+	static const char *const names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+	size_t n = 0;
+	for (int i = 0; i < 7; i++) {
+		if (w->days & (1u << i))
+			snprintf(words[n++], 6, "%s", names[i]);
+		for (int k = 0; k < 6; k++)     /* sun#1 .. sun#5, sun#L */
+			if (w->nth[i] & (1u << k))
+				snprintf(words[n++], 6, "%s#%c", names[i], k < 5 ? '1' + k : 'L');
+	}
+	return n;
+}
+
+void rb_window_text(const struct rb_window *w, char *buf, size_t size)
+{
+	char words[RB_WINDOW_DAY_WORDS][6];
+	size_t n = (w->days & 0x7F) == 0x7F ? 0 : rb_window_day_words(w, words), len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "," : "", words[i]);
+	if (len < size)
+		snprintf(buf + len, size - len, "%s%02d:%02d-%02d:%02d %s", n ? " " : "", w->start / 60,
+			 w->start % 60, w->end / 60, w->end % 60, w->timezone ? w->timezone : "UTC");
+}

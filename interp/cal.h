@@ -36,24 +36,30 @@ time_t rb_window_close(const struct rb_window *w, time_t t);
  * opening after t, or -1 when none in the next 5 years. */
 time_t rb_window_next_open(const struct rb_window *w, time_t t);
 
-/* Added by cal.c's author (not in the first cal.h): */
-
 /* The first start of a schedule strictly after t: a slot of c in zone tz that
  * window w (NULL: none) contains; the window filters the schedule.  -1 when
  * there is none in the next 5 years. */
 time_t rb_schedule_next(const struct rb_cron *c, const char *tz, const struct rb_window *w,
 			time_t t);
 
-/* c as a systemd OnCalendar= expression ("Sun *-*-01..07 02:00:00") into
- * buf, without a zone (the caller appends " Europe/Paris" or " UTC").
- * Returns its length, or -1 when one line cannot say it (both day fields
- * restricted, "#n" days mixed with others) or buf is too small. */
 /* The first n starts of that schedule after t into out, and their UTC
  * offsets in tz into gmtoff unless NULL (fewer when the 5 years after t hold
  * fewer); how many.  One zone switch for them all. */
 size_t rb_schedule_starts(const struct rb_cron *c, const char *tz, const struct rb_window *w,
 			  time_t t, time_t *out, long *gmtoff, size_t n);
 
+/* c as a systemd OnCalendar= expression ("Sun *-*-01..07 02:00:00") into
+ * buf, without a zone (the caller appends " Europe/Paris" or " UTC").
+ * Returns its length, or -1 when one line cannot say it (both day fields
+ * restricted, "#n" days mixed with others) or buf is too small. */
 int rb_cron_oncalendar(const struct rb_cron *c, char *buf, size_t size);
+
+/* The days of window w as they are written ("mon", "sun#1", "sun#L"), Monday
+ * first, into words; how many (at most RB_WINDOW_DAY_WORDS). */
+enum { RB_WINDOW_DAY_WORDS = 7 * 7 };
+size_t rb_window_day_words(const struct rb_window *w, char words[][6]);
+
+/* w for people: "02:00-06:00 UTC", or "sun#1 02:00-06:00 UTC" when not every day. */
+void rb_window_text(const struct rb_window *w, char *buf, size_t size);
 
 #endif

@@ -450,16 +450,11 @@ static json_t *header_json(struct rb_runbook *rb)
 	if (rb->schedule)
 		json_object_set_new(h, "schedule_timezone", json_string(rb->schedule_tz));
 	if (rb->has_window) {
-		static const char *const days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+		char words[RB_WINDOW_DAY_WORDS][6];
+		size_t nw = rb_window_day_words(&rb->window, words);
 		json_t *d = json_array();
-		for (int i = 0; i < 7; i++) {
-			if (rb->window.days & (1u << i))
-				json_array_append_new(d, json_string(days[i]));
-			for (int n = 0; n < 6; n++)     /* sun#1 .. sun#5, sun#L */
-				if (rb->window.nth[i] & (1u << n))
-					json_array_append_new(d, json_sprintf("%s#%c", days[i],
-									      n < 5 ? '1' + n : 'L'));
-		}
+		for (size_t i = 0; i < nw; i++)
+			json_array_append_new(d, json_string(words[i]));
 		char start[24], end[24];
 		snprintf(start, sizeof(start), "%02d:%02d", rb->window.start / 60,
 			 rb->window.start % 60);

@@ -211,12 +211,6 @@ static void utc_text(time_t t, char buf[32])
 }
 
 /* "02:00-06:00 Europe/Paris": a window's hours and zone, for messages. */
-static void window_text(const struct rb_window *w, char *buf, size_t size)
-{
-	snprintf(buf, size, "%02d:%02d-%02d:%02d %s", w->start / 60, w->start % 60, w->end / 60,
-		 w->end % 60, w->timezone ? w->timezone : "UTC");
-}
-
 /* The user as the system knows them (getpwuid), never $USER: the audit log names them. */
 static const char *real_user(void)
 {
@@ -234,8 +228,8 @@ int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignor
 	double nowd = rb_now();
 	time_t now = (time_t)nowd;
 	int inside = rb_window_contains(w, now);
-	char desc[64], now_utc[32], next_utc[32] = "", next_local[96] = "";
-	window_text(w, desc, sizeof(desc));
+	char desc[160], now_utc[32], next_utc[32] = "", next_local[96] = "";
+	rb_window_text(w, desc, sizeof(desc));
 	utc_text(now, now_utc);
 	time_t next = inside ? now : rb_window_next_open(w, now);
 	if (next >= 0) {

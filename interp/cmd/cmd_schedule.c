@@ -100,18 +100,13 @@ static void utc_text(time_t t, char *buf, size_t size)
 /* The window's days as ["mon", "sun#1"], or NULL for every day. */
 static json_t *window_days(const struct rb_window *w)
 {
-	static const char *const names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 	if ((w->days & 0x7F) == 0x7F)
 		return NULL;
+	char words[RB_WINDOW_DAY_WORDS][6];
+	size_t n = rb_window_day_words(w, words);
 	json_t *a = json_array();
-	for (int i = 0; i < 7; i++) {
-		if (w->days & (1u << i))
-			json_array_append_new(a, json_string(names[i]));
-		for (int n = 0; n < 6; n++)
-			if (w->nth[i] & (1u << n))
-				json_array_append_new(a, json_sprintf("%s#%c", names[i],
-								      n < 5 ? '1' + n : 'L'));
-	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(words[i]));
 	return a;
 }
 
