@@ -4,7 +4,10 @@
 # its gate (nothing of audit_logs deleted) and the run is resumed with --approve; no backup:
 # no audit row deleted, Slack and PagerDuty told.
 f=runbooks/evening-maintenance.yaml
-now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# The run's time is inside its window (18:00-22:00 UTC), which run and resume enforce: the
+# latest 19:00 UTC, for every run and resume here.
+now=$(date -u -d "$(date -u +%Y-%m-%d) 19:00" +%Y-%m-%dT%H:%M:%SZ)
+[ "$(date -u -d "$now" +%s)" -le "$(date -u +%s)" ] || now=$(date -u -d "$now - 1 day" +%Y-%m-%dT%H:%M:%SZ)
 cut="timestamptz '$now' - interval '90 days'"
 ids() { sql "SELECT md5(string_agg(id::text, ',' ORDER BY id)) FROM $1"; }
 
@@ -43,7 +46,7 @@ is "paused: the expired sessions are gone (no gate for them)" \
 	"$(sql "SELECT count(*) FROM user_sessions")" "$((sessions_total - sessions_expired))"
 check "the gate's prompt gives the exact number" grep -q "Delete $audit_old of $audit_total audit_logs rows" <<<"$out"
 
-out=$(rb resume "$id" --approve purge_audit_logs --output text 2>&1); rc=$?
+out=$(RUNBOOK_NOW=$now rb resume "$id" --approve purge_audit_logs --output text 2>&1); rc=$?
 is "resumed with --approve: the run succeeds" "$rc" 0
 is "audit_logs: exactly the old rows deleted" "$(sql "SELECT count(*) FROM audit_logs")" "$((audit_total - audit_old))"
 is "audit_logs: no row past the cutoff is left" "$(sql "SELECT count(*) FROM audit_logs WHERE created_at < $cut")" 0
@@ -97,7 +100,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 is "the killed run's purge committed on the server" "$(sql "SELECT count(*) FROM audit_logs")" "$((audit_total - audit_old))"
-out=$(rb resume "$id" --approve purge_audit_logs --output text 2>&1); rc=$?   # a gate is asked again
+out=$(RUNBOOK_NOW=$now rb resume "$id" --approve purge_audit_logs --output text 2>&1); rc=$?   # a gate is asked again
 is "resume after SIGKILL succeeds" "$rc" 0
 check "resume found the purge committed before" jq -se \
 	'map(select(.type == "step_finished" and .step == "purge_audit_logs"))[-1].output | fromjson | .committed_before == true' <<<"$(journal)"
