@@ -203,6 +203,20 @@ out=$(due 2026-01-01T03:31:00Z); rc=$?
 out=$(due 2026-01-02T05:00:00Z --catch-up 2h); rc=$?
 [ $rc -eq 0 ] && grep -q 'a| ran-a' <<<"$out" && ok "due: a catch-up within --catch-up runs" ||
 	bad "due catch-up: exit $rc: $out"
+# schedule list shows what the state directory says: the last slot started, and the missed
+# ones (recorded by due, or due by now and never claimed).
+out=$(RUNBOOK_NOW=2026-01-05T04:00:00Z rb schedule list --state-dir "$st" --output json "$d/slotted.yaml")
+[ "$(jq -c '.schedules[0] | [.last.slot, .last.status, [.missed[] | [.slot, .recorded]]]' <<<"$out")" = \
+	'["2026-01-02T03:30:00Z","succeeded",[["2025-12-31T03:30:00Z",true],["2026-01-03T03:30:00Z",false],["2026-01-04T03:30:00Z",false],["2026-01-05T03:30:00Z",false]]]' ] &&
+	ok "schedule list: the last slot and the missed ones" || bad "schedule list history: $out"
+out=$(RUNBOOK_NOW=2026-01-05T04:00:00Z rb schedule list --state-dir "$st" "$d/slotted.yaml")
+grep -q '^  missed:   2025-12-31T03:30:00Z (recorded missed by schedule due)$' <<<"$out" &&
+	grep -q '^            2026-01-04T03:30:00Z (not started)$' <<<"$out" &&
+	grep -q '^  last:     2026-01-02T03:30:00Z succeeded, run ' <<<"$out" &&
+	ok "schedule list: the history as text" || bad "schedule list text: $out"
+out=$(RUNBOOK_NOW=2026-01-05T04:00:00Z rb schedule list --state-dir "$tmp/none" --output json "$d/slotted.yaml")
+[ "$(jq -c '.schedules[0] | [.last, .missed]' <<<"$out")" = '[null,[]]' ] &&
+	ok "schedule list: never scheduled, nothing missed" || bad "schedule list, no state: $out"
 printf 'NOPE\n' >"$d/slotted.params"
 out=$(due 2026-01-03T03:30:00Z); rc=$?
 [ $rc -eq 2 ] && grep -q 'slotted.params:1:1: error: expected NAME=VALUE' <<<"$out" &&

@@ -25,9 +25,11 @@
 #include "isotime.h"
 #include "luabox.h"
 #include "runbook.h"
+#include "rundir.h"
+#include "slot.h"
 #include "util.h"
 
-enum { MAX_COUNT = 1000 };
+enum { MAX_COUNT = 1000, MAX_MISSED = 20 };
 
 /* --- the files --------------------------------------------------------------- */
 
@@ -108,6 +110,68 @@ static json_t *window_days(const struct rb_window *w)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(a, json_string(words[i]));
 	return a;
+}
+
+/*
+ * What the state directory says of rb's slots (docs/schedule.md): "last", the
+ * newest one started ({slot, status, run_id}), or null; "missed", the slots
+ * due by now that did not start: those schedule due recorded missed, and
+ * those after the last one that nothing claimed (at most MAX_MISSED, the
+ * newest; "more": how many else).  Nothing when no slot was ever claimed.
+ */
+static void add_history(json_t *e, const struct rb_runbook *rb, const char *state, time_t now)
+{
+	char key[RB_SLOT_KEY_MAX], *err = NULL;
+	json_t *recs = NULL;
+	rb_slot_key(rb->name, key);
+	if (rb_slot_list(state, key, &recs, &err) < 0) {
+		json_object_set_new(e, "slots_error", json_string(err));
+		free(err);
+		return;
+	}
+	json_t *last = NULL, *missed = json_array();
+	time_t newest = -1;
+	size_t i;
+	json_t *r;
+	json_array_foreach(recs, i, r) {
+		const char *st = json_string_value(json_object_get(r, "status"));
+		time_t t = rb_slot_parse(json_string_value(json_object_get(r, "slot")));
+		if (t > newest)
+			newest = t;
+		if (st && !strcmp(st, "missed"))
+			json_array_append_new(missed, json_pack("{s:O, s:b}", "slot",
+								json_object_get(r, "slot"),
+								"recorded", 1));
+		else
+			last = r;
+	}
+	json_object_set_new(e, "last", last ? json_pack("{s:O, s:O, s:O?}", "slot",
+							json_object_get(last, "slot"), "status",
+							json_object_get(last, "status"), "run_id",
+							json_object_get(last, "run_id"))
+					    : json_null());
+	size_t more = 0;
+	if (newest >= 0) {
+		const struct rb_window *w = rb->has_window ? &rb->window : NULL;
+		json_t *unclaimed = json_array();
+		for (time_t t = newest; (t = rb_schedule_next(&rb->cron, rb->schedule_tz, w, t)) >= 0 &&
+		     t <= now;) {
+			char s[32];
+			rb_slot_time(t, s);
+			json_array_append_new(unclaimed, json_pack("{s:s, s:b}", "slot", s,
+								   "recorded", 0));
+			if (json_array_size(unclaimed) > MAX_MISSED) {
+				json_array_remove(unclaimed, 0);
+				more++;
+			}
+		}
+		json_array_extend(missed, unclaimed);
+		json_decref(unclaimed);
+	}
+	json_object_set_new(e, "missed", missed);
+	if (more)
+		json_object_set_new(e, "missed_more", json_integer((json_int_t)more));
+	json_decref(recs);
 }
 
 /* One runbook's entry: its facts and next starts. */
@@ -192,6 +256,20 @@ static void print_text(const json_t *e)
 		       s_of(n, "utc"));
 	if (s_of(e, "warning"))
 		printf("  warning:  %s\n", s_of(e, "warning"));
+	const json_t *last = json_object_get(e, "last");
+	if (json_is_object(last))
+		printf("  last:     %s %s%s%s\n", s_of(last, "slot"), s_of(last, "status"),
+		       s_of(last, "run_id") ? ", run " : "",
+		       s_of(last, "run_id") ? s_of(last, "run_id") : "");
+	if (json_integer_value(json_object_get(e, "missed_more")))
+		printf("  missed:   %lld more, older\n",
+		       (long long)json_integer_value(json_object_get(e, "missed_more")));
+	json_array_foreach(json_object_get(e, "missed"), i, n)
+		printf("  %s %s (%s)\n", i || json_object_get(e, "missed_more") ? "         " : "missed:  ",
+		       s_of(n, "slot"), json_is_true(json_object_get(n, "recorded"))
+		       ? "recorded missed by schedule due" : "not started");
+	if (s_of(e, "slots_error"))
+		printf("  slots:    %s\n", s_of(e, "slots_error"));
 }
 
 static int parse_from(const char *s, time_t *out)
@@ -215,11 +293,12 @@ static int parse_from(const char *s, time_t *out)
 static int schedule_list(int argc, char **argv)
 {
 	static const struct rb_opt opts[] = {
-		{'n', "count", 1}, {0, "from", 1}, {'o', "output", 1}, {0, NULL, 0},
+		{'n', "count", 1}, {0, "from", 1}, {'o', "output", 1}, {0, "state-dir", 1},
+		{0, NULL, 0},
 	};
 	struct rb_optparse p;
 	struct rb_strv args = {0};
-	const char *output = "text";
+	const char *output = "text", *state = NULL;
 	long count = 5;
 	time_t from = (time_t)rb_now();
 	int k, rc = RB_EXIT_OK;
@@ -252,8 +331,11 @@ static int schedule_list(int argc, char **argv)
 						      "2026-01-01T00:00:00Z, not '%s'", p.val);
 			}
 			break;
-		default:
+		case 2:
 			output = p.val;
+			break;
+		default:
+			state = p.val;
 		}
 	}
 	if (strcmp(output, "text") && strcmp(output, "json")) {
@@ -278,8 +360,11 @@ static int schedule_list(int argc, char **argv)
 				rc = r;
 			continue;
 		}
-		if (rb->schedule)
-			json_array_append_new(list, entry(rb, from, (int)count));
+		if (rb->schedule) {
+			json_t *e = entry(rb, from, (int)count);
+			add_history(e, rb, rb_state_dir(state), (time_t)rb_now());
+			json_array_append_new(list, e);
+		}
 		rb_runbook_free(rb);
 	}
 	rb_strv_release(&files);
