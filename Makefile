@@ -94,7 +94,7 @@ valgrind: deps
 
 # make fuzz: each target for FUZZ_TIME seconds; FUZZ="redact" for one of them.
 FUZZ_TIME ?= 60
-FUZZ      ?= load redact audit records time args codec
+FUZZ      ?= load redact audit records time args codec review
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -119,6 +119,8 @@ FUZZ_DICT_args     := tests/fuzz/args.dict
 FUZZ_SEEDS_args    := tests/fuzz/args_seeds
 FUZZ_DICT_codec    := tests/fuzz/codec.dict
 FUZZ_SEEDS_codec   := tests/fuzz/codec_seeds
+FUZZ_DICT_review   := tests/fuzz/review.dict
+FUZZ_SEEDS_review  := tests/fuzz/review_seeds
 
 fuzz: deps $(FUZZ:%=fuzz-%)
 

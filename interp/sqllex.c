@@ -159,7 +159,20 @@ static int delete_has_where(const struct lexer *x, size_t k, size_t end)
 	return 0;
 }
 
-/* One statement: tokens [a, b). */
+/* ALTER ...'s DROP at token k drops a column, not CONSTRAINT, DEFAULT, NOT NULL ... */
+static int alter_drops(const struct lexer *x, size_t k, size_t end)
+{
+	static const char *const keep[] = {"constraint", "default", "not", "identity",
+					   "expression", NULL};
+	if (k + 1 >= end || x->v[k].depth != 0 || !is_word(x, k, "drop"))
+		return 0;
+	for (const char *const *w = keep; *w; w++)
+		if (is_word(x, k + 1, *w))
+			return 0;
+	return 1;
+}
+
+/* One statement: tokens [a, b), its findings in the order of their keywords. */
 static void statement(const struct lexer *x, size_t a, size_t b, struct found *f)
 {
 	if (a >= b)
@@ -168,25 +181,15 @@ static void statement(const struct lexer *x, size_t a, size_t b, struct found *f
 		add(f, RB_SQL_DROP, x->v[a].off);
 	else if (is_word(x, a, "truncate"))
 		add(f, RB_SQL_TRUNCATE, x->v[a].off);
-	else if (is_word(x, a, "alter"))
-		for (size_t k = a + 1; k + 1 < b; k++) {
-			/* DROP [COLUMN] name, not DROP CONSTRAINT, DEFAULT, NOT NULL ... */
-			static const char *const keep[] = {"constraint", "default", "not",
-							   "identity", "expression", NULL};
-			if (x->v[k].depth != 0 || !is_word(x, k, "drop"))
-				continue;
-			int harmless = 0;
-			for (const char *const *w = keep; *w; w++)
-				harmless |= is_word(x, k + 1, *w);
-			if (!harmless)
-				add(f, RB_SQL_DROP, x->v[k].off);
-		}
-	/*
-	 * DELETE starts a statement first, inside a CTE's parentheses or after
-	 * them, or after EXPLAIN [ANALYZE]; elsewhere (ON DELETE, GRANT DELETE,
-	 * BEFORE DELETE) it is a word of another statement.
-	 */
+	int alter = is_word(x, a, "alter");
 	for (size_t k = a; k < b; k++) {
+		if (alter && k > a && alter_drops(x, k, b))
+			add(f, RB_SQL_DROP, x->v[k].off);
+		/*
+		 * DELETE starts a statement first, inside a CTE's parentheses or
+		 * after them, or after EXPLAIN [ANALYZE]; elsewhere (ON DELETE,
+		 * GRANT DELETE, BEFORE DELETE) it is a word of another statement.
+		 */
 		if (!is_word(x, k, "delete"))
 			continue;
 		int starts = k == a || x->v[k - 1].kind == T_OPEN || x->v[k - 1].kind == T_CLOSE ||

@@ -147,5 +147,5 @@ expect 2 "a plan over the size limit" "big.json: error: larger than 16 MiB"
 rb run --plan "$T/missing.json" "$T/deploy.yaml" >"$T/out" 2>"$T/err"; rc=$?
 expect 2 "a missing plan" "missing.json: error"
 
-echo "$pass passed, $fail failed"
+echo "lint: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -56,6 +56,8 @@ static const struct {
 	{"DELETE FROM t USING (SELECT id FROM u WHERE z) s", "D"},
 	{"DELETE FROM t WHERE id IN (SELECT id FROM u)", ""},
 	{"EXPLAIN ANALYZE DELETE FROM t", "D"},
+	/* in the order of their keywords, ALTER's DROP among the others (fuzz_review) */
+	{"ALTER TABLE t ADD c int DEFAULT (DELETE) , DROP COLUMN d", "DX"},
 	/* DELETE as a word of other statements */
 	{"CREATE TABLE t (u int REFERENCES u ON DELETE CASCADE)", ""},
 	{"GRANT SELECT, DELETE ON t TO r", ""},
