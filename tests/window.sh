@@ -266,5 +266,22 @@ CRONTAB=$tmp/crontab inst uninstall --cron >/dev/null
 [ "$(cat "$tmp/tab")" = "$(printf 'MAILTO=ops\n0 1 * * * backup')" ] && ok "uninstall --cron removes the block" ||
 	bad "uninstall --cron: $(cat "$tmp/tab")"
 
+# What a file's or a directory's name holds never becomes a directive or a job: % is no
+# systemd specifier, and a newline is refused before anything is written.
+pd="$tmp/pct%h" && mkdir -p "$pd" "$tmp/u3" "$tmp/u4" && cp $W/slotted.yaml "$pd/"
+out=$(rb schedule install --systemd --dir "$tmp/u3" "$pd" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -qx "WorkingDirectory=$tmp/pct%%h" "$tmp/u3/runbook-slotted.service" &&
+	grep -q "^ExecStart=.* \"$tmp/pct%%h/slotted.yaml\"$" "$tmp/u3/runbook-slotted.service" &&
+	ok "install: a % in a path is written %%" || bad "install with %: exit $rc: $out $(cat "$tmp/u3"/*.service)"
+nl=$(printf 'x\nExecStartPre=touch %s/pwned\n.yaml' "$tmp" | tr / _)
+sed 's/runbook: slotted/runbook: other/' $W/slotted.yaml >"$pd/$nl"
+for how in "--systemd --dir $tmp/u4" "--cron --print"; do
+	out=$(rb schedule install $how "$pd" 2>&1); rc=$?
+	[ $rc -eq 2 ] && grep -q 'a control character in a path cannot be written' <<<"$out" &&
+		! grep -q ExecStartPre <<<"$(cat "$tmp/u4"/* 2>/dev/null; echo "$out" | grep -v error)" &&
+		ok "install $how: a newline in a file name is refused" || bad "install $how, newline: exit $rc: $out"
+done
+[ -z "$(ls "$tmp/u4")" ] && ok "install: nothing written for a refused name" || bad "install wrote: $(ls "$tmp/u4")"
+
 echo "window: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -66,6 +66,37 @@ static void word(struct rb_buf *b, const char *s, int cron)
 	rb_buf_putc(b, cron ? '\'' : '"');
 }
 
+/*
+ * Whether s can be written into a unit or a crontab: a control character (a
+ * newline above all) would end the line and start a directive or a job of
+ * whoever named the file.  0, or -1 after saying so.
+ */
+static int one_line(const char *cmd, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f) {
+			char *shown = rb_visible(s, strlen(s), 0);
+			rb_cli_error("%s: %s: a control character in a path cannot be written into "
+				     "a unit or a crontab", cmd, shown);
+			free(shown);
+			return -1;
+		}
+	return 0;
+}
+
+/* s for a unit's setting: systemd expands %-specifiers in nearly all of them (malloc'd). */
+static char *unit_text(const char *s)
+{
+	struct rb_buf b;
+	rb_buf_init(&b);
+	for (; *s; s++) {
+		if (*s == '%')
+			rb_buf_putc(&b, '%');
+		rb_buf_putc(&b, *s);
+	}
+	return rb_buf_detach(&b);
+}
+
 /* "BIN schedule due [--state-dir S] [--catch-up D] FILE" */
 static void due_command(struct rb_buf *b, const struct inst *in, const char *file, int cron)
 {
@@ -158,10 +189,15 @@ static int units_of(const struct inst *in, const char *file, const struct rb_run
 	int n = rb_cron_oncalendar(&rb->cron, cal, sizeof(cal));
 	const char *head = "# Written by runbook schedule install; runbook schedule uninstall removes it.\n";
 	char *params = rb_cli_params_file(file);
+	params[strlen(params) - 6] = '\0';     /* FILE.params -> FILE. */
+	char *f = unit_text(file), *wd = unit_text(in->abs_dir), *env = unit_text(params);
 	/* The secrets' environment, when the runbook reads them from it: FILE.env, 0600. */
 	rb_buf_printf(&svc, "%s[Unit]\nDescription=runbook %s (%s)\n\n[Service]\nType=oneshot\n"
-		      "WorkingDirectory=%s\nEnvironmentFile=-%.*senv\nExecStart=%s\n", head,
-		      rb->name, file, in->abs_dir, (int)(strlen(params) - 6), params, cmd.s + 1);
+		      "WorkingDirectory=%s\nEnvironmentFile=-%senv\nExecStart=%s\n", head,
+		      rb->name, f, wd, env, cmd.s + 1);
+	free(f);
+	free(wd);
+	free(env);
 	free(params);
 	rb_buf_printf(&tim, "%s[Unit]\nDescription=runbook %s: %s %s\n\n[Timer]\n", head, rb->name,
 		      rb->schedule, tz);
@@ -358,6 +394,9 @@ static int parse(const char *cmd, int argc, char **argv, struct inst *in, const 
 	} else if (in->state) {
 		in->state = rb_xstrdup(in->state);
 	}
+	if (one_line(cmd, in->abs_dir) < 0 || one_line(cmd, in->bin) < 0 ||
+	    (in->state && one_line(cmd, in->state) < 0))
+		return RB_EXIT_INVALID;
 	return RB_EXIT_OK;
 }
 
@@ -390,6 +429,10 @@ int cmd_schedule_install(int argc, char **argv)
 	size_t scheduled = 0;
 	for (size_t i = 0; i < files.n && rc == RB_EXIT_OK; i++) {
 		struct rb_runbook *rb;
+		if (one_line("schedule install", files.v[i]) < 0) {
+			rc = RB_EXIT_INVALID;
+			break;
+		}
 		if ((rc = rb_cli_load(files.v[i], &rb)) != RB_EXIT_OK)
 			break;
 		if (rb->schedule) {
