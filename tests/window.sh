@@ -283,5 +283,14 @@ for how in "--systemd --dir $tmp/u4" "--cron --print"; do
 done
 [ -z "$(ls "$tmp/u4")" ] && ok "install: nothing written for a refused name" || bad "install wrote: $(ls "$tmp/u4")"
 
+# A slot's record planted in the state directory is shown, not obeyed by the terminal.
+ps=$tmp/s8/slots/slotted && mkdir -p "$ps"
+printf '{"slot":"2026-01-01T03:30:00Z","status":"\\u001b]0;pwned\\u0007ok","run_id":"x\\u001b[2J"}' >"$ps/20260101T033000Z"
+out=$(RUNBOOK_NOW=2026-01-02T04:00:00Z rb schedule list --state-dir "$tmp/s8" $W/slotted.yaml 2>&1)
+out2=$(slot_in() { RUNBOOK_NOW=2026-01-01T03:31:00Z rb run --state-dir "$tmp/s8" --output text --slot 2026-01-01T03:30:00Z $W/slotted.yaml 2>&1; }; slot_in)
+! grep -q $'\x1b' <<<"$out$out2" && grep -q 'last:     2026-01-01T03:30:00Z \\e\]0;pwned' <<<"$out" &&
+	grep -q 'claimed before (\\e\]0;pwned' <<<"$out2" &&
+	ok "a planted slot record: its escapes shown, not sent" || bad "planted slot record: $out $out2"
+
 echo "window: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

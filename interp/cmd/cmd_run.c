@@ -462,9 +462,16 @@ static int run_slot(struct rb_runbook *rb, struct rb_exec_opts *o, const char *a
 			free(t);
 			json_decref(ev);
 		} else {
-			fprintf(o->out, "slot %s of %s was claimed before (%s%s%s%s%s): skipped, not "
-				"run twice\n", arg, rb->name, st ? st : "claimed", at ? " at " : "",
-				at ? at : "", run ? ", run " : "", run ? run : "");
+			/* The record is a file of the state directory: shown, not obeyed. */
+			struct rb_buf b;
+			rb_buf_init(&b);
+			rb_buf_printf(&b, "%s%s%s%s%s", st ? st : "claimed", at ? " at " : "",
+				      at ? at : "", run ? ", run " : "", run ? run : "");
+			char *was_text = rb_visible(b.s, b.len, RB_VIS_TAB);
+			fprintf(o->out, "slot %s of %s was claimed before (%s): skipped, not run "
+				"twice\n", arg, rb->name, was_text);
+			free(was_text);
+			rb_buf_release(&b);
 		}
 		json_decref(was);
 		json_decref(rec);

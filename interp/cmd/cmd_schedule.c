@@ -227,6 +227,12 @@ static const char *s_of(const json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
+/* s without its control characters shown as such; "" for NULL (malloc'd). */
+static char *visible(const char *s)
+{
+	return s ? rb_visible(s, strlen(s), RB_VIS_TAB) : rb_xstrdup("");
+}
+
 static void print_text(const json_t *e)
 {
 	/* names, crons and zones are checked by the loader, files are the
@@ -256,20 +262,31 @@ static void print_text(const json_t *e)
 		       s_of(n, "utc"));
 	if (s_of(e, "warning"))
 		printf("  warning:  %s\n", s_of(e, "warning"));
+	/* The slots' records are files of the state directory: their text is shown, not obeyed. */
 	const json_t *last = json_object_get(e, "last");
-	if (json_is_object(last))
-		printf("  last:     %s %s%s%s\n", s_of(last, "slot"), s_of(last, "status"),
-		       s_of(last, "run_id") ? ", run " : "",
-		       s_of(last, "run_id") ? s_of(last, "run_id") : "");
+	if (json_is_object(last)) {
+		char *slot = visible(s_of(last, "slot")), *st = visible(s_of(last, "status"));
+		char *run = visible(s_of(last, "run_id"));
+		printf("  last:     %s %s%s%s\n", slot, st, *run ? ", run " : "", run);
+		free(slot);
+		free(st);
+		free(run);
+	}
 	if (json_integer_value(json_object_get(e, "missed_more")))
 		printf("  missed:   %lld more, older\n",
 		       (long long)json_integer_value(json_object_get(e, "missed_more")));
-	json_array_foreach(json_object_get(e, "missed"), i, n)
+	json_array_foreach(json_object_get(e, "missed"), i, n) {
+		char *slot = visible(s_of(n, "slot"));
 		printf("  %s %s (%s)\n", i || json_object_get(e, "missed_more") ? "         " : "missed:  ",
-		       s_of(n, "slot"), json_is_true(json_object_get(n, "recorded"))
+		       slot, json_is_true(json_object_get(n, "recorded"))
 		       ? "recorded missed by schedule due" : "not started");
-	if (s_of(e, "slots_error"))
-		printf("  slots:    %s\n", s_of(e, "slots_error"));
+		free(slot);
+	}
+	if (s_of(e, "slots_error")) {
+		char *why = visible(s_of(e, "slots_error"));
+		printf("  slots:    %s\n", why);
+		free(why);
+	}
 }
 
 static int parse_from(const char *s, time_t *out)
