@@ -56,14 +56,17 @@ for now in 2026-01-04T22:30:00Z 2026-01-05T00:30:00Z; do
 done
 
 # --- --ignore-window: recorded with who said it ----------------------------------------
-out=$(RUNBOOK_NOW=2026-01-01T01:00:00Z SUDO_USER=alice rb run --state-dir "$st" --output json \
-	--ignore-window $W/nightly.yaml 2>&1); rc=$?
+out=$(RUNBOOK_NOW=2026-01-01T01:00:00Z SUDO_USER=alice USER=mallory rb run --state-dir "$st" \
+	--output json --ignore-window $W/nightly.yaml 2>&1); rc=$?
 id=$(jq -r 'select(.event == "run_started") | .run' <<<"$out" 2>/dev/null)
 log=$st/runs/$id/audit.jsonl
 [ $rc -eq 0 ] && ok "--ignore-window: the run starts" || bad "--ignore-window: exit $rc: $out"
 jq -se --arg u "$(id -un)" 'map(select(.type == "window_ignored"))[0] | .by == $u and
 	.sudo_user == "alice" and .inside == false and .next_open == "2026-01-01T02:00:00Z"' "$log" >/dev/null &&
 	ok "window_ignored names the user and SUDO_USER" || bad "window_ignored: $(grep window "$log")"
+# ... the account, not what $USER says, and so does run_started
+jq -se --arg u "$(id -un)" 'map(select(.type == "run_started"))[0].user == $u' "$log" >/dev/null &&
+	ok "run_started names the account, not \$USER" || bad "run_started's user: $(grep run_started "$log")"
 jq -se 'map(select(.event == "window_ignored")) | length == 1' <<<"$out" >/dev/null &&
 	ok "window_ignored event" || bad "window_ignored event: $out"
 verify "$st" "$id" && ok "the log with window_ignored verifies" || bad "audit verify ($id)"

@@ -178,11 +178,9 @@ static int check_approvals(struct rb_runbook *rb, const struct rb_exec_opts *o)
 	return RB_EXIT_OK;
 }
 
+/* The user as the system knows them (getpwuid), never $USER: the audit log names them. */
 static const char *user_name(void)
 {
-	const char *u = getenv("USER");
-	if (u && *u)
-		return u;
 	struct passwd *pw = getpwuid(getuid());
 	return pw ? pw->pw_name : "unknown";
 }
@@ -210,14 +208,6 @@ static void utc_text(time_t t, char buf[32])
 	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* "02:00-06:00 Europe/Paris": a window's hours and zone, for messages. */
-/* The user as the system knows them (getpwuid), never $USER: the audit log names them. */
-static const char *real_user(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-	return pw ? pw->pw_name : "unknown";
-}
-
 int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignore, json_t **note)
 {
 	o->window_checked = 1;
@@ -239,7 +229,7 @@ int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignor
 	if (ignore) {
 		/* Who said so: the account, and whoever became it through sudo. */
 		const char *sudo = getenv("SUDO_USER");
-		*note = json_pack("{s:s, s:s, s:b, s:s}", "by", real_user(), "window", desc,
+		*note = json_pack("{s:s, s:s, s:b, s:s}", "by", user_name(), "window", desc,
 				  "inside", inside, "at", now_utc);
 		if (sudo && *sudo)
 			json_object_set_new(*note, "sudo_user", json_string(sudo));
@@ -440,7 +430,7 @@ static int run_slot(struct rb_runbook *rb, struct rb_exec_opts *o, const char *a
 	rb_slot_key(rb->name, key);
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "runbook", rb->name,
 				"file", rb->file, "slot", arg, "status", "started", "claimed_at",
-				now_s, "user", real_user(), "host", host_name(), "pid",
+				now_s, "user", user_name(), "host", host_name(), "pid",
 				(int)getpid()), *was = NULL, *note = NULL;
 	char *err = NULL;
 	int rc, r = rb_slot_claim(state, key, slot, rec, &was, &err);
