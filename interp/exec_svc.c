@@ -317,7 +317,7 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 		      char hex[65])
 {
 	json_t *clean = st->sensitive ? json_string(RB_SECRET_MASK)
-			: ex_redact_json(ex, (json_t *)out);
+			: out ? redact_shared(ex, (json_t *)out) : json_null();
 	char *t = rb_record_text(clean);
 	rb_sha256_hex(t, strlen(t), hex);
 	free(t);
