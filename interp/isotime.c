@@ -145,3 +145,10 @@ int rb_isotime_format(double t, const char *fmt, char *buf, size_t size, const c
 		return *why = "the result is too long", -1;
 	return 0;
 }
+
+void rb_utc_text(time_t t, char buf[32])
+{
+	const char *why;
+	if (rb_isotime_format((double)t, NULL, buf, 32, &why) < 0)
+		snprintf(buf, 32, "(time out of range)");
+}

@@ -7,6 +7,7 @@
 #define RB_ISOTIME_H
 
 #include <stddef.h>
+#include <time.h>
 
 /*
  * Parse s[0..len): a date (YYYY-MM-DD: its midnight in UTC) or a date and a
@@ -25,5 +26,8 @@ int rb_isotime_parse(const char *s, size_t len, double *t, int *whole, const cha
  * a time out of range.
  */
 int rb_isotime_format(double t, const char *fmt, char *buf, size_t size, const char **why);
+
+/* rb_isotime_format(t, NULL), "2026-01-04T02:00:00Z", for a time known to be in range. */
+void rb_utc_text(time_t t, char buf[32]);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "durable.h"
+#include "isotime.h"
 #include "util.h"
 
 static int safe_char(char c)
@@ -52,9 +53,7 @@ void rb_slot_name(time_t slot, char name[RB_SLOT_NAME_MAX])
 
 void rb_slot_time(time_t slot, char buf[32])
 {
-	struct tm tm;
-	gmtime_r(&slot, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	rb_utc_text(slot, buf);
 }
 
 time_t rb_slot_parse(const char *s)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cal.h"
+#include "isotime.h"
 #include "cli.h"
 #include "exec.h"
 #include "luabox.h"
@@ -201,13 +202,6 @@ static void zone_text(const char *tz, time_t t, char *buf, size_t size)
 		 labs(off) / 60, labs(off) % 60);
 }
 
-static void utc_text(time_t t, char buf[32])
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignore, json_t **note)
 {
 	o->window_checked = 1;
@@ -220,10 +214,10 @@ int rb_cli_window(const struct rb_runbook *rb, struct rb_exec_opts *o, int ignor
 	int inside = rb_window_contains(w, now);
 	char desc[160], now_utc[32], next_utc[32] = "", next_local[96] = "";
 	rb_window_text(w, desc, sizeof(desc));
-	utc_text(now, now_utc);
+	rb_utc_text(now, now_utc);
 	time_t next = inside ? now : rb_window_next_open(w, now);
 	if (next >= 0) {
-		utc_text(next, next_utc);
+		rb_utc_text(next, next_utc);
 		zone_text(tz, next, next_local, sizeof(next_local));
 	}
 	if (ignore) {

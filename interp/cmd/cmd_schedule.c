@@ -92,12 +92,6 @@ static void local_text(time_t t, long off, char *buf, size_t size)
 	snprintf(buf, size, "%s%c%02d:%02d", date, o < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
 }
 
-static void utc_text(time_t t, char *buf, size_t size)
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 /* The window's days as ["mon", "sun#1"], or NULL for every day. */
 static json_t *window_days(const struct rb_window *w)
@@ -208,7 +202,7 @@ static json_t *entry(const struct rb_runbook *rb, time_t from, int count)
 		time_t t = starts[i];
 		char local[64], utc[32];
 		local_text(t, offs[i], local, sizeof(local));
-		utc_text(t, utc, sizeof(utc));
+		rb_utc_text(t, utc);
 		json_array_append_new(next, json_pack("{s:s, s:s}", "local", local, "utc", utc));
 	}
 	free(starts);
@@ -388,7 +382,7 @@ static int schedule_list(int argc, char **argv)
 
 	if (!strcmp(output, "json")) {
 		char f[32];
-		utc_text(from, f, sizeof(f));
+		rb_utc_text(from, f);
 		json_t *doc = json_pack("{s:s, s:i, s:o}", "from", f, "count", (int)count,
 					"schedules", list);
 		json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
