@@ -58,7 +58,8 @@ int rb_load_schedule(struct loader *l, const struct rb_node *v)
 		rb_warning_pos(l->d, cron->line, cron->col, "schedule '%s' restricts both the day "
 			       "of month and the day of week: cron starts it on the days that "
 			       "match either, not both (\"0 2 1-7 * 0\" is days 1 to 7 and "
-			       "every Sunday, not the first Sunday); write one of them as *",
+			       "every Sunday, not the first Sunday); write one of them as *, "
+			       "or the first Sunday as \"0 2 * * sun#1\"",
 			       rb->schedule);
 	if (rb_cron_next(&rb->cron, rb->schedule_tz, (time_t)rb_now()) < 0) {
 		rb_error_at(l->d, cron, "schedule '%s' never starts: no day in the next 5 years "
