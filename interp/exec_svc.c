@@ -87,9 +87,11 @@ json_t *ex_redact_json(const struct exec *ex, json_t *v)
 	return ex->nsecrets ? rb_redact_json(ex->redactor, v) : json_deep_copy(v);
 }
 
-/* v redacted, sharing what has nothing to redact (rb_redact_json_shared). */
+/* v redacted (NULL gives null), sharing what has nothing to redact (rb_redact_json_shared). */
 static json_t *redact_shared(const struct exec *ex, json_t *v)
 {
+	if (!v)
+		return json_null();
 	return ex->nsecrets ? rb_redact_json_shared(ex->redactor, v) : json_incref(v);
 }
 
@@ -317,7 +319,7 @@ void ex_output_sha256(const struct exec *ex, const struct rb_step *st, const jso
 		      char hex[65])
 {
 	json_t *clean = st->sensitive ? json_string(RB_SECRET_MASK)
-			: out ? redact_shared(ex, (json_t *)out) : json_null();
+			: redact_shared(ex, (json_t *)out);
 	char *t = rb_record_text(clean);
 	rb_sha256_hex(t, strlen(t), hex);
 	free(t);
@@ -372,10 +374,10 @@ static json_t *snapshot(struct exec *ex)
 			json_object_set_new(v, "secret", json_true());
 		if (sr->output)
 			json_object_set_new(v, "output", st->sensitive ? json_string(RB_SECRET_MASK)
-								     : ex_redact_json(ex, sr->output));
+								     : redact_shared(ex, sr->output));
 		if (sr->outputs)
 			json_object_set_new(v, "outputs", st->sensitive ? json_string(RB_SECRET_MASK)
-								      : ex_redact_json(ex, sr->outputs));
+								      : redact_shared(ex, sr->outputs));
 		if (sr->items_done)     /* journalled redacted already */
 			json_object_set(v, "items", sr->items_done);
 		if (sr->error) {        /* why it failed or was skipped, for runbook status */
@@ -390,7 +392,7 @@ static json_t *snapshot(struct exec *ex)
 	/* What run_started (and run_finished) said, redacted as there. */
 	json_t *snap = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "run", ex->run_id, "runbook",
 				 ex->rb->name, "file", ex->rb->file, "sha256", ex->sha, "params",
-				 ex_redact_json(ex, ex->o->params), "steps", steps);
+				 redact_shared(ex, ex->o->params), "steps", steps);
 	if (ex->outcome)
 		json_object_set_new(snap, "status", json_string(ex->outcome));
 	/* What the run fixed at its start, for the resumes after this snapshot. */
