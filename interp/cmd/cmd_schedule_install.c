@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,8 +253,11 @@ static int run_cmd(char *const *argv, const char *in, char **out)
 		errno = e;
 		return -1;
 	}
-	if (in)
+	if (in) {               /* a crontab that exits before reading is its error, not a SIGPIPE */
+		void (*was)(int) = signal(SIGPIPE, SIG_IGN);
 		rb_write_all(ip[1], in, strlen(in));
+		signal(SIGPIPE, was);
+	}
 	close(ip[1]);
 	struct rb_buf b;
 	rb_buf_init(&b);
