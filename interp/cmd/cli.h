@@ -156,4 +156,6 @@ int rb_cli_schedule_files(const char *arg, struct rb_strv *files);
 time_t rb_cli_latest_slot(const struct rb_runbook *rb, time_t now);
 /* FILE.params, the params of a scheduled run of FILE (malloc'd). */
 char *rb_cli_params_file(const char *file);
+/* This program's file, resolved (readlink of /proc/self/exe), or "runbook" to find on PATH. */
+const char *rb_cli_self(void);
 #endif

@@ -7,6 +7,7 @@
  * missed, never run.  Says nothing when nothing is due (cron mails output).
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -102,9 +103,16 @@ static int read_params(const char *file, struct rb_strv *argv)
 }
 
 /* The path of this program, for its children (the same build as the parent). */
-static const char *self_exe(void)
+const char *rb_cli_self(void)
 {
-	return access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : "runbook";
+	/* The path, not /proc/self/exe itself: under valgrind that is valgrind's tool, and
+	 * readlink answers with the program (make valgrind runs schedule due's children). */
+	static char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return "runbook";
+	self[n] = '\0';
+	return self;
 }
 
 struct due {
@@ -180,7 +188,7 @@ static int one(const char *file, const char *state_opt, int64_t catch_up_ms, tim
 	printf("schedule due: %s: starting slot %s (%s)\n", rb->name, when, file);
 	fflush(stdout);
 	pid_t pid;
-	int e = posix_spawn(&pid, self_exe(), NULL, NULL, (char *const *)rb_strv_terminated(&argv),
+	int e = posix_spawnp(&pid, rb_cli_self(), NULL, NULL, (char *const *)rb_strv_terminated(&argv),
 			    environ);
 	rb_strv_release(&argv);
 	if (e) {

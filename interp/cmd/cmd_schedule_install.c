@@ -382,15 +382,7 @@ static int parse(const char *cmd, int argc, char **argv, struct inst *in, const 
 	if (!realpath(*dir, real))
 		return rb_usage_error("%s: %s: %s", cmd, *dir, strerror(errno));
 	in->abs_dir = rb_xstrdup(real);
-	if (!in->bin) {
-		char self[PATH_MAX];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		in->bin = n > 0 ? (self[n] = '\0', rb_xstrdup(self)) : "runbook";
-		if (n <= 0)
-			in->bin = rb_xstrdup("runbook");
-	} else {
-		in->bin = rb_xstrdup(in->bin);
-	}
+	in->bin = rb_xstrdup(in->bin ? in->bin : rb_cli_self());
 	if (in->state && in->state[0] != '/') {       /* units run elsewhere: an absolute path */
 		char s[PATH_MAX];
 		in->state = realpath(in->state, s) ? rb_xstrdup(s)
