@@ -86,23 +86,19 @@ for zone in UTC Europe/Paris; do
 done
 
 # --- systemd-analyze calendar ------------------------------------------------------------
-if command -v systemd-analyze >/dev/null 2>&1; then
-	jq -r '.schedules[] | select(.timezone == "UTC" and .oncalendar != null) | .oncalendar' \
-		"$TMP/list.json" | tr '\n' '\0' |
-		xargs -0 systemd-analyze calendar --base-time='2026-01-01 00:00:00 UTC' \
-			--iterations=50 >"$TMP/sd.txt" 2>&1
-	out=$(node tests/schedule/systemd.js "$TMP/list.json" "$TMP/sd.txt")
-	grep '^FAIL\|^  ' <<<"$out" | head -n 20 | cut -c1-400
-	p=$(sed -n 's/^systemd: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<<"$out")
-	f=$(sed -n 's/^systemd: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<<"$out")
-	[ "${p:-0}" -ge 500 ] && [ "${f:-1}" = 0 ] && ok || bad "systemd: ${p:-0} agreed, ${f:-?} differed"
-	# the first Sunday, said as systemd says it
-	a=$("$RUNBOOK" schedule list runbooks/monthly-maintenance.yaml -o json | jq -r '.schedules[0].oncalendar')
-	[ "$a" = "Sun *-*-01..07 02:00:00 UTC" ] && ok || bad "monthly-maintenance OnCalendar: $a"
-else
-	echo "schedule: systemd-analyze is missing: the OnCalendar= comparison is skipped" >&2
-	bad "systemd-analyze missing"
-fi
+# systemd-analyze is installed by .ci/deps (systemd): its absence fails the comparison.
+jq -r '.schedules[] | select(.timezone == "UTC" and .oncalendar != null) | .oncalendar' \
+	"$TMP/list.json" | tr '\n' '\0' |
+	xargs -0 systemd-analyze calendar --base-time='2026-01-01 00:00:00 UTC' \
+		--iterations=50 >"$TMP/sd.txt" 2>&1
+out=$(node tests/schedule/systemd.js "$TMP/list.json" "$TMP/sd.txt")
+grep '^FAIL\|^  ' <<<"$out" | head -n 20 | cut -c1-400
+p=$(sed -n 's/^systemd: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<<"$out")
+f=$(sed -n 's/^systemd: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<<"$out")
+[ "${p:-0}" -ge 500 ] && [ "${f:-1}" = 0 ] && ok || bad "systemd: ${p:-0} agreed, ${f:-?} differed"
+# the first Sunday, said as systemd says it
+a=$("$RUNBOOK" schedule list runbooks/monthly-maintenance.yaml -o json | jq -r '.schedules[0].oncalendar')
+[ "$a" = "Sun *-*-01..07 02:00:00 UTC" ] && ok || bad "monthly-maintenance OnCalendar: $a"
 
 echo "schedule: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

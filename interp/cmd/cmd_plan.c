@@ -111,7 +111,13 @@ int cmd_plan(int argc, char **argv)
 	} else if (save) {
 		/* The reviewed plan: the JSON plan and its hash (plan_review.h). */
 		json_t *plan = rb_review_plan(rb, pj, &d);
-		rc = plan ? rb_review_save(plan, save) : RB_EXIT_FAILED;
+		char *err = NULL;
+		if (!plan || rb_review_save(plan, save, &err) < 0) {
+			if (err)
+				rb_cli_error("plan: %s", err);
+			rc = RB_EXIT_FAILED;
+		}
+		free(err);
 		json_decref(plan);
 	}
 	free(buf);

@@ -367,7 +367,14 @@ static int check_reviewed(struct rb_runbook *rb, json_t *pj, const char *file, c
 	json_t *plan = rb_review_plan(rb, pj, d);
 	if (!plan)
 		return RB_EXIT_INVALID;
-	int rc = rb_review_check(plan, file, hash);
+	struct rb_strv msgs = {0};
+	int rc = rb_review_check(plan, file, hash, &msgs);
+	for (size_t i = 0; i < msgs.n; i++)
+		if (rc == RB_EXIT_INVALID)
+			fprintf(stderr, "%s\n", msgs.v[i]);
+		else
+			rb_cli_error("%s", msgs.v[i]);
+	rb_strv_release(&msgs);
 	json_decref(plan);
 	return rc;
 }

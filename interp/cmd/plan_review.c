@@ -13,6 +13,7 @@
  */
 #include "plan_review.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,18 @@ static char *child(const char *path, const char *key)
 	return rb_xasprintf("%s%s%s", path, *path ? "." : "", key);
 }
 
-/* Add to set the path of each value that differs between a and b. */
+/* A difference: {"reviewed", "now"}, each absent where its side has no value. */
+static json_t *pair(const json_t *a, const json_t *b)
+{
+	json_t *d = json_object();
+	if (a)
+		json_object_set(d, "reviewed", (json_t *)a);
+	if (b)
+		json_object_set(d, "now", (json_t *)b);
+	return d;
+}
+
+/* Add to set the path of each value that differs between a and b, with the two values. */
 static void differing(const char *path, const json_t *a, const json_t *b, json_t *set)
 {
 	if (json_equal((json_t *)a, (json_t *)b))
@@ -53,7 +65,7 @@ static void differing(const char *path, const json_t *a, const json_t *b, json_t
 		json_object_foreach((json_t *)b, k, v)
 			if (!json_object_get(a, k)) {
 				char *p = child(path, k);
-				json_object_set_new(set, p, json_true());
+				json_object_set_new(set, p, pair(NULL, v));
 				free(p);
 			}
 	} else if (json_is_array(a) && json_is_array(b) &&
@@ -64,7 +76,7 @@ static void differing(const char *path, const json_t *a, const json_t *b, json_t
 			free(p);
 		}
 	} else {
-		json_object_set_new(set, path, json_true());
+		json_object_set_new(set, path, pair(a, b));
 	}
 }
 
@@ -179,9 +191,9 @@ static void plan_hash(const json_t *plan, char hex[65])
 	json_decref(set);
 }
 
-int rb_review_save(json_t *plan, const char *path)
+int rb_review_save(json_t *plan, const char *path, char **err)
 {
-	char hex[65], *err = NULL;
+	char hex[65];
 	plan_hash(plan, hex);
 	json_t *out = json_deep_copy(plan);
 	json_object_set_new(out, "review", json_pack("{s:s, s:s}", "algorithm", "sha256",
@@ -195,14 +207,15 @@ int rb_review_save(json_t *plan, const char *path)
 		dir = slash == copy ? "/" : copy;
 		name = slash + 1;
 	}
-	int rc = RB_EXIT_OK;
+	int rc = 0;
 	size_t n = strlen(s);
 	s[n] = '\n';    /* json_dumps's NUL becomes the final newline */
-	if (!*name || rb_write_durable(dir, name, s, n + 1, 0644, &err) < 0) {
-		rb_cli_error("plan: cannot write %s: %s", path, err ? err : "not a file name");
-		rc = RB_EXIT_FAILED;
+	char *why = NULL;
+	if (!*name || rb_write_durable(dir, name, s, n + 1, 0644, &why) < 0) {
+		*err = rb_xasprintf("cannot write %s: %s", path, why ? why : "not a file name");
+		rc = -1;
 	}
-	free(err);
+	free(why);
 	free(copy);
 	free(s);
 	return rc;
@@ -219,59 +232,47 @@ static char *shown(const json_t *v)
 	return s ? s : rb_xstrdup("?");
 }
 
-/* Print each difference between the reviewed a and the current b under path. */
-static int differ(const char *path, const json_t *a, const json_t *b, int *left)
+/* One line of msgs, formatted. */
+static void say(struct rb_strv *msgs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct rb_strv *msgs, const char *fmt, ...)
 {
-	if (json_equal((json_t *)a, (json_t *)b))
-		return 0;
-	if (a && b && json_is_object(a) && json_is_object(b)) {
-		int n = 0;
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)a, k, v) {
-			char *p = rb_xasprintf("%s%s%s", path, *path ? "." : "", k);
-			n += differ(p, v, json_object_get(b, k), left);
-			free(p);
-		}
-		json_object_foreach((json_t *)b, k, v)
-			if (!json_object_get(a, k)) {
-				char *p = rb_xasprintf("%s%s%s", path, *path ? "." : "", k);
-				n += differ(p, NULL, v, left);
-				free(p);
-			}
-		return n;
-	}
-	if (a && b && json_is_array(a) && json_is_array(b) &&
-	    json_array_size(a) == json_array_size(b)) {
-		int n = 0;
-		for (size_t i = 0; i < json_array_size(a); i++) {
-			char *p = rb_xasprintf("%s[%zu]", path, i);
-			n += differ(p, json_array_get(a, i), json_array_get(b, i), left);
-			free(p);
-		}
-		return n;
-	}
-	if ((*left)-- > 0) {
-		char *x = shown(a), *y = shown(b);
-		rb_cli_error("run: %s differs from the reviewed plan: reviewed %s, now %s", path, x, y);
+	va_list ap;
+	va_start(ap, fmt);
+	rb_strv_push(msgs, rb_xvasprintf(fmt, ap));
+	va_end(ap);
+}
+
+/* The differences of set (differing()), the first MAX_SHOWN of them, into msgs. */
+enum { MAX_SHOWN = 20 };
+static void say_differences(struct rb_strv *msgs, const json_t *set)
+{
+	const char *path;
+	json_t *v;
+	size_t n = 0;
+	json_object_foreach((json_t *)set, path, v) {
+		if (n++ == MAX_SHOWN)
+			continue;
+		char *x = shown(json_object_get(v, "reviewed")), *y = shown(json_object_get(v, "now"));
+		say(msgs, "run: %s differs from the reviewed plan: reviewed %s, now %s", path, x, y);
 		free(x);
 		free(y);
 	}
-	return 1;
+	if (n > MAX_SHOWN)
+		say(msgs, "run: and %zu more differences", n - MAX_SHOWN);
 }
 
-int rb_review_check(const json_t *plan, const char *path, char hash[65])
+int rb_review_check(const json_t *plan, const char *path, char hash[65], struct rb_strv *msgs)
 {
 	char *buf = NULL, *err = NULL;
 	size_t len = 0;
 	if (rb_read_file(path, RB_REVIEW_MAX, &buf, &len, &err) < 0) {
-		fprintf(stderr, "%s: error: %s\n", path, err);
+		say(msgs, "%s: error: %s", path, err);
 		free(err);
 		return RB_EXIT_INVALID;
 	}
 	if (len > RB_REVIEW_MAX) {
-		fprintf(stderr, "%s: error: larger than %d MiB: no saved plan is\n", path,
-			RB_REVIEW_MAX >> 20);
+		say(msgs, "%s: error: larger than %d MiB: no saved plan is", path,
+		    RB_REVIEW_MAX >> 20);
 		free(buf);
 		return RB_EXIT_INVALID;
 	}
@@ -279,8 +280,8 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 	json_t *saved = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	free(buf);
 	if (!saved) {
-		fprintf(stderr, "%s:%d:%d: error: not a saved plan: %s\n", path, je.line, je.column,
-			je.text);
+		say(msgs, "%s:%d:%d: error: not a saved plan: %s", path, je.line, je.column,
+		    je.text);
 		return RB_EXIT_INVALID;
 	}
 	const json_t *review = json_object_get(saved, "review");
@@ -292,8 +293,8 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 	if (!json_is_object(saved) || !fmt || strcmp(fmt, "runbook-plan") ||
 	    !json_equal(json_object_get(saved, "format_version"),
 			json_object_get((json_t *)plan, "format_version"))) {
-		fprintf(stderr, "%s: error: not a saved plan of this version of runbook (format "
-			"runbook-plan, format_version %lld): make it with runbook plan --save\n",
+		say(msgs, "%s: error: not a saved plan of this version of runbook (format "
+		    "runbook-plan, format_version %lld): make it with runbook plan --save",
 			path, (long long)json_integer_value(json_object_get((json_t *)plan,
 									   "format_version")));
 		rc = RB_EXIT_INVALID;
@@ -301,45 +302,42 @@ int rb_review_check(const json_t *plan, const char *path, char hash[65])
 	}
 	if (add_paths(set, json_object_get(saved, "time_dependent")) < 0 ||
 	    add_paths(set, json_object_get((json_t *)plan, "time_dependent")) < 0) {
-		fprintf(stderr, "%s: error: not a saved plan: time_dependent is not a list of "
-			"paths\n", path);
+		say(msgs, "%s: error: not a saved plan: time_dependent is not a list of paths",
+		    path);
 		rc = RB_EXIT_INVALID;
 		goto out;
 	}
 	if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
-		fprintf(stderr, "%s: error: the plan has no review.sha256 (64 hex digits): make "
-			"it with runbook plan --save\n", path);
+		say(msgs, "%s: error: the plan has no review.sha256 (64 hex digits): make it with "
+		    "runbook plan --save", path);
 		rc = RB_EXIT_INVALID;
 		goto out;
 	}
 	plan_hash(saved, now);
 	if (strcmp(now, h)) {
-		fprintf(stderr, "%s: error: the plan's contents do not match its review.sha256: "
-			"it was changed after it was saved\n", path);
+		say(msgs, "%s: error: the plan's contents do not match its review.sha256: it was "
+		    "changed after it was saved", path);
 		rc = RB_EXIT_INVALID;
 		goto out;
 	}
 	/* What differs, from the most telling: the runbook's bytes, a param, a value. */
-	json_t *a = comparable(saved, set), *b = comparable(plan, set);
-	int left = 20, n = 0;
+	json_t *a = comparable(saved, set), *b = comparable(plan, set), *diff = json_object();
 	const json_t *sa = json_object_get(json_object_get(a, "runbook"), "sha256");
 	const json_t *sb = json_object_get(json_object_get(b, "runbook"), "sha256");
-	if (!json_equal((json_t *)sa, (json_t *)sb)) {
-		rb_cli_error("run: the runbook's bytes differ from the reviewed plan's (sha256 "
-			     "%.12s, reviewed %.12s)", json_string_value(sb), json_string_value(sa));
-		n++;
-	} else {
-		n = differ("", a, b, &left);
-	}
-	if (n) {
-		if (left < 0)
-			rb_cli_error("run: and %d more differences", -left);
-		rb_cli_error("run: refused: this is not the plan reviewed in %s (sha256 %.12s); "
-			     "review the new one (runbook plan --save)", path, h);
+	if (!json_equal((json_t *)sa, (json_t *)sb))
+		say(msgs, "run: the runbook's bytes differ from the reviewed plan's (sha256 %.12s, "
+		    "reviewed %.12s)", json_string_value(sb), json_string_value(sa));
+	else
+		differing("", a, b, diff);
+	say_differences(msgs, diff);
+	if (msgs->n) {
+		say(msgs, "run: refused: this is not the plan reviewed in %s (sha256 %.12s); "
+		    "review the new one (runbook plan --save)", path, h);
 		rc = RB_EXIT_PLAN_DIFFERS;
 	} else {
 		memcpy(hash, h, 65);
 	}
+	json_decref(diff);
 	json_decref(a);
 	json_decref(b);
 out:

@@ -19,13 +19,16 @@ enum { RB_REVIEW_MAX = 16 * 1024 * 1024 };
  * (redacted by the runbook's patterns), parsed; NULL with errors in d.
  */
 json_t *rb_review_plan(struct rb_runbook *rb, json_t *pj, struct rb_diags *d);
-/* Write plan with its "review": {"sha256"} to path, durably; an exit status. */
-int rb_review_save(json_t *plan, const char *path);
+/* Write plan with its "review": {"sha256"} to path, durably: 0, or -1 with *err (malloc'd). */
+int rb_review_save(json_t *plan, const char *path, char **err);
 /*
  * Compare the plan saved at path with plan: RB_EXIT_OK with the reviewed
- * hash in hash[65]; RB_EXIT_PLAN_DIFFERS after printing what differs; or
- * RB_EXIT_INVALID after printing why the file is no saved plan.
+ * hash in hash[65]; RB_EXIT_PLAN_DIFFERS with what differs in msgs ("run:
+ * ..." lines, for rb_cli_error); or RB_EXIT_INVALID with why the file is no
+ * saved plan in msgs (whole "PATH:LINE:COL: error: ..." lines).  Nothing is
+ * printed: the command does.
  */
-int rb_review_check(const json_t *plan, const char *path, char hash[65]);
+struct rb_strv;
+int rb_review_check(const json_t *plan, const char *path, char hash[65], struct rb_strv *msgs);
 
 #endif
