@@ -796,8 +796,11 @@ static int read_results(struct pg *p)
 		if (s == PGRES_FATAL_ERROR && c == C_MARKER && sqlstate_is(r, "23505")) {
 			p->committed_before = 1;        /* the rest is aborted, and rolled back */
 		} else if (s == PGRES_FATAL_ERROR && c == C_MARKERS &&
-			   (sqlstate_is(r, "23505") || sqlstate_is(r, "42P07"))) {
-			;       /* another call made the table at the same moment: it is there */
+			   (sqlstate_is(r, "23505") || sqlstate_is(r, "42P07") ||
+			    sqlstate_is(r, "42710"))) {
+			/* another call made the table at the same moment: it is there (the
+			 * race shows as the table, its row type, or pg_type's unique index) */
+			;
 		} else if (s == PGRES_FATAL_ERROR) {
 			take_error(p, r, c == C_USER);
 		} else if (s == PGRES_PIPELINE_ABORTED) {
