@@ -825,9 +825,10 @@ static int reach_gate(struct exec *ex, size_t i)
 				"prompt", sr->prompt);
 	ex_record_kind(rec, st);
 	ex_journal(ex, rec);
+	/* A run that asks on the terminal shows the prompt once: with its question. */
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
-				 "prompt", sr->prompt), -1, "%s: waiting for approval: %s", st->id,
-		   sr->prompt);
+				 "prompt", sr->prompt), -1, "%s: waiting for approval%s%s", st->id,
+		   ex->o->ask ? "" : ": ", ex->o->ask ? "" : sr->prompt);
 	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
 	ex->gates[ex->ngates++] = i;
 	return 0;

@@ -84,6 +84,9 @@ gate="$bin run --state-dir $tmp/state -p dir=$tmp tests/exec/gate.yaml"
 
 start_tmux "$gate"
 expect "the gate asks on a terminal" "dangerous needs approval: Drop the old tables in $tmp?"
+[ "$(screen_now | grep -c 'Drop the old tables')" = 1 ] && pass=$((pass + 1)) ||
+	{ fail=$((fail + 1)); echo "FAIL the gate's prompt is shown once:"; screen_now | grep -v '^$'; }
+expect "the live view says the step waits" "dangerous: waiting for approval"
 tmux -L "$sock-$n" send-keys "maybe" Enter
 expect "an unclear answer is asked again" "please answer y or n"
 tmux -L "$sock-$n" send-keys "y" Enter
