@@ -24,6 +24,21 @@
 #define TAIL_MAX        (4 * (uint64_t)RB_AUDIT_LINE_MAX)
 #define REPAIR_DATA_MAX (64 * 1024)             /* torn bytes kept in log_repaired */
 
+/* The keys the log sets in every record, sorted as a canonical line's keys are. */
+enum { F_KEY_ID, F_PREV, F_RUN_ID, F_SEQ, F_SIG, F_TS, NFIXED };
+static const char *const fixed[NFIXED] = {"key_id", "prev", "run_id", "seq", "sig", "ts"};
+
+/*
+ * A record appended and not yet chained: its canonical line without the keys
+ * the log sets, encoded once, and where those keys go (rb_audit_canon_gaps).
+ */
+struct pend {
+	size_t at, len;                 /* its bytes in a buffer, */
+	size_t gap[NFIXED];             /* the keys' places, from at, */
+	size_t type_at;                 /* and its type there, NUL-terminated */
+	char ts[32];
+};
+
 struct rb_audit_log {
 	char *path, *dir, *repair_name; /* the log, its directory, PATH.repair's name in it */
 	int fd;                         /* O_APPEND */
@@ -42,7 +57,9 @@ struct rb_audit_log {
 	uint64_t size;
 	struct rb_audit_torn torn;      /* length 0: none */
 
-	json_t *pending;                /* stamped records, not yet signed */
+	struct pend *pend;              /* records appended, not yet chained */
+	size_t npend, pendcap;
+	struct rb_buf pbytes;           /* their encodings */
 	struct rb_buf out;              /* signed lines being written */
 	struct rb_buf msg;              /* the bytes a signature is over */
 	struct rb_audit_head head;      /* as of the last sync */
@@ -275,60 +292,8 @@ static int load_tail(struct rb_audit_log *a)
 
 /* --- signing ---------------------------------------------------------------------- */
 
-/*
- * Chain rec (stamped, without the chain's keys) as the next record: sets seq
- * and prev in it and, with sign (the last record of a group), key_id and sig;
- * appends its line and a newline to out, and moves the chain on.
- */
-static int chain_record(struct rb_audit_log *a, json_t *rec, int sign, struct rb_buf *out)
-{
-	unsigned char sig[SIG_LEN];
-	char b64[SIG_B64_LEN + 1], *e = NULL;
-	size_t from, to, start = out->len;
-	json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
-	json_object_set_new(rec, "prev", json_string(a->prev));
-	/*
-	 * One encoding: the line with a stand-in signature of the same length;
-	 * the signed bytes are the line without the "sig" member, and the
-	 * signature then takes the stand-in's place.
-	 */
-	if (sign) {
-		json_object_set_new(rec, "key_id", json_string(a->key->id));
-		memset(b64, '=', SIG_B64_LEN);
-		b64[SIG_B64_LEN] = '\0';
-		json_object_set_new(rec, "sig", json_string(b64));
-	}
-	if (rb_audit_canon_span(rec, "sig", out, &from, &to, &e) < 0) {
-		afail(a, "%s: cannot encode a record: %s", a->path, e);
-		free(e);
-		out->len = start;
-		return -1;
-	}
-	if (sign) {
-		/* The member is `"sig":"..."` with a comma before or after it. */
-		char *stand_in = memmem(out->s + from, to - from, b64, SIG_B64_LEN);
-		a->msg.len = 0;
-		rb_buf_add(&a->msg, SIG_CONTEXT, SIG_CONTEXT_LEN);
-		rb_buf_add(&a->msg, out->s + start, from - start);
-		rb_buf_add(&a->msg, out->s + to, out->len - to);
-		if (!stand_in || rb_audit_sign_copy(a->tmpl, a->ctx, a->msg.s, a->msg.len, sig) < 0) {
-			out->len = start;
-			return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
-		}
-		rb_audit_b64(sig, SIG_LEN, b64);
-		memcpy(stand_in, b64, SIG_B64_LEN);
-		json_object_set_new(rec, "sig", json_string(b64));
-	}
-	rb_sha256_hex_ctx(a->hctx, out->s + start, out->len - start, a->prev);
-	rb_buf_putc(out, '\n');
-	a->seq++;
-	free(a->last_type);
-	a->last_type = rb_xstrdup(json_string_value(json_object_get(rec, "type")));
-	return 0;
-}
-
-/* A record of this log's run stamped now. */
-static json_t *stamp(struct rb_audit_log *a, json_t *rec)
+/* ts: now, as a record's time. */
+static void stamp(struct rb_audit_log *a, char ts[32])
 {
 	/* The date and time are formatted once a second; the milliseconds each time. */
 	int64_t ms = a->now_ms(a->now_arg);
@@ -338,9 +303,94 @@ static json_t *stamp(struct rb_audit_log *a, json_t *rec)
 	} else {
 		snprintf(a->ts + 20, sizeof(a->ts) - 20, "%03dZ", (int)(ms % 1000));
 	}
-	json_object_set_new(rec, "ts", json_string(a->ts));
-	json_object_set_new(rec, "run_id", json_string(a->run_id));
-	return rec;
+	memcpy(ts, a->ts, sizeof(a->ts));
+}
+
+/*
+ * Encode rec (an object with a "type", without the keys the log sets) into
+ * bytes as the next record to chain, stamped now; -1 (and *err) when it has
+ * what a record cannot hold.
+ */
+static int encode_pend(struct rb_audit_log *a, const json_t *rec, struct rb_buf *bytes,
+		       struct pend *p, char **err)
+{
+	p->at = bytes->len;
+	if (rb_audit_canon_gaps(rec, fixed, NFIXED, bytes, p->gap, err) < 0)
+		return -1;
+	p->len = bytes->len - p->at;
+	for (int k = 0; k < NFIXED; k++)
+		p->gap[k] -= p->at;
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	p->type_at = bytes->len;
+	rb_buf_add(bytes, type, strlen(type) + 1);
+	stamp(a, p->ts);
+	return 0;
+}
+
+/*
+ * The line of p (its bytes at base) with the keys the log sets: seq, prev, run_id
+ * and ts; key_id with sign; sig when given (its base64).
+ */
+static void merge(const struct rb_audit_log *a, const char *base, const struct pend *p,
+		  int sign, const char *sig, struct rb_buf *out)
+{
+	const char *s = base + p->at;
+	size_t done = 0;
+	for (int k = 0; k < NFIXED; k++) {
+		if ((k == F_KEY_ID && !sign) || (k == F_SIG && !sig))
+			continue;
+		size_t g = p->gap[k];
+		int last = s[g] == '}';         /* else the member that follows starts there */
+		rb_buf_add(out, s + done, g - done);
+		done = g;
+		if (last)
+			rb_buf_putc(out, ',');
+		rb_audit_canon_string(out, fixed[k], strlen(fixed[k]));
+		rb_buf_putc(out, ':');
+		if (k == F_SEQ) {
+			rb_audit_canon_int(out, (json_int_t)(a->seq + 1));
+		} else {
+			const char *v = k == F_KEY_ID ? a->key->id : k == F_PREV ? a->prev
+					: k == F_RUN_ID ? a->run_id : k == F_SIG ? sig : p->ts;
+			rb_audit_canon_string(out, v, strlen(v));
+		}
+		if (!last)
+			rb_buf_putc(out, ',');
+	}
+	rb_buf_add(out, s + done, p->len - done);
+}
+
+/*
+ * Chain p (its bytes at base) as the next record: with sign (the last record of
+ * a group), key_id and sig; appends its line and a newline to out, and moves
+ * the chain on.
+ */
+static int chain_record(struct rb_audit_log *a, const char *base, const struct pend *p,
+			int sign, struct rb_buf *out)
+{
+	char b64[SIG_B64_LEN + 1];
+	size_t start = out->len;
+	if (sign) {
+		/* The signed bytes are the line without its "sig" member, after the context. */
+		unsigned char sig[SIG_LEN];
+		a->msg.len = 0;
+		rb_buf_add(&a->msg, SIG_CONTEXT, SIG_CONTEXT_LEN);
+		merge(a, base, p, 1, NULL, &a->msg);
+		if (rb_audit_sign_copy(a->tmpl, a->ctx, a->msg.s, a->msg.len, sig) < 0)
+			return afail(a, "%s: cannot sign a record with key %s", a->path, a->key->id);
+		rb_audit_b64(sig, SIG_LEN, b64);
+	}
+	merge(a, base, p, sign, sign ? b64 : NULL, out);
+	rb_sha256_hex_ctx(a->hctx, out->s + start, out->len - start, a->prev);
+	rb_buf_putc(out, '\n');
+	a->seq++;
+	return 0;
+}
+
+static void set_last_type(struct rb_audit_log *a, const char *type)
+{
+	free(a->last_type);
+	a->last_type = rb_xstrdup(type);
 }
 
 /* --- repairs ---------------------------------------------------------------------- */
@@ -538,14 +588,22 @@ static int repair(struct rb_audit_log *a)
 	free(bytes);
 	if (a->torn.records)     /* records written without the signature that ends their group */
 		json_object_set_new(rec, "records", json_integer((json_int_t)a->torn.records));
-	stamp(a, rec);
-	struct rb_buf line;
+	struct rb_buf line, enc;
 	rb_buf_init(&line);
+	rb_buf_init(&enc);
+	struct pend p;
 	uint64_t seq = a->seq;
 	char prev[65], *type = rb_xstrdup(rb_audit_last_type(a));
 	memcpy(prev, a->prev, sizeof(prev));
-	int r = chain_record(a, rec, 1, &line);
+	int r = encode_pend(a, rec, &enc, &p, &e);
+	if (r < 0)                      /* cannot be: the record is ours */
+		r = afail(a, "%s: cannot encode a record: %s", a->path, e);
+	else
+		r = chain_record(a, enc.s, &p, 1, &line);
+	if (r == 0)
+		set_last_type(a, "log_repaired");
 	json_decref(rec);
+	rb_buf_release(&enc);
 	/* First the record, whole and durable, beside the log: then the cut cannot lose it. */
 	if (r == 0 && rb_write_durable(a->dir, a->repair_name, line.s, line.len, 0600, &e) < 0)
 		r = afail(a, "%s", e);
@@ -640,7 +698,7 @@ int rb_audit_open_trusted(const char *path, const struct rb_audit_key *key,
 	a->ctx = EVP_MD_CTX_new();
 	a->tmpl = EVP_MD_CTX_new();
 	a->hctx = EVP_MD_CTX_new();         /* NULL: rb_sha256_hex_ctx does without */
-	a->pending = json_array();
+	rb_buf_init(&a->pbytes);
 	a->now_ms = realtime_ms;
 	a->ts_sec = -1;
 	rb_buf_init(&a->out);
@@ -705,8 +763,6 @@ const char *rb_audit_last_type(const struct rb_audit_log *a)
 	return a->last_type ? a->last_type : "";
 }
 
-static const char *const reserved[] = {"seq", "ts", "run_id", "prev", "key_id", "sig"};
-
 int rb_audit_append(struct rb_audit_log *a, const json_t *rec)
 {
 	char *e = NULL;
@@ -720,23 +776,24 @@ int rb_audit_append(struct rb_audit_log *a, const json_t *rec)
 	const char *type = json_string_value(json_object_get(rec, "type"));
 	if (!type || !*type)
 		return afail(a, "an audit record needs a \"type\" string");
-	for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
-		if (json_object_get(rec, reserved[i]))
+	for (size_t i = 0; i < NFIXED; i++)
+		if (json_object_get(rec, fixed[i]))
 			return afail(a, "an audit record may not set \"%s\" (the log sets it)",
-				     reserved[i]);
-	if (rb_audit_canon(rec, NULL, NULL, &e) < 0) {
+				     fixed[i]);
+	rb_grow(&a->pend, &a->pendcap, a->npend + 1, sizeof(*a->pend));
+	if (encode_pend(a, rec, &a->pbytes, &a->pend[a->npend], &e) < 0) {
 		afail(a, "audit record %s cannot be encoded: %s", type, e);
 		free(e);
 		return -1;
 	}
-	json_array_append_new(a->pending, stamp(a, json_copy((json_t *)rec)));
+	a->npend++;
 	return 0;
 }
 
 /* Sign the pending records and write them, without fdatasync; -1 breaks the log. */
 static int write_pending(struct rb_audit_log *a)
 {
-	size_t n = json_array_size(a->pending);
+	size_t n = a->npend;
 	if (n == 0)
 		return 0;
 	int shared = a->flags & RB_AUDIT_SHARED, r = 0;
@@ -759,7 +816,7 @@ static int write_pending(struct rb_audit_log *a)
 	a->out.len = 0;
 	/* One signature, on the group's last record, covers the group through the chain. */
 	for (size_t i = 0; r == 0 && i < n; i++)
-		r = chain_record(a, json_array_get(a->pending, i), i == n - 1, &a->out);
+		r = chain_record(a, a->pbytes.s, &a->pend[i], i == n - 1, &a->out);
 	if (r == 0 && (rb_write_hooked(a->fd, a->out.s, a->out.len, a->hook, a->hook_arg) < 0 ||
 		       rb_hook_inject(a->hook, a->hook_arg, RB_JP_AFTER_WRITE) < 0)) {
 		afail(a, "cannot write %s: %s", a->path, strerror(errno));
@@ -769,7 +826,9 @@ static int write_pending(struct rb_audit_log *a)
 		a->size += a->out.len;
 		a->records += n;
 		a->unsynced = 1;
-		json_array_clear(a->pending);
+		set_last_type(a, a->pbytes.s + a->pend[n - 1].type_at);
+		a->npend = 0;
+		a->pbytes.len = 0;
 	}
 	if (shared)
 		lock(a->fd, LOCK_UN);
@@ -847,7 +906,8 @@ void rb_audit_close(struct rb_audit_log *a)
 	EVP_MD_CTX_free(a->ctx);
 	EVP_MD_CTX_free(a->hctx);
 	EVP_MD_CTX_free(a->tmpl);
-	json_decref(a->pending);
+	free(a->pend);
+	rb_buf_release(&a->pbytes);
 	rb_buf_release(&a->out);
 	rb_buf_release(&a->msg);
 	free(a->path);

@@ -121,6 +121,8 @@ struct canon {
 	const char *skip;       /* left out of the outermost object */
 	const char *span;       /* the outermost member whose bytes to find, or NULL */
 	size_t from, to;        /* its bytes in out, with the comma that joins it */
+	const char *const *gaps; /* keys (sorted) whose places in the outermost object to find, */
+	size_t ngaps, *gap;     /* how many, and their places */
 	struct step path[RB_AUDIT_DEPTH_MAX + 2];
 	char *err;
 };
@@ -175,6 +177,7 @@ static int encode_object(struct canon *c, const json_t *v, int depth)
 		qsort(m, k, sizeof(*m), member_cmp);
 	if (c->out)
 		put1(c->out, '{');
+	size_t g = 0, ngaps = depth == 0 ? c->ngaps : 0;
 	for (size_t i = 0; i < k && r == 0; i++) {
 		int mark = depth == 0 && c->span && !strcmp(m[i].key, c->span);
 		if (c->out) {
@@ -182,6 +185,12 @@ static int encode_object(struct canon *c, const json_t *v, int depth)
 				c->from = c->out->len;
 			if (i)
 				put1(c->out, ',');
+			for (; g < ngaps; g++) {
+				struct member gm = {c->gaps[g], strlen(c->gaps[g]), NULL};
+				if (member_cmp(&gm, &m[i]) > 0)
+					break;
+				c->gap[g] = c->out->len;
+			}
 			put_string(c->out, m[i].key, m[i].len);
 			put1(c->out, ':');
 		}
@@ -191,8 +200,11 @@ static int encode_object(struct canon *c, const json_t *v, int depth)
 		if (mark && c->out)
 			c->to = c->out->len + (i == 0 && k > 1);
 	}
-	if (c->out && r == 0)
+	if (c->out && r == 0) {
+		for (; g < ngaps; g++)
+			c->gap[g] = c->out->len;
 		put1(c->out, '}');
+	}
 out:
 	if (m != inl)
 		free(m);
@@ -278,8 +290,38 @@ int rb_audit_canon(const json_t *v, const char *skip_key, struct rb_buf *out, ch
 	c.out = out;
 	c.skip = skip_key;
 	c.span = NULL;
+	c.ngaps = 0;
 	c.err = NULL;
 	return canon_run(&c, v, err);
+}
+
+int rb_audit_canon_gaps(const json_t *v, const char *const *keys, size_t nkeys,
+			struct rb_buf *out, size_t *gap, char **err)
+{
+	struct canon c;
+	c.out = out;
+	c.skip = NULL;
+	c.span = NULL;
+	c.gaps = keys;
+	c.ngaps = nkeys;
+	c.gap = gap;
+	c.err = NULL;
+	if (!json_is_object(v)) {
+		if (err)
+			*err = rb_xstrdup("not an object");
+		return -1;
+	}
+	return canon_run(&c, v, err);
+}
+
+void rb_audit_canon_string(struct rb_buf *out, const char *s, size_t n)
+{
+	put_string(out, s, n);
+}
+
+void rb_audit_canon_int(struct rb_buf *out, json_int_t i)
+{
+	put_int(out, i);
 }
 
 int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, size_t *from,
@@ -289,6 +331,7 @@ int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, si
 	c.out = out;
 	c.skip = NULL;
 	c.span = key;
+	c.ngaps = 0;
 	c.from = c.to = 0;
 	c.err = NULL;
 	*from = *to = 0;

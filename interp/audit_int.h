@@ -37,6 +37,19 @@ struct rb_audit_key {
 int rb_audit_canon_span(const json_t *v, const char *key, struct rb_buf *out, size_t *from,
 			size_t *to, char **err);
 
+/*
+ * rb_audit_canon of the object v, and the places of keys (sorted, none of them
+ * in v) in out: gap[i] is where a member keys[i] goes, the offset of the
+ * member that would follow it (just after the brace or comma before that
+ * member), or of the closing brace when none would.  The log encodes a record
+ * once, when it is appended, and adds the keys it sets when it chains it.
+ */
+int rb_audit_canon_gaps(const json_t *v, const char *const *keys, size_t nkeys,
+			struct rb_buf *out, size_t *gap, char **err);
+/* A string (n bytes) and an integer as the canonical encoding writes them. */
+void rb_audit_canon_string(struct rb_buf *out, const char *s, size_t n);
+void rb_audit_canon_int(struct rb_buf *out, json_int_t i);
+
 /* Ed25519 over msg; ctx is a scratch context the caller keeps (one per thread). */
 int rb_audit_sign_bytes(const struct rb_audit_key *k, EVP_MD_CTX *ctx, const void *msg,
 			size_t len, unsigned char sig[SIG_LEN]);
