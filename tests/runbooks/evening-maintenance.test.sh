@@ -82,6 +82,11 @@ audit_old=$(sql "SELECT count(*) FROM audit_logs WHERE created_at < $cut")
 PGAPPNAME=rb_test_lock psql -X -q "postgresql://rb_admin:$RB_TEST_PG_PASSWORD@127.0.0.1:$SANDBOX_PG_PORT/personapass" \
 	-c "BEGIN" -c "LOCK TABLE audit_logs IN SHARE MODE" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 holder=$!
+# The run starts once the lock is held, or on a loaded machine it may delete first.
+for _ in $(seq 300); do
+	[ "$(sql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'rb_test_lock' AND l.relation = 'audit_logs'::regclass AND l.granted")" = 1 ] && break
+	sleep 0.1
+done
 RUNBOOK_NOW=$now ${RUNBOOK_WRAP:-} "$RUNBOOK" run "$f" --approve all --output text >/dev/null 2>&1 &
 runner=$!
 waiting=
