@@ -77,7 +77,7 @@ int main(int argc, char **argv)
 
 	if (n < rounds)
 		n = rounds;
-	if (rb_proc_init(&err) < 0) {
+	if (rb_proc_init(1, &err) < 0) {
 		fprintf(stderr, "bench: %s\n", err);
 		return 1;
 	}

@@ -957,7 +957,7 @@ void rb_proc_reap(void)
 	}
 }
 
-int rb_proc_init(char **err)
+int rb_proc_init(int spawner, char **err)
 {
 	struct sigaction sa = { .sa_handler = SIG_IGN }, old;
 	pid_t self = getpid();
@@ -979,7 +979,7 @@ int rb_proc_init(char **err)
 	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return fail(err, "cannot become a child subreaper: %s", strerror(errno));
-	return spawner_start(err);
+	return spawner ? spawner_start(err) : 0;
 }
 
 void rb_proc_shutdown(void)

@@ -182,11 +182,13 @@ struct rb_proc;
 
 /*
  * Once per runner, early: makes the runner a child subreaper, ignores
- * SIGPIPE (children get it back at its default), and starts the spawner.
- * Call it again in a forked child before using this module there.  Returns
- * 0, or -1 with a malloc'd message in *err.
+ * SIGPIPE (children get it back at its default), and with spawner starts
+ * the spawner (without, the first rb_proc_start does, from its thread: a
+ * runner that may start no process forks nothing).  Call it again in a
+ * forked child before using this module there.  Returns 0, or -1 with a
+ * malloc'd message in *err.
  */
-int rb_proc_init(char **err);
+int rb_proc_init(int spawner, char **err);
 
 /*
  * Stops the spawner and the idle supervisors.  A step still running goes on

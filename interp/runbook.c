@@ -787,6 +787,19 @@ struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id)
 	return NULL;
 }
 
+static int starts_processes(const struct rb_step *s)
+{
+	return s && s->action && (s->action->flags & RB_ACT_PROCESSES);
+}
+
+int rb_runbook_starts_processes(const struct rb_runbook *rb)
+{
+	for (size_t i = 0; i < rb->nsteps; i++)
+		if (starts_processes(rb->steps[i]) || starts_processes(rb->steps[i]->check))
+			return 1;
+	return 0;
+}
+
 const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name)
 {
 	for (size_t i = 0; i < rb->nparams; i++)

@@ -177,6 +177,8 @@ struct rb_redactor;
 size_t rb_runbook_add_patterns(const struct rb_runbook *rb, struct rb_redactor *r);
 
 struct rb_step *rb_runbook_step(const struct rb_runbook *rb, const char *id);
+/* 1 when a step or a check of rb calls an action that starts processes (RB_ACT_PROCESSES). */
+int rb_runbook_starts_processes(const struct rb_runbook *rb);
 const struct rb_param *rb_runbook_param(const struct rb_runbook *rb, const char *name);
 
 /* Source position of byte offset off inside scalar n's text. */

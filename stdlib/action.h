@@ -67,6 +67,8 @@ enum {
 					   shows that */
 	RB_ACT_SECRET_OUTPUT = 1 << 6,  /* its output holds a secret it made (rb_result.secrets):
 					   an argument typed secret may read it */
+	RB_ACT_PROCESSES = 1 << 7,      /* starts processes (rb_proc_start): a run forks its
+					   process spawner only when a step may call it */
 };
 
 struct rb_luabox;

@@ -462,7 +462,7 @@ const struct rb_action act_shell = {
 	.name = "shell",
 	.summary = "run a command and capture its output and exit code",
 	.args = shell_args,
-	.flags = RB_ACT_SIDE_EFFECTS | RB_ACT_SYNC_FIRST,
+	.flags = RB_ACT_SIDE_EFFECTS | RB_ACT_SYNC_FIRST | RB_ACT_PROCESSES,
 	.start = shell_start,
 	.step = shell_step,
 };

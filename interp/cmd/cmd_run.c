@@ -277,7 +277,7 @@ int rb_cli_execute(struct rb_runbook *rb, struct rb_exec_opts *o, struct rb_diag
 	o->rand = (unsigned)ts.tv_nsec ^ (unsigned)getpid() << 16;
 	catch_signals();
 	/* Before any thread: the process spawner must outlive only this one. */
-	if (rb_proc_init(&err) < 0) {
+	if (rb_proc_init(rb_runbook_starts_processes(rb), &err) < 0) {
 		rb_cli_error("%s", err);
 		free(err);
 		json_decref(note);

@@ -1068,7 +1068,7 @@ static void t_runner_killed(void)
 		char *err = NULL;
 
 		close(ready[0]);
-		if (rb_proc_init(&err) < 0 || !(p = rb_proc_start(&s, &err)))
+		if (rb_proc_init(1, &err) < 0 || !(p = rb_proc_start(&s, &err)))
 			_exit(1);
 		drive(&p, 1, 5, up, &l);
 		if (write(ready[1], "R", 1) != 1)
@@ -1105,7 +1105,7 @@ int main(int argc, char **argv)
 	double t0 = now_s();
 
 	verbose = argc > 1 && !strcmp(argv[1], "-v");
-	if (rb_proc_init(&err) < 0) {
+	if (rb_proc_init(1, &err) < 0) {
 		printf("FAIL rb_proc_init: %s\n", err);
 		printf("proc: 0 passed, 1 failed\n");
 		return 1;
