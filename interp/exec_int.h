@@ -110,10 +110,11 @@ struct srun {
 
 /* An event held until the journal has what it reports (ex_outcome). */
 struct held_event {
-	json_t *ev;
+	json_t *ev;                     /* NULL when no one reads events (ex_events_read) */
 	char *text;
 	int outcome;                    /* it reports a record; else it only keeps its place */
 	int status;                     /* the enum sstatus of a step's end, or -1 */
+	size_t step;                    /* that step's index */
 };
 
 struct exec {
@@ -181,6 +182,8 @@ struct exec {
 	 * not have: they are shown once it has them, or as not recorded.
 	 */
 	struct held_event *held;
+	char clock[16];                 /* the time of day of text lines, */
+	time_t clock_sec;               /* formatted at that second */
 	size_t nheld, heldcap;
 	size_t unrecorded;              /* outcomes shown as not recorded */
 	/*
@@ -227,18 +230,26 @@ static inline int ex_secret_kept(const struct rb_step *st, const struct srun *sr
 char *ex_redact(const struct exec *ex, const char *s, size_t len, size_t *outlen);
 void ex_add_sensitive(struct exec *ex, const json_t *v);
 json_t *ex_redact_json(const struct exec *ex, json_t *v);
-/* One event: a line of text, or a JSON object with "event" set (ev is taken). */
+/*
+ * One event: a line of text, or a JSON object with "event" set (ev is taken).  The
+ * objects are read by --output json and the live view only: without them, ev may be
+ * NULL, and a caller need not build it (ex_events_read).
+ */
 void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+int ex_events_read(const struct exec *ex);
 /*
  * An event that reports records just journalled (a step's end, an item's, a retry, a
  * gate's answer): shown once they are durable (ex_recorded), or, when the journal
- * fails first, as not recorded ("not_recorded", its text saying so), its step then
- * not counted as it ended (srun.unrecorded; status -1: none).  Events after it wait
- * with it.
+ * fails first, as not recorded ("not_recorded", its text saying so).  Events after
+ * it wait with it.
  */
-void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+void ex_outcome(struct exec *ex, json_t *ev, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The same for the end of step i (status: its enum sstatus), which is then not counted
+ * as it ended when shown as not recorded (srun.unrecorded). */
+void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 /* What was journalled is durable (a sync, or a gated command's supervisor's): show what waited. */
 void ex_recorded(struct exec *ex);
 /* The journal failed (or the run ends): show what waited, its outcomes as not recorded. */

@@ -95,12 +95,22 @@ static json_t *redact_shared(const struct exec *ex, json_t *v)
 	return ex->nsecrets ? rb_redact_json_shared(ex->redactor, v) : json_incref(v);
 }
 
-static void clock_text(char *buf, size_t size)
+int ex_events_read(const struct exec *ex)
+{
+	return ex->o->json_events || ex->o->live;
+}
+
+/* The time of day for a line of text: formatted once a second. */
+static const char *clock_text(struct exec *ex)
 {
 	time_t t = time(NULL);
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, size, "%H:%M:%S", &tm);
+	if (t != ex->clock_sec) {
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(ex->clock, sizeof(ex->clock), "%H:%M:%S", &tm);
+		ex->clock_sec = t;
+	}
+	return ex->clock;
 }
 
 /* Print one event (ev taken, msg its text); the caller holds out_mu. */
@@ -120,7 +130,6 @@ static void emit(struct exec *ex, json_t *ev, const char *msg)
 		fputc('\n', f);
 		json_decref(clean);
 	} else {
-		char ts[16];
 		char *clean = ex_redact(ex, msg, strlen(msg), NULL);
 		if (ex->o->live) {
 			json_t *cev = redact_shared(ex, ev);
@@ -129,8 +138,7 @@ static void emit(struct exec *ex, json_t *ev, const char *msg)
 		} else {
 			/* One event, one line: its control characters shown, not obeyed. */
 			char *line = rb_visible(clean, strlen(clean), RB_VIS_TAB);
-			clock_text(ts, sizeof(ts));
-			fprintf(f, "%s %s\n", ts, line);
+			fprintf(f, "%s %s\n", clock_text(ex), line);
 			free(line);
 		}
 		free(clean);
@@ -142,10 +150,10 @@ static void emit(struct exec *ex, json_t *ev, const char *msg)
 }
 
 /* Keep an event (ev and text taken) until ex_recorded; the caller holds out_mu. */
-static void hold(struct exec *ex, json_t *ev, char *text, int outcome, int status)
+static void hold(struct exec *ex, json_t *ev, char *text, int outcome, int status, size_t step)
 {
 	rb_grow(&ex->held, &ex->heldcap, ex->nheld + 1, sizeof(*ex->held));
-	ex->held[ex->nheld++] = (struct held_event){ev, text, outcome, status};
+	ex->held[ex->nheld++] = (struct held_event){ev, text, outcome, status, step};
 }
 
 /* One event: a line of text, or a JSON object with "event" set. */
@@ -155,9 +163,13 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *msg = rb_xvasprintf(fmt, ap);
 	va_end(ap);
+	if (!ex_events_read(ex)) {
+		json_decref(ev);
+		ev = NULL;
+	}
 	pthread_mutex_lock(&ex->out_mu);
 	if (ex->nheld) {        /* after an outcome still waiting: in its turn */
-		hold(ex, ev, msg, 0, -1);
+		hold(ex, ev, msg, 0, -1, 0);
 		msg = NULL;
 	} else {
 		emit(ex, ev, msg);
@@ -191,14 +203,15 @@ void ex_unrecorded(struct exec *ex)
 			free(h->text);
 			continue;
 		}
-		json_t *ev = json_copy(h->ev);
-		json_object_set(ev, "record", json_object_get(h->ev, "event"));
-		json_object_set_new(ev, "event", json_string("not_recorded"));
-		json_decref(h->ev);
-		const char *id = json_string_value(json_object_get(ev, "step"));
-		const struct rb_step *st = h->status >= 0 && id ? rb_runbook_step(ex->rb, id) : NULL;
-		if (st)                 /* not counted as it ended (count_steps) */
-			ex->s[st->index].unrecorded = 1;
+		json_t *ev = NULL;
+		if (h->ev) {
+			ev = json_copy(h->ev);
+			json_object_set(ev, "record", json_object_get(h->ev, "event"));
+			json_object_set_new(ev, "event", json_string("not_recorded"));
+			json_decref(h->ev);
+		}
+		if (h->status >= 0)     /* not counted as it ended (count_steps) */
+			ex->s[h->step].unrecorded = 1;
 		char *text = rb_xasprintf("%s (not recorded: the audit log cannot be written)",
 					  h->text);
 		emit(ex, ev, text);
@@ -210,15 +223,17 @@ void ex_unrecorded(struct exec *ex)
 	pthread_mutex_unlock(&ex->out_mu);
 }
 
-void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
+static void outcome(struct exec *ex, json_t *ev, int status, size_t step, const char *fmt,
+		    va_list ap)
 {
-	va_list ap;
-	va_start(ap, fmt);
 	char *msg = rb_xvasprintf(fmt, ap);
-	va_end(ap);
+	if (!ex_events_read(ex)) {
+		json_decref(ev);
+		ev = NULL;
+	}
 	pthread_mutex_lock(&ex->out_mu);
 	if (ex->journal) {      /* a probe or a simulation records nothing: nothing to wait for */
-		hold(ex, ev, msg, 1, status);
+		hold(ex, ev, msg, 1, status, step);
 		msg = NULL;
 	} else {
 		emit(ex, ev, msg);
@@ -227,6 +242,22 @@ void ex_outcome(struct exec *ex, json_t *ev, int status, const char *fmt, ...)
 	free(msg);
 	if (ex->journal && ex->journal_failed)
 		ex_unrecorded(ex);
+}
+
+void ex_outcome(struct exec *ex, json_t *ev, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	outcome(ex, ev, -1, 0, fmt, ap);
+	va_end(ap);
+}
+
+void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	outcome(ex, ev, status, i, fmt, ap);
+	va_end(ap);
 }
 
 void ex_flush(struct exec *ex)

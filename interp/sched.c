@@ -497,25 +497,25 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	sr->duration_ms = status == S_SKIPPED ? -1 : end - sr->started_ms;
 	if (sr->duration_ms >= 0)
 		json_object_set_new(rec, "duration_ms", json_integer(sr->duration_ms));
-	json_t *ev = ex_record_event(rec);
+	json_t *ev = ex_events_read(ex) ? ex_record_event(rec) : NULL;
 	ex_journal(ex, rec);
 
 	/* Shown once step_finished is durable: the console reports what the journal has. */
 	if (status == S_SUCCEEDED)
-		ex_outcome(ex, ev, (int)status, "%s: succeeded in %.1fs", st->id,
+		ex_step_outcome(ex, i, ev, (int)status, "%s: succeeded in %.1fs", st->id,
 			   (end - sr->started_ms) / 1000.0);
 	else if (status == S_INTERRUPTED)
-		ex_outcome(ex, ev, (int)status, "%s: interrupted after %.1fs", st->id,
+		ex_step_outcome(ex, i, ev, (int)status, "%s: interrupted after %.1fs", st->id,
 			   (end - sr->started_ms) / 1000.0);
 	else if (status == S_SKIPPED)
-		ex_outcome(ex, ev, (int)status, "%s: skipped (%s)", st->id, sr->error);
+		ex_step_outcome(ex, i, ev, (int)status, "%s: skipped (%s)", st->id, sr->error);
 	else if (status == S_UNPROBED)
-		ex_outcome(ex, ev, (int)status, "%s: not probed (%s)", st->id, sr->error);
+		ex_step_outcome(ex, i, ev, (int)status, "%s: not probed (%s)", st->id, sr->error);
 	else if (status == S_SATISFIED)
-		ex_outcome(ex, ev, (int)status, "%s: satisfied: its check says it is in place, "
+		ex_step_outcome(ex, i, ev, (int)status, "%s: satisfied: its check says it is in place, "
 			   "not running it", st->id);
 	else
-		ex_outcome(ex, ev, (int)status, "%s: failed%s in %.1fs: %s", st->id,
+		ex_step_outcome(ex, i, ev, (int)status, "%s: failed%s in %.1fs: %s", st->id,
 			   continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
 			   sr->error ? sr->error : "failed");
 
@@ -753,7 +753,7 @@ static void approve(struct exec *ex, size_t i, const char *via)
 		json_object_set_new(rec, "plan_sha256", json_string(ex->o->plan_sha256));
 	ex_journal(ex, rec);
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s, s:s}", "event", "gate_approved", "step", id, "by",
-				 by, "via", via), -1, "%s: approved by %s (%s)", id, by, via);
+				 by, "via", via), "%s: approved by %s (%s)", id, by, via);
 }
 
 /* approve gave what is no prompt: an error at its position, as the loader's are. */
@@ -801,7 +801,7 @@ static int reach_gate(struct exec *ex, size_t i)
 		ex_record_kind(rec, st);
 		ex_journal(ex, rec);
 		ex_outcome(ex, json_pack("{s:s, s:s, s:O}", "event", "gate_not_needed", "step",
-					 st->id, "approve", p), -1,
+					 st->id, "approve", p),
 			   "%s: no approval needed (approve gave %s)", st->id, said);
 		json_decref(p);
 		sr->approved = 1;
@@ -827,7 +827,7 @@ static int reach_gate(struct exec *ex, size_t i)
 	ex_journal(ex, rec);
 	/* A run that asks on the terminal shows the prompt once: with its question. */
 	ex_outcome(ex, json_pack("{s:s, s:s, s:s}", "event", "gate_waiting", "step", st->id,
-				 "prompt", sr->prompt), -1, "%s: waiting for approval%s%s", st->id,
+				 "prompt", sr->prompt), "%s: waiting for approval%s%s", st->id,
 		   ex->o->ask ? "" : ": ", ex->o->ask ? "" : sr->prompt);
 	rb_grow(&ex->gates, &ex->gatecap, ex->ngates + 1, sizeof(*ex->gates));
 	ex->gates[ex->ngates++] = i;
@@ -1116,7 +1116,7 @@ static void job_done(struct exec *ex, struct job *jb)
 				      jb->error ? jb->error : "failed"));
 		ex_outcome(ex, json_pack("{s:s, s:s, s:i, s:I}", "event", "step_retry", "step",
 					 st->id, "attempt", sr->attempts, "delay_ms",
-					 (json_int_t)delay), -1,
+					 (json_int_t)delay),
 			   "%s: attempt %d of %ld failed: %s; retrying in %s", st->id, sr->attempts,
 			   st->retry.attempts, jb->error ? jb->error : "failed", d);
 		json_decref(jb->output);
@@ -1178,10 +1178,10 @@ static void item_finished(struct exec *ex, struct job *jb, struct unit *u)
 			       "index", (json_int_t)u->k, "status", u->failed ? "failed" : "succeeded");
 	ex_journal(ex, rec);
 	if (u->failed)
-		ex_outcome(ex, ev, -1, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
+		ex_outcome(ex, ev, "%s: item %zu of %zu failed: %s", st->id, u->k + 1, jb->n,
 			   u->error ? u->error : "failed");
 	else
-		ex_outcome(ex, ev, -1, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
+		ex_outcome(ex, ev, "%s: item %zu of %zu succeeded", st->id, u->k + 1, jb->n);
 }
 
 /* Takes p out of the array of n pointers at v, keeping the order of the others. */
@@ -1437,8 +1437,9 @@ static void schedule(struct exec *ex)
 			ex_event(ex, json_pack("{s:s, s:s}", "event", "check_started", "step", st->id),
 				 "%s: checking whether it is needed", st->id);
 		else
-			ex_event(ex, json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
-					       st->id, "attempt", ex->s[jb->step].attempts),
+			ex_event(ex, !ex_events_read(ex) ? NULL
+				 : json_pack("{s:s, s:s, s:i}", "event", "step_started", "step",
+					     st->id, "attempt", ex->s[jb->step].attempts),
 				 "%s: started", st->id);
 		rb_grow(&ex->active, &ex->activecap, ex->nactive + 1, sizeof(*ex->active));
 		ex->active[ex->nactive++] = jb;
