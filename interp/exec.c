@@ -169,10 +169,28 @@ static int build_scope(struct exec *ex)
 		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
 				  "up the run's scope", mib);
 	json_decref(run);
-	for (size_t i = 0; i < rb->nsteps && rc == 0; i++)
-		if (ex_publish(ex, i) < 0)
+	/*
+	 * The steps not started yet share one table: what ex_publish would give each
+	 * (steps.X is a read-only view, so none can change it for the others).
+	 */
+	const char **pending = rb_xmalloc((rb->nsteps ? rb->nsteps : 1) * sizeof(*pending));
+	size_t npending = 0;
+	for (size_t i = 0; i < rb->nsteps && rc == 0; i++) {
+		const struct srun *sr = &ex->s[i];
+		if (sr->status == S_PENDING && !sr->attempts && !sr->output && !sr->outputs &&
+		    !sr->error)
+			pending[npending++] = rb->steps[i]->id;
+		else if (ex_publish(ex, i) < 0)
 			rc = rb_error_at(ex->d, rb->steps[i]->node, "memory limit of %zu MiB exceeded "
 					 "while recording step '%s'", mib, rb->steps[i]->id);
+	}
+	json_t *state = json_pack("{s:s, s:i}", "status", ex_status_names[S_PENDING], "attempts", 0);
+	if (rc == 0 && rb_luabox_ref_set_json_all(ex->box, ex->steps_ref, pending, npending,
+						  state) < 0)
+		rc = rb_error_pos(ex->d, 0, 0, "memory limit of %zu MiB exceeded while setting "
+				  "up the run's scope", mib);
+	json_decref(state);
+	free(pending);
 	if (rc < 0)
 		return -1;
 

@@ -762,6 +762,8 @@ struct store {
 	const json_t *v;        /* STORE_VALUE, STORE_VIEW: the value, or NULL for nil */
 	int in_scope;           /* the target (argument 2) is a scope: its fields table */
 	int ref;                /* STORE_TABLE: the new table's registry ref */
+	const char *const *names; /* STORE_VALUE: or the same value under each of these, */
+	size_t nnames;          /* so many */
 };
 
 static int store_protected(lua_State *L)
@@ -785,7 +787,12 @@ static int store_protected(lua_State *L)
 	} else {
 		lua_pushnil(L);
 	}
-	lua_setfield(L, 2, s->name);
+	for (size_t k = 0; k < s->nnames; k++) {
+		lua_pushvalue(L, -1);
+		lua_setfield(L, 2, s->names[k]);
+	}
+	if (!s->nnames)
+		lua_setfield(L, 2, s->name);
 	return 0;
 }
 
@@ -809,13 +816,13 @@ static int store(struct rb_luabox *b, int idx, struct store *s)
 int rb_luabox_set_json(struct rb_luabox *b, int scope, const char *name, const json_t *v,
 		       int view)
 {
-	struct store s = {view ? STORE_VIEW : STORE_VALUE, name, v, 1, LUA_NOREF};
+	struct store s = {view ? STORE_VIEW : STORE_VALUE, name, v, 1, LUA_NOREF, NULL, 0};
 	return store(b, scope, &s);
 }
 
 int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *ref)
 {
-	struct store s = {STORE_TABLE, name, NULL, 1, LUA_NOREF};
+	struct store s = {STORE_TABLE, name, NULL, 1, LUA_NOREF, NULL, 0};
 	if (store(b, scope, &s) < 0)
 		return -1;
 	*ref = s.ref;
@@ -825,7 +832,7 @@ int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *r
 int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
 			   int spare)
 {
-	struct store s = {STORE_VALUE, name, v, 0, LUA_NOREF};
+	struct store s = {STORE_VALUE, name, v, 0, LUA_NOREF, NULL, 0};
 	lua_rawgeti(b->L, LUA_REGISTRYINDEX, ref);
 	if (spare) {
 		/* What freeing can give back first: the failed write's garbage. */
@@ -834,6 +841,18 @@ int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const
 	}
 	int r = store(b, -1, &s);
 	b->spare = 0;
+	lua_pop(b->L, 1);
+	return r;
+}
+
+int rb_luabox_ref_set_json_all(struct rb_luabox *b, int ref, const char *const *names,
+			       size_t n, const json_t *v)
+{
+	struct store s = {STORE_VALUE, NULL, v, 0, LUA_NOREF, names, n};
+	if (!n)
+		return 0;
+	lua_rawgeti(b->L, LUA_REGISTRYINDEX, ref);
+	int r = store(b, -1, &s);
 	lua_pop(b->L, 1);
 	return r;
 }

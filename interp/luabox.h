@@ -72,6 +72,12 @@ int rb_luabox_set_table(struct rb_luabox *b, int scope, const char *name, int *r
  */
 int rb_luabox_ref_set_json(struct rb_luabox *b, int ref, const char *name, const json_t *v,
 			   int spare);
+/*
+ * t[names[k]] = v for each of the n names: one value, one table when v is an
+ * object, that Lua may read only through read-only views (steps.X, say).
+ */
+int rb_luabox_ref_set_json_all(struct rb_luabox *b, int ref, const char *const *names,
+			       size_t n, const json_t *v);
 /* The memory limit in MiB, for messages. */
 size_t rb_luabox_mem_mib(const struct rb_luabox *b);
 
