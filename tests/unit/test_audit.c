@@ -313,6 +313,82 @@ static void t_canon(void)
  * wherever the key sorts (first, between, last, alone) and not when it is
  * only nested.  And the place a refusal names, now built only on failure.
  */
+/*
+ * rb_audit_canon_gaps: a member put at each gap gives the canonical encoding of the
+ * object with it; and the log's lines, made by putting its own keys at those gaps,
+ * are canonical whatever keys a record has around them.
+ */
+static void t_canon_gaps(const char *dir, const struct rb_audit_key *k)
+{
+	static const char *const keys[] = {"b", "key_id", "seq", "zz"};
+	static const char *const cases[] = {
+		"{}", "{\"a\":1}", "{\"c\":[1],\"z\":{\"b\":2}}", "{\"key\":1,\"key_ie\":2}",
+		"{\"a\":1,\"key_i\":2,\"sep\":3,\"seqq\":4,\"zzz\":5}", "{\"~\":1,\"\u00e9\":2}",
+	};
+	struct rb_buf got, want;
+	rb_buf_init(&got);
+	rb_buf_init(&want);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		json_t *v = json_loads(cases[i], 0, NULL);
+		size_t gap[4];
+		got.len = 0;
+		CHECK(v && rb_audit_canon_gaps(v, keys, 4, &got, gap, NULL) == 0, "gaps of %s",
+		      cases[i]);
+		for (size_t g = 0; v && g < 4; g++) {
+			/* The member put at its gap, with the comma on the side that has a member. */
+			struct rb_buf line;
+			rb_buf_init(&line);
+			int last = got.s[gap[g]] == '}', alone = got.len == 2;
+			rb_buf_add(&line, got.s, gap[g]);
+			rb_buf_printf(&line, "%s\"%s\":0%s", last && !alone ? "," : "", keys[g],
+				      last ? "" : ",");
+			rb_buf_add(&line, got.s + gap[g], got.len - gap[g]);
+			json_t *w = json_deep_copy(v);
+			json_object_set_new(w, keys[g], json_integer(0));
+			want.len = 0;
+			rb_audit_canon(w, NULL, &want, NULL);
+			CHECK(!strcmp(line.s, want.s), "%s at its gap in %s: %s, want %s", keys[g],
+			      cases[i], line.s, want.s);
+			json_decref(w);
+			rb_buf_release(&line);
+		}
+		json_decref(v);
+	}
+	/* The writer's lines, signed and not: each one exactly its own canonical encoding. */
+	char log[512];
+	snprintf(log, sizeof(log), "%s/gaps.jsonl", dir);
+	int64_t clk = clock_start();
+	json_t *recs[] = {
+		rec("a", "aa", "1", "key", "2", "key_ie", "3", "prev0", "4", "pre", "5", NULL),
+		rec("b", "run", "1", "run_id0", "2", "s", "3", "seq0", "4", "sif", "5", "sih", "6",
+		    NULL),
+		rec("c", "t", "1", "ts0", "2", "tt", "3", "~", "4", "A", "5", "_", "6", NULL),
+		rec("d", NULL), tricky(),
+	};
+	json_object_set_new(recs[4], "type", json_string("e"));
+	CHECK(write_recs(log, k, RUN_A, 0, &clk, recs, sizeof(recs) / sizeof(*recs)) == 0,
+	      "write %s", log);
+	FILE *f = fopen(log, "r");
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	ssize_t len;
+	while (f && (len = getline(&line, &cap, f)) > 0) {
+		line[--len] = '\0';
+		json_t *v = json_loadb(line, (size_t)len, JSON_ALLOW_NUL, NULL);
+		want.len = 0;
+		CHECK(v && rb_audit_canon(v, NULL, &want, NULL) == 0 && want.len == (size_t)len &&
+		      !memcmp(want.s, line, want.len), "line %zu is canonical: %s", n + 1, line);
+		json_decref(v);
+		n++;
+	}
+	CHECK(n == sizeof(recs) / sizeof(*recs), "%zu lines in %s", n, log);
+	free(line);
+	if (f)
+		fclose(f);
+	rb_buf_release(&got);
+	rb_buf_release(&want);
+}
+
 static void t_canon_span(void)
 {
 	static const char *const cases[] = {
@@ -1566,6 +1642,7 @@ int main(int argc, char **argv)
 	struct rb_audit_key *ka = seed_key(0xa1), *kb = seed_key(0xb2);
 	t_canon();
 	t_canon_span();
+	t_canon_gaps(tmpl, ka);
 	t_keys(tmpl);
 	t_checker(ka, kb);
 	t_roundtrip(tmpl, ka, kb);
