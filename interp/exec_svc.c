@@ -223,10 +223,9 @@ void ex_unrecorded(struct exec *ex)
 	pthread_mutex_unlock(&ex->out_mu);
 }
 
-static void outcome(struct exec *ex, json_t *ev, int status, size_t step, const char *fmt,
-		    va_list ap)
+/* An outcome (ev and msg taken). */
+static void outcome(struct exec *ex, json_t *ev, int status, size_t step, char *msg)
 {
-	char *msg = rb_xvasprintf(fmt, ap);
 	if (!ex_events_read(ex)) {
 		json_decref(ev);
 		ev = NULL;
@@ -248,16 +247,14 @@ void ex_outcome(struct exec *ex, json_t *ev, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	outcome(ex, ev, -1, 0, fmt, ap);
+	char *msg = rb_xvasprintf(fmt, ap);
 	va_end(ap);
+	outcome(ex, ev, -1, 0, msg);
 }
 
-void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, const char *fmt, ...)
+void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, char *msg)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	outcome(ex, ev, status, i, fmt, ap);
-	va_end(ap);
+	outcome(ex, ev, status, i, msg);
 }
 
 void ex_flush(struct exec *ex)

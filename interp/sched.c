@@ -501,23 +501,16 @@ static void finish(struct exec *ex, size_t i, enum sstatus status, json_t *outpu
 	ex_journal(ex, rec);
 
 	/* Shown once step_finished is durable: the console reports what the journal has. */
-	if (status == S_SUCCEEDED)
-		ex_step_outcome(ex, i, ev, (int)status, "%s: succeeded in %.1fs", st->id,
-			   (end - sr->started_ms) / 1000.0);
-	else if (status == S_INTERRUPTED)
-		ex_step_outcome(ex, i, ev, (int)status, "%s: interrupted after %.1fs", st->id,
-			   (end - sr->started_ms) / 1000.0);
-	else if (status == S_SKIPPED)
-		ex_step_outcome(ex, i, ev, (int)status, "%s: skipped (%s)", st->id, sr->error);
-	else if (status == S_UNPROBED)
-		ex_step_outcome(ex, i, ev, (int)status, "%s: not probed (%s)", st->id, sr->error);
-	else if (status == S_SATISFIED)
-		ex_step_outcome(ex, i, ev, (int)status, "%s: satisfied: its check says it is in place, "
-			   "not running it", st->id);
-	else
-		ex_step_outcome(ex, i, ev, (int)status, "%s: failed%s in %.1fs: %s", st->id,
-			   continued ? " (continuing)" : "", (end - sr->started_ms) / 1000.0,
-			   sr->error ? sr->error : "failed");
+	double secs = (end - sr->started_ms) / 1000.0;
+	char *msg = status == S_SUCCEEDED ? rb_xasprintf("%s: succeeded in %.1fs", st->id, secs)
+		    : status == S_INTERRUPTED ? rb_xasprintf("%s: interrupted after %.1fs", st->id, secs)
+		    : status == S_SKIPPED ? rb_xasprintf("%s: skipped (%s)", st->id, sr->error)
+		    : status == S_UNPROBED ? rb_xasprintf("%s: not probed (%s)", st->id, sr->error)
+		    : status == S_SATISFIED ? rb_xasprintf("%s: satisfied: its check says it is in "
+							   "place, not running it", st->id)
+		    : rb_xasprintf("%s: failed%s in %.1fs: %s", st->id, continued ? " (continuing)" : "",
+				   secs, sr->error ? sr->error : "failed");
+	ex_step_outcome(ex, i, ev, (int)status, msg);
 
 	if (status == S_FAILED && !continued && ex->stop_on_failure)
 		ex->failed = 1;
