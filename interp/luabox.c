@@ -1227,11 +1227,15 @@ json_t *rb_lua_to_json(lua_State *L, int idx, char **err)
 	lua_pushcfunction(L, to_json_protected);
 	lua_pushlightuserdata(L, &c);
 	lua_pushvalue(L, idx);
-	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+	int rc = lua_pcall(L, 2, 0, 0);
+	if (rc != LUA_OK) {
+		/* The memory limit, or what a view's metamethods ran into (the time limit). */
+		const char *m = lua_tostring(L, -1);
+		*err = rc == LUA_ERRMEM || !m ? rb_xstrdup("out of memory converting a value to JSON")
+		       : rb_xasprintf("converting a value to JSON: %s", m);
 		lua_pop(L, 1);
 		json_decref(c.out);
 		free(c.err);
-		*err = rb_xstrdup("out of memory converting a value to JSON");
 		return NULL;
 	}
 	if (!c.out)
