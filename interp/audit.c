@@ -301,7 +301,10 @@ static void stamp(struct rb_audit_log *a, char ts[32])
 		rb_audit_format_ts(ms, a->ts);
 		a->ts_sec = ms < 0 ? -1 : ms / 1000;
 	} else {
-		snprintf(a->ts + 20, sizeof(a->ts) - 20, "%03dZ", (int)(ms % 1000));
+		int f = (int)(ms % 1000);       /* "...SS.fffZ": the f digits are at 20-22 */
+		a->ts[20] = (char)('0' + f / 100);
+		a->ts[21] = (char)('0' + f / 10 % 10);
+		a->ts[22] = (char)('0' + f % 10);
 	}
 	memcpy(ts, a->ts, sizeof(a->ts));
 }

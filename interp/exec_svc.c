@@ -395,8 +395,10 @@ static json_t *snapshot(struct exec *ex)
 			json_object_set_new(steps, st->id, w);
 			continue;
 		}
-		json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
-				      sr->attempts);
+		json_t *v = json_object();
+		json_object_set_new_nocheck(v, "status",
+					    json_string_nocheck(ex_status_names[sr->status]));
+		json_object_set_new_nocheck(v, "attempts", json_integer(sr->attempts));
 		ex_record_kind(v, st);
 		if (ex_secret_kept(st, sr))
 			json_object_set_new(v, "secret", json_true());
@@ -414,7 +416,7 @@ static json_t *snapshot(struct exec *ex)
 			free(e);
 		}
 		if (sr->duration_ms >= 0)
-			json_object_set_new(v, "duration_ms", json_integer(sr->duration_ms));
+			json_object_set_new_nocheck(v, "duration_ms", json_integer(sr->duration_ms));
 		json_object_set_new(steps, st->id, v);
 	}
 	/* What run_started (and run_finished) said, redacted as there. */
@@ -541,8 +543,9 @@ struct rb_render ex_renderer(struct exec *ex, struct rb_diags *d)
 int ex_publish(struct exec *ex, size_t i)
 {
 	struct srun *sr = &ex->s[i];
-	json_t *v = json_pack("{s:s, s:i}", "status", ex_status_names[sr->status], "attempts",
-			      sr->attempts);
+	json_t *v = json_object();
+	json_object_set_new_nocheck(v, "status", json_string_nocheck(ex_status_names[sr->status]));
+	json_object_set_new_nocheck(v, "attempts", json_integer(sr->attempts));
 	if (sr->output)
 		json_object_set(v, "output", sr->output);
 	if (sr->outputs)
