@@ -100,6 +100,15 @@ int ex_events_read(const struct exec *ex)
 	return ex->o->json_events || ex->o->live;
 }
 
+/* ev, or NULL (ev freed) when no one reads events. */
+static json_t *read_or_drop(const struct exec *ex, json_t *ev)
+{
+	if (ex_events_read(ex))
+		return ev;
+	json_decref(ev);
+	return NULL;
+}
+
 /* The time of day for a line of text: formatted once a second. */
 static const char *clock_text(struct exec *ex)
 {
@@ -163,10 +172,7 @@ void ex_event(struct exec *ex, json_t *ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *msg = rb_xvasprintf(fmt, ap);
 	va_end(ap);
-	if (!ex_events_read(ex)) {
-		json_decref(ev);
-		ev = NULL;
-	}
+	ev = read_or_drop(ex, ev);
 	pthread_mutex_lock(&ex->out_mu);
 	if (ex->nheld) {        /* after an outcome still waiting: in its turn */
 		hold(ex, ev, msg, 0, -1, 0);
@@ -226,10 +232,7 @@ void ex_unrecorded(struct exec *ex)
 /* An outcome (ev and msg taken). */
 static void outcome(struct exec *ex, json_t *ev, int status, size_t step, char *msg)
 {
-	if (!ex_events_read(ex)) {
-		json_decref(ev);
-		ev = NULL;
-	}
+	ev = read_or_drop(ex, ev);
 	pthread_mutex_lock(&ex->out_mu);
 	if (ex->journal) {      /* a probe or a simulation records nothing: nothing to wait for */
 		hold(ex, ev, msg, 1, status, step);
