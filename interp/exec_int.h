@@ -247,8 +247,9 @@ int ex_events_read(const struct exec *ex);
 void ex_outcome(struct exec *ex, json_t *ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /*
- * The same for the end of step i (status: its enum sstatus; msg, its text, taken),
- * which is then not counted as it ended when shown as not recorded (srun.unrecorded).
+ * The same for the end of step i (status: its enum sstatus, or -1 for an outcome
+ * that ends no step; msg, its text, taken): a step's end shown as not recorded is
+ * then not counted as it ended (srun.unrecorded).
  */
 void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, char *msg);
 /* What was journalled is durable (a sync, or a gated command's supervisor's): show what waited. */

@@ -229,13 +229,12 @@ void ex_unrecorded(struct exec *ex)
 	pthread_mutex_unlock(&ex->out_mu);
 }
 
-/* An outcome (ev and msg taken). */
-static void outcome(struct exec *ex, json_t *ev, int status, size_t step, char *msg)
+void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, char *msg)
 {
 	ev = read_or_drop(ex, ev);
 	pthread_mutex_lock(&ex->out_mu);
 	if (ex->journal) {      /* a probe or a simulation records nothing: nothing to wait for */
-		hold(ex, ev, msg, 1, status, step);
+		hold(ex, ev, msg, 1, status, i);
 		msg = NULL;
 	} else {
 		emit(ex, ev, msg);
@@ -252,12 +251,7 @@ void ex_outcome(struct exec *ex, json_t *ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *msg = rb_xvasprintf(fmt, ap);
 	va_end(ap);
-	outcome(ex, ev, -1, 0, msg);
-}
-
-void ex_step_outcome(struct exec *ex, size_t i, json_t *ev, int status, char *msg)
-{
-	outcome(ex, ev, status, i, msg);
+	ex_step_outcome(ex, 0, ev, -1, msg);
 }
 
 void ex_flush(struct exec *ex)

@@ -51,11 +51,6 @@ void rb_slot_name(time_t slot, char name[RB_SLOT_NAME_MAX])
 	strftime(name, RB_SLOT_NAME_MAX, "%Y%m%dT%H%M%SZ", &tm);
 }
 
-void rb_slot_time(time_t slot, char buf[32])
-{
-	rb_utc_text(slot, buf);
-}
-
 time_t rb_slot_parse(const char *s)
 {
 	struct tm tm;
@@ -65,7 +60,7 @@ time_t rb_slot_parse(const char *s)
 		return -1;
 	time_t t = timegm(&tm);
 	char back[32];
-	rb_slot_time(t, back);
+	rb_utc_text(t, back);
 	return strcmp(back, s) ? -1 : t;     /* no 31 April, no 25:00 */
 }
 

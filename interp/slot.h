@@ -26,8 +26,6 @@
 void rb_slot_key(const char *runbook, char key[RB_SLOT_KEY_MAX]);
 /* A slot's file name: its start in UTC, "20260104T020000Z". */
 void rb_slot_name(time_t slot, char name[RB_SLOT_NAME_MAX]);
-/* Its start as RFC 3339 UTC, "2026-01-04T02:00:00Z", into buf (32 bytes). */
-void rb_slot_time(time_t slot, char buf[32]);
 /* "2026-01-04T02:00:00Z" (nothing else: UTC, whole seconds) -> seconds, or -1. */
 time_t rb_slot_parse(const char *s);
 

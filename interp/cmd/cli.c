@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "diag.h"
@@ -210,4 +212,16 @@ void rb_cli_verify_error(const char *path, const struct rb_audit_result *r)
 			r->bad_seq, r->reason);
 	else
 		fprintf(stderr, "%s:%" PRIu64 ": error: %s\n", path, r->bad_line, r->reason);
+}
+
+const char *rb_cli_self(void)
+{
+	/* The path, not /proc/self/exe itself: under valgrind that is valgrind's tool, and
+	 * readlink answers with the program (make valgrind runs schedule due's children). */
+	static char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return "runbook";
+	self[n] = '\0';
+	return self;
 }

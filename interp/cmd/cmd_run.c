@@ -424,7 +424,7 @@ static int run_slot(struct rb_runbook *rb, struct rb_exec_opts *o, const char *a
 				      tz, w ? ", inside its window" : "");
 	time_t now = (time_t)rb_now();
 	char now_s[32], key[RB_SLOT_KEY_MAX];
-	rb_slot_time(now, now_s);
+	rb_utc_text(now, now_s);
 	if (slot > now)
 		return rb_usage_error("run: --slot: %s is not due yet (now is %s)", arg, now_s);
 	const char *state = rb_state_dir(o->state_dir);

@@ -92,7 +92,6 @@ static void local_text(time_t t, long off, char *buf, size_t size)
 	snprintf(buf, size, "%s%c%02d:%02d", date, o < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
 }
 
-
 /* The window's days as ["mon", "sun#1"], or NULL for every day. */
 static json_t *window_days(const struct rb_window *w)
 {
@@ -151,7 +150,7 @@ static void add_history(json_t *e, const struct rb_runbook *rb, const char *stat
 		for (time_t t = newest; (t = rb_schedule_next(&rb->cron, rb->schedule_tz, w, t)) >= 0 &&
 		     t <= now;) {
 			char s[32];
-			rb_slot_time(t, s);
+			rb_utc_text(t, s);
 			json_array_append_new(unclaimed, json_pack("{s:s, s:b}", "slot", s,
 								   "recorded", 0));
 			if (json_array_size(unclaimed) > MAX_MISSED) {

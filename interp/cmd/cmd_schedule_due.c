@@ -7,7 +7,6 @@
  * missed, never run.  Says nothing when nothing is due (cron mails output).
  */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include "cal.h"
 #include "cli.h"
+#include "isotime.h"
 #include "luabox.h"
 #include "runbook.h"
 #include "rundir.h"
@@ -102,19 +102,6 @@ static int read_params(const char *file, struct rb_strv *argv)
 	return rc;
 }
 
-/* The path of this program, for its children (the same build as the parent). */
-const char *rb_cli_self(void)
-{
-	/* The path, not /proc/self/exe itself: under valgrind that is valgrind's tool, and
-	 * readlink answers with the program (make valgrind runs schedule due's children). */
-	static char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return "runbook";
-	self[n] = '\0';
-	return self;
-}
-
 struct due {
 	pid_t pid;
 	char *what;
@@ -148,11 +135,11 @@ static int one(const char *file, const char *state_opt, int64_t catch_up_ms, tim
 	}
 	if (slot < 0 || r != 0)         /* nothing due, or started already: nothing to say */
 		goto out;
-	rb_slot_time(slot, when);
+	rb_utc_text(slot, when);
 	if ((int64_t)(now - slot) * 1000 > catch_up_ms) {
 		char d[32], now_s[32];
 		rb_duration_format(catch_up_ms, d, sizeof(d));
-		rb_slot_time(now, now_s);
+		rb_utc_text(now, now_s);
 		json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s}", "runbook", rb->name, "file", file,
 				      "slot", when, "status", "missed", "claimed_at", now_s);
 		r = rb_slot_claim(state, key, slot, m, NULL, &err);
