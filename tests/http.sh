@@ -34,6 +34,13 @@ d=$(last_run)
 check "the intent record shows *** for them" bash -c "grep -h action_intent '$d/audit.jsonl' | jq -se 'map(select(.step == \"bearer\"))[0].args | fromjson | .bearer_token == \"***\"'"
 check "the plan shows *** for them" bash -c "'$RUNBOOK' plan -p base=x tests/http/basic.yaml | grep -qF 'bearer_token: ***'"
 
+# Connections are kept for the run: as many as ran at once, not libcurl's four a transfer.
+curl -s -X DELETE "$base/_requests" >/dev/null
+out=$(run --jobs 8 -p base="$base" tests/http/pool.yaml 2>&1)
+check "pool: sixteen GETs, eight at a time, succeed" grep -q 'second: succeeded' <<<"$out"
+check "... the server saw eight at once on eight connections" [ "$(received /slow | jq '[.[] | select(.query.wave == ["1"]) | .client_port] | unique | length')" = 8 ]
+check "... and the next eight on those same eight" [ "$(received /slow | jq '(map(select(.query.wave == ["1"]) | .client_port) | unique) == (map(select(.query.wave == ["2"]) | .client_port) | unique)')" = true ]
+
 out=$(run -p base="$base" tests/http/statuses.yaml 2>&1)
 check "statuses: unexpected fails, expected passes, 429 and 503 retried" grep -q 'check: succeeded' <<<"$out"
 check "a 500 says its status" grep -q "server_error: failed.*GET $base/status/500: status 500" <<<"$out"

@@ -149,6 +149,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 		rec = {
 			"time": now_iso(),
 			"listener": self.server.name,
+			"client_port": self.client_address[1],   # one a connection: reuse shows
 			"method": self.command,
 			"path": u.path,
 			"query": urllib.parse.parse_qs(u.query, keep_blank_values=True),
