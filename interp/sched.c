@@ -610,8 +610,12 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 	jb->what = what;
 	jb->action = what->action;
 	jb->calls = json_array();
-	/* An inline call is stopped through Lua's hook; the others may wait on the descriptor. */
-	if (rb_cancel_init(&jb->cancel, !(jb->action->flags & RB_ACT_INLINE)) < 0) {
+	/*
+	 * A call on a worker may wait on the descriptor; an inline one is stopped through
+	 * Lua's hook, and a polled one is stepped by the loop that raises the level.
+	 */
+	if (rb_cancel_init(&jb->cancel, jb->action->run && !(jb->action->flags & RB_ACT_INLINE))
+	    < 0) {
 		*err = rb_xasprintf("cannot start: %s", strerror(errno));
 		rb_diags_release(&d);
 		free_job(jb);

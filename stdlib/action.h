@@ -79,7 +79,8 @@ struct rb_runctx;
  * it) from its own thread; the action reads it from any thread.  fd is an
  * eventfd that becomes readable when the level is first raised, so an action
  * blocked in poll() on a library's socket (a worker's) wakes for it too; -1 for
- * inline calls, which the engine stops through Lua's hook.
+ * inline calls, which the engine stops through Lua's hook, and for polled ones
+ * (start/step), which the engine steps when it raises the level.
  */
 enum rb_cancel_level {
 	RB_CANCEL_NONE,
