@@ -35,6 +35,14 @@ static void markdown(void)
 	puts("side effects depend on its arguments says which calls have them; the plan shows what");
 	puts("each call will do (`does:`). Exactly-once SQL and honest dry-runs:");
 	puts("[exactly-once.md](exactly-once.md).\n");
+	puts("Connections are opened once per run and kept for its later steps: a PostgreSQL");
+	puts("connection for each `conn`, a Redis connection for each server, database and user,");
+	puts("and libcurl's connections, DNS answers and TLS sessions, as many of each as steps");
+	puts("used them at once. A kept PostgreSQL connection is reset before a step uses it (`DISCARD");
+	puts("ALL`: no transaction, role, `search_path` or setting of an earlier step is left); the");
+	puts("Redis commands that would change a connection are refused ([redis.md](redis.md)). A");
+	puts("connection the server closed meanwhile is noticed and opened again; a step that is");
+	puts("cancelled or times out closes its connection; all are closed when the run ends.\n");
 	for (size_t i = 0; i < rb_nactions; i++) {
 		const struct rb_action *a = rb_actions[i];
 		printf("## `%s`\n\n%s.\n\n", a->name, a->summary);
