@@ -1124,7 +1124,9 @@ static void job_done(struct exec *ex, struct job *jb)
 		ex->retrying[ex->nretrying++] = i;
 	} else {
 		char *err = jb->error;
-		if (jb->failed && jb->timed_out && st->timeout_ms >= 0) {
+		/* The step's timeout says so; an action's own (its timeout argument) says its own. */
+		if (jb->failed && jb->timed_out && st->timeout_ms >= 0 && jb->deadline_ms &&
+		    rb_now_ms() >= jb->deadline_ms) {
 			char d[32];
 			rb_duration_format(st->timeout_ms, d, sizeof(d));
 			free(err);

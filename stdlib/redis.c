@@ -5,13 +5,16 @@
  * (never the engine's), and one context per server, database and credentials
  * kept for the run (runctx.h), so that a run of many steps makes one connection.
  *
- * hiredis 0.14 (Debian 12) speaks RESP2 only and has no TLS: rediss:// is
- * refused.  What a call does is decided by its commands' names: those the
+ * hiredis 0.14 (Debian 12) speaks RESP2 only and has no TLS: for rediss://
+ * the action does the socket's I/O itself, through OpenSSL (tls.h), and hiredis
+ * formats the commands and reads the replies, as it does for redis:// (where
+ * hiredis writes).  What a call does is decided by its commands' names: those the
  * Redis command table says only read (RDS_READS) have no side effects.
  * Messages never hold the password, nor the URL's user.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 
 #include "action.h"
 #include "resolve.h"
+#include "tls.h"
 #include "runctx.h"
 #include "types.h"
 #include "util.h"
@@ -109,8 +113,8 @@ static const struct refused {
 };
 
 static const struct rb_arg redis_args[] = {
-	{"url", RB_T_STRING, RB_ARG_REQUIRED, NULL, "the server, redis://[USER@]HOST[:PORT][/DB] "
-	 "(no password in it; rediss:// needs hiredis 1.0, and this build has 0.14)"},
+	{"url", RB_T_STRING, RB_ARG_REQUIRED, NULL, "the server, redis://[USER@]HOST[:PORT][/DB], "
+	 "or rediss:// for TLS (no password in it)"},
 	{"password", RB_T_STRING, RB_ARG_SECRET, NULL, "sent with AUTH (AUTH USER PASSWORD when "
 	 "the URL names a user, Redis 6 and later), from secrets"},
 	{"command", RB_T_LIST, RB_ARG_PARTIAL, NULL, "one command: its name and arguments, like "
@@ -123,6 +127,13 @@ static const struct rb_arg redis_args[] = {
 	 "URL's)"},
 	{"timeout", RB_T_DURATION, 0, NULL, "the whole call, connecting included (the step's "
 	 "timeout bounds it too; connecting alone takes at most 30s)"},
+	{"ca_file", RB_T_STRING, 0, NULL, "rediss://: PEM file of the CAs to trust instead of the "
+	 "system's"},
+	{"client_cert", RB_T_STRING, 0, NULL, "rediss://: PEM file of a client certificate (the "
+	 "server's tls-auth-clients)"},
+	{"client_key", RB_T_STRING, 0, NULL, "rediss://: PEM file of its private key"},
+	{"insecure", RB_T_BOOLEAN, 0, NULL, "rediss://: do not verify the server's certificate "
+	 "(the plan says so)"},
 	{NULL, 0, 0, NULL, NULL},
 };
 
@@ -138,6 +149,7 @@ struct url {
 	char *host, *user;
 	int port;
 	int db;                         /* -1: the URL names none */
+	int tls;                        /* rediss:// */
 };
 
 static void url_release(struct url *u)
@@ -147,30 +159,25 @@ static void url_release(struct url *u)
 }
 
 /*
- * redis://[USER@]HOST[:PORT][/DB]; 0, or -1 with *why (which holds no part of the URL
- * but its scheme, since a password may be in it).
+ * redis[s]://[USER@]HOST[:PORT][/DB]; 0, or -1 with *why (which holds no part of the
+ * URL but its scheme, since a password may be in it).
  */
 static int parse_url(const char *s, struct url *u, char **why)
 {
 	memset(u, 0, sizeof(*u));
 	u->port = 6379;
 	u->db = -1;
-	if (!strncmp(s, "rediss://", 9)) {
-		*why = rb_xstrdup("rediss:// (TLS) needs hiredis 1.0 or later, and this build "
-				  "has hiredis 0.14: use redis:// on a trusted network, or a "
-				  "TLS tunnel");
-		return -1;
-	}
-	if (strncmp(s, "redis://", 8)) {
+	u->tls = !strncmp(s, "rediss://", 9);
+	if (!u->tls && strncmp(s, "redis://", 8)) {
 		const char *colon = strstr(s, "://");
 		if (colon && colon - s < 16 && colon > s)
-			*why = rb_xasprintf("the scheme must be redis, not %.*s",
+			*why = rb_xasprintf("the scheme must be redis or rediss, not %.*s",
 					    (int)(colon - s), s);
 		else
-			*why = rb_xstrdup("expected redis://[USER@]HOST[:PORT][/DB]");
+			*why = rb_xstrdup("expected redis://[USER@]HOST[:PORT][/DB] (or rediss://)");
 		return -1;
 	}
-	const char *p = s + 8, *end = p + strcspn(p, "/?#");
+	const char *p = s + (u->tls ? 9 : 8), *end = p + strcspn(p, "/?#");
 	const char *at = memchr(p, '@', (size_t)(end - p));
 	if (at) {
 		if (memchr(p, ':', (size_t)(at - p))) {
@@ -349,6 +356,15 @@ static int redis_check(const json_t *args, const json_t *later, struct rb_arg_er
 			return rb_arg_fail(e, "url", -1, why);
 		url_release(&u);
 	}
+	static const char *const tls_args[] = {"ca_file", "client_cert", "client_key", "insecure"};
+	for (size_t k = 0; url && !u.tls && k < sizeof(tls_args) / sizeof(*tls_args); k++)
+		if (rb_arg_given(args, later, tls_args[k]))
+			return rb_arg_fail(e, tls_args[k], -1, rb_xstrdup(
+				"goes with a rediss:// URL (TLS)"));
+	if (rb_arg_given(args, later, "client_cert") != rb_arg_given(args, later, "client_key"))
+		return rb_arg_fail(e, rb_arg_given(args, later, "client_cert") ? "client_cert"
+				   : "client_key", -1,
+				   rb_xstrdup("client_cert and client_key go together"));
 	json_t *db = json_object_get(args, "db");
 	if (db && (!json_is_integer(db) || json_integer_value(db) < 0 ||
 		   json_integer_value(db) > 1000000))
@@ -394,12 +410,12 @@ static int redis_check(const json_t *args, const json_t *later, struct rb_arg_er
 	return 0;
 }
 
-/* redis://HOST:PORT/DB, for the plan and messages: no user, no password. */
+/* redis[s]://HOST:PORT/DB, for the plan and messages: no user, no password. */
 static char *url_shown(const struct url *u, int db)
 {
 	int v6 = strchr(u->host, ':') != NULL;
-	return rb_xasprintf("redis://%s%s%s:%d/%d", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
-			    db);
+	return rb_xasprintf("redis%s://%s%s%s:%d/%d", u->tls ? "s" : "", v6 ? "[" : "", u->host,
+			    v6 ? "]" : "", u->port, db);
 }
 
 /* "SET", "SET, EXPIRE", "MULTI/EXEC of SET, EXPIRE", "GET and 3 more"... */
@@ -453,7 +469,8 @@ static enum rb_effect redis_effect(const json_t *args, const json_t *later, char
 		json_t *db = json_object_get(args, "db");
 		char *shown = url_shown(&u, u.db >= 0 ? u.db : json_is_integer(db)
 					? (int)json_integer_value(db) : 0);
-		rb_buf_printf(&b, " on %s", shown);
+		rb_buf_printf(&b, " on %s%s", shown, json_is_true(json_object_get(args, "insecure"))
+			      ? " (insecure: the certificate is not verified)" : "");
 		free(shown);
 		url_release(&u);
 	}
@@ -470,6 +487,7 @@ static enum rb_effect redis_effect(const json_t *args, const json_t *later, char
 enum phase {
 	P_LOOKUP,                       /* waiting for the lookup's thread */
 	P_CONNECT,                      /* waiting for the socket to connect */
+	P_TLS,                          /* rediss://: the TLS handshake under way */
 	P_HELLO,                        /* AUTH and SELECT sent, their replies awaited */
 	P_SEND,                         /* the commands sent, their replies awaited */
 };
@@ -488,6 +506,8 @@ struct rds {
 	struct addrinfo *addrs, *next;  /* the addresses, the next one to try */
 	char *conn_err;                 /* why the last address failed */
 	redisContext *rc;
+	struct rb_tls *tls;             /* rediss://: the session; the action does rc's I/O */
+	short tls_wants;                /* what the session waits for (POLLIN, POLLOUT), or 0 */
 	int reused;                     /* the context came from the pool */
 	int expect;                     /* replies awaited in this phase */
 	redisReply **got;
@@ -496,9 +516,18 @@ struct rds {
 	int64_t deadline_ms, connect_by;
 };
 
-static void ctx_close(void *p)
+/* A connection as the run keeps it between steps. */
+struct link {
+	redisContext *rc;
+	struct rb_tls *tls;
+};
+
+static void link_close(void *p)
 {
-	redisFree(p);
+	struct link *l = p;
+	rb_tls_free(l->tls);
+	redisFree(l->rc);
+	free(l);
 }
 
 static void drop_replies(struct rds *r)
@@ -513,6 +542,7 @@ static void free_rds(struct rds *r)
 	rb_resolve_free(r->lk);
 	if (r->addrs)
 		freeaddrinfo(r->addrs);
+	rb_tls_free(r->tls);
 	if (r->rc)
 		redisFree(r->rc);
 	drop_replies(r);
@@ -638,16 +668,36 @@ static void append(redisContext *rc, const json_t *argv)
 	free(v);
 }
 
+static int pending_out(const struct rds *r)
+{
+	return r->rc->obuf && *r->rc->obuf;
+}
+
+/* rc's error, for a failure of the I/O the action does itself (rediss://). */
+static int io_error(struct rds *r, char *why)
+{
+	r->rc->err = REDIS_ERR_IO;
+	snprintf(r->rc->errstr, sizeof(r->rc->errstr), "%s", why);
+	free(why);
+	return -1;
+}
+
 /* Write what is buffered, as far as the socket takes it; -1 on an error (rc->errstr). */
 static int flush(struct rds *r)
 {
 	int done = 0;
-	return redisBufferWrite(r->rc, &done) == REDIS_OK ? 0 : -1;
-}
-
-static int pending_out(const struct rds *r)
-{
-	return r->rc->obuf && *r->rc->obuf;
+	if (!r->tls)
+		return redisBufferWrite(r->rc, &done) == REDIS_OK ? 0 : -1;
+	r->tls_wants = 0;
+	while (pending_out(r)) {
+		char *why;
+		ssize_t n = rb_tls_write(r->tls, r->rc->obuf, sdslen(r->rc->obuf), &r->tls_wants,
+					 &why);
+		if (n < 0)
+			return why ? io_error(r, why) : 0;
+		sdsrange(r->rc->obuf, n, -1);
+	}
+	return 0;
 }
 
 /* Send the phase's commands and await as many replies. */
@@ -801,6 +851,14 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 	hex[16] = '\0';
 	r->target = rb_xasprintf("%s:%d/%d %s %s", r->u.host, r->u.port, r->db,
 				 r->u.user ? r->u.user : "-", hex);
+	if (r->u.tls) {         /* and one for each way of trusting the server */
+		char *t = rb_xasprintf("%s tls %s %s %d", r->target, rb_arg_str(a, "ca_file") ?
+				       rb_arg_str(a, "ca_file") : "-", rb_arg_str(a, "client_cert") ?
+				       rb_arg_str(a, "client_cert") : "-",
+				       json_is_true(json_object_get(a, "insecure")));
+		free(r->target);
+		r->target = t;
+	}
 	r->deadline_ms = c->deadline_ms;
 	int64_t now = rb_now_ms(), ms;
 	const char *t = json_string_value(json_object_get(a, "timeout")), *w;
@@ -809,11 +867,13 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 		r->deadline_ms = now + ms;
 	r->connect_by = now + RDS_CONNECT_MS;
 
-	redisContext *kept;
-	while ((kept = rb_pool_take(c->run, "redis", r->target)) && !still_open(kept))
-		redisFree(kept);
+	struct link *kept;
+	while ((kept = rb_pool_take(c->run, "redis", r->target)) && !still_open(kept->rc))
+		link_close(kept);
 	if (kept) {
-		r->rc = kept;
+		r->rc = kept->rc;
+		r->tls = kept->tls;
+		free(kept);
 		r->reused = 1;
 		if (send_commands(r) < 0) {
 			fail(r, res, RB_FAILED, "%s", r->rc->errstr);
@@ -926,9 +986,14 @@ static int commands_done(struct rds *r, struct rb_result *res)
 	}
 give:
 	/* Every reply read and nothing more: the connection is as it came, keep it. */
-	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r)) {
-		rb_pool_give(r->c->run, "redis", r->target, r->rc, ctx_close);
+	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r) &&
+	    !(r->tls && rb_tls_pending(r->tls))) {
+		struct link *l = rb_xcalloc(1, sizeof(*l));
+		l->rc = r->rc;
+		l->tls = r->tls;
+		rb_pool_give(r->c->run, "redis", r->target, l, link_close);
 		r->rc = NULL;
+		r->tls = NULL;
 	}
 	return finish(r, res, err ? RB_FAILED : RB_OK, err);
 }
@@ -941,12 +1006,19 @@ static int read_replies(struct rds *r, char **why)
 {
 	char buf[64 * 1024];
 	for (;;) {
-		ssize_t n = read(r->rc->fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n < 0) {
+		ssize_t n;
+		if (r->tls) {
+			r->tls_wants = 0;
+			if ((n = rb_tls_read(r->tls, buf, sizeof(buf), &r->tls_wants, why)) < 0) {
+				if (*why)
+					return -1;
+				break;
+			}
+		} else if ((n = read(r->rc->fd, buf, sizeof(buf))) < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
 			*why = rb_xstrdup(strerror(errno));
 			return -1;
 		}
@@ -966,8 +1038,10 @@ static int read_replies(struct rds *r, char **why)
 			*why = rb_xstrdup("out of memory");
 			return -1;
 		}
-		if ((size_t)n < sizeof(buf))
-			break;          /* drained, most likely: poll says when there is more */
+		/* Drained, most likely: poll says when there is more, but not of what the TLS
+		   session holds decrypted already. */
+		if ((size_t)n < sizeof(buf) && !(r->tls && rb_tls_pending(r->tls)))
+			break;
 	}
 	while (r->ngot < r->expect) {
 		void *x = NULL;
@@ -992,7 +1066,8 @@ static int redis_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 		return fail(r, res, RB_CANCELLED, "cancelled");
 	if (r->deadline_ms && now >= r->deadline_ms)
 		return fail(r, res, RB_TIMED_OUT, "timed out%s", r->phase == P_LOOKUP
-			    ? " looking the host up" : r->phase == P_CONNECT ? " connecting" : "");
+			    ? " looking the host up" : r->phase == P_CONNECT ? " connecting"
+			    : r->phase == P_TLS ? " in the TLS handshake" : "");
 	if (r->phase != P_SEND && now >= r->connect_by)
 		return fail(r, res, RB_FAILED, "cannot connect within %ds", RDS_CONNECT_MS / 1000);
 	char *why = NULL;
@@ -1029,13 +1104,41 @@ static int redis_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 				return fail(r, res, RB_FAILED, "cannot connect: %s", r->conn_err);
 			break;
 		}
-		if (send_hello(r) < 0)
+		if (r->u.tls) {
+			const json_t *a = r->c->args;
+			struct rb_tls_opts o = {r->u.host, rb_arg_str(a, "ca_file"),
+						rb_arg_str(a, "client_cert"),
+						rb_arg_str(a, "client_key"),
+						json_is_true(json_object_get(a, "insecure"))};
+			if (!(r->tls = rb_tls_new(r->rc->fd, &o, &why))) {
+				int rv = fail(r, res, RB_BROKEN, "%s", why);
+				free(why);
+				return rv;
+			}
+			r->phase = P_TLS;
+		} else if (send_hello(r) < 0) {
+			return fail(r, res, RB_FAILED, "%s", r->rc->errstr);
+		}
+		if (r->phase != P_TLS)
+			break;
+		/* the handshake starts at once */
+	}
+	/* fall through */
+	case P_TLS: {
+		int done = rb_tls_handshake(r->tls, &r->tls_wants, &why);
+		if (done < 0) {
+			int rv = fail(r, res, RB_FAILED, "%s", why);
+			free(why);
+			return rv;
+		}
+		if (done && send_hello(r) < 0)
 			return fail(r, res, RB_FAILED, "%s", r->rc->errstr);
 		break;
 	}
 	case P_HELLO:
 	case P_SEND:
-		if ((revents & POLLOUT) && flush(r) < 0)
+		/* TLS may want to read before it can write: any event lets a write go on. */
+		if ((revents & POLLOUT || (r->tls && revents && pending_out(r))) && flush(r) < 0)
 			return fail(r, res, RB_FAILED, "%s", r->rc->errstr);
 		if (revents & (POLLIN | POLLHUP | POLLERR)) {
 			int got = read_replies(r, &why);
@@ -1060,9 +1163,11 @@ static int redis_step(void *state, struct pollfd *fds, int *nfds, long *timeout_
 		fds[0] = (struct pollfd){rb_resolve_fd(r->lk), POLLIN, 0};
 	else if (r->phase == P_CONNECT)
 		fds[0] = (struct pollfd){r->rc->fd, POLLOUT, 0};
+	else if (r->phase == P_TLS)
+		fds[0] = (struct pollfd){r->rc->fd, r->tls_wants, 0};
 	else
-		fds[0] = (struct pollfd){r->rc->fd,
-					 (short)(POLLIN | (pending_out(r) ? POLLOUT : 0)), 0};
+		fds[0] = (struct pollfd){r->rc->fd, (short)(POLLIN | r->tls_wants |
+							    (pending_out(r) ? POLLOUT : 0)), 0};
 	int64_t until = r->phase != P_SEND ? r->connect_by : 0;
 	if (r->deadline_ms && (!until || r->deadline_ms < until))
 		until = r->deadline_ms;

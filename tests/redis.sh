@@ -94,7 +94,7 @@ start_own_redis() {
 }
 if [ -f tests/servers/servers.sh ]; then
 	. tests/servers/servers.sh
-	servers_start redis || { echo "redis: 0 passed, 1 failed"; exit 1; }
+	servers_start redis http || { echo "redis: 0 passed, 1 failed"; exit 1; }
 else
 	start_own_redis || { echo "redis: 0 passed, 1 failed"; exit 1; }
 fi
@@ -264,6 +264,65 @@ for ((i = 0; i < 40; i++)); do
 	sleep 0.05
 done
 same "Ctrl-C: the connection is closed on the server" 0 "$(rcli CLIENT LIST | grep -c 'cmd=blpop')"
+
+# --- rediss://: TLS to the server's tls-port ----------------------------------------
+if [ -n "${RB_TEST_REDISS_URL:-}" ]; then
+	T=(-p "url=$RB_TEST_REDISS_URL" -p "ca=$RB_TEST_CA_FILE" -p "cert=$RB_TEST_CLIENT_CERT"
+	   -p "key=$RB_TEST_CLIENT_KEY")
+	rcli DEL tls:k tls:n >/dev/null
+	before=$(connections)
+	runrb tls run --state-dir "$state" --jobs 1 tests/redis/tls.yaml "${T[@]}"
+	same "rediss: exit status" 0 "$rc"
+	# set, get and pipe on one kept connection; mtls and insecure trust the server
+	# otherwise: one each (the INFO call that counts is one more).
+	same "rediss: connections made" 3 "$(($(connections) - before - 1))"
+	same "rediss: SET is on the server" "over TLS" "$(rcli GET tls:k)"
+	same "rediss: GET's output" '{"reply":"over TLS"}' "$(field "$run" get output)"
+	same "rediss: MULTI/EXEC" '{"replies":[1,2,"2"]}' "$(field "$run" pipe output)"
+	same "rediss: with a client certificate" '{"reply":"over TLS"}' "$(field "$run" mtls output)"
+	same "rediss: insecure, not verified" '{"reply":"PONG"}' "$(field "$run" insecure output)"
+
+	# A listener that takes the connection and never says a word.
+	silent_port=$(free_port)
+	node -e 'require("net").createServer(() => {}).listen(+process.argv[1], "127.0.0.1")' \
+		"$silent_port" &
+	bg_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$silent_port") 2>/dev/null && break
+		sleep 0.05
+	done
+	expired_port=${RB_TEST_HTTPS_EXPIRED_URL##*:}
+	expired_port=${expired_port%%/*}
+	runrb tls_bad run --state-dir "$state" --jobs 1 tests/redis/tls_bad.yaml \
+		-p "url=$RB_TEST_REDISS_URL" -p "plain=rediss://127.0.0.1:$RB_TEST_REDIS_PORT/0" \
+		-p "expired=rediss://127.0.0.1:$expired_port/0" \
+		-p "silent=rediss://127.0.0.1:$silent_port/0" -p "ca=$RB_TEST_CA_FILE" \
+		-p "bad_cert=$RB_TEST_EXPIRED_CERT" -p "bad_key=$RB_TEST_EXPIRED_KEY"
+	kill "$bg_pid" 2>/dev/null
+	bg_pid=""
+	check "rediss failures: the run ends, no crash ($rc)" test "$rc" -le 1
+	tat="rediss://127.0.0.1:$RB_TEST_REDISS_PORT/0"
+	has "rediss: a server the system's CAs do not trust" "$(error_of "$run" untrusted)" \
+		"^SET on $tat: the TLS handshake failed: the server's certificate: (unable to get local issuer certificate|self-signed certificate in certificate chain)$"
+	has "rediss: an expired certificate" "$(error_of "$run" expired)" \
+		"^PING on rediss://127.0.0.1:$expired_port/0: the TLS handshake failed: the server's certificate: certificate has expired$"
+	# (TLS 1.3: the client's handshake is over when the server refuses its certificate;
+	# the next write or read fails)
+	has "rediss: a client certificate the server refuses" "$(error_of "$run" bad_client)" \
+		"^SET on $tat: (.*certificate|writing: Connection reset by peer|.*closed the connection)"
+	same "rediss: ... nothing was written" 0 "$(rcli EXISTS tls:bad)"
+	has "rediss: a ca_file that cannot be read" "$(error_of "$run" no_ca_file)" \
+		"^PING on $tat: ca_file /nonexistent/ca.pem: No such file or directory$"
+	has "rediss: a server silent in the handshake, to the timeout" "$(error_of "$run" silent)" \
+		"^PING on rediss://127.0.0.1:$silent_port/0: timed out in the TLS handshake$"
+	has "rediss: a port that does not speak TLS, to the timeout" "$(error_of "$run" plain_port)" \
+		"^SET on rediss://127.0.0.1:$RB_TEST_REDIS_PORT/0: timed out in the TLS handshake$"
+	for s in untrusted plain_port expired bad_client no_ca_file silent; do
+		same "rediss: $s failed" '"failed"' "$(field "$run" "$s" status)"
+	done
+else
+	bad "rediss: the test server has no TLS port (RB_TEST_REDISS_URL)"
+fi
 
 # --- the passwords appear nowhere ---------------------------------------------------
 runrb plan_basics plan tests/redis/basics.yaml "${P[@]}"

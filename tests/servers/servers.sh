@@ -256,15 +256,25 @@ _servers_stop_pg() {           # _servers_stop_pg DIR
 # --- Redis ---------------------------------------------------------------------
 
 _servers_start_redis() {
-	local d=$RB_TEST_SERVERS_DIR/redis port="" try i pid pass app_pass
+	local d=$RB_TEST_SERVERS_DIR/redis port="" tport try i pid pass app_pass
+	local t=$RB_TEST_SERVERS_DIR/tls
+	_servers_start_tls || return 1
 	mkdir -m 700 "$d" || return 1
 	pass=$(_servers_secret)
 	app_pass=$(_servers_secret)
 	for try in 1 2 3 4 5; do
 		port=$(_servers_free_port) || return 1
+		tport=$(_servers_free_port) || return 1
+		# TLS beside plain TCP (rediss://), with the test CA's server certificate;
+		# a client certificate is checked when one is sent.
 		cat >"$d/redis.conf" <<-EOF
 		# tests/servers/servers.sh: a throwaway server on loopback, nothing saved
 		port $port
+		tls-port $tport
+		tls-cert-file $t/server.pem
+		tls-key-file $t/server.key
+		tls-ca-cert-file $t/ca.pem
+		tls-auth-clients optional
 		bind 127.0.0.1
 		protected-mode yes
 		requirepass $pass
@@ -296,6 +306,7 @@ _servers_start_redis() {
 	export RB_TEST_REDIS_URL="redis://default:$pass@127.0.0.1:$port/0"
 	export RB_TEST_REDIS_APP_USER=rb_app RB_TEST_REDIS_APP_PASSWORD=$app_pass
 	export RB_TEST_REDIS_APP_URL="redis://rb_app:$app_pass@127.0.0.1:$port/0"
+	export RB_TEST_REDISS_PORT=$tport RB_TEST_REDISS_URL="rediss://127.0.0.1:$tport/0"
 }
 
 # --- TLS material ----------------------------------------------------------------
