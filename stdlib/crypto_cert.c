@@ -29,6 +29,7 @@
 
 #include "action.h"
 #include "crypto.h"
+#include "tls.h"
 #include "types.h"
 #include "util.h"
 
@@ -319,12 +320,6 @@ static enum halt wait_fd(const struct rb_call *c, int fd, short events, int64_t 
 	}
 }
 
-static int is_address(const char *s)
-{
-	unsigned char buf[16];
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 struct live {
 	const struct rb_call *c;
 	const char *host;
@@ -420,7 +415,7 @@ static int handshake(struct live *l, struct rb_result *res)
 	}
 	SSL_set_fd(l->ssl, l->fd);
 	/* SNI takes names only; SSL_set1_host checks an address against the IP SANs. */
-	if (!is_address(name))
+	if (!rb_tls_is_address(name))
 		SSL_set_tlsext_host_name(l->ssl, name);
 	SSL_set1_host(l->ssl, name);
 	for (;;) {

@@ -41,7 +41,7 @@ static int readable(const char *what, const char *path, char **err)
 	return -1;
 }
 
-static int is_address(const char *s)
+int rb_tls_is_address(const char *s)
 {
 	unsigned char buf[16];
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
@@ -83,7 +83,7 @@ struct rb_tls *rb_tls_new(int fd, const struct rb_tls_opts *o, char **err)
 	/* A write cut short is retried from a buffer that may have moved (hiredis's grows). */
 	SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* SNI takes names only; SSL_set1_host checks an address against the IP SANs. */
-	if (!is_address(o->name))
+	if (!rb_tls_is_address(o->name))
 		SSL_set_tlsext_host_name(t->ssl, o->name);
 	if (!o->insecure && SSL_set1_host(t->ssl, o->name) != 1) {
 		*err = reason("cannot set the name to verify");

@@ -39,6 +39,9 @@ int rb_tls_handshake(struct rb_tls *t, short *events, char **err);
 ssize_t rb_tls_read(struct rb_tls *t, void *buf, size_t n, short *events, char **err);
 ssize_t rb_tls_write(struct rb_tls *t, const void *buf, size_t n, short *events, char **err);
 
+/* Whether s is an IPv4 or IPv6 address (no SNI for it; verified against the IP SANs). */
+int rb_tls_is_address(const char *s);
+
 /* Bytes the session has decrypted and not handed out: poll() cannot see them. */
 int rb_tls_pending(const struct rb_tls *t);
 
