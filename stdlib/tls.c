@@ -138,6 +138,10 @@ static int outcome(struct rb_tls *t, int r, short *events, char **err, const cha
 				    X509_verify_cert_error_string(v));
 		return -1;
 	}
+	/* An alert from the server: it ended the connection, and says why. */
+	unsigned long last = ERR_peek_last_error();
+	if (ERR_GET_LIB(last) == ERR_LIB_SSL && ERR_GET_REASON(last) >= SSL_AD_REASON_OFFSET)
+		doing = "the server closed the connection";
 	*err = reason(doing);
 	return -1;
 }
@@ -176,7 +180,24 @@ ssize_t rb_tls_write(struct rb_tls *t, const void *buf, size_t n, short *events,
 	int r = SSL_write_ex(t->ssl, buf, n, &put);
 	if (r == 1)
 		return (ssize_t)put;
-	outcome(t, r, events, err, "writing");
+	int was = errno;
+	if (outcome(t, r, events, err, "writing") < 0 && (was == ECONNRESET || was == EPIPE)) {
+		/*
+		 * The server closed on an alert it sent first (TLS 1.3: a client
+		 * certificate refused after the client's handshake was over): its
+		 * reason says more than the reset.
+		 */
+		char b[256];
+		size_t got;
+		char *why = NULL;
+		ERR_clear_error();
+		r = SSL_read_ex(t->ssl, b, sizeof(b), &got);
+		if (r != 1 && SSL_get_error(t->ssl, r) == SSL_ERROR_SSL &&
+		    outcome(t, r, events, &why, "reading") < 0) {
+			free(*err);
+			*err = why;
+		}
+	}
 	return -1;
 }
 
