@@ -792,6 +792,30 @@ static int read_results(struct pg *p)
 				return 1;
 			return send_next(p) ? 0 : -1;
 		}
+		if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
+			/*
+			 * The server waits for rows, or sends them, and libpq answers every
+			 * PQgetResult with the COPY again: this loop would spin on the engine's
+			 * thread for ever, deaf to the timeout.  The call fails here, and the
+			 * connection is closed (free_pg keeps no failed one): the server rolls the
+			 * transaction back.
+			 */
+			PQclear(r);
+			if (!p->error) {
+				struct rb_buf b;
+				rb_buf_init(&b);
+				if (json_array_size(p->stmts) > 1)
+					rb_buf_printf(&b, "statement %zu: ", p->user + 1);
+				rb_buf_printf(&b, "COPY %s is not supported: the action %s (COPY a "
+					      "file on the server, or use %s)", s == PGRES_COPY_IN
+					      ? "FROM STDIN" : "TO STDOUT", s == PGRES_COPY_IN
+					      ? "sends no rows" : "takes no rows", s == PGRES_COPY_IN
+					      ? "INSERT" : "SELECT");
+				p->error = rb_buf_detach(&b);
+			}
+			p->failed = 1;
+			return 1;
+		}
 		p->cmdhead++;
 		if (s == PGRES_FATAL_ERROR && c == C_MARKER && sqlstate_is(r, "23505")) {
 			p->committed_before = 1;        /* the rest is aborted, and rolled back */

@@ -75,6 +75,15 @@ check "Ctrl-C interrupts the run (130)" [ $? -eq 130 ]
 sleep 0.5
 check "nothing is left running on the server after Ctrl-C" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND pid <> pg_backend_pid()")" = 0 ]
 
+# COPY from or to the client fails its step at once, and the transaction is rolled back.
+out=$(timeout 60 "$RUNBOOK" run --state-dir "$st" tests/pg/copy.yaml 2>&1)
+check "a run with COPY steps ends (its failures continue on error)" [ $? -eq 0 ]
+check "COPY TO STDOUT fails the step, saying why" grep -q 'copy_out: failed (continuing) in 0\.[0-9]s: COPY TO STDOUT is not supported' <<<"$out"
+check "COPY FROM STDIN fails the step, naming the statement" grep -q 'copy_in: failed (continuing) in 0\.[0-9]s: statement 3: COPY FROM STDIN is not supported' <<<"$out"
+check "... its transaction rolled back, and the next step runs" grep -q 'rolled_back: succeeded' <<<"$out"
+sleep 0.2
+check "no session is left in COPY on the server" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%COPY%' AND pid <> pg_backend_pid()")" = 0 ]
+
 # --dry-run --probe runs pg.query for real, never pg.exec.
 out=$(run --dry-run --probe tests/pg/probe.yaml 2>&1)
 check "a probe reads with pg.query" grep -q 'count: succeeded' <<<"$out"
