@@ -95,6 +95,12 @@ static int table_name_ok(const char *t)
 
 /* --- arguments ------------------------------------------------------------------------- */
 
+static int ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
 /*
  * The highest $N in sql, outside quotes, quoted identifiers, dollar quotes and
  * comments: how many params it takes.  -1 when a quote or comment is not closed.
@@ -104,9 +110,12 @@ static int max_param(const char *s)
 	int max = 0;
 	for (const char *p = s; *p;) {
 		if (*p == '\'' || *p == '"') {
+			/* An escape string (E'it\'s'): a backslash escapes the next character. */
+			int esc = *p == '\'' && p > s && (p[-1] == 'E' || p[-1] == 'e') &&
+				  (p - 1 == s || !ident_char(p[-2]));
 			char q = *p++;
 			while (*p && !(*p == q && p[1] != q))
-				p += *p == q ? 2 : 1;
+				p += *p == q || (esc && *p == '\\' && p[1]) ? 2 : 1;
 			if (!*p)
 				return -1;
 			p++;
@@ -118,6 +127,8 @@ static int max_param(const char *s)
 			if (!e)
 				return -1;
 			p = e + 2;
+		} else if (*p == '$' && p > s && ident_char(p[-1])) {
+			p++;            /* inside an identifier (a$1): neither a param nor a quote */
 		} else if (*p == '$' && (p[1] == '$' || (p[1] >= 'A' && p[1] <= 'Z') ||
 					 (p[1] >= 'a' && p[1] <= 'z') || p[1] == '_')) {
 			const char *t = p + 1;          /* a dollar quote: $tag$ ... $tag$ */
