@@ -182,12 +182,53 @@ static int check_url(const char *url, char **why)
 	return r;
 }
 
+/*
+ * 0 when the headers and the token can go in a request as they are; else -1 with *arg
+ * and *why.  A line break in a value would end the header and start one of the caller's
+ * choosing (X-A: "v\r\nX-Injected: yes"), and a name that is not a token is no header.
+ * Messages quote names, never values (a value may be a secret).
+ */
+static int headers_bad(const json_t *args, const char **arg, char **why)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(args, "headers"), k, v) {
+		*arg = "headers";
+		if (!*k || k[strspn(k, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+				     "ABCDEFGHIJKLMNOPQRSTUVWXYZ")]) {
+			char *vis = rb_visible(k, strlen(k), 0);
+			*why = rb_xasprintf("'%s' is not a header name (letters, digits and "
+					    "!#$%%&'*+-.^_`|~)", vis);
+			free(vis);
+			return -1;
+		}
+		const char *s = json_string_value(v);
+		for (size_t i = 0; s && i < json_string_length(v); i++)
+			if ((unsigned char)s[i] < 0x20 && s[i] != '\t') {
+				*why = rb_xasprintf("the value of '%s' holds a control character "
+						    "(a line break would start another header)", k);
+				return -1;
+			}
+	}
+	const char *token = rb_arg_str(args, "bearer_token");
+	for (const char *p = token; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*arg = "bearer_token";
+			*why = rb_xstrdup("holds a control character (a line break would start "
+					  "another header)");
+			return -1;
+		}
+	return 0;
+}
+
 static int http_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
-	const char *url = rb_arg_str(args, "url");
+	const char *url = rb_arg_str(args, "url"), *arg;
 	char *why = NULL;
 	if (url && check_url(url, &why) < 0)
 		return rb_arg_fail(e, "url", -1, why);
+	if (headers_bad(args, &arg, &why) < 0)
+		return rb_arg_fail(e, arg, -1, why);
 	if (rb_arg_given(args, later, "json") && rb_arg_given(args, later, "body"))
 		return rb_arg_fail(e, "body", -1, rb_xstrdup("give json or body, not both"));
 	const char *m = rb_arg_str(args, "method");
@@ -514,7 +555,8 @@ static void free_http(struct http *h)
 
 static void add_header(struct http *h, const char *name, const char *value)
 {
-	char *line = rb_xasprintf("%s: %s", name, value);
+	/* "Name:" would tell libcurl to leave the header out; "Name;" sends it empty. */
+	char *line = *value ? rb_xasprintf("%s: %s", name, value) : rb_xasprintf("%s;", name);
 	h->headers = curl_slist_append(h->headers, line);
 	free(line);
 }
@@ -700,7 +742,13 @@ static void *http_start(const struct rb_call *c, struct rb_result *res)
 	    (!h->deadline_ms || rb_now_ms() + ms < h->deadline_ms))
 		h->deadline_ms = rb_now_ms() + ms;
 	char *err = NULL;
-	if (!(h->url = build_url(a, &err)) || !(h->multi = curl_multi_init())) {
+	const char *arg;
+	if (headers_bad(a, &arg, &err) < 0) {   /* notify.*'s too, which check() never saw */
+		char *bad = err;
+		err = rb_xasprintf("%s: %s", arg, bad);
+		free(bad);
+	}
+	if (err || !(h->url = build_url(a, &err)) || !(h->multi = curl_multi_init())) {
 		res->outcome = RB_BROKEN;
 		res->error = err ? err : rb_xstrdup("cannot start a request (libcurl)");
 		free_http(h);
