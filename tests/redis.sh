@@ -128,6 +128,8 @@ same "basics: the pipeline on the server" "42 a 2 1.5 0.1" \
 same "basics: MULTI/EXEC's output is EXEC's" '{"replies":["OK",10,"10"]}' \
 	"$(field "$run" tx output)"
 same "basics: the transaction on the server" 10 "$(rcli GET rt:t)"
+same "basics: integers as YAML 1.2 reads them" "1234 15 31 8 12345678901234567890 -5" \
+	"$(rcli LRANGE rt:n 0 -1 | tr '\n' ' ' | sed 's/ $//')"
 same "basics: db: 3 selects database 3" "three" "$(rcli -n 3 GET rt:d3)"
 same "basics: nothing in database 0" 0 "$(rcli EXISTS rt:d3)"
 same "basics: the URL's /3 too" '{"reply":"three"}' "$(field "$run" db3_url output)"
