@@ -108,6 +108,16 @@ static const struct refused {
 	{NULL, NULL},
 };
 
+/*
+ * The commands that change only the connection's own settings: they run, and the call
+ * then closes the connection rather than keep it, so that the next step does not
+ * inherit a name or an eviction flag it never asked for.
+ */
+static const char *const own_settings[] = {
+	"CLIENT NO-EVICT", "CLIENT NO-TOUCH", "CLIENT SETINFO", "CLIENT SETNAME", "READONLY",
+	"READWRITE", NULL,
+};
+
 static const struct rb_arg redis_args[] = {
 	{"url", RB_T_STRING, RB_ARG_REQUIRED, NULL, "the server, redis://[USER@]HOST[:PORT][/DB] "
 	 "(no password in it; rediss:// needs hiredis 1.0, and this build has 0.14)"},
@@ -280,6 +290,16 @@ static int command_reads(const json_t *argv)
 	char full[128];
 	command_name(argv, full, sizeof(full));
 	for (const char *const *t = reads; *t; t++)
+		if (is_entry(*t, full))
+			return 1;
+	return 0;
+}
+
+static int command_changes_conn(const json_t *argv)
+{
+	char full[128];
+	command_name(argv, full, sizeof(full));
+	for (const char *const *t = own_settings; *t; t++)
 		if (is_entry(*t, full))
 			return 1;
 	return 0;
@@ -481,6 +501,7 @@ struct rds {
 	const char *password;
 	json_t *cmds;                   /* the commands' lists (command: a list of one) */
 	int single, multi;
+	int changes_conn;               /* a command changes the connection's settings: close it */
 	char *what;                     /* "GET on redis://HOST:PORT/DB", for messages */
 	char *target;                   /* the pool's key: server, database, credentials */
 	enum phase phase;
@@ -781,6 +802,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 			fail(r, res, RB_BROKEN, "command %zu is nil", k + 1);
 			return NULL;
 		}
+		r->changes_conn |= command_changes_conn(argv);
 		json_array_foreach(argv, i, v)
 			if (json_is_null(v)) {
 				char at[48] = "";
@@ -925,8 +947,9 @@ static int commands_done(struct rds *r, struct rb_result *res)
 		res->output = json_pack("{s:o}", "replies", replies);
 	}
 give:
-	/* Every reply read and nothing more: the connection is as it came, keep it. */
-	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r)) {
+	/* Every reply read and nothing more: the connection is as it came, keep it; not when a
+	 * command changed its settings (CLIENT SETNAME), which the next step would inherit. */
+	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r) && !r->changes_conn) {
 		rb_pool_give(r->c->run, "redis", r->target, r->rc, ctx_close);
 		r->rc = NULL;
 	}

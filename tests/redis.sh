@@ -151,6 +151,10 @@ runrb basics2 run --state-dir "$state" --jobs 1 tests/redis/basics.yaml "${P[@]}
 same "basics again: exit status" 0 "$rc"
 same "basics again: the check finds the flag" '"satisfied"' "$(field "$run" flag status)"
 
+runrb session run --state-dir "$state" --jobs 1 tests/redis/session.yaml "${P[@]}"
+same "a connection's settings (CLIENT SETNAME) do not reach the next step" 0 "$rc"
+has "... which sees none" "$(cat "$out/session")" 'clean: succeeded'
+
 # --- one connection for a run of many steps ----------------------------------------
 {
 	printf 'runbook: redis-many\nversion: 1\nparams:\n  host: {type: string}\n'
