@@ -929,13 +929,28 @@ static char *conn_host(const char *conninfo)
  */
 static int connect_start(struct pg *p, const char *hosts, const char *hostaddrs, char **err)
 {
-	/* Fixed session settings: what the value rules read. */
-	const char *keys[] = {"dbname", "client_encoding", "options", "application_name",
+	/*
+	 * Fixed session settings: what the value rules read.  They follow the options the
+	 * conninfo gives (-c search_path=app), which a later "options" would replace whole,
+	 * and win over them; its application_name and connect_timeout win over ours.
+	 */
+	static const char fixed[] = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 "
+				    "-c extra_float_digits=3";
+	const char *given = NULL, *timeout = "30";
+	PQconninfoOption *o = PQconninfoParse(p->conninfo, NULL);
+	for (PQconninfoOption *x = o; x && x->keyword; x++)
+		if (!strcmp(x->keyword, "options") && x->val && *x->val)
+			given = x->val;
+		else if (!strcmp(x->keyword, "connect_timeout") && x->val && *x->val)
+			timeout = x->val;
+	char *options = given ? rb_xasprintf("%s %s", given, fixed) : rb_xstrdup(fixed);
+	const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
 			      "connect_timeout", hosts ? "host" : NULL, "hostaddr", NULL};
-	const char *vals[] = {p->conninfo, "UTF8", "-c DateStyle=ISO -c TimeZone=UTC "
-			      "-c IntervalStyle=iso_8601 -c extra_float_digits=3", "runbook", "30",
-			      hosts, hostaddrs, NULL};
+	const char *vals[] = {p->conninfo, "UTF8", options, "runbook", timeout, hosts, hostaddrs,
+			      NULL};
 	p->conn = PQconnectStartParams(keys, vals, 1);
+	free(options);
+	PQconninfoFree(o);
 	if (!p->conn || PQstatus(p->conn) == CONNECTION_BAD) {
 		*err = p->conn ? conn_error(p, "cannot connect")
 		       : rb_xstrdup("cannot connect: out of memory");

@@ -50,6 +50,11 @@ check "a SQL error points at its line and column in the runbook" grep -qF "tests
 out=$(run tests/pg/session.yaml 2>&1)
 check "SET ROLE and search_path do not leak into the next step, on one connection" grep -q 'same: succeeded' <<<"$out"
 
+# The conninfo's options are the session's, under the fixed ones.
+export RB_TEST_PG_OPTIONS_URL="$RB_TEST_PG_URL?application_name=rb-options-test&options=-csearch_path%3Drb_opt_schema,public%20-cTimeZone%3DEurope/Berlin"
+out=$(run tests/pg/options.yaml 2>&1)
+check "the conninfo's search_path and application_name are the session's" grep -q 'same: succeeded' <<<"$out"
+
 # VACUUM runs with transaction: false, and fails in a transaction.
 out=$(run tests/pg/vacuum.yaml 2>&1)
 check "VACUUM runs alone (transaction: false)" grep -q 'vacuum: succeeded' <<<"$out"
