@@ -1000,7 +1000,11 @@ static int resolve_hosts(struct pg *p, char **err)
 			rb_buf_printf(&p->addrs, "%s%s", p->addrs.len ? "," : "",
 				      *h == '/' || *h == '@' ? "" : h);
 		} else {
-			if (!p->lookup && !(p->lookup = rb_resolve_start(h, NULL, err))) {
+			/* The name is part of the conninfo, a secret: messages do not quote it
+			 * (a password with an @ in a URL spills into the host). */
+			if (!p->lookup && !(p->lookup = rb_resolve_start(
+				h, NULL, "the connection's host (not shown: the conninfo is a secret)",
+				err))) {
 				*end = c;
 				return -1;
 			}

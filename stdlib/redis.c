@@ -858,7 +858,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 	}
 	r->addrs = NULL;
 	char *err = NULL;
-	if (!(r->lk = rb_resolve_start(r->u.host, port, &err))) {
+	if (!(r->lk = rb_resolve_start(r->u.host, port, NULL, &err))) {
 		fail(r, res, RB_BROKEN, "%s", err);
 		free(err);
 		return NULL;

@@ -139,6 +139,13 @@ check "the wrong password is nowhere in the state directory" bash -c "! grep -rq
 check "the real password is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_PG_PASSWORD' '$st'"
 check "nor in the plan" bash -c "'$RUNBOOK' plan tests/pg/types.yaml | grep -q 'conn: \*\*\*'"
 
+# A password with an unencoded @ spills into the host libpq reads: the name is not shown.
+export RB_TEST_PG_BAD_URL="postgresql://rb_admin:Pw@TailOfTheSecretPw@127.0.0.1:$RB_TEST_PG_PORT/rb_test"
+out=$(run tests/pg/refused.yaml 2>&1)
+check "a host that does not resolve fails the step, not naming it" grep -q "nobody: failed.*cannot resolve the connection's host (not shown: the conninfo is a secret)" <<<"$out"
+check "... and no part of the password is in the console" bash -c '! grep -q TailOfTheSecretPw <<<"$1"' _ "$out"
+check "... nor in the state directory" bash -c "! grep -rq TailOfTheSecretPw '$st'"
+
 # pg.set_password: only the SCRAM verifier reaches the server (psql's \password).
 sql "CREATE ROLE \"odd \"\"name\"\" x\" LOGIN PASSWORD 'OldPassw0rd-rb' VALID UNTIL '2000-01-01'" >/dev/null
 sql "ALTER ROLE rb_admin SET log_statement = 'all'" >/dev/null
