@@ -348,6 +348,15 @@ struct pg {
 	size_t ncmds, cmdcap, cmdhead;
 	size_t user;                    /* the statement whose result is being read */
 	json_t *results;                /* one per statement */
+	/*
+	 * A user's statement's rows come one at a time (libpq's single-row mode), so that
+	 * one that returns too many fails at PG_MAX_ROWS instead of after libpq has held
+	 * them all in memory: those so far, and the columns.  mid: a command's results
+	 * have begun (single-row mode can be asked for only before they do).
+	 */
+	json_t *rows, *cols;
+	int mid;
+	size_t single_for;              /* 1 + the command single-row mode was asked for */
 	json_t *notices;                /* the server's notices (RAISE NOTICE, warnings) */
 	char *error;                    /* the first error */
 	const char *err_arg;
@@ -416,6 +425,13 @@ static void quiet(void *arg, const PGresult *r)
 	(void)r;
 }
 
+static void drop_rows(struct pg *p)
+{
+	json_decref(p->rows);
+	json_decref(p->cols);
+	p->rows = p->cols = NULL;
+}
+
 static void free_pg(struct pg *p, int keep)
 {
 	if (p->conn) {
@@ -433,6 +449,7 @@ static void free_pg(struct pg *p, int keep)
 	rb_buf_release(&p->addrs);
 	json_decref(p->stmts);
 	json_decref(p->results);
+	drop_rows(p);
 	json_decref(p->notices);
 	json_decref(p->explained);
 	free(p->markers);
@@ -658,25 +675,39 @@ static json_t *value_json(Oid type, const char *v, int len)
 	}
 }
 
-static json_t *result_json(const PGresult *r)
+static json_t *columns_json(const PGresult *r)
 {
-	int nf = PQnfields(r), nt = PQntuples(r);
-	json_t *cols = json_array(), *rows = json_array();
-	for (int f = 0; f < nf; f++)
+	json_t *cols = json_array();
+	for (int f = 0; f < PQnfields(r); f++)
 		json_array_append_new(cols, json_pack("{s:s, s:I}", "name", PQfname(r, f), "type_oid",
 						      (json_int_t)PQftype(r, f)));
-	for (int t = 0; t < nt; t++) {
-		json_t *row = json_object();
-		for (int f = 0; f < nf; f++)
-			json_object_set_new(row, PQfname(r, f), PQgetisnull(r, t, f) ? json_null()
-					    : value_json(PQftype(r, f), PQgetvalue(r, t, f),
-							 PQgetlength(r, t, f)));
-		json_array_append_new(rows, row);
+	return cols;
+}
+
+static json_t *row_json(const PGresult *r, int t)
+{
+	json_t *row = json_object();
+	for (int f = 0; f < PQnfields(r); f++)
+		json_object_set_new(row, PQfname(r, f), PQgetisnull(r, t, f) ? json_null()
+				    : value_json(PQftype(r, f), PQgetvalue(r, t, f),
+						 PQgetlength(r, t, f)));
+	return row;
+}
+
+/* A statement's result: r's rows, or those that came one at a time before it (rows, cols). */
+static json_t *result_json(const PGresult *r, json_t *rows, json_t *cols)
+{
+	if (!rows) {
+		rows = json_array();
+		for (int t = 0; t < PQntuples(r); t++)
+			json_array_append_new(rows, row_json(r, t));
 	}
+	if (!cols)
+		cols = columns_json(r);
 	const char *tuples = PQcmdTuples((PGresult *)r);
 	return json_pack("{s:o, s:o, s:s, s:I, s:I}", "rows", rows, "columns", cols, "command",
-			 PQcmdStatus((PGresult *)r), "row_count", (json_int_t)nt, "rows_affected",
-			 (json_int_t)(*tuples ? strtoll(tuples, NULL, 10) : 0));
+			 PQcmdStatus((PGresult *)r), "row_count", (json_int_t)json_array_size(rows),
+			 "rows_affected", (json_int_t)(*tuples ? strtoll(tuples, NULL, 10) : 0));
 }
 
 /* The server's words on an error: SQLSTATE, message, detail, hint; its position kept. */
@@ -773,21 +804,59 @@ static int sqlstate_is(const PGresult *r, const char *code)
 	return st && !strcmp(st, code);
 }
 
+/*
+ * Ask for the next command's rows one at a time when it is a user's statement.  Only
+ * before libpq parses its results: right after the command before it ended (its NULL),
+ * before PQisBusy, which parses.  When libpq cannot, its rows come together, as before.
+ */
+static void single_row(struct pg *p)
+{
+	if (!p->mid && !p->explain && p->cmdhead < p->ncmds && p->cmds[p->cmdhead].what == C_USER &&
+	    p->single_for != p->cmdhead + 1) {
+		PQsetSingleRowMode(p->conn);
+		p->single_for = p->cmdhead + 1;
+	}
+}
+
 /* Read what has come; 1 when the call is over. */
 static int read_results(struct pg *p)
 {
 	if (!PQconsumeInput(p->conn))
 		return -1;
 	int nulls = 0;
+	single_row(p);
 	while (!PQisBusy(p->conn)) {
 		PGresult *r = PQgetResult(p->conn);
 		if (!r) {       /* between the results of two commands; twice: nothing more yet */
+			p->mid = 0;
+			single_row(p);
 			if (++nulls > 1)
 				break;
 			continue;
 		}
 		nulls = 0;
 		ExecStatusType s = PQresultStatus(r);
+		p->mid = s != PGRES_PIPELINE_SYNC;
+		if (s == PGRES_SINGLE_TUPLE) {
+			if (!p->rows) {
+				p->rows = json_array();
+				p->cols = columns_json(r);
+			}
+			json_array_append_new(p->rows, row_json(r, 0));
+			PQclear(r);
+			if (json_array_size(p->rows) > PG_MAX_ROWS) {
+				/* The rest would come for nothing: the server stops, the
+				 * connection goes (free_pg keeps no failed one). */
+				if (!p->error)
+					p->error = rb_xasprintf("the statement returned more than %d "
+								"rows: give it a LIMIT", PG_MAX_ROWS);
+				p->failed = 1;
+				drop_rows(p);
+				cancel_on_server(p->conn);
+				return 1;
+			}
+			continue;
+		}
 		enum cmd c = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].what : C_SYNC;
 		p->user = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].stmt : 0;
 		if (s == PGRES_PIPELINE_SYNC) {
@@ -837,6 +906,7 @@ static int read_results(struct pg *p)
 			 * race shows as the table, its row type, or pg_type's unique index) */
 			;
 		} else if (s == PGRES_FATAL_ERROR) {
+			drop_rows(p);   /* rows that came before the error are not its result */
 			take_error(p, r, c == C_USER);
 		} else if (s == PGRES_PIPELINE_ABORTED) {
 			;
@@ -849,7 +919,8 @@ static int read_results(struct pg *p)
 							PG_MAX_ROWS);
 				p->failed = 1;
 			} else {
-				json_array_append_new(p->results, result_json(r));
+				json_array_append_new(p->results, result_json(r, p->rows, p->cols));
+				p->rows = p->cols = NULL;
 			}
 		}
 		PQclear(r);
@@ -1069,6 +1140,9 @@ static int reconnect(struct pg *p, char **err)
 	p->kept = 0;
 	p->reconnected = 1;
 	p->ncmds = p->cmdhead = p->next = 0;
+	p->mid = 0;
+	p->single_for = 0;
+	drop_rows(p);
 	p->failed = 0;          /* what libpq said of the lost connection */
 	free(p->error);
 	p->error = NULL;

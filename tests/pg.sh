@@ -80,8 +80,13 @@ check "Ctrl-C interrupts the run (130)" [ $? -eq 130 ]
 sleep 0.5
 check "nothing is left running on the server after Ctrl-C" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND pid <> pg_backend_pid()")" = 0 ]
 
+# Too many rows fail as they come, not after libpq has held them all in memory.
+out=$( (ulimit -v 400000; "$RUNBOOK" run --state-dir "$st" tests/pg/many_rows.yaml) 2>&1)
+check "a statement that returns too many rows fails, in 400 MB of memory" grep -q 'too_many: failed (continuing).*: the statement returned more than 100000 rows: give it a LIMIT' <<<"$out"
+check "... and 100000 rows, as many as are kept, come back whole" grep -q 'counted: succeeded' <<<"$out"
+
 # COPY from or to the client fails its step at once, and the transaction is rolled back.
-out=$(timeout 60 "$RUNBOOK" run --state-dir "$st" tests/pg/copy.yaml 2>&1)
+out=$(timeout -k 5 60 "$RUNBOOK" run --state-dir "$st" tests/pg/copy.yaml 2>&1)
 check "a run with COPY steps ends (its failures continue on error)" [ $? -eq 0 ]
 check "COPY TO STDOUT fails the step, saying why" grep -q 'copy_out: failed (continuing) in 0\.[0-9]s: COPY TO STDOUT is not supported' <<<"$out"
 check "COPY FROM STDIN fails the step, naming the statement" grep -q 'copy_in: failed (continuing) in 0\.[0-9]s: statement 3: COPY FROM STDIN is not supported' <<<"$out"
