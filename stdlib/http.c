@@ -72,7 +72,7 @@ static const struct rb_arg http_args[] = {
 	{"insecure", RB_T_BOOLEAN, 0, NULL, "do not verify the server's certificate (the plan "
 	 "says so)"},
 	{"follow_redirects", RB_T_BOOLEAN, 0, NULL, "follow 3xx redirects (default false), at "
-	 "most 10, never from https to http"},
+	 "most 10, never from https to http, nor to another host when headers hold a secret"},
 	{"expect_status", RB_T_ANY, 0, NULL, "the statuses that succeed: a status, \"2xx\", a "
 	 "range \"200-299\" or a list of those (default 2xx)"},
 	{"retries", RB_T_INTEGER, 0, NULL, "how many times 429 and 5xx answers are retried within "
@@ -367,6 +367,9 @@ struct http {
 	size_t body_len;                /* its length in all */
 	long max_body;
 	int too_big;
+	int keep_home;                  /* custom headers hold a secret: follow no redirect to
+					   another origin, where libcurl would send them too */
+	int left_home;                  /* ... and an answer redirected there: stopped */
 	int spill_fd;                   /* the body past HTTP_KEEP, or -1 */
 	char *spill_file;
 	struct rb_buf pend;             /* what waits for a cut before it is written */
@@ -494,6 +497,50 @@ static long retry_after(const char *v)
 	return ms < 0 ? 0 : ms > HTTP_MAX_WAIT_MS ? HTTP_MAX_WAIT_MS : (long)ms;
 }
 
+/* Scheme, host and port of url, resolved against base: "https://api.example.com:443". */
+static char *origin(const char *base, const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *o = NULL;
+	if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+	    curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+		o = rb_xasprintf("%s://%s:%s", scheme, host, port);
+		for (char *p = o; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return o;
+}
+
+/*
+ * A redirect's Location, when the request's own headers hold a secret: libcurl keeps
+ * only Authorization and Cookie from another host, and would send the rest (X-Api-Key)
+ * wherever the answer points.  0 stops the transfer before it follows.
+ */
+static int may_follow(struct http *h, const char *location)
+{
+	long status = 0;
+	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (!h->keep_home || status < 300 || status > 399)
+		return 1;
+	char *eff = NULL;
+	curl_easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &eff);
+	char *from = eff ? origin(eff, eff) : NULL, *to = eff ? origin(eff, location) : NULL;
+	int same = from && to && !strcmp(from, to);
+	free(from);
+	free(to);
+	if (!same)
+		h->left_home = 1;
+	return same;
+}
+
 static size_t on_header(char *d, size_t size, size_t nmemb, void *ud)
 {
 	struct http *h = ud;
@@ -528,9 +575,10 @@ static size_t on_header(char *d, size_t size, size_t nmemb, void *ud)
 	}
 	if (!strcmp(name, "retry-after"))
 		h->retry_after_ms = retry_after(value);
+	int stop = !strcmp(name, "location") && !may_follow(h, value);
 	free(name);
 	free(value);
-	return n;
+	return stop ? 0 : n;
 }
 
 static void free_http(struct http *h)
@@ -609,6 +657,7 @@ static void set_up(struct http *h)
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
 	if (json_is_true(json_object_get(a, "follow_redirects"))) {
+		h->keep_home = rb_call_arg_secret(h->c, "headers");
 		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
 		curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
 		/* Redirects keep http only when the request was http. */
@@ -696,6 +745,7 @@ static int send_request(struct http *h, char **err)
 	h->pend.len = 0;
 	h->body_len = 0;
 	h->too_big = 0;
+	h->left_home = 0;
 	h->errbuf[0] = '\0';
 	h->retry_after_ms = -1;
 	json_object_clear(h->resp_headers);
@@ -870,6 +920,10 @@ static int transfer_done(struct http *h, CURLcode code, struct rb_result *res)
 		if (h->too_big)
 			res->error = rb_xasprintf("%s %s: the body is larger than %ld bytes "
 						  "(max_body)", h->method, h->shown, h->max_body);
+		else if (h->left_home)
+			res->error = rb_xasprintf("%s %s: status %ld redirects to another host, "
+						  "and headers holds a secret: not followed",
+						  h->method, h->shown, status);
 		else
 			res->error = rb_xasprintf("%s %s: %s", h->method, h->shown,
 						  h->errbuf[0] && !strstr(h->errbuf, "://")

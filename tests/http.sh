@@ -78,6 +78,10 @@ check "the plan flags insecure" bash -c "'$RUNBOOK' plan -p https=x -p expired=h
 
 out=$(run -p base="$base" -p https="$RB_TEST_HTTPS_URL" -p ca="$RB_TEST_CA_FILE" tests/http/redirect.yaml 2>&1)
 check "redirects: followed when told, not otherwise, never from https to http" grep -q 'check: succeeded' <<<"$out"
+out=$(run -p base="$base" -p other="http://localhost:$RB_TEST_HTTP_PORT" tests/http/redirect_secret.yaml 2>&1)
+check "redirects: headers that hold a secret go to the same origin only" grep -q 'check: succeeded' <<<"$out"
+check "... another host is not followed, saying why" grep -q 'elsewhere: failed.*status 302 redirects to another host, and headers holds a secret: not followed' <<<"$out"
+check "... and the other host received nothing" [ "$(received /echo | jq '[.[] | select(.query.k == ["rs-elsewhere"])] | length')" = 0 ]
 
 # A GET as a step's check, and in a probe: reads run, writes do not.
 mkdir -p "$tmp/checkdir"
