@@ -861,7 +861,7 @@ static json_t *answer(struct http *h, long status, struct rb_result *res)
 		else if (!res->error)
 			res->error = rb_xasprintf("%s %s: the body is not valid JSON (line %d, "
 						  "column %d: %s)", h->method, h->shown, e.line,
-						  e.column, e.text);
+						  e.column, rb_json_why(&e));
 	} else if (want && !res->error) {
 		res->error = rb_xasprintf("%s %s: the body is %s, not JSON", h->method, h->shown,
 					  h->resp.len ? "too long to decode" : "empty");

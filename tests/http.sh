@@ -46,6 +46,12 @@ check "... none of them was sent" [ "$(received /echo | jq '[.[] | select((.quer
 out=$("$RUNBOOK" validate /dev/stdin <<<'{runbook: h, version: 1, steps: [{id: a, action: http.request, with: {url: "http://x/", headers: {"Bad Name": "x"}}}]}' 2>&1)
 check "validate refuses a header name that is no token" grep -q "'Bad Name' is not a header name" <<<"$out"
 
+# A body that is not JSON: jansson quotes up to 20 bytes near the error, which may be a
+# piece of a secret (an escape JSON does not have, in a password): the message does not.
+out=$(run -p base="$base" tests/http/json_quote.yaml 2>&1)
+check "a body that is not JSON fails, saying where" grep -q 'not_json: failed.*the body is not valid JSON (line 1, column 6: invalid escape)' <<<"$out"
+check "... quoting none of it" bash -c '! grep -qF "k3y" <<<"$1"' _ "$out"
+
 # Connections are kept for the run: as many as ran at once, not libcurl's four a transfer.
 curl -s -X DELETE "$base/_requests" >/dev/null
 out=$(run --jobs 8 -p base="$base" tests/http/pool.yaml 2>&1)
