@@ -595,6 +595,27 @@ static char *nul_error(const struct exec *ex, const struct rb_node *n, const cha
 }
 
 /*
+ * Whether a call of the job, its arguments rendered, writes, as its action's effect()
+ * says now that they are known (pg.query's SQL from an expression: COPY TO PROGRAM):
+ * the plan took it for one that reads, and a probe must not run it.
+ */
+static int writes_now(const struct job *jb)
+{
+	size_t k;
+	json_t *args;
+	if (!jb->action->effect)
+		return 0;
+	json_array_foreach(jb->calls, k, args) {
+		char *what = NULL;
+		enum rb_effect e = jb->action->effect(args, NULL, &what);
+		free(what);
+		if (e == RB_EFFECT_WRITES)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * The rendered arguments against their types, as validate checks those written out: a
  * value an expression gave is known only now (a map for a URL, a number for a header,
  * a method not among the choices).  0, or -1 with *e.
@@ -1065,6 +1086,12 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 		return;
 	}
 	struct job *jb = prepare(ex, i, check, &why);
+	if (jb && ex->o->probe && !explain && writes_now(jb)) {
+		free_job(jb);
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects (its arguments, "
+							  "known now, say so)"));
+		return;
+	}
 	if (jb)
 		jb->explain = explain;
 	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */

@@ -4,7 +4,9 @@
  * statements go out together and come back in one round trip).
  *
  * pg.query runs one statement in a READ ONLY transaction, so it cannot
- * write even if its SQL says so: it has no side effects.  pg.exec runs its
+ * write to tables even if its SQL says so.  What such a transaction does not
+ * stop (COPY TO PROGRAM, pg_terminate_backend) is found in its SQL: those
+ * calls have side effects (unstopped()).  pg.exec runs its
  * statements in one transaction, or each alone (transaction: false) for what
  * cannot run in one (VACUUM, CREATE INDEX CONCURRENTLY).  Parameters travel
  * apart from the SQL ($1..$n), never spliced into it.
@@ -28,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "action.h"
 #include "pg.h"
@@ -276,11 +279,110 @@ static void verb(const char *sql, char *out, size_t size)
 	out[n] = '\0';
 }
 
+/*
+ * What a READ ONLY transaction does not stop (PostgreSQL 15): statements that write
+ * outside the tables (COPY to a file or a program on the server, CHECKPOINT, ANALYZE,
+ * REINDEX, LOAD) and functions that act on the server (end other sessions, switch WAL,
+ * make replication slots, reset statistics, reload the configuration) or beyond it.
+ */
+static const char *const ro_verbs[] = {
+	"ANALYZE", "CHECKPOINT", "CLUSTER", "COPY", "LOAD", "NOTIFY", "REINDEX", "VACUUM", NULL,
+};
+static const char *const ro_functions[] = {
+	"dblink", "dblink_exec", "dblink_send_query", "lo_export", "lo_import",
+	"pg_advisory_lock", "pg_advisory_lock_shared", "pg_backup_start", "pg_backup_stop",
+	"pg_cancel_backend", "pg_copy_logical_replication_slot",
+	"pg_copy_physical_replication_slot", "pg_create_logical_replication_slot",
+	"pg_create_physical_replication_slot", "pg_create_restore_point",
+	"pg_drop_replication_slot", "pg_file_rename", "pg_file_sync", "pg_file_unlink",
+	"pg_file_write", "pg_log_backend_memory_contexts", "pg_logical_emit_message",
+	"pg_logical_slot_get_binary_changes", "pg_logical_slot_get_changes", "pg_notify",
+	"pg_promote", "pg_reload_conf", "pg_replication_origin_advance",
+	"pg_replication_origin_create", "pg_replication_origin_drop",
+	"pg_replication_slot_advance", "pg_rotate_logfile", "pg_start_backup", "pg_stat_reset",
+	"pg_stat_reset_replication_slot", "pg_stat_reset_shared",
+	"pg_stat_reset_single_function_counters", "pg_stat_reset_single_table_counters",
+	"pg_stat_reset_slru", "pg_stat_reset_subscription_stats", "pg_stat_statements_reset",
+	"pg_stop_backup", "pg_switch_wal", "pg_switch_xlog", "pg_terminate_backend",
+	"pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_wal_replay_pause",
+	"pg_wal_replay_resume", NULL,
+};
+
+/* Whether the word s[0, n) is in list, in any case (SQL folds unquoted names). */
+static int in_list(const char *const *list, const char *s, size_t n)
+{
+	for (; *list; list++)
+		if (strlen(*list) == n && !strncasecmp(*list, s, n))
+			return 1;
+	return 0;
+}
+
+/*
+ * The first of sql's words, outside quotes and comments, that a read-only transaction
+ * does not stop: its verb, or "a call of" a function (its name followed by "("), into out.
+ * 0 when there is none.
+ */
+static int unstopped(const char *sql, char *out, size_t size)
+{
+	int first = 1;
+	for (const char *p = sql; *p;) {
+		if (*p == '\'' || *p == '"') {
+			int esc = *p == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e');
+			char q = *p++;
+			while (*p && !(*p == q && p[1] != q))
+				p += *p == q || (esc && *p == '\\' && p[1]) ? 2 : 1;
+			p += *p ? 1 : 0;
+		} else if (p[0] == '-' && p[1] == '-') {
+			p += strcspn(p, "\n");
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			p = e ? e + 2 : p + strlen(p);
+		} else if (*p == '$' && (p[1] == '$' || (p[1] >= 'A' && p[1] <= 'Z') ||
+					 (p[1] >= 'a' && p[1] <= 'z') || p[1] == '_')) {
+			const char *t = p + 1;  /* a dollar quote: $tag$ ... $tag$ (a body: not run) */
+			while (*t && *t != '$' && ident_char(*t))
+				t++;
+			if (*t != '$') {
+				p++;
+				continue;
+			}
+			size_t n = (size_t)(t - p + 1);
+			const char *e;
+			for (e = t + 1; *e && strncmp(e, p, n); e++)
+				;
+			p = *e ? e + n : e;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') {
+			const char *w = p;
+			while (ident_char(*p))
+				p++;
+			size_t n = (size_t)(p - w);
+			const char *after = p + strspn(p, " \t\r\n");
+			if (first && in_list(ro_verbs, w, n)) {
+				verb(w, out, size);
+				return 1;
+			}
+			if (*after == '(' && in_list(ro_functions, w, n)) {
+				snprintf(out, size, "a call of %.*s", (int)n, w);
+				return 1;
+			}
+			first = 0;
+		} else {
+			first &= *p == '(' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
+			p++;
+		}
+	}
+	return 0;
+}
+
 static enum rb_effect query_effect(const json_t *args, const json_t *later, char **what)
 {
 	(void)later;
 	const char *sql = json_string_value(json_object_get(args, "sql"));
-	char v[32];
+	char v[64];
+	if (sql && unstopped(sql, v, sizeof(v))) {
+		*what = rb_xasprintf("%s, which a read-only transaction does not stop", v);
+		return RB_EFFECT_WRITES;
+	}
 	if (sql) {
 		verb(sql, v, sizeof(v));
 		*what = rb_xasprintf("%s in a read-only transaction", *v ? v : "a statement");
@@ -1373,7 +1475,13 @@ const struct rb_action act_pg_query = {
 		   "      FROM pg_stat_activity WHERE now() - query_start > $1::interval\n"
 		   "    params: [\"5 minutes\"]\n"
 		   "    statement_timeout: 10s\n",
-	.flags = RB_ACT_IDEMPOTENT,
+	.effects = "none, but for what its read-only transaction does not stop: the statements "
+		   "COPY (to a file or a program on the server), CHECKPOINT, ANALYZE, REINDEX, "
+		   "LOAD and NOTIFY, and calls of the functions that act on the server or beyond "
+		   "it (pg_terminate_backend, pg_cancel_backend, pg_reload_conf, pg_switch_wal, "
+		   "pg_stat_reset..., replication slots and origins, backups, advisory locks, "
+		   "dblink, lo_export, adminpack's pg_file_*): those have, and the plan says which "
+		   "(`--dry-run --probe` sends the others, and a `check:` may use them)",
 	.check = query_check,
 	.effect = query_effect,
 	.start = query_start,

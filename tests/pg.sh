@@ -100,6 +100,43 @@ check "a probe reads with pg.query" grep -q 'count: succeeded' <<<"$out"
 check "... and only explains pg.exec" grep -q 'wipe: not probed (it has side effects: explained, not run)' <<<"$out"
 check "a probe never runs pg.exec: the rows are there" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
 
+# What a read-only transaction does not stop has side effects: never probed, never a check.
+victim=$tmp/victim.out
+PGAPPNAME=rb-victim PGPASSWORD=$RB_TEST_PG_PASSWORD psql -X -qAt -h 127.0.0.1 -p "$RB_TEST_PG_PORT" -U rb_admin rb_test -c 'SELECT pg_sleep(20)' >"$victim" 2>&1 &
+vpid=$!
+for _ in $(seq 50); do
+	[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rb-victim' AND state = 'active'")" = 1 ] && break
+	sleep 0.1
+done
+made="/tmp/rb-unstopped-$$"
+rm -f "$made"
+plan=$("$RUNBOOK" plan --format json -p file="$made" tests/pg/unstopped.yaml 2>&1)
+check "pg_terminate_backend has side effects in the plan" jq -e '[.steps[] | .side_effects] == [true, false, true, false]' <<<"$plan"
+check "... saying what the read-only transaction does not stop" jq -e '.steps[0].does == "a call of PG_TERMINATE_BACKEND, which a read-only transaction does not stop" and .steps[2].does == "COPY, which a read-only transaction does not stop"' <<<"$plan"
+out=$(run --dry-run --probe -p file="$made" tests/pg/unstopped.yaml 2>&1)
+check "a probe does not run them" grep -q 'kill: not probed (it has side effects)' <<<"$out"
+check "... nor one whose SQL, known only then, says so" grep -q 'program: not probed (it has side effects (its arguments, known now, say so))' <<<"$out"
+check "... and runs the one that reads" grep -q 'reads: succeeded' <<<"$out"
+check "the session the probe would have ended is still there" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rb-victim'")" = 1 ]
+check "the program the probe would have run on the server did not run" [ ! -e "$made" ]
+kill "$vpid" 2>/dev/null
+wait "$vpid" 2>/dev/null
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rb-victim'" >/dev/null
+cat >"$tmp/kill_check.yaml" <<'YAML'
+runbook: kill-check
+version: 1
+secrets:
+  db: {env: RB_TEST_PG_URL}
+steps:
+  - id: s
+    run: "true"
+    check:
+      action: pg.query
+      with: {conn: "${{ secrets.db }}", sql: "SELECT pg_cancel_backend(1)"}
+YAML
+out=$("$RUNBOOK" validate "$tmp/kill_check.yaml" 2>&1)
+check "a check may not call pg_cancel_backend" grep -q "a check must not change anything, and this call of action 'pg.query' has side effects" <<<"$out"
+
 # --dry-run --probe: pg.exec's statements are explained by the real server, never run.
 out=$(run --dry-run --probe tests/pg/explain.yaml 2>&1)
 check "a probe explains pg.exec's DELETE, with the rows it would touch" grep -qE '1\. DELETE: about [0-9]+ rows?; Seq Scan on items' <<<"$out"
