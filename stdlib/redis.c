@@ -577,6 +577,23 @@ static int fail(struct rds *r, struct rb_result *res, enum rb_outcome outcome, c
 	return finish(r, res, outcome, err);
 }
 
+/*
+ * An error reply's text without what it quotes of the command.  Redis quotes the
+ * arguments of a command it does not know ("with args beginning with: 'k' 'eyJhbG...'")
+ * and an unknown subcommand, cut at 128 bytes: a piece of a secret that the redactor,
+ * finding whole values, would let through.  The command's name and index say which.
+ */
+static void unquote_args(char *s, size_t *n)
+{
+	char *cut = strstr(s, ", with args beginning with:");
+	if (!cut && (cut = strstr(s, "unknown subcommand '")) != NULL)
+		cut += strlen("unknown subcommand");
+	if (cut) {
+		*cut = '\0';
+		*n = (size_t)(cut - s);
+	}
+}
+
 /* A reply as a plain value: strings (not UTF-8: U+FFFD), integers, lists, null, {error}. */
 static json_t *decode(const redisReply *x)
 {
@@ -588,6 +605,8 @@ static json_t *decode(const redisReply *x)
 	case REDIS_REPLY_STATUS:
 	case REDIS_REPLY_ERROR:
 		s = rb_utf8_lossy(x->str ? x->str : "", x->len, &n);
+		if (x->type == REDIS_REPLY_ERROR)
+			unquote_args(s, &n);
 		v = json_stringn(s, n);
 		free(s);
 		return x->type == REDIS_REPLY_ERROR ? json_pack("{s:o}", "error", v) : v;
@@ -608,6 +627,7 @@ static char *error_text(const redisReply *x)
 {
 	size_t n;
 	char *s = rb_utf8_lossy(x->str ? x->str : "", x->len, &n);
+	unquote_args(s, &n);
 	char *vis = rb_visible(s, n, 0);
 	free(s);
 	return vis;
