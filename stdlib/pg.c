@@ -216,9 +216,82 @@ static int query_check(const json_t *args, const json_t *later, struct rb_arg_er
 	return check_common(args, e);
 }
 
+/* The first word of a statement, upper case, for the plan: "DELETE". */
+static void verb(const char *sql, char *out, size_t size)
+{
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+		sql++;
+	size_t n = 0;
+	while (n + 1 < size && ((*sql >= 'a' && *sql <= 'z') || (*sql >= 'A' && *sql <= 'Z'))) {
+		char c = *sql++;
+		out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+	}
+	out[n] = '\0';
+}
+
+/* The n-th word (0: the first) of sql, upper case, past blanks and comments, into w. */
+static void word_at(const char *sql, int n, char *w, size_t size)
+{
+	const char *p = sql;
+	for (int k = 0;; k++) {
+		for (;;) {
+			p += strspn(p, " \t\r\n(");
+			if (p[0] == '-' && p[1] == '-')
+				p += strcspn(p, "\n");
+			else if (p[0] == '/' && p[1] == '*' && strstr(p + 2, "*/"))
+				p = strstr(p + 2, "*/") + 2;
+			else
+				break;
+		}
+		if (k == n) {
+			verb(p, w, size);
+			return;
+		}
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+			p++;
+	}
+}
+
+/*
+ * Whether sql ends or begins a transaction (COMMIT, ROLLBACK, BEGIN...; not ROLLBACK TO
+ * a savepoint): in the step's transaction, the statements after a COMMIT would run
+ * outside it, committed whatever follows, and exactly_once's marker with them.
+ */
+static int ends_transaction(const char *sql, char *v, size_t size)
+{
+	static const char *const verbs[] = {"ABORT", "BEGIN", "COMMIT", "END", "START", NULL};
+	char w2[32], w3[32];
+	word_at(sql, 0, v, size);
+	for (const char *const *x = verbs; *x; x++)
+		if (!strcmp(v, *x))
+			return 1;
+	word_at(sql, 1, w2, sizeof(w2));
+	word_at(sql, 2, w3, sizeof(w3));
+	if (!strcmp(v, "ROLLBACK"))
+		return strcmp(w2, "TO") && strcmp(w3, "TO");
+	return !strcmp(v, "PREPARE") && !strcmp(w2, "TRANSACTION");
+}
+
 static int exec_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	json_t *sql = json_object_get(args, "sql"), *params = json_object_get(args, "params");
+	int in_tx = !json_is_false(json_object_get(args, "transaction"));
+	size_t i;
+	json_t *st;
+	json_array_foreach(json_is_array(sql) ? sql : NULL, i, st) {
+		const char *s = json_string_value(json_is_object(st) ? json_object_get(st, "sql") : st);
+		char w[32];
+		if (in_tx && s && ends_transaction(s, w, sizeof(w)))
+			return rb_arg_fail(e, "sql", (int)i, rb_xasprintf(
+				"%s in the step's transaction, which the action begins and commits: "
+				"what follows would run outside it (give transaction: false to "
+				"control transactions in the statements)", w));
+	}
+	char w[32];
+	if (in_tx && json_is_string(sql) && ends_transaction(json_string_value(sql), w, sizeof(w)))
+		return rb_arg_fail(e, "sql", -1, rb_xasprintf(
+			"%s in the step's transaction, which the action begins and commits (give "
+			"transaction: false to control transactions in the statements)", w));
 	if (json_is_string(sql) && check_statement(json_string_value(sql), params,
 						   rb_arg_later(later, "params"), "sql", -1, e) < 0)
 		return -1;
@@ -264,19 +337,6 @@ static int exec_check(const json_t *args, const json_t *later, struct rb_arg_err
 		}
 	}
 	return check_common(args, e);
-}
-
-/* The first word of a statement, upper case, for the plan: "DELETE". */
-static void verb(const char *sql, char *out, size_t size)
-{
-	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
-		sql++;
-	size_t n = 0;
-	while (n + 1 < size && ((*sql >= 'a' && *sql <= 'z') || (*sql >= 'A' && *sql <= 'Z'))) {
-		char c = *sql++;
-		out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
-	}
-	out[n] = '\0';
 }
 
 /*
