@@ -1470,6 +1470,13 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 		return 1;
 	}
 	if (r == 1) {
+		if (!p->failed && !p->transaction && PQtransactionStatus(p->conn) != PQTRANS_IDLE) {
+			/* transaction: false, and a BEGIN without its COMMIT: the connection is
+			 * closed, not kept, and the server rolls the statements back */
+			p->error = rb_xstrdup("the statements left a transaction open (a BEGIN "
+					      "without its COMMIT): it is rolled back");
+			p->failed = 1;
+		}
 		if (p->failed) {
 			res->err_arg = p->err_arg;
 			res->err_index = p->err_index;

@@ -55,6 +55,11 @@ export RB_TEST_PG_OPTIONS_URL="$RB_TEST_PG_URL?application_name=rb-options-test&
 out=$(run tests/pg/options.yaml 2>&1)
 check "the conninfo's search_path and application_name are the session's" grep -q 'same: succeeded' <<<"$out"
 
+# Statements run alone that leave a transaction open fail the step: it is rolled back.
+out=$(run tests/pg/left_open.yaml 2>&1)
+check "a BEGIN without its COMMIT fails the step, saying so" grep -q 'left_open: failed (continuing).*: the statements left a transaction open (a BEGIN without its COMMIT): it is rolled back' <<<"$out"
+check "... and only the committed row is on the server" [ "$(sql 'SELECT array_agg(n) FROM opent')" = '{2}' ]
+
 # VACUUM runs with transaction: false, and fails in a transaction.
 out=$(run tests/pg/vacuum.yaml 2>&1)
 check "VACUUM runs alone (transaction: false)" grep -q 'vacuum: succeeded' <<<"$out"
