@@ -7,6 +7,7 @@
 #include "render.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +44,18 @@ json_t *rb_node_to_json(const struct rb_node *n)
 	case RB_K_BOOL:
 		return json_boolean(n->str[0] == 't' || n->str[0] == 'T');
 	case RB_K_INT: {
+		/*
+		 * YAML 1.2's: 0x1F hex, 0o17 octal, and 01234 decimal (strtoll's base 0
+		 * read it as octal, 668, and 0o17 as 0).  One that does not fit 64 bits
+		 * stays its digits, as written, rather than clamped to the largest.
+		 */
+		int base = !strncmp(n->str, "0x", 2) ? 16 : !strncmp(n->str, "0o", 2) ? 8 : 10;
 		char *end;
-		long long v = strtoll(n->str, &end, 0);
-		if (*end == '\0')
+		errno = 0;
+		long long v = strtoll(base == 10 ? n->str : n->str + 2, &end, base);
+		if (*end == '\0' && errno != ERANGE)
 			return json_integer(v);
-		return json_real(strtod(n->str, NULL));
+		return json_stringn(n->str, n->len);
 	}
 	case RB_K_FLOAT:
 		if (strstr(n->str, "inf") || strstr(n->str, "Inf") || strstr(n->str, "INF") ||

@@ -595,6 +595,59 @@ static char *nul_error(const struct exec *ex, const struct rb_node *n, const cha
 }
 
 /*
+ * Whether a call of the job, its arguments rendered, writes, as its action's effect()
+ * says now that they are known (pg.query's SQL from an expression: COPY TO PROGRAM):
+ * the plan took it for one that reads, and a probe must not run it.
+ */
+static int writes_now(const struct job *jb)
+{
+	size_t k;
+	json_t *args;
+	if (!jb->action->effect)
+		return 0;
+	json_array_foreach(jb->calls, k, args) {
+		char *what = NULL;
+		enum rb_effect e = jb->action->effect(args, NULL, &what);
+		free(what);
+		if (e == RB_EFFECT_WRITES)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The rendered arguments against their types, as validate checks those written out: a
+ * value an expression gave is known only now (a map for a URL, a number for a header,
+ * a method not among the choices).  0, or -1 with *e.
+ */
+static int args_fit(const struct rb_action *a, const struct rb_step *what, json_t *args,
+		    struct rb_arg_error *e)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	json_object_foreach_safe(args, tmp, k, v) {
+		const struct rb_arg *g = rb_action_arg(a, k);
+		char *why = NULL;
+		if (!g)
+			continue;
+		json_incref(v);
+		json_t *fit = v;
+		if (rb_arg_fit(g, rb_map_get(what->with, k), &fit, &why) < 0) {
+			json_decref(fit);
+			e->arg = g->name;
+			e->index = -1;
+			e->msg = why;
+			return -1;
+		}
+		if (fit != v)
+			json_object_set(args, k, fit);
+		json_decref(fit);
+	}
+	return 0;
+}
+
+/*
  * Render what the action of step i, or of its check, needs; NULL with *err
  * when an expression fails.
  */
@@ -660,7 +713,8 @@ static struct job *prepare(struct exec *ex, size_t i, int check, char **err)
 			goto fail_err;
 		}
 		struct rb_arg_error e = {NULL, -1, NULL};
-		if (jb->action->check && jb->action->check(args, NULL, &e) < 0) {
+		if (args_fit(jb->action, what, args, &e) < 0 ||
+		    (jb->action->check && jb->action->check(args, NULL, &e) < 0)) {
 			/* What was known only now breaks the action's rules: at the argument. */
 			const struct rb_node *at = rb_map_get(what->with, e.arg ? e.arg : "");
 			*err = rb_xasprintf("%s:%d:%d: argument '%s' of action '%s': %s",
@@ -1036,6 +1090,12 @@ static void start(struct exec *ex, size_t i, struct job **batch, size_t *nbatch)
 		return;
 	}
 	struct job *jb = prepare(ex, i, check, &why);
+	if (jb && ex->o->probe && !explain && writes_now(jb)) {
+		free_job(jb);
+		finish(ex, i, S_UNPROBED, NULL, rb_xstrdup("it has side effects (its arguments, "
+							  "known now, say so)"));
+		return;
+	}
 	if (jb)
 		jb->explain = explain;
 	if (!jb && ex->interrupted) {   /* as for its condition: it is not run */

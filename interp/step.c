@@ -895,8 +895,14 @@ static enum rb_effect check_with(struct loader *l, struct rb_step *s, int *idem)
 				}
 			}
 			if (!has_expr(NULL, v)) {
-				json_object_set_new(lit, g->name, rb_node_to_json(v));
-				json_object_set_new(known, g->name, rb_node_to_json(v));
+				/* As the call will get it: url: 123 is the text "123" */
+				json_t *x = rb_node_to_json(v);
+				char *ignored = NULL;
+				if (g->type == RB_T_STRING || g->type == RB_T_STRING_MAP)
+					rb_arg_fit(g, v, &x, &ignored);
+				free(ignored);
+				json_object_set_new(lit, g->name, json_incref(x));
+				json_object_set_new(known, g->name, x);
 			} else {        /* a list or map known in part */
 				json_object_set_new(known, g->name, known_part(v));
 				if (g->flags & RB_ARG_PARTIAL)

@@ -390,3 +390,127 @@ int rb_value_fits(const struct rb_node *n, enum rb_type t, char **why)
 				    rb_node_kind_name(n));
 	return ok;
 }
+
+/* --- arguments known at run time ------------------------------------------------------ */
+
+static const char *json_kind(const json_t *v)
+{
+	return json_is_object(v) ? "a map" : json_is_array(v) ? "a list" : json_is_null(v) ? "nil"
+	       : json_is_boolean(v) ? "a boolean" : json_is_string(v) ? "a string" : "a number";
+}
+
+/*
+ * A scalar as text, as the runbook wrote it when lit is its literal node (1.10 stays
+ * 1.10), else as Lua would print it; NULL for nil, lists and maps.
+ */
+static json_t *scalar_text(const json_t *v, const struct rb_node *lit)
+{
+	if (json_is_string(v))
+		return json_incref((json_t *)v);
+	if (lit && lit->type == RB_SCALAR && !lit->tmpl && (json_is_number(v) || json_is_boolean(v)))
+		return json_stringn(lit->str, lit->len);
+	if (json_is_integer(v)) {
+		char *s = rb_xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		json_t *t = json_string(s);
+		free(s);
+		return t;
+	}
+	if (json_is_real(v)) {          /* the fewest digits that read back the same */
+		double d = json_real_value(v);
+		char buf[40];
+		for (int prec = 14; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, d);
+			if (strtod(buf, NULL) == d)
+				break;
+		}
+		return json_string(buf);
+	}
+	if (json_is_boolean(v))
+		return json_string(json_is_true(v) ? "true" : "false");
+	return NULL;
+}
+
+int rb_arg_fit(const struct rb_arg *g, const struct rb_node *lit, json_t **v, char **why)
+{
+	json_t *x = *v, *t;
+	if (json_is_null(x) && !(g->flags & RB_ARG_REQUIRED))
+		return 0;               /* nil: not given, as when it is left out */
+	switch (g->type) {
+	case RB_T_STRING:
+		if (!(t = scalar_text(x, lit))) {
+			*why = rb_xasprintf("expected a string, not %s", json_kind(x));
+			return -1;
+		}
+		json_decref(x);
+		*v = t;
+		if (g->choices) {
+			const char *s = json_string_value(t);
+			size_t j;
+			for (j = 0; g->choices[j] && strcmp(s, g->choices[j]); j++)
+				;
+			if (!g->choices[j]) {   /* the value is not quoted: it may hold a secret */
+				struct rb_buf b;
+				rb_buf_init(&b);
+				for (j = 0; g->choices[j]; j++)
+					rb_buf_printf(&b, "%s%s", j ? ", " : "", g->choices[j]);
+				*why = rb_xasprintf("expected one of %s", b.s);
+				rb_buf_release(&b);
+				return -1;
+			}
+		}
+		return 0;
+	case RB_T_STRING_MAP: {
+		if (!json_is_object(x)) {
+			*why = rb_xasprintf("expected a map of strings, not %s", json_kind(x));
+			return -1;
+		}
+		const char *k;
+		json_t *e;
+		json_object_foreach(x, k, e) {
+			const struct rb_node *ln = NULL;
+			for (size_t i = 0; lit && lit->type == RB_MAP && i < lit->n; i++)
+				if (lit->items[2 * i]->type == RB_SCALAR &&
+				    !strcmp(lit->items[2 * i]->str, k))
+					ln = lit->items[2 * i + 1];
+			if (!(t = scalar_text(e, ln))) {
+				*why = rb_xasprintf("value of '%s' must be a string, not %s", k,
+						    json_kind(e));
+				return -1;
+			}
+			json_object_set_new(x, k, t);
+		}
+		return 0;
+	}
+	case RB_T_DURATION: {
+		int64_t ms;
+		const char *w = "expected a duration, like 10s";
+		if (!json_is_string(x) || rb_duration_parse(json_string_value(x), &ms, &w) < 0) {
+			*why = json_is_string(x) ? rb_xasprintf("invalid duration: %s", w)
+			       : rb_xasprintf("expected a duration, like 10s, not %s", json_kind(x));
+			return -1;
+		}
+		return 0;
+	}
+	case RB_T_INTEGER:
+		if (json_is_real(x) && json_real_value(x) == (double)(json_int_t)json_real_value(x)) {
+			*v = json_integer((json_int_t)json_real_value(x));      /* 6 / 2 is 3.0 */
+			json_decref(x);
+			return 0;
+		}
+		if (!json_is_integer(x)) {
+			*why = rb_xasprintf("expected an integer, not %s", json_kind(x));
+			return -1;
+		}
+		return 0;
+	case RB_T_LIST:
+	case RB_T_MAP:
+		if (g->type == RB_T_LIST ? !json_is_array(x) : !json_is_object(x)) {
+			*why = rb_xasprintf("expected a %s, not %s", g->type == RB_T_LIST ? "list"
+					    : "map", json_kind(x));
+			return -1;
+		}
+		return 0;
+	default:                /* booleans are Lua's truth (assert), the rest the action's */
+		return 0;
+	}
+}

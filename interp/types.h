@@ -54,4 +54,12 @@ const char *rb_type_name(enum rb_type t);
  */
 int rb_value_fits(const struct rb_node *n, enum rb_type t, char **why);
 
+/*
+ * A rendered argument of type g at run time, *v (replaced when it becomes text: a number
+ * for a string, as validate lets a literal be), given its node as written, lit (for the
+ * literal text: 1.10, not 1.1).  nil for an argument that is not required is left, as not
+ * given.  Returns 0, or -1 with *why (malloc'd; it quotes no value, which may be secret).
+ */
+int rb_arg_fit(const struct rb_arg *g, const struct rb_node *lit, json_t **v, char **why);
+
 #endif

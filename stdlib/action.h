@@ -281,6 +281,13 @@ int rb_arg_later(const json_t *later, const char *name);
 /* ... whether it is given at all, known now or later. */
 int rb_arg_given(const json_t *args, const json_t *later, const char *name);
 
+/*
+ * jansson's message on e, without the text it quotes near the error ("invalid token
+ * near 'Zq7s'"): a piece of a secret cut short, which the redactor, finding whole
+ * values, would let through.  The line and column say where.  Cuts e->text in place.
+ */
+const char *rb_json_why(json_error_t *e);
+
 /* Whether argument name of the call reads a secret: its value, whole or in part, is one. */
 int rb_call_arg_secret(const struct rb_call *c, const char *name);
 

@@ -81,6 +81,14 @@ int rb_arg_given(const json_t *args, const json_t *later, const char *name)
 	return json_object_get(args, name) || rb_arg_later(later, name);
 }
 
+const char *rb_json_why(json_error_t *e)
+{
+	char *near = strstr(e->text, " near '");
+	if (near)
+		*near = '\0';
+	return e->text;
+}
+
 int rb_call_arg_secret(const struct rb_call *c, const char *name)
 {
 	for (const char *const *a = c->secret_args; a && *a; a++)

@@ -72,7 +72,7 @@ static const struct rb_arg http_args[] = {
 	{"insecure", RB_T_BOOLEAN, 0, NULL, "do not verify the server's certificate (the plan "
 	 "says so)"},
 	{"follow_redirects", RB_T_BOOLEAN, 0, NULL, "follow 3xx redirects (default false), at "
-	 "most 10, never from https to http"},
+	 "most 10, never from https to http, nor to another host when headers hold a secret"},
 	{"expect_status", RB_T_ANY, 0, NULL, "the statuses that succeed: a status, \"2xx\", a "
 	 "range \"200-299\" or a list of those (default 2xx)"},
 	{"retries", RB_T_INTEGER, 0, NULL, "how many times 429 and 5xx answers are retried within "
@@ -182,12 +182,53 @@ static int check_url(const char *url, char **why)
 	return r;
 }
 
+/*
+ * 0 when the headers and the token can go in a request as they are; else -1 with *arg
+ * and *why.  A line break in a value would end the header and start one of the caller's
+ * choosing (X-A: "v\r\nX-Injected: yes"), and a name that is not a token is no header.
+ * Messages quote names, never values (a value may be a secret).
+ */
+static int headers_bad(const json_t *args, const char **arg, char **why)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(args, "headers"), k, v) {
+		*arg = "headers";
+		if (!*k || k[strspn(k, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+				     "ABCDEFGHIJKLMNOPQRSTUVWXYZ")]) {
+			char *vis = rb_visible(k, strlen(k), 0);
+			*why = rb_xasprintf("'%s' is not a header name (letters, digits and "
+					    "!#$%%&'*+-.^_`|~)", vis);
+			free(vis);
+			return -1;
+		}
+		const char *s = json_string_value(v);
+		for (size_t i = 0; s && i < json_string_length(v); i++)
+			if ((unsigned char)s[i] < 0x20 && s[i] != '\t') {
+				*why = rb_xasprintf("the value of '%s' holds a control character "
+						    "(a line break would start another header)", k);
+				return -1;
+			}
+	}
+	const char *token = rb_arg_str(args, "bearer_token");
+	for (const char *p = token; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*arg = "bearer_token";
+			*why = rb_xstrdup("holds a control character (a line break would start "
+					  "another header)");
+			return -1;
+		}
+	return 0;
+}
+
 static int http_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
-	const char *url = rb_arg_str(args, "url");
+	const char *url = rb_arg_str(args, "url"), *arg;
 	char *why = NULL;
 	if (url && check_url(url, &why) < 0)
 		return rb_arg_fail(e, "url", -1, why);
+	if (headers_bad(args, &arg, &why) < 0)
+		return rb_arg_fail(e, arg, -1, why);
 	if (rb_arg_given(args, later, "json") && rb_arg_given(args, later, "body"))
 		return rb_arg_fail(e, "body", -1, rb_xstrdup("give json or body, not both"));
 	const char *m = rb_arg_str(args, "method");
@@ -326,6 +367,9 @@ struct http {
 	size_t body_len;                /* its length in all */
 	long max_body;
 	int too_big;
+	int keep_home;                  /* custom headers hold a secret: follow no redirect to
+					   another origin, where libcurl would send them too */
+	int left_home;                  /* ... and an answer redirected there: stopped */
 	int spill_fd;                   /* the body past HTTP_KEEP, or -1 */
 	char *spill_file;
 	struct rb_buf pend;             /* what waits for a cut before it is written */
@@ -453,6 +497,50 @@ static long retry_after(const char *v)
 	return ms < 0 ? 0 : ms > HTTP_MAX_WAIT_MS ? HTTP_MAX_WAIT_MS : (long)ms;
 }
 
+/* Scheme, host and port of url, resolved against base: "https://api.example.com:443". */
+static char *origin(const char *base, const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *o = NULL;
+	if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+	    curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+		o = rb_xasprintf("%s://%s:%s", scheme, host, port);
+		for (char *p = o; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return o;
+}
+
+/*
+ * A redirect's Location, when the request's own headers hold a secret: libcurl keeps
+ * only Authorization and Cookie from another host, and would send the rest (X-Api-Key)
+ * wherever the answer points.  0 stops the transfer before it follows.
+ */
+static int may_follow(struct http *h, const char *location)
+{
+	long status = 0;
+	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (!h->keep_home || status < 300 || status > 399)
+		return 1;
+	char *eff = NULL;
+	curl_easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &eff);
+	char *from = eff ? origin(eff, eff) : NULL, *to = eff ? origin(eff, location) : NULL;
+	int same = from && to && !strcmp(from, to);
+	free(from);
+	free(to);
+	if (!same)
+		h->left_home = 1;
+	return same;
+}
+
 static size_t on_header(char *d, size_t size, size_t nmemb, void *ud)
 {
 	struct http *h = ud;
@@ -487,9 +575,10 @@ static size_t on_header(char *d, size_t size, size_t nmemb, void *ud)
 	}
 	if (!strcmp(name, "retry-after"))
 		h->retry_after_ms = retry_after(value);
+	int stop = !strcmp(name, "location") && !may_follow(h, value);
 	free(name);
 	free(value);
-	return n;
+	return stop ? 0 : n;
 }
 
 static void free_http(struct http *h)
@@ -514,7 +603,8 @@ static void free_http(struct http *h)
 
 static void add_header(struct http *h, const char *name, const char *value)
 {
-	char *line = rb_xasprintf("%s: %s", name, value);
+	/* "Name:" would tell libcurl to leave the header out; "Name;" sends it empty. */
+	char *line = *value ? rb_xasprintf("%s: %s", name, value) : rb_xasprintf("%s;", name);
 	h->headers = curl_slist_append(h->headers, line);
 	free(line);
 }
@@ -567,6 +657,7 @@ static void set_up(struct http *h)
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
 	if (json_is_true(json_object_get(a, "follow_redirects"))) {
+		h->keep_home = rb_call_arg_secret(h->c, "headers");
 		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
 		curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
 		/* Redirects keep http only when the request was http. */
@@ -654,6 +745,7 @@ static int send_request(struct http *h, char **err)
 	h->pend.len = 0;
 	h->body_len = 0;
 	h->too_big = 0;
+	h->left_home = 0;
 	h->errbuf[0] = '\0';
 	h->retry_after_ms = -1;
 	json_object_clear(h->resp_headers);
@@ -700,7 +792,13 @@ static void *http_start(const struct rb_call *c, struct rb_result *res)
 	    (!h->deadline_ms || rb_now_ms() + ms < h->deadline_ms))
 		h->deadline_ms = rb_now_ms() + ms;
 	char *err = NULL;
-	if (!(h->url = build_url(a, &err)) || !(h->multi = curl_multi_init())) {
+	const char *arg;
+	if (headers_bad(a, &arg, &err) < 0) {   /* notify.*'s too, which check() never saw */
+		char *bad = err;
+		err = rb_xasprintf("%s: %s", arg, bad);
+		free(bad);
+	}
+	if (err || !(h->url = build_url(a, &err)) || !(h->multi = curl_multi_init())) {
 		res->outcome = RB_BROKEN;
 		res->error = err ? err : rb_xstrdup("cannot start a request (libcurl)");
 		free_http(h);
@@ -763,7 +861,7 @@ static json_t *answer(struct http *h, long status, struct rb_result *res)
 		else if (!res->error)
 			res->error = rb_xasprintf("%s %s: the body is not valid JSON (line %d, "
 						  "column %d: %s)", h->method, h->shown, e.line,
-						  e.column, e.text);
+						  e.column, rb_json_why(&e));
 	} else if (want && !res->error) {
 		res->error = rb_xasprintf("%s %s: the body is %s, not JSON", h->method, h->shown,
 					  h->resp.len ? "too long to decode" : "empty");
@@ -822,6 +920,10 @@ static int transfer_done(struct http *h, CURLcode code, struct rb_result *res)
 		if (h->too_big)
 			res->error = rb_xasprintf("%s %s: the body is larger than %ld bytes "
 						  "(max_body)", h->method, h->shown, h->max_body);
+		else if (h->left_home)
+			res->error = rb_xasprintf("%s %s: status %ld redirects to another host, "
+						  "and headers holds a secret: not followed",
+						  h->method, h->shown, status);
 		else
 			res->error = rb_xasprintf("%s %s: %s", h->method, h->shown,
 						  h->errbuf[0] && !strstr(h->errbuf, "://")

@@ -207,7 +207,7 @@ static json_t *parse_channels(const json_t *v, char **why)
 		list = json_loads(json_string_value(v), 0, &e);
 		if (!list) {    /* no quote of the text: it holds the webhooks' URLs */
 			*why = rb_xasprintf("not JSON (line %d, column %d: %s)", e.line, e.column,
-					    e.text);
+					    rb_json_why(&e));
 			return NULL;
 		}
 	} else {

@@ -4,7 +4,9 @@
  * statements go out together and come back in one round trip).
  *
  * pg.query runs one statement in a READ ONLY transaction, so it cannot
- * write even if its SQL says so: it has no side effects.  pg.exec runs its
+ * write to tables even if its SQL says so.  What such a transaction does not
+ * stop (COPY TO PROGRAM, pg_terminate_backend) is found in its SQL: those
+ * calls have side effects (unstopped()).  pg.exec runs its
  * statements in one transaction, or each alone (transaction: false) for what
  * cannot run in one (VACUUM, CREATE INDEX CONCURRENTLY).  Parameters travel
  * apart from the SQL ($1..$n), never spliced into it.
@@ -28,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "action.h"
 #include "pg.h"
@@ -95,6 +98,12 @@ static int table_name_ok(const char *t)
 
 /* --- arguments ------------------------------------------------------------------------- */
 
+static int ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
 /*
  * The highest $N in sql, outside quotes, quoted identifiers, dollar quotes and
  * comments: how many params it takes.  -1 when a quote or comment is not closed.
@@ -104,9 +113,12 @@ static int max_param(const char *s)
 	int max = 0;
 	for (const char *p = s; *p;) {
 		if (*p == '\'' || *p == '"') {
+			/* An escape string (E'it\'s'): a backslash escapes the next character. */
+			int esc = *p == '\'' && p > s && (p[-1] == 'E' || p[-1] == 'e') &&
+				  (p - 1 == s || !ident_char(p[-2]));
 			char q = *p++;
 			while (*p && !(*p == q && p[1] != q))
-				p += *p == q ? 2 : 1;
+				p += *p == q || (esc && *p == '\\' && p[1]) ? 2 : 1;
 			if (!*p)
 				return -1;
 			p++;
@@ -118,6 +130,8 @@ static int max_param(const char *s)
 			if (!e)
 				return -1;
 			p = e + 2;
+		} else if (*p == '$' && p > s && ident_char(p[-1])) {
+			p++;            /* inside an identifier (a$1): neither a param nor a quote */
 		} else if (*p == '$' && (p[1] == '$' || (p[1] >= 'A' && p[1] <= 'Z') ||
 					 (p[1] >= 'a' && p[1] <= 'z') || p[1] == '_')) {
 			const char *t = p + 1;          /* a dollar quote: $tag$ ... $tag$ */
@@ -202,9 +216,82 @@ static int query_check(const json_t *args, const json_t *later, struct rb_arg_er
 	return check_common(args, e);
 }
 
+/* The first word of a statement, upper case, for the plan: "DELETE". */
+static void verb(const char *sql, char *out, size_t size)
+{
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+		sql++;
+	size_t n = 0;
+	while (n + 1 < size && ((*sql >= 'a' && *sql <= 'z') || (*sql >= 'A' && *sql <= 'Z'))) {
+		char c = *sql++;
+		out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+	}
+	out[n] = '\0';
+}
+
+/* The n-th word (0: the first) of sql, upper case, past blanks and comments, into w. */
+static void word_at(const char *sql, int n, char *w, size_t size)
+{
+	const char *p = sql;
+	for (int k = 0;; k++) {
+		for (;;) {
+			p += strspn(p, " \t\r\n(");
+			if (p[0] == '-' && p[1] == '-')
+				p += strcspn(p, "\n");
+			else if (p[0] == '/' && p[1] == '*' && strstr(p + 2, "*/"))
+				p = strstr(p + 2, "*/") + 2;
+			else
+				break;
+		}
+		if (k == n) {
+			verb(p, w, size);
+			return;
+		}
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+			p++;
+	}
+}
+
+/*
+ * Whether sql ends or begins a transaction (COMMIT, ROLLBACK, BEGIN...; not ROLLBACK TO
+ * a savepoint): in the step's transaction, the statements after a COMMIT would run
+ * outside it, committed whatever follows, and exactly_once's marker with them.
+ */
+static int ends_transaction(const char *sql, char *v, size_t size)
+{
+	static const char *const verbs[] = {"ABORT", "BEGIN", "COMMIT", "END", "START", NULL};
+	char w2[32], w3[32];
+	word_at(sql, 0, v, size);
+	for (const char *const *x = verbs; *x; x++)
+		if (!strcmp(v, *x))
+			return 1;
+	word_at(sql, 1, w2, sizeof(w2));
+	word_at(sql, 2, w3, sizeof(w3));
+	if (!strcmp(v, "ROLLBACK"))
+		return strcmp(w2, "TO") && strcmp(w3, "TO");
+	return !strcmp(v, "PREPARE") && !strcmp(w2, "TRANSACTION");
+}
+
 static int exec_check(const json_t *args, const json_t *later, struct rb_arg_error *e)
 {
 	json_t *sql = json_object_get(args, "sql"), *params = json_object_get(args, "params");
+	int in_tx = !json_is_false(json_object_get(args, "transaction"));
+	size_t i;
+	json_t *st;
+	json_array_foreach(json_is_array(sql) ? sql : NULL, i, st) {
+		const char *s = json_string_value(json_is_object(st) ? json_object_get(st, "sql") : st);
+		char w[32];
+		if (in_tx && s && ends_transaction(s, w, sizeof(w)))
+			return rb_arg_fail(e, "sql", (int)i, rb_xasprintf(
+				"%s in the step's transaction, which the action begins and commits: "
+				"what follows would run outside it (give transaction: false to "
+				"control transactions in the statements)", w));
+	}
+	char w[32];
+	if (in_tx && json_is_string(sql) && ends_transaction(json_string_value(sql), w, sizeof(w)))
+		return rb_arg_fail(e, "sql", -1, rb_xasprintf(
+			"%s in the step's transaction, which the action begins and commits (give "
+			"transaction: false to control transactions in the statements)", w));
 	if (json_is_string(sql) && check_statement(json_string_value(sql), params,
 						   rb_arg_later(later, "params"), "sql", -1, e) < 0)
 		return -1;
@@ -252,24 +339,110 @@ static int exec_check(const json_t *args, const json_t *later, struct rb_arg_err
 	return check_common(args, e);
 }
 
-/* The first word of a statement, upper case, for the plan: "DELETE". */
-static void verb(const char *sql, char *out, size_t size)
+/*
+ * What a READ ONLY transaction does not stop (PostgreSQL 15): statements that write
+ * outside the tables (COPY to a file or a program on the server, CHECKPOINT, ANALYZE,
+ * REINDEX, LOAD) and functions that act on the server (end other sessions, switch WAL,
+ * make replication slots, reset statistics, reload the configuration) or beyond it.
+ */
+static const char *const ro_verbs[] = {
+	"ANALYZE", "CHECKPOINT", "CLUSTER", "COPY", "LOAD", "NOTIFY", "REINDEX", "VACUUM", NULL,
+};
+static const char *const ro_functions[] = {
+	"dblink", "dblink_exec", "dblink_send_query", "lo_export", "lo_import",
+	"pg_advisory_lock", "pg_advisory_lock_shared", "pg_backup_start", "pg_backup_stop",
+	"pg_cancel_backend", "pg_copy_logical_replication_slot",
+	"pg_copy_physical_replication_slot", "pg_create_logical_replication_slot",
+	"pg_create_physical_replication_slot", "pg_create_restore_point",
+	"pg_drop_replication_slot", "pg_file_rename", "pg_file_sync", "pg_file_unlink",
+	"pg_file_write", "pg_log_backend_memory_contexts", "pg_logical_emit_message",
+	"pg_logical_slot_get_binary_changes", "pg_logical_slot_get_changes", "pg_notify",
+	"pg_promote", "pg_reload_conf", "pg_replication_origin_advance",
+	"pg_replication_origin_create", "pg_replication_origin_drop",
+	"pg_replication_slot_advance", "pg_rotate_logfile", "pg_start_backup", "pg_stat_reset",
+	"pg_stat_reset_replication_slot", "pg_stat_reset_shared",
+	"pg_stat_reset_single_function_counters", "pg_stat_reset_single_table_counters",
+	"pg_stat_reset_slru", "pg_stat_reset_subscription_stats", "pg_stat_statements_reset",
+	"pg_stop_backup", "pg_switch_wal", "pg_switch_xlog", "pg_terminate_backend",
+	"pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_wal_replay_pause",
+	"pg_wal_replay_resume", NULL,
+};
+
+/* Whether the word s[0, n) is in list, in any case (SQL folds unquoted names). */
+static int in_list(const char *const *list, const char *s, size_t n)
 {
-	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
-		sql++;
-	size_t n = 0;
-	while (n + 1 < size && ((*sql >= 'a' && *sql <= 'z') || (*sql >= 'A' && *sql <= 'Z'))) {
-		char c = *sql++;
-		out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+	for (; *list; list++)
+		if (strlen(*list) == n && !strncasecmp(*list, s, n))
+			return 1;
+	return 0;
+}
+
+/*
+ * The first of sql's words, outside quotes and comments, that a read-only transaction
+ * does not stop: its verb, or "a call of" a function (its name followed by "("), into out.
+ * 0 when there is none.
+ */
+static int unstopped(const char *sql, char *out, size_t size)
+{
+	int first = 1;
+	for (const char *p = sql; *p;) {
+		if (*p == '\'' || *p == '"') {
+			int esc = *p == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e');
+			char q = *p++;
+			while (*p && !(*p == q && p[1] != q))
+				p += *p == q || (esc && *p == '\\' && p[1]) ? 2 : 1;
+			p += *p ? 1 : 0;
+		} else if (p[0] == '-' && p[1] == '-') {
+			p += strcspn(p, "\n");
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			p = e ? e + 2 : p + strlen(p);
+		} else if (*p == '$' && (p[1] == '$' || (p[1] >= 'A' && p[1] <= 'Z') ||
+					 (p[1] >= 'a' && p[1] <= 'z') || p[1] == '_')) {
+			const char *t = p + 1;  /* a dollar quote: $tag$ ... $tag$ (a body: not run) */
+			while (*t && *t != '$' && ident_char(*t))
+				t++;
+			if (*t != '$') {
+				p++;
+				continue;
+			}
+			size_t n = (size_t)(t - p + 1);
+			const char *e;
+			for (e = t + 1; *e && strncmp(e, p, n); e++)
+				;
+			p = *e ? e + n : e;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') {
+			const char *w = p;
+			while (ident_char(*p))
+				p++;
+			size_t n = (size_t)(p - w);
+			const char *after = p + strspn(p, " \t\r\n");
+			if (first && in_list(ro_verbs, w, n)) {
+				verb(w, out, size);
+				return 1;
+			}
+			if (*after == '(' && in_list(ro_functions, w, n)) {
+				snprintf(out, size, "a call of %.*s", (int)n, w);
+				return 1;
+			}
+			first = 0;
+		} else {
+			first &= *p == '(' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
+			p++;
+		}
 	}
-	out[n] = '\0';
+	return 0;
 }
 
 static enum rb_effect query_effect(const json_t *args, const json_t *later, char **what)
 {
 	(void)later;
 	const char *sql = json_string_value(json_object_get(args, "sql"));
-	char v[32];
+	char v[64];
+	if (sql && unstopped(sql, v, sizeof(v))) {
+		*what = rb_xasprintf("%s, which a read-only transaction does not stop", v);
+		return RB_EFFECT_WRITES;
+	}
 	if (sql) {
 		verb(sql, v, sizeof(v));
 		*what = rb_xasprintf("%s in a read-only transaction", *v ? v : "a statement");
@@ -337,6 +510,15 @@ struct pg {
 	size_t ncmds, cmdcap, cmdhead;
 	size_t user;                    /* the statement whose result is being read */
 	json_t *results;                /* one per statement */
+	/*
+	 * A user's statement's rows come one at a time (libpq's single-row mode), so that
+	 * one that returns too many fails at PG_MAX_ROWS instead of after libpq has held
+	 * them all in memory: those so far, and the columns.  mid: a command's results
+	 * have begun (single-row mode can be asked for only before they do).
+	 */
+	json_t *rows, *cols;
+	int mid;
+	size_t single_for;              /* 1 + the command single-row mode was asked for */
 	json_t *notices;                /* the server's notices (RAISE NOTICE, warnings) */
 	char *error;                    /* the first error */
 	const char *err_arg;
@@ -405,6 +587,13 @@ static void quiet(void *arg, const PGresult *r)
 	(void)r;
 }
 
+static void drop_rows(struct pg *p)
+{
+	json_decref(p->rows);
+	json_decref(p->cols);
+	p->rows = p->cols = NULL;
+}
+
 static void free_pg(struct pg *p, int keep)
 {
 	if (p->conn) {
@@ -422,6 +611,7 @@ static void free_pg(struct pg *p, int keep)
 	rb_buf_release(&p->addrs);
 	json_decref(p->stmts);
 	json_decref(p->results);
+	drop_rows(p);
 	json_decref(p->notices);
 	json_decref(p->explained);
 	free(p->markers);
@@ -647,25 +837,39 @@ static json_t *value_json(Oid type, const char *v, int len)
 	}
 }
 
-static json_t *result_json(const PGresult *r)
+static json_t *columns_json(const PGresult *r)
 {
-	int nf = PQnfields(r), nt = PQntuples(r);
-	json_t *cols = json_array(), *rows = json_array();
-	for (int f = 0; f < nf; f++)
+	json_t *cols = json_array();
+	for (int f = 0; f < PQnfields(r); f++)
 		json_array_append_new(cols, json_pack("{s:s, s:I}", "name", PQfname(r, f), "type_oid",
 						      (json_int_t)PQftype(r, f)));
-	for (int t = 0; t < nt; t++) {
-		json_t *row = json_object();
-		for (int f = 0; f < nf; f++)
-			json_object_set_new(row, PQfname(r, f), PQgetisnull(r, t, f) ? json_null()
-					    : value_json(PQftype(r, f), PQgetvalue(r, t, f),
-							 PQgetlength(r, t, f)));
-		json_array_append_new(rows, row);
+	return cols;
+}
+
+static json_t *row_json(const PGresult *r, int t)
+{
+	json_t *row = json_object();
+	for (int f = 0; f < PQnfields(r); f++)
+		json_object_set_new(row, PQfname(r, f), PQgetisnull(r, t, f) ? json_null()
+				    : value_json(PQftype(r, f), PQgetvalue(r, t, f),
+						 PQgetlength(r, t, f)));
+	return row;
+}
+
+/* A statement's result: r's rows, or those that came one at a time before it (rows, cols). */
+static json_t *result_json(const PGresult *r, json_t *rows, json_t *cols)
+{
+	if (!rows) {
+		rows = json_array();
+		for (int t = 0; t < PQntuples(r); t++)
+			json_array_append_new(rows, row_json(r, t));
 	}
+	if (!cols)
+		cols = columns_json(r);
 	const char *tuples = PQcmdTuples((PGresult *)r);
 	return json_pack("{s:o, s:o, s:s, s:I, s:I}", "rows", rows, "columns", cols, "command",
-			 PQcmdStatus((PGresult *)r), "row_count", (json_int_t)nt, "rows_affected",
-			 (json_int_t)(*tuples ? strtoll(tuples, NULL, 10) : 0));
+			 PQcmdStatus((PGresult *)r), "row_count", (json_int_t)json_array_size(rows),
+			 "rows_affected", (json_int_t)(*tuples ? strtoll(tuples, NULL, 10) : 0));
 }
 
 /* The server's words on an error: SQLSTATE, message, detail, hint; its position kept. */
@@ -762,21 +966,59 @@ static int sqlstate_is(const PGresult *r, const char *code)
 	return st && !strcmp(st, code);
 }
 
+/*
+ * Ask for the next command's rows one at a time when it is a user's statement.  Only
+ * before libpq parses its results: right after the command before it ended (its NULL),
+ * before PQisBusy, which parses.  When libpq cannot, its rows come together, as before.
+ */
+static void single_row(struct pg *p)
+{
+	if (!p->mid && !p->explain && p->cmdhead < p->ncmds && p->cmds[p->cmdhead].what == C_USER &&
+	    p->single_for != p->cmdhead + 1) {
+		PQsetSingleRowMode(p->conn);
+		p->single_for = p->cmdhead + 1;
+	}
+}
+
 /* Read what has come; 1 when the call is over. */
 static int read_results(struct pg *p)
 {
 	if (!PQconsumeInput(p->conn))
 		return -1;
 	int nulls = 0;
+	single_row(p);
 	while (!PQisBusy(p->conn)) {
 		PGresult *r = PQgetResult(p->conn);
 		if (!r) {       /* between the results of two commands; twice: nothing more yet */
+			p->mid = 0;
+			single_row(p);
 			if (++nulls > 1)
 				break;
 			continue;
 		}
 		nulls = 0;
 		ExecStatusType s = PQresultStatus(r);
+		p->mid = s != PGRES_PIPELINE_SYNC;
+		if (s == PGRES_SINGLE_TUPLE) {
+			if (!p->rows) {
+				p->rows = json_array();
+				p->cols = columns_json(r);
+			}
+			json_array_append_new(p->rows, row_json(r, 0));
+			PQclear(r);
+			if (json_array_size(p->rows) > PG_MAX_ROWS) {
+				/* The rest would come for nothing: the server stops, the
+				 * connection goes (free_pg keeps no failed one). */
+				if (!p->error)
+					p->error = rb_xasprintf("the statement returned more than %d "
+								"rows: give it a LIMIT", PG_MAX_ROWS);
+				p->failed = 1;
+				drop_rows(p);
+				cancel_on_server(p->conn);
+				return 1;
+			}
+			continue;
+		}
 		enum cmd c = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].what : C_SYNC;
 		p->user = p->cmdhead < p->ncmds ? p->cmds[p->cmdhead].stmt : 0;
 		if (s == PGRES_PIPELINE_SYNC) {
@@ -792,6 +1034,30 @@ static int read_results(struct pg *p)
 				return 1;
 			return send_next(p) ? 0 : -1;
 		}
+		if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
+			/*
+			 * The server waits for rows, or sends them, and libpq answers every
+			 * PQgetResult with the COPY again: this loop would spin on the engine's
+			 * thread for ever, deaf to the timeout.  The call fails here, and the
+			 * connection is closed (free_pg keeps no failed one): the server rolls the
+			 * transaction back.
+			 */
+			PQclear(r);
+			if (!p->error) {
+				struct rb_buf b;
+				rb_buf_init(&b);
+				if (json_array_size(p->stmts) > 1)
+					rb_buf_printf(&b, "statement %zu: ", p->user + 1);
+				rb_buf_printf(&b, "COPY %s is not supported: the action %s (COPY a "
+					      "file on the server, or use %s)", s == PGRES_COPY_IN
+					      ? "FROM STDIN" : "TO STDOUT", s == PGRES_COPY_IN
+					      ? "sends no rows" : "takes no rows", s == PGRES_COPY_IN
+					      ? "INSERT" : "SELECT");
+				p->error = rb_buf_detach(&b);
+			}
+			p->failed = 1;
+			return 1;
+		}
 		p->cmdhead++;
 		if (s == PGRES_FATAL_ERROR && c == C_MARKER && sqlstate_is(r, "23505")) {
 			p->committed_before = 1;        /* the rest is aborted, and rolled back */
@@ -802,6 +1068,7 @@ static int read_results(struct pg *p)
 			 * race shows as the table, its row type, or pg_type's unique index) */
 			;
 		} else if (s == PGRES_FATAL_ERROR) {
+			drop_rows(p);   /* rows that came before the error are not its result */
 			take_error(p, r, c == C_USER);
 		} else if (s == PGRES_PIPELINE_ABORTED) {
 			;
@@ -814,7 +1081,8 @@ static int read_results(struct pg *p)
 							PG_MAX_ROWS);
 				p->failed = 1;
 			} else {
-				json_array_append_new(p->results, result_json(r));
+				json_array_append_new(p->results, result_json(r, p->rows, p->cols));
+				p->rows = p->cols = NULL;
 			}
 		}
 		PQclear(r);
@@ -894,13 +1162,28 @@ static char *conn_host(const char *conninfo)
  */
 static int connect_start(struct pg *p, const char *hosts, const char *hostaddrs, char **err)
 {
-	/* Fixed session settings: what the value rules read. */
-	const char *keys[] = {"dbname", "client_encoding", "options", "application_name",
+	/*
+	 * Fixed session settings: what the value rules read.  They follow the options the
+	 * conninfo gives (-c search_path=app), which a later "options" would replace whole,
+	 * and win over them; its application_name and connect_timeout win over ours.
+	 */
+	static const char fixed[] = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 "
+				    "-c extra_float_digits=3";
+	const char *given = NULL, *timeout = "30";
+	PQconninfoOption *o = PQconninfoParse(p->conninfo, NULL);
+	for (PQconninfoOption *x = o; x && x->keyword; x++)
+		if (!strcmp(x->keyword, "options") && x->val && *x->val)
+			given = x->val;
+		else if (!strcmp(x->keyword, "connect_timeout") && x->val && *x->val)
+			timeout = x->val;
+	char *options = given ? rb_xasprintf("%s %s", given, fixed) : rb_xstrdup(fixed);
+	const char *keys[] = {"dbname", "client_encoding", "options", "fallback_application_name",
 			      "connect_timeout", hosts ? "host" : NULL, "hostaddr", NULL};
-	const char *vals[] = {p->conninfo, "UTF8", "-c DateStyle=ISO -c TimeZone=UTC "
-			      "-c IntervalStyle=iso_8601 -c extra_float_digits=3", "runbook", "30",
-			      hosts, hostaddrs, NULL};
+	const char *vals[] = {p->conninfo, "UTF8", options, "runbook", timeout, hosts, hostaddrs,
+			      NULL};
 	p->conn = PQconnectStartParams(keys, vals, 1);
+	free(options);
+	PQconninfoFree(o);
 	if (!p->conn || PQstatus(p->conn) == CONNECTION_BAD) {
 		*err = p->conn ? conn_error(p, "cannot connect")
 		       : rb_xstrdup("cannot connect: out of memory");
@@ -950,7 +1233,11 @@ static int resolve_hosts(struct pg *p, char **err)
 			rb_buf_printf(&p->addrs, "%s%s", p->addrs.len ? "," : "",
 				      *h == '/' || *h == '@' ? "" : h);
 		} else {
-			if (!p->lookup && !(p->lookup = rb_resolve_start(h, NULL, err))) {
+			/* The name is part of the conninfo, a secret: messages do not quote it
+			 * (a password with an @ in a URL spills into the host). */
+			if (!p->lookup && !(p->lookup = rb_resolve_start(
+				h, NULL, "the connection's host (not shown: the conninfo is a secret)",
+				err))) {
 				*end = c;
 				return -1;
 			}
@@ -1015,6 +1302,9 @@ static int reconnect(struct pg *p, char **err)
 	p->kept = 0;
 	p->reconnected = 1;
 	p->ncmds = p->cmdhead = p->next = 0;
+	p->mid = 0;
+	p->single_for = 0;
+	drop_rows(p);
 	p->failed = 0;          /* what libpq said of the lost connection */
 	free(p->error);
 	p->error = NULL;
@@ -1180,6 +1470,13 @@ static int pg_step(void *state, struct pollfd *fds, int *nfds, long *timeout_ms,
 		return 1;
 	}
 	if (r == 1) {
+		if (!p->failed && !p->transaction && PQtransactionStatus(p->conn) != PQTRANS_IDLE) {
+			/* transaction: false, and a BEGIN without its COMMIT: the connection is
+			 * closed, not kept, and the server rolls the statements back */
+			p->error = rb_xstrdup("the statements left a transaction open (a BEGIN "
+					      "without its COMMIT): it is rolled back");
+			p->failed = 1;
+		}
 		if (p->failed) {
 			res->err_arg = p->err_arg;
 			res->err_index = p->err_index;
@@ -1245,7 +1542,13 @@ const struct rb_action act_pg_query = {
 		   "      FROM pg_stat_activity WHERE now() - query_start > $1::interval\n"
 		   "    params: [\"5 minutes\"]\n"
 		   "    statement_timeout: 10s\n",
-	.flags = RB_ACT_IDEMPOTENT,
+	.effects = "none, but for what its read-only transaction does not stop: the statements "
+		   "COPY (to a file or a program on the server), CHECKPOINT, ANALYZE, REINDEX, "
+		   "LOAD and NOTIFY, and calls of the functions that act on the server or beyond "
+		   "it (pg_terminate_backend, pg_cancel_backend, pg_reload_conf, pg_switch_wal, "
+		   "pg_stat_reset..., replication slots and origins, backups, advisory locks, "
+		   "dblink, lo_export, adminpack's pg_file_*): those have, and the plan says which "
+		   "(`--dry-run --probe` sends the others, and a `check:` may use them)",
 	.check = query_check,
 	.effect = query_effect,
 	.start = query_start,

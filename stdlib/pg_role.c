@@ -143,8 +143,8 @@ static int setpw_run(const struct rb_call *c, struct rb_result *res)
 	const char *vu = rb_arg_str(c->args, "valid_until");
 	if (!conninfo || !role || !pw)
 		return fail(res, RB_BROKEN, rb_xstrdup("conn, role and password are needed"));
-	const char *keys[] = {"dbname", "client_encoding", "application_name", "connect_timeout",
-			      NULL};
+	const char *keys[] = {"dbname", "client_encoding", "fallback_application_name",
+			      "connect_timeout", NULL};
 	const char *vals[] = {conninfo, "UTF8", "runbook", "30", NULL};
 	PGconn *conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD) {

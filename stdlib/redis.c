@@ -112,6 +112,16 @@ static const struct refused {
 	{NULL, NULL},
 };
 
+/*
+ * The commands that change only the connection's own settings: they run, and the call
+ * then closes the connection rather than keep it, so that the next step does not
+ * inherit a name or an eviction flag it never asked for.
+ */
+static const char *const own_settings[] = {
+	"CLIENT NO-EVICT", "CLIENT NO-TOUCH", "CLIENT SETINFO", "CLIENT SETNAME", "READONLY",
+	"READWRITE", NULL,
+};
+
 static const struct rb_arg redis_args[] = {
 	{"url", RB_T_STRING, RB_ARG_REQUIRED, NULL, "the server, redis://[USER@]HOST[:PORT][/DB], "
 	 "or rediss:// for TLS (no password in it)"},
@@ -287,6 +297,16 @@ static int command_reads(const json_t *argv)
 	char full[128];
 	command_name(argv, full, sizeof(full));
 	for (const char *const *t = reads; *t; t++)
+		if (is_entry(*t, full))
+			return 1;
+	return 0;
+}
+
+static int command_changes_conn(const json_t *argv)
+{
+	char full[128];
+	command_name(argv, full, sizeof(full));
+	for (const char *const *t = own_settings; *t; t++)
 		if (is_entry(*t, full))
 			return 1;
 	return 0;
@@ -499,6 +519,7 @@ struct rds {
 	const char *password;
 	json_t *cmds;                   /* the commands' lists (command: a list of one) */
 	int single, multi;
+	int changes_conn;               /* a command changes the connection's settings: close it */
 	char *what;                     /* "GET on redis://HOST:PORT/DB", for messages */
 	char *target;                   /* the pool's key: server, database, credentials */
 	enum phase phase;
@@ -586,6 +607,23 @@ static int fail(struct rds *r, struct rb_result *res, enum rb_outcome outcome, c
 	return finish(r, res, outcome, err);
 }
 
+/*
+ * An error reply's text without what it quotes of the command.  Redis quotes the
+ * arguments of a command it does not know ("with args beginning with: 'k' 'eyJhbG...'")
+ * and an unknown subcommand, cut at 128 bytes: a piece of a secret that the redactor,
+ * finding whole values, would let through.  The command's name and index say which.
+ */
+static void unquote_args(char *s, size_t *n)
+{
+	char *cut = strstr(s, ", with args beginning with:");
+	if (!cut && (cut = strstr(s, "unknown subcommand '")) != NULL)
+		cut += strlen("unknown subcommand");
+	if (cut) {
+		*cut = '\0';
+		*n = (size_t)(cut - s);
+	}
+}
+
 /* A reply as a plain value: strings (not UTF-8: U+FFFD), integers, lists, null, {error}. */
 static json_t *decode(const redisReply *x)
 {
@@ -597,6 +635,8 @@ static json_t *decode(const redisReply *x)
 	case REDIS_REPLY_STATUS:
 	case REDIS_REPLY_ERROR:
 		s = rb_utf8_lossy(x->str ? x->str : "", x->len, &n);
+		if (x->type == REDIS_REPLY_ERROR)
+			unquote_args(s, &n);
 		v = json_stringn(s, n);
 		free(s);
 		return x->type == REDIS_REPLY_ERROR ? json_pack("{s:o}", "error", v) : v;
@@ -617,6 +657,7 @@ static char *error_text(const redisReply *x)
 {
 	size_t n;
 	char *s = rb_utf8_lossy(x->str ? x->str : "", x->len, &n);
+	unquote_args(s, &n);
 	char *vis = rb_visible(s, n, 0);
 	free(s);
 	return vis;
@@ -831,6 +872,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 			fail(r, res, RB_BROKEN, "command %zu is nil", k + 1);
 			return NULL;
 		}
+		r->changes_conn |= command_changes_conn(argv);
 		json_array_foreach(argv, i, v)
 			if (json_is_null(v)) {
 				char at[48] = "";
@@ -896,7 +938,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 	}
 	r->addrs = NULL;
 	char *err = NULL;
-	if (!(r->lk = rb_resolve_start(r->u.host, port, &err))) {
+	if (!(r->lk = rb_resolve_start(r->u.host, port, NULL, &err))) {
 		fail(r, res, RB_BROKEN, "%s", err);
 		free(err);
 		return NULL;
@@ -985,8 +1027,9 @@ static int commands_done(struct rds *r, struct rb_result *res)
 		res->output = json_pack("{s:o}", "replies", replies);
 	}
 give:
-	/* Every reply read and nothing more: the connection is as it came, keep it. */
-	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r) &&
+	/* Every reply read and nothing more: the connection is as it came, keep it; not when a
+	 * command changed its settings (CLIENT SETNAME), which the next step would inherit. */
+	if (r->rc->reader->pos >= r->rc->reader->len && !pending_out(r) && !r->changes_conn &&
 	    !(r->tls && rb_tls_pending(r->tls))) {
 		struct link *l = rb_xcalloc(1, sizeof(*l));
 		l->rc = r->rc;

@@ -22,6 +22,7 @@ struct rb_resolve {
 	atomic_int refs;
 	atomic_int done;
 	char *host, *port;
+	char *shown;                    /* what messages call it: "host NAME", or the caller's */
 	int rc;                         /* getaddrinfo's */
 	int err;                        /* errno, for EAI_SYSTEM */
 	struct addrinfo *res;
@@ -36,6 +37,7 @@ static void unref(struct rb_resolve *r)
 		freeaddrinfo(r->res);
 	free(r->host);
 	free(r->port);
+	free(r->shown);
 	close(r->fd);
 	free(r);
 }
@@ -62,13 +64,16 @@ static void *lookup(void *arg)
 	return NULL;
 }
 
-struct rb_resolve *rb_resolve_start(const char *host, const char *port, char **err)
+struct rb_resolve *rb_resolve_start(const char *host, const char *port, const char *shown,
+				     char **err)
 {
 	struct rb_resolve *r = rb_xcalloc(1, sizeof(*r));
 	atomic_init(&r->refs, 2);
 	atomic_init(&r->done, 0);
+	r->shown = shown ? rb_xstrdup(shown) : rb_xasprintf("host %s", host);
 	if ((r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		*err = rb_xasprintf("cannot look %s up: %s", host, strerror(errno));
+		*err = rb_xasprintf("cannot look %s up: %s", r->shown, strerror(errno));
+		free(r->shown);
 		free(r);
 		return NULL;
 	}
@@ -86,7 +91,7 @@ struct rb_resolve *rb_resolve_start(const char *host, const char *port, char **e
 	pthread_sigmask(SIG_SETMASK, &was, NULL);
 	pthread_attr_destroy(&at);
 	if (rc) {
-		*err = rb_xasprintf("cannot look %s up: %s", host, strerror(rc));
+		*err = rb_xasprintf("cannot look %s up: %s", r->shown, strerror(rc));
 		atomic_store(&r->refs, 1);
 		unref(r);
 		return NULL;
@@ -104,7 +109,7 @@ int rb_resolve_result(struct rb_resolve *r, struct addrinfo **res, char **err)
 	if (!atomic_load(&r->done))
 		return 0;
 	if (r->rc) {
-		*err = rb_xasprintf("cannot resolve host %s: %s", r->host, r->rc == EAI_SYSTEM
+		*err = rb_xasprintf("cannot resolve %s: %s", r->shown, r->rc == EAI_SYSTEM
 				    ? strerror(r->err) : gai_strerror(r->rc));
 		return -1;
 	}

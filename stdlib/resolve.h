@@ -12,13 +12,18 @@
 
 struct rb_resolve;
 
-/* Look host (and port, or NULL) up for a TCP connection; NULL with *err (malloc'd). */
-struct rb_resolve *rb_resolve_start(const char *host, const char *port, char **err);
+/*
+ * Look host (and port, or NULL) up for a TCP connection; NULL with *err (malloc'd).
+ * Messages call it shown ("the connection's host", when the name is part of a secret),
+ * or "host NAME" when shown is NULL.
+ */
+struct rb_resolve *rb_resolve_start(const char *host, const char *port, const char *shown,
+				    char **err);
 /* Readable once the lookup is over. */
 int rb_resolve_fd(const struct rb_resolve *r);
 /*
  * 1 when it is over: the addresses in *res (the caller's: freeaddrinfo); -1
- * when the name was not found, with *err (malloc'd, naming the host); 0 when
+ * when the name was not found, with *err (malloc'd, naming the host as shown); 0 when
  * it is not over yet.
  */
 int rb_resolve_result(struct rb_resolve *r, struct addrinfo **res, char **err);

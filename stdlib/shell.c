@@ -144,7 +144,7 @@ static int parse_output(const char *how, const struct rb_proc_result *r, json_t 
 		json_t *j = json_loadb(r->out ? r->out : "", r->out_len, JSON_DECODE_ANY, &e);
 		if (!j) {
 			*err = rb_xasprintf("parse: standard output is not JSON: %s (line %d)",
-					    e.text, e.line);
+					    rb_json_why(&e), e.line);
 			return -1;
 		}
 		json_object_set_new(out, "json", j);

@@ -34,6 +34,24 @@ d=$(last_run)
 check "the intent record shows *** for them" bash -c "grep -h action_intent '$d/audit.jsonl' | jq -se 'map(select(.step == \"bearer\"))[0].args | fromjson | .bearer_token == \"***\"'"
 check "the plan shows *** for them" bash -c "'$RUNBOOK' plan -p base=x tests/http/basic.yaml | grep -qF 'bearer_token: ***'"
 
+# Arguments: numbers as text, computed values checked against their types, no header injection.
+out=$(run -p base="$base" -p evil="$(printf 'v\r\nX-Injected: yes')" tests/http/args.yaml 2>&1)
+check "args: numbers and booleans written for strings go as their text" grep -q 'check: succeeded' <<<"$out"
+check "a line break in a header's value fails the step, at the argument" grep -q "injected: failed.*args.yaml:28:16: argument 'headers' of action 'http.request': the value of 'X-A' holds a control character" <<<"$out"
+check "... and nothing was sent" [ "$(received /echo | jq '[.[] | select(.query.k == ["args-injected"])] | length')" = 0 ]
+check "a nil in the query fails the step, at the argument" grep -q "nil_in_query: failed.*args.yaml:34:14: argument 'query' of action 'http.request': value of 'a' must be a string, not nil" <<<"$out"
+check "a computed method must be one of the choices" grep -q "bad_method: failed.*argument 'method' of action 'http.request': expected one of GET, HEAD" <<<"$out"
+check "a computed timeout must be a duration" grep -q "bad_timeout: failed.*argument 'timeout' of action 'http.request': invalid duration" <<<"$out"
+check "... none of them was sent" [ "$(received /echo | jq '[.[] | select((.query.k[0] // "") | test("args-(nil|method|timeout)"))] | length')" = 0 ]
+out=$("$RUNBOOK" validate /dev/stdin <<<'{runbook: h, version: 1, steps: [{id: a, action: http.request, with: {url: "http://x/", headers: {"Bad Name": "x"}}}]}' 2>&1)
+check "validate refuses a header name that is no token" grep -q "'Bad Name' is not a header name" <<<"$out"
+
+# A body that is not JSON: jansson quotes up to 20 bytes near the error, which may be a
+# piece of a secret (an escape JSON does not have, in a password): the message does not.
+out=$(run -p base="$base" tests/http/json_quote.yaml 2>&1)
+check "a body that is not JSON fails, saying where" grep -q 'not_json: failed.*the body is not valid JSON (line 1, column 6: invalid escape)' <<<"$out"
+check "... quoting none of it" bash -c '! grep -qF "k3y" <<<"$1"' _ "$out"
+
 # Connections are kept for the run: as many as ran at once, not libcurl's four a transfer.
 curl -s -X DELETE "$base/_requests" >/dev/null
 out=$(run --jobs 8 -p base="$base" tests/http/pool.yaml 2>&1)
@@ -66,6 +84,10 @@ check "the plan flags insecure" bash -c "'$RUNBOOK' plan -p https=x -p expired=h
 
 out=$(run -p base="$base" -p https="$RB_TEST_HTTPS_URL" -p ca="$RB_TEST_CA_FILE" tests/http/redirect.yaml 2>&1)
 check "redirects: followed when told, not otherwise, never from https to http" grep -q 'check: succeeded' <<<"$out"
+out=$(run -p base="$base" -p other="http://localhost:$RB_TEST_HTTP_PORT" tests/http/redirect_secret.yaml 2>&1)
+check "redirects: headers that hold a secret go to the same origin only" grep -q 'check: succeeded' <<<"$out"
+check "... another host is not followed, saying why" grep -q 'elsewhere: failed.*status 302 redirects to another host, and headers holds a secret: not followed' <<<"$out"
+check "... and the other host received nothing" [ "$(received /echo | jq '[.[] | select(.query.k == ["rs-elsewhere"])] | length')" = 0 ]
 
 # A GET as a step's check, and in a probe: reads run, writes do not.
 mkdir -p "$tmp/checkdir"

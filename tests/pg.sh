@@ -50,6 +50,16 @@ check "a SQL error points at its line and column in the runbook" grep -qF "tests
 out=$(run tests/pg/session.yaml 2>&1)
 check "SET ROLE and search_path do not leak into the next step, on one connection" grep -q 'same: succeeded' <<<"$out"
 
+# The conninfo's options are the session's, under the fixed ones.
+export RB_TEST_PG_OPTIONS_URL="$RB_TEST_PG_URL?application_name=rb-options-test&options=-csearch_path%3Drb_opt_schema,public%20-cTimeZone%3DEurope/Berlin"
+out=$(run tests/pg/options.yaml 2>&1)
+check "the conninfo's search_path and application_name are the session's" grep -q 'same: succeeded' <<<"$out"
+
+# Statements run alone that leave a transaction open fail the step: it is rolled back.
+out=$(run tests/pg/left_open.yaml 2>&1)
+check "a BEGIN without its COMMIT fails the step, saying so" grep -q 'left_open: failed (continuing).*: the statements left a transaction open (a BEGIN without its COMMIT): it is rolled back' <<<"$out"
+check "... and only the committed row is on the server" [ "$(sql 'SELECT array_agg(n) FROM opent')" = '{2}' ]
+
 # VACUUM runs with transaction: false, and fails in a transaction.
 out=$(run tests/pg/vacuum.yaml 2>&1)
 check "VACUUM runs alone (transaction: false)" grep -q 'vacuum: succeeded' <<<"$out"
@@ -75,11 +85,62 @@ check "Ctrl-C interrupts the run (130)" [ $? -eq 130 ]
 sleep 0.5
 check "nothing is left running on the server after Ctrl-C" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rb-sleep-marker%' AND pid <> pg_backend_pid()")" = 0 ]
 
+# Too many rows fail as they come, not after libpq has held them all in memory.
+out=$( (ulimit -v 400000; "$RUNBOOK" run --state-dir "$st" tests/pg/many_rows.yaml) 2>&1)
+check "a statement that returns too many rows fails, in 400 MB of memory" grep -q 'too_many: failed (continuing).*: the statement returned more than 100000 rows: give it a LIMIT' <<<"$out"
+check "... and 100000 rows, as many as are kept, come back whole" grep -q 'counted: succeeded' <<<"$out"
+
+# COPY from or to the client fails its step at once, and the transaction is rolled back.
+out=$(timeout -k 5 60 "$RUNBOOK" run --state-dir "$st" tests/pg/copy.yaml 2>&1)
+check "a run with COPY steps ends (its failures continue on error)" [ $? -eq 0 ]
+check "COPY TO STDOUT fails the step, saying why" grep -q 'copy_out: failed (continuing) in 0\.[0-9]s: COPY TO STDOUT is not supported' <<<"$out"
+check "COPY FROM STDIN fails the step, naming the statement" grep -q 'copy_in: failed (continuing) in 0\.[0-9]s: statement 3: COPY FROM STDIN is not supported' <<<"$out"
+check "... its transaction rolled back, and the next step runs" grep -q 'rolled_back: succeeded' <<<"$out"
+sleep 0.2
+check "no session is left in COPY on the server" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%COPY%' AND pid <> pg_backend_pid()")" = 0 ]
+
 # --dry-run --probe runs pg.query for real, never pg.exec.
 out=$(run --dry-run --probe tests/pg/probe.yaml 2>&1)
 check "a probe reads with pg.query" grep -q 'count: succeeded' <<<"$out"
 check "... and only explains pg.exec" grep -q 'wipe: not probed (it has side effects: explained, not run)' <<<"$out"
 check "a probe never runs pg.exec: the rows are there" [ "$(sql 'SELECT count(*) FROM items')" = 2 ]
+
+# What a read-only transaction does not stop has side effects: never probed, never a check.
+victim=$tmp/victim.out
+PGAPPNAME=rb-victim PGPASSWORD=$RB_TEST_PG_PASSWORD psql -X -qAt -h 127.0.0.1 -p "$RB_TEST_PG_PORT" -U rb_admin rb_test -c 'SELECT pg_sleep(20)' >"$victim" 2>&1 &
+vpid=$!
+for _ in $(seq 50); do
+	[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rb-victim' AND state = 'active'")" = 1 ] && break
+	sleep 0.1
+done
+made="/tmp/rb-unstopped-$$"
+rm -f "$made"
+plan=$("$RUNBOOK" plan --format json -p file="$made" tests/pg/unstopped.yaml 2>&1)
+check "pg_terminate_backend has side effects in the plan" jq -e '[.steps[] | .side_effects] == [true, false, true, false]' <<<"$plan"
+check "... saying what the read-only transaction does not stop" jq -e '.steps[0].does == "a call of PG_TERMINATE_BACKEND, which a read-only transaction does not stop" and .steps[2].does == "COPY, which a read-only transaction does not stop"' <<<"$plan"
+out=$(run --dry-run --probe -p file="$made" tests/pg/unstopped.yaml 2>&1)
+check "a probe does not run them" grep -q 'kill: not probed (it has side effects)' <<<"$out"
+check "... nor one whose SQL, known only then, says so" grep -q 'program: not probed (it has side effects (its arguments, known now, say so))' <<<"$out"
+check "... and runs the one that reads" grep -q 'reads: succeeded' <<<"$out"
+check "the session the probe would have ended is still there" [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rb-victim'")" = 1 ]
+check "the program the probe would have run on the server did not run" [ ! -e "$made" ]
+kill "$vpid" 2>/dev/null
+wait "$vpid" 2>/dev/null
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rb-victim'" >/dev/null
+cat >"$tmp/kill_check.yaml" <<'YAML'
+runbook: kill-check
+version: 1
+secrets:
+  db: {env: RB_TEST_PG_URL}
+steps:
+  - id: s
+    run: "true"
+    check:
+      action: pg.query
+      with: {conn: "${{ secrets.db }}", sql: "SELECT pg_cancel_backend(1)"}
+YAML
+out=$("$RUNBOOK" validate "$tmp/kill_check.yaml" 2>&1)
+check "a check may not call pg_cancel_backend" grep -q "a check must not change anything, and this call of action 'pg.query' has side effects" <<<"$out"
 
 # --dry-run --probe: pg.exec's statements are explained by the real server, never run.
 out=$(run --dry-run --probe tests/pg/explain.yaml 2>&1)
@@ -124,6 +185,13 @@ check "the wrong password is nowhere in the console" bash -c "! grep -q S3cretWr
 check "the wrong password is nowhere in the state directory" bash -c "! grep -rq S3cretWrongPassw0rd '$st'"
 check "the real password is nowhere in the state directory" bash -c "! grep -rqF '$RB_TEST_PG_PASSWORD' '$st'"
 check "nor in the plan" bash -c "'$RUNBOOK' plan tests/pg/types.yaml | grep -q 'conn: \*\*\*'"
+
+# A password with an unencoded @ spills into the host libpq reads: the name is not shown.
+export RB_TEST_PG_BAD_URL="postgresql://rb_admin:Pw@TailOfTheSecretPw@127.0.0.1:$RB_TEST_PG_PORT/rb_test"
+out=$(run tests/pg/refused.yaml 2>&1)
+check "a host that does not resolve fails the step, not naming it" grep -q "nobody: failed.*cannot resolve the connection's host (not shown: the conninfo is a secret)" <<<"$out"
+check "... and no part of the password is in the console" bash -c '! grep -q TailOfTheSecretPw <<<"$1"' _ "$out"
+check "... nor in the state directory" bash -c "! grep -rq TailOfTheSecretPw '$st'"
 
 # pg.set_password: only the SCRAM verifier reaches the server (psql's \password).
 sql "CREATE ROLE \"odd \"\"name\"\" x\" LOGIN PASSWORD 'OldPassw0rd-rb' VALID UNTIL '2000-01-01'" >/dev/null

@@ -128,6 +128,8 @@ same "basics: the pipeline on the server" "42 a 2 1.5 0.1" \
 same "basics: MULTI/EXEC's output is EXEC's" '{"replies":["OK",10,"10"]}' \
 	"$(field "$run" tx output)"
 same "basics: the transaction on the server" 10 "$(rcli GET rt:t)"
+same "basics: integers as YAML 1.2 reads them" "1234 15 31 8 12345678901234567890 -5" \
+	"$(rcli LRANGE rt:n 0 -1 | tr '\n' ' ' | sed 's/ $//')"
 same "basics: db: 3 selects database 3" "three" "$(rcli -n 3 GET rt:d3)"
 same "basics: nothing in database 0" 0 "$(rcli EXISTS rt:d3)"
 same "basics: the URL's /3 too" '{"reply":"three"}' "$(field "$run" db3_url output)"
@@ -148,6 +150,10 @@ same "basics: no connection left open after the run" 1 "$(clients)"
 runrb basics2 run --state-dir "$state" --jobs 1 tests/redis/basics.yaml "${P[@]}"
 same "basics again: exit status" 0 "$rc"
 same "basics again: the check finds the flag" '"satisfied"' "$(field "$run" flag status)"
+
+runrb session run --state-dir "$state" --jobs 1 tests/redis/session.yaml "${P[@]}"
+same "a connection's settings (CLIENT SETNAME) do not reach the next step" 0 "$rc"
+has "... which sees none" "$(cat "$out/session")" 'clean: succeeded'
 
 # --- one connection for a run of many steps ----------------------------------------
 {
@@ -188,6 +194,8 @@ for ((i = 0; i < 100; i++)); do
 done
 closed=$(free_port)
 rcli SET rt:k "hello wörld" >/dev/null
+export REDIS_LONG_TOKEN
+REDIS_LONG_TOKEN=$(for _ in 1 2 3 4 5 6 7; do secret; done | head -c 200)
 runrb errors run --state-dir "$state" --jobs 1 tests/redis/errors.yaml "${P[@]}" \
 	-p "closed_port=$closed" -p "fake_port=$(cat "$work/fake.port")"
 check "errors: the run ends, no crash ($rc)" test "$rc" -le 1
@@ -225,7 +233,13 @@ same "a server that closes mid-reply" \
 	"GET on redis://127.0.0.1:$(cat "$work/fake.port")/0: the server closed the connection" \
 	"$(error_of "$run" mid_reply)"
 has "a server that sends garbage" "$(error_of "$run" garbage)" "GET on .*: protocol error: "
-for s in wrong_type pipe_error tx_aborted tx_runtime refused_later nil_item wrong_password \
+same "an unknown command, its arguments not quoted" \
+	"SETT on $at: command 1 (SETT): ERR unknown command 'SETT'" "$(error_of "$run" unknown_command)"
+same "... neither in its reply" '{"replies":[{"error":"ERR unknown command '"'SETT'"'"}]}' \
+	"$(field "$run" unknown_command output)"
+check "no piece of the token is in the state directory" bash -c '! grep -rqF "${1:0:24}" "$2"' _ "$REDIS_LONG_TOKEN" "$state"
+check "... nor in what the run printed" bash -c '! grep -qF "${1:0:24}" "$2"' _ "$REDIS_LONG_TOKEN" "$out/errors"
+for s in unknown_command wrong_type pipe_error tx_aborted tx_runtime refused_later nil_item wrong_password \
 	no_password refused_port unknown_host mid_reply garbage; do
 	same "$s failed" '"failed"' "$(field "$run" "$s" status)"
 done
