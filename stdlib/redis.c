@@ -292,21 +292,12 @@ static void shown_name(const json_t *argv, char *buf, size_t size)
 	buf[n] = '\0';
 }
 
-static int command_reads(const json_t *argv)
+/* Whether the command is one of table's (reads, own_settings). */
+static int listed(const char *const *table, const json_t *argv)
 {
 	char full[128];
 	command_name(argv, full, sizeof(full));
-	for (const char *const *t = reads; *t; t++)
-		if (is_entry(*t, full))
-			return 1;
-	return 0;
-}
-
-static int command_changes_conn(const json_t *argv)
-{
-	char full[128];
-	command_name(argv, full, sizeof(full));
-	for (const char *const *t = own_settings; *t; t++)
+	for (const char *const *t = table; *t; t++)
 		if (is_entry(*t, full))
 			return 1;
 	return 0;
@@ -476,7 +467,7 @@ static enum rb_effect redis_effect(const json_t *args, const json_t *later, char
 	json_array_foreach(cmds, k, argv) {
 		if (!json_is_string(json_array_get(argv, 0)))
 			unknown = 1;
-		else if (!command_reads(argv))
+		else if (!listed(reads, argv))
 			writes = 1;
 	}
 	struct rb_buf b;
@@ -872,7 +863,7 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 			fail(r, res, RB_BROKEN, "command %zu is nil", k + 1);
 			return NULL;
 		}
-		r->changes_conn |= command_changes_conn(argv);
+		r->changes_conn |= listed(own_settings, argv);
 		json_array_foreach(argv, i, v)
 			if (json_is_null(v)) {
 				char at[48] = "";
@@ -891,16 +882,12 @@ static void *redis_start(const struct rb_call *c, struct rb_result *res)
 	if (r->password)
 		rb_sha256_hex(r->password, strlen(r->password), hex);
 	hex[16] = '\0';
-	r->target = rb_xasprintf("%s:%d/%d %s %s", r->u.host, r->u.port, r->db,
-				 r->u.user ? r->u.user : "-", hex);
-	if (r->u.tls) {         /* and one for each way of trusting the server */
-		char *t = rb_xasprintf("%s tls %s %s %d", r->target, rb_arg_str(a, "ca_file") ?
-				       rb_arg_str(a, "ca_file") : "-", rb_arg_str(a, "client_cert") ?
-				       rb_arg_str(a, "client_cert") : "-",
-				       json_is_true(json_object_get(a, "insecure")));
-		free(r->target);
-		r->target = t;
-	}
+	/* With TLS, one for each way of trusting the server too. */
+	const char *ca = rb_arg_str(a, "ca_file"), *cert = rb_arg_str(a, "client_cert");
+	r->target = rb_xasprintf("%s:%d/%d %s %s %s %s %s %d", r->u.host, r->u.port, r->db,
+				 r->u.user ? r->u.user : "-", hex, r->u.tls ? "tls" : "tcp",
+				 ca ? ca : "-", cert ? cert : "-",
+				 json_is_true(json_object_get(a, "insecure")));
 	r->deadline_ms = c->deadline_ms;
 	int64_t now = rb_now_ms(), ms;
 	const char *t = json_string_value(json_object_get(a, "timeout")), *w;
